@@ -1,0 +1,72 @@
+/**
+ * Database plumbing shared by the data plane: the advisory-locked transaction and NOTIFY.
+ */
+import pg from 'pg';
+import { advisoryLockKey } from '../wire/lock-key.js';
+
+/** Anything that can run a query: a pool, a pooled client or a single client. */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** Runs `NOTIFY channel, payload`; delivered to listeners when the surrounding transaction commits. */
+export async function notify(db: Queryable, channel: string, payload = ''): Promise<void> {
+  await db.query('SELECT pg_notify($1, $2)', [channel, payload]);
+}
+
+export interface RealmLockOptions {
+  /** Give up waiting for the lock after this long (PostgreSQL `lock_timeout`). Default: wait forever. */
+  lockTimeoutMs?: number;
+}
+
+export interface RealmLockTiming {
+  /** Time spent waiting for `pg_advisory_xact_lock`. */
+  waitMs: number;
+  /** Time from acquiring the lock to COMMIT/ROLLBACK finishing (the lock is released then). */
+  heldMs: number;
+}
+
+/**
+ * Runs `fn` in one transaction holding Boxel's per-realm advisory lock
+ * (`pg_advisory_xact_lock(key::bigint)`): it commits if `fn` resolves and rolls back if it throws.
+ * The lock is transaction-scoped, so it is released by COMMIT, ROLLBACK, or the connection
+ * dying — a crashed holder never leaves a realm locked. Not re-entrant: do not nest for one realm.
+ */
+export async function withRealmLock<T>(
+  pool: pg.Pool,
+  realmURL: string,
+  fn: (tx: pg.PoolClient) => Promise<T>,
+  options: RealmLockOptions = {},
+): Promise<T> {
+  return (await withRealmLockTimed(pool, realmURL, fn, options)).result;
+}
+
+/** {@link withRealmLock}, also reporting how long the lock was waited for and held. */
+export async function withRealmLockTimed<T>(
+  pool: pg.Pool,
+  realmURL: string,
+  fn: (tx: pg.PoolClient) => Promise<T>,
+  options: RealmLockOptions = {},
+): Promise<{ result: T; timing: RealmLockTiming }> {
+  const client = await pool.connect();
+  let discard: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    if (options.lockTimeoutMs !== undefined) {
+      const timeout = `${Math.max(1, Math.round(options.lockTimeoutMs))}ms`;
+      await client.query(`SELECT set_config('lock_timeout', $1, true)`, [timeout]);
+    }
+    const waitStart = performance.now();
+    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryLockKey(realmURL)]);
+    const lockedAt = performance.now();
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return { result, timing: { waitMs: lockedAt - waitStart, heldMs: performance.now() - lockedAt } };
+  } catch (error) {
+    // A client whose ROLLBACK fails is in an unknown state: destroy it instead of reusing it.
+    await client.query('ROLLBACK').catch((rollbackError: Error) => (discard = rollbackError));
+    throw error;
+  } finally {
+    client.release(discard);
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * The two invalidation calls a realm server or the operator can make alone (Boxel's names).
+ * Inside a transaction their NOTIFYs are delivered at COMMIT, after the state they announce.
+ */
+import { MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../wire/channels.js';
+import {
+  chunkModuleInvalidations,
+  formatAllFileChangesPayload,
+  formatRealmDefinitionsInvalidation,
+  formatRealmRegistryPayload,
+} from '../wire/payloads.js';
+import { assertRealmURL } from '../wire/realm-url.js';
+import { notify, type Queryable } from './db.js';
+
+/** Tells every replica to drop every cached file of the realm: wildcard `realm_file_changes '<url>:*'`. */
+export async function notifyAllFileChanges(db: Queryable, realmURL: string): Promise<void> {
+  assertRealmURL(realmURL);
+  await notify(db, REALM_FILE_CHANGES_CHANNEL, formatAllFileChangesPayload(realmURL));
+}
+
+/**
+ * Drops the realm's cached card definitions everywhere: `DELETE FROM modules` for the realm and
+ * `NOTIFY module_cache_invalidated {"k":"realm","r":url}` so every replica bumps its generation.
+ * Returns the number of `modules` rows deleted.
+ */
+export async function clearRealmDefinitions(db: Queryable, realmURL: string): Promise<number> {
+  assertRealmURL(realmURL);
+  const { rowCount } = await db.query('DELETE FROM modules WHERE resolved_realm_url = $1', [realmURL]);
+  await notify(db, MODULE_CACHE_INVALIDATED_CHANNEL, formatRealmDefinitionsInvalidation(realmURL));
+  return rowCount ?? 0;
+}
+
+/** Drops specific modules' definitions, chunked under Boxel's 7000-byte payload budget. */
+export async function clearModuleDefinitions(db: Queryable, realmURL: string, moduleURLs: readonly string[]): Promise<void> {
+  assertRealmURL(realmURL);
+  if (moduleURLs.length === 0) return;
+  await db.query('DELETE FROM modules WHERE resolved_realm_url = $1 AND url = ANY($2::text[])', [realmURL, [...moduleURLs]]);
+  for (const payload of chunkModuleInvalidations(realmURL, moduleURLs)) await notify(db, MODULE_CACHE_INVALIDATED_CHANNEL, payload);
+}
+
+export async function notifyRealmRegistry(db: Queryable, op: 'upsert' | 'delete', realmURL: string): Promise<void> {
+  await notify(db, REALM_REGISTRY_CHANNEL, formatRealmRegistryPayload(op, realmURL));
+}

@@ -1,0 +1,166 @@
+/**
+ * Standalone migrations: the Boxel tables the operator touches (same names and columns as Boxel's
+ * own migrations, created only when absent so a Boxel database is left alone) and this
+ * project's tables in the `realm_operator` schema.
+ */
+import type pg from 'pg';
+import { advisoryLockKey } from '../wire/lock-key.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'boxel tables the operator touches',
+    sql: `
+CREATE TABLE IF NOT EXISTS realm_registry (
+  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  url varchar NOT NULL UNIQUE,
+  kind varchar NOT NULL CHECK (kind IN ('source', 'published', 'bootstrap')),
+  disk_id varchar NOT NULL,
+  owner_username varchar,
+  source_url varchar,
+  last_published_at bigint,
+  pinned boolean NOT NULL DEFAULT false,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS modules (
+  url varchar NOT NULL,
+  cache_scope varchar NOT NULL DEFAULT 'public',
+  auth_user_id varchar NOT NULL DEFAULT '',
+  resolved_realm_url varchar NOT NULL,
+  definitions jsonb,
+  deps jsonb,
+  error_doc jsonb,
+  created_at bigint,
+  file_alias varchar,
+  diagnostics jsonb,
+  PRIMARY KEY (url, cache_scope, auth_user_id)
+);
+CREATE INDEX IF NOT EXISTS modules_resolved_realm_url_index ON modules (resolved_realm_url);
+CREATE TABLE IF NOT EXISTS jobs (
+  id serial PRIMARY KEY,
+  job_type varchar NOT NULL,
+  args jsonb,
+  concurrency_group varchar,
+  timeout integer NOT NULL DEFAULT 60,
+  status varchar NOT NULL DEFAULT 'unfulfilled' CHECK (status IN ('unfulfilled', 'resolved', 'rejected')),
+  created_at timestamptz NOT NULL DEFAULT now(),
+  finished_at timestamptz,
+  result jsonb,
+  priority integer NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS realm_metadata (
+  url varchar PRIMARY KEY,
+  publishable boolean,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS realm_user_permissions (
+  realm_url varchar NOT NULL,
+  username varchar NOT NULL,
+  read boolean NOT NULL DEFAULT false,
+  write boolean NOT NULL DEFAULT false,
+  realm_owner boolean NOT NULL DEFAULT false,
+  PRIMARY KEY (realm_url, username)
+);
+CREATE TABLE IF NOT EXISTS boxel_index (
+  url varchar NOT NULL,
+  file_alias varchar,
+  realm_version integer NOT NULL DEFAULT 0,
+  realm_url varchar NOT NULL,
+  type varchar NOT NULL DEFAULT 'instance',
+  last_modified bigint,
+  indexed_at bigint,
+  is_deleted boolean,
+  PRIMARY KEY (url, realm_url, type)
+);
+CREATE INDEX IF NOT EXISTS boxel_index_realm_url_index ON boxel_index (realm_url);
+`,
+  },
+  {
+    version: 2,
+    name: 'realm-operator epochs, replicas, leases and acknowledgements',
+    sql: `
+-- One sequence orders every publish of every realm; each realm's epoch is the value drawn by its
+-- latest publish, so "a replica emptied its cache at sequence position S" covers every epoch <= S.
+CREATE SEQUENCE IF NOT EXISTS realm_operator.epoch_seq;
+CREATE TABLE IF NOT EXISTS realm_operator.realm_epochs (
+  realm_url text PRIMARY KEY,
+  epoch bigint NOT NULL,
+  content_version text,
+  previous_version text,
+  content_digest text,
+  file_count integer,
+  total_bytes bigint,
+  published_at timestamptz,
+  reindex_epoch bigint,
+  reindex_job_id bigint,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS realm_operator.replicas (
+  replica_id text PRIMARY KEY,
+  registered_at timestamptz NOT NULL DEFAULT now(),
+  -- The lease: a replica is live while lease_expires_at > now() (database clock).
+  lease_expires_at timestamptz NOT NULL,
+  lease_duration_ms integer NOT NULL CHECK (lease_duration_ms > 0),
+  renewed_at timestamptz NOT NULL DEFAULT now(),
+  -- epoch_seq position read just before the replica last emptied its whole cache (NULL until it
+  -- has); it has implicitly acknowledged every epoch at or below it.
+  cache_started_epoch bigint,
+  cache_started_at timestamptz,
+  metadata jsonb NOT NULL DEFAULT '{}'::jsonb
+);
+CREATE INDEX IF NOT EXISTS replicas_lease_expires_at_index ON realm_operator.replicas (lease_expires_at);
+CREATE TABLE IF NOT EXISTS realm_operator.replica_acks (
+  replica_id text NOT NULL REFERENCES realm_operator.replicas (replica_id) ON DELETE CASCADE,
+  realm_url text NOT NULL,
+  epoch bigint NOT NULL,
+  acked_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (replica_id, realm_url)
+);
+CREATE INDEX IF NOT EXISTS replica_acks_realm_url_index ON realm_operator.replica_acks (realm_url, epoch);
+`,
+  },
+];
+
+/** Serializes concurrent `migrate` runs (operator replicas starting together). */
+const MIGRATION_LOCK_URL = 'realm-operator:migrations';
+
+/** Applies every migration not yet recorded, each in its own transaction; returns the versions applied. */
+export async function migrate(pool: pg.Pool): Promise<number[]> {
+  const client = await pool.connect();
+  try {
+    await client.query('CREATE SCHEMA IF NOT EXISTS realm_operator');
+    await client.query(`CREATE TABLE IF NOT EXISTS realm_operator.schema_migrations (
+      version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const applied: number[] = [];
+    for (const migration of MIGRATIONS) {
+      await client.query('BEGIN');
+      try {
+        await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
+        const done = await client.query('SELECT 1 FROM realm_operator.schema_migrations WHERE version = $1', [migration.version]);
+        if (done.rowCount === 0) {
+          await client.query(migration.sql);
+          await client.query('INSERT INTO realm_operator.schema_migrations (version, name) VALUES ($1, $2)', [
+            migration.version,
+            migration.name,
+          ]);
+          applied.push(migration.version);
+        }
+        await client.query('COMMIT');
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    return applied;
+  } finally {
+    client.release();
+  }
+}

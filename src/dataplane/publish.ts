@@ -1,0 +1,311 @@
+/**
+ * Publishing and unpublishing a realm: the sequence the controller runs for a PublishedRealm.
+ *
+ * Guarantees:
+ * - Files are staged outside the realm lock; the lock is held only for a rename, a symlink swap
+ *   and the database writes, so its hold time does not grow with realm size.
+ * - Under the lock, in ONE transaction: registry upsert, `realm_metadata`, `clearRealmDefinitions`,
+ *   the epoch bump and the NOTIFYs. Peers are told at COMMIT, after the new files are in place.
+ * - Readers of `_published/<disk_id>/` see the old or the new content, never a gap (symlink swap).
+ * - A crash at any step leaves old or new content whole. The next publish, unpublish or
+ *   {@link recoverPublishedRealm} makes the files agree with what the database committed and
+ *   removes leftovers.
+ *
+ * Not included: the reindex enqueue ({@link enqueueReindex}), which the controller runs once
+ * replicas have acknowledged the new epoch.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import { assertRealmURL } from '../wire/realm-url.js';
+import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
+import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
+import type { RealmsLayout } from './layout.js';
+import {
+  installStagedVersion,
+  newVersionName,
+  readPublishedLink,
+  emptyTrash,
+  removePublishedLink,
+  swapPublishedLink,
+  trashVersionsExcept,
+  versionExists,
+} from './published-content.js';
+import {
+  bumpEpoch,
+  PublishError,
+  readRealmEpochRow,
+  readRegistryRow,
+  recordPublishedEpoch,
+  recordUnpublishedEpoch,
+  reservePublishedDiskId,
+  upsertPublishedRegistryRow,
+  upsertPublishedRealmMetadata,
+} from './realm-state.js';
+import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
+import { newStagingToken, removeTree, stageRealmFiles, STAGING_DIR_PREFIX, type SkippedEntry } from './staging.js';
+
+/** Named points in the sequence, for logs and for crash-injection tests. */
+export type PublishStep = 'staged' | 'reserved' | 'locked' | 'installed' | 'swapped' | 'recorded' | 'committed' | 'cleaned';
+export type UnpublishStep = 'locked' | 'unlinked' | 'committed' | 'cleaned';
+
+export interface DataPlane {
+  pool: pg.Pool;
+  layout: RealmsLayout;
+  logger: Logger;
+  /** fsync staged files (default true). */
+  durable?: boolean;
+  lock?: RealmLockOptions;
+  /** Called as each step completes; tests use it to inject crashes. */
+  onStep?: (step: PublishStep | UnpublishStep, realmURL: string) => void | Promise<void>;
+}
+
+export interface PublishRequest {
+  sourceRealmURL: string;
+  publishedRealmURL: string;
+  /** `realm_registry.owner_username` for the published realm. */
+  ownerUsername?: string;
+}
+
+export interface PublishResult {
+  publishedRealmURL: string;
+  diskId: string;
+  version: string;
+  epoch: number;
+  /** Milliseconds since the epoch (`realm_registry.last_published_at`). */
+  publishedAt: number;
+  fileCount: number;
+  totalBytes: number;
+  digest: string;
+  skipped: SkippedEntry[];
+  timing: { stageMs: number; lockWaitMs: number; lockHeldMs: number; totalMs: number };
+}
+
+/** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
+export async function publishRealm(plane: DataPlane, request: PublishRequest): Promise<PublishResult> {
+  const started = performance.now();
+  const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
+  const sourceURL = assertRealmURL(request.sourceRealmURL, 'sourceRealmURL');
+  if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
+  const step = async (name: PublishStep) => plane.onStep?.(name, publishedURL);
+
+  const sourceDir = await findSourceRealmDirectory(plane, sourceURL);
+  const token = newStagingToken();
+  const guard = await holdStagingGuard(plane.pool, token);
+  try {
+    const staged = await stageRealmFiles(sourceDir, plane.layout.stagingRoot, token, { logger: plane.logger, durable: plane.durable });
+    const stageMs = performance.now() - started;
+    await step('staged');
+
+    const diskId = await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL), plane.lock);
+    await step('reserved');
+
+    const version = newVersionName();
+    const publishedAt = Date.now();
+    const { result, timing } = await withRealmLockTimed(
+      plane.pool,
+      publishedURL,
+      async (tx) => {
+        await step('locked');
+        const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
+        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: request.ownerUsername ?? null, publishedAtMs: publishedAt });
+        await upsertPublishedRealmMetadata(tx, publishedURL);
+        await clearRealmDefinitions(tx, publishedURL);
+        await installStagedVersion(plane.layout, staged.dir, diskId, version);
+        await step('installed');
+        await swapPublishedLink(plane.layout, diskId, version, plane.logger);
+        await step('swapped');
+        const epoch = await recordPublishedEpoch(tx, publishedURL, {
+          diskId,
+          version,
+          previousVersion: committed.committedVersion,
+          digest: staged.digest,
+          fileCount: staged.fileCount,
+          totalBytes: staged.totalBytes,
+        });
+        await notifyRealmRegistry(tx, 'upsert', publishedURL);
+        await notifyAllFileChanges(tx, publishedURL);
+        await step('recorded');
+        return { epoch, previousVersion: committed.committedVersion };
+      },
+      plane.lock,
+    );
+    await step('committed');
+
+    await collectGarbage(plane, publishedURL);
+    await step('cleaned');
+    plane.logger.info({ realm: publishedURL, epoch: result.epoch, version, files: staged.fileCount, lockHeldMs: timing.heldMs }, 'published realm');
+    return {
+      publishedRealmURL: publishedURL,
+      diskId,
+      version,
+      epoch: result.epoch,
+      publishedAt,
+      fileCount: staged.fileCount,
+      totalBytes: staged.totalBytes,
+      digest: staged.digest,
+      skipped: staged.skipped,
+      timing: { stageMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
+    };
+  } finally {
+    // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
+    await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));
+    await guard.release();
+  }
+}
+
+export interface UnpublishResult {
+  publishedRealmURL: string;
+  /** False when there was nothing published at the URL. */
+  unpublished: boolean;
+  epoch: number;
+}
+
+/**
+ * Removes a published realm: under the lock and in one transaction, deletes its registry row and
+ * permissions and its definitions, unlinks the published directory and records a new epoch, with
+ * `realm_registry 'delete:<url>'` and the wildcard NOTIFY; then deletes the content versions.
+ */
+export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string): Promise<UnpublishResult> {
+  const url = assertRealmURL(publishedRealmURL, 'publishedRealmURL');
+  const step = async (name: UnpublishStep) => plane.onStep?.(name, url);
+  const outcome = await withRealmLock(
+    plane.pool,
+    url,
+    async (tx) => {
+      await step('locked');
+      await reconcileFilesWithDatabase(plane, tx, url);
+      const registry = await readRegistryRow(tx, url);
+      if (registry && registry.kind !== 'published') {
+        throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to unpublish it`);
+      }
+      const epochRow = await readRealmEpochRow(tx, url, true);
+      if (!registry && !epochRow?.content_version) return { unpublished: false, epoch: Number(epochRow?.epoch ?? 0) };
+      await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
+      await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
+      await clearRealmDefinitions(tx, url);
+      const diskId = registry?.disk_id ?? epochRow?.disk_id;
+      if (diskId) await removePublishedLink(plane.layout, diskId);
+      await step('unlinked');
+      const epoch = await recordUnpublishedEpoch(tx, url);
+      await notifyRealmRegistry(tx, 'delete', url);
+      await notifyAllFileChanges(tx, url);
+      return { unpublished: true, epoch };
+    },
+    plane.lock,
+  );
+  await step('committed');
+  await collectGarbage(plane, url);
+  await step('cleaned');
+  plane.logger.info({ realm: url, epoch: outcome.epoch, unpublished: outcome.unpublished }, 'unpublished realm');
+  return { publishedRealmURL: url, ...outcome };
+}
+
+export interface RecoveryResult {
+  /** What recovery changed, for logs; empty when files and database already agreed. */
+  actions: string[];
+}
+
+/**
+ * Makes a realm's files agree with what the database committed: rolls the published link back to
+ * the committed version after a crash between swap and COMMIT, restores a link removed by an
+ * unpublish that did not commit, removes a first publish that did not commit, and deletes
+ * versions, staging copies and scratch links nobody owns. Idempotent; publish and unpublish run
+ * it first and last.
+ */
+export async function recoverPublishedRealm(plane: DataPlane, realmURL: string): Promise<RecoveryResult> {
+  const url = assertRealmURL(realmURL, 'realmURL');
+  const { actions } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url), plane.lock);
+  await emptyTrash(plane.layout, plane.logger);
+  if (actions.length > 0) plane.logger.warn({ realm: url, actions }, 'recovered an interrupted publish');
+  return { actions };
+}
+
+/** Post-commit clean-up: the same reconciliation, which also trashes superseded versions. */
+async function collectGarbage(plane: DataPlane, url: string): Promise<void> {
+  try {
+    await recoverPublishedRealm(plane, url);
+  } catch (error) {
+    // The publish itself has committed; leftovers are removed by the next publish or recovery.
+    plane.logger.warn({ err: error, realm: url }, 'post-publish clean-up failed');
+  }
+}
+
+/**
+ * The recovery core, run inside a locked transaction. Only renames to the trash, so it is cheap.
+ * When it changes what readers can see it also bumps the epoch and NOTIFYs, because replicas may
+ * have cached the uncommitted content.
+ */
+async function reconcileFilesWithDatabase(
+  plane: DataPlane,
+  tx: pg.PoolClient,
+  url: string,
+): Promise<{ committedVersion: string | null; actions: string[] }> {
+  const actions: string[] = [];
+  const abandoned = await removeAbandonedStaging(tx, plane.layout);
+  if (abandoned.length > 0) actions.push(`removed abandoned staging ${abandoned.join(', ')}`);
+  const row = await readRealmEpochRow(tx, url, true);
+  if (!row?.disk_id) return { committedVersion: null, actions };
+  const diskId = row.disk_id;
+  await removeScratchLinks(plane.layout, diskId);
+  const link = await readPublishedLink(plane.layout, diskId);
+  const committed = row.content_version;
+  if (committed) {
+    if (!(link.kind === 'version' && link.version === committed)) {
+      if (!(await versionExists(plane.layout, diskId, committed))) {
+        throw new PublishError(
+          `committed content version ${committed} of ${url} is missing from ${plane.layout.versionsDir(diskId)}; publish again to replace it`,
+        );
+      }
+      await swapPublishedLink(plane.layout, diskId, committed, plane.logger);
+      actions.push(`re-pointed the published link from ${describeLink(link)} to committed version ${committed}`);
+      await bumpEpoch(tx, url);
+      await notifyAllFileChanges(tx, url);
+    }
+    const keep = new Set([committed, ...(row.previous_version ? [row.previous_version] : [])]);
+    const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
+    if (trashed.length > 0) actions.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
+    return { committedVersion: committed, actions };
+  }
+  // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
+  const registry = await readRegistryRow(tx, url);
+  if (registry) return { committedVersion: null, actions }; // published by Boxel itself: nothing of ours to undo
+  if (link.kind === 'version') {
+    await removePublishedLink(plane.layout, diskId);
+    actions.push(`removed the uncommitted published link to ${link.version}`);
+    await bumpEpoch(tx, url);
+    await notifyAllFileChanges(tx, url);
+  }
+  const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
+  if (trashed.length > 0) actions.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
+  // The next first publish gets a new disk id, as in Boxel.
+  await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);
+  return { committedVersion: null, actions };
+}
+
+async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {
+  const names = await fs.readdir(layout.linkScratchDir).catch(() => [] as string[]);
+  const ours = names.filter((name) => name.startsWith(`${diskId}.`));
+  await Promise.all(ours.map((name) => fs.rm(path.join(layout.linkScratchDir, name), { force: true })));
+}
+
+function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): string {
+  switch (link.kind) {
+    case 'missing':
+      return 'nothing';
+    case 'version':
+      return `version ${link.version}`;
+    case 'directory':
+      return 'a plain directory';
+    case 'foreign-link':
+      return `a foreign link to ${link.target}`;
+  }
+}
+
+async function findSourceRealmDirectory(plane: DataPlane, sourceURL: string): Promise<string> {
+  const row = await readRegistryRow(plane.pool, sourceURL);
+  if (!row) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
+  if (row.kind !== 'source') throw new PublishError(`${sourceURL} is a ${row.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
+  return plane.layout.sourceDir(row.disk_id);
+}

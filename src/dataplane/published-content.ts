@@ -1,0 +1,119 @@
+/**
+ * File-system steps of publishing: install a staged copy as a version, swap the published
+ * symlink to it atomically, and remove versions nobody points at. Every step is idempotent and
+ * safe to repeat after a crash; which version is *committed* is recorded in the database.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { RealmsLayout } from './layout.js';
+import { fsyncPath, removeTree } from './staging.js';
+
+export type PublishedLinkState =
+  | { kind: 'missing' }
+  | { kind: 'version'; version: string }
+  /** A real directory: published by Boxel itself before the operator managed this realm. */
+  | { kind: 'directory' }
+  /** A symlink that is not one of ours. */
+  | { kind: 'foreign-link'; target: string };
+
+export function newVersionName(now = Date.now()): string {
+  return `v${now}-${randomBytes(4).toString('hex')}`;
+}
+
+export async function readPublishedLink(layout: RealmsLayout, diskId: string): Promise<PublishedLinkState> {
+  const link = layout.publishedDir(diskId);
+  let stat;
+  try {
+    stat = await fs.lstat(link);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    throw error;
+  }
+  if (stat.isDirectory()) return { kind: 'directory' };
+  if (!stat.isSymbolicLink()) throw new Error(`${link} is neither a directory nor a symlink`);
+  const target = await fs.readlink(link);
+  const version = layout.versionFromLinkTarget(diskId, target);
+  return version ? { kind: 'version', version } : { kind: 'foreign-link', target };
+}
+
+/** Moves a staged copy into the versions directory (one rename on the same volume). */
+export async function installStagedVersion(layout: RealmsLayout, stagedDir: string, diskId: string, version: string): Promise<void> {
+  await fs.mkdir(layout.versionsDir(diskId), { recursive: true });
+  await fs.rename(stagedDir, layout.versionDir(diskId, version));
+}
+
+export async function versionExists(layout: RealmsLayout, diskId: string, version: string): Promise<boolean> {
+  return fs.stat(layout.versionDir(diskId, version)).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+/**
+ * Points `_published/<diskId>` at `version` by renaming a fresh symlink over it: readers see the
+ * old or the new content, never neither. A real directory left by Boxel is first moved into the
+ * versions directory; that one-time adoption has a sub-millisecond gap, logged as a warning.
+ */
+export async function swapPublishedLink(layout: RealmsLayout, diskId: string, version: string, logger?: Logger): Promise<void> {
+  const link = layout.publishedDir(diskId);
+  await fs.mkdir(layout.linkScratchDir, { recursive: true });
+  const scratch = path.join(layout.linkScratchDir, `${diskId}.${randomBytes(4).toString('hex')}`);
+  await fs.symlink(layout.linkTarget(diskId, version), scratch);
+  try {
+    const current = await readPublishedLink(layout, diskId);
+    if (current.kind === 'directory') {
+      const adopted = `adopted-${Date.now()}`;
+      logger?.warn({ link, adopted }, 'adopting a published realm directory the operator did not create; readers may see it missing for an instant');
+      await fs.rename(link, layout.versionDir(diskId, adopted));
+    }
+    await fs.rename(scratch, link);
+  } catch (error) {
+    await fs.rm(scratch, { force: true });
+    throw error;
+  }
+  await fsyncPath(layout.publishedRoot);
+}
+
+/** Removes the published symlink (unpublish): one atomic unlink. */
+export async function removePublishedLink(layout: RealmsLayout, diskId: string): Promise<void> {
+  const link = layout.publishedDir(diskId);
+  const state = await readPublishedLink(layout, diskId);
+  if (state.kind === 'directory') await removeTree(link);
+  else if (state.kind !== 'missing') await fs.rm(link, { force: true });
+}
+
+/**
+ * Moves every version of `diskId` except `keep` to the trash (renames only, so it is cheap under
+ * the realm lock); returns the names moved. Nothing in the trash is ever needed again.
+ */
+export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>): Promise<string[]> {
+  const dir = layout.versionsDir(diskId);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const moved = names.filter((name) => !keep.has(name));
+  for (const name of moved) await moveToTrash(layout, path.join(dir, name));
+  if (keep.size === 0) await fs.rmdir(dir).catch(() => undefined);
+  return moved;
+}
+
+export async function moveToTrash(layout: RealmsLayout, target: string): Promise<void> {
+  await fs.mkdir(layout.trashDir, { recursive: true });
+  await fs.rename(target, path.join(layout.trashDir, `${path.basename(target)}.${randomBytes(4).toString('hex')}`));
+}
+
+/** Deletes everything in the trash. Safe to run anywhere, by several processes at once. */
+export async function emptyTrash(layout: RealmsLayout, logger?: Logger): Promise<void> {
+  const names = await fs.readdir(layout.trashDir).catch(() => [] as string[]);
+  for (const name of names) {
+    await removeTree(path.join(layout.trashDir, name)).catch((error: Error) =>
+      logger?.warn({ err: error, entry: name }, 'could not empty a trash entry; the next publish retries'),
+    );
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Start-up check that every table and column the operator and listener use exists, so a missing
+ * migration is reported by name with its fix instead of surfacing later as an SQL error.
+ */
+import type { Queryable } from './db.js';
+
+/** `schema.table` → columns we read or write. */
+export const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  'public.realm_registry': ['id', 'url', 'kind', 'disk_id', 'owner_username', 'source_url', 'last_published_at', 'pinned', 'created_at', 'updated_at'],
+  'public.modules': ['url', 'cache_scope', 'auth_user_id', 'resolved_realm_url', 'definitions', 'deps', 'error_doc', 'created_at', 'file_alias', 'diagnostics'],
+  'public.jobs': ['id', 'job_type', 'args', 'concurrency_group', 'timeout', 'status', 'created_at', 'finished_at', 'result', 'priority'],
+  'public.realm_metadata': ['url', 'publishable'],
+  'public.realm_user_permissions': ['realm_url', 'username', 'read', 'write', 'realm_owner'],
+  'public.boxel_index': ['url', 'realm_url', 'type', 'last_modified'],
+  'realm_operator.realm_epochs': ['realm_url', 'epoch', 'content_version', 'previous_version', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'reindex_epoch', 'reindex_job_id'],
+  'realm_operator.replicas': ['replica_id', 'lease_expires_at', 'lease_duration_ms', 'renewed_at', 'cache_started_epoch', 'cache_started_at', 'metadata'],
+  'realm_operator.replica_acks': ['replica_id', 'realm_url', 'epoch', 'acked_at'],
+};
+
+export class SchemaError extends Error {
+  constructor(readonly missing: string[]) {
+    super(
+      `the database schema is incomplete: missing ${missing.join(', ')}. ` +
+        'Fix: run `realm-operator migrate` against this database (DATABASE_URL); in a Boxel database, ' +
+        "run Boxel's own migrations first for the public.* tables.",
+    );
+    this.name = 'SchemaError';
+  }
+}
+
+/** Lists what is missing, as `table` or `table.column`; empty when the schema is complete. */
+export async function findMissingSchema(db: Queryable, required = REQUIRED_COLUMNS): Promise<string[]> {
+  const { rows } = await db.query<{ table_schema: string; table_name: string; column_name: string }>(
+    `SELECT table_schema, table_name, column_name FROM information_schema.columns
+      WHERE table_schema = ANY($1::text[])`,
+    [[...new Set(Object.keys(required).map((t) => t.split('.')[0]))]],
+  );
+  const present = new Map<string, Set<string>>();
+  for (const row of rows) {
+    const table = `${row.table_schema}.${row.table_name}`;
+    if (!present.has(table)) present.set(table, new Set());
+    present.get(table)!.add(row.column_name);
+  }
+  const { rows: sequences } = await db.query(`SELECT 1 FROM pg_sequences WHERE schemaname = 'realm_operator' AND sequencename = 'epoch_seq'`);
+  const missing: string[] = sequences.length === 0 ? ['sequence realm_operator.epoch_seq'] : [];
+  for (const [table, columns] of Object.entries(required)) {
+    const have = present.get(table);
+    if (!have) {
+      missing.push(`table ${table}`);
+      continue;
+    }
+    for (const column of columns) if (!have.has(column)) missing.push(`column ${table}.${column}`);
+  }
+  return missing;
+}
+
+/** Throws a {@link SchemaError} naming every missing table and column. */
+export async function assertSchema(db: Queryable): Promise<void> {
+  const missing = await findMissingSchema(db);
+  if (missing.length > 0) throw new SchemaError(missing);
+}

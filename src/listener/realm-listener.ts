@@ -1,0 +1,495 @@
+/**
+ * The listener a realm-server replica runs: LISTENs on Boxel's channels, drops the right caches,
+ * acknowledges wildcard invalidations, and never silently dies.
+ *
+ * Expected flow: `start()` connects, LISTENs, registers the replica with a lease, reads the epoch
+ * sequence, drops every cache, records that, and only then reports ready. Each notification is
+ * handled in arrival order. A heartbeat renews the lease; a heartbeat that fails or times out, or
+ * any connection error, tears the connection down and the loop reconnects with capped, jittered
+ * backoff, forever, resyncing again before it reports ready.
+ *
+ * Guarantees: while `cacheTrusted` is true, the replica has been told of (and has applied) every
+ * invalidation committed since its last resync. It is false from the moment the connection is in
+ * doubt, and it turns false by itself when the lease could not be renewed in time (fencing), even
+ * if the event loop never notices a broken socket.
+ *
+ * Errors: nothing thrown by a payload or a cache callback escapes; malformed payloads and unknown
+ * realms are counted and logged. A wildcard whose cache drop throws is not acknowledged.
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import {
+  LISTENED_CHANNELS,
+  MODULE_CACHE_INVALIDATED_CHANNEL,
+  REALM_FILE_CHANGES_CHANNEL,
+  REALM_REGISTRY_CHANNEL,
+} from '../wire/channels.js';
+import {
+  isWildcardChange,
+  parseModuleCacheInvalidation,
+  parseRealmFileChangePayload,
+  parseRealmRegistryPayload,
+  type RealmRegistryChange,
+} from '../wire/payloads.js';
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+import { listenerMetrics, type ListenerMetrics } from './metrics.js';
+import {
+  deregisterReplica,
+  readEpochPosition,
+  readRealmEpoch,
+  recordAck,
+  recordCacheStarted,
+  registerReplica,
+  renewLease,
+} from './replica-registry.js';
+
+/** One realm's in-process caches, as the realm server exposes them to the listener. */
+export interface RealmCache {
+  /** Drop one cached path (and its aliases). */
+  dropPath(localPath: string): void | Promise<void>;
+  /** Drop every cached path of the realm. */
+  dropAll(): void | Promise<void>;
+  /** Bump the realm's definitions generation; `moduleURLs` when only some modules changed. */
+  bumpDefinitionsGeneration(moduleURLs?: readonly string[]): void | Promise<void>;
+}
+
+/** How the listener finds a realm's caches. Lookup is by exact realm URL, as in Boxel. */
+export interface RealmCaches {
+  find(realmURL: string): RealmCache | undefined;
+  /** Every realm currently cached; a resync drops them all. */
+  all(): Iterable<RealmCache>;
+}
+
+export interface RealmListenerOptions {
+  /** A connection string or pg client config for the listener's dedicated connection. */
+  connection: string | pg.ClientConfig;
+  replicaId: string;
+  caches: RealmCaches;
+  /** Take part in acknowledged invalidation (register, lease, acks). Default true. */
+  acknowledge?: boolean;
+  /** Lease length. Default 15 s. */
+  leaseDurationMs?: number;
+  /** Heartbeat (and lease renewal) period. Default 2 s. */
+  heartbeatIntervalMs?: number;
+  /** A heartbeat slower than this counts as a dead connection. Default 5 s. */
+  heartbeatTimeoutMs?: number;
+  /** Default 5 s. */
+  connectTimeoutMs?: number;
+  backoff?: BackoffPolicy;
+  /** Called for each `realm_registry` hint, after the listener's own handling. */
+  onRegistryChange?: (change: RealmRegistryChange) => void | Promise<void>;
+  /** Extra data stored with the replica's registration (pod name, version). */
+  metadata?: Record<string, unknown>;
+  logger?: Logger;
+  metricsRegistry?: Registry;
+}
+
+export type ListenerState = 'stopped' | 'connecting' | 'resyncing' | 'ready' | 'backoff';
+
+export interface ListenerStatus {
+  replicaId: string;
+  state: ListenerState;
+  ready: boolean;
+  cacheTrusted: boolean;
+  reconnects: number;
+  lastError?: string;
+  /** Milliseconds of lease left by the local clock (conservative), when acknowledging. */
+  leaseRemainingMs?: number;
+}
+
+interface Connection {
+  client: pg.Client;
+  /** Rejects when the connection is lost or must be abandoned. */
+  lost: Promise<never>;
+  fail(error: Error): void;
+  readonly closed: boolean;
+  /** Lets queued notifications through once the resync has finished. */
+  resynced(): void;
+}
+
+export class RealmListener extends EventEmitter {
+  readonly replicaId: string;
+  private readonly options: Required<
+    Pick<RealmListenerOptions, 'acknowledge' | 'leaseDurationMs' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'connectTimeoutMs' | 'backoff'>
+  > &
+    RealmListenerOptions;
+  private readonly logger: Logger;
+  private readonly metrics: ListenerMetrics;
+  private state: ListenerState = 'stopped';
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private connection: Connection | undefined;
+  /** performance.now() after which the lease may have expired in the database. */
+  private leaseValidUntil = 0;
+  private fenceTimer: NodeJS.Timeout | undefined;
+  private reconnects = 0;
+  private lastError: string | undefined;
+  private wakeBackoff: (() => void) | undefined;
+
+  constructor(options: RealmListenerOptions) {
+    super();
+    this.options = {
+      acknowledge: true,
+      leaseDurationMs: 15_000,
+      heartbeatIntervalMs: 2_000,
+      heartbeatTimeoutMs: 5_000,
+      connectTimeoutMs: 5_000,
+      backoff: DEFAULT_BACKOFF,
+      ...options,
+    };
+    if (this.options.acknowledge && this.options.heartbeatIntervalMs >= this.options.leaseDurationMs) {
+      throw new Error('heartbeatIntervalMs must be shorter than leaseDurationMs, or the lease lapses between renewals');
+    }
+    this.replicaId = options.replicaId;
+    this.logger = (options.logger ?? pino({ name: 'realm-listener' })).child({ replica: options.replicaId });
+    this.metrics = listenerMetrics(options.metricsRegistry);
+    this.metrics.ready.set({ replica: this.replicaId }, 0);
+  }
+
+  /** Connected, LISTENing and resynced. */
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  /** Whether the realm server may serve from (and fill) its caches right now. */
+  get cacheTrusted(): boolean {
+    if (this.state !== 'ready') return false;
+    return !this.options.acknowledge || performance.now() < this.leaseValidUntil;
+  }
+
+  status(): ListenerStatus {
+    return {
+      replicaId: this.replicaId,
+      state: this.state,
+      ready: this.ready,
+      cacheTrusted: this.cacheTrusted,
+      reconnects: this.reconnects,
+      ...(this.lastError ? { lastError: this.lastError } : {}),
+      ...(this.options.acknowledge ? { leaseRemainingMs: Math.max(0, Math.round(this.leaseValidUntil - performance.now())) } : {}),
+    };
+  }
+
+  /** A readiness-probe handler: 200 with the status while the cache can be trusted, 503 otherwise. */
+  readinessHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return (_req, res) => {
+      const status = this.status();
+      res.writeHead(status.cacheTrusted ? 200 : 503, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(status));
+    };
+  }
+
+  /** Starts the connection loop; resolves at once. Use {@link waitUntilReady} to wait for readiness. */
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.loop = this.run().catch((error: Error) => {
+      // run() handles its own errors; reaching here is a bug, and a dead listener must be loud.
+      this.logger.fatal({ err: error }, 'listener loop crashed');
+      this.setState('stopped');
+    });
+  }
+
+  /** Resolves when ready; rejects after `timeoutMs`. */
+  async waitUntilReady(timeoutMs = 30_000): Promise<void> {
+    if (this.ready) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('ready', onReady);
+        reject(new Error(`listener ${this.replicaId} not ready after ${timeoutMs} ms (last error: ${this.lastError ?? 'none'})`));
+      }, timeoutMs);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once('ready', onReady);
+    });
+  }
+
+  /** Stops the loop, deregisters the replica (best effort) and closes the connection. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.wakeBackoff?.();
+    const connection = this.connection;
+    if (connection && this.options.acknowledge && this.state === 'ready') {
+      await withTimeout(deregisterReplica(connection.client, this.replicaId), this.options.heartbeatTimeoutMs, 'deregister').catch(
+        (error: Error) => this.logger.warn({ err: error }, 'could not deregister on stop; the lease will expire'),
+      );
+    }
+    connection?.fail(new Error('listener stopped'));
+    await this.loop;
+    this.loop = undefined;
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopping) {
+      try {
+        this.setState('connecting');
+        const connection = this.openConnection();
+        await untilLost(connection, this.listen(connection.client));
+        this.setState('resyncing');
+        await untilLost(connection, this.resync(connection.client));
+        connection.resynced();
+        attempt = 0;
+        this.setState('ready');
+        await untilLost(connection, this.heartbeat(connection));
+      } catch (error) {
+        if (!this.stopping) {
+          this.lastError = (error as Error).message;
+          this.logger.warn({ err: error, state: this.state }, 'listener connection lost; reconnecting');
+        }
+      } finally {
+        this.teardown();
+      }
+      if (this.stopping) break;
+      this.setState('backoff');
+      const delay = backoffDelay(attempt++, this.options.backoff);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wakeBackoff = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeBackoff = undefined;
+      if (!this.stopping) {
+        this.reconnects += 1;
+        this.metrics.reconnects.inc();
+      }
+    }
+    this.setState('stopped');
+  }
+
+  private openConnection(): Connection {
+    const base = typeof this.options.connection === 'string' ? { connectionString: this.options.connection } : this.options.connection;
+    const client = new pg.Client({
+      ...base,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 5_000,
+      connectionTimeoutMillis: this.options.connectTimeoutMs,
+      application_name: `realm-listener:${this.replicaId}`.slice(0, 63),
+    });
+    let reject!: (error: Error) => void;
+    const lost = new Promise<never>((_, r) => (reject = r));
+    lost.catch(() => undefined); // observed through untilLost; never an unhandled rejection
+    let resynced!: () => void;
+    const gate = new Promise<void>((resolve) => (resynced = resolve));
+    let closed = false;
+    const connection: Connection = {
+      client,
+      lost,
+      get closed() {
+        return closed;
+      },
+      fail: (error) => {
+        if (closed) return;
+        closed = true;
+        reject(error);
+      },
+      resynced,
+    };
+    client.on('error', (error) => connection.fail(error));
+    client.on('end', () => connection.fail(new Error('connection ended')));
+    // Handled strictly in arrival order, after the resync; a failure means the connection is suspect.
+    let chain = gate;
+    client.on('notification', (message) => {
+      const received = performance.now();
+      chain = chain
+        .then(() => (connection.closed ? undefined : this.handleNotification(client, message, received)))
+        .catch((error: Error) => connection.fail(error));
+    });
+    this.connection = connection;
+    return connection;
+  }
+
+  private async listen(client: pg.Client): Promise<void> {
+    await client.connect();
+    for (const channel of LISTENED_CHANNELS) await client.query(`LISTEN ${channel}`);
+  }
+
+  /**
+   * LISTEN is already active, so nothing committed from here on is missed. Read the sequence
+   * position, then drop everything: every epoch at or below the position is covered.
+   */
+  private async resync(client: pg.Client): Promise<void> {
+    const started = performance.now();
+    if (this.options.acknowledge) {
+      await registerReplica(client, this.replicaId, this.options.leaseDurationMs, this.options.metadata);
+      this.extendLease(started);
+    }
+    const position = this.options.acknowledge ? await readEpochPosition(client) : 0;
+    for (const cache of this.options.caches.all()) await cache.dropAll();
+    if (this.options.acknowledge && !(await recordCacheStarted(client, this.replicaId, position))) {
+      throw new Error('lease expired during resync');
+    }
+    this.metrics.resyncs.inc();
+    this.logger.info({ position, ms: Math.round(performance.now() - started) }, 'listener resynced; caches dropped');
+  }
+
+  /** Renews the lease (or pings) every interval; throws when a beat fails, times out or the lease was lost. */
+  private async heartbeat(connection: Connection): Promise<void> {
+    for (;;) {
+      await sleep(this.options.heartbeatIntervalMs);
+      if (connection.closed) return;
+      const sent = performance.now();
+      try {
+        if (this.options.acknowledge) {
+          const renewed = await withTimeout(renewLease(connection.client, this.replicaId, this.options.leaseDurationMs), this.options.heartbeatTimeoutMs, 'heartbeat');
+          if (!renewed) throw new Error('lease had expired in the database; re-registering');
+          this.extendLease(sent);
+        } else {
+          await withTimeout(connection.client.query('SELECT 1'), this.options.heartbeatTimeoutMs, 'heartbeat');
+        }
+      } catch (error) {
+        this.metrics.heartbeatFailures.inc();
+        throw error;
+      }
+    }
+  }
+
+  /**
+   * The database computed its expiry from `now()` inside the renewal, which is no earlier than
+   * `sentAt` here, so expiring locally at `sentAt + lease` fences us before the operator stops
+   * waiting for us.
+   */
+  private extendLease(sentAt: number): void {
+    this.leaseValidUntil = sentAt + this.options.leaseDurationMs;
+    clearTimeout(this.fenceTimer);
+    this.fenceTimer = setTimeout(() => this.onLeaseLapsed(), Math.max(0, this.leaseValidUntil - performance.now()) + 1);
+    this.fenceTimer.unref();
+  }
+
+  private onLeaseLapsed(): void {
+    if (this.state !== 'ready' || performance.now() < this.leaseValidUntil) return;
+    this.metrics.fenced.inc();
+    this.logger.error('lease could not be renewed in time; fencing (cache not trusted) and reconnecting');
+    this.metrics.ready.set({ replica: this.replicaId }, 0);
+    this.emit('not-ready');
+    this.connection?.fail(new Error('lease lapsed'));
+  }
+
+  private async handleNotification(client: pg.Client, message: pg.Notification, received: number): Promise<void> {
+    const payload = message.payload ?? '';
+    const channel = message.channel;
+    this.metrics.notifications.inc({ channel });
+    switch (channel) {
+      case REALM_FILE_CHANGES_CHANNEL:
+        return this.handleFileChange(client, payload, received);
+      case MODULE_CACHE_INVALIDATED_CHANNEL:
+        return this.handleModuleInvalidation(payload);
+      case REALM_REGISTRY_CHANNEL:
+        return this.handleRegistryChange(payload);
+      default:
+        this.logger.debug({ channel }, 'notification on a channel the listener does not handle');
+    }
+  }
+
+  private async handleFileChange(client: pg.Client, payload: string, received: number): Promise<void> {
+    const change = parseRealmFileChangePayload(payload);
+    if (!change) return this.malformed(REALM_FILE_CHANGES_CHANNEL, payload);
+    const cache = this.options.caches.find(change.realmURL);
+    if (!isWildcardChange(change)) {
+      if (!cache) return this.unknownRealm(REALM_FILE_CHANGES_CHANNEL, change.realmURL);
+      await this.guard(() => cache.dropPath(change.path), 'dropPath', change.realmURL);
+      return;
+    }
+    // Read the epoch BEFORE clearing: the ack then never claims more than what was cleared.
+    const epoch = this.options.acknowledge ? await readRealmEpoch(client, change.realmURL) : 0;
+    if (cache && !(await this.guard(() => cache.dropAll(), 'dropAll', change.realmURL))) return;
+    if (!cache) this.metrics.unknownRealm.inc({ channel: REALM_FILE_CHANGES_CHANNEL });
+    // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
+    if (this.options.acknowledge && epoch > 0) {
+      if (!(await recordAck(client, this.replicaId, change.realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
+      this.metrics.ackSeconds.observe((performance.now() - received) / 1000);
+    }
+  }
+
+  private async handleModuleInvalidation(payload: string): Promise<void> {
+    const invalidation = parseModuleCacheInvalidation(payload);
+    if (!invalidation) return this.malformed(MODULE_CACHE_INVALIDATED_CHANNEL, payload);
+    if (invalidation.kind === 'global') {
+      for (const cache of this.options.caches.all()) await this.guard(() => cache.bumpDefinitionsGeneration(), 'bumpDefinitionsGeneration', '*');
+      return;
+    }
+    const cache = this.options.caches.find(invalidation.realmURL);
+    if (!cache) return this.unknownRealm(MODULE_CACHE_INVALIDATED_CHANNEL, invalidation.realmURL);
+    const modules = invalidation.kind === 'module' ? invalidation.moduleURLs : undefined;
+    await this.guard(() => cache.bumpDefinitionsGeneration(modules), 'bumpDefinitionsGeneration', invalidation.realmURL);
+  }
+
+  private async handleRegistryChange(payload: string): Promise<void> {
+    const change = parseRealmRegistryPayload(payload);
+    if (!change) return this.malformed(REALM_REGISTRY_CHANNEL, payload);
+    if (change.op === 'delete') {
+      const cache = this.options.caches.find(change.realmURL);
+      if (cache) await this.guard(() => cache.dropAll(), 'dropAll', change.realmURL);
+    }
+    const hook = this.options.onRegistryChange;
+    if (hook) await this.guard(() => hook(change), 'onRegistryChange', change.realmURL);
+  }
+
+  private malformed(channel: string, payload: string): void {
+    this.metrics.malformed.inc({ channel });
+    this.logger.warn({ channel, payload: payload.slice(0, 200) }, 'ignored a malformed NOTIFY payload');
+  }
+
+  private unknownRealm(channel: string, realmURL: string): void {
+    this.metrics.unknownRealm.inc({ channel });
+    this.logger.debug({ channel, realm: realmURL }, 'notification for a realm this replica does not serve');
+  }
+
+  /** Runs a realm-server callback; a throw is logged and reported as `false`, never propagated. */
+  private async guard(fn: () => void | Promise<void>, what: string, realmURL: string): Promise<boolean> {
+    try {
+      await fn();
+      return true;
+    } catch (error) {
+      this.logger.error({ err: error, realm: realmURL, callback: what }, 'realm cache callback threw; not acknowledging');
+      return false;
+    }
+  }
+
+  private setState(state: ListenerState): void {
+    if (this.state === state) return;
+    const wasReady = this.state === 'ready';
+    this.state = state;
+    this.metrics.ready.set({ replica: this.replicaId }, state === 'ready' ? 1 : 0);
+    if (state === 'ready') this.emit('ready');
+    else if (wasReady) this.emit('not-ready');
+    this.emit('state', state);
+  }
+
+  private teardown(): void {
+    clearTimeout(this.fenceTimer);
+    this.leaseValidUntil = 0;
+    const connection = this.connection;
+    this.connection = undefined;
+    if (!connection) return;
+    connection.fail(new Error('connection closed'));
+    // end() can hang on a half-open socket; destroying the stream cannot.
+    const stream = (connection.client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+    connection.client.end().catch(() => undefined);
+    stream?.destroy();
+  }
+}
+
+/** Awaits `work` unless the connection is lost first; a late rejection of `work` is swallowed. */
+async function untilLost<T>(connection: Connection, work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  return Promise.race([work, connection.lost]);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
