@@ -3,6 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM ?= npm
 NODE_ESM := node --experimental-vm-modules
+JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
+WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
 
 .PHONY: help install typecheck build test test-unit test-integration bench bench-fanout bench-lock demo migrate clean
 
@@ -22,13 +24,13 @@ build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
 test: typecheck build ## Type-check, unit and integration tests (real PostgreSQL)
-	$(NODE_ESM) node_modules/jest/bin/jest.js --ci
+	$(WITH_POSTGRES) $(JEST)
 
 test-unit: install ## Unit tests only (pure logic)
-	$(NODE_ESM) node_modules/jest/bin/jest.js --ci --selectProjects unit
+	$(JEST) --selectProjects unit
 
 test-integration: build ## Integration tests only (real PostgreSQL)
-	$(NODE_ESM) node_modules/jest/bin/jest.js --ci --selectProjects integration
+	$(WITH_POSTGRES) $(JEST) --selectProjects integration
 
 bench: bench-fanout bench-lock ## All benchmarks (printed numbers, not tests)
 

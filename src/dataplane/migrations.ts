@@ -93,7 +93,11 @@ CREATE SEQUENCE IF NOT EXISTS realm_operator.epoch_seq;
 CREATE TABLE IF NOT EXISTS realm_operator.realm_epochs (
   realm_url text PRIMARY KEY,
   epoch bigint NOT NULL,
+  -- Reserved before any file moves, so a crashed first publish can be found and undone.
+  disk_id text,
+  -- The version directory the published symlink points at, as committed; NULL when unpublished.
   content_version text,
+  -- Kept one publish longer for readers that resolved the link just before the swap.
   previous_version text,
   content_digest text,
   file_count integer,

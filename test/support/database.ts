@@ -12,7 +12,7 @@ export interface TestDatabase {
 
 export function adminURL(): string {
   const url = process.env.REALM_OPERATOR_TEST_ADMIN_URL;
-  if (!url) throw new Error('REALM_OPERATOR_TEST_ADMIN_URL is unset: run integration tests through jest (its global setup starts PostgreSQL)');
+  if (!url) throw new Error('REALM_OPERATOR_TEST_ADMIN_URL is unset: run integration tests with `make test` or `make test-integration` (they start PostgreSQL), or set DATABASE_URL');
   return url;
 }
 

@@ -48,6 +48,8 @@ export async function startEmbeddedPostgres(options: { port?: number; log?: (lin
     persistent: true,
     createPostgresUser: isRoot,
     authMethod: 'password',
+    // The package asks initdb for en_US.UTF-8 messages, which minimal images lack; a later flag wins.
+    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
     // Fast and disposable: this cluster never outlives the run that made it.
     postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'],
     onLog: quiet,

@@ -1,0 +1,253 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { withRealmLock } from '../../src/dataplane/db.js';
+import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { enqueueReindex } from '../../src/dataplane/reindex.js';
+import type { RealmsLayout } from '../../src/dataplane/layout.js';
+import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
+
+const ALL_CHANNELS = [REALM_FILE_CHANGES_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_REGISTRY_CHANNEL, JOBS_CHANNEL];
+
+describe('publish and unpublish (real PostgreSQL, real files)', () => {
+  let db: TestDatabase;
+  let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+  let layout: RealmsLayout;
+  let plane: DataPlane;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    realms = await makeRealmsRoot();
+    layout = realms.layout;
+    plane = dataPlane(db.pool, layout);
+  });
+  afterAll(async () => {
+    await db.drop();
+    await realms.cleanup();
+  });
+
+  test('publish, republish and unpublish: files, registry, modules, epochs, jobs and every NOTIFY', async () => {
+    const source = 'http://localhost:4201/alice/blog/';
+    const published = 'http://published.localhost:4201/alice/blog/';
+    const sourceDir = await createSourceRealm(db.pool, layout, source, { 'index.json': '{"v":1}', 'cards/post.gts': 'export const v = 1;' });
+    await db.pool.query(
+      `INSERT INTO modules (url, resolved_realm_url, definitions) VALUES ($1, $2, '{}'), ($3, $4, '{}')`,
+      [`${published}cards/post.gts`, published, `${source}cards/post.gts`, source],
+    );
+    const listener = await recordNotifications(db.url, ALL_CHANNELS);
+    try {
+      const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, ownerUsername: 'alice' });
+      expect(first.fileCount).toBe(2);
+      expect(first.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
+      expect(first.diskId).toMatch(/^[0-9a-f-]{36}$/);
+      const publishedDir = layout.publishedDir(first.diskId);
+      expect(await readTree(publishedDir)).toEqual({ 'index.json': '{"v":1}', 'cards/post.gts': 'export const v = 1;' });
+
+      const registry = await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published]);
+      expect(registry.rows[0]).toMatchObject({ kind: 'published', disk_id: first.diskId, source_url: source, owner_username: 'alice' });
+      expect(Number(registry.rows[0].last_published_at)).toBe(first.publishedAt);
+      expect((await db.pool.query('SELECT publishable FROM realm_metadata WHERE url = $1', [published])).rows).toEqual([{ publishable: false }]);
+      // Only the published realm's definitions are cleared.
+      expect((await db.pool.query('SELECT resolved_realm_url FROM modules')).rows).toEqual([{ resolved_realm_url: source }]);
+      const epochs = await db.pool.query('SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
+      expect(Number(epochs.rows[0].epoch)).toBe(first.epoch);
+      expect(epochs.rows[0]).toMatchObject({ content_version: first.version, previous_version: null, content_digest: first.digest, file_count: 2 });
+      // The reindex is NOT part of the publish.
+      expect((await db.pool.query('SELECT count(*)::int AS n FROM jobs')).rows[0].n).toBe(0);
+
+      await listener.waitFor((n) => n.payload === `${published}:*`);
+      expect(listener.received).toEqual([
+        { channel: MODULE_CACHE_INVALIDATED_CHANNEL, payload: JSON.stringify({ k: 'realm', r: published }) },
+        { channel: REALM_REGISTRY_CHANNEL, payload: `upsert:${published}` },
+        { channel: REALM_FILE_CHANGES_CHANNEL, payload: `${published}:*` },
+      ]);
+      listener.clear();
+
+      // Republish after the source changed: same disk id, new content, higher epoch.
+      await writeFiles(sourceDir, { 'cards/post.gts': 'export const v = 2;', 'new.md': '# new' });
+      await fs.rm(path.join(sourceDir, 'index.json'));
+      const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+      expect(second.diskId).toBe(first.diskId);
+      expect(second.epoch).toBeGreaterThan(first.epoch);
+      expect(await readTree(publishedDir)).toEqual({ 'cards/post.gts': 'export const v = 2;', 'new.md': '# new' });
+      expect(second.digest).not.toBe(first.digest);
+      const afterSecond = await db.pool.query('SELECT content_version, previous_version FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
+      expect(afterSecond.rows[0]).toEqual({ content_version: second.version, previous_version: first.version });
+      // Exactly the current and the previous version are kept on disk.
+      expect((await fs.readdir(layout.versionsDir(first.diskId))).sort()).toEqual([first.version, second.version].sort());
+      await listener.waitFor((n) => n.payload === `${published}:*`);
+
+      // The reindex enqueue, once per epoch.
+      await db.pool.query(`INSERT INTO boxel_index (url, realm_url, last_modified) VALUES ($1, $2, 123)`, [`${published}x.json`, published]);
+      const job = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch, realmUsername: 'alice' });
+      expect(job.created).toBe(true);
+      expect(await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch, realmUsername: 'alice' })).toEqual({ jobId: job.jobId, created: false });
+      await expect(enqueueReindex(db.pool, { realmURL: published, epoch: first.epoch, realmUsername: 'alice' })).rejects.toThrow(/the realm is at epoch/);
+      const jobs = await db.pool.query('SELECT * FROM jobs');
+      expect(jobs.rows).toHaveLength(1);
+      expect(jobs.rows[0]).toMatchObject({
+        id: job.jobId,
+        job_type: 'from-scratch-index',
+        concurrency_group: `indexing:${published}`,
+        priority: 10,
+        timeout: 3600,
+        status: 'unfulfilled',
+        args: { realmURL: published, realmUsername: 'alice', clearLastModified: true, awaitedByPublish: true },
+      });
+      expect((await db.pool.query('SELECT last_modified FROM boxel_index')).rows).toEqual([{ last_modified: null }]);
+      await listener.waitFor((n) => n.channel === JOBS_CHANNEL);
+      listener.clear();
+
+      // Unpublish.
+      await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read) VALUES ($1, 'bob', true)`, [published]);
+      const gone = await unpublishRealm(plane, published);
+      expect(gone.unpublished).toBe(true);
+      expect(gone.epoch).toBeGreaterThan(second.epoch);
+      await expect(fs.lstat(publishedDir)).rejects.toMatchObject({ code: 'ENOENT' });
+      await expect(fs.stat(layout.versionsDir(first.diskId))).rejects.toMatchObject({ code: 'ENOENT' });
+      expect((await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
+      expect((await db.pool.query('SELECT * FROM realm_user_permissions WHERE realm_url = $1', [published])).rows).toEqual([]);
+      const after = await db.pool.query('SELECT disk_id, content_version FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
+      expect(after.rows[0]).toEqual({ disk_id: null, content_version: null });
+      await listener.waitFor((n) => n.payload === `${published}:*`);
+      expect(listener.received).toEqual([
+        { channel: MODULE_CACHE_INVALIDATED_CHANNEL, payload: JSON.stringify({ k: 'realm', r: published }) },
+        { channel: REALM_REGISTRY_CHANNEL, payload: `delete:${published}` },
+        { channel: REALM_FILE_CHANGES_CHANNEL, payload: `${published}:*` },
+      ]);
+      // The source realm is untouched; a second unpublish is a no-op; a new first publish gets a new disk id.
+      expect(await readTree(sourceDir)).toEqual({ 'cards/post.gts': 'export const v = 2;', 'new.md': '# new' });
+      expect((await unpublishRealm(plane, published)).unpublished).toBe(false);
+      const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+      expect(third.diskId).not.toBe(first.diskId);
+      // Nothing is left in staging, scratch or trash.
+      for (const dir of [layout.stagingRoot, layout.linkScratchDir, layout.trashDir]) {
+        expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
+      }
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('refuses bad input with messages that name the field', async () => {
+    await expect(publishRealm(plane, { sourceRealmURL: 'http://h/a', publishedRealmURL: 'http://h/b/' })).rejects.toThrow(
+      'sourceRealmURL: does not end with "/"; use "http://h/a/"',
+    );
+    await expect(publishRealm(plane, { sourceRealmURL: 'http://h/a/', publishedRealmURL: 'http://h/a/' })).rejects.toThrow(/must differ/);
+    await expect(publishRealm(plane, { sourceRealmURL: 'http://h/missing/', publishedRealmURL: 'http://h/p/' })).rejects.toThrow(
+      /source realm http:\/\/h\/missing\/ is not in realm_registry/,
+    );
+    const source = 'http://localhost:4201/carol/src/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const other = 'http://localhost:4201/carol/other/';
+    await createSourceRealm(db.pool, layout, other, { 'b.txt': 'b' });
+    await expect(publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: other })).rejects.toThrow(
+      /registered as a source realm; refusing to publish over it/,
+    );
+    expect(await fs.readdir(layout.stagingRoot)).toEqual([]);
+  });
+
+  test('nested directories, file modes, empty directories, symlinks inside and outside, and special files', async () => {
+    const source = 'http://localhost:4201/dave/tree/';
+    const dir = await createSourceRealm(db.pool, layout, source, { 'a/b/c/deep.txt': 'deep', 'run.sh': '#!/bin/sh\n', 'x.json': '{}' });
+    await fs.chmod(path.join(dir, 'run.sh'), 0o750);
+    await fs.mkdir(path.join(dir, 'empty'));
+    await fs.symlink('a/b/c/deep.txt', path.join(dir, 'inside-link'));
+    await fs.symlink(path.join(dir, 'x.json'), path.join(dir, 'absolute-inside'));
+    await fs.symlink('/etc/passwd', path.join(dir, 'outside-link'));
+    await fs.symlink('../../../', path.join(dir, 'escape'));
+    await fs.symlink('nowhere', path.join(dir, 'dangling'));
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+
+    const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/dave/tree/' });
+    const pub = layout.publishedDir(result.diskId);
+    expect(await fs.readFile(path.join(pub, 'a/b/c/deep.txt'), 'utf8')).toBe('deep');
+    expect((await fs.stat(path.join(pub, 'run.sh'))).mode & 0o777).toBe(0o750);
+    expect((await fs.stat(path.join(pub, 'empty'))).isDirectory()).toBe(true);
+    // Links inside the realm are kept, re-pointed relatively inside the copy.
+    expect(await fs.readFile(path.join(pub, 'inside-link'), 'utf8')).toBe('deep');
+    expect(await fs.readFile(path.join(pub, 'absolute-inside'), 'utf8')).toBe('{}');
+    const realTarget = await fs.realpath(path.join(pub, 'absolute-inside'));
+    expect(realTarget.startsWith(layout.versionsDir(result.diskId))).toBe(true);
+    for (const name of ['outside-link', 'escape', 'dangling', 'pipe']) {
+      await expect(fs.lstat(path.join(pub, name))).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+    expect(result.skipped.map((s) => s.path).sort()).toEqual(['dangling', 'escape', 'outside-link', 'pipe']);
+    expect(result.skipped.find((s) => s.path === 'outside-link')?.reason).toMatch(/points outside the source realm/);
+    expect(result.skipped.find((s) => s.path === 'pipe')?.reason).toBe('is a FIFO, not a regular file, directory or symlink');
+    expect(result.fileCount).toBe(3);
+  });
+
+  test('an empty realm publishes as an empty directory', async () => {
+    const source = 'http://localhost:4201/erin/empty/';
+    await createSourceRealm(db.pool, layout, source, {});
+    const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/erin/empty/' });
+    expect(result.fileCount).toBe(0);
+    expect(await fs.readdir(layout.publishedDir(result.diskId))).toEqual([]);
+  });
+
+  test('a 10,000-file realm publishes whole', async () => {
+    const source = 'http://localhost:4201/frank/big/';
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 10_000; i++) files[`d${i % 50}/f${i}.json`] = `{"i":${i}}`;
+    await createSourceRealm(db.pool, layout, source, files);
+    const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/frank/big/' });
+    expect(result.fileCount).toBe(10_000);
+    const tree = await readTree(layout.publishedDir(result.diskId));
+    expect(Object.keys(tree)).toHaveLength(10_000);
+    expect(tree['d7/f9957.json']).toBe('{"i":9957}');
+  }, 120_000);
+
+  test('two publishes of one realm serialize; publishes of two realms run in parallel', async () => {
+    const sourceA = 'http://localhost:4201/gina/a/';
+    const sourceB = 'http://localhost:4201/gina/b/';
+    await createSourceRealm(db.pool, layout, sourceA, { 'a.txt': 'a' });
+    await createSourceRealm(db.pool, layout, sourceB, { 'b.txt': 'b' });
+    const pubA = 'http://pub.localhost/gina/a/';
+    const pubB = 'http://pub.localhost/gina/b/';
+    // Hold each realm's lock inside the transaction for a while and record who was inside when.
+    const inside: Array<{ url: string; enter: number; exit: number }> = [];
+    const slow: DataPlane = {
+      ...plane,
+      onStep: async (step, url) => {
+        if (step !== 'locked') return;
+        const enter = performance.now();
+        await new Promise((r) => setTimeout(r, 300));
+        inside.push({ url, enter, exit: performance.now() });
+      },
+    };
+    const results = await Promise.all([
+      publishRealm(slow, { sourceRealmURL: sourceA, publishedRealmURL: pubA }),
+      publishRealm(slow, { sourceRealmURL: sourceA, publishedRealmURL: pubA }),
+      publishRealm(slow, { sourceRealmURL: sourceB, publishedRealmURL: pubB }),
+    ]);
+    const sameRealm = inside.filter((i) => i.url === pubA).sort((x, y) => x.enter - y.enter);
+    expect(sameRealm).toHaveLength(2);
+    expect(sameRealm[1]!.enter).toBeGreaterThanOrEqual(sameRealm[0]!.exit);
+    const other = inside.find((i) => i.url === pubB)!;
+    const overlaps = sameRealm.some((i) => other.enter < i.exit && i.enter < other.exit);
+    expect(overlaps).toBe(true);
+    expect(new Set(results.slice(0, 2).map((r) => r.epoch)).size).toBe(2);
+    expect(await readTree(layout.publishedDir(results[0]!.diskId))).toEqual({ 'a.txt': 'a' });
+  });
+
+  test('withRealmLock rolls back on error and honours lockTimeoutMs', async () => {
+    const url = 'http://pub.localhost/lock/test/';
+    await expect(
+      withRealmLock(db.pool, url, async (tx) => {
+        await tx.query(`INSERT INTO realm_metadata (url, publishable) VALUES ($1, true)`, [url]);
+        throw new Error('boom');
+      }),
+    ).rejects.toThrow('boom');
+    expect((await db.pool.query('SELECT * FROM realm_metadata WHERE url = $1', [url])).rows).toEqual([]);
+    let release!: () => void;
+    const held = withRealmLock(db.pool, url, () => new Promise<void>((r) => (release = r)));
+    await new Promise((r) => setTimeout(r, 100));
+    await expect(withRealmLock(db.pool, url, async () => 'never', { lockTimeoutMs: 100 })).rejects.toThrow(/lock timeout/);
+    release();
+    await held;
+    await expect(withRealmLock(db.pool, url, async () => 'ok', { lockTimeoutMs: 1000 })).resolves.toBe('ok');
+  });
+});

@@ -1,0 +1,109 @@
+/** Fixtures: a realms root on disk, source realms registered in `realm_registry`, and a NOTIFY recorder. */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { pino } from 'pino';
+import { RealmsLayout } from '../../src/dataplane/layout.js';
+import type { DataPlane } from '../../src/dataplane/publish.js';
+
+export const silentLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+export async function makeRealmsRoot(): Promise<{ root: string; layout: RealmsLayout; cleanup(): Promise<void> }> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'realms-'));
+  return { root, layout: new RealmsLayout(root), cleanup: () => fs.rm(root, { recursive: true, force: true }) };
+}
+
+export function dataPlane(pool: pg.Pool, layout: RealmsLayout, extra: Partial<DataPlane> = {}): DataPlane {
+  return { pool, layout, logger: silentLogger, durable: false, ...extra };
+}
+
+/** Writes `files` (path → content) under `<root>/<diskId>/` and registers the source realm. */
+export async function createSourceRealm(
+  pool: pg.Pool,
+  layout: RealmsLayout,
+  url: string,
+  files: Record<string, string>,
+  diskId = `owner/${path.basename(new URL(url).pathname)}-${Math.random().toString(36).slice(2, 8)}`,
+): Promise<string> {
+  const dir = layout.sourceDir(diskId);
+  await fs.mkdir(dir, { recursive: true });
+  await writeFiles(dir, files);
+  await pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'source', $2, 'owner')`, [url, diskId]);
+  return dir;
+}
+
+export async function writeFiles(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, content] of Object.entries(files)) {
+    const file = path.join(dir, rel);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    await fs.writeFile(file, content);
+  }
+}
+
+/** Every regular file under `dir` (following the published symlink) as path → content. */
+export async function readTree(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function walk(current: string, rel: string) {
+    for (const entry of await fs.readdir(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      const r = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(full, r);
+      else if (entry.isFile()) out[r] = await fs.readFile(full, 'utf8');
+      else if (entry.isSymbolicLink()) out[`${r}@`] = await fs.readlink(full);
+    }
+  }
+  await walk(dir, '');
+  return out;
+}
+
+export interface RecordedNotification {
+  channel: string;
+  payload: string;
+}
+
+/** A real LISTEN connection that records everything on the given channels. */
+export async function recordNotifications(url: string, channels: string[]): Promise<{
+  received: RecordedNotification[];
+  waitFor(predicate: (n: RecordedNotification) => boolean, timeoutMs?: number): Promise<RecordedNotification>;
+  clear(): void;
+  close(): Promise<void>;
+}> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const received: RecordedNotification[] = [];
+  const waiters: Array<() => void> = [];
+  client.on('notification', (m) => {
+    received.push({ channel: m.channel, payload: m.payload ?? '' });
+    for (const w of waiters.splice(0)) w();
+  });
+  for (const channel of channels) await client.query(`LISTEN ${channel}`);
+  return {
+    received,
+    async waitFor(predicate, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = received.find(predicate);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`notification not received; got ${JSON.stringify(received)}`);
+        await new Promise<void>((resolve) => {
+          waiters.push(resolve);
+          setTimeout(resolve, 50);
+        });
+      }
+    },
+    clear() {
+      received.length = 0;
+    },
+    close: () => client.end(),
+  };
+}
+
+/** Waits for `check` to hold, polling; throws with `describe()` after the timeout. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, describe = () => 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${describe()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
