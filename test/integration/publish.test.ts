@@ -233,6 +233,43 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     expect(await readTree(layout.publishedDir(results[0]!.diskId))).toEqual({ 'a.txt': 'a' });
   });
 
+  test('readers never see a missing, empty or half-written published realm during repeated publishes', async () => {
+    const source = 'http://localhost:4201/hana/live/';
+    const fileNames = Array.from({ length: 40 }, (_, i) => `cards/card-${i}.json`);
+    const content = (generation: number) => Object.fromEntries(fileNames.map((f) => [f, `{"generation":${generation},"file":"${f}","pad":"${'x'.repeat(2000)}"}`]));
+    const sourceDir = await createSourceRealm(db.pool, layout, source, content(0));
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/hana/live/' });
+    const publishedDir = layout.publishedDir(first.diskId);
+    let stop = false;
+    let reads = 0;
+    const problems: string[] = [];
+    const reader = (async () => {
+      while (!stop) {
+        for (const file of fileNames) {
+          try {
+            const text = await fs.readFile(path.join(publishedDir, file), 'utf8');
+            const parsed = JSON.parse(text) as { file: string };
+            if (parsed.file !== file) problems.push(`${file}: wrong content`);
+          } catch (error) {
+            problems.push(`${file}: ${(error as Error).message}`);
+          }
+          reads += 1;
+        }
+        const listing = await fs.readdir(path.join(publishedDir, 'cards'));
+        if (listing.length !== fileNames.length) problems.push(`listing had ${listing.length} entries`);
+      }
+    })();
+    for (let generation = 1; generation <= 15; generation++) {
+      await writeFiles(sourceDir, content(generation));
+      await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/hana/live/' });
+    }
+    stop = true;
+    await reader;
+    expect(problems).toEqual([]);
+    expect(reads).toBeGreaterThan(fileNames.length * 15);
+    expect(JSON.parse(await fs.readFile(path.join(publishedDir, fileNames[0]!), 'utf8')).generation).toBe(15);
+  }, 60_000);
+
   test('withRealmLock rolls back on error and honours lockTimeoutMs', async () => {
     const url = 'http://pub.localhost/lock/test/';
     await expect(

@@ -1,0 +1,140 @@
+/**
+ * A publisher SIGKILLed at every step of publish and unpublish: the published realm is always
+ * old or new content, whole; recovery (or the next publish) makes files agree with the database
+ * and leaves nothing behind.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../../src/dataplane/publish.js';
+import { readPublishedLink } from '../../src/dataplane/published-content.js';
+import type { RealmsLayout } from '../../src/dataplane/layout.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+
+const PUBLISH_STEPS: PublishStep[] = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'];
+const UNPUBLISH_STEPS: UnpublishStep[] = ['locked', 'unlinked', 'committed', 'cleaned'];
+const OLD = { 'index.json': '{"v":"old"}', 'cards/a.gts': 'old a', 'cards/b.gts': 'old b' };
+const NEW = { 'index.json': '{"v":"new"}', 'cards/a.gts': 'new a', 'cards/c.gts': 'new c' };
+
+let db: TestDatabase;
+let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let layout: RealmsLayout;
+let plane: DataPlane;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  realms = await makeRealmsRoot();
+  layout = realms.layout;
+  plane = dataPlane(db.pool, layout);
+});
+afterAll(async () => {
+  await db.drop();
+  await realms.cleanup();
+});
+
+async function crashDuring(operation: 'publish' | 'unpublish', crashAt: string, sourceURL: string, publishedURL: string): Promise<void> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../support/crash-child.ts')], {
+    env: { ...process.env, DATABASE_URL: db.url, REALMS_ROOT: realms.root, OPERATION: operation, SOURCE_URL: sourceURL, PUBLISHED_URL: publishedURL, CRASH_AT: crashAt },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, s) => resolve(s)));
+  if (signal !== 'SIGKILL') throw new Error(`child did not crash at ${crashAt}: ${output}`);
+}
+
+/** The published realm's content as readers see it now, or `undefined` when it is absent. */
+async function visibleContent(diskId: string): Promise<Record<string, string> | undefined> {
+  try {
+    return await readTree(layout.publishedDir(diskId));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+async function expectNoLeftovers(diskId: string | null): Promise<void> {
+  for (const dir of [layout.stagingRoot, layout.linkScratchDir, layout.trashDir]) {
+    expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
+  }
+  if (!diskId) return;
+  const versions = await fs.readdir(layout.versionsDir(diskId)).catch(() => [] as string[]);
+  const { rows } = await db.pool.query('SELECT content_version, previous_version FROM realm_operator.realm_epochs WHERE disk_id = $1', [diskId]);
+  const expected = rows[0] ? [rows[0].content_version, rows[0].previous_version].filter(Boolean) : [];
+  expect(versions.sort()).toEqual(expected.sort());
+}
+
+describe.each(PUBLISH_STEPS)('publisher killed after step "%s"', (step) => {
+  test('republish: old or new content throughout, then consistent and clean', async () => {
+    const sourceURL = `http://localhost:4201/crash/${step}-src/`;
+    const publishedURL = `http://pub.localhost/crash/${step}/`;
+    const sourceDir = await createSourceRealm(db.pool, layout, sourceURL, OLD);
+    const first = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+    await fs.rm(path.join(sourceDir, 'cards/b.gts'));
+    await writeFiles(sourceDir, NEW);
+
+    await crashDuring('publish', step, sourceURL, publishedURL);
+    const seen = await visibleContent(first.diskId);
+    expect([OLD, NEW]).toContainEqual(seen);
+
+    await recoverPublishedRealm(plane, publishedURL);
+    const { rows } = await db.pool.query('SELECT content_version, content_digest FROM realm_operator.realm_epochs WHERE realm_url = $1', [publishedURL]);
+    const committedNew = rows[0].content_version !== first.version;
+    // Whether the crash came before or after COMMIT decides which content survives.
+    expect(committedNew).toBe(PUBLISH_STEPS.indexOf(step) >= PUBLISH_STEPS.indexOf('committed'));
+    expect(await visibleContent(first.diskId)).toEqual(committedNew ? NEW : OLD);
+    const link = await readPublishedLink(layout, first.diskId);
+    expect(link).toEqual({ kind: 'version', version: rows[0].content_version });
+    await expectNoLeftovers(first.diskId);
+
+    const next = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+    expect(await visibleContent(next.diskId)).toEqual(NEW);
+    await expectNoLeftovers(next.diskId);
+  });
+
+  test('first publish: absent or whole, then consistent and clean', async () => {
+    const sourceURL = `http://localhost:4201/crash/${step}-first-src/`;
+    const publishedURL = `http://pub.localhost/crash/${step}-first/`;
+    await createSourceRealm(db.pool, layout, sourceURL, NEW);
+    await crashDuring('publish', step, sourceURL, publishedURL);
+
+    const reserved = await db.pool.query('SELECT disk_id FROM realm_operator.realm_epochs WHERE realm_url = $1', [publishedURL]);
+    const diskId: string | null = reserved.rows[0]?.disk_id ?? null;
+    if (diskId) expect([undefined, NEW]).toContainEqual(await visibleContent(diskId));
+
+    // The next publish recovers first, then completes.
+    const result = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+    expect(await visibleContent(result.diskId)).toEqual(NEW);
+    if (diskId && diskId !== result.diskId) expect(await visibleContent(diskId)).toBeUndefined();
+    const registry = await db.pool.query('SELECT disk_id FROM realm_registry WHERE url = $1', [publishedURL]);
+    expect(registry.rows).toEqual([{ disk_id: result.diskId }]);
+    await expectNoLeftovers(result.diskId);
+  });
+});
+
+describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
+  test('the realm is whole or gone, and recovery finishes the job', async () => {
+    const sourceURL = `http://localhost:4201/uncrash/${step}-src/`;
+    const publishedURL = `http://pub.localhost/uncrash/${step}/`;
+    await createSourceRealm(db.pool, layout, sourceURL, OLD);
+    const first = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+
+    await crashDuring('unpublish', step, sourceURL, publishedURL);
+    expect([undefined, OLD]).toContainEqual(await visibleContent(first.diskId));
+
+    await recoverPublishedRealm(plane, publishedURL);
+    const registry = await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [publishedURL]);
+    const committed = UNPUBLISH_STEPS.indexOf(step) >= UNPUBLISH_STEPS.indexOf('committed');
+    expect(registry.rows.length).toBe(committed ? 0 : 1);
+    expect(await visibleContent(first.diskId)).toEqual(committed ? undefined : OLD);
+    await expectNoLeftovers(committed ? null : first.diskId);
+    if (committed) expect(await fs.readdir(layout.versionsDir(first.diskId)).catch(() => [])).toEqual([]);
+
+    const again = await unpublishRealm(plane, publishedURL);
+    expect(again.unpublished).toBe(!committed);
+    expect(await visibleContent(first.diskId)).toBeUndefined();
+    await expectNoLeftovers(null);
+  });
+});
