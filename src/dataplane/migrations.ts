@@ -139,7 +139,10 @@ const MIGRATION_LOCK_URL = 'realm-operator:migrations';
 /** Applies every migration not yet recorded, each in its own transaction; returns the versions applied. */
 export async function migrate(pool: pg.Pool): Promise<number[]> {
   const client = await pool.connect();
+  let failure: Error | undefined;
   try {
+    // Session-level, so it also covers the CREATE ... IF NOT EXISTS below, which races otherwise.
+    await client.query('SELECT pg_advisory_lock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
     await client.query('CREATE SCHEMA IF NOT EXISTS realm_operator');
     await client.query(`CREATE TABLE IF NOT EXISTS realm_operator.schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
@@ -147,7 +150,6 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
     for (const migration of MIGRATIONS) {
       await client.query('BEGIN');
       try {
-        await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
         const done = await client.query('SELECT 1 FROM realm_operator.schema_migrations WHERE version = $1', [migration.version]);
         if (done.rowCount === 0) {
           await client.query(migration.sql);
@@ -163,8 +165,12 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
         throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
       }
     }
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
     return applied;
+  } catch (error) {
+    failure = error as Error;
+    throw error;
   } finally {
-    client.release();
+    client.release(failure); // after a failure the connection is dropped, which releases the lock
   }
 }

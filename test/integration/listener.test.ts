@@ -1,0 +1,292 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { readReplicaAckStatus, waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
+import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
+import { publishRealm } from '../../src/dataplane/publish.js';
+import { RealmListener, type RealmListenerOptions } from '../../src/listener/realm-listener.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createSourceRealm, dataPlane, eventually, makeRealmsRoot } from '../support/realms.js';
+import { RecordingCaches } from '../support/recording-caches.js';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+let db: TestDatabase;
+let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+const listeners: RealmListener[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  realms = await makeRealmsRoot();
+});
+afterEach(async () => {
+  await Promise.all(listeners.splice(0).map((l) => l.stop()));
+});
+afterAll(async () => {
+  await db.drop();
+  await realms.cleanup();
+});
+
+function startListener(caches: RecordingCaches, options: Partial<RealmListenerOptions> = {}) {
+  const metricsRegistry = new Registry();
+  const listener = new RealmListener({
+    connection: db.url,
+    replicaId: `replica-${Math.random().toString(36).slice(2, 8)}`,
+    caches,
+    logger,
+    metricsRegistry,
+    heartbeatIntervalMs: 200,
+    heartbeatTimeoutMs: 1000,
+    leaseDurationMs: 3000,
+    backoff: { initialMs: 50, maxMs: 500 },
+    ...options,
+  });
+  listeners.push(listener);
+  listener.start();
+  return { listener, metricsRegistry };
+}
+
+async function metric(registry: Registry, name: string, labels: Record<string, string> = {}): Promise<number> {
+  // Histograms report `<name>_count` etc. as values of the `<name>` metric.
+  const values = (await registry.getMetricsAsJSON()).flatMap((m) =>
+    m.values.map((v) => ({ ...v, metricName: (v as { metricName?: string }).metricName ?? m.name })),
+  );
+  const value = values.find((v) => v.metricName === name && Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return Number(value?.value ?? 0);
+}
+
+async function sendNotify(channel: string, payload: string) {
+  await db.pool.query('SELECT pg_notify($1, $2)', [channel, payload]);
+}
+
+async function backendPid(replicaId: string): Promise<number | undefined> {
+  const { rows } = await db.pool.query(`SELECT pid FROM pg_stat_activity WHERE application_name = $1`, [`realm-listener:${replicaId}`]);
+  return rows[0]?.pid;
+}
+
+describe('RealmListener dispatch (real LISTEN connection)', () => {
+  const realmA = 'http://localhost:4201/a/';
+  const realmB = 'https://realms.example.com/b/';
+
+  test('resyncs on start, then routes each channel to the right cache call', async () => {
+    const caches = new RecordingCaches().add(realmA).add(realmB);
+    const hookCalls: string[] = [];
+    const { listener, metricsRegistry } = startListener(caches, { onRegistryChange: (c) => void hookCalls.push(`${c.op} ${c.realmURL}`) });
+    expect(listener.ready).toBe(false);
+    await listener.waitUntilReady(10_000);
+    // The resync dropped everything before reporting ready.
+    expect(caches.calls.sort()).toEqual([`dropAll ${realmA}`, `dropAll ${realmB}`].sort());
+    caches.calls.length = 0;
+
+    await sendNotify('realm_file_changes', `${realmA}:cards/x.gts`);
+    await sendNotify('realm_file_changes', `${realmB}:*`);
+    await sendNotify('module_cache_invalidated', JSON.stringify({ k: 'realm', r: realmA }));
+    await sendNotify('module_cache_invalidated', JSON.stringify({ k: 'module', r: realmB, m: [`${realmB}m.gts`] }));
+    await sendNotify('module_cache_invalidated', JSON.stringify({ k: 'global' }));
+    await sendNotify('realm_registry', `delete:${realmA}`);
+    await sendNotify('realm_registry', `upsert:${realmB}`);
+    await eventually(() => hookCalls.length === 2, 5000, () => JSON.stringify(caches.calls));
+    expect(caches.calls).toEqual([
+      `dropPath ${realmA} cards/x.gts`,
+      `dropAll ${realmB}`,
+      `bump ${realmA}`,
+      `bump ${realmB} ${realmB}m.gts`,
+      `bump ${realmA}`,
+      `bump ${realmB}`,
+      `dropAll ${realmA}`,
+    ]);
+    expect(hookCalls).toEqual([`delete ${realmA}`, `upsert ${realmB}`]);
+    expect(await metric(metricsRegistry, 'realm_listener_notifications_total', { channel: 'realm_file_changes' })).toBe(2);
+    expect(await metric(metricsRegistry, 'realm_listener_ready', { replica: listener.replicaId })).toBe(1);
+  });
+
+  test('malformed payloads and unknown realms are counted and ignored; a throwing cache does not kill the listener', async () => {
+    const caches = new RecordingCaches().add(realmA);
+    const { listener, metricsRegistry } = startListener(caches);
+    await listener.waitUntilReady(10_000);
+    caches.calls.length = 0;
+    await sendNotify('realm_file_changes', 'no-separator-here');
+    await sendNotify('realm_file_changes', `${realmA}:`);
+    await sendNotify('module_cache_invalidated', '{not json');
+    await sendNotify('module_cache_invalidated', '{"k":"bogus"}');
+    await sendNotify('realm_registry', 'rename:http://x/');
+    await sendNotify('realm_file_changes', 'http://unknown.example/r/:file.gts');
+    caches.failDropAllFor = realmA;
+    await sendNotify('realm_file_changes', `${realmA}:*`);
+    await sendNotify('realm_file_changes', `${realmA}:after.gts`);
+    await eventually(() => caches.calls.includes(`dropPath ${realmA} after.gts`), 5000);
+    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'realm_file_changes' })).toBe(2);
+    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'module_cache_invalidated' })).toBe(2);
+    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'realm_registry' })).toBe(1);
+    expect(await metric(metricsRegistry, 'realm_listener_unknown_realm_total', { channel: 'realm_file_changes' })).toBe(1);
+    expect(listener.ready).toBe(true);
+    expect(await metric(metricsRegistry, 'realm_listener_reconnects_total')).toBe(0);
+  });
+});
+
+describe('RealmListener survives connection loss', () => {
+  test('pg_terminate_backend: not ready in between, reconnects, resyncs, ready again', async () => {
+    const realm = 'http://localhost:4201/term/';
+    const caches = new RecordingCaches().add(realm);
+    const { listener, metricsRegistry } = startListener(caches);
+    await listener.waitUntilReady(10_000);
+    const states: string[] = [];
+    listener.on('state', (s: string) => states.push(s));
+    const pid = await backendPid(listener.replicaId);
+    expect(pid).toBeDefined();
+    await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    await eventually(() => !listener.ready, 5000);
+    expect(listener.cacheTrusted).toBe(false);
+    // A NOTIFY sent while the listener is down is missed, so the resync must cover it.
+    await sendNotify('realm_file_changes', `${realm}:missed.gts`);
+    await listener.waitUntilReady(10_000);
+    expect(states).toEqual(expect.arrayContaining(['backoff', 'connecting', 'resyncing', 'ready']));
+    expect(states.indexOf('resyncing')).toBeLessThan(states.lastIndexOf('ready'));
+    expect(caches.count(`dropAll ${realm}`)).toBe(2);
+    expect(await metric(metricsRegistry, 'realm_listener_reconnects_total')).toBeGreaterThanOrEqual(1);
+    expect(await metric(metricsRegistry, 'realm_listener_resyncs_total')).toBe(2);
+    expect(await backendPid(listener.replicaId)).not.toBe(pid);
+    // And it still works.
+    await sendNotify('realm_file_changes', `${realm}:after.gts`);
+    await eventually(() => caches.calls.includes(`dropPath ${realm} after.gts`), 5000);
+  });
+
+  test('a PostgreSQL restart: not ready while it is down, reconnects and resyncs when it is back', async () => {
+    const { startEmbeddedPostgres } = await import('../support/embedded-postgres.js');
+    const server = await startEmbeddedPostgres();
+    try {
+      const own = await createTestDatabase({ admin: server.adminURL });
+      const realm = 'http://localhost:4201/restart/';
+      const caches = new RecordingCaches().add(realm);
+      const { listener, metricsRegistry } = startListener(caches, { connection: own.url });
+      await listener.waitUntilReady(10_000);
+      await own.pool.end();
+      await server.stop();
+      await eventually(() => !listener.ready, 5000);
+      expect(listener.cacheTrusted).toBe(false);
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(listener.ready).toBe(false);
+      await server.start();
+      await listener.waitUntilReady(20_000);
+      expect(caches.count(`dropAll ${realm}`)).toBe(2);
+      expect(await metric(metricsRegistry, 'realm_listener_reconnects_total')).toBeGreaterThanOrEqual(1);
+      const client = new pg.Client({ connectionString: own.url });
+      await client.connect();
+      await client.query(`SELECT pg_notify('realm_file_changes', $1)`, [`${realm}:back.gts`]);
+      await client.end();
+      await eventually(() => caches.calls.includes(`dropPath ${realm} back.gts`), 5000);
+    } finally {
+      await Promise.all(listeners.splice(0).map((l) => l.stop()));
+      await server.destroy();
+    }
+  }, 60_000);
+
+  test('the readiness handler answers 200 when ready and 503 when not', async () => {
+    const caches = new RecordingCaches();
+    const { listener } = startListener(caches);
+    const server = http.createServer(listener.readinessHandler());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/readyz`;
+    try {
+      await listener.waitUntilReady(10_000);
+      const ok = await fetch(url);
+      expect(ok.status).toBe(200);
+      expect(await ok.json()).toMatchObject({ replicaId: listener.replicaId, state: 'ready', cacheTrusted: true });
+      await listener.stop();
+      const down = await fetch(url);
+      expect(down.status).toBe(503);
+      expect(await down.json()).toMatchObject({ state: 'stopped', cacheTrusted: false });
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('acknowledged invalidation', () => {
+  test('a publish is acknowledged by every live replica, with the epoch read before clearing', async () => {
+    const layout = realms.layout;
+    const plane = dataPlane(db.pool, layout);
+    const source = 'http://localhost:4201/ack/src/';
+    const published = 'http://pub.localhost/ack/pub/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const cachesA = new RecordingCaches().add(published);
+    const cachesB = new RecordingCaches(); // does not serve the realm yet: must still acknowledge
+    const a = startListener(cachesA);
+    const b = startListener(cachesB);
+    await Promise.all([a.listener.waitUntilReady(10_000), b.listener.waitUntilReady(10_000)]);
+
+    const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const waited = await waitForReplicaAcks(db.pool, { realmURL: published, epoch: result.epoch, timeoutMs: 10_000 });
+    expect(waited).toMatchObject({ complete: true, missing: [], mode: 'acknowledged' });
+    expect(waited.acknowledged.sort()).toEqual([a.listener.replicaId, b.listener.replicaId].sort());
+    expect(cachesA.count(`dropAll ${published}`)).toBe(2); // resync + publish
+    const acks = await db.pool.query('SELECT replica_id, epoch FROM realm_operator.replica_acks WHERE realm_url = $1', [published]);
+    expect(acks.rows.map((r) => Number(r.epoch))).toEqual([result.epoch, result.epoch]);
+    expect(await metric(a.metricsRegistry, 'realm_listener_ack_duration_seconds_count')).toBe(1);
+  });
+
+  test('a replica that registered but never acknowledges is reported missing until its lease expires', async () => {
+    const realm = 'http://pub.localhost/ack/silent/';
+    await db.pool.query(`INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))`, [realm]);
+    const { rows } = await db.pool.query('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [realm]);
+    const epoch = Number(rows[0].epoch);
+    const { listener } = startListener(new RecordingCaches());
+    await listener.waitUntilReady(10_000);
+    // A replica that registered (with cache_started before this epoch) and then went silent.
+    await db.pool.query(
+      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('silent', now() + interval '1.5 seconds', 1500, 0)`,
+    );
+    await notifyAllFileChanges(db.pool, realm);
+    const early = await waitForReplicaAcks(db.pool, { realmURL: realm, epoch, timeoutMs: 400 });
+    expect(early).toMatchObject({ complete: false, missing: ['silent'], acknowledged: [listener.replicaId] });
+    // The lease lapses; the silent replica is no longer live, so the wait completes without it.
+    const later = await waitForReplicaAcks(db.pool, { realmURL: realm, epoch, timeoutMs: 5000, pollIntervalMs: 100 });
+    expect(later).toMatchObject({ complete: true, missing: [] });
+    expect(later.waitedMs).toBeGreaterThan(200);
+  });
+
+  test('a replica that starts after the publish counts through its cache-start position', async () => {
+    const realm = 'http://pub.localhost/ack/late/';
+    await db.pool.query(`INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))`, [realm]);
+    const epoch = Number((await db.pool.query('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [realm])).rows[0].epoch);
+    const { listener } = startListener(new RecordingCaches());
+    await listener.waitUntilReady(10_000);
+    const status = await readReplicaAckStatus(db.pool, realm, epoch);
+    expect(status.acknowledged).toContain(listener.replicaId);
+    const { rows } = await db.pool.query('SELECT cache_started_epoch FROM realm_operator.replicas WHERE replica_id = $1', [listener.replicaId]);
+    expect(Number(rows[0].cache_started_epoch)).toBeGreaterThanOrEqual(epoch);
+  });
+
+  test('no registered replica means notify-only, reported as such', async () => {
+    await db.pool.query('DELETE FROM realm_operator.replicas');
+    const status = await waitForReplicaAcks(db.pool, { realmURL: 'http://pub.localhost/nobody/', epoch: 1, timeoutMs: 100 });
+    expect(status).toMatchObject({ complete: true, mode: 'notify-only', acknowledged: [], missing: [] });
+  });
+
+  test('a replica whose lease cannot be renewed fences itself before the database expires it', async () => {
+    const caches = new RecordingCaches();
+    const { listener, metricsRegistry } = startListener(caches, { leaseDurationMs: 1000, heartbeatIntervalMs: 200, heartbeatTimeoutMs: 10_000 });
+    await listener.waitUntilReady(10_000);
+    expect(listener.cacheTrusted).toBe(true);
+    // Block renewals: hold the replica's row lock in another transaction.
+    const blocker = await db.pool.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('SELECT 1 FROM realm_operator.replicas WHERE replica_id = $1 FOR UPDATE', [listener.replicaId]);
+    const blockedAt = Date.now();
+    try {
+      await eventually(() => !listener.cacheTrusted, 3000);
+      const fencedAfter = Date.now() - blockedAt;
+      expect(fencedAfter).toBeLessThan(1500);
+      expect(await metric(metricsRegistry, 'realm_listener_fenced_total')).toBe(1);
+      // The database still considers it live at the moment it fenced (or only just expired).
+      expect(listener.ready).toBe(false);
+    } finally {
+      await blocker.query('ROLLBACK');
+      blocker.release();
+    }
+    // Once renewals work again it re-registers, resyncs and trusts its cache again.
+    await listener.waitUntilReady(10_000);
+    expect(listener.cacheTrusted).toBe(true);
+  });
+});
