@@ -63,20 +63,27 @@ export async function waitForReplicaAcks(pool: pg.Pool, options: WaitForAcksOpti
   const pollIntervalMs = options.pollIntervalMs ?? 500;
   const client = await pool.connect();
   let wake: (() => void) | undefined;
+  // Set by every ack NOTIFY; cleared before each read, so an ack landing between the read and the
+  // sleep is never lost (it would otherwise cost a whole poll interval).
+  let notified = false;
   const onNotification = (message: pg.Notification) => {
-    if (message.channel === REPLICA_ACKS_CHANNEL) wake?.();
+    if (message.channel !== REPLICA_ACKS_CHANNEL) return;
+    notified = true;
+    wake?.();
   };
   client.on('notification', onNotification);
   let discard: Error | undefined;
   try {
     await client.query(`LISTEN ${REPLICA_ACKS_CHANNEL}`);
     for (;;) {
+      notified = false;
       const status = await readReplicaAckStatus(client, options.realmURL, options.epoch);
       const waitedMs = performance.now() - started;
       const remaining = options.timeoutMs - waitedMs;
       if (status.missing.length === 0 || remaining <= 0 || options.signal?.aborted) {
         return { ...status, complete: status.missing.length === 0, waitedMs };
       }
+      if (notified) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.min(pollIntervalMs, remaining));
         options.signal?.addEventListener('abort', done, { once: true });

@@ -13,6 +13,8 @@
  * doubt, and it turns false by itself when the lease could not be renewed in time (fencing), even
  * if the event loop never notices a broken socket.
  *
+ * Events: `state` (each state change), `ready`, `not-ready`, `acknowledged` ({ realmURL, epoch, seconds }).
+ *
  * Errors: nothing thrown by a payload or a cache callback escapes; malformed payloads and unknown
  * realms are counted and logged. A wildcard whose cache drop throws is not acknowledged.
  */
@@ -403,7 +405,9 @@ export class RealmListener extends EventEmitter {
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && epoch > 0) {
       if (!(await recordAck(client, this.replicaId, change.realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
-      this.metrics.ackSeconds.observe((performance.now() - received) / 1000);
+      const seconds = (performance.now() - received) / 1000;
+      this.metrics.ackSeconds.observe(seconds);
+      this.emit('acknowledged', { realmURL: change.realmURL, epoch, seconds });
     }
   }
 
