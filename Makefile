@@ -40,8 +40,8 @@ bench-fanout: build ## NOTIFY fan-out to N listener processes vs raw pg LISTEN
 bench-lock: build ## Lock hold time during publish for 100 / 1,000 / 10,000 files
 	npx tsx bench/lock-hold.ts
 
-demo: build ## Run PostgreSQL, three listener replicas and a publish, locally
-	npx tsx bench/demo.ts
+demo: install ## Run PostgreSQL, three listener replicas and a publish, locally
+	npx tsx hack/demo.ts
 
 migrate: build ## Apply migrations to DATABASE_URL
 	node dist/cli/main.js migrate
