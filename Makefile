@@ -34,10 +34,10 @@ test-integration: build ## Integration tests only (real PostgreSQL)
 
 bench: bench-fanout bench-lock ## All benchmarks (printed numbers, not tests)
 
-bench-fanout: build ## NOTIFY fan-out to N listener processes vs raw pg LISTEN
+bench-fanout: install ## NOTIFY fan-out to N listener processes vs raw pg LISTEN
 	npx tsx bench/fanout.ts
 
-bench-lock: build ## Lock hold time during publish for 100 / 1,000 / 10,000 files
+bench-lock: install ## Lock hold time during publish for 100 / 1,000 / 10,000 files
 	npx tsx bench/lock-hold.ts
 
 demo: install ## Run PostgreSQL, three listener replicas and a publish, locally

@@ -6,7 +6,7 @@
 import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { RealmListener, type RealmCache } from '../dist/listener/index.js';
+import { RealmListener, type RealmCache } from '../src/listener/index.js';
 
 const url = process.env.DATABASE_URL!;
 const realmURL = process.env.REALM_URL!;
