@@ -131,6 +131,15 @@ CREATE TABLE IF NOT EXISTS realm_operator.replica_acks (
 CREATE INDEX IF NOT EXISTS replica_acks_realm_url_index ON realm_operator.replica_acks (realm_url, epoch);
 `,
   },
+  {
+    version: 3,
+    name: 'which PublishedRealm owns a published URL',
+    sql: `
+-- "<namespace>/<name>/<uid>" of the PublishedRealm that publishes this URL, so a second object
+-- naming the same publishedRealmURL can neither republish nor unpublish it.
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS claimed_by text;
+`,
+  },
 ];
 
 /** Serializes concurrent `migrate` runs (operator replicas starting together). */

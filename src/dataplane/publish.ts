@@ -33,7 +33,9 @@ import {
   versionExists,
 } from './published-content.js';
 import {
+  assertClaim,
   bumpEpoch,
+  type ClaimOptions,
   PublishError,
   readRealmEpochRow,
   readRegistryRow,
@@ -64,8 +66,10 @@ export interface DataPlane {
 export interface PublishRequest {
   sourceRealmURL: string;
   publishedRealmURL: string;
-  /** `realm_registry.owner_username` for the published realm. */
+  /** `realm_registry.owner_username` for the published realm. Defaults to the source realm's owner. */
   ownerUsername?: string;
+  /** Who is publishing; see {@link ClaimOptions}. */
+  claim?: ClaimOptions;
 }
 
 export interface PublishResult {
@@ -90,15 +94,16 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
   if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
   const step = async (name: PublishStep) => plane.onStep?.(name, publishedURL);
 
-  const sourceDir = await findSourceRealmDirectory(plane, sourceURL);
+  const source = await findSourceRealm(plane, sourceURL);
+  const ownerUsername = request.ownerUsername ?? source.ownerUsername;
   const token = newStagingToken();
   const guard = await holdStagingGuard(plane.pool, token);
   try {
-    const staged = await stageRealmFiles(sourceDir, plane.layout.stagingRoot, token, { logger: plane.logger, durable: plane.durable });
+    const staged = await stageRealmFiles(source.directory, plane.layout.stagingRoot, token, { logger: plane.logger, durable: plane.durable });
     const stageMs = performance.now() - started;
     await step('staged');
 
-    const diskId = await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL), plane.lock);
+    const diskId = await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL, request.claim), plane.lock);
     await step('reserved');
 
     const version = newVersionName();
@@ -109,7 +114,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       async (tx) => {
         await step('locked');
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
-        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: request.ownerUsername ?? null, publishedAtMs: publishedAt });
+        assertClaim(publishedURL, await readRealmEpochRow(tx, publishedURL), request.claim ?? {});
+        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername, publishedAtMs: publishedAt });
         await upsertPublishedRealmMetadata(tx, publishedURL);
         await clearRealmDefinitions(tx, publishedURL);
         await installStagedVersion(plane.layout, staged.dir, diskId, version);
@@ -167,7 +173,7 @@ export interface UnpublishResult {
  * permissions and its definitions, unlinks the published directory and records a new epoch, with
  * `realm_registry 'delete:<url>'` and the wildcard NOTIFY; then deletes the content versions.
  */
-export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string): Promise<UnpublishResult> {
+export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string, claim: ClaimOptions = {}): Promise<UnpublishResult> {
   const url = assertRealmURL(publishedRealmURL, 'publishedRealmURL');
   const step = async (name: UnpublishStep) => plane.onStep?.(name, url);
   const outcome = await withRealmLock(
@@ -182,6 +188,8 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
       }
       const epochRow = await readRealmEpochRow(tx, url, true);
       if (!registry && !epochRow?.content_version) return { unpublished: false, epoch: Number(epochRow?.epoch ?? 0) };
+      // Never unpublish a URL another PublishedRealm publishes (a duplicate being deleted).
+      assertClaim(url, epochRow, claim);
       await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
       await clearRealmDefinitions(tx, url);
@@ -303,9 +311,9 @@ function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): stri
   }
 }
 
-async function findSourceRealmDirectory(plane: DataPlane, sourceURL: string): Promise<string> {
+async function findSourceRealm(plane: DataPlane, sourceURL: string): Promise<{ directory: string; ownerUsername: string | null }> {
   const row = await readRegistryRow(plane.pool, sourceURL);
   if (!row) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
   if (row.kind !== 'source') throw new PublishError(`${sourceURL} is a ${row.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
-  return plane.layout.sourceDir(row.disk_id);
+  return { directory: plane.layout.sourceDir(row.disk_id), ownerUsername: row.owner_username };
 }

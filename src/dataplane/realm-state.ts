@@ -27,6 +27,7 @@ export interface RealmEpochRow {
   published_at: Date | null;
   reindex_epoch: string | null;
   reindex_job_id: string | null;
+  claimed_by: string | null;
 }
 
 export class PublishError extends Error {
@@ -34,6 +35,24 @@ export class PublishError extends Error {
     super(message);
     this.name = 'PublishError';
   }
+}
+
+/** The published URL belongs to another claimant (another PublishedRealm object). */
+export class ClaimConflictError extends PublishError {
+  constructor(
+    readonly realmURL: string,
+    readonly claimedBy: string,
+  ) {
+    super(`${realmURL} is already published by ${claimedBy}`);
+    this.name = 'ClaimConflictError';
+  }
+}
+
+export interface ClaimOptions {
+  /** Who publishes, e.g. `<namespace>/<name>/<uid>`; a URL claimed by someone else is refused. */
+  claimant?: string;
+  /** Take the URL over from this previous claimant (known to be gone). */
+  takeOverFrom?: string;
 }
 
 export async function readRegistryRow(db: Queryable, url: string): Promise<RegistryRow | undefined> {
@@ -57,19 +76,28 @@ export async function readRealmEpochRow(db: Queryable, url: string, forUpdate = 
  * a crash in the middle of a first publish leaves a directory recovery can find. Reuses the
  * registry's `disk_id` when the realm is already published, else a reserved one, else a new uuid.
  */
-export async function reservePublishedDiskId(db: Queryable, url: string): Promise<string> {
+export async function reservePublishedDiskId(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<string> {
   const registry = await readRegistryRow(db, url);
   if (registry && registry.kind !== 'published') {
     throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to publish over it (choose another publishedRealmURL)`);
   }
   const epochRow = await readRealmEpochRow(db, url, true);
+  assertClaim(url, epochRow, claim);
   const diskId = registry?.disk_id ?? epochRow?.disk_id ?? randomUUID();
   await db.query(
-    `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id) VALUES ($1, 0, $2)
-     ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id, updated_at = now()`,
-    [url, diskId],
+    `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by) VALUES ($1, 0, $2, $3)
+     ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
+       claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()`,
+    [url, diskId, claim.claimant ?? null],
   );
   return diskId;
+}
+
+/** Throws {@link ClaimConflictError} when the URL is claimed by someone other than `claim.claimant`. */
+export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> | undefined, claim: ClaimOptions): void {
+  const holder = row?.claimed_by;
+  if (!holder || !claim.claimant || holder === claim.claimant || holder === claim.takeOverFrom) return;
+  throw new ClaimConflictError(url, holder);
 }
 
 export async function upsertPublishedRegistryRow(
@@ -127,7 +155,7 @@ export async function recordUnpublishedEpoch(db: Queryable, url: string): Promis
   const { rows } = await db.query<{ epoch: string }>(
     `UPDATE realm_operator.realm_epochs SET
        epoch = nextval('realm_operator.epoch_seq'), content_version = NULL, previous_version = NULL,
-       content_digest = NULL, file_count = NULL, total_bytes = NULL, published_at = NULL, updated_at = now()
+       content_digest = NULL, file_count = NULL, total_bytes = NULL, published_at = NULL, claimed_by = NULL, updated_at = now()
      WHERE realm_url = $1 RETURNING epoch`,
     [url],
   );

@@ -270,6 +270,25 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     expect(JSON.parse(await fs.readFile(path.join(publishedDir, fileNames[0]!), 'utf8')).generation).toBe(15);
   }, 60_000);
 
+  test('a URL claimed by one PublishedRealm can be neither republished nor unpublished by another', async () => {
+    const source = 'http://localhost:4201/ivan/src/';
+    const published = 'http://pub.localhost/ivan/claimed/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/one/uid-1' } });
+    // The registry owner defaults to the source realm's owner.
+    expect((await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [published])).rows).toEqual([{ owner_username: 'owner' }]);
+    await expect(publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/two/uid-2' } })).rejects.toThrow(
+      'http://pub.localhost/ivan/claimed/ is already published by ns/one/uid-1',
+    );
+    await expect(unpublishRealm(plane, published, { claimant: 'ns/two/uid-2' })).rejects.toThrow(/already published by ns\/one\/uid-1/);
+    expect(await readTree(layout.publishedDir(first.diskId))).toEqual({ 'a.txt': 'a' });
+    // Once the first claimant is known to be gone, the second may take over.
+    const taken = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/two/uid-2', takeOverFrom: 'ns/one/uid-1' } });
+    expect(taken.diskId).toBe(first.diskId);
+    expect((await db.pool.query('SELECT claimed_by FROM realm_operator.realm_epochs WHERE realm_url = $1', [published])).rows).toEqual([{ claimed_by: 'ns/two/uid-2' }]);
+    expect((await unpublishRealm(plane, published, { claimant: 'ns/two/uid-2' })).unpublished).toBe(true);
+  });
+
   test('withRealmLock rolls back on error and honours lockTimeoutMs', async () => {
     const url = 'http://pub.localhost/lock/test/';
     await expect(

@@ -1,0 +1,124 @@
+/**
+ * The PublishedRealm CustomResourceDefinition, generated from the zod schemas so the API server
+ * and the controller validate the same rules. `make crds` writes it to `crds/`; a test fails if
+ * the committed file differs from what this produces.
+ */
+import { z } from 'zod';
+import { stringify } from 'yaml';
+import {
+  GROUP,
+  KIND,
+  PLURAL,
+  publishedRealmSpecSchema,
+  publishedRealmStatusSchema,
+  SHORT_NAMES,
+  SINGULAR,
+  VERSION,
+} from './published-realm-types.js';
+
+type JSONSchema = Record<string, unknown>;
+
+/** Keywords a Kubernetes structural schema accepts, in the order we print them. */
+const KEPT = [
+  'description',
+  'type',
+  'format',
+  'enum',
+  'default',
+  'minimum',
+  'maximum',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'minItems',
+  'maxItems',
+  'x-kubernetes-int-or-string',
+  'x-kubernetes-list-type',
+  'x-kubernetes-list-map-keys',
+  'x-kubernetes-validations',
+] as const;
+
+/**
+ * Turns zod's JSON Schema (draft 2020-12) into a Kubernetes structural schema: drops `$schema`
+ * and `additionalProperties`, renders int-or-string unions as `x-kubernetes-int-or-string`, and
+ * recurses into `properties` and `items`.
+ */
+export function toStructuralSchema(schema: JSONSchema): JSONSchema {
+  const out: JSONSchema = {};
+  if (schema['x-kubernetes-int-or-string']) {
+    // zod renders the union as anyOf; Kubernetes wants the marker alone.
+    if (schema.description) out.description = schema.description;
+    out['x-kubernetes-int-or-string'] = true;
+    return out;
+  }
+  for (const key of KEPT) if (schema[key] !== undefined) out[key] = schema[key];
+  if (out.type === 'integer' && (out.format === undefined) && (schema.maximum === undefined || (schema.maximum as number) > 2 ** 31)) {
+    out.format = 'int64';
+  }
+  // zod emits JS's safe-integer bounds for unbounded ints; Kubernetes needs none.
+  if (out.minimum === Number.MIN_SAFE_INTEGER) delete out.minimum;
+  if (out.maximum === Number.MAX_SAFE_INTEGER) delete out.maximum;
+  const properties = schema.properties as Record<string, JSONSchema> | undefined;
+  if (properties) {
+    out.type = 'object';
+    out.properties = Object.fromEntries(Object.entries(properties).map(([name, sub]) => [name, toStructuralSchema(sub)]));
+    const required = (schema.required as string[] | undefined)?.filter((name) => (properties[name] as JSONSchema)?.default === undefined);
+    if (required && required.length > 0) out.required = required;
+  }
+  if (schema.items) out.items = toStructuralSchema(schema.items as JSONSchema);
+  return out;
+}
+
+function jsonSchemaOf(schema: z.ZodType): JSONSchema {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JSONSchema;
+}
+
+export function buildPublishedRealmCRD(): Record<string, unknown> {
+  const spec = toStructuralSchema(jsonSchemaOf(publishedRealmSpecSchema));
+  const status = toStructuralSchema(jsonSchemaOf(publishedRealmStatusSchema));
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${PLURAL}.${GROUP}` },
+    spec: {
+      group: GROUP,
+      names: { kind: KIND, listKind: `${KIND}List`, plural: PLURAL, singular: SINGULAR, shortNames: SHORT_NAMES, categories: ['boxel'] },
+      scope: 'Namespaced',
+      versions: [
+        {
+          name: VERSION,
+          served: true,
+          storage: true,
+          subresources: { status: {} },
+          additionalPrinterColumns: [
+            { name: 'Source', type: 'string', jsonPath: '.spec.sourceRealmURL' },
+            { name: 'Published', type: 'string', jsonPath: '.spec.publishedRealmURL' },
+            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+            { name: 'Files', type: 'integer', jsonPath: '.status.fileCount' },
+            { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+            { name: 'Epoch', type: 'integer', jsonPath: '.status.epoch', priority: 1 },
+            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+          ],
+          schema: {
+            openAPIV3Schema: {
+              description: 'PublishedRealm publishes a Boxel source realm at a URL and keeps every realm-server replica\'s caches consistent with it.',
+              type: 'object',
+              required: ['spec'],
+              properties: {
+                apiVersion: { type: 'string', description: 'APIVersion defines the versioned schema of this representation of an object.' },
+                kind: { type: 'string', description: 'Kind is a string value representing the REST resource this object represents.' },
+                metadata: { type: 'object' },
+                spec,
+                status,
+              },
+            },
+          },
+        },
+      ],
+    },
+  };
+}
+
+export function publishedRealmCRDYAML(): string {
+  return `# Generated from src/api/v1alpha1/published-realm-types.ts by \`make crds\`. Do not edit.\n${stringify(buildPublishedRealmCRD(), { lineWidth: 0 })}`;
+}
