@@ -23,7 +23,7 @@ export {
   type UnpublishStep,
   type RecoveryResult,
 } from './dataplane/publish.js';
-export { ClaimConflictError, PublishError, type ClaimOptions } from './dataplane/realm-state.js';
+export { ClaimConflictError, PublishError, readRealmEpochRow, type ClaimOptions, type RealmEpochRow } from './dataplane/realm-state.js';
 export { enqueueReindex, REINDEX_JOB_TYPE, type ReindexRequest, type ReindexResult } from './dataplane/reindex.js';
 export {
   readReplicaAckStatus,

@@ -133,11 +133,14 @@ CREATE INDEX IF NOT EXISTS replica_acks_realm_url_index ON realm_operator.replic
   },
   {
     version: 3,
-    name: 'which PublishedRealm owns a published URL',
+    name: 'which PublishedRealm owns a published URL, and for which of its generations it published',
     sql: `
 -- "<namespace>/<name>/<uid>" of the PublishedRealm that publishes this URL, so a second object
 -- naming the same publishedRealmURL can neither republish nor unpublish it.
 ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS claimed_by text;
+-- What the last publish was for (e.g. "<uid>/<generation>"), committed with the publish itself, so
+-- a controller that crashed before writing status does not publish the same generation twice.
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_for text;
 `,
   },
 ];

@@ -70,6 +70,8 @@ export interface PublishRequest {
   ownerUsername?: string;
   /** Who is publishing; see {@link ClaimOptions}. */
   claim?: ClaimOptions;
+  /** Recorded with the publish in `realm_epochs.published_for` (the controller uses `<uid>/<generation>`). */
+  publishedFor?: string;
 }
 
 export interface PublishResult {
@@ -129,6 +131,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
           digest: staged.digest,
           fileCount: staged.fileCount,
           totalBytes: staged.totalBytes,
+          publishedFor: request.publishedFor ?? null,
         });
         await notifyRealmRegistry(tx, 'upsert', publishedURL);
         await notifyAllFileChanges(tx, publishedURL);

@@ -28,6 +28,7 @@ export interface RealmEpochRow {
   reindex_epoch: string | null;
   reindex_job_id: string | null;
   claimed_by: string | null;
+  published_for: string | null;
 }
 
 export class PublishError extends Error {
@@ -137,14 +138,22 @@ export async function upsertPublishedRealmMetadata(db: Queryable, url: string): 
 export async function recordPublishedEpoch(
   db: Queryable,
   url: string,
-  content: { diskId: string; version: string; previousVersion: string | null; digest: string; fileCount: number; totalBytes: number },
+  content: {
+    diskId: string;
+    version: string;
+    previousVersion: string | null;
+    digest: string;
+    fileCount: number;
+    totalBytes: number;
+    publishedFor: string | null;
+  },
 ): Promise<number> {
   const { rows } = await db.query<{ epoch: string }>(
     `UPDATE realm_operator.realm_epochs SET
        epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
-       content_digest = $5, file_count = $6, total_bytes = $7, published_at = now(), updated_at = now()
+       content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_at = now(), updated_at = now()
      WHERE realm_url = $1 RETURNING epoch`,
-    [url, content.diskId, content.version, content.previousVersion, content.digest, content.fileCount, content.totalBytes],
+    [url, content.diskId, content.version, content.previousVersion, content.digest, content.fileCount, content.totalBytes, content.publishedFor],
   );
   if (!rows[0]) throw new PublishError(`realm_operator.realm_epochs row for ${url} is missing; it is reserved before the swap`);
   return Number(rows[0].epoch);
@@ -155,7 +164,8 @@ export async function recordUnpublishedEpoch(db: Queryable, url: string): Promis
   const { rows } = await db.query<{ epoch: string }>(
     `UPDATE realm_operator.realm_epochs SET
        epoch = nextval('realm_operator.epoch_seq'), content_version = NULL, previous_version = NULL,
-       content_digest = NULL, file_count = NULL, total_bytes = NULL, published_at = NULL, claimed_by = NULL, updated_at = now()
+       content_digest = NULL, file_count = NULL, total_bytes = NULL, published_at = NULL, claimed_by = NULL,
+       published_for = NULL, updated_at = now()
      WHERE realm_url = $1 RETURNING epoch`,
     [url],
   );
