@@ -5,8 +5,9 @@ NPM ?= npm
 NODE_ESM := node --experimental-vm-modules
 JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
+WITH_TEST_ENV := npx tsx test/support/with-test-env.ts --kube --
 
-.PHONY: help install typecheck build test test-unit test-integration bench bench-fanout bench-lock demo migrate clean
+.PHONY: help install typecheck build test test-unit test-integration bench bench-fanout bench-lock demo migrate clean crds kube-assets kind-up kind-down image kind-load deploy e2e-kind
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,14 +24,17 @@ typecheck: install ## Type-check src, test and bench (tsc --noEmit)
 build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
-test: typecheck build ## Type-check, unit and integration tests (real PostgreSQL)
-	$(WITH_POSTGRES) $(JEST)
+test: typecheck build kube-assets ## Type-check, unit and integration tests (real PostgreSQL and Kubernetes API server)
+	$(WITH_TEST_ENV) $(JEST)
 
 test-unit: install ## Unit tests only (pure logic)
 	$(JEST) --selectProjects unit
 
-test-integration: build ## Integration tests only (real PostgreSQL)
-	$(WITH_POSTGRES) $(JEST) --selectProjects integration
+test-integration: build kube-assets ## Integration tests only (real PostgreSQL and Kubernetes API server)
+	$(WITH_TEST_ENV) $(JEST) --selectProjects integration
+
+kube-assets: ## Build or locate etcd/kube-apiserver/kubectl
+	bash hack/kube-assets.sh
 
 bench: bench-fanout bench-lock ## All benchmarks (printed numbers, not tests)
 
@@ -48,3 +52,35 @@ migrate: build ## Apply migrations to DATABASE_URL
 
 clean: ## Remove build output and dependencies
 	rm -rf dist node_modules
+
+crds: install ## Regenerate crds/ from the zod schemas in src/api
+	npx tsx hack/generate-crds.ts
+
+# --- kind (machines with Docker) -------------------------------------------------------------
+KIND ?= kind
+KIND_CLUSTER ?= realm-operator
+IMG ?= realm-operator:dev
+KUBECTL ?= kubectl
+
+kind-up: ## Create a kind cluster
+	$(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s
+
+kind-down: ## Delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
+
+image: ## Build the operator image
+	docker build -t $(IMG) .
+
+kind-load: image ## Load the operator image into the kind cluster
+	$(KIND) load docker-image $(IMG) --name $(KIND_CLUSTER)
+
+deploy: ## Deploy CRD, operator, PostgreSQL and the seed Job to the current kube context (kind overlay)
+	$(KUBECTL) apply -k deploy/kind
+	$(KUBECTL) -n realm-operator-system rollout status statefulset/postgres --timeout=180s
+	$(KUBECTL) -n realm-operator-system wait --for=condition=complete job/realm-operator-seed --timeout=180s
+	$(KUBECTL) -n realm-operator-system rollout status deployment/realm-operator --timeout=180s
+
+e2e-kind: kind-up kind-load deploy ## End to end on kind: the sample PublishedRealm becomes Ready
+	$(KUBECTL) apply -f deploy/samples/published-realm.yaml
+	$(KUBECTL) wait --for=condition=Ready publishedrealm/blog --timeout=120s
+	$(KUBECTL) get publishedrealms -o wide

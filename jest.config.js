@@ -19,13 +19,19 @@ const common = {
 
 /** @type {import('jest').Config} */
 export default {
+  // Per-project testTimeout is ignored by Jest; integration and end-to-end tests start real servers.
+  testTimeout: 120_000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     {
       ...common,
       displayName: 'integration',
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
-      testTimeout: 60_000,
+    },
+    {
+      ...common,
+      displayName: 'e2e',
+      testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
     },
   ],
 };

@@ -1,41 +1,72 @@
 #!/usr/bin/env node
 /**
  * `realm-operator <command>`:
+ *   operator       run the PublishedRealm operator (in cluster, or out of cluster with a kubeconfig)
  *   migrate        apply the standalone migrations to DATABASE_URL
  *   check-schema   report any missing table or column, and how to fix it
+ *   seed-sample    migrate, then register a sample source realm under --realms-root
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { pino } from 'pino';
 import { z } from 'zod';
 import { migrate } from '../dataplane/migrations.js';
 import { findMissingSchema, SchemaError } from '../dataplane/schema-check.js';
 import { ConfigError, databaseURLSchema, parseSettings } from './config.js';
+import { runOperator } from './operator.js';
+import { loadOperatorConfig, OPERATOR_SETTINGS, operatorFlagOptions } from './operator-config.js';
+import { seedSampleRealm } from './seed-sample.js';
 
-const USAGE = `usage: realm-operator <command> [--database-url URL]
+const USAGE = `usage: realm-operator <command> [flags]
 
 commands:
+  operator       run the operator (settings below; flags win over environment variables)
   migrate        apply the standalone migrations (Boxel tables if absent, realm_operator schema)
   check-schema   check that every table and column the operator needs exists
+  seed-sample    migrate, then register a sample source realm (--realms-root, --source-url, --owner)
 
-settings:
-  --database-url / DATABASE_URL   PostgreSQL connection string (required)
+operator settings (flag / environment variable):
+${Object.values(OPERATOR_SETTINGS)
+  .map(({ flag, env }) => `  ${flag.padEnd(36)} ${env}`)
+  .join('\n')}
 `;
 
 async function main(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values: parsed, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { 'database-url': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      ...operatorFlagOptions,
+      'source-url': { type: 'string' },
+      owner: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
+  const values = parsed as Record<string, string | boolean | undefined>;
+  const str = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const command = positionals[0];
   if (values.help || !command) {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 2;
   }
+  if (command === 'operator') {
+    const config = loadOperatorConfig(values, process.env);
+    const logger = pino({ level: config.logLevel });
+    const shutdown = new AbortController();
+    for (const name of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(name, () => {
+        logger.info({ signal: name }, 'shutting down: draining in-flight reconciles');
+        shutdown.abort();
+      });
+    }
+    await runOperator(config, shutdown.signal, logger);
+    return 0;
+  }
+
   const settings = parseSettings(
     z.object({ databaseURL: databaseURLSchema }),
-    { databaseURL: values['database-url'] ?? process.env.DATABASE_URL },
-    { databaseURL: { flag: '--database-url', env: 'DATABASE_URL' } },
+    { databaseURL: str('database-url') ?? process.env.DATABASE_URL },
+    { databaseURL: OPERATOR_SETTINGS.databaseURL },
   );
   const pool = new pg.Pool({ connectionString: settings.databaseURL, max: 2 });
   try {
@@ -51,6 +82,14 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write('schema is complete\n');
         return 0;
       }
+      case 'seed-sample': {
+        const realmsRoot = str('realms-root') ?? process.env.REALMS_ROOT;
+        if (!realmsRoot) throw new ConfigError(['--realms-root / REALMS_ROOT: is required']);
+        const sourceURL = str('source-url') ?? 'http://localhost:4201/alice/blog/';
+        const result = await seedSampleRealm(pool, { realmsRoot, sourceURL, owner: str('owner') ?? 'alice' });
+        process.stdout.write(`registered source realm ${sourceURL} at ${result.directory}\n`);
+        return 0;
+      }
       default:
         process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
         return 2;
@@ -63,7 +102,8 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: Error) => {
-    process.stderr.write(`realm-operator: ${error instanceof ConfigError || error instanceof SchemaError ? error.message : error.stack}\n`);
+    const known = error instanceof ConfigError || error instanceof SchemaError || error.message.startsWith('--');
+    process.stderr.write(`realm-operator: ${known ? error.message : error.stack}\n`);
     process.exit(1);
   },
 );

@@ -49,6 +49,7 @@ export function toStructuralSchema(schema: JSONSchema): JSONSchema {
     // zod renders the union as anyOf; Kubernetes wants the marker alone.
     if (schema.description) out.description = schema.description;
     out['x-kubernetes-int-or-string'] = true;
+    if (schema['x-kubernetes-validations']) out['x-kubernetes-validations'] = schema['x-kubernetes-validations'];
     return out;
   }
   for (const key of KEPT) if (schema[key] !== undefined) out[key] = schema[key];

@@ -1,0 +1,114 @@
+/**
+ * The operator's configuration: flags win over environment variables, which win over defaults.
+ * Validated with zod; every error names the flag and the variable.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+import { ConfigError, databaseURLSchema, parseSettings, type SettingName } from './config.js';
+
+const duration = z
+  .union([z.number(), z.string()])
+  .transform((value, ctx) => {
+    const ms = typeof value === 'number' ? value : parseDuration(value);
+    if (ms === undefined || ms < 0) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m, 1h` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const bindAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'must be host:port, :port, or 0 to disable (e.g. :8080, 127.0.0.1:0)')
+  .or(z.literal('0'));
+
+const booleanLike = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
+
+export const operatorConfigSchema = z.object({
+  databaseURL: databaseURLSchema,
+  realmsRoot: z.string({ error: 'is required' }).min(1, 'is required').refine((p) => p.startsWith('/'), 'must be an absolute path'),
+  watchNamespace: z.string().default(''),
+  leaderElection: booleanLike.default(true),
+  leaderElectionNamespace: z.string().min(1, 'must not be empty').default('realm-operator-system'),
+  leaderElectionID: z.string().min(1).max(253).default('realm-operator-leader'),
+  identity: z.string().min(1).max(253).default(`${os.hostname()}_${process.pid}`),
+  leaseDuration: duration.default(15_000),
+  renewDeadline: duration.default(10_000),
+  retryPeriod: duration.default(2_000),
+  metricsBindAddress: bindAddress.default(':8080'),
+  healthProbeBindAddress: bindAddress.default(':8081'),
+  maxConcurrentReconciles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
+  resyncPeriod: duration.default(10 * 60_000),
+  ackWait: duration.default(10_000),
+  ackRequeue: duration.default(2_000),
+  stalledRetry: duration.default(30_000),
+  shutdownTimeout: duration.default(30_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  durable: booleanLike.default(true),
+});
+
+export type OperatorConfig = z.output<typeof operatorConfigSchema>;
+
+/** Cross-field rules, as client-go enforces them for leader election. */
+function checkLeaderElectionTimings(config: OperatorConfig): string[] {
+  const problems: string[] = [];
+  if (config.renewDeadline >= config.leaseDuration) problems.push('--leader-election-renew-deadline / LEADER_ELECTION_RENEW_DEADLINE: must be shorter than the lease duration');
+  if (config.retryPeriod >= config.renewDeadline) problems.push('--leader-election-retry-period / LEADER_ELECTION_RETRY_PERIOD: must be shorter than the renew deadline');
+  return problems;
+}
+
+/** Flag name ↔ environment variable for every setting. */
+export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
+  databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
+  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
+  watchNamespace: { flag: '--namespace', env: 'WATCH_NAMESPACE' },
+  leaderElection: { flag: '--leader-elect', env: 'LEADER_ELECT' },
+  leaderElectionNamespace: { flag: '--leader-election-namespace', env: 'POD_NAMESPACE' },
+  leaderElectionID: { flag: '--leader-election-id', env: 'LEADER_ELECTION_ID' },
+  identity: { flag: '--identity', env: 'POD_NAME' },
+  leaseDuration: { flag: '--leader-election-lease-duration', env: 'LEADER_ELECTION_LEASE_DURATION' },
+  renewDeadline: { flag: '--leader-election-renew-deadline', env: 'LEADER_ELECTION_RENEW_DEADLINE' },
+  retryPeriod: { flag: '--leader-election-retry-period', env: 'LEADER_ELECTION_RETRY_PERIOD' },
+  metricsBindAddress: { flag: '--metrics-bind-address', env: 'METRICS_BIND_ADDRESS' },
+  healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS' },
+  maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES' },
+  resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD' },
+  ackWait: { flag: '--ack-wait', env: 'ACK_WAIT' },
+  ackRequeue: { flag: '--ack-requeue', env: 'ACK_REQUEUE' },
+  stalledRetry: { flag: '--stalled-retry', env: 'STALLED_RETRY' },
+  shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT' },
+  logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
+  durable: { flag: '--durable', env: 'DURABLE' },
+};
+
+/** `parseArgs` option definitions for every setting (all strings; zod does the typing). */
+export const operatorFlagOptions = Object.fromEntries(
+  Object.values(OPERATOR_SETTINGS).map(({ flag }) => [flag.slice(2), { type: 'string' as const }]),
+);
+
+export function loadOperatorConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): OperatorConfig {
+  const values: Record<string, unknown> = {};
+  for (const [key, { flag, env: variable }] of Object.entries(OPERATOR_SETTINGS)) {
+    const value = flags[flag.slice(2)] ?? env[variable];
+    if (value !== undefined && value !== '') values[key] = value;
+  }
+  const config = parseSettings(operatorConfigSchema, values, OPERATOR_SETTINGS);
+  const problems = checkLeaderElectionTimings(config);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(match[1]) * unit);
+}
+
+/** `:8080` → { host: '0.0.0.0', port: 8080 }; `0` → undefined (disabled). */
+export function parseBindAddress(address: string): { host: string; port: number } | undefined {
+  if (address === '0') return undefined;
+  const split = address.lastIndexOf(':');
+  const host = address.slice(0, split).replace(/^\[|\]$/g, '') || '0.0.0.0';
+  return { host, port: Number(address.slice(split + 1)) };
+}

@@ -1,0 +1,125 @@
+/**
+ * `realm-operator operator`: the PublishedRealm operator process, in or out of cluster.
+ *
+ * Wiring only — one place, as in controller-runtime's cmd/main.go: configuration, the database
+ * (schema checked at start-up), the Kubernetes client (in-cluster service account, or KUBECONFIG /
+ * ~/.kube/config), an informer on PublishedRealms (runs on every replica, so a new leader starts
+ * warm), the controller (leader only), leader election on a Lease, the probe and metrics servers,
+ * and SIGTERM: stop taking work, drain in-flight reconciles, release the lease, exit 0.
+ */
+import fs from 'node:fs/promises';
+import http from 'node:http';
+import { KubeConfig } from '@kubernetes/client-node';
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
+import { RealmsLayout } from '../dataplane/layout.js';
+import { assertSchema } from '../dataplane/schema-check.js';
+import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
+import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
+import { Controller, Informer, LeaderElector, Manager } from '../runtime/index.js';
+import { parseBindAddress, type OperatorConfig } from './operator-config.js';
+
+export const CONTROLLER_NAME = 'publishedrealm';
+
+export async function runOperator(config: OperatorConfig, signal: AbortSignal, logger: Logger = pino({ level: config.logLevel })): Promise<void> {
+  logger.info({ identity: config.identity, namespace: config.watchNamespace || '(all)', leaderElection: config.leaderElection }, 'starting realm-operator');
+  const realmsRoot = await fs.stat(config.realmsRoot).catch(() => undefined);
+  if (!realmsRoot?.isDirectory()) {
+    throw new Error(`--realms-root / REALMS_ROOT: ${config.realmsRoot} is not a directory; mount the shared realms volume there`);
+  }
+
+  const pool = new pg.Pool({ connectionString: config.databaseURL, max: config.maxConcurrentReconciles * 3 + 2, keepAlive: true });
+  pool.on('error', (error) => logger.warn({ err: error }, 'idle database connection failed'));
+  try {
+    await assertSchema(pool);
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromDefault();
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+
+    const informer = new Informer<PublishedRealm & { metadata: { name: string; namespace: string } }>({
+      kubeConfig,
+      resource: { group: GROUP, version: VERSION, plural: PLURAL },
+      ...(config.watchNamespace ? { namespace: config.watchNamespace } : {}),
+      name: PLURAL,
+      logger: logger.child({ component: 'informer' }),
+      metricsRegistry: registry,
+    });
+    const reconciler = new PublishedRealmReconciler({
+      kube: new PublishedRealmKube(kubeConfig, logger.child({ component: 'events' }), config.identity),
+      pool,
+      layout: new RealmsLayout(config.realmsRoot),
+      logger: logger.child({ controller: CONTROLLER_NAME }),
+      ackWaitMs: config.ackWait,
+      ackRequeueMs: config.ackRequeue,
+      stalledRetryMs: config.stalledRetry,
+      durable: config.durable,
+    });
+    const controller = new Controller({
+      name: CONTROLLER_NAME,
+      reconciler,
+      source: informer,
+      concurrency: config.maxConcurrentReconciles,
+      resyncPeriodMs: config.resyncPeriod,
+      drainTimeoutMs: config.shutdownTimeout,
+      logger: logger.child({ controller: CONTROLLER_NAME }),
+      metricsRegistry: registry,
+    });
+    const leaderElector = config.leaderElection
+      ? new LeaderElector({
+          kubeConfig,
+          namespace: config.leaderElectionNamespace,
+          name: config.leaderElectionID,
+          identity: config.identity,
+          leaseDurationMs: config.leaseDuration,
+          renewDeadlineMs: config.renewDeadline,
+          retryPeriodMs: config.retryPeriod,
+          logger: logger.child({ component: 'leader-election' }),
+          metricsRegistry: registry,
+        })
+      : undefined;
+
+    const probes = parseBindAddress(config.healthProbeBindAddress);
+    const manager = new Manager({
+      server: probes ? { host: probes.host, port: probes.port } : false,
+      ...(leaderElector ? { leaderElector } : {}),
+      gracefulShutdownTimeoutMs: config.shutdownTimeout + 5_000,
+      logger: logger.child({ component: 'manager' }),
+      metricsRegistry: registry,
+    });
+    manager.add(informer).add(controller);
+    const metricsServer = await serveMetrics(config.metricsBindAddress, registry, logger);
+    try {
+      await manager.start(signal);
+    } finally {
+      metricsServer?.close();
+    }
+  } finally {
+    await pool.end();
+  }
+  logger.info('realm-operator stopped');
+}
+
+/** `/metrics` on its own address (the Service scrapes it); the probe server also serves it. */
+async function serveMetrics(address: string, registry: Registry, logger: Logger): Promise<http.Server | undefined> {
+  const bind = parseBindAddress(address);
+  if (!bind) return undefined;
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      (error: Error) => res.writeHead(500).end(error.message),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(bind.port, bind.host, () => resolve());
+  });
+  logger.info({ address: server.address() }, 'serving metrics');
+  return server;
+}

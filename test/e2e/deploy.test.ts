@@ -1,0 +1,78 @@
+/**
+ * The manifests in deploy/ against the real API server: they apply (server-side dry run, then for
+ * real), and the operator's service account is allowed exactly what it needs (`kubectl auth can-i`).
+ */
+import path from 'node:path';
+import { kubectl, serviceAccountKubeconfig } from '../support/kube.js';
+
+const DEPLOY = path.resolve(import.meta.dirname, '../../deploy');
+const OPERATOR_NS = 'realm-operator-system';
+
+async function must(args: string[], input?: string): Promise<string> {
+  const result = await kubectl(args, { input });
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+  return result.stdout;
+}
+
+beforeAll(async () => {
+  // A namespaced dry run needs the namespace and the CRD to exist; create those two for real first.
+  await must(['apply', '--server-side', '-f', path.join(DEPLOY, '../crds/realm-operator.dev_publishedrealms.yaml')]);
+  await must(['wait', '--for=condition=Established', 'crd/publishedrealms.realm-operator.dev', '--timeout=30s']);
+  await must(['apply', '-f', path.join(DEPLOY, 'base/namespace.yaml')]);
+}, 60_000);
+
+test.each([['base'], ['kind'], ['samples']])('deploy/%s passes `kubectl apply --dry-run=server`', async (dir) => {
+  const rendered = await must(['kustomize', path.join(DEPLOY, dir)]);
+  expect(rendered.length).toBeGreaterThan(100);
+  const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  expect(result.stdout).toMatch(/\(server dry run\)/);
+});
+
+describe('RBAC of the operator service account', () => {
+  let asOperator: string;
+  beforeAll(async () => {
+    await must(['apply', '-k', path.join(DEPLOY, 'base')]);
+    asOperator = await serviceAccountKubeconfig(OPERATOR_NS, 'realm-operator');
+    // Prove the identity first, so a "no" below means RBAC said no.
+    const whoami = JSON.parse(await must(['auth', 'whoami', '-o', 'json', '--kubeconfig', asOperator]));
+    expect(whoami.status.userInfo.username).toBe(`system:serviceaccount:${OPERATOR_NS}:realm-operator`);
+  }, 60_000);
+
+  async function canI(verb: string, resource: string, namespace?: string): Promise<boolean> {
+    const args = ['auth', 'can-i', verb, resource, '--kubeconfig', asOperator, ...(namespace ? ['-n', namespace] : ['--all-namespaces'])];
+    const result = await kubectl(args);
+    return result.stdout.trim() === 'yes';
+  }
+
+  test.each([
+    ['watch', 'publishedrealms.realm-operator.dev', undefined],
+    ['list', 'publishedrealms.realm-operator.dev', undefined],
+    ['get', 'publishedrealms.realm-operator.dev', 'team-a'],
+    ['patch', 'publishedrealms.realm-operator.dev', 'team-a'],
+    ['update', 'publishedrealms.realm-operator.dev/status', 'team-a'],
+    ['update', 'publishedrealms.realm-operator.dev/finalizers', 'team-a'],
+    ['create', 'events', 'team-a'],
+    ['get', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['create', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['update', 'leases.coordination.k8s.io', OPERATOR_NS],
+  ])('allowed: %s %s (namespace %s)', async (verb, resource, namespace) => {
+    expect(await canI(verb, resource, namespace)).toBe(true);
+  });
+
+  test.each([
+    ['create', 'publishedrealms.realm-operator.dev', 'team-a'],
+    ['delete', 'publishedrealms.realm-operator.dev', 'team-a'],
+    ['update', 'publishedrealms.realm-operator.dev', 'team-a'],
+    ['get', 'secrets', OPERATOR_NS],
+    ['list', 'secrets', undefined],
+    ['create', 'pods', OPERATOR_NS],
+    ['delete', 'deployments.apps', OPERATOR_NS],
+    ['update', 'leases.coordination.k8s.io', 'kube-system'],
+    ['create', 'customresourcedefinitions.apiextensions.k8s.io', undefined],
+    ['escalate', 'clusterroles.rbac.authorization.k8s.io', undefined],
+  ])('refused: %s %s (namespace %s)', async (verb, resource, namespace) => {
+    expect(await canI(verb, resource, namespace)).toBe(false);
+  });
+});

@@ -1,0 +1,268 @@
+/**
+ * End to end: a real kube-apiserver, a real PostgreSQL, the operator as a separate process, and a
+ * realm-server replica running the listener library. Needs `make test` (it builds dist/ and starts
+ * the control plane and PostgreSQL).
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { RealmListener } from '../../src/listener/realm-listener.js';
+import { REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { kubectl } from '../support/kube.js';
+import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
+import { createSourceRealm, eventually, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
+import { RecordingCaches } from '../support/recording-caches.js';
+
+const CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${PLURAL}.yaml`);
+const NS = `e2e-${Math.random().toString(36).slice(2, 8)}`;
+const LEASE_NS = `${NS}-system`;
+
+let db: TestDatabase;
+let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let operator: OperatorProcess;
+let replica: RealmListener;
+const replicaCaches = new RecordingCaches();
+
+async function must(args: string[], input?: string): Promise<string> {
+  const result = await kubectl(args, { input });
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
+  return result.stdout;
+}
+
+function manifest(name: string, spec: Record<string, unknown>): string {
+  return JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'PublishedRealm', metadata: { name, namespace: NS }, spec });
+}
+
+async function getRealm(name: string): Promise<{ metadata: Record<string, any>; spec: Record<string, any>; status?: Record<string, any> }> {
+  return JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, name, '-n', NS, '-o', 'json']));
+}
+
+async function waitReady(name: string, timeout = '60s'): Promise<void> {
+  const result = await kubectl(['wait', `${PLURAL}.${GROUP}/${name}`, '-n', NS, '--for=condition=Ready', `--timeout=${timeout}`]);
+  if (result.code !== 0) {
+    const realm = await getRealm(name).catch(() => undefined);
+    throw new Error(`${name} not Ready: ${result.stderr}\nstatus: ${JSON.stringify(realm?.status)}\noperator:\n${operator.logs().slice(-15).map((l) => JSON.stringify(l)).join('\n')}`);
+  }
+}
+
+async function epochOf(url: string): Promise<number> {
+  const { rows } = await db.pool.query('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [url]);
+  return Number(rows[0]?.epoch ?? 0);
+}
+
+async function events(name: string): Promise<Array<{ reason: string; type: string; message: string }>> {
+  const out = JSON.parse(await must(['get', 'events', '-n', NS, '--field-selector', `involvedObject.name=${name}`, '-o', 'json']));
+  return out.items.map((e: { reason: string; type: string; message: string }) => ({ reason: e.reason, type: e.type, message: e.message }));
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  realms = await makeRealmsRoot();
+  await must(['apply', '--server-side', '-f', CRD_FILE]);
+  await must(['wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=30s']);
+  await must(['create', 'namespace', NS]);
+  await must(['create', 'namespace', LEASE_NS]);
+  replica = new RealmListener({
+    connection: db.url,
+    replicaId: 'e2e-replica',
+    caches: replicaCaches,
+    logger: pino({ level: 'silent' }),
+    metricsRegistry: new Registry(),
+    heartbeatIntervalMs: 500,
+    leaseDurationMs: 5000,
+  });
+  replica.start();
+  await replica.waitUntilReady(10_000);
+  operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a', leaderElectionNamespace: LEASE_NS });
+  await waitForHTTP(operator, `${operator.healthURL}/readyz`);
+}, 60_000);
+
+afterAll(async () => {
+  await operator?.stop();
+  await replica?.stop();
+  await kubectl(['delete', 'namespace', NS, '--wait=false']);
+  await db?.drop();
+  await realms?.cleanup();
+});
+
+describe('PublishedRealm lifecycle', () => {
+  const source = 'http://localhost:4201/e2e/blog/';
+  const published = 'http://published.localhost:4201/e2e/blog/';
+
+  test('apply → Ready with complete status; `kubectl wait --for=condition=Ready` returns', async () => {
+    replicaCaches.add(published);
+    await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{"v":1}', 'cards/a.gts': 'a1' });
+    const applied = Date.now();
+    await must(['apply', '-f', '-'], manifest('blog', { sourceRealmURL: source, publishedRealmURL: published, revision: '1', owner: 'e2e' }));
+    await waitReady('blog');
+    const latency = Date.now() - applied;
+    process.stderr.write(`apply → Ready: ${latency} ms\n`);
+
+    const realm = await getRealm('blog');
+    expect(realm.metadata.finalizers).toEqual(['realm-operator.dev/unpublish']);
+    expect(realm.status).toMatchObject({
+      observedGeneration: realm.metadata.generation,
+      publishedGeneration: realm.metadata.generation,
+      publishedRevision: '1',
+      fileCount: 2,
+      totalBytes: 9,
+      replicas: { acknowledged: 1, expected: 1, mode: 'Acknowledged' },
+    });
+    expect(realm.status!.contentDigest).toMatch(/^sha256:/);
+    expect(realm.status!.epoch).toBe(await epochOf(published));
+    expect(realm.status!.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'True', reason: 'Published', observedGeneration: realm.metadata.generation })]);
+    expect(await readTree(realms.layout.publishedDir(realm.status!.diskId))).toEqual({ 'index.json': '{"v":1}', 'cards/a.gts': 'a1' });
+    // The reindex was enqueued, once, after the acknowledgement.
+    const jobs = await db.pool.query(`SELECT id, args FROM jobs WHERE concurrency_group = $1`, [`indexing:${published}`]);
+    expect(jobs.rows).toHaveLength(1);
+    expect(realm.status!.reindexJobId).toBe(jobs.rows[0].id);
+    expect(jobs.rows[0].args).toMatchObject({ realmURL: published, realmUsername: 'e2e' });
+    const reasons = (await events('blog')).map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['Published', 'ReindexEnqueued']));
+    // The printer columns show what a person needs.
+    const table = await must(['get', `${PLURAL}.${GROUP}`, 'blog', '-n', NS]);
+    expect(table.split('\n')[0]).toMatch(/NAME\s+SOURCE\s+PUBLISHED\s+READY\s+FILES\s+AGE/);
+    expect(table.split('\n')[1]).toMatch(new RegExp(`blog\\s+${source}\\s+${published}\\s+True\\s+2\\s+`));
+  });
+
+  test('a new revision republishes new content at a higher epoch; metadata-only changes and restarts republish nothing', async () => {
+    const before = await getRealm('blog');
+    const epoch = before.status!.epoch as number;
+    await writeFiles(realms.layout.sourceDir((await db.pool.query('SELECT disk_id FROM realm_registry WHERE url = $1', [source])).rows[0].disk_id), {
+      'index.json': '{"v":2}',
+    });
+    // A label change bumps no generation: nothing is republished.
+    await must(['label', `${PLURAL}.${GROUP}`, 'blog', '-n', NS, 'team=docs']);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await epochOf(published)).toBe(epoch);
+
+    await must(['patch', `${PLURAL}.${GROUP}`, 'blog', '-n', NS, '--type=merge', '-p', '{"spec":{"revision":"2"}}']);
+    await eventually(async () => (await getRealm('blog')).status?.publishedRevision === '2', 30_000, () => 'publishedRevision 2');
+    await waitReady('blog');
+    const after = await getRealm('blog');
+    expect(after.status!.epoch).toBeGreaterThan(epoch);
+    expect(after.status!.observedGeneration).toBe(after.metadata.generation);
+    expect(await readTree(realms.layout.publishedDir(after.status!.diskId))).toEqual({ 'index.json': '{"v":2}', 'cards/a.gts': 'a1' });
+    expect(replicaCaches.count(`dropAll ${published}`)).toBeGreaterThanOrEqual(2);
+
+    // Restart the operator: nothing is republished.
+    const settledEpoch = await epochOf(published);
+    await operator.stop('SIGTERM');
+    operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a2', leaderElectionNamespace: LEASE_NS });
+    await waitForHTTP(operator, `${operator.healthURL}/readyz`);
+    await operator.waitForLog((l) => l.msg === 'reconciled' || String(l.msg ?? '').includes('reconcile'), 20_000).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await epochOf(published)).toBe(settledEpoch);
+    expect((await events('blog')).filter((e) => e.reason === 'Republished')).toHaveLength(1);
+  });
+
+  test('delete → unpublished (registry row, directory, wildcard NOTIFY) and the finalizer released', async () => {
+    const realm = await getRealm('blog');
+    const recorder = await recordNotifications(db.url, [REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL]);
+    try {
+      await must(['delete', `${PLURAL}.${GROUP}`, 'blog', '-n', NS, '--timeout=30s']);
+      await recorder.waitFor((n) => n.payload === `${published}:*`);
+      await recorder.waitFor((n) => n.payload === `delete:${published}`);
+    } finally {
+      await recorder.close();
+    }
+    expect((await kubectl(['get', `${PLURAL}.${GROUP}`, 'blog', '-n', NS])).code).not.toBe(0);
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
+    await expect(fs.lstat(realms.layout.publishedDir(realm.status!.diskId))).rejects.toMatchObject({ code: 'ENOENT' });
+    // The source realm is untouched.
+    expect((await db.pool.query('SELECT kind FROM realm_registry WHERE url = $1', [source])).rows).toEqual([{ kind: 'source' }]);
+  });
+});
+
+describe('problems a person must fix', () => {
+  test('a spec that passes admission but not the controller\'s validation becomes Stalled, not a crash loop', async () => {
+    // CEL cannot canonicalize URLs: a default port gets past the API server, zod refuses it.
+    await must(['apply', '-f', '-'], manifest('noncanonical', { sourceRealmURL: 'http://localhost:4201/e2e/x/', publishedRealmURL: 'http://pub.localhost:80/x/' }));
+    await eventually(async () => (await getRealm('noncanonical')).status?.conditions?.some((c: { type: string }) => c.type === 'Stalled') ?? false, 20_000, () => 'Stalled');
+    const realm = await getRealm('noncanonical');
+    expect(realm.status!.conditions).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ type: 'Ready', status: 'False', reason: 'InvalidSpec' }),
+        expect.objectContaining({ type: 'Stalled', status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('spec.publishedRealmURL: is not in canonical form; use "http://pub.localhost/x/"') }),
+      ]),
+    );
+    expect((await events('noncanonical')).some((e) => e.type === 'Warning' && e.reason === 'InvalidSpec')).toBe(true);
+    expect(operator.child.exitCode).toBeNull();
+    await must(['delete', `${PLURAL}.${GROUP}`, 'noncanonical', '-n', NS, '--timeout=30s']);
+  });
+
+  test('a missing source realm is Stalled until it appears, then Ready', async () => {
+    const src = 'http://localhost:4201/e2e/later/';
+    await must(['apply', '-f', '-'], manifest('later', { sourceRealmURL: src, publishedRealmURL: 'http://pub.localhost/later/' }));
+    await eventually(async () => (await getRealm('later')).status?.conditions?.some((c: { reason: string }) => c.reason === 'SourceRealmUnavailable') ?? false, 20_000);
+    await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
+    await waitReady('later');
+    await must(['delete', `${PLURAL}.${GROUP}`, 'later', '-n', NS, '--timeout=30s']);
+  });
+
+  test('suspend stops republishing until it is lifted', async () => {
+    const src = 'http://localhost:4201/e2e/susp/';
+    const pub = 'http://pub.localhost/susp/';
+    await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
+    await must(['apply', '-f', '-'], manifest('susp', { sourceRealmURL: src, publishedRealmURL: pub, revision: 1 }));
+    await waitReady('susp');
+    const epoch = await epochOf(pub);
+    await must(['patch', `${PLURAL}.${GROUP}`, 'susp', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":true,"revision":2}}']);
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(await epochOf(pub)).toBe(epoch);
+    await must(['patch', `${PLURAL}.${GROUP}`, 'susp', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":false}}']);
+    await eventually(async () => (await epochOf(pub)) > epoch, 20_000, () => 'republish after resume');
+    await waitReady('susp');
+    await must(['delete', `${PLURAL}.${GROUP}`, 'susp', '-n', NS, '--timeout=30s']);
+  });
+
+  test('a second PublishedRealm for a URL already published is Stalled and its deletion leaves the URL published', async () => {
+    const src = 'http://localhost:4201/e2e/dup/';
+    const pub = 'http://pub.localhost/dup/';
+    await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
+    await must(['apply', '-f', '-'], manifest('dup-one', { sourceRealmURL: src, publishedRealmURL: pub }));
+    await waitReady('dup-one');
+    await must(['apply', '-f', '-'], manifest('dup-two', { sourceRealmURL: src, publishedRealmURL: pub }));
+    await eventually(async () => (await getRealm('dup-two')).status?.conditions?.some((c: { reason: string }) => c.reason === 'URLAlreadyPublished') ?? false, 20_000);
+    await must(['delete', `${PLURAL}.${GROUP}`, 'dup-two', '-n', NS, '--timeout=30s']);
+    expect((await db.pool.query('SELECT kind FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([{ kind: 'published' }]);
+    await must(['delete', `${PLURAL}.${GROUP}`, 'dup-one', '-n', NS, '--timeout=30s']);
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
+  });
+});
+
+describe('the API server refuses invalid manifests with readable messages', () => {
+  const ok = { sourceRealmURL: 'http://localhost:4201/a/', publishedRealmURL: 'http://pub.localhost/a/' };
+  test.each([
+    ['a URL without the trailing slash', { ...ok, publishedRealmURL: 'http://pub.localhost/a' }, 'publishedRealmURL must end with "/"'],
+    ['an ftp URL', { ...ok, sourceRealmURL: 'ftp://localhost/a/' }, 'sourceRealmURL must use http:// or https://'],
+    ['a query string', { ...ok, publishedRealmURL: 'http://pub.localhost/a/?x=1/' }, 'publishedRealmURL must not have a query string or fragment'],
+    ['a fragment', { ...ok, publishedRealmURL: 'http://pub.localhost/a/#x/' }, 'publishedRealmURL must not have a query string or fragment'],
+    ['an upper-case host', { ...ok, publishedRealmURL: 'http://PUB.localhost/a/' }, 'publishedRealmURL must have a lower-case scheme and host'],
+    ['credentials', { ...ok, publishedRealmURL: 'http://u:p@pub.localhost/a/' }, 'publishedRealmURL must not contain credentials'],
+    ['not a URL', { ...ok, sourceRealmURL: 'just words/' }, 'sourceRealmURL must be an absolute URL'],
+    ['the same URL twice', { ...ok, publishedRealmURL: ok.sourceRealmURL }, 'sourceRealmURL and publishedRealmURL must differ'],
+    ['a missing sourceRealmURL', { publishedRealmURL: ok.publishedRealmURL }, 'spec.sourceRealmURL: Required value'],
+    ['an oversized URL', { ...ok, publishedRealmURL: `http://pub.localhost/${'a'.repeat(2100)}/` }, 'spec.publishedRealmURL: Too long: may not be more than 2048'],
+    ['an oversized revision', { ...ok, revision: 'r'.repeat(300) }, 'revision must be at most 253 characters'],
+    ['a priority out of range', { ...ok, reindex: { priority: 5000 } }, 'spec.reindex.priority: Invalid value: 5000: spec.reindex.priority in body should be less than or equal to 1000'],
+    ['a wrong type', { ...ok, suspend: 'yes' }, 'spec.suspend: Invalid value: "string": spec.suspend in body must be of type boolean'],
+  ])('%s', async (_name, spec, message) => {
+    const result = await kubectl(['apply', '-f', '-'], { input: manifest(`invalid-${Math.random().toString(36).slice(2, 7)}`, spec) });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(message);
+  });
+
+  test('publishedRealmURL cannot be changed', async () => {
+    await createSourceRealm(db.pool, realms.layout, 'http://localhost:4201/e2e/imm/', { 'x.txt': 'x' });
+    await must(['apply', '-f', '-'], manifest('immutable', { sourceRealmURL: 'http://localhost:4201/e2e/imm/', publishedRealmURL: 'http://pub.localhost/imm/' }));
+    const result = await kubectl(['patch', `${PLURAL}.${GROUP}`, 'immutable', '-n', NS, '--type=merge', '-p', '{"spec":{"publishedRealmURL":"http://pub.localhost/elsewhere/"}}']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('publishedRealmURL is immutable; delete this PublishedRealm and create a new one to publish at another URL');
+    await waitReady('immutable');
+    await must(['delete', `${PLURAL}.${GROUP}`, 'immutable', '-n', NS, '--timeout=30s']);
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Runs the operator as a separate process (the built `dist/cli/main.js operator`), as it runs in
+ * a cluster, against the run's control plane and PostgreSQL. Keeps its JSON logs for assertions
+ * and for the failure message.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { freePort } from './embedded-postgres.js';
+import { testKubeconfigPath } from './kube.js';
+
+const MAIN = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+
+export interface OperatorProcess {
+  identity: string;
+  child: ChildProcess;
+  healthURL: string;
+  metricsURL: string;
+  /** Parsed JSON log lines so far. */
+  logs(): Array<Record<string, unknown>>;
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code or signal. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface OperatorOptions {
+  databaseURL: string;
+  realmsRoot: string;
+  identity: string;
+  leaderElectionNamespace: string;
+  extraArgs?: string[];
+}
+
+export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
+  if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
+  const [health, metrics] = [await freePort(), await freePort()];
+  const child = spawn(
+    process.execPath,
+    [
+      MAIN,
+      'operator',
+      '--realms-root', options.realmsRoot,
+      '--identity', options.identity,
+      '--leader-election-namespace', options.leaderElectionNamespace,
+      '--health-probe-bind-address', `127.0.0.1:${health}`,
+      '--metrics-bind-address', `127.0.0.1:${metrics}`,
+      '--leader-election-lease-duration', '4s',
+      '--leader-election-renew-deadline', '3s',
+      '--leader-election-retry-period', '500ms',
+      '--ack-wait', '2s',
+      '--ack-requeue', '300ms',
+      '--stalled-retry', '1s',
+      '--durable', 'false',
+      '--log-level', 'debug',
+      ...(options.extraArgs ?? []),
+    ],
+    { env: { ...process.env, DATABASE_URL: options.databaseURL, KUBECONFIG: testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const lines: Array<Record<string, unknown>> = [];
+  let raw = '';
+  const waiters = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    raw += chunk.toString();
+    let newline: number;
+    while ((newline = raw.indexOf('\n')) >= 0) {
+      const line = raw.slice(0, newline);
+      raw = raw.slice(newline + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line, unparsed: true });
+      }
+    }
+    for (const wake of waiters) wake();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  const describe = () => lines.slice(-40).map((l) => JSON.stringify(l)).join('\n');
+  const operator: OperatorProcess = {
+    identity: options.identity,
+    child,
+    healthURL: `http://127.0.0.1:${health}`,
+    metricsURL: `http://127.0.0.1:${metrics}`,
+    logs: () => lines,
+    async waitForLog(predicate, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = lines.find(predicate);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`operator ${options.identity} never logged the expected line; last lines:\n${describe()}`);
+        await new Promise<void>((resolve) => {
+          const wake = () => (waiters.delete(wake), resolve());
+          waiters.add(wake);
+          setTimeout(wake, 100);
+        });
+      }
+    },
+    exited,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+  return operator;
+}
+
+/** Polls `url` until it answers 200, or throws with the operator's recent logs. */
+export async function waitForHTTP(operator: OperatorProcess, url: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await fetch(url).then((r) => r.ok, () => false);
+    if (ok) return;
+    if (operator.child.exitCode !== null) throw new Error(`operator exited (${operator.child.exitCode}): ${operator.logs().slice(-20).map((l) => JSON.stringify(l)).join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`${url} not OK after ${timeoutMs} ms; logs:\n${operator.logs().slice(-20).map((l) => JSON.stringify(l)).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
