@@ -44,7 +44,7 @@ bench-fanout: install ## NOTIFY fan-out to N listener processes vs raw pg LISTEN
 bench-lock: install ## Lock hold time during publish for 100 / 1,000 / 10,000 files
 	npx tsx bench/lock-hold.ts
 
-demo: install ## Run PostgreSQL, three listener replicas and a publish, locally
+demo: build kube-assets ## Run PostgreSQL, a control plane, the operator and three replicas; publish and republish
 	npx tsx hack/demo.ts
 
 migrate: build ## Apply migrations to DATABASE_URL

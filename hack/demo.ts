@@ -1,48 +1,72 @@
 /**
- * `make demo`: PostgreSQL (embedded unless DATABASE_URL), three replica processes running the
- * listener library, and a publish that reaches all of them. Shows each replica's view of the
- * published file before and after the republish, and the measured latency. Cleans up on exit
- * and on Ctrl-C.
+ * `make demo`: the whole system, locally, on the embedded defaults — PostgreSQL (embedded unless
+ * DATABASE_URL), a real etcd + kube-apiserver on loopback, the operator as its own process, and
+ * three replica processes running the listener library. Applies a sample PublishedRealm, waits
+ * for Ready, edits the source, bumps `revision`, and shows each replica's view of the published
+ * file before and after, with the measured latency. Cleans up on exit and on Ctrl-C.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { pino } from 'pino';
-import { waitForReplicaAcks } from '../src/dataplane/acknowledgements.js';
-import { publishRealm } from '../src/dataplane/publish.js';
 import { benchDatabase } from '../bench/support.js';
+import { startControlPlane, type ControlPlane } from '../test/support/control-plane.js';
+import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot, writeFiles } from '../test/support/realms.js';
 
 const REPLICAS = 3;
+const NAMESPACE = 'default';
 const source = 'http://localhost:4201/demo/source/';
-const published = 'http://localhost:4201/demo/published/';
+const published = 'http://demo.localhost:4201/published/';
 const say = (line: string) => process.stdout.write(`${line}\n`);
+const repo = path.resolve(import.meta.dirname, '..');
 
-const children: ChildProcess[] = [];
-let cleanup: () => Promise<void> = async () => undefined;
-let cleaning = false;
-async function shutdown(code: number) {
-  if (cleaning) return;
-  cleaning = true;
-  for (const child of children) child.kill('SIGTERM');
-  await cleanup().catch(() => undefined);
+const cleanups: Array<() => Promise<unknown>> = [];
+let exiting = false;
+async function shutdown(code: number): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  }
   process.exit(code);
 }
 process.on('SIGINT', () => void shutdown(130));
 process.on('SIGTERM', () => void shutdown(143));
 
+async function must(plane: ControlPlane, args: string[], input?: string): Promise<string> {
+  const result = await plane.kubectl(args, { input });
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
 try {
+  let started = performance.now();
   say('starting PostgreSQL…');
   const { db, close } = await benchDatabase();
+  cleanups.push(close);
   const realms = await makeRealmsRoot();
-  cleanup = async () => {
-    await realms.cleanup();
-    await close();
-  };
-  const plane = { pool: db.pool, layout: realms.layout, logger: pino({ level: 'silent' }) };
+  cleanups.push(realms.cleanup);
+  say(`  ready in ${Math.round(performance.now() - started)} ms`);
 
-  const sourceDir = await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{"title":"Hello, v1"}' });
-  const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, ownerUsername: 'demo' });
-  say(`published ${published} at epoch ${first.epoch} (${first.fileCount} file)`);
+  started = performance.now();
+  say('starting etcd + kube-apiserver on loopback (binaries are built once on first use; that takes minutes)…');
+  const plane = await startControlPlane();
+  cleanups.push(() => plane.stop());
+  say(`  ready in ${Math.round(performance.now() - started)} ms at ${plane.server}`);
+  await must(plane, ['apply', '-k', path.join(repo, 'crds')]);
+  await must(plane, ['wait', '--for=condition=Established', 'crd/publishedrealms.realm-operator.dev', '--timeout=30s']);
+  await must(plane, ['create', 'namespace', 'realm-operator-system']);
+
+  const sourceDir = await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{"title":"Hello, v1"}' }, 'demo/source');
+
+  say('starting the operator…');
+  const operator: OperatorProcess = await startOperator({
+    databaseURL: db.url,
+    realmsRoot: realms.root,
+    identity: 'demo-operator',
+    leaderElectionNamespace: 'realm-operator-system',
+    kubeconfig: plane.kubeconfigPath,
+  });
+  cleanups.push(() => operator.stop());
+  await waitForHTTP(operator, `${operator.healthURL}/readyz`);
 
   say(`starting ${REPLICAS} replicas…`);
   const replicas = await Promise.all(
@@ -51,7 +75,7 @@ try {
         execArgv: ['--import', 'tsx'],
         env: { ...process.env, DATABASE_URL: db.url, REALM_URL: published, REALMS_ROOT: realms.root, REPLICA_ID: `replica-${i + 1}` },
       });
-      children.push(child);
+      cleanups.push(async () => child.kill('SIGTERM'));
       await new Promise<void>((resolve) => child.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
       return { id: `replica-${i + 1}`, child };
     }),
@@ -67,32 +91,54 @@ try {
       child.send({ type: 'read', path: 'index.json' });
     });
 
-  // Warm every cache, then read again: the second read is served from cache.
+  const manifest = (revision: string) =>
+    JSON.stringify({
+      apiVersion: 'realm-operator.dev/v1alpha1',
+      kind: 'PublishedRealm',
+      metadata: { name: 'demo', namespace: NAMESPACE },
+      spec: { sourceRealmURL: source, publishedRealmURL: published, revision, owner: 'demo' },
+    });
+  say('applying PublishedRealm demo (revision 1)…');
+  started = performance.now();
+  await must(plane, ['apply', '-f', '-'], manifest('1'));
+  await must(plane, ['wait', 'publishedrealm/demo', '-n', NAMESPACE, '--for=condition=Ready', '--timeout=60s']);
+  say(`  Ready in ${Math.round(performance.now() - started)} ms`);
+  say((await must(plane, ['get', 'publishedrealms', '-n', NAMESPACE, '-o', 'wide'])).trimEnd());
+
+  // Fill every replica's cache, then read again: served from cache.
   for (const r of replicas) await read(r.child);
   const before = await Promise.all(replicas.map((r) => read(r.child)));
+  const epochBefore = JSON.parse(await must(plane, ['get', 'publishedrealm/demo', '-n', NAMESPACE, '-o', 'json'])).status.epoch;
 
-  say('editing the source realm and republishing…');
+  say('');
+  say('editing the source realm and bumping revision to 2…');
   await writeFiles(sourceDir, { 'index.json': '{"title":"Hello, v2"}' });
-  const started = performance.now();
-  const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
-  const acks = await waitForReplicaAcks(db.pool, { realmURL: published, epoch: second.epoch, timeoutMs: 10_000 });
-  const latency = performance.now() - started;
+  const appliedAt = Date.now();
+  await must(plane, ['apply', '-f', '-'], manifest('2'));
+  await must(plane, ['wait', 'publishedrealm/demo', '-n', NAMESPACE, '--for=jsonpath={.status.publishedRevision}=2', '--timeout=60s']);
+  await must(plane, ['wait', 'publishedrealm/demo', '-n', NAMESPACE, '--for=condition=Ready', '--timeout=60s']);
+  const status = JSON.parse(await must(plane, ['get', 'publishedrealm/demo', '-n', NAMESPACE, '-o', 'json'])).status;
+  // From the status itself (millisecond timestamps), not from kubectl's own start-up and polling.
+  const readyAt = Date.parse(status.conditions.find((c: { type: string }) => c.type === 'Ready').lastTransitionTime);
+  const latency = readyAt - appliedAt;
   const after = await Promise.all(replicas.map((r) => read(r.child)));
 
   say('');
-  say(`${'replica'.padEnd(11)} | ${`before republish (epoch ${first.epoch})`.padEnd(38)} | after all acknowledged (epoch ${second.epoch})`);
-  say(`${'-'.repeat(12)}|${'-'.repeat(40)}|${'-'.repeat(40)}`);
+  say(`${'replica'.padEnd(11)} | ${`before (epoch ${epochBefore})`.padEnd(34)} | after Ready (epoch ${status.epoch})`);
+  say(`${'-'.repeat(12)}|${'-'.repeat(36)}|${'-'.repeat(36)}`);
   replicas.forEach((r, i) => {
     const b = before[i]!;
     const a = after[i]!;
-    say(`${r.id.padEnd(11)} | ${`${b.content} ${b.fromCache ? '(cache)' : '(disk)'}`.padEnd(38)} | ${a.content} ${a.fromCache ? '(cache)' : '(disk)'}`);
+    say(`${r.id.padEnd(11)} | ${`${b.content} ${b.fromCache ? '(cache)' : '(disk)'}`.padEnd(34)} | ${a.content} ${a.fromCache ? '(cache)' : '(disk)'}`);
   });
   say('');
-  say(`acknowledged by ${acks.acknowledged.length}/${acks.acknowledged.length + acks.missing.length} live replicas (${acks.acknowledged.join(', ')})`);
-  say(`publish → every replica acknowledged: ${latency.toFixed(1)} ms (stage ${second.timing.stageMs.toFixed(1)} ms, lock held ${second.timing.lockHeldMs.toFixed(1)} ms, ack wait ${acks.waitedMs.toFixed(1)} ms)`);
+  say(`revision 2 applied → Ready=True written: ${latency.toFixed(0)} ms; replicas acknowledged ${status.replicas.acknowledged}/${status.replicas.expected} (${status.replicas.mode}); reindex job ${status.reindexJobId}`);
   const stale = after.filter((a) => !a.content.includes('v2')).length;
-  say(stale === 0 ? 'no replica serves pre-publish bytes.' : `${stale} replica(s) still serve old bytes!`);
-  await shutdown(stale === 0 && acks.complete ? 0 : 1);
+  say(stale === 0 ? 'no replica serves pre-publish bytes after Ready.' : `${stale} replica(s) still serve old bytes!`);
+  say('');
+  say((await must(plane, ['describe', 'publishedrealm/demo', '-n', NAMESPACE])).split('\n').filter((l) => /Events:|Normal|Warning/.test(l)).join('\n'));
+  if (process.env.DEMO_OPERATOR_LOGS) for (const l of operator.logs()) say(JSON.stringify(l));
+  await shutdown(stale === 0 ? 0 : 1);
 } catch (error) {
   process.stderr.write(`demo failed: ${(error as Error).stack}\n`);
   await shutdown(1);

@@ -86,7 +86,7 @@ export interface InformerOptions {
   listPageSize?: number;
   /** Server-side watch timeout. Default random in [5, 10) minutes, like client-go, so reconnects spread out. */
   watchTimeoutSeconds?: number;
-  /** How to watch; default {@link kubeWatch} over `kubeConfig`. A client-node `Watch` fits too (mind its 30 s inactivity abort). */
+  /** How to watch; default {@link kubeWatch} over `kubeConfig`. A client-node `Watch` fits this shape too. */
   watch?: WatchLike;
   logger?: Logger;
   metricsRegistry?: Registry;
@@ -198,7 +198,7 @@ export class Informer<T extends KubeObject = KubeObject> implements ObjectSource
   /** Registers `handler` (first replaying the cache as adds); returns a function that removes it. */
   addEventHandler(handler: InformerEventHandler<T>): () => void {
     this.handlers.add(handler);
-    for (const object of this.cache.values()) this.call(handler, 'onAdd', () => handler.onAdd?.(object));
+    for (const object of this.cache.values()) this.call('onAdd', () => handler.onAdd?.(object));
     return () => this.handlers.delete(handler);
   }
 
@@ -408,10 +408,11 @@ export class Informer<T extends KubeObject = KubeObject> implements ObjectSource
   }
 
   private emit(what: keyof InformerEventHandler<T>, call: (handler: InformerEventHandler<T>) => void): void {
-    for (const handler of this.handlers) this.call(handler, what, () => call(handler));
+    for (const handler of this.handlers) this.call(what, () => call(handler));
   }
 
-  private call(_handler: InformerEventHandler<T>, what: string, fn: () => void): void {
+  /** Runs one handler callback; a throw is logged, never propagated into the watch loop. */
+  private call(what: string, fn: () => void): void {
     try {
       fn();
     } catch (error) {

@@ -2,15 +2,16 @@
  * The runtime's only HTTP code: one JSON request, or one watch stream, to the Kubernetes API by
  * path, over `node:https`.
  *
- * Why not client-node's `Watch` and typed APIs: @kubernetes/client-node 2.x runs on undici 8,
- * which needs Node >= 22.19 — on Node 20 importing the package throws — and the runtime must not
- * stop the process from loading. Besides, its `Watch` aborts any stream silent for 30 s (a private
- * timer that fights our own watchdog) and swallows exceptions thrown by the event callback, and
- * its typed clients turn timestamps into `Date`s (MicroTime fields lose their microseconds) while
- * the informer must cache objects exactly as the server sent them. So this module never imports
- * client-node's values; authentication comes from {@link KubeConnection}, which a client-node
- * `KubeConfig` satisfies as it is (its `applyToHTTPSOptions` does exec plugins, OIDC, proxies...)
- * and which `loadKubeconfig()` provides without client-node.
+ * Why not client-node's `Watch` and typed APIs: the runtime must behave the same whichever
+ * client-node major is installed, and neither fits an informer well: 1.x has no inactivity limit
+ * at all (a half-open connection hangs until TCP gives up), 2.x aborts any stream silent for 30 s
+ * (a private timer that fights our watchdog) and, running on undici 8, cannot even be imported on
+ * Node < 22.19; both swallow exceptions thrown by the event callback. Their typed clients turn
+ * timestamps into `Date`s (MicroTime fields lose their microseconds), while the informer must
+ * cache objects exactly as the server sent them. So this module imports no client-node values;
+ * authentication comes from {@link KubeConnection}, which a client-node `KubeConfig` satisfies
+ * as it is (its `applyToHTTPSOptions` handles exec plugins, OIDC, proxies...) and which
+ * `loadKubeconfig()` provides without client-node.
  *
  * Errors: a non-2xx response rejects with {@link KubeApiError}, carrying the HTTP status and the
  * `Status` body's `reason`/`message`. Transport failures reject with Node's errors
@@ -77,8 +78,8 @@ export interface WatchLike {
     path: string,
     query: Record<string, string | number | boolean | undefined>,
     // `any` to match client-node's Watch signature, which is assignable here then.
-    callback: (type: string, object: any, event?: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
-    done: (error: any) => void, // eslint-disable-line @typescript-eslint/no-explicit-any
+    callback: (type: string, object: any, event?: any) => void,
+    done: (error: any) => void,
   ): Promise<AbortController>;
 }
 

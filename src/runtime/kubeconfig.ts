@@ -1,6 +1,7 @@
 /**
  * A {@link KubeConnection} from a kubeconfig file or the in-cluster service account, without
- * @kubernetes/client-node (which cannot load on Node 20; see kube-client.ts).
+ * @kubernetes/client-node: for tools and tests that do not want it (2.x cannot load on Node 20),
+ * and to point a copy of a connection at another address (`new StaticKubeConnection({...settings, server})`).
  *
  * Supports what an operator and its tests need: `server`, `certificate-authority[-data]`,
  * `insecure-skip-tls-verify`, `tls-server-name`, `client-certificate[-data]` and

@@ -153,8 +153,11 @@ describe('PublishedRealm lifecycle', () => {
     await operator.stop('SIGTERM');
     operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a2', leaderElectionNamespace: LEASE_NS });
     await waitForHTTP(operator, `${operator.healthURL}/readyz`);
-    await operator.waitForLog((l) => l.msg === 'reconciled' || String(l.msg ?? '').includes('reconcile'), 20_000).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 1500));
+    // The old leader released its lease on SIGTERM, so the new process leads at once; give its
+    // workers time to reconcile every object once.
+    await operator.waitForLog((l) => l.msg === 'acquired the leader lease', 10_000);
+    await operator.waitForLog((l) => l.msg === 'replicas acknowledged', 10_000);
+    await new Promise((r) => setTimeout(r, 1000));
     expect(await epochOf(published)).toBe(settledEpoch);
     expect((await events('blog')).filter((e) => e.reason === 'Republished')).toHaveLength(1);
   });

@@ -10,7 +10,7 @@ import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, ty
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+import { createSourceRealm, dataPlane, eventually, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
 
 const PUBLISH_STEPS: PublishStep[] = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'];
 const UNPUBLISH_STEPS: UnpublishStep[] = ['locked', 'unlinked', 'committed', 'cleaned'];
@@ -43,6 +43,12 @@ async function crashDuring(operation: 'publish' | 'unpublish', crashAt: string, 
   child.stderr.on('data', (d) => (output += d));
   const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, s) => resolve(s)));
   if (signal !== 'SIGKILL') throw new Error(`child did not crash at ${crashAt}: ${output}`);
+  // PostgreSQL notices the dead client (and drops its locks) a moment later; recovery decides
+  // ownership of staging copies by those locks, so wait until its backends are gone.
+  await eventually(async () => {
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child'`);
+    return rows[0].n === 0;
+  }, 10_000, () => 'the crashed publisher\'s backends to exit');
 }
 
 /** The published realm's content as readers see it now, or `undefined` when it is absent. */

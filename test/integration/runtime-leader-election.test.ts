@@ -7,13 +7,12 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
-import { loadKubeconfig } from '../../src/runtime/kubeconfig.js';
 import { LeaderElector, LeadershipLostError, type LeaderElectionOutcome, type LeaderElectorOptions } from '../../src/runtime/leader-election.js';
-import { testKubeconfigPath } from '../support/kube.js';
+import { testKubeConfig } from '../support/kube.js';
 
 const logger = pino({ level: process.env.RUNTIME_TEST_LOG ?? 'silent' });
 const suffix = randomBytes(3).toString('hex');
-const kube = loadKubeconfig(testKubeconfigPath());
+const kube = testKubeConfig();
 const namespace = `rt-lease-${suffix}`;
 // Short, but in the same proportions as the defaults (15 s / 10 s / 2 s).
 const TIMING = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 200 };
@@ -85,7 +84,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await kubeRequest(kube, { method: 'DELETE', path: `/api/v1/namespaces/${namespace}` }).catch(() => undefined);
-  kube.destroy();
 });
 
 describe('LeaderElector (real API server)', () => {
@@ -116,7 +114,7 @@ describe('LeaderElector (real API server)', () => {
       // It waited for the lease (3 s after it last saw the record change, which was at most one
       // retry period before the crash), and not much longer than the lease plus a jittered retry.
       expect(waited).toBeGreaterThanOrEqual(TIMING.leaseDurationMs - TIMING.retryPeriodMs - 300);
-      expect(waited).toBeLessThan(TIMING.leaseDurationMs + 2.2 * TIMING.retryPeriodMs + 1_000);
+      expect(waited).toBeLessThan(TIMING.leaseDurationMs + 2.2 * TIMING.retryPeriodMs + 2_000);
       expect((await readLease('crash')).spec).toMatchObject({ holderIdentity: 'second', leaseTransitions: 1 });
     } finally {
       await second.stop();
@@ -147,7 +145,7 @@ describe('LeaderElector (real API server)', () => {
 
       await eventually(() => second.leading(), 'second to take over');
       // Well inside the 3 s lease: it did not wait for an expiry.
-      expect(second.state.startedAt! - releasedAt).toBeLessThan(1_000);
+      expect(second.state.startedAt! - releasedAt).toBeLessThan(1_500);
       expect((await readLease('graceful')).spec).toMatchObject({ holderIdentity: 'second', leaseTransitions: 1 });
     } finally {
       await second.stop();
@@ -170,7 +168,7 @@ describe('LeaderElector (real API server)', () => {
     expect(await leader.outcome).toBe('lost');
     const lostAt = leader.state.stoppedAt!;
     expect(lostAt - stolenAt).toBeGreaterThanOrEqual(TIMING.renewDeadlineMs - TIMING.retryPeriodMs - 100);
-    expect(lostAt - stolenAt).toBeLessThan(TIMING.renewDeadlineMs + 1_000);
+    expect(lostAt - stolenAt).toBeLessThan(TIMING.renewDeadlineMs + 2_000);
     expect(leader.state.leaderSignal?.reason).toBeInstanceOf(LeadershipLostError);
     expect(leader.elector.isLeader()).toBe(false);
     expect(await masterStatus(leader.registry, 'stolen')).toBe(0);

@@ -186,7 +186,7 @@ export async function writeServiceAccountKubeconfig(opts: {
   const manifest = YAML.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace } }) +
     '---\n' +
     YAML.stringify({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace } });
-  const applied = await opts.kubectl(['apply', '-f', '-'], { input: manifest });
+  const applied = await opts.kubectl(['apply', '--server-side', '--field-manager=realm-operator-tests', '-f', '-'], { input: manifest });
   if (applied.code !== 0) throw new Error(`creating service account ${namespace}/${name} failed: ${applied.stderr}`);
   const token = await opts.kubectl(['create', 'token', name, '-n', namespace, '--duration=24h']);
   if (token.code !== 0) throw new Error(`kubectl create token ${namespace}/${name} failed: ${token.stderr}`);

@@ -15,7 +15,7 @@ const env = (name: string): string => {
   return value;
 };
 
-const pool = new pg.Pool({ connectionString: env('DATABASE_URL') });
+const pool = new pg.Pool({ connectionString: env('DATABASE_URL'), application_name: 'crash-child' });
 const crashAt = env('CRASH_AT');
 const plane: DataPlane = {
   pool,

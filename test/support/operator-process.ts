@@ -29,6 +29,8 @@ export interface OperatorOptions {
   realmsRoot: string;
   identity: string;
   leaderElectionNamespace: string;
+  /** Default: the run's control plane (REALM_OPERATOR_TEST_KUBECONFIG). */
+  kubeconfig?: string;
   extraArgs?: string[];
 }
 
@@ -55,7 +57,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       '--log-level', 'debug',
       ...(options.extraArgs ?? []),
     ],
-    { env: { ...process.env, DATABASE_URL: options.databaseURL, KUBECONFIG: testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: Array<Record<string, unknown>> = [];
   let raw = '';

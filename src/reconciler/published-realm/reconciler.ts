@@ -84,6 +84,7 @@ export class PublishedRealmReconciler {
     const published = await this.ensurePublished(realm, spec);
     if (!published.ok) return published.result;
 
+    this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const acks = await waitForReplicaAcks(this.options.pool, {
       realmURL: spec.publishedRealmURL,
       epoch: Number(published.state.epoch),
@@ -99,6 +100,7 @@ export class PublishedRealmReconciler {
       return { requeueAfterMs: this.ackRequeueMs };
     }
 
+    this.log(realm).debug({ acknowledged: acks.acknowledged.length, waitedMs: Math.round(acks.waitedMs) }, 'replicas acknowledged');
     const reindexJobId = await this.ensureReindexed(realm, spec, published.state);
     if (reindexJobId === 'failed') return { requeueAfterMs: this.stalledRetryMs };
 
@@ -127,6 +129,7 @@ export class PublishedRealmReconciler {
     const existing = await readRealmEpochRow(this.options.pool, url);
     if (existing?.content_version && existing.published_for === publishedFor) return { ok: true, state: existing };
 
+    this.log(realm).debug({ generation: generation(realm) }, 'publishing');
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`));
     let claim: ClaimOptions = { claimant: claimantOf(realm) };
     for (;;) {
