@@ -7,7 +7,7 @@ JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
 WITH_TEST_ENV := npx tsx test/support/with-test-env.ts --kube --
 
-.PHONY: help install typecheck build test test-unit test-integration bench bench-fanout bench-lock demo migrate clean crds kube-assets kind-up kind-down image kind-load deploy e2e-kind
+.PHONY: help install typecheck build test test-unit test-integration test-e2e bench bench-fanout bench-lock demo migrate clean crds kube-assets kind-up kind-down image kind-load deploy e2e-kind
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,14 +24,17 @@ typecheck: install ## Type-check src, test and bench (tsc --noEmit)
 build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
-test: typecheck build kube-assets ## Type-check, unit and integration tests (real PostgreSQL and Kubernetes API server)
-	$(WITH_TEST_ENV) $(JEST)
+test: typecheck build kube-assets ## Type-check; unit, integration and end-to-end tests (real PostgreSQL and kube-apiserver)
+	$(WITH_TEST_ENV) bash -c '$(JEST) --selectProjects unit integration && $(JEST) --selectProjects e2e --runInBand'
 
 test-unit: install ## Unit tests only (pure logic)
 	$(JEST) --selectProjects unit
 
 test-integration: build kube-assets ## Integration tests only (real PostgreSQL and Kubernetes API server)
 	$(WITH_TEST_ENV) $(JEST) --selectProjects integration
+
+test-e2e: build kube-assets ## End-to-end tests only: the operator as a process, one suite at a time (they load the machine)
+	$(WITH_TEST_ENV) $(JEST) --selectProjects e2e --runInBand
 
 kube-assets: ## Build or locate etcd/kube-apiserver/kubectl
 	bash hack/kube-assets.sh

@@ -66,12 +66,8 @@ test('the leader is SIGKILLed mid-publish; the other operator takes over and the
     metadata: { name: 'big', namespace: NS },
     spec: { sourceRealmURL: source, publishedRealmURL: published },
   }));
-  // Kill the leader as soon as it reports that it is publishing (it is then staging 10,000 files).
-  await eventually(
-    async () => JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'big', '-n', NS, '-o', 'json'])).status?.conditions?.some((c: { reason: string }) => c.reason === 'Publishing') ?? false,
-    30_000,
-    () => 'Publishing',
-  );
+  // Kill the leader as soon as it logs that it is publishing (it then stages 10,000 files).
+  await leader.waitForLog((l) => l.msg === 'publishing', 60_000);
   const killedAt = Date.now();
   await leader.stop('SIGKILL');
   expect(leader.logs().some((l) => l.msg === 'published realm')).toBe(false);
