@@ -259,6 +259,17 @@ describe('the API server refuses invalid manifests with readable messages', () =
     expect(result.stderr).toContain(message);
   });
 
+  test('`kubectl explain` documents every field', async () => {
+    const spec = await must(['explain', `${PLURAL}.spec`, '--api-version', `${GROUP}/v1alpha1`]);
+    expect(spec).toContain('What to publish and where.');
+    expect(spec).toMatch(/publishedRealmURL\s+<string> -required-/);
+    expect(spec.replace(/\s+/g, ' ')).toContain('Immutable; to publish elsewhere, create another PublishedRealm.');
+    const reindex = await must(['explain', `${PLURAL}.spec.reindex.priority`, '--api-version', `${GROUP}/v1alpha1`]);
+    expect(reindex).toContain('Priority of the reindex job (Boxel publishes use 10).');
+    const status = await must(['explain', `${PLURAL}.status.replicas.mode`, '--api-version', `${GROUP}/v1alpha1`]);
+    expect(status).toContain('NotifyOnly');
+  });
+
   test('publishedRealmURL cannot be changed', async () => {
     await createSourceRealm(db.pool, realms.layout, 'http://localhost:4201/e2e/imm/', { 'x.txt': 'x' });
     await must(['apply', '-f', '-'], manifest('immutable', { sourceRealmURL: 'http://localhost:4201/e2e/imm/', publishedRealmURL: 'http://pub.localhost/imm/' }));
