@@ -15,18 +15,25 @@ import { findMissingSchema, SchemaError } from '../dataplane/schema-check.js';
 import { ConfigError, databaseURLSchema, parseSettings } from './config.js';
 import { runOperator } from './operator.js';
 import { loadOperatorConfig, OPERATOR_SETTINGS, operatorFlagOptions } from './operator-config.js';
+import { realmServerFlagOptions, REALM_SERVER_SETTINGS, runRealmServer } from './realm-server-command.js';
 import { seedSampleRealm } from './seed-sample.js';
 
 const USAGE = `usage: realm-operator <command> [flags]
 
 commands:
   operator       run the operator (settings below; flags win over environment variables)
+  realm-server   run the reference realm server (a realm-server replica with the listener)
   migrate        apply the standalone migrations (Boxel tables if absent, realm_operator schema)
   check-schema   check that every table and column the operator needs exists
   seed-sample    migrate, then register a sample source realm (--realms-root, --source-url, --owner)
 
 operator settings (flag / environment variable):
 ${Object.values(OPERATOR_SETTINGS)
+  .map(({ flag, env }) => `  ${flag.padEnd(36)} ${env}`)
+  .join('\n')}
+
+realm-server settings:
+${Object.values(REALM_SERVER_SETTINGS)
   .map(({ flag, env }) => `  ${flag.padEnd(36)} ${env}`)
   .join('\n')}
 `;
@@ -37,6 +44,7 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       ...operatorFlagOptions,
+      ...realmServerFlagOptions,
       'source-url': { type: 'string' },
       owner: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -48,6 +56,10 @@ async function main(argv: string[]): Promise<number> {
   if (values.help || !command) {
     process.stdout.write(USAGE);
     return command || values.help ? 0 : 2;
+  }
+  if (command === 'realm-server') {
+    await runRealmServer(values, process.env);
+    return 0;
   }
   if (command === 'operator') {
     const config = loadOperatorConfig(values, process.env);

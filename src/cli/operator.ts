@@ -56,6 +56,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ackRequeueMs: config.ackRequeue,
       stalledRetryMs: config.stalledRetry,
       durable: config.durable,
+      ...faultInjection(logger),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,
@@ -100,6 +101,24 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     await pool.end();
   }
   logger.info('realm-operator stopped');
+}
+
+/**
+ * Test-only fault injection: with REALM_OPERATOR_FAULT_CRASH_AT_STEP=<step> (a publish or
+ * unpublish step name, e.g. `swapped`) the process SIGKILLs itself when that step completes, so
+ * end-to-end tests can crash the operator at every step of a publish. Unset in production.
+ */
+function faultInjection(logger: Logger): { onStep?: (step: string) => void } {
+  const crashAt = process.env.REALM_OPERATOR_FAULT_CRASH_AT_STEP;
+  if (!crashAt) return {};
+  logger.warn({ step: crashAt }, 'fault injection enabled: this process will SIGKILL itself at that publish step');
+  return {
+    onStep: (step) => {
+      if (step !== crashAt) return;
+      logger.warn({ step }, 'fault injection: crashing now');
+      process.kill(process.pid, 'SIGKILL');
+    },
+  };
 }
 
 /** `/metrics` on its own address (the Service scrapes it); the probe server also serves it. */

@@ -52,8 +52,11 @@ import {
 export interface RealmCache {
   /** Drop one cached path (and its aliases). */
   dropPath(localPath: string): void | Promise<void>;
-  /** Drop every cached path of the realm. */
-  dropAll(): void | Promise<void>;
+  /**
+   * Drop every cached path of the realm. `epoch` is the realm's epoch read just before, when the
+   * drop answers a wildcard invalidation (the content on disk is at least that new).
+   */
+  dropAll(epoch?: number): void | Promise<void>;
   /** Bump the realm's definitions generation; `moduleURLs` when only some modules changed. */
   bumpDefinitionsGeneration(moduleURLs?: readonly string[]): void | Promise<void>;
 }
@@ -400,7 +403,7 @@ export class RealmListener extends EventEmitter {
     }
     // Read the epoch BEFORE clearing: the ack then never claims more than what was cleared.
     const epoch = this.options.acknowledge ? await readRealmEpoch(client, change.realmURL) : 0;
-    if (cache && !(await this.guard(() => cache.dropAll(), 'dropAll', change.realmURL))) return;
+    if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', change.realmURL))) return;
     if (!cache) this.metrics.unknownRealm.inc({ channel: REALM_FILE_CHANGES_CHANNEL });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && epoch > 0) {

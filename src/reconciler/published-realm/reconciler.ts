@@ -49,6 +49,8 @@ export interface PublishedRealmReconcilerOptions {
   stalledRetryMs?: number;
   /** fsync staged files (default true). */
   durable?: boolean;
+  /** Called at each publish/unpublish step (fault-injection tests). */
+  onStep?: DataPlane['onStep'];
 }
 
 export class PublishedRealmReconciler {
@@ -58,7 +60,7 @@ export class PublishedRealmReconciler {
   private readonly stalledRetryMs: number;
 
   constructor(private readonly options: PublishedRealmReconcilerOptions) {
-    this.plane = { pool: options.pool, layout: options.layout, logger: options.logger, durable: options.durable };
+    this.plane = { pool: options.pool, layout: options.layout, logger: options.logger, durable: options.durable, onStep: options.onStep };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
     this.ackRequeueMs = options.ackRequeueMs ?? 2_000;
     this.stalledRetryMs = options.stalledRetryMs ?? 30_000;

@@ -1,0 +1,68 @@
+/**
+ * `realm-operator realm-server`: the reference realm server (see src/realm-server/). Settings from
+ * flags and environment, validated with zod; errors name the flag and the variable.
+ */
+import os from 'node:os';
+import { pino } from 'pino';
+import { z } from 'zod';
+import { RealmsLayout } from '../dataplane/layout.js';
+import { RealmServer } from '../realm-server/realm-server.js';
+import { databaseURLSchema, parseSettings, type SettingName } from './config.js';
+import { parseBindAddress, parseDuration } from './operator-config.js';
+
+const duration = z.string().transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const schema = z.object({
+  databaseURL: databaseURLSchema,
+  realmsRoot: z.string({ error: 'is required' }).min(1, 'is required').refine((p) => p.startsWith('/'), 'must be an absolute path'),
+  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'must be host:port or :port (e.g. :4201, 127.0.0.1:0)').default(':4201'),
+  replicaID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
+  leaseDuration: duration.default(15_000),
+  heartbeatInterval: duration.default(2_000),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+});
+
+export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, SettingName> = {
+  databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
+  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
+  listen: { flag: '--listen', env: 'LISTEN_ADDRESS' },
+  replicaID: { flag: '--replica-id', env: 'POD_NAME' },
+  leaseDuration: { flag: '--lease-duration', env: 'LISTENER_LEASE_DURATION' },
+  heartbeatInterval: { flag: '--heartbeat-interval', env: 'LISTENER_HEARTBEAT_INTERVAL' },
+  logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
+};
+
+export const realmServerFlagOptions = Object.fromEntries(
+  Object.values(REALM_SERVER_SETTINGS).map(({ flag }) => [flag.slice(2), { type: 'string' as const }]),
+);
+
+export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
+  const values: Record<string, unknown> = {};
+  for (const [key, { flag, env: variable }] of Object.entries(REALM_SERVER_SETTINGS)) {
+    const value = flags[flag.slice(2)] ?? env[variable];
+    if (typeof value === 'string' && value !== '') values[key] = value;
+  }
+  const config = parseSettings(schema, values, REALM_SERVER_SETTINGS);
+  const logger = pino({ level: config.logLevel });
+  const server = new RealmServer({
+    databaseURL: config.databaseURL,
+    layout: new RealmsLayout(config.realmsRoot),
+    replicaId: config.replicaID,
+    logger,
+    listener: { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval },
+  });
+  const bind = parseBindAddress(config.listen)!;
+  await server.start(bind.port, bind.host);
+  await new Promise<void>((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
+  });
+  logger.info('shutting down: deregistering the replica');
+  await server.stop();
+}

@@ -1,0 +1,69 @@
+/**
+ * One realm's in-memory cache of file bytes, like Boxel's source cache, with generation counters
+ * so that a read which started before an invalidation can never put old bytes back afterwards:
+ * a read notes the realm's and the path's generation when it starts and may fill the cache only
+ * if neither moved while it read.
+ */
+export interface CachedFile {
+  bytes: Buffer;
+  /** The realm epoch known when the read that filled the entry started. */
+  epoch: number;
+}
+
+export interface ReadTicket {
+  path: string;
+  realmGeneration: number;
+  pathGeneration: number;
+  epoch: number;
+}
+
+export class RealmFileCache {
+  private readonly files = new Map<string, CachedFile>();
+  private readonly pathGenerations = new Map<string, number>();
+  private realmGeneration = 0;
+  /** The newest epoch this replica knows the realm's content to be at. */
+  epoch: number;
+  /** Bumped by `module_cache_invalidated`; this server caches no definitions, but keeps the count. */
+  definitionsGeneration = 0;
+
+  constructor(epoch = 0) {
+    this.epoch = epoch;
+  }
+
+  get(path: string): CachedFile | undefined {
+    return this.files.get(path);
+  }
+
+  /** Call before reading `path` from disk. */
+  beginRead(path: string): ReadTicket {
+    return { path, realmGeneration: this.realmGeneration, pathGeneration: this.pathGenerations.get(path) ?? 0, epoch: this.epoch };
+  }
+
+  /** Stores what a read returned, unless an invalidation happened since it began. Returns whether it did. */
+  fill(ticket: ReadTicket, bytes: Buffer): boolean {
+    if (ticket.realmGeneration !== this.realmGeneration || ticket.pathGeneration !== (this.pathGenerations.get(ticket.path) ?? 0)) return false;
+    this.files.set(ticket.path, { bytes, epoch: ticket.epoch });
+    return true;
+  }
+
+  dropPath(path: string): void {
+    this.pathGenerations.set(path, (this.pathGenerations.get(path) ?? 0) + 1);
+    this.files.delete(path);
+  }
+
+  dropAll(epoch?: number): void {
+    this.realmGeneration += 1;
+    this.files.clear();
+    // Per-path generations are superseded by the realm generation; forget them so the map stays small.
+    this.pathGenerations.clear();
+    if (epoch !== undefined && epoch > this.epoch) this.epoch = epoch;
+  }
+
+  bumpDefinitionsGeneration(): void {
+    this.definitionsGeneration += 1;
+  }
+
+  get size(): number {
+    return this.files.size;
+  }
+}
