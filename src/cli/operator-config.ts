@@ -45,6 +45,10 @@ export const operatorConfigSchema = z.object({
   shutdownTimeout: duration.default(30_000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   durable: booleanLike.default(true),
+  realmServerService: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be <namespace>/<service>, e.g. boxel/realm-server')
+    .optional(),
 });
 
 export type OperatorConfig = z.output<typeof operatorConfigSchema>;
@@ -79,6 +83,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
   durable: { flag: '--durable', env: 'DURABLE' },
+  realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE' },
 };
 
 /** `parseArgs` option definitions for every setting (all strings; zod does the typing). */

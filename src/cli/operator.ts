@@ -47,6 +47,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       logger: logger.child({ component: 'informer' }),
       metricsRegistry: registry,
     });
+    const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, kubeConfig, logger, registry) : undefined;
     const reconciler = new PublishedRealmReconciler({
       kube: new PublishedRealmKube(kubeConfig, logger.child({ component: 'events' }), config.identity),
       pool,
@@ -57,6 +58,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       stalledRetryMs: config.stalledRetry,
       durable: config.durable,
       ...faultInjection(logger),
+      ...(endpointSlices ? { expectedReplicaPods: async () => readyEndpointPods(endpointSlices.list()) } : {}),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,
@@ -91,6 +93,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       metricsRegistry: registry,
     });
     manager.add(informer).add(controller);
+    if (endpointSlices) manager.add(endpointSlices);
     const metricsServer = await serveMetrics(config.metricsBindAddress, registry, logger);
     try {
       await manager.start(signal);
@@ -101,6 +104,40 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     await pool.end();
   }
   logger.info('realm-operator stopped');
+}
+
+interface EndpointSlice {
+  metadata: { name: string; namespace: string };
+  endpoints?: Array<{ addresses?: string[]; conditions?: { ready?: boolean }; targetRef?: { name?: string } }>;
+}
+
+/**
+ * The realm-server Service's EndpointSlices: the pods that receive traffic. Pods among them that
+ * never register with the listener (unmodified Boxel servers) make a publish notify-only.
+ */
+function realmServerEndpoints(service: string, kubeConfig: KubeConfig, logger: Logger, registry: Registry): Informer<EndpointSlice> {
+  const [namespace, name] = service.split('/') as [string, string];
+  return new Informer<EndpointSlice>({
+    kubeConfig,
+    resource: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices' },
+    namespace,
+    labelSelector: `kubernetes.io/service-name=${name}`,
+    name: `endpointslices/${service}`,
+    logger: logger.child({ component: 'informer', service }),
+    metricsRegistry: registry,
+  });
+}
+
+export function readyEndpointPods(slices: EndpointSlice[]): string[] {
+  const pods = new Set<string>();
+  for (const slice of slices) {
+    for (const endpoint of slice.endpoints ?? []) {
+      if (endpoint.conditions?.ready === false) continue;
+      const id = endpoint.targetRef?.name ?? endpoint.addresses?.[0];
+      if (id) pods.add(id);
+    }
+  }
+  return [...pods].sort();
 }
 
 /**

@@ -114,3 +114,11 @@ export async function pruneExpiredReplicas(db: Queryable, olderThanMs: number): 
   );
   return rowCount ?? 0;
 }
+
+/** Pod names of live registered replicas (from the `pod` field of their registration metadata). */
+export async function readLiveReplicaPods(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ pod: string | null; replica_id: string }>(
+    `SELECT replica_id, metadata->>'pod' AS pod FROM realm_operator.replicas WHERE lease_expires_at > now()`,
+  );
+  return new Set(rows.map((r) => r.pod ?? r.replica_id));
+}

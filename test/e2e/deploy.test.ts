@@ -61,6 +61,7 @@ describe('RBAC of the operator service account', () => {
     ['update', 'publishedrealms.realm-operator.dev/status', 'team-a'],
     ['update', 'publishedrealms.realm-operator.dev/finalizers', 'team-a'],
     ['create', 'events', 'team-a'],
+    ['watch', 'endpointslices.discovery.k8s.io', 'boxel'],
     ['get', 'leases.coordination.k8s.io', OPERATOR_NS],
     ['create', 'leases.coordination.k8s.io', OPERATOR_NS],
     ['update', 'leases.coordination.k8s.io', OPERATOR_NS],

@@ -106,8 +106,13 @@ export const replicaStatusSchema = z
     acknowledged: z.number().int().min(0).meta({ description: 'Live replicas that dropped their caches of this realm since the last publish.' }),
     expected: z.number().int().min(0).meta({ description: 'Live (registered, unexpired lease) replicas.' }),
     missing: z.array(z.string().meta({ description: 'A replica id.' })).max(20).optional().meta({ description: 'Up to 20 live replicas that have not acknowledged yet.' }),
+    unregistered: z
+      .array(z.string().meta({ description: 'A pod name.' }))
+      .max(20)
+      .optional()
+      .meta({ description: 'Up to 20 ready realm-server pods (from the configured Service\'s EndpointSlices) that do not run the acknowledging listener, such as unmodified Boxel servers.' }),
     mode: z.enum(['Acknowledged', 'NotifyOnly']).meta({
-      description: 'Acknowledged: Ready means every live replica acknowledged. NotifyOnly: no replica is registered (e.g. unmodified Boxel servers), so the publish was only announced.',
+      description: 'Acknowledged: Ready means every live replica acknowledged. NotifyOnly: some or all realm-server replicas do not register (e.g. unmodified Boxel servers), so for them the publish was only announced by NOTIFY.',
     }),
   })
   .meta({ description: 'Acknowledged invalidation of the latest publish.' });

@@ -24,7 +24,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { parsePublishedRealmSpec, UNPUBLISH_FINALIZER, type PublishedRealm, type PublishedRealmSpec, type PublishedRealmStatus } from '../../api/v1alpha1/published-realm-types.js';
-import { waitForReplicaAcks, type WaitForAcksResult } from '../../dataplane/acknowledgements.js';
+import { readLiveReplicaPods, waitForReplicaAcks, type WaitForAcksResult } from '../../dataplane/acknowledgements.js';
 import type { RealmsLayout } from '../../dataplane/layout.js';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../dataplane/publish.js';
 import { ClaimConflictError, PublishError, readRealmEpochRow, type ClaimOptions, type RealmEpochRow } from '../../dataplane/realm-state.js';
@@ -51,6 +51,11 @@ export interface PublishedRealmReconcilerOptions {
   durable?: boolean;
   /** Called at each publish/unpublish step (fault-injection tests). */
   onStep?: DataPlane['onStep'];
+  /**
+   * The realm-server pods that should be serving (e.g. ready endpoints of their Service), when
+   * known. Pods among them that never registered get the publish by NOTIFY only, and status says so.
+   */
+  expectedReplicaPods?: () => Promise<string[] | undefined>;
 }
 
 export class PublishedRealmReconciler {
@@ -106,14 +111,19 @@ export class PublishedRealmReconciler {
     const reindexJobId = await this.ensureReindexed(realm, spec, published.state);
     if (reindexJobId === 'failed') return { requeueAfterMs: this.stalledRetryMs };
 
-    const notifyOnly = acks.mode === 'notify-only';
+    const unregistered = await this.unregisteredReplicaPods();
+    const notifyOnly = acks.mode === 'notify-only' || unregistered.length > 0;
     const reason = notifyOnly ? Reasons.PublishedNotifyOnly : Reasons.Published;
-    const message = notifyOnly
-      ? `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${published.state.file_count} files). No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
-      : `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${published.state.file_count} files); all ${acks.acknowledged.length} live replicas dropped their caches.`;
+    const what = `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${published.state.file_count} files)`;
+    const message =
+      unregistered.length > 0
+        ? `${what}; ${acks.acknowledged.length} registered replicas acknowledged, but ${unregistered.length} ready realm-server pods do not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), e.g. unmodified Boxel servers: they were told by NOTIFY only, so their caches cannot be confirmed clean.`
+        : notifyOnly
+          ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
+          : `${what}; all ${acks.acknowledged.length} live replicas dropped their caches.`;
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message),
-      ...contentStatus(published.state, acks),
+      ...contentStatus(published.state, acks, unregistered),
       publishedGeneration: generation(realm),
       ...(spec.revision !== undefined ? { publishedRevision: String(spec.revision) } : {}),
       ...(reindexJobId !== undefined ? { reindexJobId } : {}),
@@ -237,6 +247,14 @@ export class PublishedRealmReconciler {
     await this.options.kube.recordEvent(written.after, stalled ? 'Warning' : 'Normal', ready.reason, ready.message);
   }
 
+  /** Expected realm-server pods with no live registration; empty when the expectation is unknown. */
+  private async unregisteredReplicaPods(): Promise<string[]> {
+    const expected = await this.options.expectedReplicaPods?.();
+    if (!expected || expected.length === 0) return [];
+    const registered = await readLiveReplicaPods(this.options.pool);
+    return expected.filter((pod) => !registered.has(pod)).sort();
+  }
+
   /** Whether the object named in a claim (`<namespace>/<name>/<uid>`) no longer exists. */
   private async claimantIsGone(claimedBy: string): Promise<boolean> {
     const [namespace, name, uid] = claimedBy.split('/');
@@ -268,7 +286,7 @@ function transitionKey(status: PublishedRealmStatus | undefined): string {
 }
 
 /** Status fields that describe the published content and its acknowledgement. */
-function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult): Partial<PublishedRealmStatus> {
+function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult, unregistered: string[] = []): Partial<PublishedRealmStatus> {
   return {
     ...(state.published_at ? { publishedAt: new Date(state.published_at).toISOString() } : {}),
     ...(state.disk_id ? { diskId: state.disk_id } : {}),
@@ -278,9 +296,10 @@ function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult): Partial<P
     epoch: Number(state.epoch),
     replicas: {
       acknowledged: acks.acknowledged.length,
-      expected: acks.acknowledged.length + acks.missing.length,
+      expected: acks.acknowledged.length + acks.missing.length + unregistered.length,
       ...(acks.missing.length > 0 ? { missing: acks.missing.slice(0, 20) } : {}),
-      mode: acks.mode === 'notify-only' ? 'NotifyOnly' : 'Acknowledged',
+      ...(unregistered.length > 0 ? { unregistered: unregistered.slice(0, 20) } : {}),
+      mode: acks.mode === 'notify-only' || unregistered.length > 0 ? 'NotifyOnly' : 'Acknowledged',
     },
   };
 }
