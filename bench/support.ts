@@ -13,8 +13,12 @@ export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Prom
   return {
     db,
     async close() {
-      await db.drop();
-      await server?.destroy();
+      try {
+        await db.drop();
+      } finally {
+        // Also when the database is already gone (Ctrl-C reaches PostgreSQL first).
+        await server?.destroy();
+      }
     },
   };
 }

@@ -5,7 +5,8 @@
  * for Ready, edits the source, bumps `revision`, and shows each replica's view of the published
  * file before and after, with the measured latency. Cleans up on exit and on Ctrl-C.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { benchDatabase } from '../bench/support.js';
 import { startControlPlane, type ControlPlane } from '../test/support/control-plane.js';
@@ -20,12 +21,13 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 const repo = path.resolve(import.meta.dirname, '..');
 
 const cleanups: Array<() => Promise<unknown>> = [];
-let exiting = false;
+let cleaning: Promise<void> | undefined;
+/** Runs every clean-up once, even when Ctrl-C and a failure both ask for it, then exits. */
 async function shutdown(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
+  cleaning ??= (async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-  }
+  })();
+  await cleaning;
   process.exit(code);
 }
 process.on('SIGINT', () => void shutdown(130));
@@ -35,6 +37,64 @@ async function must(plane: ControlPlane, args: string[], input?: string): Promis
   const result = await plane.kubectl(args, { input });
   if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
   return result.stdout;
+}
+
+interface RealmServerProcess {
+  id: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** A `realm-operator realm-server` process on a free loopback port, ready (listener resynced). */
+async function startRealmServer(databaseURL: string, realmsRoot: string, id: string): Promise<RealmServerProcess> {
+  const child = spawn(
+    process.execPath,
+    [path.join(repo, 'dist/cli/main.js'), 'realm-server', '--listen', '127.0.0.1:0', '--replica-id', id, '--realms-root', realmsRoot],
+    { env: { ...process.env, DATABASE_URL: databaseURL }, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffer = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      for (const line of buffer.split('\n')) {
+        try {
+          const entry = JSON.parse(line) as { msg?: string; port?: number };
+          if (entry.msg === 'listening' && entry.port) resolve(entry.port);
+        } catch {
+          // partial line
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`realm server ${id} exited with ${code}`)));
+  });
+  for (let i = 0; i < 200; i++) {
+    if ((await httpGet(port, '127.0.0.1', '/_readyz').catch(() => undefined))?.status === 200) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    id,
+    port,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+const agent = new http.Agent({ keepAlive: true });
+function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string; cache: string; epoch: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: urlPath, headers: { host }, agent }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body, cache: String(res.headers['x-cache'] ?? ''), epoch: String(res.headers['x-realm-epoch'] ?? '') }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 try {
@@ -68,28 +128,12 @@ try {
   cleanups.push(() => operator.stop());
   await waitForHTTP(operator, `${operator.healthURL}/readyz`);
 
-  say(`starting ${REPLICAS} replicas…`);
-  const replicas = await Promise.all(
-    Array.from({ length: REPLICAS }, async (_, i) => {
-      const child = fork(path.join(import.meta.dirname, 'demo-replica.ts'), [], {
-        execArgv: ['--import', 'tsx'],
-        env: { ...process.env, DATABASE_URL: db.url, REALM_URL: published, REALMS_ROOT: realms.root, REPLICA_ID: `replica-${i + 1}` },
-      });
-      cleanups.push(async () => child.kill('SIGTERM'));
-      await new Promise<void>((resolve) => child.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
-      return { id: `replica-${i + 1}`, child };
-    }),
-  );
-  const read = (child: ChildProcess) =>
-    new Promise<{ content: string; fromCache: boolean }>((resolve) => {
-      const onMessage = (m: { type: string; content: string; fromCache: boolean }) => {
-        if (m.type !== 'read') return;
-        child.off('message', onMessage);
-        resolve(m);
-      };
-      child.on('message', onMessage);
-      child.send({ type: 'read', path: 'index.json' });
-    });
+  say(`starting ${REPLICAS} realm-server replicas…`);
+  const replicas = await Promise.all(Array.from({ length: REPLICAS }, (_, i) => startRealmServer(db.url, realms.root, `realm-server-${i + 1}`)));
+  for (const replica of replicas) cleanups.push(() => replica.stop());
+  const publishedHost = new URL(published).host;
+  const publishedPath = `${new URL(published).pathname}index.json`;
+  const read = (replica: RealmServerProcess) => httpGet(replica.port, publishedHost, publishedPath);
 
   const manifest = (revision: string) =>
     JSON.stringify({
@@ -106,8 +150,8 @@ try {
   say((await must(plane, ['get', 'publishedrealms', '-n', NAMESPACE, '-o', 'wide'])).trimEnd());
 
   // Fill every replica's cache, then read again: served from cache.
-  for (const r of replicas) await read(r.child);
-  const before = await Promise.all(replicas.map((r) => read(r.child)));
+  for (const r of replicas) await read(r);
+  const before = await Promise.all(replicas.map((r) => read(r)));
   const epochBefore = JSON.parse(await must(plane, ['get', 'publishedrealm/demo', '-n', NAMESPACE, '-o', 'json'])).status.epoch;
 
   say('');
@@ -121,23 +165,26 @@ try {
   // From the status itself (millisecond timestamps), not from kubectl's own start-up and polling.
   const readyAt = Date.parse(status.conditions.find((c: { type: string }) => c.type === 'Ready').lastTransitionTime);
   const latency = readyAt - appliedAt;
-  const after = await Promise.all(replicas.map((r) => read(r.child)));
+  const after = await Promise.all(replicas.map((r) => read(r)));
 
   say('');
-  say(`${'replica'.padEnd(11)} | ${`before (epoch ${epochBefore})`.padEnd(34)} | after Ready (epoch ${status.epoch})`);
-  say(`${'-'.repeat(12)}|${'-'.repeat(36)}|${'-'.repeat(36)}`);
+  say(`GET ${published}index.json from each replica:`);
+  say(`${'replica'.padEnd(15)} | ${`before (epoch ${epochBefore})`.padEnd(42)} | after Ready (epoch ${status.epoch})`);
+  say(`${'-'.repeat(16)}|${'-'.repeat(44)}|${'-'.repeat(44)}`);
   replicas.forEach((r, i) => {
     const b = before[i]!;
     const a = after[i]!;
-    say(`${r.id.padEnd(11)} | ${`${b.content} ${b.fromCache ? '(cache)' : '(disk)'}`.padEnd(34)} | ${a.content} ${a.fromCache ? '(cache)' : '(disk)'}`);
+    const cell = (x: typeof b) => `${x.body} (${x.cache}, epoch ${x.epoch})`;
+    say(`${r.id.padEnd(15)} | ${cell(b).padEnd(42)} | ${cell(a)}`);
   });
   say('');
   say(`revision 2 applied → Ready=True written: ${latency.toFixed(0)} ms; replicas acknowledged ${status.replicas.acknowledged}/${status.replicas.expected} (${status.replicas.mode}); reindex job ${status.reindexJobId}`);
-  const stale = after.filter((a) => !a.content.includes('v2')).length;
+  const stale = after.filter((a) => !a.body.includes('v2')).length;
   say(stale === 0 ? 'no replica serves pre-publish bytes after Ready.' : `${stale} replica(s) still serve old bytes!`);
   say('');
   say((await must(plane, ['describe', 'publishedrealm/demo', '-n', NAMESPACE])).split('\n').filter((l) => /Events:|Normal|Warning/.test(l)).join('\n'));
   if (process.env.DEMO_OPERATOR_LOGS) for (const l of operator.logs()) say(JSON.stringify(l));
+  agent.destroy();
   await shutdown(stale === 0 ? 0 : 1);
 } catch (error) {
   process.stderr.write(`demo failed: ${(error as Error).stack}\n`);
