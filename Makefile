@@ -88,5 +88,6 @@ e2e-kind: kind-up kind-load deploy ## End to end on kind: the sample PublishedRe
 	$(KUBECTL) wait --for=condition=Ready publishedrealm/blog --timeout=120s
 	$(KUBECTL) get publishedrealms -o wide
 
+.PHONY: consistency
 consistency: build kube-assets ## Full-length consistency suite: 200 publishes per scenario under faults (long)
 	CONSISTENCY_PUBLISHES=200 $(WITH_TEST_ENV) $(JEST) --selectProjects e2e --runInBand --testPathPatterns consistency

@@ -28,6 +28,20 @@ export interface SettingName {
   env: string;
 }
 
+/** Picks each setting's value: its flag when given, else its environment variable; empty means unset. */
+export function collectSettings(
+  names: Record<string, SettingName>,
+  flags: Record<string, string | boolean | undefined>,
+  env: NodeJS.ProcessEnv,
+): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const [key, { flag, env: variable }] of Object.entries(names)) {
+    const value = flags[flag.slice(2)] ?? env[variable];
+    if (value !== undefined && value !== '') values[key] = value;
+  }
+  return values;
+}
+
 /** Parses `values` with `schema`, turning zod issues into messages that name flag and variable. */
 export function parseSettings<S extends z.ZodObject>(schema: S, values: Record<string, unknown>, names: Record<string, SettingName>): z.infer<S> {
   const result = schema.safeParse(values);

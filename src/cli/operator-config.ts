@@ -4,7 +4,7 @@
  */
 import os from 'node:os';
 import { z } from 'zod';
-import { ConfigError, databaseURLSchema, parseSettings, type SettingName } from './config.js';
+import { collectSettings, ConfigError, databaseURLSchema, parseSettings, type SettingName } from './config.js';
 
 const duration = z
   .union([z.number(), z.string()])
@@ -92,12 +92,7 @@ export const operatorFlagOptions = Object.fromEntries(
 );
 
 export function loadOperatorConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): OperatorConfig {
-  const values: Record<string, unknown> = {};
-  for (const [key, { flag, env: variable }] of Object.entries(OPERATOR_SETTINGS)) {
-    const value = flags[flag.slice(2)] ?? env[variable];
-    if (value !== undefined && value !== '') values[key] = value;
-  }
-  const config = parseSettings(operatorConfigSchema, values, OPERATOR_SETTINGS);
+  const config = parseSettings(operatorConfigSchema, collectSettings(OPERATOR_SETTINGS, flags, env), OPERATOR_SETTINGS);
   const problems = checkLeaderElectionTimings(config);
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { RealmServer } from '../realm-server/realm-server.js';
-import { databaseURLSchema, parseSettings, type SettingName } from './config.js';
+import { collectSettings, databaseURLSchema, parseSettings, type SettingName } from './config.js';
 import { parseBindAddress, parseDuration } from './operator-config.js';
 
 const duration = z.string().transform((value, ctx) => {
@@ -44,12 +44,7 @@ export const realmServerFlagOptions = Object.fromEntries(
 );
 
 export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
-  const values: Record<string, unknown> = {};
-  for (const [key, { flag, env: variable }] of Object.entries(REALM_SERVER_SETTINGS)) {
-    const value = flags[flag.slice(2)] ?? env[variable];
-    if (typeof value === 'string' && value !== '') values[key] = value;
-  }
-  const config = parseSettings(schema, values, REALM_SERVER_SETTINGS);
+  const config = parseSettings(schema, collectSettings(REALM_SERVER_SETTINGS, flags, env), REALM_SERVER_SETTINGS);
   const logger = pino({ level: config.logLevel });
   const server = new RealmServer({
     databaseURL: config.databaseURL,

@@ -33,6 +33,7 @@ import { backoffDelay, type BackoffPolicy } from '../listener/backoff.js';
 import { KubeApiError, kubeRequest, kubeWatch, statusCodeOf, type KubeConnection, type KubeStatus, type WatchLike } from './kube-client.js';
 import { runtimeMetrics, type RuntimeMetrics } from './metrics.js';
 import { formatKey, keyOfObject, type KubeObject, type ObjectKey } from './object-key.js';
+import { sleep } from './sleep.js';
 
 /** Which resource to list and watch: by group/version/plural, or an explicit collection path. */
 export type ResourceRef =
@@ -440,15 +441,3 @@ function errorMessage(error: unknown): string {
   return String(error);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0 || signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

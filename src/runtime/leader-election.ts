@@ -34,6 +34,7 @@ import {
   type ObservedLease,
 } from './lease-record.js';
 import { runtimeMetrics, type RuntimeMetrics } from './metrics.js';
+import { sleep } from './sleep.js';
 
 export interface LeaderElectorOptions {
   /** A client-node `KubeConfig`, or `loadKubeconfig(file)` / `inClusterConnection()`. */
@@ -325,15 +326,3 @@ function recordOf(lease: LeaseObject): LeaseRecord {
   };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-}

@@ -8,26 +8,22 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { RealmListener, type RealmCache } from '../../src/listener/realm-listener.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { must, setUpE2E, type E2EEnvironment } from '../support/e2e.js';
 import { kubectl } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
-import { createSourceRealm, eventually, makeRealmsRoot } from '../support/realms.js';
+import { createSourceRealm, eventually } from '../support/realms.js';
 
-const NS = `ack-${Math.random().toString(36).slice(2, 8)}`;
-const LEASE_NS = `${NS}-system`;
+let NS: string;
+let LEASE_NS: string;
+let env: E2EEnvironment;
 const source = 'http://localhost:4201/ack/src/';
 const published = 'http://pub.localhost/ack/';
-let db: TestDatabase;
-let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let db: E2EEnvironment['db'];
+let realms: E2EEnvironment['realms'];
 let operator: OperatorProcess;
 let listener: RealmListener;
 let dropDelayMs = 0;
 
-async function must(args: string[], input?: string): Promise<string> {
-  const result = await kubectl(args, { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-}
 
 async function realmStatus(): Promise<Record<string, any>> {
   return JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'ack', '-n', NS, '-o', 'json'])).status ?? {};
@@ -43,12 +39,8 @@ async function bumpAndWaitReady(revision: number): Promise<Record<string, any>> 
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  await must(['apply', '--server-side', '-f', `crds/${GROUP}_${PLURAL}.yaml`]);
-  await must(['wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=30s']);
-  await must(['create', 'namespace', NS]);
-  await must(['create', 'namespace', LEASE_NS]);
+  env = await setUpE2E('ack');
+  ({ db, realms, namespace: NS, leaseNamespace: LEASE_NS } = env);
   await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' });
   const cache: RealmCache = {
     dropPath: () => undefined,
@@ -87,9 +79,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await operator?.stop();
   await listener?.stop();
-  await kubectl(['delete', 'namespace', NS, '--wait=false']);
-  await db?.drop();
-  await realms?.cleanup();
+  await env?.cleanup();
 });
 
 test('the reindex job is created only after every live replica acknowledged', async () => {

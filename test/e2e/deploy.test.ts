@@ -3,21 +3,16 @@
  * real), and the operator's service account is allowed exactly what it needs (`kubectl auth can-i`).
  */
 import path from 'node:path';
+import { installCRD, must } from '../support/e2e.js';
 import { kubectl, serviceAccountKubeconfig } from '../support/kube.js';
 
 const DEPLOY = path.resolve(import.meta.dirname, '../../deploy');
 const OPERATOR_NS = 'realm-operator-system';
 
-async function must(args: string[], input?: string): Promise<string> {
-  const result = await kubectl(args, { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-}
 
 beforeAll(async () => {
   // A namespaced dry run needs the namespace and the CRD to exist; create those two for real first.
-  await must(['apply', '--server-side', '-f', path.join(DEPLOY, '../crds/realm-operator.dev_publishedrealms.yaml')]);
-  await must(['wait', '--for=condition=Established', 'crd/publishedrealms.realm-operator.dev', '--timeout=30s']);
+  await installCRD();
   await must(['apply', '-f', path.join(DEPLOY, 'base/namespace.yaml')]);
 }, 60_000);
 

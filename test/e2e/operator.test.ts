@@ -4,33 +4,27 @@
  * the control plane and PostgreSQL).
  */
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
 import { REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { must, setUpE2E, type E2EEnvironment } from '../support/e2e.js';
 import { kubectl } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
-import { createSourceRealm, eventually, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
+import { createSourceRealm, eventually, readTree, recordNotifications, writeFiles } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
 
-const CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${PLURAL}.yaml`);
-const NS = `e2e-${Math.random().toString(36).slice(2, 8)}`;
-const LEASE_NS = `${NS}-system`;
+let NS: string;
+let LEASE_NS: string;
+let env: E2EEnvironment;
 
-let db: TestDatabase;
-let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let db: E2EEnvironment['db'];
+let realms: E2EEnvironment['realms'];
 let operator: OperatorProcess;
 let replica: RealmListener;
 const replicaCaches = new RecordingCaches();
 
-async function must(args: string[], input?: string): Promise<string> {
-  const result = await kubectl(args, { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr}`);
-  return result.stdout;
-}
 
 function manifest(name: string, spec: Record<string, unknown>): string {
   return JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'PublishedRealm', metadata: { name, namespace: NS }, spec });
@@ -59,12 +53,8 @@ async function events(name: string): Promise<Array<{ reason: string; type: strin
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  await must(['apply', '--server-side', '-f', CRD_FILE]);
-  await must(['wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=30s']);
-  await must(['create', 'namespace', NS]);
-  await must(['create', 'namespace', LEASE_NS]);
+  env = await setUpE2E('e2e');
+  ({ db, realms, namespace: NS, leaseNamespace: LEASE_NS } = env);
   replica = new RealmListener({
     connection: db.url,
     replicaId: 'e2e-replica',
@@ -83,9 +73,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await operator?.stop();
   await replica?.stop();
-  await kubectl(['delete', 'namespace', NS, '--wait=false']);
-  await db?.drop();
-  await realms?.cleanup();
+  await env?.cleanup();
 });
 
 describe('PublishedRealm lifecycle', () => {

@@ -3,23 +3,19 @@
  * finishes in-flight work and releases the lease. `E2E_SCALE_REALMS` sets the count (default 1,000).
  */
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { must, setUpE2E, type E2EEnvironment } from '../support/e2e.js';
 import { kubectl } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
-import { createSourceRealm, eventually, makeRealmsRoot } from '../support/realms.js';
+import { createSourceRealm, eventually } from '../support/realms.js';
 
 const COUNT = Number(process.env.E2E_SCALE_REALMS ?? 1000);
-const NS = `scale-${Math.random().toString(36).slice(2, 8)}`;
-const LEASE_NS = `${NS}-system`;
-let db: TestDatabase;
-let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let NS: string;
+let LEASE_NS: string;
+let env: E2EEnvironment;
+let db: E2EEnvironment['db'];
+let realms: E2EEnvironment['realms'];
 let operator: OperatorProcess | undefined;
 
-async function must(args: string[], input?: string): Promise<string> {
-  const result = await kubectl(args, { input });
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${result.code}): ${result.stderr.slice(0, 2000)}`);
-  return result.stdout;
-}
 
 async function readyCount(): Promise<number> {
   const list = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, '-n', NS, '-o', 'json']));
@@ -44,19 +40,13 @@ function start(identity: string): Promise<OperatorProcess> {
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  await must(['apply', '--server-side', '-f', `crds/${GROUP}_${PLURAL}.yaml`]);
-  await must(['wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=30s']);
-  await must(['create', 'namespace', NS]);
-  await must(['create', 'namespace', LEASE_NS]);
+  env = await setUpE2E('scale');
+  ({ db, realms, namespace: NS, leaseNamespace: LEASE_NS } = env);
 });
 
 afterAll(async () => {
   await operator?.stop('SIGKILL');
-  await kubectl(['delete', 'namespace', NS, '--wait=false']);
-  await db?.drop();
-  await realms?.cleanup();
+  await env?.cleanup();
 });
 
 test(`an operator restart with ${COUNT} published realms republishes none of them`, async () => {
