@@ -32,6 +32,8 @@ export interface OperatorOptions {
   /** Default: the run's control plane (REALM_OPERATOR_TEST_KUBECONFIG). */
   kubeconfig?: string;
   extraArgs?: string[];
+  /** Extra environment for the child (e.g. REALM_OPERATOR_FAULT_CRASH_AT_STEP). */
+  env?: Record<string, string>;
 }
 
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
@@ -57,7 +59,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       '--log-level', 'debug',
       ...(options.extraArgs ?? []),
     ],
-    { env: { ...process.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, ...options.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: Array<Record<string, unknown>> = [];
   let raw = '';

@@ -1,0 +1,487 @@
+/**
+ * One scenario's world: its own database (on the run's PostgreSQL, or on a PostgreSQL the
+ * scenario owns), realms root, namespaces (objects and leader lease), a source realm, one
+ * PublishedRealm, realm-server replica processes with a reader each, operator processes, the
+ * checker, and the driver that publishes revision after revision and records T_i.
+ *
+ * Everything it starts it stops in `close()` (also after a failure), bounded in time.
+ */
+import { randomBytes } from 'node:crypto';
+import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { kubeRequest, KubeApiError } from '../../src/runtime/kube-client.js';
+import { loadKubeconfig, type StaticKubeConnection } from '../../src/runtime/kubeconfig.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { testKubeconfigPath } from '../support/kube.js';
+import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
+import { startRealmServer, type RealmServerProcess } from '../support/realm-server-process.js';
+import { createSourceRealm, makeRealmsRoot, writeFiles } from '../support/realms.js';
+import { ConsistencyChecker, now, percentile, type CheckerCounts, type Violation } from './checker.js';
+import { REALM_FILES, realmContent } from './content.js';
+import { Reader, sleep } from './reader.js';
+
+export const PUBLISHED_HOST = 'pub.localhost';
+const VERSION = 'v1alpha1';
+
+export interface PublishedRealmObject {
+  metadata: { name: string; namespace: string; generation?: number; resourceVersion?: string };
+  spec: Record<string, unknown>;
+  status?: {
+    observedGeneration?: number;
+    publishedRevision?: string;
+    epoch?: number;
+    conditions?: Array<{ type: string; status: string; reason?: string; message?: string; observedGeneration?: number }>;
+    replicas?: { acknowledged?: number; expected?: number; mode?: string };
+    [key: string]: unknown;
+  };
+}
+
+export interface ScenarioEnvOptions {
+  /** Short name, used in namespaces, URLs and replica ids (lowercase letters, digits, dashes). */
+  name: string;
+  /** PostgreSQL admin URL for this scenario's database; default the run's (REALM_OPERATOR_TEST_ADMIN_URL). */
+  adminURL?: string;
+  /** Pause between a reader's requests (ms). */
+  readPauseMs?: number;
+  /** Bound on each wait for Ready (ms). Default 60 s. */
+  readyTimeoutMs?: number;
+}
+
+export interface PublishOutcome {
+  revision: number;
+  /** PATCH sent → Ready observed (ms). */
+  latencyMs: number;
+}
+
+interface Replica {
+  proc: RealmServerProcess;
+  reader?: Reader;
+}
+
+export class ScenarioEnv {
+  readonly checker: ConsistencyChecker;
+  readonly replicas = new Map<string, Replica>();
+  /** Every replica process ever started (for evidence), by id. */
+  readonly replicaHistory: RealmServerProcess[] = [];
+  readonly operators: OperatorProcess[] = [];
+  readonly operatorHistory: OperatorProcess[] = [];
+  readonly outcomes: PublishOutcome[] = [];
+  readonly faults: Record<string, number> = {};
+  readonly notes: string[] = [];
+  /** Operators and replicas that exited without being asked to (crashes): each with its last output. */
+  readonly unexpectedExits: string[] = [];
+  private readonly expectedExits = new WeakSet<OperatorProcess>();
+  private closing = false;
+  private readersEnabled = false;
+  private replicaCounter = 0;
+  private operatorCounter = 0;
+  private readonly started = now();
+  private readonly cleanups: Array<() => Promise<unknown>> = [];
+  readonly namespace: string;
+  readonly leaseNamespace: string;
+  readonly sourceURL: string;
+  readonly publishedURL: string;
+  readonly realmPath: string;
+  readonly objectName = 'realm';
+  db!: TestDatabase;
+  realmsRoot!: string;
+  sourceDir!: string;
+  readonly kube: StaticKubeConnection;
+
+  private constructor(readonly options: ScenarioEnvOptions) {
+    const suffix = randomBytes(3).toString('hex');
+    this.namespace = `cons-${options.name}-${suffix}`;
+    this.leaseNamespace = `${this.namespace}-lease`;
+    this.realmPath = `/consistency-${options.name}/`;
+    this.sourceURL = `http://localhost:4201/consistency-src-${options.name}/`;
+    this.publishedURL = `http://${PUBLISHED_HOST}${this.realmPath}`;
+    this.kube = loadKubeconfig(testKubeconfigPath());
+    this.checker = new ConsistencyChecker((v) => this.collectEvidence(v));
+  }
+
+  /** Creates the database, realms root, namespaces and source realm (revision 0). No processes yet. */
+  static async create(options: ScenarioEnvOptions): Promise<ScenarioEnv> {
+    const env = new ScenarioEnv(options);
+    try {
+      env.db = await createTestDatabase(options.adminURL ? { admin: options.adminURL } : {});
+      env.cleanups.push(() => env.db.drop());
+      const realms = await makeRealmsRoot();
+      env.realmsRoot = realms.root;
+      env.cleanups.push(() => realms.cleanup());
+      for (const ns of [env.namespace, env.leaseNamespace]) {
+        await kubeRequest(env.kube, { method: 'POST', path: '/api/v1/namespaces', body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
+        env.cleanups.push(() => kubeRequest(env.kube, { method: 'DELETE', path: `/api/v1/namespaces/${ns}` }).catch(() => undefined));
+      }
+      env.sourceDir = await createSourceRealm(env.db.pool, realms.layout, env.sourceURL, realmContent(0), `consistency/${options.name}`);
+    } catch (error) {
+      await env.close();
+      throw error;
+    }
+    return env;
+  }
+
+  count(fault: string, by = 1): void {
+    this.faults[fault] = (this.faults[fault] ?? 0) + by;
+  }
+
+  // --- replicas ---------------------------------------------------------------------------------
+
+  /** Starts a replica (a new id unless `id`), waits until it listens, starts its reader if reading. */
+  async startReplica(options: { id?: string; waitReady?: boolean } = {}): Promise<string> {
+    const id = options.id ?? `${this.options.name}-r${++this.replicaCounter}`;
+    if (this.replicas.has(id)) throw new Error(`replica ${id} is already running`);
+    const proc = await startRealmServer({ databaseURL: this.db.url, realmsRoot: this.realmsRoot, replicaId: id });
+    this.replicaHistory.push(proc);
+    const replica: Replica = { proc };
+    this.replicas.set(id, replica);
+    void proc.exited.then(async (exit) => {
+      if (this.closing || this.replicas.get(id) !== replica) return;
+      await sleep(300);
+      this.unexpectedExits.push(`realm server ${id} exited by itself (${JSON.stringify(exit)}) at ${new Date().toISOString()}; its last output:\n${compactLogs(proc.logs().slice(-60))}`);
+      this.count('unexpected realm-server exit');
+    });
+    if (this.readersEnabled) replica.reader = this.newReader(proc).start();
+    if (options.waitReady ?? true) await proc.waitReady();
+    return id;
+  }
+
+  /** Stops a replica with `signal` (SIGKILL: crash, SIGTERM: graceful), then its reader. */
+  async stopReplica(id: string, signal: NodeJS.Signals): Promise<void> {
+    const replica = this.replicas.get(id);
+    if (!replica) throw new Error(`no replica ${id}`);
+    this.replicas.delete(id);
+    await replica.proc.stop(signal);
+    await replica.reader?.stop();
+  }
+
+  replicaIds(): string[] {
+    return [...this.replicas.keys()];
+  }
+
+  /** Starts one reader per running replica; replicas started later get one at once. */
+  startReaders(): void {
+    this.readersEnabled = true;
+    for (const replica of this.replicas.values()) replica.reader ??= this.newReader(replica.proc).start();
+  }
+
+  private newReader(proc: RealmServerProcess): Reader {
+    return new Reader({
+      replicaId: proc.replicaId,
+      port: proc.port,
+      host: PUBLISHED_HOST,
+      realmPath: this.realmPath,
+      files: REALM_FILES,
+      checker: this.checker,
+      pauseMs: this.options.readPauseMs ?? 1,
+    });
+  }
+
+  // --- operators --------------------------------------------------------------------------------
+
+  async startOperator(options: { identity?: string; crashAtStep?: string; waitHealthy?: boolean } = {}): Promise<OperatorProcess> {
+    const identity = options.identity ?? `${this.options.name}-op${++this.operatorCounter}${options.crashAtStep ? `-crash-${options.crashAtStep}` : ''}`;
+    const operator = await startOperator({
+      databaseURL: this.db.url,
+      realmsRoot: this.realmsRoot,
+      identity,
+      leaderElectionNamespace: this.leaseNamespace,
+      ...(options.crashAtStep ? { env: { REALM_OPERATOR_FAULT_CRASH_AT_STEP: options.crashAtStep } } : {}),
+    });
+    this.operatorHistory.push(operator);
+    if (this.closing) {
+      // Started (by the crash-restart path) while the scenario was being torn down.
+      this.expectedExits.add(operator);
+      await boundedExit(operator, 'SIGKILL', 5000);
+      throw new Error(`operator ${identity} started during teardown; stopped it`);
+    }
+    this.operators.push(operator);
+    if (options.crashAtStep) this.expectedExits.add(operator);
+    void operator.exited.then(async (exit) => {
+      const index = this.operators.indexOf(operator);
+      if (index >= 0) this.operators.splice(index, 1);
+      if (this.closing || this.expectedExits.has(operator)) return;
+      // Nobody asked this operator to stop: that is a finding, with its last words as evidence
+      // (read once its output is drained).
+      await sleep(300);
+      this.unexpectedExits.push(`operator ${identity} exited by itself (${JSON.stringify(exit)}) at ${new Date().toISOString()}; its last output:\n${compactLogs(operator.logs().slice(-60))}`);
+      this.count('unexpected operator exit');
+      // Like a Deployment (restartPolicy Always), run a replacement, so the scenario goes on
+      // measuring consistency; the test still fails on the unexpected exit.
+      await sleep(700);
+      if (this.closing) return;
+      await this.startOperator({ waitHealthy: false }).then(
+        (replacement) => this.notes.push(`operator ${identity} crashed; replacement ${replacement.identity} started`),
+        (error: Error) => this.notes.push(`could not restart crashed operator ${identity}: ${error.message}`),
+      );
+    });
+    if (options.waitHealthy ?? true) await waitForHTTP(operator, `${operator.healthURL}/healthz`);
+    return operator;
+  }
+
+  async stopOperator(operator: OperatorProcess, signal: NodeJS.Signals): Promise<void> {
+    this.expectedExits.add(operator);
+    await boundedExit(operator, signal, 20_000);
+  }
+
+  // --- the PublishedRealm -----------------------------------------------------------------------
+
+  private objectPath(name = this.objectName): string {
+    return `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}/${name}`;
+  }
+
+  async getRealm(): Promise<PublishedRealmObject> {
+    return kubeRequest<PublishedRealmObject>(this.kube, { path: this.objectPath() });
+  }
+
+  /** Creates the PublishedRealm at revision 0 and waits until it is Ready (T_0). */
+  async createRealm(): Promise<PublishOutcome> {
+    const sent = now();
+    await kubeRequest(this.kube, {
+      method: 'POST',
+      path: `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'PublishedRealm',
+        metadata: { name: this.objectName, namespace: this.namespace },
+        spec: { sourceRealmURL: this.sourceURL, publishedRealmURL: this.publishedURL, revision: '0', reindex: { enabled: true } },
+      },
+    });
+    const at = await this.waitReady(0, sent);
+    return { revision: 0, latencyMs: at - sent };
+  }
+
+  /**
+   * Publishes `revision`: writes it into every source file, PATCHes spec.revision, runs `during`
+   * (the scenario's fault) concurrently, and polls until Ready for it; records T_i. Rethrows a
+   * failure of `during`. Waits for `during` to finish before returning.
+   */
+  async publish(revision: number, during?: (patchedAt: number) => Promise<void>): Promise<PublishOutcome> {
+    await writeFiles(this.sourceDir, realmContent(revision));
+    const sent = now();
+    await kubeRequest(this.kube, {
+      method: 'PATCH',
+      path: this.objectPath(),
+      contentType: 'application/merge-patch+json',
+      body: { spec: { revision: String(revision) } },
+    });
+    let failure: { error: unknown } | undefined;
+    const fault = during ? during(sent).catch((error: unknown) => void (failure = { error })) : Promise.resolve();
+    let at: number;
+    try {
+      at = await this.waitReady(revision, sent, () => failure);
+    } finally {
+      // Never leave a fault running behind a failure (it may be restarting PostgreSQL).
+      await withTimeout(fault, 90_000, `the fault of revision ${revision} did not finish within 90 s`).catch(() => undefined);
+    }
+    if (failure) throw failure.error;
+    const outcome = { revision, latencyMs: at - sent };
+    this.outcomes.push(outcome);
+    return outcome;
+  }
+
+  /** Polls (every 25 ms) until the object is Ready for `revision`; records and returns T_i. */
+  private async waitReady(revision: number, since: number, failed: () => { error: unknown } | undefined = () => undefined): Promise<number> {
+    const timeout = this.options.readyTimeoutMs ?? 60_000;
+    const deadline = since + timeout;
+    let last: PublishedRealmObject | undefined;
+    let lastError: unknown;
+    for (;;) {
+      const failure = failed();
+      if (failure) throw failure.error;
+      try {
+        last = await this.getRealm();
+        const status = last.status;
+        const ready = status?.conditions?.find((c) => c.type === 'Ready');
+        if (
+          status?.publishedRevision === String(revision) &&
+          ready?.status === 'True' &&
+          status.observedGeneration !== undefined &&
+          status.observedGeneration === last.metadata.generation &&
+          (ready.observedGeneration === undefined || ready.observedGeneration === last.metadata.generation)
+        ) {
+          const at = now();
+          this.checker.markReady(revision, at);
+          return at;
+        }
+      } catch (error) {
+        lastError = error;
+      }
+      if (now() > deadline) {
+        throw new Error(
+          `[${this.options.name}] revision ${revision} not Ready within ${timeout} ms.\n` +
+            `object: ${JSON.stringify(last?.metadata)} status: ${JSON.stringify(last?.status)}\n` +
+            (lastError ? `last API error: ${String(lastError)}\n` : '') +
+            (this.unexpectedExits.length ? `unexpected exits:\n${this.unexpectedExits.join('\n')}\n` : '') +
+            `replicas running: ${this.replicaIds().join(', ')}; operators running: ${this.operators.map((o) => o.identity).join(', ') || 'none'}\n` +
+            this.operatorLogTail(25),
+        );
+      }
+      await sleep(25);
+    }
+  }
+
+  // --- evidence and reporting -------------------------------------------------------------------
+
+  operatorLogTail(lines: number): string {
+    return this.operatorHistory
+      .slice(-3)
+      .map((o) => `--- operator ${o.identity} (exit ${o.child.exitCode ?? o.child.signalCode ?? 'running'}):\n${compactLogs(o.logs().slice(-lines))}`)
+      .join('\n');
+  }
+
+  /** Snapshots the logs around a violating read at once (replica log buffers are bounded). */
+  private collectEvidence(v: Violation): void {
+    const from = v.readyAt - 5000;
+    const to = v.read.end + 1000;
+    const window = (lines: Array<Record<string, unknown>>) =>
+      lines.filter((l) => typeof l.time === 'number' && l.time >= from && l.time <= to).slice(-80).map((l) => ({ ...l, tMinusReadyMs: (l.time as number) - v.readyAt }));
+    v.evidence = {
+      replicaLogs: Object.fromEntries(this.replicaHistory.filter((p) => p.replicaId === v.read.replica).map((p, i) => [`${p.replicaId}#${i} (port ${p.port})`, window(p.logs())])),
+      operatorLogs: Object.fromEntries(this.operatorHistory.map((o) => [o.identity, window(o.logs())])),
+    };
+    // Best effort: the database's view of replicas and acknowledgements right now.
+    void this.db.pool
+      .query(
+        `SELECT r.replica_id, r.lease_expires_at, r.cache_started_epoch, a.epoch AS acked_epoch, e.epoch AS realm_epoch
+           FROM realm_operator.replicas r
+           LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = $1
+           LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $1`,
+        [this.publishedURL],
+      )
+      .then(
+        ({ rows }) => (v.evidence!.databaseAfterwards = rows),
+        (error: Error) => (v.evidence!.databaseAfterwards = `query failed: ${error.message}`),
+      );
+  }
+
+  result(publishesRequested: number): ScenarioResult {
+    const latencies = this.outcomes.map((o) => o.latencyMs);
+    return {
+      name: this.options.name,
+      publishes: this.outcomes.length,
+      publishesRequested,
+      faults: { ...this.faults },
+      counts: structuredClone(this.checker.counts),
+      perReplica: this.checker.replicaCounts(),
+      latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), max: latencies.length ? Math.max(...latencies) : NaN },
+      wallMs: now() - this.started,
+      violations: this.checker.violations,
+      corruptReads: this.checker.corruptReads,
+      errorSamples: this.checker.errorSamples,
+      notes: this.notes,
+      unexpectedExits: this.unexpectedExits,
+      leftoverProcesses: [
+        ...this.replicaHistory.filter((p) => p.alive()).map((p) => `realm-server ${p.replicaId} pid ${p.child.pid}`),
+        ...this.operatorHistory.filter((o) => o.child.exitCode === null && o.child.signalCode === null).map((o) => `operator ${o.identity} pid ${o.child.pid}`),
+      ],
+    };
+  }
+
+  // --- teardown ---------------------------------------------------------------------------------
+
+  /** Stops readers, deletes the object (while an operator can release its finalizer), stops every process, drops the database. */
+  async close(): Promise<void> {
+    this.readersEnabled = false;
+    this.closing = true;
+    await Promise.all([...this.replicas.values()].map((r) => r.reader?.stop()));
+    try {
+      if (this.kube && this.operators.some((o) => o.child.exitCode === null && o.child.signalCode === null)) {
+        await kubeRequest(this.kube, { method: 'DELETE', path: this.objectPath() });
+        const deadline = Date.now() + 20_000;
+        while (Date.now() < deadline) {
+          const gone = await this.getRealm().then(() => false, (e: unknown) => e instanceof KubeApiError && e.statusCode === 404);
+          if (gone) break;
+          await sleep(100);
+        }
+      }
+    } catch {
+      // the object may not exist (set-up failed); namespaces go below anyway
+    }
+    await Promise.all([
+      ...[...this.replicas.values()].map((r) => r.proc.stop('SIGTERM', 10_000)),
+      ...this.operatorHistory.map((o) => boundedExit(o, 'SIGTERM', 10_000)),
+    ]);
+    this.replicas.clear();
+    // Anything started but no longer tracked (e.g. a replica that failed to start) is gone too.
+    await Promise.all(this.replicaHistory.map((p) => p.stop('SIGKILL', 5000)));
+    for (const cleanup of this.cleanups.reverse()) await cleanup().catch(() => undefined);
+    this.kube.destroy();
+  }
+}
+
+export interface ScenarioResult {
+  name: string;
+  publishes: number;
+  publishesRequested: number;
+  faults: Record<string, number>;
+  counts: CheckerCounts;
+  perReplica: Record<string, { reads: number; ok: number; hits: number; errors: number }>;
+  latency: { p50: number; p95: number; max: number };
+  wallMs: number;
+  violations: Violation[];
+  corruptReads: unknown[];
+  errorSamples: unknown[];
+  notes: string[];
+  leftoverProcesses: string[];
+  unexpectedExits: string[];
+}
+
+/** Sends `signal`, waits up to `timeoutMs` for the exit, then SIGKILLs. */
+export async function boundedExit(operator: OperatorProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+  if (operator.child.exitCode !== null || operator.child.signalCode !== null) return;
+  operator.child.kill(signal);
+  let timer: NodeJS.Timeout | undefined;
+  const result = await Promise.race([operator.exited, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))]);
+  clearTimeout(timer);
+  if (result === 'timeout') {
+    operator.child.kill('SIGKILL');
+    await operator.exited;
+  }
+}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function formatResult(r: ScenarioResult): string {
+  const c = r.counts;
+  const ms = (v: number) => (Number.isFinite(v) ? `${Math.round(v)} ms` : 'n/a');
+  const lines = [
+    `consistency scenario ${r.name}: ${r.publishes}/${r.publishesRequested} publishes in ${(r.wallMs / 1000).toFixed(1)} s; publish→Ready p50 ${ms(r.latency.p50)}, p95 ${ms(r.latency.p95)}, max ${ms(r.latency.max)}`,
+    `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
+    `  VIOLATIONS ${c.violations}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}, regressions (allowed) ${c.regressions}`,
+    `  faults ${JSON.stringify(r.faults)}`,
+    `  per replica ${JSON.stringify(r.perReplica)}`,
+    ...r.notes.map((n) => `  note: ${n}`),
+  ];
+  for (const v of r.violations.slice(0, 5)) {
+    lines.push(
+      `  violation: replica ${v.read.replica} file ${v.read.file} returned revision ${v.read.revision} (x-cache ${v.read.cache}, x-realm-epoch ${v.read.epoch}) ` +
+        `for a read started ${v.startAfterReadyMs.toFixed(1)} ms and ended ${v.endAfterReadyMs.toFixed(1)} ms after Ready for revision ${v.requiredRevision}`,
+      `    recent reads (t - T_i): ${v.recentReads.slice(-8).map((x) => `${x.file}@${(x.start - v.readyAt).toFixed(1)}:${x.status ?? x.error}/${x.revision}/${x.cache}`).join(' ')}`,
+      `    evidence: ${JSON.stringify(v.evidence).slice(0, 20_000)}`,
+    );
+  }
+  for (const x of r.unexpectedExits.slice(0, 3)) lines.push(`  UNEXPECTED EXIT: ${x.slice(0, 12_000)}`);
+  for (const x of r.corruptReads.slice(0, 3)) lines.push(`  corrupt read: ${JSON.stringify(x)}`);
+  return lines.join('\n');
+}
+
+/** Log lines for a failure message: time, level, message, error code/message and the first frames; raw lines as they are. */
+export function compactLogs(lines: Array<Record<string, unknown>>): string {
+  return lines
+    .map((l) => {
+      if (l.unparsed) return String(l.msg);
+      const { time, level, msg, err, pid: _pid, hostname: _host, ...rest } = l as Record<string, any>;
+      let text = `${typeof time === 'number' ? new Date(time).toISOString() : '?'} L${level} ${msg}`;
+      const extra = JSON.stringify(rest);
+      if (extra !== '{}') text += ` ${extra.slice(0, 300)}`;
+      if (err) text += ` err=${err.code ?? ''} ${err.message ?? ''} @ ${String(err.stack ?? '').split('\n').slice(1, 4).map((f: string) => f.trim()).join(' < ')}`;
+      return text;
+    })
+    .join('\n');
+}
