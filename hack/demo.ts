@@ -5,12 +5,12 @@
  * for Ready, edits the source, bumps `revision`, and shows each replica's view of the published
  * file before and after, with the measured latency. Cleans up on exit and on Ctrl-C.
  */
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import path from 'node:path';
 import { benchDatabase } from '../bench/support.js';
 import { startControlPlane, type ControlPlane } from '../test/support/control-plane.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
+import { startRealmServer, type RealmServerProcess } from '../test/support/realm-server-process.js';
 import { createSourceRealm, makeRealmsRoot, writeFiles } from '../test/support/realms.js';
 
 const REPLICAS = 3;
@@ -37,49 +37,6 @@ async function must(plane: ControlPlane, args: string[], input?: string): Promis
   const result = await plane.kubectl(args, { input });
   if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
   return result.stdout;
-}
-
-interface RealmServerProcess {
-  id: string;
-  port: number;
-  stop(): Promise<void>;
-}
-
-/** A `realm-operator realm-server` process on a free loopback port, ready (listener resynced). */
-async function startRealmServer(databaseURL: string, realmsRoot: string, id: string): Promise<RealmServerProcess> {
-  const child = spawn(
-    process.execPath,
-    [path.join(repo, 'dist/cli/main.js'), 'realm-server', '--listen', '127.0.0.1:0', '--replica-id', id, '--realms-root', realmsRoot],
-    { env: { ...process.env, DATABASE_URL: databaseURL }, stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
-    let buffer = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      for (const line of buffer.split('\n')) {
-        try {
-          const entry = JSON.parse(line) as { msg?: string; port?: number };
-          if (entry.msg === 'listening' && entry.port) resolve(entry.port);
-        } catch {
-          // partial line
-        }
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`realm server ${id} exited with ${code}`)));
-  });
-  for (let i = 0; i < 200; i++) {
-    if ((await httpGet(port, '127.0.0.1', '/_readyz').catch(() => undefined))?.status === 200) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    id,
-    port,
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 const agent = new http.Agent({ keepAlive: true });
@@ -129,8 +86,15 @@ try {
   await waitForHTTP(operator, `${operator.healthURL}/readyz`);
 
   say(`starting ${REPLICAS} realm-server replicas…`);
-  const replicas = await Promise.all(Array.from({ length: REPLICAS }, (_, i) => startRealmServer(db.url, realms.root, `realm-server-${i + 1}`)));
-  for (const replica of replicas) cleanups.push(() => replica.stop());
+  const replicas = await Promise.all(
+    Array.from({ length: REPLICAS }, async (_, i) => {
+      // Production lease and heartbeat (15 s / 2 s), as a Deployment would run them.
+      const replica = await startRealmServer({ databaseURL: db.url, realmsRoot: realms.root, replicaId: `realm-server-${i + 1}`, leaseDuration: '15s', heartbeatInterval: '2s' });
+      cleanups.push(() => replica.stop());
+      await replica.waitReady();
+      return replica;
+    }),
+  );
   const publishedHost = new URL(published).host;
   const publishedPath = `${new URL(published).pathname}index.json`;
   const read = (replica: RealmServerProcess) => httpGet(replica.port, publishedHost, publishedPath);
@@ -175,7 +139,7 @@ try {
     const b = before[i]!;
     const a = after[i]!;
     const cell = (x: typeof b) => `${x.body} (${x.cache}, epoch ${x.epoch})`;
-    say(`${r.id.padEnd(15)} | ${cell(b).padEnd(42)} | ${cell(a)}`);
+    say(`${r.replicaId.padEnd(15)} | ${cell(b).padEnd(42)} | ${cell(a)}`);
   });
   say('');
   say(`revision 2 applied → Ready=True written: ${latency.toFixed(0)} ms; replicas acknowledged ${status.replicas.acknowledged}/${status.replicas.expected} (${status.replicas.mode}); reindex job ${status.reindexJobId}`);
