@@ -15,6 +15,30 @@ export const databaseURLSchema = z
     }
   }, 'must be a postgres:// or postgresql:// connection string');
 
+/** `500ms`, `10s`, `2m`, `1h` (or a number of milliseconds) → milliseconds. */
+export const durationSchema = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const ms = typeof value === 'number' ? value : parseDuration(value);
+  if (ms === undefined || ms < 0) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m, 1h` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+export const logLevelSchema = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info');
+
+export function parseDuration(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  if (!match) return undefined;
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
+  return Math.round(Number(match[1]) * unit);
+}
+
+/** `parseArgs` option definitions for a set of settings (all strings; zod does the typing). */
+export function flagOptions(settings: Record<string, SettingName>): Record<string, { type: 'string' }> {
+  return Object.fromEntries(Object.values(settings).map(({ flag }) => [flag.slice(2), { type: 'string' as const }]));
+}
+
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -4,18 +4,9 @@
  */
 import os from 'node:os';
 import { z } from 'zod';
-import { collectSettings, ConfigError, databaseURLSchema, parseSettings, type SettingName } from './config.js';
+import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, type SettingName } from './config.js';
 
-const duration = z
-  .union([z.number(), z.string()])
-  .transform((value, ctx) => {
-    const ms = typeof value === 'number' ? value : parseDuration(value);
-    if (ms === undefined || ms < 0) {
-      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m, 1h` });
-      return z.NEVER;
-    }
-    return ms;
-  });
+const duration = durationSchema;
 
 const bindAddress = z
   .string()
@@ -43,7 +34,7 @@ export const operatorConfigSchema = z.object({
   ackRequeue: duration.default(2_000),
   stalledRetry: duration.default(30_000),
   shutdownTimeout: duration.default(30_000),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  logLevel: logLevelSchema,
   durable: booleanLike.default(true),
   realmServerService: z
     .string()
@@ -86,10 +77,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE' },
 };
 
-/** `parseArgs` option definitions for every setting (all strings; zod does the typing). */
-export const operatorFlagOptions = Object.fromEntries(
-  Object.values(OPERATOR_SETTINGS).map(({ flag }) => [flag.slice(2), { type: 'string' as const }]),
-);
+export const operatorFlagOptions = flagOptions(OPERATOR_SETTINGS);
 
 export function loadOperatorConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): OperatorConfig {
   const config = parseSettings(operatorConfigSchema, collectSettings(OPERATOR_SETTINGS, flags, env), OPERATOR_SETTINGS);
@@ -98,12 +86,7 @@ export function loadOperatorConfig(flags: Record<string, string | boolean | unde
   return config;
 }
 
-export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
-  if (!match) return undefined;
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(match[1]) * unit);
-}
+export { parseDuration };
 
 /** `:8080` → { host: '0.0.0.0', port: 8080 }; `0` → undefined (disabled). */
 export function parseBindAddress(address: string): { host: string; port: number } | undefined {

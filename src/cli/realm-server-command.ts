@@ -7,17 +7,10 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { RealmServer } from '../realm-server/realm-server.js';
-import { collectSettings, databaseURLSchema, parseSettings, type SettingName } from './config.js';
-import { parseBindAddress, parseDuration } from './operator-config.js';
+import { collectSettings, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, type SettingName } from './config.js';
+import { parseBindAddress } from './operator-config.js';
 
-const duration = z.string().transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a duration; use e.g. 500ms, 10s, 2m` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = durationSchema;
 
 const schema = z.object({
   databaseURL: databaseURLSchema,
@@ -26,7 +19,7 @@ const schema = z.object({
   replicaID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
   leaseDuration: duration.default(15_000),
   heartbeatInterval: duration.default(2_000),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  logLevel: logLevelSchema,
 });
 
 export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, SettingName> = {
@@ -39,9 +32,7 @@ export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, Setting
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
 };
 
-export const realmServerFlagOptions = Object.fromEntries(
-  Object.values(REALM_SERVER_SETTINGS).map(({ flag }) => [flag.slice(2), { type: 'string' as const }]),
-);
+export const realmServerFlagOptions = flagOptions(REALM_SERVER_SETTINGS);
 
 export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
   const config = parseSettings(schema, collectSettings(REALM_SERVER_SETTINGS, flags, env), REALM_SERVER_SETTINGS);
