@@ -10,10 +10,10 @@
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
-import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
+import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
@@ -30,8 +30,9 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     throw new Error(`--realms-root / REALMS_ROOT: ${config.realmsRoot} is not a directory; mount the shared realms volume there`);
   }
 
-  const pool = new pg.Pool({ connectionString: config.databaseURL, max: config.maxConcurrentReconciles * 3 + 2, keepAlive: true });
-  pool.on('error', (error) => logger.warn({ err: error }, 'idle database connection failed'));
+  const pool = createPool({ connectionString: config.databaseURL, max: config.maxConcurrentReconciles * 3 + 2, keepAlive: true }, (error) =>
+    logger.warn({ err: error }, 'a database connection failed; work using it is retried'),
+  );
   try {
     await assertSchema(pool);
     const kubeConfig = new KubeConfig();

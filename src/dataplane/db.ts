@@ -9,6 +9,20 @@ export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
+/**
+ * A pool that survives the database going away. node-postgres emits `error` on a client whose
+ * connection dies; the pool handles that only for idle clients, so a checked-out client that is
+ * between queries (holding LISTEN, a session lock, or doing file work inside a transaction) would
+ * crash the process. Every client gets a listener; its next query fails and the caller's error
+ * path discards it.
+ */
+export function createPool(config: pg.PoolConfig, onError: (error: Error) => void): pg.Pool {
+  const pool = new pg.Pool(config);
+  pool.on('error', onError);
+  pool.on('connect', (client) => client.on('error', onError));
+  return pool;
+}
+
 /** Runs `NOTIFY channel, payload`; delivered to listeners when the surrounding transaction commits. */
 export async function notify(db: Queryable, channel: string, payload = ''): Promise<void> {
   await db.query('SELECT pg_notify($1, $2)', [channel, payload]);

@@ -18,7 +18,8 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool } from '../dataplane/db.js';
 import { pino, type Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import type { RealmsLayout } from '../dataplane/layout.js';
@@ -63,8 +64,7 @@ export class RealmServer {
       labelNames: ['cache', 'status'],
       registers: [this.registry],
     });
-    this.pool = new pg.Pool({ connectionString: options.databaseURL, max: 8 });
-    this.pool.on('error', (error) => this.logger.warn({ err: error }, 'idle database connection failed'));
+    this.pool = createPool({ connectionString: options.databaseURL, max: 8 }, (error) => this.logger.warn({ err: error }, 'a database connection failed'));
     const caches = this.caches;
     this.listener = new RealmListener({
       connection: options.databaseURL,

@@ -184,6 +184,8 @@ export class ScenarioEnv {
       realmsRoot: this.realmsRoot,
       identity,
       leaderElectionNamespace: this.leaseNamespace,
+      // Only this scenario's objects: other suites share the API server but not the database.
+      extraArgs: ['--namespace', this.namespace],
       ...(options.crashAtStep ? { env: { REALM_OPERATOR_FAULT_CRASH_AT_STEP: options.crashAtStep } } : {}),
     });
     this.operatorHistory.push(operator);

@@ -63,7 +63,7 @@ beforeAll(async () => {
     databaseURL: db.url,
     realmsRoot: realms.root,
     identity: 'ack-operator',
-    leaderElectionNamespace: LEASE_NS,
+    leaderElectionNamespace: LEASE_NS, namespace: NS,
     extraArgs: ['--realm-server-service', `${NS}/realm-server`],
   });
   await waitForHTTP(operator, `${operator.healthURL}/readyz`);

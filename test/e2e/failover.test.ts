@@ -34,7 +34,7 @@ test('the leader is SIGKILLed mid-publish; the other operator takes over and the
   await createSourceRealm(env.db.pool, env.realms.layout, source, files);
 
   for (const identity of ['operator-x', 'operator-y']) {
-    const operator = await startOperator({ databaseURL: env.db.url, realmsRoot: env.realms.root, identity, leaderElectionNamespace: env.leaseNamespace });
+    const operator = await startOperator({ databaseURL: env.db.url, realmsRoot: env.realms.root, identity, leaderElectionNamespace: env.leaseNamespace, namespace: env.namespace });
     operators.push(operator);
     await waitForHTTP(operator, `${operator.healthURL}/healthz`);
   }

@@ -66,7 +66,7 @@ beforeAll(async () => {
   });
   replica.start();
   await replica.waitUntilReady(10_000);
-  operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a', leaderElectionNamespace: LEASE_NS });
+  operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a', leaderElectionNamespace: LEASE_NS, namespace: NS });
   await waitForHTTP(operator, `${operator.healthURL}/readyz`);
 }, 60_000);
 
@@ -139,7 +139,7 @@ describe('PublishedRealm lifecycle', () => {
     // Restart the operator: nothing is republished.
     const settledEpoch = await epochOf(published);
     await operator.stop('SIGTERM');
-    operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a2', leaderElectionNamespace: LEASE_NS });
+    operator = await startOperator({ databaseURL: db.url, realmsRoot: realms.root, identity: 'operator-a2', leaderElectionNamespace: LEASE_NS, namespace: NS });
     await waitForHTTP(operator, `${operator.healthURL}/readyz`);
     // The old leader released its lease on SIGTERM, so the new process leads at once; give its
     // workers time to reconcile every object once.

@@ -34,7 +34,7 @@ function start(identity: string): Promise<OperatorProcess> {
     databaseURL: db.url,
     realmsRoot: realms.root,
     identity,
-    leaderElectionNamespace: LEASE_NS,
+    leaderElectionNamespace: LEASE_NS, namespace: NS,
     extraArgs: ['--max-concurrent-reconciles', '8', '--log-level', 'info'],
   });
 }

@@ -31,6 +31,8 @@ export interface OperatorOptions {
   leaderElectionNamespace: string;
   /** Default: the run's control plane (REALM_OPERATOR_TEST_KUBECONFIG). */
   kubeconfig?: string;
+  /** Watch only this namespace: suites share one API server but each has its own database. */
+  namespace?: string;
   extraArgs?: string[];
   /** Extra environment for the child (e.g. REALM_OPERATOR_FAULT_CRASH_AT_STEP). */
   env?: Record<string, string>;
@@ -57,6 +59,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       '--stalled-retry', '1s',
       '--durable', 'false',
       '--log-level', 'debug',
+      ...(options.namespace ? ['--namespace', options.namespace] : []),
       ...(options.extraArgs ?? []),
     ],
     { env: { ...process.env, ...options.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
