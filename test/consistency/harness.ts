@@ -487,3 +487,12 @@ export function compactLogs(lines: Array<Record<string, unknown>>): string {
     })
     .join('\n');
 }
+
+/** One line for an unexpected exit: who, when, what it was doing last, and the error that killed it. */
+export function summarizeExit(entry: string): string {
+  const lines = entry.split('\n');
+  const crash = lines.findIndex((l) => l.startsWith('node:events') || /^(Uncaught|Error|error|TypeError|RangeError)\b/.test(l));
+  const before = lines.slice(1, crash >= 0 ? crash : undefined).filter((l) => /^\d{4}-/.test(l)).at(-1) ?? '';
+  const error = lines.slice(crash >= 0 ? crash : lines.length).find((l) => /^(error|Error|TypeError|RangeError)\b/.test(l)) ?? '(no error printed)';
+  return `${lines[0]!.replace(/; its last output:$/, '')} — last log: ${before.slice(0, 160)} — ${error}`;
+}
