@@ -81,7 +81,9 @@ export class ConsistencyChecker {
   readonly corruptReads: ReadRecord[] = [];
   readonly errorSamples: ReadRecord[] = [];
   private readonly recent = new Map<string, ReadRecord[]>();
-  private readonly lastRevision = new Map<string, number>();
+  private readonly lastRevision = new Map<string, ReadRecord & { revision: number }>();
+  /** Reads that returned an older revision than the same replica had returned for the file before (not violations: none was Ready). */
+  readonly regressionSamples: Array<{ read: ReadRecord; previous: ReadRecord; lastReady?: { revision: number; startAfterReadyMs: number } }> = [];
   private readonly perReplica = new Map<string, { reads: number; ok: number; hits: number; errors: number }>();
 
   constructor(private readonly onViolation?: (v: Violation) => void) {}
@@ -143,8 +145,14 @@ export class ConsistencyChecker {
     replica.ok += 1;
     const key = `${read.replica}\u0000${read.file}`;
     const previous = this.lastRevision.get(key);
-    if (previous !== undefined && read.revision < previous) c.regressions += 1;
-    this.lastRevision.set(key, read.revision);
+    if (previous !== undefined && read.revision < previous.revision) {
+      c.regressions += 1;
+      if (this.regressionSamples.length < 10) {
+        const ready = this.requiredAt(read.start);
+        this.regressionSamples.push({ read, previous, lastReady: ready ? { revision: ready.revision, startAfterReadyMs: read.start - ready.at } : undefined });
+      }
+    }
+    this.lastRevision.set(key, read as ReadRecord & { revision: number });
 
     const required = this.requiredAt(read.start);
     if (!required) return;

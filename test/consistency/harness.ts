@@ -368,6 +368,7 @@ export class ScenarioEnv {
       wallMs: now() - this.started,
       violations: this.checker.violations,
       corruptReads: this.checker.corruptReads,
+      regressionSamples: this.checker.regressionSamples,
       errorSamples: this.checker.errorSamples,
       notes: this.notes,
       unexpectedExits: this.unexpectedExits,
@@ -421,6 +422,7 @@ export interface ScenarioResult {
   wallMs: number;
   violations: Violation[];
   corruptReads: unknown[];
+  regressionSamples: ConsistencyChecker['regressionSamples'];
   errorSamples: unknown[];
   notes: string[];
   leftoverProcesses: string[];
@@ -469,6 +471,12 @@ export function formatResult(r: ScenarioResult): string {
     );
   }
   for (const x of r.unexpectedExits.slice(0, 3)) lines.push(`  UNEXPECTED EXIT: ${x.slice(0, 12_000)}`);
+  for (const x of r.regressionSamples.slice(0, 5)) {
+    lines.push(
+      `  regression (allowed): ${x.read.replica} ${x.read.file}: revision ${x.previous.revision} (x-cache ${x.previous.cache}, epoch ${x.previous.epoch}) then ${x.read.revision} (x-cache ${x.read.cache}, epoch ${x.read.epoch}) ` +
+        `${(x.read.start - x.previous.start).toFixed(1)} ms later; newest Ready then: ${x.lastReady ? `revision ${x.lastReady.revision}, ${x.lastReady.startAfterReadyMs.toFixed(0)} ms before` : 'none'}`,
+    );
+  }
   for (const x of r.corruptReads.slice(0, 3)) lines.push(`  corrupt read: ${JSON.stringify(x)}`);
   return lines.join('\n');
 }
