@@ -25,7 +25,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { BackoffPolicy } from '../listener/backoff.js';
+import type { BackoffPolicy } from '../common/backoff.js';
 import type { InformerEventHandler, ObjectSource } from './informer.js';
 import { LeadershipLostError } from './leader-election.js';
 import { RECONCILE_RESULTS, runtimeMetrics, workQueueMetrics, type ReconcileResultLabel, type RuntimeMetrics } from './metrics.js';

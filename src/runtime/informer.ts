@@ -29,7 +29,7 @@
  */
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { backoffDelay, type BackoffPolicy } from '../listener/backoff.js';
+import { backoffDelay, type BackoffPolicy } from '../common/backoff.js';
 import { KubeApiError, kubeRequest, kubeWatch, statusCodeOf, type KubeConnection, type KubeStatus, type WatchLike } from './kube-client.js';
 import { runtimeMetrics, type RuntimeMetrics } from './metrics.js';
 import { formatKey, keyOfObject, type KubeObject, type ObjectKey } from './object-key.js';

@@ -18,7 +18,7 @@
  *
  * Errors: none thrown; `done(key)` for a key not being processed is ignored.
  */
-import { backoffDelay, type BackoffPolicy } from '../listener/backoff.js';
+import { backoffDelay, type BackoffPolicy } from '../common/backoff.js';
 
 /** Per-key retry delays. controller-runtime's default starts at 5 ms; ours caps at 5 minutes, not 16. */
 export const DEFAULT_RETRY_BACKOFF: BackoffPolicy = { initialMs: 5, maxMs: 5 * 60_000 };

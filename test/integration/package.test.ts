@@ -61,7 +61,7 @@ test('the listener entry point imports nothing from the operator side or Kuberne
   }
   await visit(path.join(dist, 'listener/index.js'));
   const files = [...seen].map((f) => path.relative(dist, f));
-  expect(files.every((f) => f.startsWith('listener/') || f.startsWith('wire/'))).toBe(true);
+  expect(files.every((f) => f.startsWith('listener/') || f.startsWith('wire/') || f.startsWith('common/'))).toBe(true);
   expect([...packages].filter((p) => !p.startsWith('node:')).sort()).toEqual(['pg', 'pino', 'prom-client', 'zod']);
 });
 
