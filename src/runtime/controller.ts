@@ -3,8 +3,9 @@
  * controller-runtime's semantics and metrics.
  *
  * Expected flow: `start(signal)` registers with its sources, waits for them to sync, then runs
- * `concurrency` workers. Every add/update/delete event enqueues the affected key (the object's own
- * for the primary source; whatever `map` returns for secondary ones), and every `resyncPeriodMs`
+ * `concurrency` workers. Every add/update/delete event that the source's predicates accept (all
+ * events, without predicates) enqueues the affected key (the object's own for the primary source;
+ * whatever `map` returns for secondary ones), and every `resyncPeriodMs`
  * every key in the primary cache is enqueued again. A worker takes a key and calls `reconcile`:
  * - resolves with nothing (or `{}`)          → `forget` (reset backoff); result `success`
  * - resolves with `{ requeueAfterMs: n > 0 }` → `forget`, `addAfter(n)`; result `requeue_after`
@@ -30,6 +31,7 @@ import type { InformerEventHandler, ObjectSource } from './informer.js';
 import { LeadershipLostError } from './leader-election.js';
 import { RECONCILE_RESULTS, runtimeMetrics, workQueueMetrics, type ReconcileResultLabel, type RuntimeMetrics } from './metrics.js';
 import { formatKey, keyOfObject, parseKey, type KubeObject, type ObjectKey } from './object-key.js';
+import { accepts, type Predicate } from './predicates.js';
 import { WorkQueue } from './work-queue.js';
 
 export type { ObjectKey } from './object-key.js';
@@ -61,6 +63,8 @@ export class TerminalError extends Error {
 export interface WatchedSource<S extends KubeObject = KubeObject> {
   source: ObjectSource<S>;
   map(object: S): ObjectKey[];
+  /** Events on this source enqueue only when every predicate accepts them. */
+  predicates?: Array<Predicate<S>>;
 }
 
 export interface ControllerOptions<T extends KubeObject = KubeObject> {
@@ -70,6 +74,12 @@ export interface ControllerOptions<T extends KubeObject = KubeObject> {
   /** The primary source: its objects' keys are reconciled, and resynced. */
   source: ObjectSource<T>;
   watches?: WatchedSource[];
+  /**
+   * Events on the primary source enqueue only when every predicate accepts them, e.g.
+   * `[specOrLifecycleChanged()]` so the controller's own status writes do not re-enqueue the key.
+   * Resyncs are not filtered. Default: every event enqueues.
+   */
+  predicates?: Array<Predicate<T>>;
   /** Workers. Default 1. */
   concurrency?: number;
   /** Re-enqueue every cached key this often (jittered by up to 10%); 0 disables. Default 10 hours, as controller-runtime. */
@@ -204,25 +214,38 @@ export class Controller<T extends KubeObject = KubeObject> {
   }
 
   private enqueueOwn(): InformerEventHandler<T> {
+    const predicates = this.options.predicates ?? [];
     const add = (object: T) => this.enqueue(object, () => [keyOfObject(object)]);
-    return { onAdd: add, onUpdate: (_old, object) => add(object), onDelete: add };
+    return {
+      onAdd: (object) => accepts(predicates, { type: 'create', object }) && add(object),
+      onUpdate: (oldObject, object) => accepts(predicates, { type: 'update', oldObject, object }) && add(object),
+      onDelete: (object) => accepts(predicates, { type: 'delete', object }) && add(object),
+    };
   }
 
   private enqueueMapped(watched: WatchedSource): InformerEventHandler<KubeObject> {
+    const predicates = watched.predicates ?? [];
     const add = (object: KubeObject) => this.enqueue(object, () => watched.map(object).map(formatKey));
     // Both states for updates: an object that moved to another owner must reach the old one too.
     const update = (old: KubeObject, object: KubeObject) => {
+      if (!accepts(predicates, { type: 'update', oldObject: old, object })) return;
       add(old);
       add(object);
     };
-    return { onAdd: add, onUpdate: update, onDelete: add };
+    return {
+      onAdd: (object) => accepts(predicates, { type: 'create', object }) && add(object),
+      onUpdate: update,
+      onDelete: (object) => accepts(predicates, { type: 'delete', object }) && add(object),
+    };
   }
 
-  private enqueue(object: KubeObject, keys: () => string[]): void {
+  private enqueue(object: KubeObject, keys: () => string[]): boolean {
     try {
       for (const key of keys()) this.queue.add(key);
+      return true;
     } catch (error) {
       this.logger.error({ err: error, object: object.metadata?.name }, 'could not work out which keys to enqueue');
+      return false;
     }
   }
 

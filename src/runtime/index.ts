@@ -35,6 +35,7 @@ export {
 } from './leader-election.js';
 export { decideLease, formatMicroTime, observeLease, type LeaseDecision, type LeaseRecord, type ObservedLease } from './lease-record.js';
 export { Manager, type ManagerOptions, type ReadinessReport, type Runnable } from './manager.js';
+export { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, specOrLifecycleChanged, type Predicate } from './predicates.js';
 export { runtimeMetrics, type RuntimeMetrics } from './metrics.js';
 export { formatKey, keyOfObject, parseKey, type KubeObject } from './object-key.js';
 export { DEFAULT_RETRY_BACKOFF, WorkQueue, type WorkQueueObserver, type WorkQueueOptions } from './work-queue.js';

@@ -5,6 +5,7 @@ import { Controller, TerminalError, type ObjectKey, type ReconcileResult, type R
 import type { InformerEventHandler, ObjectSource } from '../../src/runtime/informer.js';
 import { LeadershipLostError } from '../../src/runtime/leader-election.js';
 import { formatKey, type KubeObject } from '../../src/runtime/object-key.js';
+import { specOrLifecycleChanged, type Predicate } from '../../src/runtime/predicates.js';
 
 const logger = pino({ level: 'silent' });
 const fastBackoff = { initialMs: 2, maxMs: 4 };
@@ -158,6 +159,7 @@ function setup(options: {
   resyncPeriodMs?: number;
   drainTimeoutMs?: number;
   cacheSyncTimeoutMs?: number;
+  predicates?: Predicate[];
 }) {
   const registry = new Registry();
   const source = options.source ?? new FakeSource();
@@ -170,6 +172,7 @@ function setup(options: {
     drainTimeoutMs: options.drainTimeoutMs ?? 1_000,
     abortGraceMs: 500,
     cacheSyncTimeoutMs: options.cacheSyncTimeoutMs ?? 5_000,
+    ...(options.predicates ? { predicates: options.predicates } : {}),
     backoff: fastBackoff,
     logger,
     metricsRegistry: registry,
@@ -301,6 +304,39 @@ describe('Controller', () => {
     expect(reconciler.maxActive).toBe(2);
     expect(reconciler.count('ns/a')).toBe(2);
     expect(reconciler.count('ns/b')).toBe(1);
+  });
+
+  test('with specOrLifecycleChanged, status-only updates do not enqueue; spec, deletion and finalizer changes do', async () => {
+    const reconciler = new ScriptedReconciler();
+    const source = new FakeSource([]);
+    const { abort, running } = setup({ source, reconciler, predicates: [specOrLifecycleChanged()] });
+    const meta = (extra: Record<string, unknown> = {}) => ({ metadata: { name: 'a', namespace: 'ns', generation: 1, ...extra } });
+    source.upsert('a', meta());
+    await reconciler.waitForCalls(1, 'ns/a');
+    // The queue is FIFO with one worker: once the marker key was reconciled, anything enqueued
+    // for `a` before it would have been reconciled first.
+    let markers = 0;
+    const settle = async () => {
+      source.upsert(`marker${++markers}`);
+      await reconciler.waitForCalls(1, `ns/marker${markers}`);
+    };
+    source.upsert('a', { ...meta({ resourceVersion: '2' }), status: { phase: 'Stalled' } });
+    source.upsert('a', { ...meta({ resourceVersion: '3', labels: { team: 'x' } }), status: { phase: 'Stalled' } });
+    await settle();
+    expect(reconciler.count('ns/a')).toBe(1);
+    source.upsert('a', meta({ generation: 2 }));
+    await settle();
+    expect(reconciler.count('ns/a')).toBe(2);
+    source.upsert('a', meta({ generation: 2, finalizers: ['x/y'] }));
+    await settle();
+    expect(reconciler.count('ns/a')).toBe(3);
+    source.upsert('a', meta({ generation: 2, finalizers: ['x/y'], deletionTimestamp: '2026-01-01T00:00:00Z' }));
+    await settle();
+    expect(reconciler.count('ns/a')).toBe(4);
+    source.remove('a');
+    await reconciler.waitForCalls(5, 'ns/a');
+    abort.abort();
+    await running;
   });
 
   test('a resync re-enqueues every cached key periodically', async () => {

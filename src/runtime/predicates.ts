@@ -1,0 +1,86 @@
+/**
+ * Event filters for controllers: controller-runtime's `predicate` package. A controller enqueues
+ * a key for an informer event only when every predicate it was given accepts the event.
+ *
+ * Why: a controller that writes status gets an update event for its own write. Without a filter,
+ * every status write re-enqueues the key, so a reconcile that writes status (a Stalled object,
+ * say) runs again at once, and its requeue delay never applies — a hot loop. The usual answer is
+ * {@link generationChanged}: only spec changes (which bump `metadata.generation`) count.
+ *
+ * Pure functions over old/new objects; resyncs and re-lists pass through `update` like any event.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { KubeObject } from './object-key.js';
+
+/** A filter on informer events; an absent method accepts. */
+export interface Predicate<T extends KubeObject = KubeObject> {
+  create?(object: T): boolean;
+  update?(oldObject: T, newObject: T): boolean;
+  delete?(object: T): boolean;
+}
+
+type Meta = NonNullable<KubeObject['metadata']> & {
+  generation?: number;
+  deletionTimestamp?: string;
+  finalizers?: string[];
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+};
+
+function meta(object: KubeObject): Meta {
+  return (object.metadata ?? {}) as Meta;
+}
+
+/**
+ * Accepts updates that changed `metadata.generation` (controller-runtime's
+ * GenerationChangedPredicate). Status and metadata-only updates do not bump it.
+ */
+export const generationChanged: Predicate = {
+  update: (oldObject, newObject) => meta(oldObject).generation !== meta(newObject).generation,
+};
+
+/** Accepts updates that set or cleared the deletion timestamp, or changed the finalizers. */
+export const lifecycleChanged: Predicate = {
+  update: (oldObject, newObject) =>
+    meta(oldObject).deletionTimestamp !== meta(newObject).deletionTimestamp ||
+    !isDeepStrictEqual(meta(oldObject).finalizers ?? [], meta(newObject).finalizers ?? []),
+};
+
+/** Accepts updates that changed any of the named labels or annotations. */
+export function metadataKeysChanged(keys: { labels?: string[]; annotations?: string[] }): Predicate {
+  const changed = (field: 'labels' | 'annotations', names: string[] | undefined) => (oldObject: KubeObject, newObject: KubeObject) =>
+    (names ?? []).some((name) => meta(oldObject)[field]?.[name] !== meta(newObject)[field]?.[name]);
+  const labels = changed('labels', keys.labels);
+  const annotations = changed('annotations', keys.annotations);
+  return { update: (oldObject, newObject) => labels(oldObject, newObject) || annotations(oldObject, newObject) };
+}
+
+/** Accepts an event when any of `predicates` accepts it (controller-runtime's `predicate.Or`). */
+export function anyOf<T extends KubeObject>(...predicates: Array<Predicate<T>>): Predicate<T> {
+  const some = (method: keyof Predicate<T>) => (...args: [T, T] | [T]) =>
+    predicates.some((p) => {
+      const check = p[method] as ((...a: typeof args) => boolean) | undefined;
+      return check ? check(...args) : true;
+    });
+  return { create: some('create'), update: some('update'), delete: some('delete') };
+}
+
+/**
+ * What a controller that writes its own status usually wants: spec changes (generation), the
+ * deletion timestamp and finalizers, and the listed labels/annotations. Creates and deletes pass.
+ */
+export function specOrLifecycleChanged(keys: { labels?: string[]; annotations?: string[] } = {}): Predicate {
+  return anyOf(generationChanged, lifecycleChanged, metadataKeysChanged(keys));
+}
+
+/** Whether every predicate accepts the event (controller-runtime ANDs a controller's predicates). */
+export function accepts<T extends KubeObject>(
+  predicates: ReadonlyArray<Predicate<T>>,
+  event: { type: 'create'; object: T } | { type: 'update'; oldObject: T; object: T } | { type: 'delete'; object: T },
+): boolean {
+  return predicates.every((p) => {
+    if (event.type === 'update') return p.update ? p.update(event.oldObject, event.object) : true;
+    const check = p[event.type];
+    return check ? check(event.object) : true;
+  });
+}

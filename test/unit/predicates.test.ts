@@ -1,0 +1,51 @@
+import { describe, expect, test } from '@jest/globals';
+import type { KubeObject } from '../../src/runtime/object-key.js';
+import { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, specOrLifecycleChanged } from '../../src/runtime/predicates.js';
+
+function object(metadata: Record<string, unknown>, status?: unknown): KubeObject {
+  return { apiVersion: 'x/v1', kind: 'Widget', metadata: { name: 'w', namespace: 'ns', generation: 1, resourceVersion: '1', ...metadata }, ...(status ? { status } : {}) } as KubeObject;
+}
+
+describe('predicates', () => {
+  const base = object({});
+  test('generationChanged: only a generation change passes an update; creates and deletes pass', () => {
+    expect(generationChanged.update!(base, object({ resourceVersion: '2' }, { ready: true }))).toBe(false);
+    expect(generationChanged.update!(base, object({ generation: 2 }))).toBe(true);
+    expect(accepts([generationChanged], { type: 'create', object: base })).toBe(true);
+    expect(accepts([generationChanged], { type: 'delete', object: base })).toBe(true);
+  });
+
+  test('lifecycleChanged: the deletion timestamp and the finalizers', () => {
+    expect(lifecycleChanged.update!(base, object({ deletionTimestamp: '2026-01-01T00:00:00Z' }))).toBe(true);
+    expect(lifecycleChanged.update!(base, object({ finalizers: ['a/b'] }))).toBe(true);
+    expect(lifecycleChanged.update!(object({ finalizers: ['a/b'] }), object({ finalizers: ['a/b'], resourceVersion: '9' }))).toBe(false);
+    expect(lifecycleChanged.update!(object({ finalizers: [] }), object({}))).toBe(false);
+  });
+
+  test('metadataKeysChanged: only the named labels and annotations', () => {
+    const watched = metadataKeysChanged({ labels: ['tier'], annotations: ['example.com/reconcile'] });
+    expect(watched.update!(base, object({ labels: { team: 'docs' } }))).toBe(false);
+    expect(watched.update!(base, object({ labels: { tier: 'gold' } }))).toBe(true);
+    expect(watched.update!(base, object({ annotations: { 'example.com/reconcile': 'now' } }))).toBe(true);
+    expect(watched.update!(base, object({ annotations: { other: 'x' } }))).toBe(false);
+  });
+
+  test('specOrLifecycleChanged drops status and unwatched metadata updates, keeps the rest', () => {
+    const p = specOrLifecycleChanged({ annotations: ['example.com/reconcile'] });
+    const update = (next: KubeObject) => accepts([p], { type: 'update', oldObject: base, object: next });
+    expect(update(object({ resourceVersion: '2' }, { conditions: [{ type: 'Stalled' }] }))).toBe(false);
+    expect(update(object({ labels: { team: 'docs' }, managedFields: [{}] }))).toBe(false);
+    expect(update(object({ generation: 2 }))).toBe(true);
+    expect(update(object({ deletionTimestamp: '2026-01-01T00:00:00Z' }))).toBe(true);
+    expect(update(object({ finalizers: ['x/y'] }))).toBe(true);
+    expect(update(object({ annotations: { 'example.com/reconcile': '1' } }))).toBe(true);
+  });
+
+  test('accepts ANDs the predicates; anyOf ORs them', () => {
+    const never = { update: () => false };
+    const next = object({ generation: 2 });
+    expect(accepts([generationChanged, never], { type: 'update', oldObject: base, object: next })).toBe(false);
+    expect(accepts([anyOf(generationChanged, never)], { type: 'update', oldObject: base, object: next })).toBe(true);
+    expect(accepts([], { type: 'update', oldObject: base, object: base })).toBe(true);
+  });
+});
