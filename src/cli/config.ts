@@ -50,6 +50,36 @@ export class ConfigError extends Error {
 export interface SettingName {
   flag: string;
   env: string;
+  /** A switch: a bare `--flag` means true (`--flag=false` / `--flag false` turn it off). */
+  boolean?: true;
+}
+
+/**
+ * Rewrites bare boolean switches to `--flag=true` so `parseArgs` (every option a string, zod does
+ * the typing) accepts them; `--flag false` and `--flag=false` keep their value.
+ */
+export function normalizeBooleanFlags(argv: readonly string[], settings: Iterable<SettingName>): string[] {
+  const switches = new Set([...settings].filter((s) => s.boolean).map((s) => s.flag));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (!switches.has(arg)) {
+      out.push(arg);
+      continue;
+    }
+    const next = argv[i + 1];
+    if (next !== undefined && /^(true|false|1|0)$/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else {
+      out.push(`${arg}=true`);
+    }
+  }
+  return out;
 }
 
 /** Picks each setting's value: its flag when given, else its environment variable; empty means unset. */

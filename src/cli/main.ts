@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { migrate } from '../dataplane/migrations.js';
 import { findMissingSchema, SchemaError } from '../dataplane/schema-check.js';
-import { ConfigError, databaseURLSchema, parseSettings } from './config.js';
+import { ConfigError, databaseURLSchema, normalizeBooleanFlags, parseSettings } from './config.js';
 import { runOperator } from './operator.js';
 import { loadOperatorConfig, OPERATOR_SETTINGS, operatorFlagOptions } from './operator-config.js';
 import { realmServerFlagOptions, REALM_SERVER_SETTINGS, runRealmServer } from './realm-server-command.js';
@@ -40,7 +40,7 @@ ${Object.values(REALM_SERVER_SETTINGS)
 
 async function main(argv: string[]): Promise<number> {
   const { values: parsed, positionals } = parseArgs({
-    args: argv,
+    args: normalizeBooleanFlags(argv, [...Object.values(OPERATOR_SETTINGS), ...Object.values(REALM_SERVER_SETTINGS)]),
     allowPositionals: true,
     options: {
       ...operatorFlagOptions,

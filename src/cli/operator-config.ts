@@ -15,6 +15,27 @@ const bindAddress = z
 
 const booleanLike = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
 
+/** A byte count: plain bytes (`1048576`) or a Ki/Mi/Gi/Ti suffix (`512Mi`, `4Gi`), as Kubernetes quantities write them. */
+export const byteSizeSchema = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const bytes = typeof value === 'number' ? value : parseByteSize(value);
+  if (bytes === undefined || !Number.isSafeInteger(bytes) || bytes < 1) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a size in bytes; use e.g. 1048576, 512Mi, 4Gi` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const BYTE_SUFFIXES = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 } as const;
+
+/** `4Gi` → 4294967296, `100` → 100; undefined for anything else (decimal suffixes like `4G` are refused, not guessed). */
+export function parseByteSize(text: string): number | undefined {
+  const match = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(text.trim());
+  if (!match) return undefined;
+  return Number(match[1]) * BYTE_SUFFIXES[(match[2] ?? '') as keyof typeof BYTE_SUFFIXES];
+}
+
+const filePath = z.string().refine((p) => p.startsWith('/'), 'must be an absolute path');
+
 export const operatorConfigSchema = z.object({
   databaseURL: databaseURLSchema,
   realmsRoot: z.string({ error: 'is required' }).min(1, 'is required').refine((p) => p.startsWith('/'), 'must be an absolute path'),
@@ -27,6 +48,11 @@ export const operatorConfigSchema = z.object({
   renewDeadline: duration.default(10_000),
   retryPeriod: duration.default(2_000),
   metricsBindAddress: bindAddress.default(':8080'),
+  // As controller-runtime's secureServing: HTTPS, and only callers whose bearer token passes a
+  // TokenReview and a SubjectAccessReview for `get` on the non-resource URL /metrics.
+  metricsSecure: booleanLike.default(false),
+  metricsCertFile: filePath.optional(),
+  metricsKeyFile: filePath.optional(),
   healthProbeBindAddress: bindAddress.default(':8081'),
   maxConcurrentReconciles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
   resyncPeriod: duration.default(10 * 60_000),
@@ -36,6 +62,9 @@ export const operatorConfigSchema = z.object({
   shutdownTimeout: duration.default(30_000),
   logLevel: logLevelSchema,
   durable: booleanLike.default(true),
+  maxRealmFiles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').default(100_000),
+  maxRealmBytes: byteSizeSchema.default(4 * 2 ** 30),
+  copyHardLinkedFiles: booleanLike.default(false),
   realmServerService: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be <namespace>/<service>, e.g. boxel/realm-server')
@@ -52,12 +81,18 @@ function checkLeaderElectionTimings(config: OperatorConfig): string[] {
   return problems;
 }
 
+/** A certificate without its key (or the reverse) is a typo, not a request for a generated one. */
+function checkMetricsCertificate(config: OperatorConfig): string[] {
+  if ((config.metricsCertFile === undefined) === (config.metricsKeyFile === undefined)) return [];
+  return ['--metrics-cert-file / METRICS_CERT_FILE and --metrics-key-file / METRICS_KEY_FILE: give both, or neither for a self-signed certificate generated at start-up'];
+}
+
 /** Flag name ↔ environment variable for every setting. */
 export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
   realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
   watchNamespace: { flag: '--namespace', env: 'WATCH_NAMESPACE' },
-  leaderElection: { flag: '--leader-elect', env: 'LEADER_ELECT' },
+  leaderElection: { flag: '--leader-elect', env: 'LEADER_ELECT', boolean: true },
   leaderElectionNamespace: { flag: '--leader-election-namespace', env: 'POD_NAMESPACE' },
   leaderElectionID: { flag: '--leader-election-id', env: 'LEADER_ELECTION_ID' },
   identity: { flag: '--identity', env: 'POD_NAME' },
@@ -65,6 +100,9 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   renewDeadline: { flag: '--leader-election-renew-deadline', env: 'LEADER_ELECTION_RENEW_DEADLINE' },
   retryPeriod: { flag: '--leader-election-retry-period', env: 'LEADER_ELECTION_RETRY_PERIOD' },
   metricsBindAddress: { flag: '--metrics-bind-address', env: 'METRICS_BIND_ADDRESS' },
+  metricsSecure: { flag: '--metrics-secure', env: 'METRICS_SECURE', boolean: true },
+  metricsCertFile: { flag: '--metrics-cert-file', env: 'METRICS_CERT_FILE' },
+  metricsKeyFile: { flag: '--metrics-key-file', env: 'METRICS_KEY_FILE' },
   healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS' },
   maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES' },
   resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD' },
@@ -73,7 +111,10 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   stalledRetry: { flag: '--stalled-retry', env: 'STALLED_RETRY' },
   shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
-  durable: { flag: '--durable', env: 'DURABLE' },
+  durable: { flag: '--durable', env: 'DURABLE', boolean: true },
+  maxRealmFiles: { flag: '--max-realm-files', env: 'MAX_REALM_FILES' },
+  maxRealmBytes: { flag: '--max-realm-bytes', env: 'MAX_REALM_BYTES' },
+  copyHardLinkedFiles: { flag: '--copy-hard-linked-files', env: 'COPY_HARD_LINKED_FILES', boolean: true },
   realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE' },
 };
 
@@ -81,7 +122,7 @@ export const operatorFlagOptions = flagOptions(OPERATOR_SETTINGS);
 
 export function loadOperatorConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): OperatorConfig {
   const config = parseSettings(operatorConfigSchema, collectSettings(OPERATOR_SETTINGS, flags, env), OPERATOR_SETTINGS);
-  const problems = checkLeaderElectionTimings(config);
+  const problems = [...checkLeaderElectionTimings(config), ...checkMetricsCertificate(config)];
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }

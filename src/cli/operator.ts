@@ -8,7 +8,6 @@
  * and SIGTERM: stop taking work, drain in-flight reconciles, release the lease, exit 0.
  */
 import fs from 'node:fs/promises';
-import http from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
@@ -19,6 +18,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
 import { Controller, Informer, LeaderElector, Manager } from '../runtime/index.js';
+import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
 export const CONTROLLER_NAME = 'publishedrealm';
@@ -60,6 +60,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       durable: config.durable,
       ...faultInjection(logger),
       ...(endpointSlices ? { expectedReplicaPods: async () => readyEndpointPods(endpointSlices.list()) } : {}),
+      ...{ realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes }, copyHardLinkedFiles: config.copyHardLinkedFiles },
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,
@@ -68,7 +69,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       concurrency: config.maxConcurrentReconciles,
       resyncPeriodMs: config.resyncPeriod,
       drainTimeoutMs: config.shutdownTimeout,
-      logger: logger.child({ controller: CONTROLLER_NAME }),
+      logger, // the Controller adds `controller` itself
       metricsRegistry: registry,
     });
     const leaderElector = config.leaderElection
@@ -91,11 +92,19 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ...(leaderElector ? { leaderElector } : {}),
       gracefulShutdownTimeoutMs: config.shutdownTimeout + 5_000,
       logger: logger.child({ component: 'manager' }),
-      metricsRegistry: registry,
+      // With --metrics-secure the probe port must not serve the metrics unauthenticated.
+      metricsRegistry: config.metricsSecure ? new Registry() : registry,
     });
     manager.add(informer).add(controller);
     if (endpointSlices) manager.add(endpointSlices);
-    const metricsServer = await serveMetrics(config.metricsBindAddress, registry, logger);
+    const metricsServer = await serveMetrics({
+      address: config.metricsBindAddress,
+      registry,
+      logger,
+      ...(config.metricsSecure
+        ? { secure: { access: new MetricsAccess(kubeAccessReviewer(kubeConfig)), certFile: config.metricsCertFile, keyFile: config.metricsKeyFile } }
+        : {}),
+    });
     try {
       await manager.start(signal);
     } finally {
@@ -157,26 +166,4 @@ function faultInjection(logger: Logger): { onStep?: (step: string) => void } {
       process.kill(process.pid, 'SIGKILL');
     },
   };
-}
-
-/** `/metrics` on its own address (the Service scrapes it); the probe server also serves it. */
-async function serveMetrics(address: string, registry: Registry, logger: Logger): Promise<http.Server | undefined> {
-  const bind = parseBindAddress(address);
-  if (!bind) return undefined;
-  const server = http.createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end();
-      return;
-    }
-    registry.metrics().then(
-      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
-      (error: Error) => res.writeHead(500).end(error.message),
-    );
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(bind.port, bind.host, () => resolve());
-  });
-  logger.info({ address: server.address() }, 'serving metrics');
-  return server;
 }

@@ -1,5 +1,5 @@
-import { ConfigError } from '../../src/cli/config.js';
-import { loadOperatorConfig, parseBindAddress, parseDuration } from '../../src/cli/operator-config.js';
+import { ConfigError, normalizeBooleanFlags } from '../../src/cli/config.js';
+import { loadOperatorConfig, OPERATOR_SETTINGS, parseBindAddress, parseByteSize, parseDuration } from '../../src/cli/operator-config.js';
 
 const required = { DATABASE_URL: 'postgres://u@127.0.0.1/db', REALMS_ROOT: '/realms' };
 
@@ -53,4 +53,68 @@ test('leader-election timings must nest like client-go requires', () => {
     '--leader-election-renew-deadline / LEADER_ELECTION_RENEW_DEADLINE: must be shorter than the lease duration',
   );
   expect(loadOperatorConfig({}, required)).toMatchObject({ leaseDuration: 15_000, renewDeadline: 10_000, retryPeriod: 2_000 });
+});
+
+describe('realm size limits, hard links and secure metrics', () => {
+  test('defaults: 100,000 files, 4 GiB, hard-linked files skipped, plain metrics', () => {
+    expect(loadOperatorConfig({}, required)).toMatchObject({
+      maxRealmFiles: 100_000,
+      maxRealmBytes: 4 * 2 ** 30,
+      copyHardLinkedFiles: false,
+      metricsSecure: false,
+    });
+  });
+
+  test('sizes take plain bytes or Ki/Mi/Gi/Ti; flags win over the environment', () => {
+    expect(parseByteSize('1048576')).toBe(1_048_576);
+    expect([parseByteSize('1Ki'), parseByteSize('512Mi'), parseByteSize('4Gi'), parseByteSize('1Ti')]).toEqual([1024, 512 * 2 ** 20, 4 * 2 ** 30, 2 ** 40]);
+    expect([parseByteSize('4G'), parseByteSize('1.5Gi'), parseByteSize('-1'), parseByteSize('lots')]).toEqual([undefined, undefined, undefined, undefined]);
+    const config = loadOperatorConfig(
+      { 'max-realm-files': '500', 'max-realm-bytes': '2Gi', 'copy-hard-linked-files': 'true' },
+      { ...required, MAX_REALM_FILES: '7', MAX_REALM_BYTES: '1Mi', COPY_HARD_LINKED_FILES: 'false' },
+    );
+    expect(config).toMatchObject({ maxRealmFiles: 500, maxRealmBytes: 2 * 2 ** 30, copyHardLinkedFiles: true });
+    expect(loadOperatorConfig({}, { ...required, MAX_REALM_BYTES: '1Mi', COPY_HARD_LINKED_FILES: '1' })).toMatchObject({ maxRealmBytes: 2 ** 20, copyHardLinkedFiles: true });
+  });
+
+  test('bad limits are refused naming flag and variable', () => {
+    let error: unknown;
+    try {
+      loadOperatorConfig({ 'max-realm-bytes': '4G', 'max-realm-files': '0' }, { ...required, COPY_HARD_LINKED_FILES: 'maybe' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual(
+      expect.arrayContaining([
+        '--max-realm-bytes / MAX_REALM_BYTES: "4G" is not a size in bytes; use e.g. 1048576, 512Mi, 4Gi',
+        '--max-realm-files / MAX_REALM_FILES: must be at least 1',
+        expect.stringMatching(/^--copy-hard-linked-files \/ COPY_HARD_LINKED_FILES: /),
+      ]),
+    );
+  });
+
+  test('a metrics certificate needs its key, and the paths are absolute', () => {
+    expect(() => loadOperatorConfig({ 'metrics-secure': 'true', 'metrics-cert-file': '/tls/tls.crt' }, required)).toThrow(
+      '--metrics-cert-file / METRICS_CERT_FILE and --metrics-key-file / METRICS_KEY_FILE: give both, or neither for a self-signed certificate generated at start-up',
+    );
+    expect(() => loadOperatorConfig({ 'metrics-cert-file': 'tls.crt', 'metrics-key-file': '/tls/tls.key' }, required)).toThrow('--metrics-cert-file / METRICS_CERT_FILE: must be an absolute path');
+    expect(loadOperatorConfig({}, { ...required, METRICS_SECURE: 'true', METRICS_CERT_FILE: '/tls/tls.crt', METRICS_KEY_FILE: '/tls/tls.key' })).toMatchObject({
+      metricsSecure: true,
+      metricsCertFile: '/tls/tls.crt',
+      metricsKeyFile: '/tls/tls.key',
+    });
+  });
+
+  test('bare boolean switches mean true; an explicit value is kept; other flags are untouched', () => {
+    const switches = Object.values(OPERATOR_SETTINGS);
+    expect(normalizeBooleanFlags(['operator', '--metrics-secure', '--copy-hard-linked-files', '--ack-wait', '1s'], switches)).toEqual([
+      'operator',
+      '--metrics-secure=true',
+      '--copy-hard-linked-files=true',
+      '--ack-wait',
+      '1s',
+    ]);
+    expect(normalizeBooleanFlags(['--leader-elect', 'false', '--durable=false', '--metrics-secure'], switches)).toEqual(['--leader-elect=false', '--durable=false', '--metrics-secure=true']);
+  });
 });
