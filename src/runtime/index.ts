@@ -4,6 +4,19 @@
  */
 export { Controller, TerminalError, type ControllerOptions, type ObjectKey, type ReconcileResult, type Reconciler, type WatchedSource } from './controller.js';
 export {
+  DEFAULT_EVENT_RATE_LIMIT,
+  DEFAULT_SERIES_WINDOW_MS,
+  EventRecorder,
+  isomorphismKey,
+  SeriesTracker,
+  TokenBucket,
+  type EventInput,
+  type EventRecorderOptions,
+  type EventType,
+  type ObjectReference,
+  type TokenBucketPolicy,
+} from './event-recorder.js';
+export {
   DEFAULT_INFORMER_BACKOFF,
   Informer,
   isGone,

@@ -78,7 +78,10 @@ export function initialRecord(identity: string, leaseDurationSeconds: number, wa
 
 /** Kubernetes `MicroTime`: RFC 3339 with exactly six fractional digits. */
 export function formatMicroTime(epochMs: number): string {
-  return new Date(epochMs).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+  const whole = Math.floor(epochMs);
+  // Sub-millisecond fractions (performance.timeOrigin + performance.now()) become the microseconds.
+  const micros = String(Math.min(999, Math.floor((epochMs - whole) * 1000))).padStart(3, '0');
+  return new Date(whole).toISOString().replace(/\.(\d{3})Z$/, `.$1${micros}Z`);
 }
 
 function sameRecord(a: LeaseRecord, b: LeaseRecord): boolean {
