@@ -15,8 +15,8 @@
  *   as controller-runtime does, rather than campaign again with possibly stale state.
  * - A runnable that rejects makes `start` stop everything and reject with that error.
  * - `/healthz` answers 200 while the process serves HTTP. `/readyz` answers 200 only when every
- *   runnable with `hasSynced()` has synced and the optional `readyCheck` passes, else 503 with the
- *   reasons. `/metrics` serves the injected registry.
+ *   runnable with `hasSynced()` has synced, the optional `readyCheck` passes and nothing called
+ *   {@link Manager.markUnhealthy}, else 503 with the reasons. `/metrics` serves the injected registry.
  *
  * Signals (SIGTERM) belong to the CLI, which aborts the signal it passes to `start`.
  */
@@ -65,6 +65,7 @@ export class Manager {
   private resolveListening!: (address: { host: string; port: number }) => void;
   private rejectListening!: (error: Error) => void;
   private started = false;
+  private readonly unhealthy: string[] = [];
 
   constructor(options: ManagerOptions = {}) {
     this.options = options;
@@ -88,8 +89,16 @@ export class Manager {
     return this.listening;
   }
 
+  /**
+   * Fails readiness for good, with `reason` in `/readyz`: for faults the process survives but
+   * should not be trusted after (an unhandled rejection, say). Keeps the first 10 reasons.
+   */
+  markUnhealthy(reason: string): void {
+    if (this.unhealthy.length < 10) this.unhealthy.push(reason);
+  }
+
   async readiness(): Promise<ReadinessReport> {
-    const reasons: string[] = [];
+    const reasons: string[] = [...this.unhealthy];
     for (const runnable of this.runnables) {
       if (runnable.hasSynced && !runnable.hasSynced()) reasons.push(`${runnable.name ?? 'runnable'} has not synced`);
     }

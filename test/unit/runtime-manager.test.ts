@@ -2,6 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { pino } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { Manager, type Runnable } from '../../src/runtime/manager.js';
+import { installProcessGuard } from '../../src/runtime/process-guard.js';
 
 const logger = pino({ level: 'silent' });
 
@@ -86,6 +87,35 @@ describe('Manager', () => {
     abort.abort();
     await running;
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+  });
+
+  test('markUnhealthy fails /readyz for good with the reason; the process guard reports unhandled rejections there and counts them', async () => {
+    const registry = new Registry();
+    const manager = new Manager({ server: { host: '127.0.0.1', port: 0 }, logger, metricsRegistry: registry });
+    const abort = new AbortController();
+    const running = manager.start(abort.signal);
+    const { port } = await manager.address();
+    expect((await get(port, '/readyz')).status).toBe(200);
+    const logged: Array<Record<string, unknown>> = [];
+    const capture = pino({ level: 'error' }, { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) });
+    const listenersBefore = process.listenerCount('unhandledRejection');
+    const uninstall = installProcessGuard({ logger: capture, onFault: (reason) => manager.markUnhealthy(reason), metricsRegistry: registry, metricName: 'test_unhandled_errors_total' });
+    try {
+      // What Node does for a rejected promise nobody handles (emitting it directly keeps Jest's own handler out of it).
+      const leaked = new Error('staging lost a promise');
+      process.emit('unhandledRejection', leaked, Promise.resolve());
+      const report = await get(port, '/readyz');
+      expect(report.status).toBe(503);
+      expect(JSON.parse(report.body)).toEqual({ ready: false, reasons: ['unhandledRejection: Error: staging lost a promise'] });
+      expect((await get(port, '/healthz')).status).toBe(200);
+      expect((await get(port, '/metrics')).body).toContain('test_unhandled_errors_total{kind="unhandledRejection"} 1');
+      expect(logged).toEqual([expect.objectContaining({ level: 50, kind: 'unhandledRejection', err: expect.objectContaining({ stack: expect.stringContaining('staging lost a promise') }) })]);
+    } finally {
+      uninstall();
+    }
+    expect(process.listenerCount('unhandledRejection')).toBe(listenersBefore);
+    abort.abort();
+    await running;
   });
 
   test('start rejects when the port is taken', async () => {
