@@ -7,15 +7,20 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { RealmServer } from '../realm-server/realm-server.js';
-import { collectSettings, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, type SettingName } from './config.js';
+import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, type SettingName } from './config.js';
 import { parseBindAddress } from './operator-config.js';
 
 const duration = durationSchema;
+const bindAddress = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'must be host:port or :port (e.g. :4201, 127.0.0.1:0)');
+const booleanLike = z.union([z.boolean(), z.enum(['true', 'false', '1', '0'])]).transform((v) => v === true || v === 'true' || v === '1');
 
 const schema = z.object({
   databaseURL: databaseURLSchema,
   realmsRoot: z.string({ error: 'is required' }).min(1, 'is required').refine((p) => p.startsWith('/'), 'must be an absolute path'),
-  listen: z.string().regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'must be host:port or :port (e.g. :4201, 127.0.0.1:0)').default(':4201'),
+  listen: bindAddress.default(':4201'),
+  /** Metrics, readiness and liveness: never on the serving port. */
+  managementListen: bindAddress.default(':9090'),
+  serveSourceRealms: booleanLike.default(false),
   replicaID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
   leaseDuration: duration.default(15_000),
   heartbeatInterval: duration.default(2_000),
@@ -26,6 +31,8 @@ export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, Setting
   databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
   realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
   listen: { flag: '--listen', env: 'LISTEN_ADDRESS' },
+  managementListen: { flag: '--management-listen', env: 'MANAGEMENT_LISTEN_ADDRESS' },
+  serveSourceRealms: { flag: '--serve-source-realms', env: 'SERVE_SOURCE_REALMS', boolean: true },
   replicaID: { flag: '--replica-id', env: 'POD_NAME' },
   leaseDuration: { flag: '--lease-duration', env: 'LISTENER_LEASE_DURATION' },
   heartbeatInterval: { flag: '--heartbeat-interval', env: 'LISTENER_HEARTBEAT_INTERVAL' },
@@ -41,10 +48,16 @@ export async function runRealmServer(flags: Record<string, string | boolean | un
     databaseURL: config.databaseURL,
     layout: new RealmsLayout(config.realmsRoot),
     replicaId: config.replicaID,
+    serveSourceRealms: config.serveSourceRealms,
     logger,
     listener: { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval },
   });
   const bind = parseBindAddress(config.listen)!;
+  const management = parseBindAddress(config.managementListen)!;
+  if (management.port !== 0 && management.port === bind.port) {
+    throw new ConfigError([`--management-listen / MANAGEMENT_LISTEN_ADDRESS: must differ from --listen (${config.listen}); metrics and readiness are never served on the serving port`]);
+  }
+  await server.startManagement(management.port, management.host);
   await server.start(bind.port, bind.host);
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());

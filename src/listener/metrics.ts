@@ -3,8 +3,10 @@ import { Counter, Gauge, Histogram, register as globalRegistry, type Registry } 
 
 export interface ListenerMetrics {
   notifications: Counter<'channel'>;
-  malformed: Counter<'channel'>;
-  unknownRealm: Counter<'channel'>;
+  /** Notifications acted on not at all: `reason` is `malformed` or `unknown-realm`. */
+  ignored: Counter<'channel' | 'reason'>;
+  /** Per-path changes whose path could not be matched as written (see `localPathMismatch`), and case variants dropped. */
+  unmatchedPaths: Counter<'channel' | 'reason'>;
   reconnects: Counter;
   resyncs: Counter;
   heartbeatFailures: Counter;
@@ -21,8 +23,18 @@ export function listenerMetrics(registry: Registry = globalRegistry): ListenerMe
   const registers = [registry];
   const metrics: ListenerMetrics = {
     notifications: new Counter({ name: 'realm_listener_notifications_total', help: 'NOTIFY messages received, by channel', labelNames: ['channel'], registers }),
-    malformed: new Counter({ name: 'realm_listener_malformed_payloads_total', help: 'NOTIFY payloads that did not parse and were ignored, by channel', labelNames: ['channel'], registers }),
-    unknownRealm: new Counter({ name: 'realm_listener_unknown_realm_total', help: 'Notifications for realms this replica does not serve, by channel', labelNames: ['channel'], registers }),
+    ignored: new Counter({
+      name: 'realm_listener_notifications_ignored_total',
+      help: 'Notifications that dropped nothing: malformed payloads and realms this replica has no cache for, by channel and reason',
+      labelNames: ['channel', 'reason'],
+      registers,
+    }),
+    unmatchedPaths: new Counter({
+      name: 'realm_listener_unmatched_paths_total',
+      help: 'Per-path changes whose path was not a canonical realm-local path (the whole realm was dropped instead) or also matched case variants, by reason',
+      labelNames: ['channel', 'reason'],
+      registers,
+    }),
     reconnects: new Counter({ name: 'realm_listener_reconnects_total', help: 'Times the listener connection was re-established', registers }),
     resyncs: new Counter({ name: 'realm_listener_resyncs_total', help: 'Times every cache was dropped after (re)connecting', registers }),
     heartbeatFailures: new Counter({ name: 'realm_listener_heartbeat_failures_total', help: 'Heartbeats that failed or timed out', registers }),

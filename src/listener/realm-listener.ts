@@ -15,8 +15,15 @@
  *
  * Events: `state` (each state change), `ready`, `not-ready`, `acknowledged` ({ realmURL, epoch, seconds }).
  *
- * Errors: nothing thrown by a payload or a cache callback escapes; malformed payloads and unknown
- * realms are counted and logged. A wildcard whose cache drop throws is not acknowledged.
+ * Ordering: a `realm_registry` notification's hook (`onRegistryChange`) and a wildcard's
+ * `onRealmInvalidated` run to completion before the next notification is handled and before the
+ * wildcard is acknowledged, so a realm server that forgets its registry view there can never
+ * acknowledge a publish while it still maps the realm's paths to another realm.
+ *
+ * Errors: nothing thrown by a payload or a cache callback escapes; malformed payloads, realms
+ * without a cache and per-path changes whose path is not canonical are counted
+ * (`realm_listener_notifications_ignored_total`, `realm_listener_unmatched_paths_total`) and
+ * logged at most once per 10 s per kind. A wildcard whose cache drop throws is not acknowledged.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -31,12 +38,14 @@ import {
 } from '../wire/channels.js';
 import {
   isWildcardChange,
+  localPathMismatch,
   parseModuleCacheInvalidation,
   parseRealmFileChangePayload,
   parseRealmRegistryPayload,
   type RealmRegistryChange,
 } from '../wire/payloads.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+import { LogLimiter } from './log-limiter.js';
 import { listenerMetrics, type ListenerMetrics } from './metrics.js';
 import {
   deregisterReplica,
@@ -48,10 +57,16 @@ import {
   renewLease,
 } from './replica-registry.js';
 
+/** What a cache may report back from {@link RealmCache.dropPath}. */
+export interface DropPathResult {
+  /** Cached paths that differ from the notified one only in letter case, dropped too. */
+  caseVariantsDropped?: number;
+}
+
 /** One realm's in-process caches, as the realm server exposes them to the listener. */
 export interface RealmCache {
   /** Drop one cached path (and its aliases). */
-  dropPath(localPath: string): void | Promise<void>;
+  dropPath(localPath: string): void | DropPathResult | Promise<void | DropPathResult>;
   /**
    * Drop every cached path of the realm. `epoch` is the realm's epoch read just before, when the
    * drop answers a wildcard invalidation (the content on disk is at least that new).
@@ -84,8 +99,18 @@ export interface RealmListenerOptions {
   /** Default 5 s. */
   connectTimeoutMs?: number;
   backoff?: BackoffPolicy;
-  /** Called for each `realm_registry` hint, after the listener's own handling. */
+  /**
+   * Called for each `realm_registry` hint, after the listener's own handling and before the next
+   * notification is handled. (Boxel replicas re-read the registry on any such hint.)
+   */
   onRegistryChange?: (change: RealmRegistryChange) => void | Promise<void>;
+  /** Called first for every `realm_registry` notification, even one whose payload does not parse. */
+  onRegistryNotification?: () => void | Promise<void>;
+  /**
+   * Called for each wildcard `realm_file_changes` (a publish, unpublish or recovery), whether or
+   * not the realm has a cache, before its caches are dropped and before it is acknowledged.
+   */
+  onRealmInvalidated?: (realmURL: string) => void | Promise<void>;
   /** Extra data stored with the replica's registration (pod name, version). */
   metadata?: Record<string, unknown>;
   logger?: Logger;
@@ -133,6 +158,7 @@ export class RealmListener extends EventEmitter {
   private reconnects = 0;
   private lastError: string | undefined;
   private wakeBackoff: (() => void) | undefined;
+  private readonly warnings = new LogLimiter();
 
   constructor(options: RealmListenerOptions) {
     super();
@@ -398,13 +424,14 @@ export class RealmListener extends EventEmitter {
     const cache = this.options.caches.find(change.realmURL);
     if (!isWildcardChange(change)) {
       if (!cache) return this.unknownRealm(REALM_FILE_CHANGES_CHANNEL, change.realmURL);
-      await this.guard(() => cache.dropPath(change.path), 'dropPath', change.realmURL);
-      return;
+      return this.dropOnePath(cache, change.realmURL, change.path);
     }
+    const hook = this.options.onRealmInvalidated;
+    if (hook && !(await this.guard(() => hook(change.realmURL), 'onRealmInvalidated', change.realmURL))) return;
     // Read the epoch BEFORE clearing: the ack then never claims more than what was cleared.
     const epoch = this.options.acknowledge ? await readRealmEpoch(client, change.realmURL) : 0;
     if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', change.realmURL))) return;
-    if (!cache) this.metrics.unknownRealm.inc({ channel: REALM_FILE_CHANGES_CHANNEL });
+    if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && epoch > 0) {
       if (!(await recordAck(client, this.replicaId, change.realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
@@ -428,6 +455,9 @@ export class RealmListener extends EventEmitter {
   }
 
   private async handleRegistryChange(payload: string): Promise<void> {
+    // Any registry notification means "re-read the registry", whatever its payload (as in Boxel).
+    const any = this.options.onRegistryNotification;
+    if (any) await this.guard(() => any(), 'onRegistryNotification', '*');
     const change = parseRealmRegistryPayload(payload);
     if (!change) return this.malformed(REALM_REGISTRY_CHANNEL, payload);
     if (change.op === 'delete') {
@@ -438,14 +468,42 @@ export class RealmListener extends EventEmitter {
     if (hook) await this.guard(() => hook(change), 'onRegistryChange', change.realmURL);
   }
 
+  /**
+   * A canonical path is dropped exactly (as Boxel does). A path that is not canonical cannot be
+   * matched as written, so the whole realm is dropped instead; both that and case variants the
+   * cache also dropped are counted, so a sender with a bug shows up in the metrics.
+   */
+  private async dropOnePath(cache: RealmCache, realmURL: string, path: string): Promise<void> {
+    const mismatch = localPathMismatch(path);
+    if (mismatch) {
+      this.metrics.unmatchedPaths.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: mismatch });
+      this.warn(`unmatched:${mismatch}`, { channel: REALM_FILE_CHANGES_CHANNEL, realm: realmURL, path: JSON.stringify(path.slice(0, 200)), reason: mismatch }, 'a per-path change names no canonical realm path; dropped the whole realm instead');
+      await this.guard(() => cache.dropAll(), 'dropAll', realmURL);
+      return;
+    }
+    let result: void | DropPathResult = undefined;
+    await this.guard(async () => void (result = await cache.dropPath(path)), 'dropPath', realmURL);
+    const variants = (result as DropPathResult | undefined)?.caseVariantsDropped ?? 0;
+    if (variants > 0) {
+      this.metrics.unmatchedPaths.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'case-variant' }, variants);
+      this.warn('unmatched:case-variant', { channel: REALM_FILE_CHANGES_CHANNEL, realm: realmURL, path: JSON.stringify(path.slice(0, 200)), variants }, 'a per-path change differs only in letter case from cached paths; dropped them too');
+    }
+  }
+
   private malformed(channel: string, payload: string): void {
-    this.metrics.malformed.inc({ channel });
-    this.logger.warn({ channel, payload: payload.slice(0, 200) }, 'ignored a malformed NOTIFY payload');
+    this.metrics.ignored.inc({ channel, reason: 'malformed' });
+    this.warn(`malformed:${channel}`, { channel, payload: JSON.stringify(payload.slice(0, 200)) }, 'ignored a malformed NOTIFY payload');
   }
 
   private unknownRealm(channel: string, realmURL: string): void {
-    this.metrics.unknownRealm.inc({ channel });
-    this.logger.debug({ channel, realm: realmURL }, 'notification for a realm this replica does not serve');
+    this.metrics.ignored.inc({ channel, reason: 'unknown-realm' });
+    this.logger.debug({ channel, realm: realmURL }, 'notification for a realm this replica has no cache for');
+  }
+
+  /** A warning at most once per 10 s per `key`, saying how many like it were suppressed. */
+  private warn(key: string, fields: Record<string, unknown>, message: string): void {
+    const admitted = this.warnings.admit(key);
+    if (admitted) this.logger.warn({ ...fields, ...(admitted.suppressed > 0 ? { suppressedSinceLast: admitted.suppressed } : {}) }, message);
   }
 
   /** Runs a realm-server callback; a throw is logged and reported as `false`, never propagated. */

@@ -46,9 +46,26 @@ export class RealmFileCache {
     return true;
   }
 
-  dropPath(path: string): void {
-    this.pathGenerations.set(path, (this.pathGenerations.get(path) ?? 0) + 1);
+  /**
+   * Drops `path`, and any cached path that differs from it only in letter case (on a
+   * case-insensitive volume they are the same file; dropping more than needed is always safe).
+   */
+  dropPath(path: string): { caseVariantsDropped: number } {
+    this.bumpPath(path);
     this.files.delete(path);
+    let caseVariantsDropped = 0;
+    const folded = path.toLowerCase();
+    for (const cached of [...this.files.keys()]) {
+      if (cached.toLowerCase() !== folded) continue;
+      this.bumpPath(cached);
+      this.files.delete(cached);
+      caseVariantsDropped += 1;
+    }
+    return { caseVariantsDropped };
+  }
+
+  private bumpPath(path: string): void {
+    this.pathGenerations.set(path, (this.pathGenerations.get(path) ?? 0) + 1);
   }
 
   dropAll(epoch?: number): void {

@@ -3,21 +3,29 @@
  * in-memory cache of file bytes, kept correct by the listener library. It is the sample workload
  * in deploy/, what `make demo` runs, and the replicas of the end-to-end consistency suite.
  *
- * A request's realm is found from its URL (`<scheme>://<Host header><path>`): the longest
- * registered realm URL that prefixes it, from `realm_registry` (published realms live at
- * `<root>/_published/<disk_id>/`, source realms at `<root>/<disk_id>/`).
+ * A request's realm is found from its URL (`<scheme>://<Host header><path>`): the longest realm URL
+ * in `realm_registry` that prefixes it, resolved against a complete per-origin snapshot of the
+ * registry that every registry change, wildcard invalidation and listener reconnect discards
+ * before the listener acknowledges anything (see realm-registry.ts). Only published realms are
+ * served (`<root>/_published/<disk_id>/`), source realms (`<root>/<disk_id>/`) only when
+ * `serveSourceRealms` is set; a path under a realm that is not served is 404, never the bytes of
+ * a realm whose URL is a shorter prefix.
+ *
+ * Files are read without following any symlink below the realm directory (no-follow.ts); bad
+ * paths (NUL, backslash, encoded separators, dot or empty segments) are 400 and nothing a
+ * request or a failure reveals names a file-system path. Metrics, readiness and liveness are on a
+ * separate management listener, not on the serving port.
  *
  * Guarantees: bytes are served from (and put into) the cache only while the listener says the
  * cache can be trusted (connected, resynced, lease valid); otherwise every read goes to disk.
  * A read that began before an invalidation never fills the cache after it (generations).
  *
- * Responses carry `x-realm-url`, `x-realm-epoch` (the realm epoch known when the read began),
- * `x-replica-id` and `x-cache` (`hit`, `miss`, or `bypass` while fenced).
+ * Responses carry `content-type` (by extension, as Boxel infers it), `x-realm-url`,
+ * `x-realm-epoch` (the realm epoch known when the read began), `x-replica-id` and `x-cache`
+ * (`hit`, `miss`, or `bypass` while fenced).
  */
-import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import type pg from 'pg';
 import { createPool } from '../dataplane/db.js';
 import { pino, type Logger } from 'pino';
@@ -25,13 +33,9 @@ import { Counter, Registry } from 'prom-client';
 import type { RealmsLayout } from '../dataplane/layout.js';
 import { RealmListener, type RealmCache, type RealmListenerOptions } from '../listener/realm-listener.js';
 import { RealmFileCache } from './file-cache.js';
-
-interface RegisteredRealm {
-  url: string;
-  kind: 'source' | 'published' | 'bootstrap';
-  diskId: string;
-  epoch: number;
-}
+import { FileReadError, readFileNoFollow, type RealmDirectory } from './no-follow.js';
+import { RealmRegistrySnapshot, type RegisteredRealm } from './realm-registry.js';
+import { checkRequestPath, contentTypeFor, localSegments, PATH_REFUSAL_MESSAGES } from './request-path.js';
 
 export interface RealmServerOptions {
   databaseURL: string;
@@ -39,32 +43,39 @@ export interface RealmServerOptions {
   replicaId: string;
   /** Scheme used to rebuild request URLs (the load balancer terminates TLS). Default `http`. */
   scheme?: 'http' | 'https';
+  /** Also serve source realms (without any permission check). Default false: published realms only. */
+  serveSourceRealms?: boolean;
   /** Extra listener settings (lease, heartbeat, backoff). */
   listener?: Partial<Omit<RealmListenerOptions, 'connection' | 'replicaId' | 'caches'>>;
   logger?: Logger;
   metricsRegistry?: Registry;
 }
 
+const SAFE_DISK_SEGMENT = /^(?!\.{1,2}$)[^/\\\u0000]+$/;
+
 export class RealmServer {
   readonly listener: RealmListener;
   private readonly pool: pg.Pool;
   private readonly caches = new Map<string, RealmFileCache>();
-  private readonly realms = new Map<string, RegisteredRealm>();
+  readonly registry: RealmRegistrySnapshot;
   private readonly logger: Logger;
-  private readonly registry: Registry;
+  private readonly metrics: Registry;
   private readonly requests: Counter<'cache' | 'status'>;
   private server: http.Server | undefined;
+  private management: http.Server | undefined;
 
   constructor(private readonly options: RealmServerOptions) {
-    this.logger = (options.logger ?? pino({ name: 'realm-server' })).child({ replica: options.replicaId });
-    this.registry = options.metricsRegistry ?? new Registry();
+    const base = options.logger ?? pino({ name: 'realm-server' });
+    this.logger = base.child({ replica: options.replicaId });
+    this.metrics = options.metricsRegistry ?? new Registry();
     this.requests = new Counter({
       name: 'realm_server_requests_total',
       help: 'File requests, by cache outcome and HTTP status',
       labelNames: ['cache', 'status'],
-      registers: [this.registry],
+      registers: [this.metrics],
     });
     this.pool = createPool({ connectionString: options.databaseURL, max: 8 }, (error) => this.logger.warn({ err: error }, 'a database connection failed'));
+    this.registry = new RealmRegistrySnapshot((origin) => this.readRegistry(origin));
     const caches = this.caches;
     this.listener = new RealmListener({
       connection: options.databaseURL,
@@ -73,79 +84,106 @@ export class RealmServer {
         find: (url): RealmCache | undefined => caches.get(url),
         all: () => caches.values(),
       },
+      // Boxel replicas re-read the registry on any realm_registry notification, whatever its
+      // payload; so do we, before the listener goes on to the next notification (and so before
+      // it can acknowledge the publish that sent it).
+      onRegistryNotification: () => this.registry.invalidate(),
       onRegistryChange: (change) => {
-        // Re-read on the next request; a deleted realm stops resolving at once.
-        this.realms.delete(change.realmURL);
         if (change.op === 'delete') caches.delete(change.realmURL);
       },
+      // A publish or unpublish always sends a wildcard; forgetting the registry here too makes
+      // the acknowledgement safe whatever order the two notifications arrive in.
+      onRealmInvalidated: () => this.registry.invalidate(),
       metadata: { pod: process.env.POD_NAME ?? options.replicaId },
-      logger: this.logger,
-      metricsRegistry: this.registry,
+      // The listener binds `replica` itself; handing it our child would print the key twice.
+      logger: base,
+      metricsRegistry: this.metrics,
       ...options.listener,
     });
+    // Registry hints may have been missed while the listener was not ready: forget what we knew.
+    this.listener.on('state', () => this.registry.invalidate());
   }
 
-  /** Starts the listener and the HTTP server; resolves with the bound port. */
+  /** Starts the listener and the file-serving HTTP server; resolves with the bound port. */
   async start(port: number, host = '127.0.0.1'): Promise<number> {
-    // Registry hints may have been missed while the listener was down: forget what we knew.
-    this.listener.on('state', () => this.realms.clear());
     this.listener.start();
     this.server = http.createServer((req, res) => {
-      this.route(req, res).catch((error: Error) => {
-        this.logger.error({ err: error, url: req.url }, 'request failed');
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      this.route(req, res).catch((error: unknown) => {
+        // Never the error message or stack of a file-system error: they name paths.
+        const code = error instanceof FileReadError ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
+        this.logger.error({ code: code ?? 'unknown', name: (error as Error | undefined)?.name }, 'request failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain', 'x-replica-id': this.options.replicaId });
         res.end('internal error\n');
       });
     });
     this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(port, host, () => resolve());
-    });
-    const bound = (this.server.address() as AddressInfo).port;
+    const bound = await listen(this.server, port, host);
     this.logger.info({ host, port: bound }, 'listening');
     return bound;
   }
 
+  /**
+   * Starts the management server: `/_metrics` (Prometheus), `/_readyz` (the listener's readiness,
+   * 200/503) and `/_healthz`. Kept off the serving port so the public never sees them.
+   */
+  async startManagement(port: number, host = '127.0.0.1'): Promise<number> {
+    const readiness = this.listener.readinessHandler();
+    this.management = http.createServer((req, res) => {
+      const pathname = (req.url ?? '/').split('?', 1)[0];
+      if (pathname === '/_readyz') return readiness(req, res);
+      if (pathname === '/_healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      if (pathname === '/_metrics' || pathname === '/metrics') {
+        this.metrics.metrics().then(
+          (body) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(body),
+          () => res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics failed\n'),
+        );
+        return;
+      }
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    });
+    const bound = await listen(this.management, port, host);
+    this.logger.info({ host, port: bound }, 'management listening');
+    return bound;
+  }
+
   async stop(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-    this.server?.closeAllConnections();
+    await Promise.all(
+      [this.server, this.management].map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if (!server) return resolve();
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      ),
+    );
     await this.listener.stop();
     await this.pool.end();
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const pathname = (req.url ?? '/').split('?')[0]!;
-    if (pathname === '/_readyz') return this.listener.readinessHandler()(req, res);
-    if (pathname === '/_healthz') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    if (pathname === '/_metrics') {
-      const body = await this.registry.metrics();
-      return void res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
-    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.reply(res, 405, 'method not allowed\n', 'none');
-    const host = req.headers.host;
-    if (!host) return this.reply(res, 400, 'a Host header is required\n', 'none');
-    await this.serveFile(`${this.options.scheme ?? 'http'}://${host}${pathname}`, req, res);
+    const host = req.headers.host?.toLowerCase();
+    if (!host || /[\s/\\@?#]/.test(host)) return this.reply(res, 400, 'a valid Host header is required\n', 'none');
+    const checked = checkRequestPath(req.url ?? '/');
+    if (!checked.ok) return this.reply(res, 400, `bad request: ${PATH_REFUSAL_MESSAGES[checked.refusal]}\n`, 'none');
+    await this.serveFile(`${this.options.scheme ?? 'http'}://${host}${checked.pathname}`, req, res);
   }
 
   private async serveFile(url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const realm = await this.resolveRealm(url);
-    if (!realm) return this.reply(res, 404, `no realm serves ${url}\n`, 'none');
-    let local: string;
-    try {
-      local = decodeURIComponent(url.slice(realm.url.length));
-    } catch {
-      return this.reply(res, 400, 'bad path encoding\n', 'none');
-    }
-    if (local === '' || local.split('/').some((segment) => segment === '..' || segment === '.' || segment === '')) {
-      return this.reply(res, 404, `no file ${local || '(realm root)'}\n`, 'none');
-    }
+    const realm = await this.registry.resolve(url, this.listener.cacheTrusted);
+    if (!realm || !this.serves(realm)) return this.reply(res, 404, 'no realm is served here\n', 'none');
+    const segments = localSegments(url.slice(realm.url.length));
+    if (!segments) return this.reply(res, 404, 'not found (directories are not served)\n', 'none');
+    const directory = this.realmDirectory(realm);
+    if (!directory) return this.reply(res, 404, 'no realm is served here\n', 'none');
+    const local = segments.join('/');
     let cache = this.caches.get(realm.url);
     if (!cache) {
       cache = new RealmFileCache(realm.epoch);
       this.caches.set(realm.url, cache);
     }
-    const headers = { 'x-realm-url': realm.url, 'x-replica-id': this.options.replicaId };
+    const headers = { 'x-realm-url': realm.url, 'x-replica-id': this.options.replicaId, 'content-type': contentTypeFor(segments.at(-1)!) };
     if (this.listener.cacheTrusted) {
       const hit = cache.get(local);
       if (hit) {
@@ -158,48 +196,52 @@ export class RealmServer {
     // served (the request began before the invalidation) but never cached.
     const ticket = cache.beginRead(local);
     const trustedAtStart = this.listener.cacheTrusted;
-    let bytes: Buffer;
-    try {
-      bytes = await fs.readFile(path.join(this.realmDirectory(realm), ...local.split('/')));
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'EISDIR' || code === 'ENOTDIR') return this.reply(res, 404, `no file ${local}\n`, trustedAtStart ? 'miss' : 'bypass', headers);
-      throw error;
-    }
-    if (trustedAtStart && this.listener.cacheTrusted) cache.fill(ticket, bytes);
     const cacheState = trustedAtStart ? 'miss' : 'bypass';
+    const bytes = await readFileNoFollow(directory.dir, [...directory.prefix, ...segments]);
+    if (!bytes) return this.reply(res, 404, 'not found\n', cacheState, { 'x-realm-url': realm.url });
+    if (trustedAtStart && this.listener.cacheTrusted) cache.fill(ticket, bytes);
     this.requests.inc({ cache: cacheState, status: '200' });
     res.writeHead(200, { ...headers, 'x-realm-epoch': String(ticket.epoch), 'x-cache': cacheState, 'content-length': bytes.length });
     res.end(req.method === 'HEAD' ? undefined : bytes);
   }
 
-  private realmDirectory(realm: RegisteredRealm): string {
-    return realm.kind === 'published' ? this.options.layout.publishedDir(realm.diskId) : this.options.layout.sourceDir(realm.diskId);
+  private serves(realm: RegisteredRealm): boolean {
+    return realm.kind === 'published' || (realm.kind === 'source' && this.options.serveSourceRealms === true);
   }
 
-  /** The longest registered realm URL prefixing `url`: from memory, else from the database. */
-  private async resolveRealm(url: string): Promise<RegisteredRealm | undefined> {
-    const prefixes: string[] = [];
-    for (let i = url.indexOf('/', url.indexOf('//') + 2); i >= 0; i = url.indexOf('/', i + 1)) prefixes.push(url.slice(0, i + 1));
-    prefixes.reverse();
-    // The in-memory registry is only as fresh as the listener: while it is not trusted, ask the database.
-    if (this.listener.cacheTrusted) {
-      for (const prefix of prefixes) {
-        const known = this.realms.get(prefix);
-        if (known) return known;
+  /**
+   * The directory to open and the segments below it that lead to the realm's files. A published
+   * realm's directory is its one deliberate symlink (to its content version); a source realm is
+   * walked from the realms root so no component of its `disk_id` may be a symlink either.
+   * Undefined (and logged, without paths) for a `disk_id` that is not a safe relative path.
+   */
+  private realmDirectory(realm: RegisteredRealm): { dir: RealmDirectory; prefix: string[] } | undefined {
+    const layout = this.options.layout;
+    try {
+      if (realm.kind === 'published') {
+        const diskId = realm.diskId;
+        const checkLink = (target: string) => layout.versionFromLinkTarget(diskId, target) !== undefined;
+        return { dir: { path: layout.publishedDir(diskId), followLink: { checkLink } }, prefix: [] };
       }
+      const segments = realm.diskId.split('/');
+      if (!segments.every((segment) => SAFE_DISK_SEGMENT.test(segment))) throw new Error('unsafe disk_id');
+      layout.sourceDir(realm.diskId); // also refuses the `_published` tree
+      return { dir: { path: layout.root }, prefix: segments };
+    } catch {
+      this.logger.warn({ realm: realm.url, kind: realm.kind }, 'realm_registry row has an unsafe disk_id; not serving the realm');
+      return undefined;
     }
+  }
+
+  /** Every registry row of `origin`, with the operator's epoch where it has one. */
+  private async readRegistry(origin: string): Promise<RegisteredRealm[]> {
     const { rows } = await this.pool.query<{ url: string; kind: RegisteredRealm['kind']; disk_id: string; epoch: string | null }>(
       `SELECT r.url, r.kind, r.disk_id, e.epoch FROM realm_registry r
          LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = r.url
-        WHERE r.url = ANY($1::text[])`,
-      [prefixes],
+        WHERE left(r.url, length($1)) = $1`,
+      [origin],
     );
-    const found = prefixes.map((p) => rows.find((r) => r.url === p)).find((r) => r !== undefined);
-    if (!found) return undefined;
-    const realm: RegisteredRealm = { url: found.url, kind: found.kind, diskId: found.disk_id, epoch: Number(found.epoch ?? 0) };
-    this.realms.set(realm.url, realm);
-    return realm;
+    return rows.map((r) => ({ url: r.url, kind: r.kind, diskId: r.disk_id, epoch: Number(r.epoch ?? 0) }));
   }
 
   private reply(res: http.ServerResponse, status: number, body: string, cache: string, headers: Record<string, string> = {}): void {
@@ -207,4 +249,14 @@ export class RealmServer {
     res.writeHead(status, { ...headers, 'content-type': 'text/plain', 'x-replica-id': this.options.replicaId });
     res.end(body);
   }
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
 }

@@ -30,6 +30,35 @@ export function parseRealmFileChangePayload(payload: string): RealmFileChange | 
   return { realmURL, path };
 }
 
+/**
+ * Why a per-path change's path cannot be matched as written, or `undefined` when it is a
+ * canonical realm-local path. Boxel's `LocalPath` is relative (no leading `/`), has no `.`/`..`
+ * or empty segments, and Boxel looks it up in its caches as an exact, case-sensitive key — so a
+ * path like `/index.json`, `index.json\n` or `a//b` drops nothing there. The listener counts
+ * these and drops the realm's whole cache instead (a superset is always safe).
+ */
+export type LocalPathMismatch =
+  | 'surrounding-whitespace'
+  | 'control-character'
+  | 'leading-slash'
+  | 'trailing-slash'
+  | 'backslash'
+  | 'empty-segment'
+  | 'dot-segment';
+
+export function localPathMismatch(path: string): LocalPathMismatch | undefined {
+  if (path !== path.trim()) return 'surrounding-whitespace';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(path)) return 'control-character';
+  if (path.startsWith('/')) return 'leading-slash';
+  if (path.endsWith('/')) return 'trailing-slash';
+  if (path.includes('\\')) return 'backslash';
+  const segments = path.split('/');
+  if (segments.some((segment) => segment === '')) return 'empty-segment';
+  if (segments.some((segment) => segment === '.' || segment === '..')) return 'dot-segment';
+  return undefined;
+}
+
 export function isWildcardChange(change: RealmFileChange): boolean {
   return change.path === REALM_FILE_CHANGES_WILDCARD;
 }

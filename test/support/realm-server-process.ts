@@ -1,7 +1,8 @@
 /**
  * Runs the reference realm server as a separate process (the built `dist/cli/main.js
- * realm-server`), as a replica runs in a cluster. Binds a free loopback port (`--listen
- * 127.0.0.1:0`) and learns it from the `listening` log line. Keeps the most recent JSON log lines
+ * realm-server`), as a replica runs in a cluster. Binds free loopback ports (`--listen
+ * 127.0.0.1:0`, `--management-listen 127.0.0.1:0`) and learns them from the `listening` and
+ * `management listening` log lines. Keeps the most recent JSON log lines
  * (bounded) for failure messages and evidence.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,6 +18,8 @@ export type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
 export interface RealmServerProcess {
   replicaId: string;
   port: number;
+  /** The management port: `/_readyz`, `/_healthz`, `/_metrics`. */
+  managementPort: number;
   child: ChildProcess;
   /** Resolves with the exit code or signal. */
   exited: Promise<ExitStatus>;
@@ -54,6 +57,7 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
       '--database-url', options.databaseURL,
       '--realms-root', options.realmsRoot,
       '--listen', '127.0.0.1:0',
+      '--management-listen', '127.0.0.1:0',
       '--replica-id', options.replicaId,
       '--lease-duration', options.leaseDuration ?? '3s',
       '--heartbeat-interval', options.heartbeatInterval ?? '300ms',
@@ -115,9 +119,11 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
   }
 
   let port: number;
+  let managementPort: number;
   try {
     const listening = await waitForLog((l) => l.msg === 'listening' && typeof l.port === 'number', options.startTimeoutMs ?? 30_000);
     port = listening.port as number;
+    managementPort = (await waitForLog((l) => l.msg === 'management listening' && typeof l.port === 'number', 5_000)).port as number;
   } catch (error) {
     await stop('SIGKILL');
     throw error;
@@ -126,6 +132,7 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
   return {
     replicaId: options.replicaId,
     port,
+    managementPort,
     child,
     exited,
     alive,
@@ -135,7 +142,7 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
     async waitReady(timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        if (await readyz(port)) return;
+        if (await readyz(managementPort)) return;
         if (!alive()) throw new Error(`realm server ${options.replicaId} exited (${child.exitCode ?? child.signalCode}) before it was ready; last lines:\n${describe()}`);
         if (Date.now() > deadline) throw new Error(`realm server ${options.replicaId} not ready within ${timeoutMs} ms; last lines:\n${describe()}`);
         await new Promise((r) => setTimeout(r, 50));
@@ -144,7 +151,7 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
   };
 }
 
-/** `GET /_readyz` → whether it answered 200 (any error is "not ready"). */
+/** `GET /_readyz` on a management port → whether it answered 200 (any error is "not ready"). */
 export function readyz(port: number, timeoutMs = 2000): Promise<boolean> {
   return new Promise((resolve) => {
     const req = http.request({ host: '127.0.0.1', port, path: '/_readyz', method: 'GET', timeout: timeoutMs, agent: false }, (res) => {

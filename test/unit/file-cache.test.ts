@@ -32,3 +32,24 @@ describe('RealmFileCache generations', () => {
     expect(cache.epoch).toBe(9);
   });
 });
+
+describe('RealmFileCache.dropPath and letter case', () => {
+  test('drops the exact path and cached paths that differ only in case, and says how many variants', () => {
+    const cache = new RealmFileCache();
+    for (const p of ['index.json', 'Index.json', 'other.json']) cache.fill(cache.beginRead(p), Buffer.from(p));
+    expect(cache.dropPath('INDEX.JSON')).toEqual({ caseVariantsDropped: 2 });
+    expect(cache.get('index.json')).toBeUndefined();
+    expect(cache.get('Index.json')).toBeUndefined();
+    expect(cache.get('other.json')).toBeDefined();
+    expect(cache.dropPath('other.json')).toEqual({ caseVariantsDropped: 0 });
+    expect(cache.size).toBe(0);
+  });
+
+  test('an in-flight read of a case variant that was cached cannot refill after the drop', () => {
+    const cache = new RealmFileCache();
+    cache.fill(cache.beginRead('a.json'), Buffer.from('1'));
+    const ticket = cache.beginRead('a.json');
+    cache.dropPath('A.JSON');
+    expect(cache.fill(ticket, Buffer.from('old'))).toBe(false);
+  });
+});

@@ -3,6 +3,7 @@ import {
   formatAllFileChangesPayload,
   formatRealmDefinitionsInvalidation,
   formatRealmRegistryPayload,
+  localPathMismatch,
   parseModuleCacheInvalidation,
   parseRealmFileChangePayload,
   parseRealmRegistryPayload,
@@ -111,5 +112,28 @@ describe('payload size', () => {
   });
   test('formatting refuses a payload PostgreSQL would reject', () => {
     expect(() => formatAllFileChangesPayload(`http://h/${'a'.repeat(8000)}/`)).toThrow(/at most 7999/);
+  });
+});
+
+describe('localPathMismatch (per-path payloads the listener cannot match as written)', () => {
+  test.each(['index.json', 'cards/a.gts', 'INDEX.JSON', 'a b/c.json', 'dir/.hidden', '..x/y'])('canonical: %j', (path) => {
+    expect(localPathMismatch(path)).toBeUndefined();
+  });
+  test.each([
+    ['/index.json', 'leading-slash'],
+    ['index.json\n', 'surrounding-whitespace'],
+    [' index.json', 'surrounding-whitespace'],
+    ['index\u0000.json', 'control-character'],
+    ['cards/', 'trailing-slash'],
+    ['cards\\a.gts', 'backslash'],
+    ['cards//a.gts', 'empty-segment'],
+    ['cards/../a.gts', 'dot-segment'],
+    ['./a.gts', 'dot-segment'],
+  ])('%j → %s', (path, reason) => {
+    expect(localPathMismatch(path)).toBe(reason);
+  });
+  test('the parser keeps such paths as they came, so the listener can count them', () => {
+    expect(parseRealmFileChangePayload('http://h/a/:/index.json')).toEqual({ realmURL: 'http://h/a/', path: '/index.json' });
+    expect(parseRealmFileChangePayload('http://h/a/:index.json\n')).toEqual({ realmURL: 'http://h/a/', path: 'index.json\n' });
   });
 });
