@@ -38,6 +38,8 @@ ${Object.values(REALM_SERVER_SETTINGS)
   .join('\n')}
 `;
 
+const warn = (notice: string) => process.stderr.write(`realm-operator: warning: ${notice}\n`);
+
 async function main(argv: string[]): Promise<number> {
   const { values: parsed, positionals } = parseArgs({
     args: normalizeBooleanFlags(argv, [...Object.values(OPERATOR_SETTINGS), ...Object.values(REALM_SERVER_SETTINGS)]),
@@ -84,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'migrate': {
-        const applied = await migrate(pool);
+        const applied = await migrate(pool, { onNotice: warn });
         process.stdout.write(applied.length > 0 ? `applied migrations ${applied.join(', ')}\n` : 'schema is up to date\n');
         return 0;
       }
@@ -98,7 +100,7 @@ async function main(argv: string[]): Promise<number> {
         const realmsRoot = str('realms-root') ?? process.env.REALMS_ROOT;
         if (!realmsRoot) throw new ConfigError(['--realms-root / REALMS_ROOT: is required']);
         const sourceURL = str('source-url') ?? 'http://localhost:4201/alice/blog/';
-        const result = await seedSampleRealm(pool, { realmsRoot, sourceURL, owner: str('owner') ?? 'alice' });
+        const result = await seedSampleRealm(pool, { realmsRoot, sourceURL, owner: str('owner') ?? 'alice', onNotice: warn });
         process.stdout.write(`registered source realm ${sourceURL} at ${result.directory}\n`);
         return 0;
       }

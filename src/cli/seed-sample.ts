@@ -16,9 +16,12 @@ export const SAMPLE_FILES: Record<string, string> = {
   'posts/first.json': JSON.stringify({ data: { type: 'card', attributes: { title: 'First post', body: 'Published by realm-operator.' } } }, null, 2),
 };
 
-export async function seedSampleRealm(pool: pg.Pool, options: { realmsRoot: string; sourceURL: string; owner: string }): Promise<{ directory: string; diskId: string }> {
+export async function seedSampleRealm(
+  pool: pg.Pool,
+  options: { realmsRoot: string; sourceURL: string; owner: string; onNotice?: (message: string) => void },
+): Promise<{ directory: string; diskId: string }> {
   const url = assertRealmURL(options.sourceURL, '--source-url');
-  await migrate(pool);
+  await migrate(pool, options.onNotice ? { onNotice: options.onNotice } : {});
   const segments = new URL(url).pathname.split('/').filter(Boolean);
   const diskId = `${options.owner}/${segments.at(-1) ?? 'realm'}`;
   const directory = new RealmsLayout(options.realmsRoot).sourceDir(diskId);

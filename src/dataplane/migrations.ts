@@ -145,11 +145,64 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_for t
   },
 ];
 
+/**
+ * The NOLOGIN group role realm-server replicas connect through (a login role `IN ROLE` it). A
+ * replica holds credentials on every pod, so it gets only its registration, lease and
+ * acknowledgements, and reads; it cannot UPDATE `realm_epochs` (where a published realm's
+ * directory comes from), the registry, `modules` or `jobs`.
+ */
+export const REPLICA_ROLE = 'realm_operator_replica';
+
+/**
+ * Everything the listener (src/listener/replica-registry.ts) and the reference realm server run,
+ * each with the check that it is in effect: a GRANT by a user holding the privilege without its
+ * grant option only warns, so success is read back from the catalog, not from the statement.
+ */
+export const REPLICA_ROLE_GRANTS: ReadonlyArray<{ sql: string; holds: string }> = [
+  {
+    sql: `GRANT USAGE ON SCHEMA realm_operator TO ${REPLICA_ROLE}`,
+    holds: `has_schema_privilege($1, 'realm_operator', 'USAGE')`,
+  },
+  {
+    // registerReplica (upsert), renewLease, recordCacheStarted, deregisterReplica.
+    sql: `GRANT SELECT, INSERT, UPDATE, DELETE ON realm_operator.replicas TO ${REPLICA_ROLE}`,
+    holds: `has_table_privilege($1, 'realm_operator.replicas', 'SELECT, INSERT, UPDATE, DELETE')`,
+  },
+  {
+    // recordAck: INSERT ... ON CONFLICT DO UPDATE SET epoch, acked_at ... RETURNING.
+    sql: `GRANT SELECT, INSERT, UPDATE (epoch, acked_at) ON realm_operator.replica_acks TO ${REPLICA_ROLE}`,
+    holds: `has_table_privilege($1, 'realm_operator.replica_acks', 'SELECT, INSERT')
+      AND has_column_privilege($1, 'realm_operator.replica_acks', 'epoch', 'UPDATE')
+      AND has_column_privilege($1, 'realm_operator.replica_acks', 'acked_at', 'UPDATE')`,
+  },
+  {
+    // readRealmEpoch and the realm server's registry join: read only.
+    sql: `GRANT SELECT ON realm_operator.realm_epochs TO ${REPLICA_ROLE}`,
+    holds: `has_table_privilege($1, 'realm_operator.realm_epochs', 'SELECT')`,
+  },
+  {
+    // readEpochPosition reads last_value/is_called; SELECT on a sequence does not allow nextval().
+    sql: `GRANT SELECT ON SEQUENCE realm_operator.epoch_seq TO ${REPLICA_ROLE}`,
+    holds: `has_sequence_privilege($1, 'realm_operator.epoch_seq', 'SELECT')`,
+  },
+  { sql: `GRANT SELECT ON realm_registry TO ${REPLICA_ROLE}`, holds: `has_table_privilege($1, 'public.realm_registry', 'SELECT')` },
+  // Permission checks for source realms served to their readers.
+  { sql: `GRANT SELECT ON realm_user_permissions TO ${REPLICA_ROLE}`, holds: `has_table_privilege($1, 'public.realm_user_permissions', 'SELECT')` },
+];
+
+export interface MigrateOptions {
+  /** Told when the replica role cannot be created or granted (and what a DBA should run instead). */
+  onNotice?: (message: string) => void;
+}
+
 /** Serializes concurrent `migrate` runs (operator replicas starting together). */
 const MIGRATION_LOCK_URL = 'realm-operator:migrations';
 
-/** Applies every migration not yet recorded, each in its own transaction; returns the versions applied. */
-export async function migrate(pool: pg.Pool): Promise<number[]> {
+/**
+ * Applies every migration not yet recorded, each in its own transaction, then sets up
+ * {@link REPLICA_ROLE} where the connecting user may; returns the versions applied.
+ */
+export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Promise<number[]> {
   const client = await pool.connect();
   let failure: Error | undefined;
   try {
@@ -177,6 +230,7 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
         throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
       }
     }
+    for (const notice of await ensureReplicaRole(client)) options.onNotice?.(notice);
     await client.query('SELECT pg_advisory_unlock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
     return applied;
   } catch (error) {
@@ -185,4 +239,49 @@ export async function migrate(pool: pg.Pool): Promise<number[]> {
   } finally {
     client.release(failure); // after a failure the connection is dropped, which releases the lock
   }
+}
+
+const DUPLICATE_OBJECT = '42710';
+const UNIQUE_VIOLATION = '23505';
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * Creates {@link REPLICA_ROLE} if missing (when the connecting user has CREATEROLE) and grants it
+ * {@link REPLICA_ROLE_GRANTS}; both idempotent. Returns what could not be done, phrased as the fix
+ * — a Boxel database's tables may belong to another user, who must then run the GRANTs.
+ */
+export async function ensureReplicaRole(db: pg.ClientBase): Promise<string[]> {
+  const exists = async () => ((await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [REPLICA_ROLE])).rowCount ?? 0) > 0;
+  if (!(await exists())) {
+    const { rows } = await db.query<{ may: boolean }>('SELECT rolsuper OR rolcreaterole AS may FROM pg_roles WHERE rolname = current_user');
+    if (!rows[0]?.may) {
+      return [
+        `role ${REPLICA_ROLE} does not exist and ${await currentUser(db)} may not create roles: ` +
+          `have a superuser run \`CREATE ROLE ${REPLICA_ROLE} NOLOGIN\`, then run migrate again; realm servers need a login in that role`,
+      ];
+    }
+    try {
+      await db.query(`CREATE ROLE ${REPLICA_ROLE} NOLOGIN`);
+    } catch (error) {
+      // Roles are cluster-wide: a migrate of another database on this server may have just made it.
+      const code = (error as { code?: string }).code;
+      if (code !== DUPLICATE_OBJECT && code !== UNIQUE_VIOLATION) throw error;
+    }
+  }
+  const refused: string[] = [];
+  for (const grant of REPLICA_ROLE_GRANTS) {
+    try {
+      await db.query(grant.sql);
+    } catch (error) {
+      if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+    }
+    const { rows } = await db.query<{ holds: boolean }>(`SELECT (${grant.holds}) AS holds`, [REPLICA_ROLE]);
+    if (!rows[0]?.holds) refused.push(grant.sql);
+  }
+  if (refused.length === 0) return [];
+  return [`${await currentUser(db)} may not grant ${REPLICA_ROLE} everything realm servers need; have the tables' owner run: ${refused.map((g) => `${g};`).join(' ')}`];
+}
+
+async function currentUser(db: pg.ClientBase): Promise<string> {
+  return (await db.query<{ user: string }>('SELECT current_user AS user')).rows[0]!.user;
 }
