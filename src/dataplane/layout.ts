@@ -7,7 +7,10 @@
  * (relative, so it resolves wherever the volume is mounted). Publishing renames a new symlink over
  * it — the one atomic step readers can observe, as in Kubernetes' own atomic volume writer.
  */
+import fs from 'node:fs/promises';
 import path from 'node:path';
+import { PublishError } from './realm-state.js';
+import { isWithin, publishedDiskIdProblem, realpathOfExisting, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
 const OPERATOR_DIR = '.realm-operator';
 
@@ -35,14 +38,59 @@ export class RealmsLayout {
     return path.join(this.operatorDir, 'links');
   }
 
-  /** A source realm's directory: `disk_id` is `<owner>/<endpoint>` relative to the root. */
+  /**
+   * A source realm's directory, lexically: `disk_id` is `<owner>/<endpoint>` relative to the root.
+   * Symlinks are not resolved here; publishing uses {@link resolveSourceDir}.
+   */
   sourceDir(diskId: string): string {
-    const dir = path.resolve(this.root, diskId);
-    if (!dir.startsWith(this.root + path.sep) || dir.startsWith(this.publishedRoot + path.sep) || dir === this.publishedRoot) {
-      throw new Error(`source realm disk_id ${JSON.stringify(diskId)} does not name a directory under the realms root ${this.root}`);
-    }
-    return dir;
+    const problem = sourceDiskIdProblem(diskId);
+    if (problem) throw new Error(`source realm disk_id ${JSON.stringify(diskId)} ${problem}; it must name a directory under the realms root ${this.root}`);
+    return path.join(this.root, diskId);
   }
+
+  /**
+   * The real path of a source realm's directory, refusing one that resolves (through symlinks in
+   * it or its parents) outside the realms root or inside `_published/`.
+   */
+  async resolveSourceDir(diskId: string): Promise<{ dir: string } | { problem: string }> {
+    const problem = sourceDiskIdProblem(diskId);
+    if (problem) return { problem };
+    const lexical = path.join(this.root, diskId);
+    let real: string;
+    try {
+      real = await fs.realpath(lexical);
+    } catch (error) {
+      return { problem: `names ${lexical}, which does not exist (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
+    }
+    const realRoot = await fs.realpath(this.root);
+    const realPublished = await realpathOfExisting(path.join(realRoot, '_published'));
+    if (!isWithin(real, realRoot, false)) return { problem: `resolves through a symlink to ${real}, outside the realms root ${realRoot}` };
+    if (isWithin(real, realPublished)) return { problem: `resolves through a symlink to ${real}, inside ${realPublished}, where published realms live` };
+    const stat = await fs.stat(real);
+    if (!stat.isDirectory()) return { problem: `names ${lexical}, which is not a directory` };
+    return { dir: real };
+  }
+
+  /**
+   * Checks that the operator's own directories for `diskId` (and `_published/` itself) are where
+   * they appear to be: no component below the realms root may be a symlink, or a rename into a
+   * version directory or a symlink swap could land outside the volume.
+   */
+  async assertNoSymlinkedOperatorDirs(diskId?: string): Promise<void> {
+    const realRoot = await fs.realpath(this.root);
+    const dirs = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir];
+    if (diskId !== undefined) dirs.push(this.versionsDir(diskId));
+    for (const dir of dirs) {
+      const expected = path.join(realRoot, path.relative(this.root, dir));
+      const real = await realpathOfExisting(dir);
+      if (real !== expected) {
+        throw new PublishError(
+          `${dir} resolves to ${real}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
+        );
+      }
+    }
+  }
+
   publishedDir(diskId: string): string {
     return path.join(this.publishedRoot, assertDiskIdSegment(diskId));
   }
@@ -50,25 +98,31 @@ export class RealmsLayout {
     return path.join(this.operatorDir, 'versions', assertDiskIdSegment(diskId));
   }
   versionDir(diskId: string, version: string): string {
-    return path.join(this.versionsDir(diskId), version);
+    return path.join(this.versionsDir(diskId), assertVersionName(version));
   }
   /** The symlink text for a version, relative to `_published/`. */
   linkTarget(diskId: string, version: string): string {
-    return path.posix.join(OPERATOR_DIR, 'versions', assertDiskIdSegment(diskId), version);
+    return path.posix.join(OPERATOR_DIR, 'versions', assertDiskIdSegment(diskId), assertVersionName(version));
   }
   /** The version a symlink text points at, or `undefined` if it is not one of ours. */
   versionFromLinkTarget(diskId: string, target: string): string | undefined {
     const prefix = `${OPERATOR_DIR}/versions/${diskId}/`;
     if (!target.startsWith(prefix)) return undefined;
     const version = target.slice(prefix.length);
-    return version.length > 0 && !version.includes('/') ? version : undefined;
+    return versionNameProblem(version) === undefined ? version : undefined;
   }
 }
 
 /** A published `disk_id` is one plain path segment (a uuid when we create it). */
 export function assertDiskIdSegment(diskId: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(diskId) || diskId.length > 200) {
-    throw new Error(`published disk_id ${JSON.stringify(diskId)} is not a single safe path segment`);
-  }
+  const problem = publishedDiskIdProblem(diskId);
+  if (problem) throw new Error(`published disk_id ${JSON.stringify(diskId)} ${problem}`);
   return diskId;
+}
+
+/** A content version name is one the operator creates; anything else never becomes a path. */
+export function assertVersionName(version: string): string {
+  const problem = versionNameProblem(version);
+  if (problem) throw new Error(`content version ${JSON.stringify(version)} ${problem}`);
+  return version;
 }

@@ -32,21 +32,37 @@ import {
   trashVersionsExcept,
   versionExists,
 } from './published-content.js';
+import type { Queryable } from './db.js';
 import {
   assertClaim,
   bumpEpoch,
   type ClaimOptions,
   PublishError,
+  readOverlappingRealmURLs,
   readRealmEpochRow,
   readRegistryRow,
+  RealmURLOverlapError,
   recordPublishedEpoch,
   recordUnpublishedEpoch,
+  type RegistryRow,
   reservePublishedDiskId,
+  safePublishedDiskId,
+  safeSourceDiskId,
+  safeVersionName,
   upsertPublishedRegistryRow,
   upsertPublishedRealmMetadata,
 } from './realm-state.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
-import { newStagingToken, removeTree, stageRealmFiles, STAGING_DIR_PREFIX, type SkippedEntry } from './staging.js';
+import {
+  measureSourceRealm,
+  newStagingToken,
+  type RealmSizeLimits,
+  removeTree,
+  stageRealmFiles,
+  STAGING_DIR_PREFIX,
+  type SkippedEntry,
+  type StageOptions,
+} from './staging.js';
 
 /** Named points in the sequence, for logs and for crash-injection tests. */
 export type PublishStep = 'staged' | 'reserved' | 'locked' | 'installed' | 'swapped' | 'recorded' | 'committed' | 'cleaned';
@@ -59,8 +75,14 @@ export interface DataPlane {
   /** fsync staged files (default true). */
   durable?: boolean;
   lock?: RealmLockOptions;
+  /** Per-realm size limits (the operator's `--max-realm-files`, `--max-realm-bytes`); unset means unlimited. */
+  limits?: RealmSizeLimits;
+  /** Copy regular files with more than one hard link (default false: they are skipped, as a hard link can bring in a file from outside the realm). */
+  copyHardLinkedFiles?: boolean;
   /** Called as each step completes; tests use it to inject crashes. */
   onStep?: (step: PublishStep | UnpublishStep, realmURL: string) => void | Promise<void>;
+  /** Called before staging examines each source entry; tests use it to change the tree mid-copy. */
+  onStagingEntry?: StageOptions['onEntry'];
 }
 
 export interface PublishRequest {
@@ -88,20 +110,56 @@ export interface PublishResult {
   timing: { stageMs: number; lockWaitMs: number; lockHeldMs: number; totalMs: number };
 }
 
-/** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
-export async function publishRealm(plane: DataPlane, request: PublishRequest): Promise<PublishResult> {
-  const started = performance.now();
+/** What {@link checkPublishable} found: the request's URLs, checked, and the source realm's real directory. */
+export interface PublishableSource {
+  sourceRealmURL: string;
+  publishedRealmURL: string;
+  /** The source realm's directory, `realpath`-resolved and inside the realms root. */
+  directory: string;
+  /** The published realm's owner: the request's, else the source realm's. */
+  ownerUsername: string | null;
+}
+
+/**
+ * Every check that can refuse a publish, run before anything is copied so a refused publish costs
+ * no copy: canonical URLs; the source realm registered as `source`, its directory inside the
+ * realms root after resolving symlinks; the published URL not registered as another kind of realm,
+ * not claimed by someone else, and (when not yet registered) not overlapping another realm's URL;
+ * and the size limit. Throws {@link PublishError} (or a subclass: {@link ClaimConflictError},
+ * {@link RealmURLOverlapError}, {@link RealmTooLargeError}, {@link UnsafeDatabaseValueError}).
+ * {@link publishRealm} runs it first and repeats the database checks under the realm lock.
+ */
+export async function checkPublishable(plane: DataPlane, request: PublishRequest): Promise<PublishableSource> {
   const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
   const sourceURL = assertRealmURL(request.sourceRealmURL, 'sourceRealmURL');
   if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
+  const source = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {});
+  const directory = await resolveSourceDirectory(plane, sourceURL, source);
+  await plane.layout.assertNoSymlinkedOperatorDirs();
+  const { maxFiles, maxBytes } = plane.limits ?? {};
+  if (maxFiles !== undefined || maxBytes !== undefined) {
+    await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
+  }
+  return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, ownerUsername: request.ownerUsername ?? source.owner_username };
+}
+
+/** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
+export async function publishRealm(plane: DataPlane, request: PublishRequest): Promise<PublishResult> {
+  const started = performance.now();
+  const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, ownerUsername } = await checkPublishable(plane, request);
   const step = async (name: PublishStep) => plane.onStep?.(name, publishedURL);
 
-  const source = await findSourceRealm(plane, sourceURL);
-  const ownerUsername = request.ownerUsername ?? source.ownerUsername;
   const token = newStagingToken();
   const guard = await holdStagingGuard(plane.pool, token);
   try {
-    const staged = await stageRealmFiles(source.directory, plane.layout.stagingRoot, token, { logger: plane.logger, durable: plane.durable });
+    const staged = await stageRealmFiles(directory, plane.layout.stagingRoot, token, {
+      logger: plane.logger,
+      durable: plane.durable,
+      limits: plane.limits,
+      copyHardLinkedFiles: plane.copyHardLinkedFiles,
+      realmName: sourceURL,
+      onEntry: plane.onStagingEntry,
+    });
     const stageMs = performance.now() - started;
     await step('staged');
 
@@ -116,7 +174,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       async (tx) => {
         await step('locked');
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
-        assertClaim(publishedURL, await readRealmEpochRow(tx, publishedURL), request.claim ?? {});
+        // The checks again: the registry and claims may have changed while we staged.
+        await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
         await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername, publishedAtMs: publishedAt });
         await upsertPublishedRealmMetadata(tx, publishedURL);
         await clearRealmDefinitions(tx, publishedURL);
@@ -196,7 +255,11 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
       await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
       await clearRealmDefinitions(tx, url);
-      const diskId = registry?.disk_id ?? epochRow?.disk_id;
+      const diskId = registry
+        ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)
+        : epochRow?.disk_id
+          ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, epochRow.disk_id)
+          : undefined;
       if (diskId) await removePublishedLink(plane.layout, diskId);
       await step('unlinked');
       const epoch = await recordUnpublishedEpoch(tx, url);
@@ -214,8 +277,12 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
 }
 
 export interface RecoveryResult {
-  /** What recovery changed, for logs; empty when files and database already agreed. */
+  /** Everything recovery changed, for logs; empty when files and database already agreed. */
   actions: string[];
+  /** What undid an interrupted publish or unpublish (logged as a warning). */
+  recovered: string[];
+  /** Routine clean-up, such as superseded versions after a republish (logged at debug). */
+  cleanedUp: string[];
 }
 
 /**
@@ -223,14 +290,15 @@ export interface RecoveryResult {
  * the committed version after a crash between swap and COMMIT, restores a link removed by an
  * unpublish that did not commit, removes a first publish that did not commit, and deletes
  * versions, staging copies and scratch links nobody owns. Idempotent; publish and unpublish run
- * it first and last.
+ * it first and last. Warns only when something was actually interrupted.
  */
 export async function recoverPublishedRealm(plane: DataPlane, realmURL: string): Promise<RecoveryResult> {
   const url = assertRealmURL(realmURL, 'realmURL');
-  const { actions } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url), plane.lock);
+  const { recovered, cleanedUp } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url), plane.lock);
   await emptyTrash(plane.layout, plane.logger);
-  if (actions.length > 0) plane.logger.warn({ realm: url, actions }, 'recovered an interrupted publish');
-  return { actions };
+  if (recovered.length > 0) plane.logger.warn({ realm: url, actions: recovered, cleanedUp }, 'recovered an interrupted publish');
+  else if (cleanedUp.length > 0) plane.logger.debug({ realm: url, actions: cleanedUp }, 'cleaned up published realm versions');
+  return { actions: [...recovered, ...cleanedUp], recovered, cleanedUp };
 }
 
 /** Post-commit clean-up: the same reconciliation, which also trashes superseded versions. */
@@ -246,22 +314,27 @@ async function collectGarbage(plane: DataPlane, url: string): Promise<void> {
 /**
  * The recovery core, run inside a locked transaction. Only renames to the trash, so it is cheap.
  * When it changes what readers can see it also bumps the epoch and NOTIFYs, because replicas may
- * have cached the uncommitted content.
+ * have cached the uncommitted content. Every path component it reads from the database is checked
+ * first; a bad one fails this realm's recovery before anything on disk is touched.
  */
 async function reconcileFilesWithDatabase(
   plane: DataPlane,
   tx: pg.PoolClient,
   url: string,
-): Promise<{ committedVersion: string | null; actions: string[] }> {
-  const actions: string[] = [];
-  const abandoned = await removeAbandonedStaging(tx, plane.layout);
-  if (abandoned.length > 0) actions.push(`removed abandoned staging ${abandoned.join(', ')}`);
+): Promise<{ committedVersion: string | null; recovered: string[]; cleanedUp: string[] }> {
+  const recovered: string[] = [];
+  const cleanedUp: string[] = [];
   const row = await readRealmEpochRow(tx, url, true);
-  if (!row?.disk_id) return { committedVersion: null, actions };
-  const diskId = row.disk_id;
+  const diskId = row?.disk_id ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id) : undefined;
+  const committed = row?.content_version ? safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version) : null;
+  const previous = row?.previous_version ? safeVersionName('realm_operator.realm_epochs.previous_version', url, row.previous_version) : null;
+  await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
+
+  const abandoned = await removeAbandonedStaging(tx, plane.layout);
+  if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
+  if (!diskId) return { committedVersion: null, recovered, cleanedUp };
   await removeScratchLinks(plane.layout, diskId);
   const link = await readPublishedLink(plane.layout, diskId);
-  const committed = row.content_version;
   if (committed) {
     if (!(link.kind === 'version' && link.version === committed)) {
       if (!(await versionExists(plane.layout, diskId, committed))) {
@@ -270,29 +343,29 @@ async function reconcileFilesWithDatabase(
         );
       }
       await swapPublishedLink(plane.layout, diskId, committed, plane.logger);
-      actions.push(`re-pointed the published link from ${describeLink(link)} to committed version ${committed}`);
+      recovered.push(`re-pointed the published link from ${describeLink(link)} to committed version ${committed}`);
       await bumpEpoch(tx, url);
       await notifyAllFileChanges(tx, url);
     }
-    const keep = new Set([committed, ...(row.previous_version ? [row.previous_version] : [])]);
+    const keep = new Set([committed, ...(previous ? [previous] : [])]);
     const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
-    if (trashed.length > 0) actions.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
-    return { committedVersion: committed, actions };
+    if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
+    return { committedVersion: committed, recovered, cleanedUp };
   }
   // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
   const registry = await readRegistryRow(tx, url);
-  if (registry) return { committedVersion: null, actions }; // published by Boxel itself: nothing of ours to undo
+  if (registry) return { committedVersion: null, recovered, cleanedUp }; // published by Boxel itself: nothing of ours to undo
   if (link.kind === 'version') {
     await removePublishedLink(plane.layout, diskId);
-    actions.push(`removed the uncommitted published link to ${link.version}`);
+    recovered.push(`removed the uncommitted published link to ${link.version}`);
     await bumpEpoch(tx, url);
     await notifyAllFileChanges(tx, url);
   }
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
-  if (trashed.length > 0) actions.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
+  if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
   // The next first publish gets a new disk id, as in Boxel.
   await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);
-  return { committedVersion: null, actions };
+  return { committedVersion: null, recovered, cleanedUp };
 }
 
 async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {
@@ -314,9 +387,39 @@ function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): stri
   }
 }
 
-async function findSourceRealm(plane: DataPlane, sourceURL: string): Promise<{ directory: string; ownerUsername: string | null }> {
-  const row = await readRegistryRow(plane.pool, sourceURL);
-  if (!row) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
-  if (row.kind !== 'source') throw new PublishError(`${sourceURL} is a ${row.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
-  return { directory: plane.layout.sourceDir(row.disk_id), ownerUsername: row.owner_username };
+/**
+ * The database checks of {@link checkPublishable}, cheap enough to repeat under the realm lock.
+ * Returns the source realm's registry row.
+ */
+async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions): Promise<RegistryRow> {
+  const source = await readRegistryRow(db, sourceURL);
+  if (!source) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
+  if (source.kind !== 'source') throw new PublishError(`${sourceURL} is a ${source.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
+  const published = await readRegistryRow(db, publishedURL);
+  if (published && published.kind !== 'published') {
+    throw new PublishError(`${publishedURL} is registered as a ${published.kind} realm; refusing to publish over it (choose another publishedRealmURL)`);
+  }
+  assertClaim(publishedURL, await readRealmEpochRow(db, publishedURL), claim);
+  // A URL already registered is left as it is: Boxel (or an earlier publish) made that layout.
+  // Boxel (cardstack/boxel, realm-server) never nests on purpose but does not forbid it either:
+  // create-realm refuses only a realm mounted at the server's origin, source realms are
+  // `<server>/<owner>/<endpoint>/`, the publish handler checks no prefixes, and request routing
+  // takes the first cached realm that matches (the registry fallback the longest) — which is
+  // exactly why a nested URL serves different realms on different replicas.
+  if (!published) {
+    const overlapping = await readOverlappingRealmURLs(db, publishedURL);
+    if (overlapping.length > 0) throw new RealmURLOverlapError(publishedURL, overlapping);
+  }
+  return source;
+}
+
+/** The source realm's real directory; refuses a `disk_id` or symlink that leads outside the realms root. */
+async function resolveSourceDirectory(plane: DataPlane, sourceURL: string, source: RegistryRow): Promise<string> {
+  const diskId = safeSourceDiskId(sourceURL, source.disk_id);
+  const resolved = await plane.layout.resolveSourceDir(diskId);
+  if ('dir' in resolved) return resolved.dir;
+  throw new PublishError(
+    `source realm ${sourceURL}: realm_registry.disk_id ${JSON.stringify(diskId)} ${resolved.problem}; ` +
+      'the source realm must be a directory under the realms root (not a symlink out of it): fix realm_registry.disk_id or the directory, or fix sourceRealmURL',
+  );
 }

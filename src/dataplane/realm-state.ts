@@ -3,7 +3,9 @@
  * our `realm_operator.realm_epochs` (which content version is committed, and the epoch).
  */
 import { randomUUID } from 'node:crypto';
+import { findOverlappingRealmURLs } from '../wire/realm-url.js';
 import type { Queryable } from './db.js';
+import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
 export interface RegistryRow {
   id: string;
@@ -49,6 +51,70 @@ export class ClaimConflictError extends PublishError {
   }
 }
 
+/**
+ * A source realm is over the operator's per-realm size limit (`--max-realm-files` /
+ * `--max-realm-bytes`). Staging stops at the first file past the limit, so the counts are what
+ * was seen until then, not the realm's full size.
+ */
+export class RealmTooLargeError extends PublishError {
+  constructor(
+    readonly sourceRealmURL: string,
+    /** Regular files counted when staging stopped. */
+    readonly files: number,
+    /** Bytes counted when staging stopped. */
+    readonly bytes: number,
+    /** The limit that was exceeded. */
+    readonly limit: { kind: 'files' | 'bytes'; max: number },
+  ) {
+    const counted = limit.kind === 'files' ? `${files} files` : `${bytes} bytes`;
+    const flag = limit.kind === 'files' ? '--max-realm-files' : '--max-realm-bytes';
+    super(
+      `source realm ${sourceRealmURL} is over the per-realm limit of ${limit.max} ${limit.kind} (counted ${counted} before stopping); ` +
+        `raise ${flag} on the operator or remove ${limit.kind === 'files' ? 'files' : 'large files'} from the source realm`,
+    );
+    this.name = 'RealmTooLargeError';
+  }
+}
+
+/**
+ * The published URL would contain, or be contained in, another registered realm's URL. Realm
+ * servers resolve a request to the longest matching realm URL they know, so a nested realm changes
+ * which realm serves a path depending on each replica's cache.
+ */
+export class RealmURLOverlapError extends PublishError {
+  constructor(
+    readonly realmURL: string,
+    /** The registered realm URLs that overlap, sorted. */
+    readonly overlapping: readonly string[],
+  ) {
+    const shown = overlapping.slice(0, 5).join(', ') + (overlapping.length > 5 ? ` and ${overlapping.length - 5} more` : '');
+    super(
+      `publishedRealmURL ${realmURL} overlaps the registered realm URL${overlapping.length === 1 ? '' : 's'} ${shown}; ` +
+        'choose a publishedRealmURL that neither contains nor is contained in another realm\'s URL (delete and recreate the PublishedRealm with it)',
+    );
+    this.name = 'RealmURLOverlapError';
+  }
+}
+
+/**
+ * A value read from the database that is used as a path component is not one the operator or
+ * Boxel would write (e.g. `../../etc`). Nothing on disk is touched for that realm until it is fixed.
+ */
+export class UnsafeDatabaseValueError extends PublishError {
+  constructor(
+    /** `table.column`, e.g. `realm_operator.realm_epochs.content_version`. */
+    readonly column: string,
+    /** The realm URL of the row. */
+    readonly rowURL: string,
+    readonly value: string,
+    problem: string,
+    fix: string,
+  ) {
+    super(`${column} of the row for ${rowURL} is ${JSON.stringify(value)}, which ${problem}; refusing to use it as a path. ${fix}`);
+    this.name = 'UnsafeDatabaseValueError';
+  }
+}
+
 export interface ClaimOptions {
   /** Who publishes, e.g. `<namespace>/<name>/<uid>`; a URL claimed by someone else is refused. */
   claimant?: string;
@@ -84,7 +150,11 @@ export async function reservePublishedDiskId(db: Queryable, url: string, claim: 
   }
   const epochRow = await readRealmEpochRow(db, url, true);
   assertClaim(url, epochRow, claim);
-  const diskId = registry?.disk_id ?? epochRow?.disk_id ?? randomUUID();
+  const diskId = registry
+    ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)
+    : epochRow?.disk_id
+      ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, epochRow.disk_id)
+      : randomUUID();
   await db.query(
     `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by) VALUES ($1, 0, $2, $3)
      ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
@@ -92,6 +162,61 @@ export async function reservePublishedDiskId(db: Queryable, url: string, claim: 
     [url, diskId, claim.claimant ?? null],
   );
   return diskId;
+}
+
+/**
+ * Registered realm URLs that contain `url` or that `url` contains (never `url` itself). The SQL
+ * narrows by prefix; {@link findOverlappingRealmURLs} is the rule.
+ */
+export async function readOverlappingRealmURLs(db: Queryable, url: string): Promise<string[]> {
+  const { rows } = await db.query<{ url: string }>(
+    'SELECT url FROM realm_registry WHERE url <> $1 AND (starts_with($1, url) OR starts_with(url, $1)) ORDER BY url',
+    [url],
+  );
+  return findOverlappingRealmURLs(
+    url,
+    rows.map((row) => row.url),
+  );
+}
+
+type PublishedDiskIdColumn = 'realm_registry.disk_id' | 'realm_operator.realm_epochs.disk_id';
+type VersionColumn = 'realm_operator.realm_epochs.content_version' | 'realm_operator.realm_epochs.previous_version';
+
+/** A published realm's `disk_id` from the database, refused unless it is one plain segment. */
+export function safePublishedDiskId(column: PublishedDiskIdColumn, url: string, value: string): string {
+  const problem = publishedDiskIdProblem(value);
+  if (!problem) return value;
+  const fix =
+    column === 'realm_registry.disk_id'
+      ? 'Set it back to the uuid of the realm\'s directory under _published/, or unpublish and publish again.'
+      : `Set it to NULL (UPDATE ${column.replace(/\.disk_id$/, '')} SET disk_id = NULL WHERE realm_url = '${url}') and publish again.`;
+  throw new UnsafeDatabaseValueError(column, url, value, problem, fix);
+}
+
+/** A content version name from the database, refused unless the operator could have created it. */
+export function safeVersionName(column: VersionColumn, url: string, value: string): string {
+  const problem = versionNameProblem(value);
+  if (!problem) return value;
+  throw new UnsafeDatabaseValueError(
+    column,
+    url,
+    value,
+    problem,
+    `Set it to NULL (UPDATE realm_operator.realm_epochs SET ${column.split('.').pop()} = NULL WHERE realm_url = '${url}') and publish again; then find out who could write that row.`,
+  );
+}
+
+/** A source realm's `disk_id`, refused unless it is plain segments under the realms root. */
+export function safeSourceDiskId(url: string, value: string): string {
+  const problem = sourceDiskIdProblem(value);
+  if (!problem) return value;
+  throw new UnsafeDatabaseValueError(
+    'realm_registry.disk_id',
+    url,
+    value,
+    problem,
+    'Point it at the source realm\'s directory relative to the realms root (Boxel writes <owner>/<endpoint>), or fix sourceRealmURL.',
+  );
 }
 
 /** Throws {@link ClaimConflictError} when the URL is claimed by someone other than `claim.claimant`. */

@@ -2,12 +2,32 @@
  * Copies a source realm into a private staging directory on the published volume, outside the
  * realm lock, computing the content digest on the way. Only regular files, directories and
  * symlinks that stay inside the source realm are copied; everything else is skipped with a reason.
+ *
+ * The walk never follows a symlink it did not mean to follow. Every entry is reached through the
+ * directory handle it was listed from (`/proc/self/fd/<fd>/<name>`, Linux's openat), opened with
+ * `O_NOFOLLOW` (`O_DIRECTORY` for directories) and checked with `fstat` to be the very inode
+ * `lstat` saw — so a directory swapped for a symlink mid-walk is skipped, never followed out of
+ * the realm. Without `/proc` (not Linux) entries are reached by path: the last component is still
+ * opened with `O_NOFOLLOW` and checked, but a parent swapped mid-walk is not detected.
+ *
+ * What fails what:
+ * - One entry (anything the source side reports for it: EACCES, ENOENT, ELOOP, ENOTDIR, EIO, ...,
+ *   or an inode that changed between `lstat` and open) → skipped, with the reason, and logged.
+ * - The whole publish, with a {@link PublishError} (the user must act): the source root missing,
+ *   unreadable or changed while opening it; the size limit ({@link RealmTooLargeError}).
+ * - The whole publish, with a {@link StagingVolumeError} (retried with backoff): any error writing
+ *   the staged copy (ENOSPC, EIO, EDQUOT, EROFS, ...), and running out of file descriptors or
+ *   memory (EMFILE, ENFILE, ENOMEM), which say nothing about the entry.
+ * No task is ever left running unawaited: a fixed set of workers drains one work list, each
+ * catching its own entry's errors, and the workers are awaited with `Promise.allSettled`.
  */
 import { createHash, randomInt } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
+import { constants as fsConstants, existsSync, type Stats } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { PublishError, RealmTooLargeError } from './realm-state.js';
+import { isWithin } from './safe-paths.js';
 
 export interface SkippedEntry {
   /** Realm-local path, `/`-separated. */
@@ -27,12 +47,46 @@ export interface StagedRealm {
   skipped: SkippedEntry[];
 }
 
-export interface StageOptions {
+/** Per-realm size limits; unset means unlimited. */
+export interface RealmSizeLimits {
+  maxFiles?: number;
+  maxBytes?: number;
+}
+
+export interface WalkOptions {
   logger?: Logger;
+  /** Entries processed at once. */
+  concurrency?: number;
+  limits?: RealmSizeLimits;
+  /** Copy regular files with more than one hard link (default: skip them; a hard link can bring in a file from outside the realm). */
+  copyHardLinkedFiles?: boolean;
+  /** Names the realm in errors and logs (the source realm URL). */
+  realmName?: string;
+  /**
+   * Called before each entry is examined, with its realm-local path and its path under the
+   * source root. Tests use it to change the tree at a known moment.
+   */
+  onEntry?: (entry: { path: string; sourcePath: string }) => void | Promise<void>;
+}
+
+export interface StageOptions extends WalkOptions {
   /** fsync every file and directory before returning, so a power loss after the swap cannot leave empty files. */
   durable?: boolean;
-  /** Files copied at once. */
-  concurrency?: number;
+}
+
+/** Writing the staged copy failed (the published volume, not the source realm): the publish is retried. */
+export class StagingVolumeError extends Error {
+  constructor(
+    readonly code: string | undefined,
+    cause: unknown,
+  ) {
+    super(
+      `could not stage the copy on the published volume (${code ?? (cause as Error).message}); ` +
+        'check free space, quota and health of the volume holding _published/.realm-operator/staging; the publish is retried',
+      { cause },
+    );
+    this.name = 'StagingVolumeError';
+  }
 }
 
 export const STAGING_DIR_PREFIX = 'stage-';
@@ -42,136 +96,351 @@ export function newStagingToken(): number {
 }
 
 /**
- * Copies `sourceDir` into `<stagingRoot>/stage-<token>`. The caller owns the result and must
- * either rename it into place or remove it.
+ * Copies the source realm at `sourceDir` (already `realpath`-resolved and checked by the caller)
+ * into `<stagingRoot>/stage-<token>`. The caller owns the result and must either rename it into
+ * place or remove it; on failure nothing is left behind.
  */
-export async function stageRealmFiles(
-  sourceDir: string,
-  stagingRoot: string,
-  token: number,
-  options: StageOptions = {},
-): Promise<StagedRealm> {
+export async function stageRealmFiles(sourceDir: string, stagingRoot: string, token: number, options: StageOptions = {}): Promise<StagedRealm> {
   const durable = options.durable ?? true;
-  const limit = createLimiter(options.concurrency ?? 16);
-  let sourceRoot: string;
-  try {
-    sourceRoot = await fs.realpath(sourceDir);
-    if (!(await fs.stat(sourceRoot)).isDirectory()) throw new Error('not a directory');
-  } catch (error) {
-    throw new Error(`source realm directory ${sourceDir} is missing or not a directory (${(error as Error).message})`, { cause: error });
-  }
-  await fs.mkdir(stagingRoot, { recursive: true });
+  await writeSide(() => fs.mkdir(stagingRoot, { recursive: true }));
   const dir = path.join(stagingRoot, `${STAGING_DIR_PREFIX}${token}`);
-  await fs.mkdir(dir, { mode: 0o700 });
-
+  await writeSide(() => fs.mkdir(dir, { mode: 0o700 }));
   const digestLines: string[] = [];
-  const skipped: SkippedEntry[] = [];
-  let fileCount = 0;
-  let totalBytes = 0;
-  const skip = (relPath: string, reason: string) => {
-    skipped.push({ path: relPath, reason });
-    options.logger?.warn({ path: relPath, reason, sourceDir }, 'skipped a source realm entry');
-  };
-
   // Directories get their real modes after their children are written (a 0555 directory
   // could not be filled otherwise), deepest first.
   const directoryModes: Array<{ dest: string; mode: number }> = [];
-
-  async function copyDirectory(srcDir: string, destDir: string, relDir: string): Promise<void> {
-    const entries = await fs.readdir(srcDir, { withFileTypes: true });
-    const work: Promise<void>[] = [];
-    for (const entry of entries) {
-      const src = path.join(srcDir, entry.name);
-      const dest = path.join(destDir, entry.name);
-      const rel = relDir ? `${relDir}/${entry.name}` : entry.name;
-      const stat = await fs.lstat(src);
-      if (stat.isDirectory()) {
-        await fs.mkdir(dest, { mode: 0o700 });
-        digestLines.push(`d ${JSON.stringify(rel)} ${modeBits(stat.mode)}`);
-        directoryModes.push({ dest, mode: stat.mode & 0o7777 });
-        work.push(copyDirectory(src, dest, rel));
-      } else if (stat.isFile()) {
-        work.push(
-          limit(async () => {
-            const contentHash = await copyFile(src, dest, stat.mode & 0o7777, durable);
-            fileCount += 1;
-            totalBytes += stat.size;
-            digestLines.push(`f ${JSON.stringify(rel)} ${modeBits(stat.mode)} ${contentHash}`);
-          }),
-        );
-      } else if (stat.isSymbolicLink()) {
-        const target = await insideTarget(src, sourceRoot);
-        if (typeof target !== 'string') {
-          skip(rel, target.reason);
-          continue;
-        }
+  try {
+    const walk = await walkSourceRealm(sourceDir, options, {
+      async directory(entry, mode) {
+        await writeSide(() => fs.mkdir(path.join(dir, entry), { mode: 0o700 }));
+        digestLines.push(`d ${JSON.stringify(entry)} ${modeBits(mode)}`);
+        directoryModes.push({ dest: path.join(dir, entry), mode });
+      },
+      async file(entry, input, mode, count) {
+        const contentHash = await copyOpenFile(input, path.join(dir, entry), mode, durable, count);
+        digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(mode)} ${contentHash}`);
+      },
+      async symlink(entry, target) {
+        const dest = path.join(dir, entry);
         // Re-point at the same entry inside the copy, relatively, so it never leads back to the source.
         const link = path.relative(path.dirname(dest), path.join(dir, target)) || '.';
-        await fs.symlink(link, dest);
-        digestLines.push(`l ${JSON.stringify(rel)} ${JSON.stringify(target)}`);
-      } else {
-        skip(rel, `is a ${entryKind(stat)}, not a regular file, directory or symlink`);
-      }
-    }
-    await Promise.all(work);
-  }
-
-  try {
-    await copyDirectory(sourceRoot, dir, '');
+        await writeSide(() => fs.symlink(link, dest));
+        digestLines.push(`l ${JSON.stringify(entry)} ${JSON.stringify(target)}`);
+      },
+    });
     directoryModes.sort((a, b) => b.dest.length - a.dest.length);
     for (const { dest, mode } of directoryModes) {
-      if (durable) await fsyncPath(dest);
-      await fs.chmod(dest, mode);
+      if (durable) await writeSide(() => fsyncPath(dest));
+      await writeSide(() => fs.chmod(dest, mode));
     }
-    await fs.chmod(dir, 0o755);
-    if (durable) await fsyncPath(dir);
+    await writeSide(() => fs.chmod(dir, 0o755));
+    if (durable) await writeSide(() => fsyncPath(dir));
+    digestLines.sort();
+    const digest = `sha256:${createHash('sha256').update(digestLines.join('\n')).digest('hex')}`;
+    return { dir, token, fileCount: walk.fileCount, totalBytes: walk.totalBytes, digest, skipped: walk.skipped };
   } catch (error) {
     await removeTree(dir);
     throw error;
   }
-  digestLines.sort();
-  const digest = `sha256:${createHash('sha256').update(digestLines.join('\n')).digest('hex')}`;
-  return { dir, token, fileCount, totalBytes, digest, skipped };
 }
 
-async function copyFile(src: string, dest: string, mode: number, durable: boolean): Promise<string> {
+/**
+ * Counts what staging would copy (regular files and their bytes) without copying, stopping with
+ * {@link RealmTooLargeError} as soon as a limit is passed. Publishing runs it before staging when
+ * limits are set, so an oversized realm costs no copy.
+ */
+export async function measureSourceRealm(sourceDir: string, options: WalkOptions): Promise<{ fileCount: number; totalBytes: number }> {
+  const { fileCount, totalBytes } = await walkSourceRealm(sourceDir, options, {
+    async directory() {},
+    async file(_entry, _input, _mode, count, stat) {
+      count(stat.size);
+    },
+    async symlink() {},
+  });
+  return { fileCount, totalBytes };
+}
+
+/** What the walk does with each entry it accepts; errors thrown here fail the whole walk. */
+interface EntrySink {
+  directory(entry: string, mode: number): Promise<void>;
+  /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. */
+  file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: Stats): Promise<void>;
+  /** `target` is the realm-local path the link resolves to. */
+  symlink(entry: string, target: string): Promise<void>;
+}
+
+/** A listed directory, held open until every entry in it has been opened through it. */
+interface OpenDirectory {
+  handle: FileHandle;
+  /** A path that reaches this very directory: `/proc/self/fd/<fd>`, or its path without /proc. */
+  ref: string;
+  pendingEntries: number;
+}
+
+interface WorkItem {
+  parent: OpenDirectory;
+  name: string;
+  /** Realm-local path. */
+  rel: string;
+}
+
+const PROC_FD = '/proc/self/fd';
+const procFdAvailable = existsSync(PROC_FD);
+
+/** Errors that say the process ran out of something, not that the entry is bad: they fail the publish. */
+const PROCESS_RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOMEM']);
+
+async function walkSourceRealm(
+  sourceDir: string,
+  options: WalkOptions,
+  sink: EntrySink,
+): Promise<{ fileCount: number; totalBytes: number; skipped: SkippedEntry[] }> {
+  const realm = options.realmName ?? sourceDir;
+  const limits = options.limits ?? {};
+  const skipped: SkippedEntry[] = [];
+  let fileCount = 0;
+  let totalBytes = 0;
+  let failure: { error: unknown } | undefined;
+  const stack: WorkItem[] = [];
+  const waiting: Array<() => void> = [];
+  let active = 0;
+
+  const skip = (rel: string, reason: string) => {
+    skipped.push({ path: rel, reason });
+    options.logger?.warn({ path: rel, reason, realm }, 'skipped a source realm entry');
+  };
+  const tooLarge = (kind: 'files' | 'bytes', max: number) => new RealmTooLargeError(realm, fileCount, totalBytes, { kind, max });
+  const countBytes = (bytes: number) => {
+    totalBytes += bytes;
+    if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+  };
+  const wakeAll = () => {
+    for (const wake of waiting.splice(0)) wake();
+  };
+
+  const root = await openSourceRoot(sourceDir, realm);
+  const rootDir: OpenDirectory = { handle: root, ref: procFdAvailable ? `${PROC_FD}/${root.fd}` : sourceDir, pendingEntries: 0 };
+
+  /** Lists a directory and queues its entries; the directory stays open until they are opened. */
+  const enqueueEntries = async (dir: OpenDirectory, rel: string): Promise<void> => {
+    const names = await fs.readdir(dir.ref);
+    dir.pendingEntries += names.length;
+    for (const name of names.sort().reverse()) stack.push({ parent: dir, name, rel: rel ? `${rel}/${name}` : name });
+    wakeAll();
+  };
+  const doneWithEntry = async (dir: OpenDirectory): Promise<void> => {
+    dir.pendingEntries -= 1;
+    if (dir.pendingEntries === 0) await dir.handle.close().catch(() => undefined);
+  };
+
+  const processEntry = async (item: WorkItem): Promise<void> => {
+    const entryPath = `${item.parent.ref}/${item.name}`;
+    await options.onEntry?.({ path: item.rel, sourcePath: path.join(sourceDir, item.rel) });
+    const seen = await fs.lstat(entryPath);
+    if (seen.isDirectory()) {
+      const handle = await openNoFollow(entryPath, fsConstants.O_DIRECTORY);
+      const dir: OpenDirectory = { handle, ref: procFdAvailable ? `${PROC_FD}/${handle.fd}` : path.join(sourceDir, item.rel), pendingEntries: 1 };
+      try {
+        const opened = await handle.stat();
+        if (!sameInode(seen, opened) || !opened.isDirectory()) return skip(item.rel, 'was replaced while staging');
+        // Create it in the copy before queueing its entries, which are written into it.
+        await sink.directory(item.rel, opened.mode & 0o777);
+        await enqueueEntries(dir, item.rel);
+      } finally {
+        await doneWithEntry(dir); // drops the listing's own reference
+      }
+    } else if (seen.isFile()) {
+      if (seen.nlink > 1 && !options.copyHardLinkedFiles) {
+        return skip(item.rel, `is a regular file with ${seen.nlink} hard links, which could bring in a file from outside the realm (the operator copies such files only with copyHardLinkedFiles)`);
+      }
+      if (limits.maxFiles !== undefined && fileCount + 1 > limits.maxFiles) {
+        fileCount += 1;
+        throw tooLarge('files', limits.maxFiles);
+      }
+      if (limits.maxBytes !== undefined && totalBytes + seen.size > limits.maxBytes) {
+        totalBytes += seen.size;
+        throw tooLarge('bytes', limits.maxBytes);
+      }
+      // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
+      const input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+      try {
+        const opened = await input.stat();
+        if (!sameInode(seen, opened) || !opened.isFile()) return skip(item.rel, 'was replaced while staging');
+        if (opened.nlink > 1 && !options.copyHardLinkedFiles) return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
+        fileCount += 1;
+        const bytesBefore = totalBytes;
+        try {
+          await sink.file(item.rel, input, opened.mode & 0o777, countBytes, opened);
+        } catch (error) {
+          // Not staged after all: take it out of the counts before deciding what the error means.
+          if (!(error instanceof RealmTooLargeError)) {
+            fileCount -= 1;
+            totalBytes = bytesBefore;
+          }
+          throw error;
+        }
+      } finally {
+        await input.close().catch(() => undefined);
+      }
+    } else if (seen.isSymbolicLink()) {
+      const target = await insideTarget(entryPath, sourceDir);
+      if (typeof target !== 'string') return skip(item.rel, target.reason);
+      await sink.symlink(item.rel, target);
+    } else {
+      skip(item.rel, `is a ${entryKind(seen)}, not a regular file, directory or symlink`);
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    while (!failure) {
+      const item = stack.pop();
+      if (!item) {
+        if (active === 0) return wakeAll();
+        await new Promise<void>((resolve) => waiting.push(resolve));
+        continue;
+      }
+      active += 1;
+      try {
+        await processEntry(item);
+      } catch (error) {
+        const reason = entryFailure(error);
+        if (reason === undefined) failure ??= { error: asWalkError(error) };
+        else skip(item.rel, reason);
+      } finally {
+        await doneWithEntry(item.parent);
+        active -= 1;
+        wakeAll();
+      }
+    }
+    wakeAll();
+  };
+
+  try {
+    rootDir.pendingEntries = 1;
+    try {
+      await enqueueEntries(rootDir, '');
+    } catch (error) {
+      throw new PublishError(`source realm ${realm}: its directory could not be listed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    }
+    await doneWithEntry(rootDir);
+    const workers = await Promise.allSettled(Array.from({ length: Math.max(1, options.concurrency ?? 16) }, () => worker()));
+    const crashed = workers.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+    if (crashed) throw crashed.reason;
+    if (failure) throw failure.error;
+  } finally {
+    // After a failure, close what the abandoned work list still holds open.
+    const open = new Set([rootDir, ...stack.map((item) => item.parent)]);
+    stack.length = 0;
+    await Promise.allSettled([...open].map((dir) => dir.handle.close()));
+  }
+  return { fileCount, totalBytes, skipped };
+}
+
+/** Opens the source root itself, which must be the directory the caller resolved (no symlink swapped in since). */
+async function openSourceRoot(sourceDir: string, realm: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await openNoFollow(sourceDir, fsConstants.O_DIRECTORY);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== undefined && PROCESS_RESOURCE_ERRORS.has(code)) throw new StagingVolumeError(code, error);
+    throw new PublishError(`source realm ${realm}: its directory ${sourceDir} is missing, unreadable or not a directory (${code ?? (error as Error).message})`);
+  }
+  if (procFdAvailable) {
+    const opened = await fs.readlink(`${PROC_FD}/${handle.fd}`).catch(() => undefined);
+    if (opened !== sourceDir) {
+      await handle.close();
+      throw new PublishError(`source realm ${realm}: its directory ${sourceDir} was replaced while opening it (now ${opened ?? 'unknown'}); publish again`);
+    }
+  }
+  return handle;
+}
+
+function openNoFollow(target: string, extraFlags: number): Promise<FileHandle> {
+  return fs.open(target, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | extraFlags);
+}
+
+function sameInode(a: Stats, b: Stats): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * The reason to skip an entry for `error`, or `undefined` when the error must fail the whole
+ * walk: our own errors (size limit, staging volume, source root), errors without an errno code
+ * (bugs), and the process running out of descriptors or memory.
+ */
+function entryFailure(error: unknown): string | undefined {
+  if (error instanceof PublishError || error instanceof StagingVolumeError) return undefined;
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code !== 'string' || PROCESS_RESOURCE_ERRORS.has(code)) return undefined;
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `is not readable by the operator (${code})`;
+    case 'ENOENT':
+      return `disappeared while staging (${code})`;
+    case 'ELOOP':
+      return `was replaced by a symlink while staging (${code})`;
+    case 'ENOTDIR':
+      return `was replaced by a non-directory while staging (${code})`;
+    default:
+      return `could not be read (${code})`;
+  }
+}
+
+function asWalkError(error: unknown): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && PROCESS_RESOURCE_ERRORS.has(code)) return new StagingVolumeError(code, error);
+  return error;
+}
+
+/** Runs a write to the staged copy; any failure is the volume's, not the entry's. */
+async function writeSide<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    throw new StagingVolumeError((error as NodeJS.ErrnoException).code, error);
+  }
+}
+
+async function copyOpenFile(input: FileHandle, dest: string, mode: number, durable: boolean, count: (bytes: number) => void): Promise<string> {
   const hash = createHash('sha256');
-  const input = await fs.open(src, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-  const output = await fs.open(dest, 'wx', 0o600);
+  const output = await writeSide(() => fs.open(dest, 'wx', 0o600));
   try {
     const buffer = Buffer.allocUnsafe(256 * 1024);
     for (;;) {
       const { bytesRead } = await input.read(buffer, 0, buffer.length, null);
       if (bytesRead === 0) break;
+      count(bytesRead);
       const chunk = buffer.subarray(0, bytesRead);
       hash.update(chunk);
-      await output.write(chunk);
+      await writeSide(() => output.write(chunk));
     }
-    await output.chmod(mode);
-    if (durable) await output.sync();
+    await writeSide(() => output.chmod(mode));
+    if (durable) await writeSide(() => output.sync());
   } finally {
-    await Promise.all([input.close(), output.close()]);
+    await output.close().catch(() => undefined);
   }
   return hash.digest('hex');
 }
 
-/** The link's target as a realm-relative path, or why it may not be copied. */
+/** The link's target as a realm-relative path, or why it may not be copied; both sides resolved with realpath. */
 async function insideTarget(link: string, sourceRoot: string): Promise<string | { reason: string }> {
+  const text = await fs.readlink(link);
   let resolved: string;
   try {
     resolved = await fs.realpath(link);
   } catch {
-    return { reason: `is a symlink to ${JSON.stringify(await fs.readlink(link))}, which does not exist` };
+    return { reason: `is a symlink to ${JSON.stringify(text)}, which does not exist` };
   }
-  const rel = path.relative(sourceRoot, resolved);
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
-    return { reason: `is a symlink that points outside the source realm (${JSON.stringify(await fs.readlink(link))})` };
+  if (!isWithin(resolved, sourceRoot, false)) {
+    return { reason: `is a symlink that points outside the source realm (${JSON.stringify(text)})` };
   }
-  return rel.split(path.sep).join('/');
+  return path.relative(sourceRoot, resolved).split(path.sep).join('/');
 }
 
 function modeBits(mode: number): string {
-  return (mode & 0o7777).toString(8).padStart(4, '0');
+  return (mode & 0o777).toString(8).padStart(4, '0');
 }
 
 function entryKind(stat: { isBlockDevice(): boolean; isCharacterDevice(): boolean; isFIFO(): boolean; isSocket(): boolean }): string {
@@ -209,20 +478,4 @@ async function makeWritable(dir: string): Promise<void> {
   for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
     if (entry.isDirectory()) await makeWritable(path.join(dir, entry.name));
   }
-}
-
-/** At most `n` of the returned function's tasks run at once. */
-function createLimiter(n: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: Array<() => void> = [];
-  return async <T>(task: () => Promise<T>): Promise<T> => {
-    if (active >= n) await new Promise<void>((resolve) => waiting.push(resolve));
-    active += 1;
-    try {
-      return await task();
-    } finally {
-      active -= 1;
-      waiting.shift()?.();
-    }
-  };
 }

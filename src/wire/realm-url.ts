@@ -74,3 +74,18 @@ export function assertRealmURL(value: string, field = 'realmURL'): string {
   if (problem) throw problem;
   return value;
 }
+
+/**
+ * The URLs in `registeredURLs` that overlap `url`: a proper prefix of it (a realm that would
+ * contain it) or having it as a proper prefix (a realm it would contain). Canonical realm URLs end
+ * in "/", so a string prefix is a path-segment prefix: `https://h/a/` contains `https://h/a/b/`
+ * but not `https://h/ab/`. Realm servers resolve a request to the longest realm URL they know, so
+ * overlapping realms make what a path serves depend on each replica's cache.
+ */
+export function findOverlappingRealmURLs(url: string, registeredURLs: Iterable<string>): string[] {
+  const overlapping = new Set<string>();
+  for (const other of registeredURLs) {
+    if (other !== url && (url.startsWith(other) || other.startsWith(url))) overlapping.add(other);
+  }
+  return [...overlapping].sort();
+}
