@@ -3,6 +3,8 @@
  * real), and the operator's service account is allowed exactly what it needs (`kubectl auth can-i`).
  */
 import path from 'node:path';
+import { GROUP, parsePublishedRealmSpec } from '../../src/api/v1alpha1/published-realm-types.js';
+import { MAX_REALM_URL_BYTES } from '../../src/wire/realm-url.js';
 import { installCRD, must } from '../support/e2e.js';
 import { kubectl, serviceAccountKubeconfig } from '../support/kube.js';
 
@@ -30,6 +32,7 @@ describe('RBAC of the operator service account', () => {
   let asOperator: string;
   beforeAll(async () => {
     await must(['apply', '-k', path.join(DEPLOY, 'base')]);
+    await must(['apply', '-k', path.join(DEPLOY, 'realm-server')]); // the EndpointSlice Role in the realm servers' namespace
     asOperator = await serviceAccountKubeconfig(OPERATOR_NS, 'realm-operator');
     // Prove the identity first, so a "no" below means RBAC said no.
     const whoami = JSON.parse(await must(['auth', 'whoami', '-o', 'json', '--kubeconfig', asOperator]));
@@ -37,6 +40,7 @@ describe('RBAC of the operator service account', () => {
   }, 60_000);
 
   async function canI(verb: string, resource: string, namespace?: string): Promise<boolean> {
+    if (resource.startsWith('/')) return (await kubectl(['auth', 'can-i', verb, resource, '--kubeconfig', asOperator])).stdout.trim() === 'yes';
     const [name, subresource] = resource.split('/');
     const args = [
       'auth', 'can-i', verb, name!,
@@ -48,18 +52,23 @@ describe('RBAC of the operator service account', () => {
     return result.stdout.trim() === 'yes';
   }
 
+  // Exactly the calls in src/: PublishedRealmKube, the informers, leader election, secure metrics.
   test.each([
     ['watch', 'publishedrealms.realm-operator.dev', undefined],
     ['list', 'publishedrealms.realm-operator.dev', undefined],
     ['get', 'publishedrealms.realm-operator.dev', 'team-a'],
     ['patch', 'publishedrealms.realm-operator.dev', 'team-a'],
     ['update', 'publishedrealms.realm-operator.dev/status', 'team-a'],
-    ['update', 'publishedrealms.realm-operator.dev/finalizers', 'team-a'],
+    ['create', 'events.events.k8s.io', 'team-a'],
+    ['patch', 'events.events.k8s.io', 'team-a'],
     ['create', 'events', 'team-a'],
-    ['watch', 'endpointslices.discovery.k8s.io', 'boxel'],
+    ['list', 'endpointslices.discovery.k8s.io', OPERATOR_NS],
+    ['watch', 'endpointslices.discovery.k8s.io', OPERATOR_NS],
     ['get', 'leases.coordination.k8s.io', OPERATOR_NS],
     ['create', 'leases.coordination.k8s.io', OPERATOR_NS],
     ['update', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['create', 'tokenreviews.authentication.k8s.io', undefined],
+    ['create', 'subjectaccessreviews.authorization.k8s.io', undefined],
   ])('allowed: %s %s (namespace %s)', async (verb, resource, namespace) => {
     expect(await canI(verb, resource, namespace)).toBe(true);
   });
@@ -76,7 +85,62 @@ describe('RBAC of the operator service account', () => {
     ['update', 'publishedrealms.realm-operator.dev/scale', 'team-a'],
     ['create', 'customresourcedefinitions.apiextensions.k8s.io', undefined],
     ['escalate', 'clusterroles.rbac.authorization.k8s.io', undefined],
+    // Granted once and never used: removed.
+    ['get', 'publishedrealms.realm-operator.dev/status', 'team-a'],
+    ['patch', 'publishedrealms.realm-operator.dev/status', 'team-a'],
+    ['update', 'publishedrealms.realm-operator.dev/finalizers', 'team-a'],
+    ['patch', 'events', 'team-a'],
+    ['list', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['watch', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['patch', 'leases.coordination.k8s.io', OPERATOR_NS],
+    ['get', 'endpointslices.discovery.k8s.io', OPERATOR_NS],
+    // EndpointSlices only in the realm-server Service's namespace.
+    ['watch', 'endpointslices.discovery.k8s.io', 'boxel'],
+    ['list', 'endpointslices.discovery.k8s.io', undefined],
+    // The operator authenticates scrapers; it is not one.
+    ['get', '/metrics', undefined],
   ])('refused: %s %s (namespace %s)', async (verb, resource, namespace) => {
     expect(await canI(verb, resource, namespace)).toBe(false);
+  });
+});
+
+describe('the CRD\'s URL length limit agrees with zod\'s byte limit', () => {
+  const prefix = 'http://h.localhost/';
+  const manifest = (publishedRealmURL: string) =>
+    JSON.stringify({
+      apiVersion: `${GROUP}/v1alpha1`,
+      kind: 'PublishedRealm',
+      metadata: { name: `url-${Math.random().toString(36).slice(2, 8)}`, namespace: 'default' },
+      spec: { sourceRealmURL: 'http://localhost:4201/a/', publishedRealmURL },
+    });
+  const dryRun = (url: string) => kubectl(['apply', '--dry-run=server', '-f', '-'], { input: manifest(url) });
+
+  test('the longest URL the API server admits is one zod accepts', async () => {
+    const longest = `${prefix}${'a'.repeat(MAX_REALM_URL_BYTES - prefix.length - 1)}/`;
+    const admitted = await dryRun(longest);
+    expect(admitted.stderr).toBe('');
+    expect(admitted.code).toBe(0);
+    expect(parsePublishedRealmSpec({ sourceRealmURL: 'http://localhost:4201/a/', publishedRealmURL: longest })).toMatchObject({ ok: true });
+    const oneMore = await dryRun(`${prefix}${'a'.repeat(MAX_REALM_URL_BYTES - prefix.length)}/`);
+    expect(oneMore.code).not.toBe(0);
+    expect(oneMore.stderr).toContain(`spec.publishedRealmURL: Too long: may not be more than ${MAX_REALM_URL_BYTES}`);
+  });
+
+  test('a 4,076-byte URL of 2,048 characters is refused at admission, not admitted and then Stalled', async () => {
+    const multibyte = `${prefix}${'é'.repeat(MAX_REALM_URL_BYTES - prefix.length - 1)}/`;
+    expect(Buffer.byteLength(multibyte)).toBe(4_076);
+    const result = await dryRun(multibyte);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('publishedRealmURL must be ASCII: percent-encode other characters in the path');
+    expect(parsePublishedRealmSpec({ sourceRealmURL: 'http://localhost:4201/a/', publishedRealmURL: multibyte })).toMatchObject({ ok: false });
+  });
+
+  test('a short non-ASCII URL is refused with the fix; its canonical form is admitted', async () => {
+    const refused = await dryRun('http://h.localhost/café/');
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('publishedRealmURL must be ASCII');
+    const canonical = new URL('http://h.localhost/café/').href;
+    expect(canonical).toBe('http://h.localhost/caf%C3%A9/');
+    expect((await dryRun(canonical)).code).toBe(0);
   });
 });

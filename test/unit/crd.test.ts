@@ -2,7 +2,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { buildPublishedRealmCRD, publishedRealmCRDYAML, toStructuralSchema } from '../../src/api/v1alpha1/crd.js';
-import { GROUP, parsePublishedRealmSpec, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { ASCII_URL_RULE, GROUP, parsePublishedRealmSpec, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { MAX_REALM_URL_BYTES } from '../../src/wire/realm-url.js';
 
 const crdFile = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${PLURAL}.yaml`);
 
@@ -52,6 +53,37 @@ describe('the PublishedRealm CRD', () => {
         required: ['n'],
       }),
     ).toEqual({ type: 'object', properties: { n: { type: 'integer', format: 'int64' }, v: { 'x-kubernetes-int-or-string': true } }, required: ['n'] });
+  });
+});
+
+describe('URL length: what the API server admits, zod accepts', () => {
+  const crd = parse(publishedRealmCRDYAML());
+  const spec = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec;
+  // The CEL pattern, as JavaScript reads it (RE2 and JS agree on this character class).
+  const asciiPattern = new RegExp(/^self\.matches\('(.*)'\)$/.exec(ASCII_URL_RULE)![1]!);
+
+  test.each([['sourceRealmURL'], ['publishedRealmURL']])('%s: ASCII only, so maxLength in characters is zod\'s byte limit', (field) => {
+    const schema = spec.properties[field];
+    expect(schema.maxLength).toBe(MAX_REALM_URL_BYTES);
+    expect(schema['x-kubernetes-validations']).toContainEqual(expect.objectContaining({ rule: ASCII_URL_RULE, message: expect.stringContaining(`${field} must be ASCII`) }));
+  });
+
+  test('the longest URL the CRD admits (maxLength ASCII characters) is accepted by zod', () => {
+    const prefix = 'http://pub.localhost/';
+    const longest = `${prefix}${'a'.repeat(MAX_REALM_URL_BYTES - prefix.length - 1)}/`;
+    expect(longest.length).toBe(MAX_REALM_URL_BYTES);
+    expect(asciiPattern.test(longest)).toBe(true);
+    expect(parsePublishedRealmSpec({ sourceRealmURL: 'http://h/a/', publishedRealmURL: longest })).toMatchObject({ ok: true });
+  });
+
+  test('a URL of at most maxLength characters but more bytes (the 4,076-byte case) fails the CRD\'s ASCII rule, so admission refuses it', () => {
+    const prefix = 'http://h.localhost/';
+    const multibyte = `${prefix}${'é'.repeat(MAX_REALM_URL_BYTES - prefix.length - 1)}/`;
+    expect(multibyte.length).toBeLessThanOrEqual(MAX_REALM_URL_BYTES);
+    expect(Buffer.byteLength(multibyte)).toBe(4_076);
+    expect(asciiPattern.test(multibyte)).toBe(false);
+    expect(asciiPattern.test('http://pub.localhost/%C3%A9/')).toBe(true);
+    expect(asciiPattern.test('http://xn--caf-dma.localhost/a/')).toBe(true);
   });
 });
 

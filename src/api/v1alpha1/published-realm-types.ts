@@ -18,9 +18,21 @@ export const SHORT_NAMES = ['prealm'];
 /** Holds the object until its realm is unpublished. */
 export const UNPUBLISH_FINALIZER = `${GROUP}/unpublish`;
 
+/**
+ * Printable ASCII only. Canonical URLs are ASCII (WHATWG serialization percent-encodes the path and
+ * IDNA-encodes the host), and this makes the CRD's `maxLength` — which counts characters, as CEL's
+ * size() does — a byte limit equal to zod's MAX_REALM_URL_BYTES, so nothing the API server admits
+ * is Stalled for its length.
+ */
+export const ASCII_URL_RULE = `self.matches('^[!-~]*$')`;
+
 /** CEL rules that mirror `realmURLProblem` as closely as CEL allows (it cannot canonicalize). */
 const realmURLRules = (field: string) => [
   { rule: 'isURL(self)', message: `${field} must be an absolute URL, e.g. "https://realms.example.com/user/realm/"` },
+  {
+    rule: ASCII_URL_RULE,
+    message: `${field} must be ASCII: percent-encode other characters in the path (é → %C3%A9) and write the host in punycode (xn--…)`,
+  },
   { rule: `self.matches('^(?i)https?://')`, message: `${field} must use http:// or https://` },
   { rule: `self.endsWith('/')`, message: `${field} must end with "/"` },
   { rule: `!self.contains('?') && !self.contains('#')`, message: `${field} must not have a query string or fragment` },
