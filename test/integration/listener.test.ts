@@ -116,12 +116,77 @@ describe('RealmListener dispatch (real LISTEN connection)', () => {
     await sendNotify('realm_file_changes', `${realmA}:*`);
     await sendNotify('realm_file_changes', `${realmA}:after.gts`);
     await eventually(() => caches.calls.includes(`dropPath ${realmA} after.gts`), 5000);
-    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'realm_file_changes' })).toBe(2);
-    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'module_cache_invalidated' })).toBe(2);
-    expect(await metric(metricsRegistry, 'realm_listener_malformed_payloads_total', { channel: 'realm_registry' })).toBe(1);
-    expect(await metric(metricsRegistry, 'realm_listener_unknown_realm_total', { channel: 'realm_file_changes' })).toBe(1);
+    const ignored = (channel: string, reason: string) => metric(metricsRegistry, 'realm_listener_notifications_ignored_total', { channel, reason });
+    expect(await ignored('realm_file_changes', 'malformed')).toBe(2);
+    expect(await ignored('module_cache_invalidated', 'malformed')).toBe(2);
+    expect(await ignored('realm_registry', 'malformed')).toBe(1);
+    expect(await ignored('realm_file_changes', 'unknown-realm')).toBe(1);
     expect(listener.ready).toBe(true);
     expect(await metric(metricsRegistry, 'realm_listener_reconnects_total')).toBe(0);
+  });
+});
+
+describe('per-path payloads the listener cannot match as written (real NOTIFY)', () => {
+  const realm = 'http://localhost:4201/paths/';
+
+  test('are counted by reason and drop the whole realm instead; canonical paths drop exactly; warnings are rate-limited', async () => {
+    const caches = new RecordingCaches().add(realm);
+    const lines: Array<Record<string, unknown>> = [];
+    const capture = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const { listener, metricsRegistry } = startListener(caches, { logger: capture });
+    await listener.waitUntilReady(10_000);
+    caches.calls.length = 0;
+    const payloads = [
+      `${realm}:/index.json`,
+      `${realm}:index.json\n`,
+      `${realm}:cards//a.gts`,
+      `${realm}:cards/../index.json`,
+      `${realm}:/other.json`,
+      `${realm}:INDEX.JSON`,
+      `${realm}:index.json`,
+    ];
+    for (const payload of payloads) await sendNotify('realm_file_changes', payload);
+    await eventually(() => caches.calls.includes(`dropPath ${realm} index.json`), 5000, () => JSON.stringify(caches.calls));
+    expect(caches.calls).toEqual([
+      `dropAll ${realm}`,
+      `dropAll ${realm}`,
+      `dropAll ${realm}`,
+      `dropAll ${realm}`,
+      `dropAll ${realm}`,
+      `dropPath ${realm} INDEX.JSON`, // canonical: matched exactly (case-sensitive, as Boxel)
+      `dropPath ${realm} index.json`,
+    ]);
+    const unmatched = (reason: string) => metric(metricsRegistry, 'realm_listener_unmatched_paths_total', { channel: 'realm_file_changes', reason });
+    expect(await unmatched('leading-slash')).toBe(2);
+    expect(await unmatched('surrounding-whitespace')).toBe(1);
+    expect(await unmatched('empty-segment')).toBe(1);
+    expect(await unmatched('dot-segment')).toBe(1);
+    // Two leading-slash payloads, one warning (the second is suppressed for 10 s).
+    const warnings = lines.filter((l) => l.msg === 'a per-path change names no canonical realm path; dropped the whole realm instead');
+    expect(warnings.map((w) => w.reason).sort()).toEqual(['dot-segment', 'empty-segment', 'leading-slash', 'surrounding-whitespace']);
+    // The listener binds `replica` once; a payload with a newline is logged quoted, on one line.
+    for (const w of warnings) expect(w.replica).toBe(listener.replicaId);
+    expect(warnings.find((w) => w.reason === 'surrounding-whitespace')?.path).toBe(JSON.stringify('index.json\n'));
+  });
+
+  test('case variants a cache reports dropping are counted', async () => {
+    const calls: string[] = [];
+    const caches = {
+      find: (url: string) =>
+        url === realm
+          ? {
+              dropPath: (p: string) => (calls.push(p), { caseVariantsDropped: 2 }),
+              dropAll: () => undefined,
+              bumpDefinitionsGeneration: () => undefined,
+            }
+          : undefined,
+      all: () => [],
+    };
+    const { listener, metricsRegistry } = startListener(caches as never);
+    await listener.waitUntilReady(10_000);
+    await sendNotify('realm_file_changes', `${realm}:INDEX.JSON`);
+    await eventually(() => calls.length === 1, 5000);
+    expect(await metric(metricsRegistry, 'realm_listener_unmatched_paths_total', { channel: 'realm_file_changes', reason: 'case-variant' })).toBe(2);
   });
 });
 
