@@ -17,7 +17,7 @@ import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
-import { Controller, Informer, LeaderElector, Manager } from '../runtime/index.js';
+import { Controller, Informer, installProcessGuard, LeaderElector, Manager, specOrLifecycleChanged } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
@@ -69,6 +69,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       concurrency: config.maxConcurrentReconciles,
       resyncPeriodMs: config.resyncPeriod,
       drainTimeoutMs: config.shutdownTimeout,
+      // Our own status writes (and label edits) must not re-enqueue: spec, deletion and finalizers do.
+      predicates: [specOrLifecycleChanged()],
       logger, // the Controller adds `controller` itself
       metricsRegistry: registry,
     });
@@ -95,6 +97,15 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       // With --metrics-secure the probe port must not serve the metrics unauthenticated.
       metricsRegistry: config.metricsSecure ? new Registry() : registry,
     });
+    // A leaked rejection or exception must not exit the process (and stop every realm): log it,
+    // count it and fail readiness with the reason.
+    const removeProcessGuard = installProcessGuard({
+      logger,
+      onFault: (reason) => manager.markUnhealthy(reason),
+      metricsRegistry: registry,
+      metricName: 'realm_operator_unhandled_errors_total',
+    });
+    injectProcessFault(logger);
     manager.add(informer).add(controller);
     if (endpointSlices) manager.add(endpointSlices);
     const metricsServer = await serveMetrics({
@@ -108,6 +119,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     try {
       await manager.start(signal);
     } finally {
+      removeProcessGuard();
       metricsServer?.close();
     }
   } finally {
@@ -166,4 +178,19 @@ function faultInjection(logger: Logger): { onStep?: (step: string) => void } {
       process.kill(process.pid, 'SIGKILL');
     },
   };
+}
+
+/**
+ * Test-only fault injection: REALM_OPERATOR_FAULT_UNHANDLED=rejection|exception makes the process
+ * leak an unhandled promise rejection (or throw an uncaught exception) once, shortly after start,
+ * so end-to-end tests can check that the process guard keeps the operator running. Unset in production.
+ */
+function injectProcessFault(logger: Logger): void {
+  const kind = process.env.REALM_OPERATOR_FAULT_UNHANDLED;
+  if (kind !== 'rejection' && kind !== 'exception') return;
+  logger.warn({ kind }, 'fault injection enabled: this process will leak an unhandled error');
+  setTimeout(() => {
+    if (kind === 'exception') throw new Error('fault injection: an exception nobody catches');
+    void Promise.reject(new Error('fault injection: a promise nobody awaits rejected'));
+  }, 200);
 }

@@ -1,4 +1,20 @@
-import { findCondition, markReady, markReconciling, markStalled, READY, RECONCILING, STALLED } from '../../src/reconciler/published-realm/conditions.js';
+import type { PublishedRealm, PublishedRealmSpec } from '../../src/api/v1alpha1/published-realm-types.js';
+import {
+  findCondition,
+  invalidSpecMessage,
+  markReady,
+  markReconciling,
+  markStalled,
+  markSuspended,
+  plural,
+  READY,
+  Reasons,
+  RECONCILING,
+  STALLED,
+  transitionEvent,
+} from '../../src/reconciler/published-realm/conditions.js';
+import { publishedForKey } from '../../src/reconciler/published-realm/reconciler.js';
+import { StallBackoff } from '../../src/reconciler/published-realm/stall-backoff.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const t1 = new Date('2026-01-01T00:01:00Z');
@@ -34,5 +50,95 @@ describe('kstatus conditions', () => {
     const out = markReady(input, 1, 'Published', 'done', t0);
     expect(input.conditions).toEqual([]);
     expect(out.fileCount).toBe(3);
+  });
+});
+
+describe('truthful status and Events', () => {
+  test('suspend: Ready=False reason Suspended, and neither Reconciling nor Stalled', () => {
+    const stalled = markStalled({}, 2, 'SourceRealmUnavailable', 'missing', t0);
+    const suspended = markSuspended(stalled, 3, 'Suspended: spec.suspend is true', t1);
+    expect(suspended.conditions).toEqual([
+      { type: READY, status: 'False', reason: 'Suspended', message: 'Suspended: spec.suspend is true', observedGeneration: 3, lastTransitionTime: t0.toISOString() },
+    ]);
+    expect(suspended.observedGeneration).toBe(3);
+    // Repeating it changes nothing, so the reconciler writes nothing.
+    expect(markSuspended(suspended, 3, 'Suspended: spec.suspend is true', new Date('2027-01-01T00:00:00Z'))).toEqual(suspended);
+  });
+
+  test('a repeated stall is byte-for-byte the same status (no write, no Event)', () => {
+    const once = markStalled(markReady({}, 1, 'Published', 'ok', t0), 2, 'URLAlreadyPublished', 'taken', t1);
+    const again = markStalled(once, 2, 'URLAlreadyPublished', 'taken', new Date('2027-01-01T00:00:00Z'));
+    expect(again).toEqual(once);
+    expect(transitionEvent(once, again)).toBeUndefined();
+  });
+
+  test('one Event per transition, with the Ready reason; none for in-progress reasons', () => {
+    const publishing = markReconciling({}, 1, Reasons.Publishing, 'publishing', t0);
+    const awaiting = markReconciling(publishing, 1, Reasons.AwaitingAcknowledgement, 'waiting', t0);
+    const ready = markReady(awaiting, 1, Reasons.Published, 'Published epoch 2 (1 file)', t1);
+    const stalled = markStalled(ready, 2, Reasons.SourceRealmUnavailable, 'gone', t1);
+    const failed = markReconciling(ready, 2, Reasons.PublishFailed, 'disk full', t1);
+    expect(transitionEvent(undefined, publishing)).toBeUndefined();
+    expect(transitionEvent(publishing, awaiting)).toBeUndefined();
+    expect(transitionEvent(awaiting, ready)).toEqual({ type: 'Normal', reason: 'Published', message: 'Published epoch 2 (1 file)' });
+    expect(transitionEvent(ready, stalled)).toEqual({ type: 'Warning', reason: 'SourceRealmUnavailable', message: 'gone' });
+    expect(transitionEvent(ready, failed)).toEqual({ type: 'Warning', reason: 'PublishFailed', message: 'disk full' });
+    expect(transitionEvent(ready, markSuspended(ready, 2, 'suspended', t1))).toEqual({ type: 'Normal', reason: 'Suspended', message: 'suspended' });
+    expect(transitionEvent(ready, markReady(ready, 1, Reasons.Published, 'other message', t1))).toBeUndefined();
+  });
+
+  test('the per-publish Event reasons differ from every condition reason', () => {
+    const conditionReasons = [Reasons.Published, Reasons.PublishedNotifyOnly, Reasons.Publishing, Reasons.AwaitingAcknowledgement, Reasons.Suspended];
+    for (const reason of [Reasons.ContentPublished, Reasons.ContentRepublished, Reasons.ReindexEnqueued]) expect(conditionReasons).not.toContain(reason);
+  });
+
+  test('plurals', () => {
+    expect(plural(1, 'file')).toBe('1 file');
+    expect(plural(2, 'file')).toBe('2 files');
+    expect(plural(0, 'file')).toBe('0 files');
+    expect(plural(1, 'entry', 'entries')).toBe('1 entry');
+    expect(plural(3, 'entry', 'entries')).toBe('3 entries');
+  });
+
+  test('InvalidSpec never tells the user to edit the immutable publishedRealmURL', () => {
+    const url = invalidSpecMessage(['spec.publishedRealmURL: is not in canonical form; use "http://pub.localhost/x/"']);
+    expect(url).toContain('delete this PublishedRealm and create it again with a valid publishedRealmURL');
+    expect(url).not.toMatch(/edit/i);
+    const source = invalidSpecMessage(['spec.sourceRealmURL: must end with "/"']);
+    expect(source).toContain('edit the PublishedRealm');
+    expect(source).not.toContain('delete');
+    const both = invalidSpecMessage(['spec.sourceRealmURL: must end with "/"', 'spec.publishedRealmURL: must end with "/"']);
+    expect(both).toContain('edit the PublishedRealm to fix the other fields');
+    expect(both).toContain('delete this PublishedRealm and create it again');
+  });
+});
+
+describe('StallBackoff', () => {
+  test('30 s doubling to a 10 minute cap while the object stays the same; from the start when it changes or recovers', () => {
+    const backoff = new StallBackoff();
+    const delays = Array.from({ length: 7 }, () => backoff.next('ns/a', 'uid/1'));
+    expect(delays).toEqual([30_000, 60_000, 120_000, 240_000, 480_000, 600_000, 600_000]);
+    // Another object has its own.
+    expect(backoff.next('ns/b', 'uid-b/1')).toBe(30_000);
+    // A new generation starts over.
+    expect(backoff.next('ns/a', 'uid/2')).toBe(30_000);
+    expect(backoff.next('ns/a', 'uid/2')).toBe(60_000);
+    backoff.reset('ns/a');
+    expect(backoff.next('ns/a', 'uid/2')).toBe(30_000);
+  });
+});
+
+describe('publishedForKey', () => {
+  const realm = (generation: number) => ({ metadata: { uid: 'u-1', generation, name: 'r', namespace: 'ns' } }) as unknown as PublishedRealm;
+  const spec = { sourceRealmURL: 'http://s/a/', publishedRealmURL: 'http://p/a/', revision: '1', suspend: false } as PublishedRealmSpec;
+  test('depends on what is published, not on the generation or suspend', () => {
+    const key = publishedForKey(realm(1), spec);
+    expect(key).toMatch(/^u-1\/spec-[0-9a-f]{32}$/);
+    expect(publishedForKey(realm(7), { ...spec, suspend: true })).toBe(key);
+    expect(publishedForKey(realm(1), { ...spec, revision: '2' })).not.toBe(key);
+    // A number and a string that print alike are different revisions.
+    expect(publishedForKey(realm(1), { ...spec, revision: 1 })).not.toBe(key);
+    expect(publishedForKey(realm(1), { ...spec, owner: 'someone' })).not.toBe(key);
+    expect(publishedForKey(realm(1), { ...spec, sourceRealmURL: 'http://s/b/' })).not.toBe(key);
   });
 });

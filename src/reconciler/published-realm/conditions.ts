@@ -9,18 +9,51 @@ export const READY = 'Ready';
 export const RECONCILING = 'Reconciling';
 export const STALLED = 'Stalled';
 
-/** Reasons, CamelCase, stable: alerting and people key on them. */
+/**
+ * Reasons, CamelCase, stable: alerting and people key on them. Each names one thing.
+ *
+ * Condition reasons (`Ready`, and `Reconciling`/`Stalled` with the same reason). An Event with
+ * the Ready reason is recorded when Ready's status or reason changes (not for the in-progress
+ * `Publishing`/`AwaitingAcknowledgement`, which the publish Events cover):
+ * - `Published` (Ready=True): every live replica acknowledged the current content.
+ * - `PublishedNotifyOnly` (Ready=True): published, but some or all replicas could only be told by NOTIFY.
+ * - `Publishing` (Reconciling): checks passed; copying and committing the content.
+ * - `AwaitingAcknowledgement` (Reconciling): committed; waiting for live replicas to drop their caches.
+ * - `PublishFailed` (Reconciling, Warning Event): a transient failure; retried with backoff.
+ * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
+ * - Stalled (a person must act; re-checked with growing delays, never copying anything):
+ *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
+ *   URL), `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
+ *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`.
+ *
+ * Event-only reasons (one per action):
+ * - `ContentPublished` / `ContentRepublished` (action `Publish`): a publish committed, with the counts.
+ * - `ReindexEnqueued` (action `Reindex`): the reindex job for an epoch was enqueued.
+ * - `Unpublished` / `NotUnpublished` (action `Unpublish`): on deletion.
+ */
 export const Reasons = {
   Published: 'Published',
   PublishedNotifyOnly: 'PublishedNotifyOnly',
   Publishing: 'Publishing',
   PublishFailed: 'PublishFailed',
   AwaitingAcknowledgement: 'AwaitingAcknowledgement',
+  Suspended: 'Suspended',
   InvalidSpec: 'InvalidSpec',
   SourceRealmUnavailable: 'SourceRealmUnavailable',
   URLAlreadyPublished: 'URLAlreadyPublished',
+  URLOverlapsRealm: 'URLOverlapsRealm',
+  RealmTooLarge: 'RealmTooLarge',
+  UnsafeDatabaseValue: 'UnsafeDatabaseValue',
   ReindexFailed: 'ReindexFailed',
+  ContentPublished: 'ContentPublished',
+  ContentRepublished: 'ContentRepublished',
+  ReindexEnqueued: 'ReindexEnqueued',
+  Unpublished: 'Unpublished',
+  NotUnpublished: 'NotUnpublished',
 } as const;
+
+/** Event `action`s: what the operator did or tried. */
+export const Actions = { Reconcile: 'Reconcile', Publish: 'Publish', Reindex: 'Reindex', Unpublish: 'Unpublish' } as const;
 
 export interface ConditionInput {
   type: string;
@@ -72,10 +105,55 @@ export function markStalled(status: PublishedRealmStatus, generation: number, re
   return { ...status, observedGeneration: generation, conditions: removeCondition(conditions, RECONCILING) };
 }
 
+/** Suspended: Ready=False with reason Suspended; neither Reconciling nor Stalled (kstatus: Current). */
+export function markSuspended(status: PublishedRealmStatus, generation: number, message: string, now = new Date()): PublishedRealmStatus {
+  const conditions = setCondition(status.conditions ?? [], { type: READY, status: 'False', reason: Reasons.Suspended, message }, generation, now);
+  return { ...status, observedGeneration: generation, conditions: removeCondition(removeCondition(conditions, RECONCILING), STALLED) };
+}
+
 /** The summary of a status for events: what a person would want told when it changes. */
 export function readySummary(status: PublishedRealmStatus | undefined): string {
   const ready = findCondition(status, READY);
   return ready ? `${ready.status}/${ready.reason}` : 'none';
+}
+
+/** In-progress reasons that get no transition Event (the publish's own Events say it). */
+const QUIET_REASONS: ReadonlySet<string> = new Set([Reasons.Publishing, Reasons.AwaitingAcknowledgement]);
+
+/**
+ * The Event to record for a status change, if any: when Ready's status or reason, or Stalled,
+ * changed — one Event per transition, with Ready's reason and message. Warning for Stalled and
+ * failures, Normal otherwise.
+ */
+export function transitionEvent(
+  before: PublishedRealmStatus | undefined,
+  after: PublishedRealmStatus | undefined,
+): { type: 'Normal' | 'Warning'; reason: string; message: string } | undefined {
+  const key = (s: PublishedRealmStatus | undefined) => `${readySummary(s)}/${findCondition(s, STALLED)?.reason ?? ''}`;
+  if (key(before) === key(after)) return undefined;
+  const ready = findCondition(after, READY);
+  if (!ready || QUIET_REASONS.has(ready.reason)) return undefined;
+  const warning = findCondition(after, STALLED) !== undefined || ready.reason === Reasons.PublishFailed;
+  return { type: warning ? 'Warning' : 'Normal', reason: ready.reason, message: ready.message };
+}
+
+/** `1 file`, `2 files`, `1 entry`/`2 entries` (pass the plural when it is not `<singular>s`). */
+export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
+}
+
+/**
+ * The InvalidSpec message: the problems, and a fix that works — publishedRealmURL is immutable,
+ * so a problem there is fixed by deleting and recreating the object, not by editing it.
+ */
+export function invalidSpecMessage(problems: string[]): string {
+  const inPublishedURL = problems.some((p) => p.startsWith('spec.publishedRealmURL'));
+  const elsewhere = problems.some((p) => !p.startsWith('spec.publishedRealmURL'));
+  const fixes: string[] = [];
+  if (elsewhere) fixes.push('edit the PublishedRealm to fix the other fields');
+  if (inPublishedURL) fixes.push('publishedRealmURL cannot be changed: delete this PublishedRealm and create it again with a valid publishedRealmURL');
+  const fix = fixes.join('; ');
+  return `The spec is invalid: ${problems.join('; ')}. To fix: ${fix}. Nothing was published.`;
 }
 
 function order(type: string): number {

@@ -6,13 +6,13 @@
 import { isDeepStrictEqual } from 'node:util';
 import {
   ApiException,
-  CoreV1Api,
   CustomObjectsApi,
   PatchStrategy,
   setHeaderOptions,
   type KubeConfig,
 } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { EventRecorder, type EventType } from '../../runtime/event-recorder.js';
 import {
   API_VERSION,
   GROUP,
@@ -28,20 +28,23 @@ export interface ObjectKey {
   name: string;
 }
 
-export type EventType = 'Normal' | 'Warning';
+export type { EventType };
+
+/** `reportingController` of every Event the operator records. */
+export const REPORTING_CONTROLLER = 'realm-operator.dev/operator';
 
 export class PublishedRealmKube {
   private readonly objects: CustomObjectsApi;
-  private readonly core: CoreV1Api;
+  readonly events: EventRecorder;
 
   constructor(
     kubeConfig: KubeConfig,
-    private readonly logger: Logger,
+    logger: Logger,
     /** Written into every Event as reportingInstance (the operator pod). */
-    private readonly identity: string,
+    identity: string,
   ) {
     this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.events = new EventRecorder({ kubeConfig, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
   }
 
   /** The live object, or `undefined` when it does not exist. */
@@ -111,36 +114,25 @@ export class PublishedRealmKube {
     }
   }
 
-  /** Records a Kubernetes Event on the object (`kubectl describe` shows it). Never throws. */
-  async recordEvent(realm: PublishedRealm, type: EventType, reason: string, message: string): Promise<void> {
-    const now = new Date();
-    try {
-      await this.core.createNamespacedEvent({
+  /**
+   * Records an events.k8s.io Event about the object (`kubectl describe` shows it), aggregated into
+   * a series when it repeats and rate-limited per object. Never throws.
+   */
+  async recordEvent(realm: PublishedRealm, type: EventType, reason: string, action: string, note: string): Promise<void> {
+    await this.events.record({
+      regarding: {
+        apiVersion: API_VERSION,
+        kind: KIND,
+        name: realm.metadata.name,
         namespace: realm.metadata.namespace,
-        body: {
-          metadata: { generateName: `${realm.metadata.name}.`, namespace: realm.metadata.namespace },
-          involvedObject: {
-            apiVersion: API_VERSION,
-            kind: KIND,
-            name: realm.metadata.name,
-            namespace: realm.metadata.namespace,
-            uid: realm.metadata.uid,
-            resourceVersion: realm.metadata.resourceVersion,
-          },
-          type,
-          reason,
-          message: message.slice(0, 1024),
-          source: { component: 'realm-operator' },
-          reportingComponent: 'realm-operator.dev/operator',
-          reportingInstance: this.identity,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-        },
-      });
-    } catch (error) {
-      this.logger.warn({ err: error, reason }, 'could not record an Event');
-    }
+        uid: realm.metadata.uid,
+        resourceVersion: realm.metadata.resourceVersion,
+      },
+      type,
+      reason,
+      action,
+      note,
+    });
   }
 }
 

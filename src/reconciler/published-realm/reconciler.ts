@@ -5,32 +5,54 @@
  *
  * Expected flow for an object that exists:
  *   fetch → (being deleted? unpublish, drop finalizer) → validate spec (invalid: Stalled)
- *   → suspended? stop → ensure finalizer → publish if this generation was not published yet
+ *   → suspended? Ready=False/Suspended, stop → ensure finalizer → if this publish-relevant spec
+ *   was not published yet: every check that can stall (source, claim, overlap, size) BEFORE any
+ *   copy, then Publishing → publish → AwaitingAcknowledgement at once after the commit
  *   → wait for every live replica to acknowledge the realm's epoch → enqueue the reindex once
- *   per epoch → one status write (Ready).
+ *   per epoch → Ready.
  *
  * Guarantees:
- * - A generation is published once: the database records `<uid>/<generation>` in the same
- *   transaction as the publish, so a restart — with 1,000 objects or one — republishes nothing.
+ * - A spec is published once: the database records `<uid>/spec-<digest of sourceRealmURL,
+ *   publishedRealmURL, revision, owner>` in the same transaction as the publish, so a restart —
+ *   with 1,000 objects or one — republishes nothing, and neither does a change that does not touch
+ *   those fields (suspend and resume, reindex settings). Rows written as `<uid>/<generation>` by
+ *   earlier versions count as published for that generation.
+ * - Quiet when nothing changed: status is written only when it differs (messages and transition
+ *   times are stable), an Event only on a transition or an action, and a Stalled object is
+ *   re-checked after 30 s, then doubling to 10 minutes (see {@link StallBackoff}); it never copies.
+ *   The controller is expected to filter out update events that change no spec (predicates), so
+ *   the status writes here do not re-enqueue the object.
  * - `Ready=True` is written only after every live replica acknowledged the current epoch, or
  *   with reason `PublishedNotifyOnly` when no replica is registered at all.
  * - The reindex is enqueued only after acknowledgement.
  * - A URL published by another PublishedRealm is neither republished nor unpublished.
  *
  * Errors: problems a person must fix (invalid spec, missing source realm, URL owned by another
- * object) become `Stalled` with a message and a Warning event, re-checked after a delay.
- * Anything else is thrown, and the controller retries it with backoff.
+ * object or overlapping another realm, realm over the size limit) become `Stalled` with a message
+ * and a Warning event, re-checked with backoff. Anything else is thrown, and the controller retries
+ * it with backoff. Reasons are listed in conditions.ts.
  */
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { parsePublishedRealmSpec, UNPUBLISH_FINALIZER, type PublishedRealm, type PublishedRealmSpec, type PublishedRealmStatus } from '../../api/v1alpha1/published-realm-types.js';
 import { readLiveReplicaPods, waitForReplicaAcks, type WaitForAcksResult } from '../../dataplane/acknowledgements.js';
 import type { RealmsLayout } from '../../dataplane/layout.js';
-import { publishRealm, unpublishRealm, type DataPlane } from '../../dataplane/publish.js';
-import { ClaimConflictError, PublishError, readRealmEpochRow, type ClaimOptions, type RealmEpochRow } from '../../dataplane/realm-state.js';
+import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type PublishRequest } from '../../dataplane/publish.js';
+import {
+  ClaimConflictError,
+  PublishError,
+  readRealmEpochRow,
+  RealmTooLargeError,
+  RealmURLOverlapError,
+  UnsafeDatabaseValueError,
+  type ClaimOptions,
+  type RealmEpochRow,
+} from '../../dataplane/realm-state.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
-import { findCondition, markReady, markReconciling, markStalled, READY, Reasons, STALLED } from './conditions.js';
+import { Actions, invalidSpecMessage, markReady, markReconciling, markStalled, markSuspended, plural, Reasons, transitionEvent } from './conditions.js';
 import { isStatus, type ObjectKey, type PublishedRealmKube } from './kube.js';
+import { StallBackoff } from './stall-backoff.js';
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -45,8 +67,14 @@ export interface PublishedRealmReconcilerOptions {
   ackWaitMs?: number;
   /** Requeue delay while replicas have not all acknowledged. Default 2 s. */
   ackRequeueMs?: number;
-  /** Re-check delay for Stalled objects whose cause may be fixed outside the spec. Default 30 s. */
+  /** First re-check delay for Stalled objects whose cause may be fixed outside the spec; doubles per re-check. Default 30 s. */
   stalledRetryMs?: number;
+  /** Cap of the Stalled re-check delay. Default 10 minutes. */
+  stalledRetryMaxMs?: number;
+  /** Per-realm size limits (--max-realm-files, --max-realm-bytes); over them a publish is Stalled with RealmTooLarge. */
+  realmLimits?: { maxFiles?: number; maxBytes?: number };
+  /** Copy files with more than one hard link (default false: skipped, with the reason). */
+  copyHardLinkedFiles?: boolean;
   /** fsync staged files (default true). */
   durable?: boolean;
   /** Called at each publish/unpublish step (fault-injection tests). */
@@ -58,31 +86,52 @@ export interface PublishedRealmReconcilerOptions {
   expectedReplicaPods?: () => Promise<string[] | undefined>;
 }
 
+type StallOutcome = { ok: false; result: ReconcileResult };
+
 export class PublishedRealmReconciler {
   private readonly plane: DataPlane;
   private readonly ackWaitMs: number;
   private readonly ackRequeueMs: number;
-  private readonly stalledRetryMs: number;
+  private readonly stalls: StallBackoff;
 
   constructor(private readonly options: PublishedRealmReconcilerOptions) {
-    this.plane = { pool: options.pool, layout: options.layout, logger: options.logger, durable: options.durable, onStep: options.onStep };
+    this.plane = {
+      pool: options.pool,
+      layout: options.layout,
+      logger: options.logger,
+      durable: options.durable,
+      onStep: options.onStep,
+      ...(options.realmLimits ? { limits: options.realmLimits } : {}),
+      ...(options.copyHardLinkedFiles !== undefined ? { copyHardLinkedFiles: options.copyHardLinkedFiles } : {}),
+    };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
     this.ackRequeueMs = options.ackRequeueMs ?? 2_000;
-    this.stalledRetryMs = options.stalledRetryMs ?? 30_000;
+    const initialMs = options.stalledRetryMs ?? 30_000;
+    this.stalls = new StallBackoff({ initialMs, maxMs: Math.max(initialMs, options.stalledRetryMaxMs ?? 10 * 60_000) });
   }
 
   async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<ReconcileResult> {
+    const stallKey = `${key.namespace}/${key.name}`;
     const realm = await this.options.kube.get(key);
-    if (!realm) return {};
-    if (realm.metadata.deletionTimestamp) return this.finalize(realm);
+    if (!realm) {
+      this.stalls.reset(stallKey);
+      return {};
+    }
+    if (realm.metadata.deletionTimestamp) {
+      this.stalls.reset(stallKey);
+      return this.finalize(realm);
+    }
 
     const parsed = parsePublishedRealmSpec(realm.spec);
     if (!parsed.ok) {
-      await this.stall(realm, Reasons.InvalidSpec, `The spec is invalid: ${parsed.problems.join('; ')}. Fix the PublishedRealm; nothing was published.`);
+      // Only a spec change can fix it, and that enqueues the object: no re-check needed.
+      await this.stall(realm, Reasons.InvalidSpec, invalidSpecMessage(parsed.problems));
       return {};
     }
     const spec = parsed.spec;
     if (spec.suspend) {
+      this.stalls.reset(stallKey);
+      await this.writeStatus(realm, (s) => markSuspended(s, generation(realm), suspendedMessage(s)));
       this.log(realm).debug('suspended; not reconciling');
       return {};
     }
@@ -90,6 +139,7 @@ export class PublishedRealmReconciler {
 
     const published = await this.ensurePublished(realm, spec);
     if (!published.ok) return published.result;
+    this.stalls.reset(stallKey);
 
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const acks = await waitForReplicaAcks(this.options.pool, {
@@ -99,84 +149,116 @@ export class PublishedRealmReconciler {
       signal,
     });
     if (!acks.complete) {
+      const total = acks.missing.length + acks.acknowledged.length;
       const message =
-        `Published epoch ${published.state.epoch}; waiting for ${acks.missing.length} of ` +
-        `${acks.missing.length + acks.acknowledged.length} live replicas to drop their caches: ${acks.missing.slice(0, 5).join(', ')}` +
-        `${acks.missing.length > 5 ? ', …' : ''}. A replica that stops renewing its lease stops counting once the lease expires.`;
+        `Published epoch ${published.state.epoch}; waiting for ${acks.missing.length} of ${plural(total, 'live replica')} to drop their caches: ` +
+        `${acks.missing.slice(0, 5).join(', ')}${acks.missing.length > 5 ? ', …' : ''}. A replica that stops renewing its lease stops counting once the lease expires.`;
       await this.writeStatus(realm, (s) => ({ ...markReconciling(s, generation(realm), Reasons.AwaitingAcknowledgement, message), ...contentStatus(published.state, acks) }));
       return { requeueAfterMs: this.ackRequeueMs };
     }
 
     this.log(realm).debug({ acknowledged: acks.acknowledged.length, waitedMs: Math.round(acks.waitedMs) }, 'replicas acknowledged');
     const reindexJobId = await this.ensureReindexed(realm, spec, published.state);
-    if (reindexJobId === 'failed') return { requeueAfterMs: this.stalledRetryMs };
+    if (reindexJobId === 'failed') return { requeueAfterMs: this.ackRequeueMs };
 
     const unregistered = await this.unregisteredReplicaPods();
     const notifyOnly = acks.mode === 'notify-only' || unregistered.length > 0;
     const reason = notifyOnly ? Reasons.PublishedNotifyOnly : Reasons.Published;
-    const what = `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${published.state.file_count} files)`;
+    const what = `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${plural(published.state.file_count ?? 0, 'file')})`;
     const message =
       unregistered.length > 0
-        ? `${what}; ${acks.acknowledged.length} registered replicas acknowledged, but ${unregistered.length} ready realm-server pods do not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), e.g. unmodified Boxel servers: they were told by NOTIFY only, so their caches cannot be confirmed clean.`
+        ? `${what}; ${plural(acks.acknowledged.length, 'registered replica')} acknowledged, but ${plural(unregistered.length, 'ready realm-server pod')} ${unregistered.length === 1 ? 'does' : 'do'} not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), e.g. unmodified Boxel servers: they were told by NOTIFY only, so their caches cannot be confirmed clean.`
         : notifyOnly
           ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
-          : `${what}; all ${acks.acknowledged.length} live replicas dropped their caches.`;
+          : `${what}; ${acks.acknowledged.length === 1 ? 'the 1 live replica' : `all ${acks.acknowledged.length} live replicas`} dropped ${acks.acknowledged.length === 1 ? 'its cache' : 'their caches'}.`;
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message),
       ...contentStatus(published.state, acks, unregistered),
-      publishedGeneration: generation(realm),
+      // The generation whose spec was published: kept across changes that need no publish (suspend).
+      publishedGeneration: published.publishedNow || s.publishedGeneration === undefined ? generation(realm) : s.publishedGeneration,
       ...(spec.revision !== undefined ? { publishedRevision: String(spec.revision) } : {}),
       ...(reindexJobId !== undefined ? { reindexJobId } : {}),
     }));
     return {};
   }
 
-  /** Publishes unless the database already holds this generation's publish. */
+  /**
+   * Publishes unless the database already holds a publish of this spec. Every check that can
+   * stall runs before anything is copied; after the commit, status says at once that the publish
+   * waits for acknowledgements.
+   */
   private async ensurePublished(
     realm: PublishedRealm,
     spec: PublishedRealmSpec,
-  ): Promise<{ ok: true; state: RealmEpochRow } | { ok: false; result: ReconcileResult }> {
+  ): Promise<{ ok: true; state: RealmEpochRow; publishedNow: boolean } | StallOutcome> {
     const url = spec.publishedRealmURL;
-    const publishedFor = `${realm.metadata.uid}/${generation(realm)}`;
+    const publishedFor = publishedForKey(realm, spec);
     const existing = await readRealmEpochRow(this.options.pool, url);
-    if (existing?.content_version && existing.published_for === publishedFor) return { ok: true, state: existing };
+    if (existing?.content_version && isPublishedFor(existing.published_for, realm, publishedFor)) return { ok: true, state: existing, publishedNow: false };
+
+    const request: PublishRequest = { sourceRealmURL: spec.sourceRealmURL, publishedRealmURL: url, ownerUsername: spec.owner, publishedFor };
+    const checked = await this.checkBeforeCopy(realm, request);
+    if (!checked.ok) return checked;
+    request.claim = checked.claim;
 
     this.log(realm).debug({ generation: generation(realm) }, 'publishing');
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`));
-    let claim: ClaimOptions = { claimant: claimantOf(realm) };
-    for (;;) {
-      try {
-        const result = await publishRealm(this.plane, {
-          sourceRealmURL: spec.sourceRealmURL,
-          publishedRealmURL: url,
-          ownerUsername: spec.owner,
-          claim,
-          publishedFor,
-        });
-        const verb = existing?.content_version ? 'Republished' : 'Published';
-        const skipped = result.skipped.length > 0 ? ` Skipped ${result.skipped.length} entries: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join('; ')}.` : '';
-        await this.options.kube.recordEvent(realm, 'Normal', verb, `${verb} ${result.fileCount} files (${result.totalBytes} bytes) at epoch ${result.epoch}, digest ${result.digest}.${skipped}`);
-        break;
-      } catch (error) {
-        if (error instanceof ClaimConflictError) {
-          if (!claim.takeOverFrom && (await this.claimantIsGone(error.claimedBy))) {
-            claim = { ...claim, takeOverFrom: error.claimedBy };
-            continue;
-          }
-          await this.stall(realm, Reasons.URLAlreadyPublished, `${error.message}. Delete one of the two PublishedRealms, or give this one another publishedRealmURL.`);
-          return { ok: false, result: { requeueAfterMs: this.stalledRetryMs } };
-        }
-        if (error instanceof PublishError) {
-          await this.stall(realm, Reasons.SourceRealmUnavailable, `${error.message}.`);
-          return { ok: false, result: { requeueAfterMs: this.stalledRetryMs } };
-        }
-        await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.PublishFailed, `Publishing failed and will be retried: ${(error as Error).message}`));
-        throw error;
-      }
+    let result;
+    try {
+      result = await publishRealm(this.plane, request);
+    } catch (error) {
+      // The checks passed a moment ago; the registry or the source changed while we copied.
+      const stalled = await this.stallFor(realm, error);
+      if (stalled) return stalled;
+      await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.PublishFailed, `Publishing failed and will be retried: ${(error as Error).message}`));
+      throw error;
     }
     const state = await readRealmEpochRow(this.options.pool, url);
     if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after publishing`);
-    return { ok: true, state };
+    const what = `${plural(result.fileCount, 'file')} (${plural(result.totalBytes, 'byte')})`;
+    await this.writeStatus(realm, (s) => {
+      const { replicas: _previousEpochs, ...rest } = s;
+      return {
+        ...markReconciling(rest, generation(realm), Reasons.AwaitingAcknowledgement, `Published epoch ${result.epoch} (${what}); waiting for every live replica to acknowledge it.`),
+        ...contentFields(state),
+      };
+    });
+    const reason = existing?.content_version ? Reasons.ContentRepublished : Reasons.ContentPublished;
+    const skipped =
+      result.skipped.length > 0
+        ? ` Skipped ${plural(result.skipped.length, 'entry', 'entries')}: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join('; ')}${result.skipped.length > 3 ? '; …' : ''}.`
+        : '';
+    await this.options.kube.recordEvent(realm, 'Normal', reason, Actions.Publish, `${existing?.content_version ? 'Republished' : 'Published'} ${what} at epoch ${result.epoch}, digest ${result.digest}.${skipped}`);
+    return { ok: true, state, publishedNow: true };
+  }
+
+  /** Runs every check that can refuse the publish; takes over the URL from a claimant that is gone. */
+  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions } | StallOutcome> {
+    let claim: ClaimOptions = { claimant: claimantOf(realm) };
+    for (;;) {
+      try {
+        await checkPublishable(this.plane, { ...request, claim });
+        return { ok: true, claim };
+      } catch (error) {
+        if (error instanceof ClaimConflictError && !claim.takeOverFrom && (await this.claimantIsGone(error.claimedBy))) {
+          claim = { ...claim, takeOverFrom: error.claimedBy };
+          continue;
+        }
+        const stalled = await this.stallFor(realm, error);
+        if (stalled) return stalled;
+        throw error;
+      }
+    }
+  }
+
+  /** Stalls for a refusal a person must fix; `undefined` for anything else (to be retried). */
+  private async stallFor(realm: PublishedRealm, error: unknown): Promise<StallOutcome | undefined> {
+    const refusal = refusalOf(error);
+    if (!refusal) return undefined;
+    await this.stall(realm, refusal.reason, refusal.message);
+    const delay = this.stalls.next(`${realm.metadata.namespace}/${realm.metadata.name}`, `${realm.metadata.uid}/${generation(realm)}`);
+    this.log(realm).debug({ reason: refusal.reason, retryInMs: delay }, 'stalled; re-checking later');
+    return { ok: false, result: { requeueAfterMs: delay } };
   }
 
   /** Enqueues the reindex once per epoch; returns the job id, undefined when disabled, or 'failed'. */
@@ -196,7 +278,7 @@ export class PublishedRealmReconciler {
         priority: reindex.priority,
         timeout: reindex.timeoutSeconds,
       });
-      if (job.created) await this.options.kube.recordEvent(realm, 'Normal', 'ReindexEnqueued', `Enqueued reindex job ${job.jobId} for epoch ${state.epoch} after every live replica acknowledged.`);
+      if (job.created) await this.options.kube.recordEvent(realm, 'Normal', Reasons.ReindexEnqueued, Actions.Reindex, `Enqueued reindex job ${job.jobId} for epoch ${state.epoch} after every live replica acknowledged.`);
       return job.jobId;
     } catch (error) {
       if (!(error instanceof PublishError)) throw error;
@@ -215,12 +297,12 @@ export class PublishedRealmReconciler {
       const target = parsed.ok ? parsed.spec.publishedRealmURL : (url as string);
       try {
         const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) });
-        if (result.unpublished) await this.options.kube.recordEvent(realm, 'Normal', 'Unpublished', `Unpublished ${target} (epoch ${result.epoch}).`);
+        if (result.unpublished) await this.options.kube.recordEvent(realm, 'Normal', Reasons.Unpublished, Actions.Unpublish, `Unpublished ${target} (epoch ${result.epoch}).`);
       } catch (error) {
         if (error instanceof ClaimConflictError) {
-          await this.options.kube.recordEvent(realm, 'Warning', 'NotUnpublished', `${error.message}; left it published.`);
+          await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${error.message}; left it published.`);
         } else if (error instanceof PublishError || (error as Error).name === 'RealmURLError') {
-          await this.options.kube.recordEvent(realm, 'Warning', 'NotUnpublished', `${(error as Error).message}; nothing to unpublish.`);
+          await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${(error as Error).message}; nothing to unpublish.`);
         } else {
           throw error;
         }
@@ -234,17 +316,12 @@ export class PublishedRealmReconciler {
     await this.writeStatus(realm, (s) => markStalled(s, generation(realm), reason, message));
   }
 
-  /** One status write; an Event when Ready or Stalled changed (what `kubectl describe` shows). */
+  /** One status write when it changes anything; an Event when that was a transition (see {@link transitionEvent}). */
   private async writeStatus(realm: PublishedRealm, mutate: (status: PublishedRealmStatus) => PublishedRealmStatus): Promise<void> {
     const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, (s) => mutate(s));
     if (!written || written.before === written.after) return;
-    const before = transitionKey(written.before.status);
-    const after = transitionKey(written.after.status);
-    if (before === after) return;
-    const ready = findCondition(written.after.status, READY);
-    const stalled = findCondition(written.after.status, STALLED);
-    if (!ready) return;
-    await this.options.kube.recordEvent(written.after, stalled ? 'Warning' : 'Normal', ready.reason, ready.message);
+    const event = transitionEvent(written.before.status, written.after.status);
+    if (event) await this.options.kube.recordEvent(written.after, event.type, event.reason, Actions.Reconcile, event.message);
   }
 
   /** Expected realm-server pods with no live registration; empty when the expectation is unknown. */
@@ -280,13 +357,40 @@ function claimantOf(realm: PublishedRealm): string {
   return `${realm.metadata.namespace}/${realm.metadata.name}/${realm.metadata.uid}`;
 }
 
-function transitionKey(status: PublishedRealmStatus | undefined): string {
-  const ready = findCondition(status, READY);
-  return `${ready?.status}/${ready?.reason}/${findCondition(status, STALLED)?.status ?? ''}`;
+/**
+ * What `realm_epochs.published_for` records for a publish: the object and a digest of the spec
+ * fields a publish depends on. Other spec changes (suspend, reindex settings) bump the generation
+ * but need no new publish.
+ */
+export function publishedForKey(realm: PublishedRealm, spec: PublishedRealmSpec): string {
+  const relevant = [spec.sourceRealmURL, spec.publishedRealmURL, spec.revision === undefined ? null : [typeof spec.revision, String(spec.revision)], spec.owner ?? null];
+  return `${realm.metadata.uid}/spec-${createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 32)}`;
 }
 
-/** Status fields that describe the published content and its acknowledgement. */
-function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult, unregistered: string[] = []): Partial<PublishedRealmStatus> {
+/** Whether `recorded` is this spec's publish: the digest form, or the `<uid>/<generation>` form earlier versions wrote. */
+function isPublishedFor(recorded: string | null, realm: PublishedRealm, key: string): boolean {
+  return recorded === key || recorded === `${realm.metadata.uid}/${generation(realm)}`;
+}
+
+/** A publish refusal a person must fix, as a Stalled reason and message; `undefined` for anything else. */
+function refusalOf(error: unknown): { reason: string; message: string } | undefined {
+  if (error instanceof ClaimConflictError) {
+    return { reason: Reasons.URLAlreadyPublished, message: `${error.message}. Delete one of the two PublishedRealms, or delete this one and create it again with another publishedRealmURL.` };
+  }
+  if (error instanceof RealmURLOverlapError) return { reason: Reasons.URLOverlapsRealm, message: `${error.message}.` };
+  if (error instanceof RealmTooLargeError) return { reason: Reasons.RealmTooLarge, message: `${error.message}.` };
+  if (error instanceof UnsafeDatabaseValueError) return { reason: Reasons.UnsafeDatabaseValue, message: `${error.message}.` };
+  if (error instanceof PublishError) return { reason: Reasons.SourceRealmUnavailable, message: `${error.message}.` };
+  return undefined;
+}
+
+function suspendedMessage(status: PublishedRealmStatus): string {
+  const served = status.epoch !== undefined && status.contentDigest ? ` The content published at epoch ${status.epoch} stays served.` : ' Nothing has been published yet.';
+  return `Suspended: spec.suspend is true, so nothing is published or republished.${served} Set spec.suspend to false to resume.`;
+}
+
+/** Status fields that describe the published content. */
+function contentFields(state: RealmEpochRow): Partial<PublishedRealmStatus> {
   return {
     ...(state.published_at ? { publishedAt: new Date(state.published_at).toISOString() } : {}),
     ...(state.disk_id ? { diskId: state.disk_id } : {}),
@@ -294,6 +398,13 @@ function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult, unregister
     ...(state.total_bytes !== null ? { totalBytes: Number(state.total_bytes) } : {}),
     ...(state.content_digest ? { contentDigest: state.content_digest } : {}),
     epoch: Number(state.epoch),
+  };
+}
+
+/** Status fields that describe the published content and its acknowledgement. */
+function contentStatus(state: RealmEpochRow, acks: WaitForAcksResult, unregistered: string[] = []): Partial<PublishedRealmStatus> {
+  return {
+    ...contentFields(state),
     replicas: {
       acknowledged: acks.acknowledged.length,
       expected: acks.acknowledged.length + acks.missing.length + unregistered.length,
