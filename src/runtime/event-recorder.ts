@@ -180,6 +180,8 @@ interface SeriesState {
   /** The Event object, once created. */
   name?: string;
   count: number;
+  /** When the series began: the Event's `eventTime`. */
+  firstObserved: number;
   lastObserved: number;
   /** The count the API server has. */
   written: number;
@@ -223,7 +225,7 @@ export class EventRecorder {
         this.logger.debug({ reason: input.reason, regarding: input.regarding.name }, 'event dropped by the per-object rate limit');
         return;
       }
-      const state: SeriesState = { namespace: input.regarding.namespace || 'default', count, lastObserved: now, written: 0, chain: Promise.resolve(), input };
+      const state: SeriesState = { namespace: input.regarding.namespace || 'default', count, firstObserved: now, lastObserved: now, written: 0, chain: Promise.resolve(), input };
       const previous = this.series.get(key);
       if (previous) clearTimeout(previous.flushTimer);
       this.series.set(key, state);
@@ -273,7 +275,7 @@ export class EventRecorder {
   private async create(state: SeriesState): Promise<void> {
     const { input } = state;
     for (let attempt = 0; ; attempt++) {
-      const eventTime = this.now();
+      const eventTime = state.firstObserved;
       const body = {
         apiVersion: 'events.k8s.io/v1',
         kind: 'Event',
