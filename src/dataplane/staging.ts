@@ -63,10 +63,11 @@ export interface WalkOptions {
   /** Names the realm in errors and logs (the source realm URL). */
   realmName?: string;
   /**
-   * Called before each entry is examined, with its realm-local path and its path under the
-   * source root. Tests use it to change the tree at a known moment.
+   * Called before each entry is examined (`lstat`, phase `examine`) and, for files and
+   * directories, again before it is opened (phase `open`), with its realm-local path and its path
+   * under the source root. Tests use it to change the tree at a known moment.
    */
-  onEntry?: (entry: { path: string; sourcePath: string }) => void | Promise<void>;
+  onEntry?: (entry: { path: string; sourcePath: string; phase: 'examine' | 'open' }) => void | Promise<void>;
 }
 
 export interface StageOptions extends WalkOptions {
@@ -153,7 +154,7 @@ export async function measureSourceRealm(sourceDir: string, options: WalkOptions
   const { fileCount, totalBytes } = await walkSourceRealm(sourceDir, options, {
     async directory() {},
     async file(_entry, _input, _mode, count, stat) {
-      count(stat.size);
+      count(stat.size); // not read: the size stands for the content
     },
     async symlink() {},
   });
@@ -221,9 +222,8 @@ async function walkSourceRealm(
   const root = await openSourceRoot(sourceDir, realm);
   const rootDir: OpenDirectory = { handle: root, ref: procFdAvailable ? `${PROC_FD}/${root.fd}` : sourceDir, pendingEntries: 0 };
 
-  /** Lists a directory and queues its entries; the directory stays open until they are opened. */
-  const enqueueEntries = async (dir: OpenDirectory, rel: string): Promise<void> => {
-    const names = await fs.readdir(dir.ref);
+  /** Queues a listed directory's entries; the directory stays open until they are opened. */
+  const enqueueEntries = (dir: OpenDirectory, rel: string, names: string[]): void => {
     dir.pendingEntries += names.length;
     for (const name of names.sort().reverse()) stack.push({ parent: dir, name, rel: rel ? `${rel}/${name}` : name });
     wakeAll();
@@ -235,17 +235,20 @@ async function walkSourceRealm(
 
   const processEntry = async (item: WorkItem): Promise<void> => {
     const entryPath = `${item.parent.ref}/${item.name}`;
-    await options.onEntry?.({ path: item.rel, sourcePath: path.join(sourceDir, item.rel) });
+    const hook = (phase: 'examine' | 'open') => options.onEntry?.({ path: item.rel, sourcePath: path.join(sourceDir, item.rel), phase });
+    await hook('examine');
     const seen = await fs.lstat(entryPath);
+    if (seen.isDirectory() || seen.isFile()) await hook('open');
     if (seen.isDirectory()) {
       const handle = await openNoFollow(entryPath, fsConstants.O_DIRECTORY);
       const dir: OpenDirectory = { handle, ref: procFdAvailable ? `${PROC_FD}/${handle.fd}` : path.join(sourceDir, item.rel), pendingEntries: 1 };
       try {
         const opened = await handle.stat();
         if (!sameInode(seen, opened) || !opened.isDirectory()) return skip(item.rel, 'was replaced while staging');
+        const names = await fs.readdir(dir.ref);
         // Create it in the copy before queueing its entries, which are written into it.
         await sink.directory(item.rel, opened.mode & 0o777);
-        await enqueueEntries(dir, item.rel);
+        enqueueEntries(dir, item.rel, names);
       } finally {
         await doneWithEntry(dir); // drops the listing's own reference
       }
@@ -253,34 +256,48 @@ async function walkSourceRealm(
       if (seen.nlink > 1 && !options.copyHardLinkedFiles) {
         return skip(item.rel, `is a regular file with ${seen.nlink} hard links, which could bring in a file from outside the realm (the operator copies such files only with copyHardLinkedFiles)`);
       }
-      if (limits.maxFiles !== undefined && fileCount + 1 > limits.maxFiles) {
-        fileCount += 1;
-        throw tooLarge('files', limits.maxFiles);
-      }
-      if (limits.maxBytes !== undefined && totalBytes + seen.size > limits.maxBytes) {
-        totalBytes += seen.size;
-        throw tooLarge('bytes', limits.maxBytes);
-      }
-      // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
-      const input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+      // Count the file (and the size lstat saw) before any await, so concurrent workers cannot
+      // all pass the limit check at once; undone below if the file is not staged after all.
+      fileCount += 1;
+      let reserved = seen.size;
+      let read = 0;
+      totalBytes += reserved;
+      const undo = () => {
+        fileCount -= 1;
+        totalBytes -= reserved;
+      };
+      if (limits.maxFiles !== undefined && fileCount > limits.maxFiles) throw tooLarge('files', limits.maxFiles);
+      if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+      const count = (bytes: number) => {
+        read += bytes;
+        if (read <= reserved) return;
+        // The file grew since lstat: count the excess now.
+        totalBytes += read - reserved;
+        reserved = read;
+        if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+      };
+      let input: FileHandle | undefined;
       try {
+        // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
+        input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
         const opened = await input.stat();
-        if (!sameInode(seen, opened) || !opened.isFile()) return skip(item.rel, 'was replaced while staging');
-        if (opened.nlink > 1 && !options.copyHardLinkedFiles) return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
-        fileCount += 1;
-        const bytesBefore = totalBytes;
-        try {
-          await sink.file(item.rel, input, opened.mode & 0o777, countBytes, opened);
-        } catch (error) {
-          // Not staged after all: take it out of the counts before deciding what the error means.
-          if (!(error instanceof RealmTooLargeError)) {
-            fileCount -= 1;
-            totalBytes = bytesBefore;
-          }
-          throw error;
+        if (!sameInode(seen, opened) || !opened.isFile()) {
+          undo();
+          return skip(item.rel, 'was replaced while staging');
         }
+        if (opened.nlink > 1 && !options.copyHardLinkedFiles) {
+          undo();
+          return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
+        }
+        await sink.file(item.rel, input, opened.mode & 0o777, count, opened);
+        // The file shrank since lstat: give back what was not read.
+        totalBytes -= reserved - read;
+        reserved = read;
+      } catch (error) {
+        if (!(error instanceof RealmTooLargeError)) undo();
+        throw error;
       } finally {
-        await input.close().catch(() => undefined);
+        await input?.close().catch(() => undefined);
       }
     } else if (seen.isSymbolicLink()) {
       const target = await insideTarget(entryPath, sourceDir);
@@ -318,7 +335,7 @@ async function walkSourceRealm(
   try {
     rootDir.pendingEntries = 1;
     try {
-      await enqueueEntries(rootDir, '');
+      enqueueEntries(rootDir, '', await fs.readdir(rootDir.ref));
     } catch (error) {
       throw new PublishError(`source realm ${realm}: its directory could not be listed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     }
@@ -382,7 +399,8 @@ function entryFailure(error: unknown): string | undefined {
     case 'ELOOP':
       return `was replaced by a symlink while staging (${code})`;
     case 'ENOTDIR':
-      return `was replaced by a non-directory while staging (${code})`;
+      // What O_DIRECTORY|O_NOFOLLOW reports for a directory swapped for a symlink.
+      return `was replaced by a symlink or another non-directory while staging (${code})`;
     default:
       return `could not be read (${code})`;
   }
@@ -418,9 +436,13 @@ async function copyOpenFile(input: FileHandle, dest: string, mode: number, durab
     }
     await writeSide(() => output.chmod(mode));
     if (durable) await writeSide(() => output.sync());
-  } finally {
+  } catch (error) {
+    // A file skipped for a read error must not stay half-written in the copy.
     await output.close().catch(() => undefined);
+    await fs.rm(dest, { force: true }).catch(() => undefined);
+    throw error;
   }
+  await writeSide(() => output.close());
   return hash.digest('hex');
 }
 
