@@ -1,7 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { withRealmLock } from '../../src/dataplane/db.js';
-import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
@@ -305,5 +308,159 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     release();
     await held;
     await expect(withRealmLock(db.pool, url, async () => 'ok', { lockTimeoutMs: 1000 })).resolves.toBe('ok');
+  });
+
+  test('every check that can refuse a publish runs before staging copies anything', async () => {
+    const source = 'http://localhost:4201/jack/src/';
+    const published = 'http://pub.localhost/jack/pub/';
+    const sourceDir = await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a', 'b/c.txt': 'c' });
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/one/uid-1' } });
+    const steps: string[] = [];
+    let entriesExamined = 0;
+    const counting: DataPlane = { ...plane, onStep: (step) => void steps.push(step), onStagingEntry: () => void (entriesExamined += 1) };
+
+    // A URL claimed by another PublishedRealm.
+    const request = { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/two/uid-2' } };
+    await expect(checkPublishable(counting, request)).rejects.toBeInstanceOf(ClaimConflictError);
+    await expect(publishRealm(counting, request)).rejects.toBeInstanceOf(ClaimConflictError);
+    // A missing source realm.
+    await expect(publishRealm(counting, { sourceRealmURL: 'http://localhost:4201/jack/missing/', publishedRealmURL: 'http://pub.localhost/jack/other/' })).rejects.toThrow(
+      /is not in realm_registry/,
+    );
+    // A source realm whose directory is gone.
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ('http://localhost:4201/jack/nodir/', 'source', 'jack/nodir')`);
+    await expect(publishRealm(counting, { sourceRealmURL: 'http://localhost:4201/jack/nodir/', publishedRealmURL: 'http://pub.localhost/jack/nodir/' })).rejects.toThrow(
+      /realm_registry.disk_id "jack\/nodir" names .*jack\/nodir, which does not exist \(ENOENT\)/,
+    );
+    expect(steps).toEqual([]);
+    expect(entriesExamined).toBe(0);
+    expect(await fs.readdir(layout.stagingRoot)).toEqual([]);
+
+    // checkPublishable returns what publishRealm needs.
+    const ok = await checkPublishable(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/one/uid-1' } });
+    expect(ok).toEqual({ sourceRealmURL: source, publishedRealmURL: published, directory: await fs.realpath(sourceDir), ownerUsername: 'owner' });
+  });
+
+  test('a published URL nested in, or containing, another realm\'s URL is refused unless it is already registered', async () => {
+    const source = 'http://localhost:4201/kim/src/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/site/' });
+    const steps: string[] = [];
+    const watched: DataPlane = { ...plane, onStep: (step) => void steps.push(step) };
+
+    const inside = await publishRealm(watched, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/site/blog/' }).catch((e: Error) => e);
+    expect(inside).toBeInstanceOf(RealmURLOverlapError);
+    expect((inside as Error).message).toBe(
+      'publishedRealmURL http://pub.localhost/kim/site/blog/ overlaps the registered realm URL http://pub.localhost/kim/site/; ' +
+        "choose a publishedRealmURL that neither contains nor is contained in another realm's URL (delete and recreate the PublishedRealm with it)",
+    );
+    const around = await publishRealm(watched, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/' }).catch((e: Error) => e);
+    expect(around).toMatchObject({ name: 'RealmURLOverlapError', overlapping: ['http://pub.localhost/kim/site/'] });
+    // Inside the source realm's own URL, too; a sibling that merely shares a string prefix is fine.
+    await expect(publishRealm(watched, { sourceRealmURL: source, publishedRealmURL: 'http://localhost:4201/kim/src/pub/' })).rejects.toMatchObject({
+      overlapping: [source],
+    });
+    expect(steps).toEqual([]);
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/site-2/' });
+
+    // A layout Boxel already made is respected: republishing a registered nested URL is allowed.
+    await db.pool.query(
+      `INSERT INTO realm_registry (url, kind, disk_id, source_url) VALUES ('http://pub.localhost/kim/site/old/', 'published', '6b1c5a0e-0000-4000-8000-000000000001', $1)`,
+      [source],
+    );
+    const republished = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/site/old/' });
+    expect(republished.diskId).toBe('6b1c5a0e-0000-4000-8000-000000000001');
+
+    // An overlapping realm registered while we staged is caught under the lock; nothing is left behind.
+    const racing: DataPlane = {
+      ...plane,
+      onStep: async (step) => {
+        if (step === 'staged') await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ('http://pub.localhost/late/', 'source', 'late/x')`);
+      },
+    };
+    await expect(publishRealm(racing, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/late/inner/' })).rejects.toBeInstanceOf(RealmURLOverlapError);
+    expect((await db.pool.query(`SELECT url FROM realm_registry WHERE url = 'http://pub.localhost/late/inner/'`)).rows).toEqual([]);
+    expect(await fs.readdir(layout.stagingRoot)).toEqual([]);
+  });
+
+  test('path components from the database are validated: tampered epochs and registry rows are refused and the published link is untouched', async () => {
+    const source = 'http://localhost:4201/lena/src/';
+    const published = 'http://pub.localhost/lena/pub/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const link = layout.publishedDir(first.diskId);
+    const linkBefore = await fs.readlink(link);
+    const original = (await db.pool.query('SELECT content_version, previous_version, disk_id FROM realm_operator.realm_epochs WHERE realm_url = $1', [published])).rows[0];
+
+    const attempts = {
+      recover: () => recoverPublishedRealm(plane, published),
+      publish: () => publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published }),
+      unpublish: () => unpublishRealm(plane, published),
+    };
+    type Attempt = keyof typeof attempts;
+    const tamper = async (sql: string, column: string, value: string, refused: Attempt[] = ['recover', 'publish', 'unpublish']) => {
+      await db.pool.query(sql, [published]);
+      for (const name of refused) {
+        const error = await attempts[name]().catch((e: Error) => e);
+        expect(error).toBeInstanceOf(UnsafeDatabaseValueError);
+        expect(error).toMatchObject({ column, rowURL: published, value });
+        expect((error as Error).message).toContain(`${column} of the row for ${published} is ${JSON.stringify(value)}`);
+        expect(await fs.readlink(link)).toBe(linkBefore);
+      }
+      await db.pool.query(
+        'UPDATE realm_operator.realm_epochs SET content_version = $2, previous_version = $3, disk_id = $4 WHERE realm_url = $1',
+        [published, original.content_version, original.previous_version, original.disk_id],
+      );
+      await db.pool.query('UPDATE realm_registry SET disk_id = $2 WHERE url = $1', [published, first.diskId]);
+    };
+    await tamper(`UPDATE realm_operator.realm_epochs SET content_version = '../../../../etc' WHERE realm_url = $1`, 'realm_operator.realm_epochs.content_version', '../../../../etc');
+    await tamper(`UPDATE realm_operator.realm_epochs SET content_version = '/etc' WHERE realm_url = $1`, 'realm_operator.realm_epochs.content_version', '/etc');
+    await tamper(`UPDATE realm_operator.realm_epochs SET previous_version = '..' WHERE realm_url = $1`, 'realm_operator.realm_epochs.previous_version', '..');
+    // (A publish takes the disk id from the registry row and rewrites this one; recovery and unpublish read it.)
+    await tamper(`UPDATE realm_operator.realm_epochs SET disk_id = '../../etc' WHERE realm_url = $1`, 'realm_operator.realm_epochs.disk_id', '../../etc', ['recover', 'unpublish']);
+    // (Recovery of a committed publish goes by realm_epochs; publish and unpublish read the registry.)
+    await tamper(`UPDATE realm_registry SET disk_id = '../../etc' WHERE url = $1`, 'realm_registry.disk_id', '../../etc', ['publish', 'unpublish']);
+    expect(await fs.readdir(layout.stagingRoot)).toEqual([]);
+
+    // A versions directory swapped for a symlink out of the volume is refused after realpath.
+    const versions = layout.versionsDir(first.diskId);
+    const elsewhere = `${realms.root}-elsewhere`;
+    await fs.rename(versions, elsewhere);
+    await fs.symlink(elsewhere, versions);
+    try {
+      await expect(recoverPublishedRealm(plane, published)).rejects.toThrow(
+        `${versions} resolves to ${await fs.realpath(elsewhere)}, not ${path.join(await fs.realpath(realms.root), path.relative(realms.root, versions))}: a directory the operator manages under the realms root is a symlink`,
+      );
+    } finally {
+      await fs.rm(versions);
+      await fs.rename(elsewhere, versions);
+    }
+    expect(await fs.readlink(link)).toBe(linkBefore);
+    expect((await recoverPublishedRealm(plane, published)).actions).toEqual([]);
+  });
+
+  test('routine clean-up after republishes and an unpublish is not logged as recovery', async () => {
+    const lines: Array<{ level: number; msg: string }> = [];
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+          done();
+        },
+      }),
+    );
+    const logged: DataPlane = { ...plane, logger };
+    const source = 'http://localhost:4201/mia/src/';
+    const published = 'http://pub.localhost/mia/pub/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    for (let i = 0; i < 5; i++) await publishRealm(logged, { sourceRealmURL: source, publishedRealmURL: published });
+    await unpublishRealm(logged, published);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    // The clean-up did happen, and is at debug.
+    expect(lines.filter((l) => l.msg === 'cleaned up published realm versions').length).toBeGreaterThanOrEqual(4);
+    expect(lines.filter((l) => l.msg === 'published realm')).toHaveLength(5);
   });
 });
