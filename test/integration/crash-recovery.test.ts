@@ -6,6 +6,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
@@ -142,5 +144,35 @@ describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
     expect(again.unpublished).toBe(!committed);
     expect(await visibleContent(first.diskId)).toBeUndefined();
     await expectNoLeftovers(null);
+  });
+});
+
+describe('what recovery logs', () => {
+  test('a publisher killed between swap and COMMIT: recovery re-points the link and warns that it recovered', async () => {
+    const lines: Array<{ level: number; msg: string; actions?: string[] }> = [];
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+          done();
+        },
+      }),
+    );
+    const sourceURL = 'http://localhost:4201/crash/logged-src/';
+    const publishedURL = 'http://pub.localhost/crash/logged/';
+    const sourceDir = await createSourceRealm(db.pool, layout, sourceURL, OLD);
+    const first = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+    await writeFiles(sourceDir, NEW);
+    await crashDuring('publish', 'swapped', sourceURL, publishedURL);
+
+    const result = await recoverPublishedRealm({ ...plane, logger }, publishedURL);
+    // The crash came after the staged copy was installed, so no staging is left; the uncommitted version is routine clean-up.
+    expect(result.recovered).toEqual([expect.stringMatching(new RegExp(`^re-pointed the published link from version v\\d+-[0-9a-f]{8} to committed version ${first.version}$`))]);
+    expect(result.cleanedUp).toEqual([expect.stringMatching(/^removed superseded or uncommitted versions v\d+-[0-9a-f]{8}$/)]);
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ msg: 'recovered an interrupted publish', actions: result.recovered });
+    expect(await visibleContent(first.diskId)).toEqual(OLD);
   });
 });

@@ -1,4 +1,4 @@
-import { assertRealmURL, MAX_REALM_URL_BYTES, realmURLProblem, RealmURLError } from '../../src/wire/realm-url.js';
+import { assertRealmURL, findOverlappingRealmURLs, MAX_REALM_URL_BYTES, realmURLProblem, RealmURLError } from '../../src/wire/realm-url.js';
 
 describe('realm URL validation', () => {
   test.each(['http://localhost:4201/user/realm/', 'https://realms.example.com/a/b/', 'http://127.0.0.1:8080/'])('accepts %s', (url) => {
@@ -31,5 +31,33 @@ describe('realm URL validation', () => {
     expect(realmURLProblem(ok)).toBeUndefined();
     const long = `https://h/${'a'.repeat(MAX_REALM_URL_BYTES)}/`;
     expect(realmURLProblem(long, 'sourceRealmURL')?.message).toMatch(/^sourceRealmURL: is \d+ bytes long, over the 2048-byte limit/);
+  });
+});
+
+describe('overlapping realm URLs', () => {
+  const registered = [
+    'https://h/',
+    'https://h/a/',
+    'https://h/a/b/',
+    'https://h/a/b/c/',
+    'https://h/ab/',
+    'https://h/a-b/',
+    'https://other/a/',
+    'http://h/a/b/',
+  ];
+
+  test('finds the realms that contain the URL and those it contains, never itself', () => {
+    expect(findOverlappingRealmURLs('https://h/a/b/', registered)).toEqual(['https://h/', 'https://h/a/', 'https://h/a/b/c/']);
+  });
+
+  test('a shared string prefix that is not a path-segment prefix is no overlap', () => {
+    expect(findOverlappingRealmURLs('https://h/a/', registered.filter((u) => u !== 'https://h/'))).toEqual(['https://h/a/b/', 'https://h/a/b/c/']);
+    expect(findOverlappingRealmURLs('https://h/ab/', ['https://h/a/', 'https://h/abc/', 'https://h/ab/x/'])).toEqual(['https://h/ab/x/']);
+  });
+
+  test('other hosts and schemes never overlap; an empty registry or no neighbour gives none', () => {
+    expect(findOverlappingRealmURLs('https://other/b/', registered)).toEqual([]);
+    expect(findOverlappingRealmURLs('https://h/x/', [])).toEqual([]);
+    expect(findOverlappingRealmURLs('http://h/a/', ['http://h/a/b/', 'http://h/a/b/'])).toEqual(['http://h/a/b/']);
   });
 });
