@@ -2,7 +2,10 @@
  * The consistency checker: records what every read returned and when it started, and the time
  * T_i at which the driver saw the PublishedRealm `Ready` for revision i.
  *
- * Violation: a read that STARTED after T_i and returned 200 with content of a revision < i.
+ * Violation: a read that STARTED after T_i and returned 200 with content of a revision < i, or
+ * (when the Ready names the realm that must serve the path, as for a realm nested inside another
+ * realm's URL) content served by another realm (`x-realm-url`). After `markAbsent` (the nested
+ * realm is being removed) nothing is required until the next Ready.
  * Reads are checked as they complete (the driver records T_i synchronously when it sees Ready,
  * so any read starting later than T_i finds it recorded). Non-200 answers and connection errors
  * are expected during faults and only counted; a 200 whose body is not a complete file of some
@@ -24,6 +27,8 @@ export interface ReadRecord {
   /** Revision in a 200 body. */
   revision?: number;
   corrupt?: string;
+  /** `x-realm-url`: the realm the replica resolved the path to. */
+  realm?: string;
   cache?: string;
   epoch?: string;
   servedBy?: string;
@@ -33,6 +38,8 @@ export interface Violation {
   read: ReadRecord;
   /** The newest revision Ready before the read started, and when (T_i). */
   requiredRevision: number;
+  /** The realm that had to serve the read, when the Ready named one. */
+  requiredRealm?: string;
   readyAt: number;
   /** ms from T_i to the read's start / end. */
   startAfterReadyMs: number;
@@ -63,8 +70,8 @@ const KEEP_VIOLATIONS = 50;
 const KEEP_CORRUPT = 20;
 
 export class ConsistencyChecker {
-  /** Ready times in publish order: readyTimes[k] = { revision, at }, both increasing. */
-  private readonly readyTimes: Array<{ revision: number; at: number }> = [];
+  /** Ready times in publish order: readyTimes[k] = { revision, at, ... }, both non-decreasing. */
+  private readonly readyTimes: ReadyMark[] = [];
   readonly counts: CheckerCounts = {
     reads: 0,
     ok: 0,
@@ -88,17 +95,25 @@ export class ConsistencyChecker {
 
   constructor(private readonly onViolation?: (v: Violation) => void) {}
 
-  markReady(revision: number, at: number): void {
+  /** Records T_i; with `realm`, reads from then on must also be served by that realm. */
+  markReady(revision: number, at: number, realm?: string): void {
     const last = this.readyTimes.at(-1);
     if (last && (revision <= last.revision || at < last.at)) throw new Error(`Ready for revision ${revision} at ${at} after revision ${last.revision} at ${last.at}: revisions and times must increase`);
-    this.readyTimes.push({ revision, at });
+    this.readyTimes.push({ revision, at, ...(realm ? { realm } : {}) });
   }
 
-  /** The newest revision whose T_i is earlier than `start`, or undefined. */
-  requiredAt(start: number): { revision: number; at: number } | undefined {
+  /** From `at` on, nothing is required (the realm is being removed) until the next Ready. */
+  markAbsent(at: number): void {
+    const last = this.readyTimes.at(-1);
+    if (last && at < last.at) throw new Error(`absent at ${at} before the last Ready at ${last.at}`);
+    this.readyTimes.push({ revision: last?.revision ?? -1, at, absent: true });
+  }
+
+  /** The newest mark whose time is earlier than `start`, or undefined. */
+  requiredAt(start: number): ReadyMark | undefined {
     let lo = 0;
     let hi = this.readyTimes.length - 1;
-    let found: { revision: number; at: number } | undefined;
+    let found: ReadyMark | undefined;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       if (this.readyTimes[mid]!.at < start) {
@@ -155,13 +170,15 @@ export class ConsistencyChecker {
     this.lastRevision.set(key, read as ReadRecord & { revision: number });
 
     const required = this.requiredAt(read.start);
-    if (!required) return;
+    if (!required || required.absent) return;
     c.checkedAfterReady += 1;
-    if (read.revision >= required.revision) return;
+    const rightRealm = required.realm === undefined || read.realm === required.realm;
+    if (rightRealm && read.revision >= required.revision) return;
     c.violations += 1;
     const violation: Violation = {
       read,
       requiredRevision: required.revision,
+      ...(required.realm ? { requiredRealm: required.realm } : {}),
       readyAt: required.at,
       startAfterReadyMs: read.start - required.at,
       endAfterReadyMs: read.end - required.at,
@@ -178,8 +195,17 @@ export class ConsistencyChecker {
   }
 
   readyCount(): number {
-    return this.readyTimes.length;
+    return this.readyTimes.filter((mark) => !mark.absent).length;
   }
+}
+
+export interface ReadyMark {
+  revision: number;
+  at: number;
+  /** The realm that must serve reads from then on. */
+  realm?: string;
+  /** Nothing is required from `at` on. */
+  absent?: true;
 }
 
 export function percentile(values: number[], p: number): number {

@@ -7,6 +7,8 @@
  * Everything it starts it stops in `close()` (also after a failure), bounded in time.
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { kubeRequest, KubeApiError } from '../../src/runtime/kube-client.js';
 import { loadKubeconfig, type StaticKubeConnection } from '../../src/runtime/kubeconfig.js';
@@ -15,7 +17,7 @@ import { testKubeconfigPath } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
 import { startRealmServer, type RealmServerProcess } from '../support/realm-server-process.js';
 import { createSourceRealm, makeRealmsRoot, writeFiles } from '../support/realms.js';
-import { ConsistencyChecker, now, percentile, type CheckerCounts, type Violation } from './checker.js';
+import { ConsistencyChecker, now, percentile, type CheckerCounts, type ReadRecord, type Violation } from './checker.js';
 import { REALM_FILES, realmContent } from './content.js';
 import { Reader, sleep } from './reader.js';
 
@@ -44,6 +46,35 @@ export interface ScenarioEnvOptions {
   readPauseMs?: number;
   /** Bound on each wait for Ready (ms). Default 60 s. */
   readyTimeoutMs?: number;
+  /**
+   * Run the operators as this unprivileged user (uid = gid; 65534 is "nobody"): root reads
+   * mode-000 files, so only an unprivileged operator meets a genuinely unreadable file. The
+   * realms root and a copy of the kubeconfig are given to the user.
+   */
+  operatorUid?: number;
+  /** Extra files of the source realm at every revision (path → content), e.g. files under a nested realm's prefix. */
+  extraSourceFiles?: (revision: number) => Record<string, string>;
+}
+
+/** What a set of readers reads and which checker judges it. */
+export interface ReadTarget {
+  /** URL path of the realm root, e.g. `/consistency-a/` (ends with `/`). */
+  realmPath: string;
+  files: readonly string[];
+  checker: ConsistencyChecker;
+}
+
+/** One PublishedRealm object the driver publishes. */
+export interface RealmObjectTarget {
+  name: string;
+  sourceURL: string;
+  publishedURL: string;
+  sourceDir: string;
+  /** The source realm's content at a revision. */
+  content(revision: number): Record<string, string>;
+  checker: ConsistencyChecker;
+  /** Reads after Ready must also be served by this realm (`x-realm-url`): for realms nested in another's URL. */
+  requireRealm?: boolean;
 }
 
 export interface PublishOutcome {
@@ -54,7 +85,7 @@ export interface PublishOutcome {
 
 interface Replica {
   proc: RealmServerProcess;
-  reader?: Reader;
+  readers: Reader[];
 }
 
 export class ScenarioEnv {
@@ -72,6 +103,14 @@ export class ScenarioEnv {
   private readonly expectedExits = new WeakSet<OperatorProcess>();
   private closing = false;
   private readersEnabled = false;
+  private readonly readTargets: ReadTarget[] = [];
+  /** Checkers of targets other than the main realm, by name, for the result. */
+  private readonly extraCheckers = new Map<string, ConsistencyChecker>();
+  /** The main PublishedRealm (set by `create`). */
+  main!: RealmObjectTarget;
+  private kubeconfigForOperators: string | undefined;
+  /** Names of PublishedRealms created (deleted again at close). */
+  private readonly createdObjects = new Set<string>();
   private replicaCounter = 0;
   private operatorCounter = 0;
   private readonly started = now();
@@ -96,6 +135,7 @@ export class ScenarioEnv {
     this.publishedURL = `http://${PUBLISHED_HOST}${this.realmPath}`;
     this.kube = loadKubeconfig(testKubeconfigPath());
     this.checker = new ConsistencyChecker((v) => this.collectEvidence(v));
+    this.readTargets.push({ realmPath: this.realmPath, files: REALM_FILES, checker: this.checker });
   }
 
   /** Creates the database, realms root, namespaces and source realm (revision 0). No processes yet. */
@@ -111,12 +151,34 @@ export class ScenarioEnv {
         await kubeRequest(env.kube, { method: 'POST', path: '/api/v1/namespaces', body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } });
         env.cleanups.push(() => kubeRequest(env.kube, { method: 'DELETE', path: `/api/v1/namespaces/${ns}` }).catch(() => undefined));
       }
-      env.sourceDir = await createSourceRealm(env.db.pool, realms.layout, env.sourceURL, realmContent(0), `consistency/${options.name}`);
+      const content = (revision: number) => ({ ...realmContent(revision), ...options.extraSourceFiles?.(revision) });
+      env.sourceDir = await createSourceRealm(env.db.pool, realms.layout, env.sourceURL, content(0), `consistency/${options.name}`);
+      env.main = { name: env.objectName, sourceURL: env.sourceURL, publishedURL: env.publishedURL, sourceDir: env.sourceDir, content, checker: env.checker };
+      if (options.operatorUid !== undefined) await env.handRealmsRootTo(options.operatorUid);
     } catch (error) {
       await env.close();
       throw error;
     }
     return env;
+  }
+
+  /** Gives the realms root and a private copy of the kubeconfig to `uid`, for unprivileged operators. */
+  private async handRealmsRootTo(uid: number): Promise<void> {
+    await chownTree(this.realmsRoot, uid);
+    const dir = await fs.mkdtemp(path.join(path.dirname(this.realmsRoot), 'kubeconfig-'));
+    this.cleanups.push(() => fs.rm(dir, { recursive: true, force: true }));
+    this.kubeconfigForOperators = path.join(dir, 'kubeconfig');
+    await fs.copyFile(testKubeconfigPath(), this.kubeconfigForOperators);
+    await fs.chown(dir, uid, uid);
+    await fs.chown(this.kubeconfigForOperators, uid, uid);
+  }
+
+  /** Starts readers of `target` on every replica (now, if reading has started, and on replicas started later). */
+  addReadTarget(name: string, target: ReadTarget): void {
+    this.readTargets.push(target);
+    this.extraCheckers.set(name, target.checker);
+    if (!this.readersEnabled) return;
+    for (const replica of this.replicas.values()) replica.readers.push(this.newReader(replica.proc, target).start());
   }
 
   count(fault: string, by = 1): void {
@@ -131,7 +193,7 @@ export class ScenarioEnv {
     if (this.replicas.has(id)) throw new Error(`replica ${id} is already running`);
     const proc = await startRealmServer({ databaseURL: this.db.url, realmsRoot: this.realmsRoot, replicaId: id });
     this.replicaHistory.push(proc);
-    const replica: Replica = { proc };
+    const replica: Replica = { proc, readers: [] };
     this.replicas.set(id, replica);
     void proc.exited.then(async (exit) => {
       if (this.closing || this.replicas.get(id) !== replica) return;
@@ -139,7 +201,7 @@ export class ScenarioEnv {
       this.unexpectedExits.push(`realm server ${id} exited by itself (${JSON.stringify(exit)}) at ${new Date().toISOString()}; its last output:\n${compactLogs(proc.logs().slice(-60))}`);
       this.count('unexpected realm-server exit');
     });
-    if (this.readersEnabled) replica.reader = this.newReader(proc).start();
+    if (this.readersEnabled) replica.readers = this.readTargets.map((target) => this.newReader(proc, target).start());
     if (options.waitReady ?? true) await proc.waitReady();
     return id;
   }
@@ -150,7 +212,7 @@ export class ScenarioEnv {
     if (!replica) throw new Error(`no replica ${id}`);
     this.replicas.delete(id);
     await replica.proc.stop(signal);
-    await replica.reader?.stop();
+    await Promise.all(replica.readers.map((reader) => reader.stop()));
   }
 
   replicaIds(): string[] {
@@ -160,17 +222,19 @@ export class ScenarioEnv {
   /** Starts one reader per running replica; replicas started later get one at once. */
   startReaders(): void {
     this.readersEnabled = true;
-    for (const replica of this.replicas.values()) replica.reader ??= this.newReader(replica.proc).start();
+    for (const replica of this.replicas.values()) {
+      if (replica.readers.length === 0) replica.readers = this.readTargets.map((target) => this.newReader(replica.proc, target).start());
+    }
   }
 
-  private newReader(proc: RealmServerProcess): Reader {
+  private newReader(proc: RealmServerProcess, target: ReadTarget): Reader {
     return new Reader({
       replicaId: proc.replicaId,
       port: proc.port,
       host: PUBLISHED_HOST,
-      realmPath: this.realmPath,
-      files: REALM_FILES,
-      checker: this.checker,
+      realmPath: target.realmPath,
+      files: target.files,
+      checker: target.checker,
       pauseMs: this.options.readPauseMs ?? 1,
     });
   }
@@ -186,6 +250,7 @@ export class ScenarioEnv {
       leaderElectionNamespace: this.leaseNamespace,
       // Only this scenario's objects: other suites share the API server but not the database.
       extraArgs: ['--namespace', this.namespace],
+      ...(this.options.operatorUid !== undefined ? { uid: this.options.operatorUid, kubeconfig: this.kubeconfigForOperators } : {}),
       ...(options.crashAtStep ? { env: { REALM_OPERATOR_FAULT_CRASH_AT_STEP: options.crashAtStep } } : {}),
     });
     this.operatorHistory.push(operator);
@@ -230,12 +295,16 @@ export class ScenarioEnv {
     return `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}/${name}`;
   }
 
-  async getRealm(): Promise<PublishedRealmObject> {
-    return kubeRequest<PublishedRealmObject>(this.kube, { path: this.objectPath() });
+  async getRealm(name = this.objectName): Promise<PublishedRealmObject> {
+    return kubeRequest<PublishedRealmObject>(this.kube, { path: this.objectPath(name) });
   }
 
-  /** Creates the PublishedRealm at revision 0 and waits until it is Ready (T_0). */
-  async createRealm(): Promise<PublishOutcome> {
+  /**
+   * Creates the PublishedRealm of `target` (default: the main one) at `revision` (default 0),
+   * writing that revision into its source first, and waits until it is Ready (T_revision).
+   */
+  async createRealm(target: RealmObjectTarget = this.main, revision = 0): Promise<PublishOutcome> {
+    if (revision !== 0) await writeFiles(target.sourceDir, target.content(revision));
     const sent = now();
     await kubeRequest(this.kube, {
       method: 'POST',
@@ -243,12 +312,31 @@ export class ScenarioEnv {
       body: {
         apiVersion: `${GROUP}/${VERSION}`,
         kind: 'PublishedRealm',
-        metadata: { name: this.objectName, namespace: this.namespace },
-        spec: { sourceRealmURL: this.sourceURL, publishedRealmURL: this.publishedURL, revision: '0', reindex: { enabled: true } },
+        metadata: { name: target.name, namespace: this.namespace },
+        spec: { sourceRealmURL: target.sourceURL, publishedRealmURL: target.publishedURL, revision: String(revision), reindex: { enabled: true } },
       },
     });
-    const at = await this.waitReady(0, sent);
-    return { revision: 0, latencyMs: at - sent };
+    this.createdObjects.add(target.name);
+    const at = await this.waitReady(revision, sent, undefined, target);
+    const outcome = { revision, latencyMs: at - sent };
+    if (revision !== 0) this.outcomes.push(outcome);
+    return outcome;
+  }
+
+  /**
+   * Deletes `target`'s PublishedRealm (the operator unpublishes it through its finalizer) and
+   * waits until it is gone. From the moment the DELETE is sent its checker requires nothing.
+   */
+  async deleteRealm(target: RealmObjectTarget): Promise<void> {
+    target.checker.markAbsent(now());
+    await kubeRequest(this.kube, { method: 'DELETE', path: this.objectPath(target.name) });
+    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 60_000);
+    for (;;) {
+      const gone = await this.getRealm(target.name).then(() => false, (e: unknown) => e instanceof KubeApiError && e.statusCode === 404);
+      if (gone) return;
+      if (Date.now() > deadline) throw new Error(`[${this.options.name}] PublishedRealm ${target.name} not deleted within the Ready timeout;\n${this.operatorLogTail(25)}`);
+      await sleep(25);
+    }
   }
 
   /**
@@ -256,12 +344,12 @@ export class ScenarioEnv {
    * (the scenario's fault) concurrently, and polls until Ready for it; records T_i. Rethrows a
    * failure of `during`. Waits for `during` to finish before returning.
    */
-  async publish(revision: number, during?: (patchedAt: number) => Promise<void>): Promise<PublishOutcome> {
-    await writeFiles(this.sourceDir, realmContent(revision));
+  async publish(revision: number, during?: (patchedAt: number) => Promise<void>, target: RealmObjectTarget = this.main): Promise<PublishOutcome> {
+    await writeFiles(target.sourceDir, target.content(revision));
     const sent = now();
     await kubeRequest(this.kube, {
       method: 'PATCH',
-      path: this.objectPath(),
+      path: this.objectPath(target.name),
       contentType: 'application/merge-patch+json',
       body: { spec: { revision: String(revision) } },
     });
@@ -269,7 +357,7 @@ export class ScenarioEnv {
     const fault = during ? during(sent).catch((error: unknown) => void (failure = { error })) : Promise.resolve();
     let at: number;
     try {
-      at = await this.waitReady(revision, sent, () => failure);
+      at = await this.waitReady(revision, sent, () => failure, target);
     } finally {
       // Never leave a fault running behind a failure (it may be restarting PostgreSQL).
       await withTimeout(fault, 90_000, `the fault of revision ${revision} did not finish within 90 s`).catch(() => undefined);
@@ -281,7 +369,12 @@ export class ScenarioEnv {
   }
 
   /** Polls (every 25 ms) until the object is Ready for `revision`; records and returns T_i. */
-  private async waitReady(revision: number, since: number, failed: () => { error: unknown } | undefined = () => undefined): Promise<number> {
+  private async waitReady(
+    revision: number,
+    since: number,
+    failed: () => { error: unknown } | undefined = () => undefined,
+    target: RealmObjectTarget = this.main,
+  ): Promise<number> {
     const timeout = this.options.readyTimeoutMs ?? 60_000;
     const deadline = since + timeout;
     let last: PublishedRealmObject | undefined;
@@ -290,7 +383,7 @@ export class ScenarioEnv {
       const failure = failed();
       if (failure) throw failure.error;
       try {
-        last = await this.getRealm();
+        last = await this.getRealm(target.name);
         const status = last.status;
         const ready = status?.conditions?.find((c) => c.type === 'Ready');
         if (
@@ -301,7 +394,7 @@ export class ScenarioEnv {
           (ready.observedGeneration === undefined || ready.observedGeneration === last.metadata.generation)
         ) {
           const at = now();
-          this.checker.markReady(revision, at);
+          target.checker.markReady(revision, at, target.requireRealm ? target.publishedURL : undefined);
           return at;
         }
       } catch (error) {
@@ -309,7 +402,7 @@ export class ScenarioEnv {
       }
       if (now() > deadline) {
         throw new Error(
-          `[${this.options.name}] revision ${revision} not Ready within ${timeout} ms.\n` +
+          `[${this.options.name}] ${target.name} revision ${revision} not Ready within ${timeout} ms.\n` +
             `object: ${JSON.stringify(last?.metadata)} status: ${JSON.stringify(last?.status)}\n` +
             (lastError ? `last API error: ${String(lastError)}\n` : '') +
             (this.unexpectedExits.length ? `unexpected exits:\n${this.unexpectedExits.join('\n')}\n` : '') +
@@ -331,7 +424,7 @@ export class ScenarioEnv {
   }
 
   /** Snapshots the logs around a violating read at once (replica log buffers are bounded). */
-  private collectEvidence(v: Violation): void {
+  collectEvidence(v: Violation): void {
     const from = v.readyAt - 5000;
     const to = v.read.end + 1000;
     const window = (lines: Array<Record<string, unknown>>) =>
@@ -372,6 +465,9 @@ export class ScenarioEnv {
       errorSamples: this.checker.errorSamples,
       notes: this.notes,
       unexpectedExits: this.unexpectedExits,
+      extra: Object.fromEntries(
+        [...this.extraCheckers].map(([name, checker]) => [name, { counts: structuredClone(checker.counts), violations: checker.violations, corruptReads: checker.corruptReads }]),
+      ),
       leftoverProcesses: [
         ...this.replicaHistory.filter((p) => p.alive()).map((p) => `realm-server ${p.replicaId} pid ${p.child.pid}`),
         ...this.operatorHistory.filter((o) => o.child.exitCode === null && o.child.signalCode === null).map((o) => `operator ${o.identity} pid ${o.child.pid}`),
@@ -385,15 +481,17 @@ export class ScenarioEnv {
   async close(): Promise<void> {
     this.readersEnabled = false;
     this.closing = true;
-    await Promise.all([...this.replicas.values()].map((r) => r.reader?.stop()));
+    await Promise.all([...this.replicas.values()].flatMap((r) => r.readers.map((reader) => reader.stop())));
     try {
       if (this.kube && this.operators.some((o) => o.child.exitCode === null && o.child.signalCode === null)) {
-        await kubeRequest(this.kube, { method: 'DELETE', path: this.objectPath() });
-        const deadline = Date.now() + 20_000;
-        while (Date.now() < deadline) {
-          const gone = await this.getRealm().then(() => false, (e: unknown) => e instanceof KubeApiError && e.statusCode === 404);
-          if (gone) break;
-          await sleep(100);
+        for (const name of [...this.createdObjects].reverse()) {
+          await kubeRequest(this.kube, { method: 'DELETE', path: this.objectPath(name) }).catch(() => undefined);
+          const deadline = Date.now() + 20_000;
+          while (Date.now() < deadline) {
+            const gone = await this.getRealm(name).then(() => false, (e: unknown) => e instanceof KubeApiError && e.statusCode === 404);
+            if (gone) break;
+            await sleep(100);
+          }
         }
       }
     } catch {
@@ -427,6 +525,18 @@ export interface ScenarioResult {
   notes: string[];
   leftoverProcesses: string[];
   unexpectedExits: string[];
+  /** Readers of other targets (e.g. a nested realm), judged by their own checkers. */
+  extra: Record<string, { counts: CheckerCounts; violations: Violation[]; corruptReads: ReadRecord[] }>;
+}
+
+/** chown -R (without following symlinks). */
+async function chownTree(dir: string, uid: number): Promise<void> {
+  await fs.lchown(dir, uid, uid);
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(full, uid);
+    else await fs.lchown(full, uid, uid);
+  }
 }
 
 /** Sends `signal`, waits up to `timeoutMs` for the exit, then SIGKILLs. */
@@ -460,12 +570,18 @@ export function formatResult(r: ScenarioResult): string {
     `  VIOLATIONS ${c.violations}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}, regressions (allowed) ${c.regressions}`,
     `  faults ${JSON.stringify(r.faults)}`,
     `  per replica ${JSON.stringify(r.perReplica)}`,
+    ...Object.entries(r.extra).map(
+      ([name, x]) =>
+        `  ${name}: reads ${x.counts.reads}, ok ${x.counts.ok} (checked after a Ready ${x.counts.checkedAfterReady}), non-200 ${JSON.stringify(x.counts.non200)}, ` +
+        `cache ${JSON.stringify(x.counts.cache)}, VIOLATIONS ${x.counts.violations}, corrupt ${x.counts.corrupt}`,
+    ),
     ...r.notes.map((n) => `  note: ${n}`),
   ];
-  for (const v of r.violations.slice(0, 5)) {
+  for (const v of [...r.violations, ...Object.values(r.extra).flatMap((x) => x.violations)].slice(0, 5)) {
     lines.push(
-      `  violation: replica ${v.read.replica} file ${v.read.file} returned revision ${v.read.revision} (x-cache ${v.read.cache}, x-realm-epoch ${v.read.epoch}) ` +
-        `for a read started ${v.startAfterReadyMs.toFixed(1)} ms and ended ${v.endAfterReadyMs.toFixed(1)} ms after Ready for revision ${v.requiredRevision}`,
+      `  violation: replica ${v.read.replica} file ${v.read.file} returned revision ${v.read.revision} of realm ${v.read.realm} (x-cache ${v.read.cache}, x-realm-epoch ${v.read.epoch}) ` +
+        `for a read started ${v.startAfterReadyMs.toFixed(1)} ms and ended ${v.endAfterReadyMs.toFixed(1)} ms after Ready for revision ${v.requiredRevision}` +
+        (v.requiredRealm ? ` of realm ${v.requiredRealm}` : ''),
       `    recent reads (t - T_i): ${v.recentReads.slice(-8).map((x) => `${x.file}@${(x.start - v.readyAt).toFixed(1)}:${x.status ?? x.error}/${x.revision}/${x.cache}`).join(' ')}`,
       `    evidence: ${JSON.stringify(v.evidence).slice(0, 20_000)}`,
     );

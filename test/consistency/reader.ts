@@ -79,6 +79,7 @@ export class Reader {
             const status = res.statusCode ?? 0;
             const headers = {
               cache: header(res.headers['x-cache']),
+              realm: header(res.headers['x-realm-url']),
               epoch: header(res.headers['x-realm-epoch']),
               servedBy: header(res.headers['x-replica-id']),
             };

@@ -1,12 +1,19 @@
 /**
- * The five scenarios of the consistency suite (issue 5). Each builds its own world (see
+ * The scenarios of the consistency suite (issue 5; f and g from issue 8). Each builds its own world (see
  * harness.ts): 3 realm-server replicas and one operator unless stated, a PublishedRealm Ready at
  * revision 0, a reader per replica, then `publishes` revisions with the scenario's fault
  * injected while they are in flight. Each returns its counts; the caller asserts.
  */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { RealmsLayout } from '../../src/dataplane/layout.js';
 import { startEmbeddedPostgres } from '../support/embedded-postgres.js';
 import type { OperatorProcess } from '../support/operator-process.js';
-import { formatResult, ScenarioEnv, withTimeout, type ScenarioEnvOptions, type ScenarioResult } from './harness.js';
+import { createSourceRealm, writeFiles } from '../support/realms.js';
+import { ConsistencyChecker } from './checker.js';
+import { fileContent } from './content.js';
+import { formatResult, ScenarioEnv, withTimeout, type RealmObjectTarget, type ScenarioEnvOptions, type ScenarioResult } from './harness.js';
 import { sleep } from './reader.js';
 
 export const PUBLISH_STEPS = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'] as const;
@@ -29,12 +36,13 @@ export interface ScenarioRun {
  * `body` is rethrown after the summary of what was measured up to then is printed.
  */
 async function runScenario(
-  options: ScenarioEnvOptions & { replicas?: number; publishes: number },
+  options: ScenarioEnvOptions & { replicas?: number; publishes: number; prepare?: (env: ScenarioEnv) => Promise<void> },
   body: (env: ScenarioEnv) => Promise<void>,
 ): Promise<ScenarioRun> {
   const env = await ScenarioEnv.create(options);
   let failure: unknown;
   try {
+    await options.prepare?.(env);
     await Promise.all(Array.from({ length: options.replicas ?? 3 }, () => env.startReplica()));
     await env.startOperator();
     await env.createRealm();
@@ -202,4 +210,143 @@ export async function postgresRestarts(publishes: number): Promise<ScenarioRun> 
     if (down) await postgres.start().catch(() => undefined);
     await postgres.destroy();
   }
+}
+
+/** The files of the nested realm (paths relative to it). */
+export const NESTED_FILES: readonly string[] = ['index.json', 'cards/1.json', 'people/team/leads.json', 'deep/a/b/c/d/leaf.json'];
+const NESTED_SEGMENT = 'inner/';
+const nestedContent = (revision: number) => Object.fromEntries(NESTED_FILES.map((f) => [f, fileContent(f, revision)]));
+
+/**
+ * f. A realm at a URL nested inside the published realm's URL appears and disappears while both
+ * are published. The parent realm holds its own copies of the nested paths, so a replica that
+ * resolves them to the parent serves a complete file of the parent (200), not a 404. Cycle of
+ * four publishes: "Boxel" registers the nested URL (a published realm in Boxel's own layout, as
+ * the operator only takes over nested URLs that are already registered) and a PublishedRealm
+ * takes it over; the parent is republished; the nested realm is republished; the parent is
+ * republished and the nested PublishedRealm deleted (unpublished). Readers on every replica
+ * read the nested paths: after the nested realm is Ready for revision i they must get the nested
+ * realm (`x-realm-url`) at revision ≥ i.
+ */
+export function nestedRealm(publishes: number): Promise<ScenarioRun> {
+  return runScenario(
+    { name: 'nested', publishes, extraSourceFiles: (revision) => Object.fromEntries(NESTED_FILES.map((f) => [`${NESTED_SEGMENT}${f}`, fileContent(f, revision)])) },
+    async (env) => {
+      const layout = new RealmsLayout(env.realmsRoot);
+      const checker = new ConsistencyChecker((v) => env.collectEvidence(v));
+      const sourceURL = 'http://localhost:4201/consistency-src-nested-inner/';
+      const inner: RealmObjectTarget = {
+        name: 'inner',
+        sourceURL,
+        publishedURL: `${env.publishedURL}${NESTED_SEGMENT}`,
+        sourceDir: await createSourceRealm(env.db.pool, layout, sourceURL, nestedContent(0), 'consistency/nested-inner'),
+        content: nestedContent,
+        checker,
+        requireRealm: true,
+      };
+      env.addReadTarget('nested realm', { realmPath: `${env.realmPath}${NESTED_SEGMENT}`, files: NESTED_FILES, checker });
+      // Let every replica cache the parent's copies of the nested paths first.
+      await sleep(300);
+      for (let i = 1; i <= publishes; i++) {
+        switch ((i - 1) % 4) {
+          case 0:
+            await registerAsBoxel(env, layout, inner.publishedURL, nestedContent(i));
+            env.count('nested URL registered (Boxel layout)');
+            await env.createRealm(inner, i);
+            env.count('nested realm published');
+            break;
+          case 1:
+            await env.publish(i);
+            break;
+          case 2:
+            await env.publish(i, undefined, inner);
+            env.count('nested realm republished');
+            break;
+          case 3:
+            await env.publish(i);
+            await env.deleteRealm(inner);
+            env.count('nested realm unpublished');
+            break;
+        }
+        await settle();
+      }
+    },
+  );
+}
+
+/**
+ * What Boxel's publish leaves for a realm it published: `_published/<uuid>/` as a plain
+ * directory, a `published` registry row, and `realm_registry 'upsert:<url>'` plus the wildcard
+ * NOTIFY in one transaction.
+ */
+async function registerAsBoxel(env: ScenarioEnv, layout: RealmsLayout, url: string, files: Record<string, string>): Promise<void> {
+  const diskId = randomUUID();
+  await writeFiles(layout.publishedDir(diskId), files);
+  const client = await env.db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at) VALUES ($1, 'published', $2, 'boxel', $3, $4)`,
+      [url, diskId, env.sourceURL, Date.now()],
+    );
+    await client.query(`SELECT pg_notify('realm_registry', $1), pg_notify('realm_file_changes', $2)`, [`upsert:${url}`, `${url}:*`]);
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+const NOBODY = 65534;
+
+/**
+ * g. The source realm holds a mode-000 file in a sub-directory and a mode-000 sub-directory, and
+ * during every publish files and whole directories appear and vanish in it. The operator runs
+ * as an unprivileged user (uid 65534) so the mode-000 entries are genuinely unreadable to it
+ * (root reads them regardless). Every publish must become Ready, the operator must never exit by
+ * itself, and readers see no stale or torn file; the unreadable file is left out.
+ */
+export function unreadableSource(publishes: number): Promise<ScenarioRun> {
+  return runScenario(
+    {
+      name: 'unreadable',
+      publishes,
+      operatorUid: NOBODY,
+      prepare: async (env) => {
+        await writeFiles(env.sourceDir, { 'private/secret.json': '{"secret":true}', 'locked/inside.json': '{"locked":true}' });
+        await fs.chmod(path.join(env.sourceDir, 'private/secret.json'), 0o000);
+        await fs.chmod(path.join(env.sourceDir, 'locked'), 0o000);
+      },
+    },
+    async (env) => {
+      for (const operator of env.operators) {
+        const status = await fs.readFile(`/proc/${operator.child.pid}/status`, 'utf8').catch(() => '');
+        if (new RegExp(`^Uid:\\s+${NOBODY}\\b`, 'm').test(status)) env.count('operator ran unprivileged');
+      }
+      for (let i = 1; i <= publishes; i++) {
+        await env.publish(i, async () => {
+          // Files and directories created and deleted while the operator stages the realm.
+          const until = Date.now() + random(100, 400);
+          let n = 0;
+          while (Date.now() < until) {
+            const dir = path.join(env.sourceDir, 'churn', `d${n % 3}`);
+            await writeFiles(dir, { 'a.json': `{"n":${n}}`, 'sub/b.json': `{"n":${n}}` });
+            await sleep(random(0, 5));
+            await (n % 2 === 0 ? fs.rm(dir, { recursive: true, force: true }) : fs.rm(path.join(dir, 'a.json'), { force: true }));
+            n += 1;
+          }
+          env.count('source entries created and deleted mid-publish', n);
+        });
+        await settle();
+      }
+      const { rows } = await env.db.pool.query<{ disk_id: string }>('SELECT disk_id FROM realm_registry WHERE url = $1', [env.publishedURL]);
+      const publishedDir = new RealmsLayout(env.realmsRoot).publishedDir(rows[0]!.disk_id);
+      const present = async (rel: string) => fs.access(path.join(publishedDir, rel)).then(() => true, () => false);
+      if (!(await present('private/secret.json')) && !(await present('locked/inside.json')) && (await present('index.json'))) {
+        env.count('unreadable entries left out of the published realm');
+      }
+    },
+  );
 }

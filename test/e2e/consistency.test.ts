@@ -1,5 +1,5 @@
 /**
- * The end-to-end consistency suite (issue 5): after a PublishedRealm reports Ready for revision
+ * The end-to-end consistency suite (issues 5 and 8): after a PublishedRealm reports Ready for revision
  * i, no realm-server replica serves content older than i, even under faults. Real processes: the
  * operator, 3–5 realm-server replicas, PostgreSQL, a kube-apiserver. A reader per replica reads
  * every file of the published realm continuously while revisions are published; a read that
@@ -13,7 +13,7 @@ import path from 'node:path';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { kubectl } from '../support/kube.js';
 import { summarizeExit } from '../consistency/harness.js';
-import { listenerKilled, noFaults, operatorCrashes, postgresRestarts, replicaChurn, type ScenarioRun } from '../consistency/scenarios.js';
+import { listenerKilled, nestedRealm, noFaults, operatorCrashes, postgresRestarts, replicaChurn, unreadableSource, type ScenarioRun } from '../consistency/scenarios.js';
 
 const PUBLISHES = Number(process.env.CONSISTENCY_PUBLISHES ?? 12);
 if (!Number.isInteger(PUBLISHES) || PUBLISHES < 1) throw new Error(`CONSISTENCY_PUBLISHES must be a positive integer, got ${process.env.CONSISTENCY_PUBLISHES}`);
@@ -86,3 +86,24 @@ test(`e. PostgreSQL restarted during publishes: ${PUBLISHES} publishes, 0 stale 
   expectConsistent(run);
   expect(run.result.faults['PostgreSQL restart'] ?? 0).toBeGreaterThanOrEqual(Math.min(Math.ceil(PUBLISHES / 3), 3));
 }, budget(12_000));
+
+test(`f. a realm at a URL nested inside the published realm's URL, registered and removed during publishes: ${PUBLISHES} publishes, readers of the nested paths on every replica, 0 violations`, async () => {
+  const run = await nestedRealm(PUBLISHES);
+  expectConsistent(run);
+  const nested = run.result.extra['nested realm']!;
+  expect(nested.counts.violations).toBe(0);
+  expect(nested.violations).toEqual([]);
+  expect(nested.counts.corrupt).toBe(0);
+  // The nested paths were read, and checked against the nested realm, after each of its Readys.
+  const cycles = Math.ceil(PUBLISHES / 4);
+  expect(run.result.faults['nested realm published']).toBe(cycles);
+  expect(nested.counts.checkedAfterReady).toBeGreaterThan(cycles * 10);
+}, budget(5_000));
+
+test(`g. an unreadable file and directory in the source realm, entries vanishing mid-publish, an unprivileged operator: ${PUBLISHES} publishes, 0 violations, the operator never exits by itself`, async () => {
+  const run = await unreadableSource(PUBLISHES);
+  expectConsistent(run);
+  expect(run.result.faults['operator ran unprivileged'] ?? 0).toBeGreaterThanOrEqual(1);
+  expect(run.result.faults['source entries created and deleted mid-publish'] ?? 0).toBeGreaterThan(PUBLISHES);
+  expect(run.result.faults['unreadable entries left out of the published realm']).toBe(1);
+}, budget(4_000));

@@ -36,6 +36,8 @@ export interface OperatorOptions {
   extraArgs?: string[];
   /** Extra environment for the child (e.g. REALM_OPERATOR_FAULT_CRASH_AT_STEP). */
   env?: Record<string, string>;
+  /** Run as this user and group id (a test running as root can start an unprivileged operator). */
+  uid?: number;
 }
 
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
@@ -62,7 +64,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       ...(options.namespace ? ['--namespace', options.namespace] : []),
       ...(options.extraArgs ?? []),
     ],
-    { env: { ...process.env, ...options.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, ...options.env, DATABASE_URL: options.databaseURL, KUBECONFIG: options.kubeconfig ?? testKubeconfigPath() }, stdio: ['ignore', 'pipe', 'pipe'], ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}) },
   );
   const lines: Array<Record<string, unknown>> = [];
   let raw = '';
