@@ -22,16 +22,24 @@ const repo = path.resolve(import.meta.dirname, '..');
 
 const cleanups: Array<() => Promise<unknown>> = [];
 let cleaning: Promise<void> | undefined;
+/** Set by Ctrl-C (130) or SIGTERM (143): that exit code wins, and failures it causes are not reported. */
+let interruptedWith: number | undefined;
 /** Runs every clean-up once, even when Ctrl-C and a failure both ask for it, then exits. */
 async function shutdown(code: number): Promise<never> {
   cleaning ??= (async () => {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
   })();
   await cleaning;
-  process.exit(code);
+  process.exit(interruptedWith ?? code);
 }
-process.on('SIGINT', () => void shutdown(130));
-process.on('SIGTERM', () => void shutdown(143));
+function interrupt(code: number): void {
+  if (interruptedWith !== undefined) return;
+  interruptedWith = code;
+  process.stderr.write('\ninterrupted, cleaning up…\n');
+  void shutdown(code);
+}
+process.on('SIGINT', () => interrupt(130));
+process.on('SIGTERM', () => interrupt(143));
 
 async function must(plane: ControlPlane, args: string[], input?: string): Promise<string> {
   const result = await plane.kubectl(args, { input });
@@ -151,6 +159,7 @@ try {
   agent.destroy();
   await shutdown(stale === 0 ? 0 : 1);
 } catch (error) {
-  process.stderr.write(`demo failed: ${(error as Error).stack}\n`);
+  // After Ctrl-C the children (same process group) stop too, so whatever was in progress fails: expected, not news.
+  if (interruptedWith === undefined) process.stderr.write(`demo failed: ${(error as Error).stack ?? String(error)}\n`);
   await shutdown(1);
 }

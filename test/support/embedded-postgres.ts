@@ -9,6 +9,7 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -46,6 +47,23 @@ const SERVER_FLAGS = [
   ['max_connections', '300'],
 ];
 
+/**
+ * Servers not yet destroyed, by temp dir, with a way to kill their postgres. On any exit —
+ * process.exit() from a Ctrl-C handler included — each is killed and its directory removed, so an
+ * interrupted start-up leaves no server, data directory or password file behind.
+ */
+const live = new Map<string, () => void>();
+process.on('exit', () => {
+  for (const [dir, kill] of live) {
+    kill();
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // exiting anyway; nothing more to do
+    }
+  }
+});
+
 export async function startEmbeddedPostgres(options: { port?: number } = {}): Promise<PostgresServer> {
   const port = options.port ?? (await freePort());
   const owner = process.getuid?.() === 0 ? postgresUser() : undefined;
@@ -53,25 +71,15 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'realm-operator-pg-'));
   const dataDir = path.join(base, 'data');
   const password = 'postgres';
-  const passwordFile = path.join(base, 'pwfile');
-  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o644 });
-  if (owner) await fs.chown(base, owner.uid, owner.gid);
-  const ids = owner ?? {};
-
-  await run(path.join(binDir, 'initdb'), [
-    `--pgdata=${dataDir}`,
-    '--username=postgres',
-    `--pwfile=${passwordFile}`,
-    '--auth=password',
-    '--encoding=UTF8',
-    '--locale=C.UTF-8',
-    '--lc-messages=C',
-  ], ids);
-
   let child: ChildProcess | undefined;
+  live.set(base, () => child?.kill('SIGQUIT'));
+  const abandon = async () => {
+    child?.kill('SIGQUIT');
+    await fs.rm(base, { recursive: true, force: true });
+    live.delete(base);
+  };
   const adminURL = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
-  const killOnExit = () => child?.kill('SIGQUIT');
-  process.on('exit', killOnExit);
+  const ids = owner ?? {};
 
   async function start(): Promise<void> {
     const args = ['-D', dataDir, '-p', String(port), '-k', base, ...SERVER_FLAGS.flatMap(([k, v]) => ['-c', `${k}=${v}`])];
@@ -102,7 +110,14 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
     await exited;
   }
 
-  await start();
+  try {
+    if (owner) await fs.chown(base, owner.uid, owner.gid);
+    await initdb(binDir, base, dataDir, password, ids);
+    await start();
+  } catch (error) {
+    await abandon();
+    throw error;
+  }
   return {
     adminURL,
     port,
@@ -110,10 +125,28 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
     stop,
     async destroy() {
       await stop();
-      process.off('exit', killOnExit);
-      await fs.rm(base, { recursive: true, force: true });
+      await abandon();
     },
   };
+}
+
+/** Creates the cluster; the password file exists only while initdb reads it. */
+async function initdb(binDir: string, base: string, dataDir: string, password: string, ids: { uid?: number; gid?: number }): Promise<void> {
+  const passwordFile = path.join(base, 'pwfile');
+  await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o644 });
+  try {
+    await run(path.join(binDir, 'initdb'), [
+      `--pgdata=${dataDir}`,
+      '--username=postgres',
+      `--pwfile=${passwordFile}`,
+      '--auth=password',
+      '--encoding=UTF8',
+      '--locale=C.UTF-8',
+      '--lc-messages=C',
+    ], ids);
+  } finally {
+    await fs.rm(passwordFile, { force: true });
+  }
 }
 
 /** The `postgres` system user's ids, creating the user if it does not exist. */
