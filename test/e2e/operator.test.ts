@@ -108,8 +108,10 @@ describe('PublishedRealm lifecycle', () => {
     expect(jobs.rows).toHaveLength(1);
     expect(realm.status!.reindexJobId).toBe(jobs.rows[0].id);
     expect(jobs.rows[0].args).toMatchObject({ realmURL: published, realmUsername: 'e2e' });
+    // One reason per thing: the publish (ContentPublished), the reindex, and Ready's transition (Published).
     const reasons = (await events('blog')).map((e) => e.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['Published', 'ReindexEnqueued']));
+    expect(reasons).toEqual(expect.arrayContaining(['ContentPublished', 'Published', 'ReindexEnqueued']));
+    expect((await events('blog')).find((e) => e.reason === 'ContentPublished')!.message).toMatch(/^Published 2 files \(9 bytes\) at epoch \d+/);
     // The printer columns show what a person needs.
     const table = await must(['get', `${PLURAL}.${GROUP}`, 'blog', '-n', NS]);
     expect(table.split('\n')[0]).toMatch(/NAME\s+SOURCE\s+PUBLISHED\s+READY\s+FILES\s+AGE/);
@@ -147,7 +149,7 @@ describe('PublishedRealm lifecycle', () => {
     await operator.waitForLog((l) => l.msg === 'replicas acknowledged', 10_000);
     await new Promise((r) => setTimeout(r, 1000));
     expect(await epochOf(published)).toBe(settledEpoch);
-    expect((await events('blog')).filter((e) => e.reason === 'Republished')).toHaveLength(1);
+    expect((await events('blog')).filter((e) => e.reason === 'ContentRepublished')).toHaveLength(1);
   });
 
   test('delete → unpublished (registry row, directory, wildcard NOTIFY) and the finalizer released', async () => {
@@ -180,6 +182,10 @@ describe('problems a person must fix', () => {
         expect.objectContaining({ type: 'Stalled', status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('spec.publishedRealmURL: is not in canonical form; use "http://pub.localhost/x/"') }),
       ]),
     );
+    // publishedRealmURL is immutable: the fix offered is delete and recreate, never an edit.
+    const stalledMessage = realm.status!.conditions.find((c: { type: string }) => c.type === 'Stalled').message as string;
+    expect(stalledMessage).toContain('delete this PublishedRealm and create it again with a valid publishedRealmURL');
+    expect(stalledMessage).not.toContain('Fix the PublishedRealm');
     expect((await events('noncanonical')).some((e) => e.type === 'Warning' && e.reason === 'InvalidSpec')).toBe(true);
     expect(operator.child.exitCode).toBeNull();
     await must(['delete', `${PLURAL}.${GROUP}`, 'noncanonical', '-n', NS, '--timeout=30s']);
@@ -194,7 +200,7 @@ describe('problems a person must fix', () => {
     await must(['delete', `${PLURAL}.${GROUP}`, 'later', '-n', NS, '--timeout=30s']);
   });
 
-  test('suspend stops republishing until it is lifted', async () => {
+  test('suspend says Suspended and stops republishing until it is lifted', async () => {
     const src = 'http://localhost:4201/e2e/susp/';
     const pub = 'http://pub.localhost/susp/';
     await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
@@ -202,7 +208,9 @@ describe('problems a person must fix', () => {
     await waitReady('susp');
     const epoch = await epochOf(pub);
     await must(['patch', `${PLURAL}.${GROUP}`, 'susp', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":true,"revision":2}}']);
-    await new Promise((r) => setTimeout(r, 2000));
+    await eventually(async () => (await getRealm('susp')).status?.conditions?.some((c: { reason: string }) => c.reason === 'Suspended') ?? false, 20_000, () => 'Suspended');
+    const suspended = await getRealm('susp');
+    expect(suspended.status!.conditions).toEqual([expect.objectContaining({ type: 'Ready', status: 'False', reason: 'Suspended' })]);
     expect(await epochOf(pub)).toBe(epoch);
     await must(['patch', `${PLURAL}.${GROUP}`, 'susp', '-n', NS, '--type=merge', '-p', '{"spec":{"suspend":false}}']);
     await eventually(async () => (await epochOf(pub)) > epoch, 20_000, () => 'republish after resume');
@@ -266,5 +274,49 @@ describe('the API server refuses invalid manifests with readable messages', () =
     expect(result.stderr).toContain('publishedRealmURL is immutable; delete this PublishedRealm and create a new one to publish at another URL');
     await waitReady('immutable');
     await must(['delete', `${PLURAL}.${GROUP}`, 'immutable', '-n', NS, '--timeout=30s']);
+  });
+});
+
+describe('a leaked error does not take the operator down', () => {
+  test.each(['rejection', 'exception'] as const)('an unhandled %s is logged with its stack, counted, fails /readyz with the reason, and the process keeps reconciling', async (kind) => {
+    // Its own namespaces, so it neither competes for the suite operator's lease nor reconciles its objects.
+    const guardNS = `${NS}-guard-${kind.slice(0, 3)}`;
+    await must(['create', 'namespace', guardNS]);
+    const faulty = await startOperator({
+      databaseURL: db.url,
+      realmsRoot: realms.root,
+      identity: `operator-faulty-${kind}`,
+      leaderElectionNamespace: guardNS,
+      namespace: guardNS,
+      env: { REALM_OPERATOR_FAULT_UNHANDLED: kind },
+    });
+    try {
+      const logged = await faulty.waitForLog((l) => l.level === 50 && l.kind === (kind === 'rejection' ? 'unhandledRejection' : 'uncaughtException'), 20_000);
+      expect(String((logged.err as { stack?: string }).stack)).toContain('fault injection');
+      const readyz = await fetch(`${faulty.healthURL}/readyz`);
+      expect(readyz.status).toBe(503);
+      expect(((await readyz.json()) as { reasons: string[] }).reasons).toEqual(
+        expect.arrayContaining([expect.stringMatching(kind === 'rejection' ? /^unhandledRejection: Error: fault injection/ : /^uncaughtException: Error: fault injection/)]),
+      );
+      const metrics = await (await fetch(`${faulty.metricsURL}/metrics`)).text();
+      expect(metrics).toContain(`realm_operator_unhandled_errors_total{kind="${kind === 'rejection' ? 'unhandledRejection' : 'uncaughtException'}"} 1`);
+      // Still alive, and still doing its job.
+      expect(faulty.child.exitCode).toBeNull();
+      const src = `http://localhost:4201/e2e/guard-${kind}/`;
+      await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
+      await must(['apply', '-f', '-'], JSON.stringify({
+        apiVersion: `${GROUP}/v1alpha1`,
+        kind: 'PublishedRealm',
+        metadata: { name: 'guarded', namespace: guardNS },
+        spec: { sourceRealmURL: src, publishedRealmURL: `http://pub.localhost/guard-${kind}/` },
+      }));
+      const wait = await kubectl(['wait', `${PLURAL}.${GROUP}/guarded`, '-n', guardNS, '--for=condition=Ready', '--timeout=60s']);
+      expect(wait.stderr).toBe('');
+      expect(faulty.child.exitCode).toBeNull();
+      await must(['delete', `${PLURAL}.${GROUP}`, 'guarded', '-n', guardNS, '--timeout=30s']);
+    } finally {
+      await faulty.stop();
+      await kubectl(['delete', 'namespace', guardNS, '--wait=false']);
+    }
   });
 });
