@@ -217,9 +217,13 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       timing: { stageMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
     };
   } finally {
-    // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
-    await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));
-    await guard.release();
+    try {
+      // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
+      await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));
+    } finally {
+      // A copy left behind by a failed removal is then abandoned, and the next recovery removes it.
+      await guard.release();
+    }
   }
 }
 

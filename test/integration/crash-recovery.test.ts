@@ -6,13 +6,11 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createSourceRealm, dataPlane, eventually, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, dataPlane, eventually, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
 
 const PUBLISH_STEPS: PublishStep[] = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'];
 const UNPUBLISH_STEPS: UnpublishStep[] = ['locked', 'unlinked', 'committed', 'cleaned'];
@@ -149,16 +147,7 @@ describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
 
 describe('what recovery logs', () => {
   test('a publisher killed between swap and COMMIT: recovery re-points the link and warns that it recovered', async () => {
-    const lines: Array<{ level: number; msg: string; actions?: string[] }> = [];
-    const logger = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-          done();
-        },
-      }),
-    );
+    const { logger, lines } = capturingLogger();
     const sourceURL = 'http://localhost:4201/crash/logged-src/';
     const publishedURL = 'http://pub.localhost/crash/logged/';
     const sourceDir = await createSourceRealm(db.pool, layout, sourceURL, OLD);

@@ -1,7 +1,5 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { withRealmLock } from '../../src/dataplane/db.js';
 import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError } from '../../src/dataplane/realm-state.js';
@@ -9,7 +7,7 @@ import { enqueueReindex } from '../../src/dataplane/reindex.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, dataPlane, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
 
 const ALL_CHANNELS = [REALM_FILE_CHANGES_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_REGISTRY_CHANNEL, JOBS_CHANNEL];
 
@@ -441,16 +439,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
   });
 
   test('routine clean-up after republishes and an unpublish is not logged as recovery', async () => {
-    const lines: Array<{ level: number; msg: string }> = [];
-    const logger = pino(
-      { level: 'debug' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
-          done();
-        },
-      }),
-    );
+    const { logger, lines } = capturingLogger();
     const logged: DataPlane = { ...plane, logger };
     const source = 'http://localhost:4201/mia/src/';
     const published = 'http://pub.localhost/mia/pub/';

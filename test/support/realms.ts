@@ -2,12 +2,31 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import pg from 'pg';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { RealmsLayout } from '../../src/dataplane/layout.js';
 import type { DataPlane } from '../../src/dataplane/publish.js';
 
 export const silentLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+/** A debug-level logger that keeps every line it writes, parsed. */
+export function capturingLogger(): { logger: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), lines };
+}
 
 export async function makeRealmsRoot(): Promise<{ root: string; layout: RealmsLayout; cleanup(): Promise<void> }> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'realms-'));
