@@ -137,7 +137,7 @@ test('ready pods that never register make the publish notify-only, and status na
   expect(status.replicas).toEqual({ acknowledged: 1, expected: 2, unregistered: ['boxel-unmodified-0'], mode: 'NotifyOnly' });
   const ready = status.conditions.find((c: { type: string }) => c.type === 'Ready');
   expect(ready.reason).toBe('PublishedNotifyOnly');
-  expect(ready.message).toContain('1 ready realm-server pods do not run the acknowledging listener (boxel-unmodified-0)');
+  expect(ready.message).toContain('1 ready realm-server pod does not run the acknowledging listener (boxel-unmodified-0)');
 
   // With no registered replica at all the publish does not hang either.
   await listener.stop();
