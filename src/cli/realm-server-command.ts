@@ -41,8 +41,24 @@ export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, Setting
 
 export const realmServerFlagOptions = flagOptions(REALM_SERVER_SETTINGS);
 
-export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
+export type RealmServerConfig = z.infer<typeof schema> & { bind: BindAddress; management: BindAddress };
+type BindAddress = { host: string; port: number };
+
+/** The realm server's settings from flags and environment; a {@link ConfigError} names what to fix. */
+export function loadRealmServerConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): RealmServerConfig {
   const config = parseSettings(schema, collectSettings(REALM_SERVER_SETTINGS, flags, env), REALM_SERVER_SETTINGS);
+  const bind = parseBindAddress(config.listen)!;
+  const management = parseBindAddress(config.managementListen)!;
+  if (management.port !== 0 && management.port === bind.port) {
+    throw new ConfigError([
+      `--management-listen / MANAGEMENT_LISTEN_ADDRESS: ${config.managementListen} is the serving port (--listen ${config.listen}); metrics and readiness are never served there, choose another port (default :9090)`,
+    ]);
+  }
+  return { ...config, bind, management };
+}
+
+export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
+  const config = loadRealmServerConfig(flags, env);
   const logger = pino({ level: config.logLevel });
   const server = new RealmServer({
     databaseURL: config.databaseURL,
@@ -52,13 +68,8 @@ export async function runRealmServer(flags: Record<string, string | boolean | un
     logger,
     listener: { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval },
   });
-  const bind = parseBindAddress(config.listen)!;
-  const management = parseBindAddress(config.managementListen)!;
-  if (management.port !== 0 && management.port === bind.port) {
-    throw new ConfigError([`--management-listen / MANAGEMENT_LISTEN_ADDRESS: must differ from --listen (${config.listen}); metrics and readiness are never served on the serving port`]);
-  }
-  await server.startManagement(management.port, management.host);
-  await server.start(bind.port, bind.host);
+  await server.startManagement(config.management.port, config.management.host);
+  await server.start(config.bind.port, config.bind.host);
   await new Promise<void>((resolve) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve());
   });
