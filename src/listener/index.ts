@@ -16,6 +16,8 @@ export {
   parseModuleCacheInvalidation,
   parseRealmRegistryPayload,
   isWildcardChange,
+  localPathMismatch,
+  type LocalPathMismatch,
   type RealmFileChange,
   type ModuleCacheInvalidation,
   type RealmRegistryChange,
@@ -24,6 +26,7 @@ export { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js'
 export { listenerMetrics, type ListenerMetrics } from './metrics.js';
 export {
   RealmListener,
+  type DropPathResult,
   type ListenerState,
   type ListenerStatus,
   type RealmCache,
