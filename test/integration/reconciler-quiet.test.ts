@@ -116,6 +116,7 @@ beforeAll(async () => {
     ackRequeueMs: 500,
     // The production default: what a Stalled object's re-checks look like for real.
     stalledRetryMs: 30_000,
+    realmLimits: { maxFiles: 5 },
     onStep: (step, url) => {
       if (step === 'staged') bump(copies, url);
     },
@@ -169,39 +170,48 @@ describe('PublishedRealm reconciler (real API server and PostgreSQL)', () => {
     expect(copies.get(published)).toBe(1);
   });
 
-  test('a Stalled object (missing source; URL taken by another object) for 60 s: a handful of writes and Events, zero copies', async () => {
+  test('Stalled objects (missing source, URL taken, URL nested in a realm, realm too large) for 60 s: a handful of writes and Events, zero copies', async () => {
     const copiesBefore = copies.get(published) ?? 0;
-    const missingURL = 'http://pub.localhost/quiet/missing/';
-    await apply('missing-source', { sourceRealmURL: 'http://localhost:4201/quiet/nowhere/', publishedRealmURL: missingURL });
-    await apply('duplicate', { sourceRealmURL: source, publishedRealmURL: published });
+    const bigSource = 'http://localhost:4201/quiet/big/';
+    await createSourceRealm(db.pool, realms.layout, bigSource, Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`f${i}.txt`, 'x'])));
+    const stalled = {
+      'missing-source': { spec: { sourceRealmURL: 'http://localhost:4201/quiet/nowhere/', publishedRealmURL: 'http://pub.localhost/quiet/missing/' }, reason: 'SourceRealmUnavailable' },
+      duplicate: { spec: { sourceRealmURL: source, publishedRealmURL: published }, reason: 'URLAlreadyPublished' },
+      // Inside the source realm's URL: replicas would route its paths to either realm.
+      nested: { spec: { sourceRealmURL: bigSource, publishedRealmURL: `${source}nested/` }, reason: 'URLOverlapsRealm' },
+      'too-large': { spec: { sourceRealmURL: bigSource, publishedRealmURL: 'http://pub.localhost/quiet/big/' }, reason: 'RealmTooLarge' },
+    };
+    for (const [name, { spec }] of Object.entries(stalled)) await apply(name, spec);
     const started = performance.now();
-    const missing = await waitForReason('missing-source', 'SourceRealmUnavailable');
-    const duplicate = await waitForReason('duplicate', 'URLAlreadyPublished');
-    for (const realm of [missing, duplicate]) {
-      expect(realm.status?.conditions?.map((c) => c.type)).toEqual(['Ready', 'Stalled']);
+    const firstStatus = new Map<string, PublishedRealm>();
+    for (const [name, { reason }] of Object.entries(stalled)) {
+      const realm = await waitForReason(name, reason);
+      expect(realm.status?.conditions?.map((c) => [c.type, c.status, c.reason])).toEqual([
+        ['Ready', 'False', reason],
+        ['Stalled', 'True', reason],
+      ]);
+      firstStatus.set(name, realm);
     }
-    expect(ready(duplicate)?.message).toContain('is already published by');
+    expect(ready(firstStatus.get('duplicate')!)?.message).toContain('is already published by');
+    expect(ready(firstStatus.get('too-large')!)?.message).toContain('--max-realm-files');
     // Stay Stalled for a minute.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, 60_000 - (performance.now() - started))));
 
-    for (const name of ['missing-source', 'duplicate']) {
+    for (const [name, { spec, reason }] of Object.entries(stalled)) {
       const seen = await events(name);
       const occurrences = seen.reduce((sum, e) => sum + (e.series?.count ?? 1), 0);
-      const summary = `${name}: ${writes.get(name)} writes, ${reconciles.get(name)} reconciles, events ${JSON.stringify(seen.map((e) => [e.reason, e.series?.count ?? 1]))}`;
-      process.stderr.write(`${summary}\n`);
+      process.stderr.write(`${name}: ${writes.get(name)} writes, ${reconciles.get(name)} reconciles, events ${JSON.stringify(seen.map((e) => [e.reason, e.series?.count ?? 1]))}\n`);
       // Writes: the finalizer and the one Stalled status. Before the fix: hundreds.
       expect({ name, writes: writes.get(name) }).toEqual({ name, writes: 2 });
       // One Warning Event, once.
-      expect({ name, events: seen.length, occurrences }).toEqual({ name, events: 1, occurrences: 1 });
-      expect(seen[0]!.type).toBe('Warning');
+      expect({ name, events: seen.map((e) => [e.type, e.reason]), occurrences }).toEqual({ name, events: [['Warning', reason]], occurrences: 1 });
       // Created, the finalizer's update, one re-check at 30 s (the next is due at 90 s).
       expect(reconciles.get(name)).toBeLessThanOrEqual(4);
+      expect((await read(name)).status).toEqual(firstStatus.get(name)!.status);
+      if (spec.publishedRealmURL !== published) expect({ name, copies: copies.get(spec.publishedRealmURL) ?? 0 }).toEqual({ name, copies: 0 });
     }
-    expect(copies.get(missingURL) ?? 0).toBe(0);
     expect(copies.get(published) ?? 0).toBe(copiesBefore);
-    const after = await read('duplicate');
-    expect(after.status).toEqual(duplicate.status);
-  }, 120_000);
+  }, 150_000);
 
   test('suspend says Suspended; resuming publishes nothing (no new epoch, no new reindex job, no copy)', async () => {
     const epoch = await epochOf(published);

@@ -216,6 +216,13 @@ export class PublishedRealmReconciler {
     const state = await readRealmEpochRow(this.options.pool, url);
     if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after publishing`);
     const what = `${plural(result.fileCount, 'file')} (${plural(result.totalBytes, 'byte')})`;
+    // The Event first: it never throws, and a failed status write below is retried without republishing.
+    const reason = existing?.content_version ? Reasons.ContentRepublished : Reasons.ContentPublished;
+    const skipped =
+      result.skipped.length > 0
+        ? ` Skipped ${plural(result.skipped.length, 'entry', 'entries')}: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join('; ')}${result.skipped.length > 3 ? '; …' : ''}.`
+        : '';
+    await this.options.kube.recordEvent(realm, 'Normal', reason, Actions.Publish, `${existing?.content_version ? 'Republished' : 'Published'} ${what} at epoch ${result.epoch}, digest ${result.digest}.${skipped}`);
     await this.writeStatus(realm, (s) => {
       const { replicas: _previousEpochs, ...rest } = s;
       return {
@@ -223,12 +230,6 @@ export class PublishedRealmReconciler {
         ...contentFields(state),
       };
     });
-    const reason = existing?.content_version ? Reasons.ContentRepublished : Reasons.ContentPublished;
-    const skipped =
-      result.skipped.length > 0
-        ? ` Skipped ${plural(result.skipped.length, 'entry', 'entries')}: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join('; ')}${result.skipped.length > 3 ? '; …' : ''}.`
-        : '';
-    await this.options.kube.recordEvent(realm, 'Normal', reason, Actions.Publish, `${existing?.content_version ? 'Republished' : 'Published'} ${what} at epoch ${result.epoch}, digest ${result.digest}.${skipped}`);
     return { ok: true, state, publishedNow: true };
   }
 
