@@ -47,9 +47,9 @@ export interface ScenarioEnvOptions {
   /** Bound on each wait for Ready (ms). Default 60 s. */
   readyTimeoutMs?: number;
   /**
-   * Run the operators as this unprivileged user (uid = gid; 65534 is "nobody"): root reads
-   * mode-000 files, so only an unprivileged operator meets a genuinely unreadable file. The
-   * realms root and a copy of the kubeconfig are given to the user.
+   * When the tests run as root, run the operators as this unprivileged user (uid = gid; 65534 is
+   * "nobody"): root reads mode-000 files, so only an unprivileged operator meets a genuinely
+   * unreadable file. The realms root and a copy of the kubeconfig are given to the user.
    */
   operatorUid?: number;
   /** Extra files of the source realm at every revision (path → content), e.g. files under a nested realm's prefix. */
@@ -154,7 +154,8 @@ export class ScenarioEnv {
       const content = (revision: number) => ({ ...realmContent(revision), ...options.extraSourceFiles?.(revision) });
       env.sourceDir = await createSourceRealm(env.db.pool, realms.layout, env.sourceURL, content(0), `consistency/${options.name}`);
       env.main = { name: env.objectName, sourceURL: env.sourceURL, publishedURL: env.publishedURL, sourceDir: env.sourceDir, content, checker: env.checker };
-      if (options.operatorUid !== undefined) await env.handRealmsRootTo(options.operatorUid);
+      // Only root can start a process as another user; anyone else is unprivileged already.
+      if (options.operatorUid !== undefined && process.getuid?.() === 0) await env.handRealmsRootTo(options.operatorUid);
     } catch (error) {
       await env.close();
       throw error;
@@ -250,7 +251,7 @@ export class ScenarioEnv {
       leaderElectionNamespace: this.leaseNamespace,
       // Only this scenario's objects: other suites share the API server but not the database.
       extraArgs: ['--namespace', this.namespace],
-      ...(this.options.operatorUid !== undefined ? { uid: this.options.operatorUid, kubeconfig: this.kubeconfigForOperators } : {}),
+      ...(this.kubeconfigForOperators ? { uid: this.options.operatorUid, kubeconfig: this.kubeconfigForOperators } : {}),
       ...(options.crashAtStep ? { env: { REALM_OPERATOR_FAULT_CRASH_AT_STEP: options.crashAtStep } } : {}),
     });
     this.operatorHistory.push(operator);
