@@ -55,7 +55,6 @@ function segmentRefusal(raw: string, last: boolean): PathRefusal | undefined {
   } catch {
     return 'bad-encoding';
   }
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(decoded)) return 'control-character';
   if (decoded === '.' || decoded === '..') return 'dot-segment';
   return undefined;

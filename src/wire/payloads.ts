@@ -48,7 +48,6 @@ export type LocalPathMismatch =
 
 export function localPathMismatch(path: string): LocalPathMismatch | undefined {
   if (path !== path.trim()) return 'surrounding-whitespace';
-  // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(path)) return 'control-character';
   if (path.startsWith('/')) return 'leading-slash';
   if (path.endsWith('/')) return 'trailing-slash';
