@@ -226,6 +226,12 @@ describe('problems a person must fix', () => {
     await waitReady('dup-one');
     await must(['apply', '-f', '-'], manifest('dup-two', { sourceRealmURL: src, publishedRealmURL: pub }));
     await eventually(async () => (await getRealm('dup-two')).status?.conditions?.some((c: { reason: string }) => c.reason === 'URLAlreadyPublished') ?? false, 20_000);
+    // Stalled is quiet: its re-checks (1 s, 2 s, … here) write nothing and record no new Event.
+    const stalledVersion = (await getRealm('dup-two')).metadata.resourceVersion;
+    await new Promise((r) => setTimeout(r, 3500));
+    expect((await getRealm('dup-two')).metadata.resourceVersion).toBe(stalledVersion);
+    expect((await events('dup-two')).filter((e) => e.reason === 'URLAlreadyPublished')).toHaveLength(1);
+    expect(operator.logs().filter((l) => l.msg === 'stalled; re-checking later' && String(l.publishedRealm).endsWith('/dup-two')).length).toBeGreaterThanOrEqual(2);
     await must(['delete', `${PLURAL}.${GROUP}`, 'dup-two', '-n', NS, '--timeout=30s']);
     expect((await db.pool.query('SELECT kind FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([{ kind: 'published' }]);
     await must(['delete', `${PLURAL}.${GROUP}`, 'dup-one', '-n', NS, '--timeout=30s']);
