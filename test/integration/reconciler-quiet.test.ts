@@ -28,6 +28,7 @@ const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`
 let db: TestDatabase;
 let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
 let stop: () => Promise<void>;
+let reconciler: PublishedRealmReconciler;
 /** Per PublishedRealm name: update events seen by a watch (every write to the object is one). */
 const writes = new Map<string, number>();
 /** Per PublishedRealm name: reconciles run. */
@@ -105,7 +106,7 @@ beforeAll(async () => {
       lastSeen.set(object.metadata.name, object);
     },
   });
-  const reconciler = new PublishedRealmReconciler({
+  reconciler = new PublishedRealmReconciler({
     kube: new PublishedRealmKube(kube, silentLogger, 'reconciler-test'),
     pool: db.pool,
     layout: realms.layout,
@@ -236,6 +237,18 @@ describe('PublishedRealm reconciler (real API server and PostgreSQL)', () => {
     await eventually(async () => (await epochOf(published)) > epoch, 30_000, () => 'republish for revision 2');
     await waitForReason('first', 'PublishedNotifyOnly');
     expect((await events('first')).filter((e) => e.reason === 'ContentRepublished')).toHaveLength(1);
+  });
+
+  test('a publish recorded the old way (<uid>/<generation>) counts as published: reconciling it again copies nothing', async () => {
+    const realm = await read('first');
+    const epoch = await epochOf(published);
+    const copied = copies.get(published);
+    await db.pool.query('UPDATE realm_operator.realm_epochs SET published_for = $2 WHERE realm_url = $1', [published, `${realm.metadata.uid}/${realm.metadata.generation}`]);
+    // What a restart of an older operator's deployment does: reconcile every object once.
+    await reconciler.reconcile({ namespace, name: 'first' });
+    expect(await epochOf(published)).toBe(epoch);
+    expect(copies.get(published)).toBe(copied);
+    expect(ready(await read('first'))?.status).toBe('True');
   });
 
   test('status says AwaitingAcknowledgement from the moment the publish committed', async () => {
