@@ -60,7 +60,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       durable: config.durable,
       ...faultInjection(logger),
       ...(endpointSlices ? { expectedReplicaPods: async () => readyEndpointPods(endpointSlices.list()) } : {}),
-      ...{ realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes }, copyHardLinkedFiles: config.copyHardLinkedFiles },
+      realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes },
+      copyHardLinkedFiles: config.copyHardLinkedFiles,
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,

@@ -3,7 +3,10 @@
  * real), and the operator's service account is allowed exactly what it needs (`kubectl auth can-i`).
  */
 import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import { GROUP, parsePublishedRealmSpec } from '../../src/api/v1alpha1/published-realm-types.js';
+import { loadOperatorConfig } from '../../src/cli/operator-config.js';
+import { REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { MAX_REALM_URL_BYTES } from '../../src/wire/realm-url.js';
 import { installCRD, must } from '../support/e2e.js';
 import { kubectl, serviceAccountKubeconfig } from '../support/kube.js';
@@ -24,7 +27,7 @@ test.each([['base'], ['realm-server'], ['kind'], ['samples']])('deploy/%s passes
   const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
   // Warnings (e.g. about a CRD another suite applied server-side) are fine; errors are not.
   expect(result.stderr).not.toMatch(/error/i);
-  expect(result.code).toBe(0);
+  expect({ code: result.code, stderr: result.stderr }).toMatchObject({ code: 0 });
   expect(result.stdout).toMatch(/\(server dry run\)/);
 });
 
@@ -61,7 +64,6 @@ describe('RBAC of the operator service account', () => {
     ['update', 'publishedrealms.realm-operator.dev/status', 'team-a'],
     ['create', 'events.events.k8s.io', 'team-a'],
     ['patch', 'events.events.k8s.io', 'team-a'],
-    ['create', 'events', 'team-a'],
     ['list', 'endpointslices.discovery.k8s.io', OPERATOR_NS],
     ['watch', 'endpointslices.discovery.k8s.io', OPERATOR_NS],
     ['get', 'leases.coordination.k8s.io', OPERATOR_NS],
@@ -89,6 +91,7 @@ describe('RBAC of the operator service account', () => {
     ['get', 'publishedrealms.realm-operator.dev/status', 'team-a'],
     ['patch', 'publishedrealms.realm-operator.dev/status', 'team-a'],
     ['update', 'publishedrealms.realm-operator.dev/finalizers', 'team-a'],
+    ['create', 'events', 'team-a'], // core/v1 Events: the recorder writes events.k8s.io/v1
     ['patch', 'events', 'team-a'],
     ['list', 'leases.coordination.k8s.io', OPERATOR_NS],
     ['watch', 'leases.coordination.k8s.io', OPERATOR_NS],
@@ -142,5 +145,51 @@ describe('the CRD\'s URL length limit agrees with zod\'s byte limit', () => {
     const canonical = new URL('http://h.localhost/café/').href;
     expect(canonical).toBe('http://h.localhost/caf%C3%A9/');
     expect((await dryRun(canonical)).code).toBe(0);
+  });
+});
+
+describe('the manifests agree with the code', () => {
+  type Doc = { kind: string; metadata: { name: string }; spec?: any; stringData?: Record<string, string> };
+  async function render(dir: string): Promise<Doc[]> {
+    return parseAllDocuments(await must(['kustomize', path.join(DEPLOY, dir)])).map((d) => d.toJS() as Doc);
+  }
+  const find = (docs: Doc[], kind: string, name: string) => docs.find((d) => d.kind === kind && d.metadata.name === name)!;
+  const envOf = (container: any) => Object.fromEntries((container.env ?? []).map((e: any) => [e.name, e.value ?? e.valueFrom]));
+  const portOf = (container: any, name: string) => container.ports.find((p: any) => p.name === name)?.containerPort;
+
+  test('the operator serves metrics over HTTPS on the port its Service, probes and NetworkPolicy name; a PDB keeps one of two', async () => {
+    const docs = await render('base');
+    const deployment = find(docs, 'Deployment', 'realm-operator');
+    const container = deployment.spec.template.spec.containers[0];
+    const env = envOf(container);
+    const plainEnv = Object.fromEntries(Object.entries(env).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+    const config = loadOperatorConfig({}, { ...plainEnv, DATABASE_URL: 'postgres://x@h/db' });
+    expect(config).toMatchObject({ metricsSecure: true, metricsBindAddress: ':8443' });
+    expect(portOf(container, 'metrics')).toBe(8443);
+    expect(portOf(container, 'probes')).toBe(Number(config.healthProbeBindAddress.split(':').at(-1)));
+    expect(find(docs, 'Service', 'realm-operator-metrics').spec.ports).toEqual([expect.objectContaining({ port: 8443, targetPort: 'metrics' })]);
+    expect(find(docs, 'NetworkPolicy', 'realm-operator').spec.ingress[0].ports.map((p: any) => p.port).sort()).toEqual(['metrics', 'probes']);
+    expect(deployment.spec.replicas).toBe(2);
+    expect(find(docs, 'PodDisruptionBudget', 'realm-operator').spec).toMatchObject({ minAvailable: 1, selector: { matchLabels: deployment.spec.selector.matchLabels } });
+  });
+
+  test('realm servers probe the management port, and connect with their own Secret, not the operator\'s', async () => {
+    const docs = await render('kind');
+    const deployment = find(docs, 'Deployment', 'realm-server');
+    const container = deployment.spec.template.spec.containers[0];
+    const env = envOf(container);
+    expect(env.MANAGEMENT_LISTEN_ADDRESS).toBe(':9090');
+    expect(portOf(container, 'management')).toBe(9090);
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/_readyz', port: 'management' });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/_healthz', port: 'management' });
+    expect(env.DATABASE_URL).toEqual({ secretKeyRef: { name: 'realm-server-database', key: 'url' } });
+    const login = new URL(find(docs, 'Secret', 'realm-server-database').stringData!.url!).username;
+    const operatorLogin = new URL(find(docs, 'Secret', 'realm-operator-database').stringData!.url!).username;
+    expect(login).not.toBe(operatorLogin);
+    // The kind PostgreSQL creates that login in the replica group role that migrate grants.
+    const init = (find(docs, 'ConfigMap', 'postgres-init') as Doc & { data: Record<string, string> }).data['realm-server-login.sql'];
+    expect(init).toMatch(new RegExp(`CREATE ROLE ${login} LOGIN PASSWORD '[^']+' IN ROLE ${REPLICA_ROLE};`));
+    expect(find(docs, 'PodDisruptionBudget', 'realm-server').spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels);
+    expect(find(docs, 'NetworkPolicy', 'realm-server').spec.ingress[0].ports.map((p: any) => p.port).sort()).toEqual(['http', 'management']);
   });
 });

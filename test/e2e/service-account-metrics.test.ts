@@ -61,8 +61,10 @@ export function topLevelKeys(line: string): string[] {
 
 beforeAll(async () => {
   env = await setUpE2E('sa-metrics');
-  await must(['apply', '-k', path.join(DEPLOY, 'base')]);
-  await must(['apply', '-k', path.join(DEPLOY, 'realm-server')]);
+  // deploy/'s identity and RBAC only (not its workloads and PVC, which deploy.test.ts dry-runs against the kind overlay).
+  for (const file of ['base/namespace.yaml', 'base/service-account.yaml', 'base/rbac.yaml', 'base/metrics-rbac.yaml', 'realm-server/operator-rbac.yaml']) {
+    await must(['apply', '-n', OPERATOR_NS, '-f', path.join(DEPLOY, file)]);
+  }
   const asOperator = await serviceAccountKubeconfig(OPERATOR_NS, 'realm-operator');
   operator = await startOperator({
     databaseURL: env.db.url,
@@ -71,7 +73,7 @@ beforeAll(async () => {
     leaderElectionNamespace: OPERATOR_NS,
     namespace: env.namespace,
     kubeconfig: asOperator,
-    extraArgs: ['--metrics-secure', '--leader-election-id', `sa-metrics-${env.namespace}`, '--realm-server-service', `${OPERATOR_NS}/realm-server`],
+    extraArgs: ['--metrics-secure', '--max-realm-files', '3', '--leader-election-id', `sa-metrics-${env.namespace}`, '--realm-server-service', `${OPERATOR_NS}/realm-server`],
   });
   operator.child.stdout!.on('data', (chunk: Buffer) => (raw += chunk.toString()));
   await waitForHTTP(operator, `${operator.healthURL}/readyz`);
@@ -103,6 +105,19 @@ test('under its own ServiceAccount the operator publishes and unpublishes, and i
   const forbidden = operator.logs().filter((l) => /forbidden|403/i.test(JSON.stringify(l)));
   expect(forbidden).toEqual([]);
 }, 120_000);
+
+test('--max-realm-files reaches the reconciler: a realm over it is Stalled with RealmTooLarge, and nothing is published', async () => {
+  const source = 'http://localhost:4201/sa/big/';
+  await createSourceRealm(env.db.pool, env.realms.layout, source, { 'a.json': '1', 'b.json': '2', 'c.json': '3', 'd.json': '4' });
+  const manifest = { apiVersion: `${GROUP}/v1alpha1`, kind: 'PublishedRealm', metadata: { name: 'big', namespace: env.namespace }, spec: { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/sa-big/' } };
+  await must(['apply', '-f', '-'], JSON.stringify(manifest));
+  const stalled = await kubectl(['wait', `${PLURAL}.${GROUP}/big`, '-n', env.namespace, '--for=jsonpath={.status.conditions[?(@.type=="Stalled")].reason}=RealmTooLarge', '--timeout=30s']);
+  expect({ code: stalled.code, stderr: stalled.stderr }).toMatchObject({ code: 0 });
+  const realm = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'big', '-n', env.namespace, '-o', 'json']));
+  expect(realm.status.conditions.find((c: { type: string }) => c.type === 'Stalled').message).toMatch(/\b3\b/);
+  expect((await env.db.pool.query(`SELECT 1 FROM realm_registry WHERE url = 'http://pub.localhost/sa-big/'`)).rows).toEqual([]);
+  await must(['delete', `${PLURAL}.${GROUP}`, 'big', '-n', env.namespace, '--timeout=30s']);
+});
 
 describe('--metrics-secure', () => {
   test('no token → 401, an unknown token → 401', async () => {
