@@ -95,8 +95,9 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ...(leaderElector ? { leaderElector } : {}),
       gracefulShutdownTimeoutMs: config.shutdownTimeout + 5_000,
       logger: logger.child({ component: 'manager' }),
+      metricsRegistry: registry,
       // With --metrics-secure the probe port must not serve the metrics unauthenticated.
-      metricsRegistry: config.metricsSecure ? new Registry() : registry,
+      serveMetrics: !config.metricsSecure,
     });
     // A leaked rejection or exception must not exit the process (and stop every realm): log it,
     // count it and fail readiness with the reason.

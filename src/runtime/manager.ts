@@ -48,6 +48,8 @@ export interface ManagerOptions {
   gracefulShutdownTimeoutMs?: number;
   logger?: Logger;
   metricsRegistry?: Registry;
+  /** `false`: `/metrics` answers 404 here (served elsewhere, e.g. behind authentication). Default true. */
+  serveMetrics?: boolean;
 }
 
 export interface ReadinessReport {
@@ -210,6 +212,10 @@ export class Manager {
         return;
       }
       case '/metrics': {
+        if (this.options.serveMetrics === false) {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+          return;
+        }
         const body = await this.registry.metrics();
         res.writeHead(200, { 'content-type': this.registry.contentType }).end(body);
         return;
