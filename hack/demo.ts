@@ -5,9 +5,12 @@
  * for Ready, edits the source, bumps `revision`, and shows each replica's view of the published
  * file before and after, with the measured latency. Cleans up on exit and on Ctrl-C.
  */
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import path from 'node:path';
+import type pg from 'pg';
 import { benchDatabase } from '../bench/support.js';
+import { REPLICA_ROLE } from '../src/dataplane/migrations.js';
 import { startControlPlane, type ControlPlane } from '../test/support/control-plane.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { startRealmServer, type RealmServerProcess } from '../test/support/realm-server-process.js';
@@ -47,6 +50,27 @@ async function must(plane: ControlPlane, args: string[], input?: string): Promis
   return result.stdout;
 }
 
+/**
+ * The replicas' own login in the least-privilege group role `migrate` set up (as deploy/ does),
+ * so the demo runs realm servers the way production should; dropped again on exit.
+ */
+async function replicaLogin(pool: pg.Pool, operatorURL: string): Promise<string> {
+  const name = `demo_realm_server_${randomBytes(3).toString('hex')}`;
+  const password = randomBytes(12).toString('hex');
+  try {
+    await pool.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE ${REPLICA_ROLE}`);
+  } catch (error) {
+    say(`  could not create a login in ${REPLICA_ROLE} (${(error as Error).message}): the replicas use the operator's credentials`);
+    return operatorURL;
+  }
+  cleanups.push(() => pool.query(`DROP ROLE IF EXISTS ${name}`));
+  say(`  realm servers connect as ${name}, a member of ${REPLICA_ROLE} (no writes to epochs, registry, modules or jobs)`);
+  const url = new URL(operatorURL);
+  url.username = name;
+  url.password = password;
+  return url.toString();
+}
+
 const agent = new http.Agent({ keepAlive: true });
 function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string; cache: string; epoch: string }> {
   return new Promise((resolve, reject) => {
@@ -67,6 +91,7 @@ try {
   say('starting PostgreSQL…');
   const { db, close } = await benchDatabase();
   cleanups.push(close);
+  const replicaURL = await replicaLogin(db.pool, db.url);
   const realms = await makeRealmsRoot();
   cleanups.push(realms.cleanup);
   say(`  ready in ${Math.round(performance.now() - started)} ms`);
@@ -97,7 +122,7 @@ try {
   const replicas = await Promise.all(
     Array.from({ length: REPLICAS }, async (_, i) => {
       // Production lease and heartbeat (15 s / 2 s), as a Deployment would run them.
-      const replica = await startRealmServer({ databaseURL: db.url, realmsRoot: realms.root, replicaId: `realm-server-${i + 1}`, leaseDuration: '15s', heartbeatInterval: '2s' });
+      const replica = await startRealmServer({ databaseURL: replicaURL, realmsRoot: realms.root, replicaId: `realm-server-${i + 1}`, leaseDuration: '15s', heartbeatInterval: '2s' });
       cleanups.push(() => replica.stop());
       await replica.waitReady();
       return replica;

@@ -54,6 +54,8 @@ test('hack/demo.ts publishes, republishes and shows every replica serving the ne
   expect({ code, tail: out.slice(-3000) }).toMatchObject({ code: 0 });
   expect(out).toMatch(/realm-server-1\s+\| \{"title":"Hello, v1"\} \(hit, epoch 1\)\s+\| \{"title":"Hello, v2"\} \(miss, epoch 2\)/);
   expect(out).toContain('replicas acknowledged 3/3 (Acknowledged)');
+  // ... while connected through their own least-privilege role, not the operator's credentials.
+  expect(out).toMatch(/realm servers connect as demo_realm_server_[0-9a-f]+, a member of realm_operator_replica/);
   expect(out).toContain('no replica serves pre-publish bytes after Ready.');
 }, 180_000);
 
