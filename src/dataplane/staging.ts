@@ -214,10 +214,6 @@ async function walkSourceRealm(
     options.logger?.warn({ path: rel, reason, realm }, 'skipped a source realm entry');
   };
   const tooLarge = (kind: 'files' | 'bytes', max: number) => new RealmTooLargeError(realm, fileCount, totalBytes, { kind, max });
-  const countBytes = (bytes: number) => {
-    totalBytes += bytes;
-    if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
-  };
   const wakeAll = () => {
     for (const wake of waiting.splice(0)) wake();
   };
@@ -242,73 +238,83 @@ async function walkSourceRealm(
     await hook('examine');
     const seen = await fs.lstat(entryPath);
     if (seen.isDirectory() || seen.isFile()) await hook('open');
-    if (seen.isDirectory()) {
-      const handle = await openNoFollow(entryPath, fsConstants.O_DIRECTORY);
-      const dir: OpenDirectory = { handle, ref: procFdAvailable ? `${PROC_FD}/${handle.fd}` : path.join(sourceDir, item.rel), pendingEntries: 1 };
-      try {
-        const opened = await handle.stat();
-        if (!sameInode(seen, opened) || !opened.isDirectory()) return skip(item.rel, 'was replaced while staging');
-        const names = await fs.readdir(dir.ref);
-        // Create it in the copy before queueing its entries, which are written into it.
-        await sink.directory(item.rel, opened.mode & 0o777);
-        enqueueEntries(dir, item.rel, names);
-      } finally {
-        await doneWithEntry(dir); // drops the listing's own reference
-      }
-    } else if (seen.isFile()) {
-      if (seen.nlink > 1 && !options.copyHardLinkedFiles) {
-        return skip(item.rel, `is a regular file with ${seen.nlink} hard links, which could bring in a file from outside the realm (the operator copies such files only with copyHardLinkedFiles)`);
-      }
-      // Count the file (and the size lstat saw) before any await, so concurrent workers cannot
-      // all pass the limit check at once; undone below if the file is not staged after all.
-      fileCount += 1;
-      let reserved = seen.size;
-      let read = 0;
-      totalBytes += reserved;
-      const undo = () => {
-        fileCount -= 1;
-        totalBytes -= reserved;
-      };
-      if (limits.maxFiles !== undefined && fileCount > limits.maxFiles) throw tooLarge('files', limits.maxFiles);
-      if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
-      const count = (bytes: number) => {
-        read += bytes;
-        if (read <= reserved) return;
-        // The file grew since lstat: count the excess now.
-        totalBytes += read - reserved;
-        reserved = read;
-        if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
-      };
-      let input: FileHandle | undefined;
-      try {
-        // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
-        input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
-        const opened = await input.stat();
-        if (!sameInode(seen, opened) || !opened.isFile()) {
-          undo();
-          return skip(item.rel, 'was replaced while staging');
-        }
-        if (opened.nlink > 1 && !options.copyHardLinkedFiles) {
-          undo();
-          return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
-        }
-        await sink.file(item.rel, input, opened.mode & 0o777, count, opened);
-        // The file shrank since lstat: give back what was not read.
-        totalBytes -= reserved - read;
-        reserved = read;
-      } catch (error) {
-        if (!(error instanceof RealmTooLargeError)) undo();
-        throw error;
-      } finally {
-        await input?.close().catch(() => undefined);
-      }
-    } else if (seen.isSymbolicLink()) {
-      const target = await insideTarget(entryPath, sourceDir);
-      if (typeof target !== 'string') return skip(item.rel, target.reason);
-      await sink.symlink(item.rel, target);
-    } else {
-      skip(item.rel, `is a ${entryKind(seen)}, not a regular file, directory or symlink`);
+    if (seen.isDirectory()) await visitDirectory(item, entryPath, seen);
+    else if (seen.isFile()) await visitFile(item, entryPath, seen);
+    else if (seen.isSymbolicLink()) await visitSymlink(item, entryPath);
+    else skip(item.rel, `is a ${entryKind(seen)}, not a regular file, directory or symlink`);
+  };
+
+  /** Opens the directory lstat saw (never a symlink put in its place), creates it in the copy and queues its entries. */
+  const visitDirectory = async (item: WorkItem, entryPath: string, seen: Stats): Promise<void> => {
+    const handle = await openNoFollow(entryPath, fsConstants.O_DIRECTORY);
+    const dir: OpenDirectory = { handle, ref: procFdAvailable ? `${PROC_FD}/${handle.fd}` : path.join(sourceDir, item.rel), pendingEntries: 1 };
+    try {
+      const opened = await handle.stat();
+      if (!sameInode(seen, opened) || !opened.isDirectory()) return skip(item.rel, 'was replaced while staging');
+      const names = await fs.readdir(dir.ref);
+      // Create it in the copy before queueing its entries, which are written into it.
+      await sink.directory(item.rel, opened.mode & 0o777);
+      enqueueEntries(dir, item.rel, names);
+    } finally {
+      await doneWithEntry(dir); // drops the listing's own reference
     }
+  };
+
+  /** Copies the regular file lstat saw, counting it against the limits. */
+  const visitFile = async (item: WorkItem, entryPath: string, seen: Stats): Promise<void> => {
+    if (seen.nlink > 1 && !options.copyHardLinkedFiles) {
+      return skip(item.rel, `is a regular file with ${seen.nlink} hard links, which could bring in a file from outside the realm (the operator copies such files only with copyHardLinkedFiles)`);
+    }
+    // Count the file (and the size lstat saw) before any await, so concurrent workers cannot
+    // all pass the limit check at once; undone below if the file is not staged after all.
+    fileCount += 1;
+    let reserved = seen.size;
+    let read = 0;
+    totalBytes += reserved;
+    const undo = () => {
+      fileCount -= 1;
+      totalBytes -= reserved;
+    };
+    if (limits.maxFiles !== undefined && fileCount > limits.maxFiles) throw tooLarge('files', limits.maxFiles);
+    if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+    const count = (bytes: number) => {
+      read += bytes;
+      if (read <= reserved) return;
+      // The file grew since lstat: count the excess now.
+      totalBytes += read - reserved;
+      reserved = read;
+      if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+    };
+    let input: FileHandle | undefined;
+    try {
+      // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
+      input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
+      const opened = await input.stat();
+      if (!sameInode(seen, opened) || !opened.isFile()) {
+        undo();
+        return skip(item.rel, 'was replaced while staging');
+      }
+      if (opened.nlink > 1 && !options.copyHardLinkedFiles) {
+        undo();
+        return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
+      }
+      await sink.file(item.rel, input, opened.mode & 0o777, count, opened);
+      // The file shrank since lstat: give back what was not read.
+      totalBytes -= reserved - read;
+      reserved = read;
+    } catch (error) {
+      if (!(error instanceof RealmTooLargeError)) undo();
+      throw error;
+    } finally {
+      await input?.close().catch(() => undefined);
+    }
+  };
+
+  /** Keeps a symlink whose target, resolved, is inside the source realm. */
+  const visitSymlink = async (item: WorkItem, entryPath: string): Promise<void> => {
+    const target = await insideTarget(entryPath, sourceDir);
+    if (typeof target !== 'string') return skip(item.rel, target.reason);
+    await sink.symlink(item.rel, target);
   };
 
   const worker = async (): Promise<void> => {
