@@ -49,8 +49,9 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       metricsRegistry: registry,
     });
     const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, kubeConfig, logger, registry) : undefined;
+    const kube = new PublishedRealmKube(kubeConfig, logger.child({ component: 'events' }), config.identity);
     const reconciler = new PublishedRealmReconciler({
-      kube: new PublishedRealmKube(kubeConfig, logger.child({ component: 'events' }), config.identity),
+      kube,
       pool,
       layout: new RealmsLayout(config.realmsRoot),
       logger: logger.child({ controller: CONTROLLER_NAME }),
@@ -123,6 +124,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     } finally {
       removeProcessGuard();
       metricsServer?.close();
+      // Series counts the rate limit held back are written now, not lost with the process.
+      await Promise.race([kube.events.close(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     }
   } finally {
     await pool.end();

@@ -42,6 +42,7 @@ import {
   readRealmEpochRow,
   readRegistryRow,
   RealmURLOverlapError,
+  URLTakenByRealmError,
   recordPublishedEpoch,
   recordUnpublishedEpoch,
   type RegistryRow,
@@ -92,7 +93,7 @@ export interface PublishRequest {
   ownerUsername?: string;
   /** Who is publishing; see {@link ClaimOptions}. */
   claim?: ClaimOptions;
-  /** Recorded with the publish in `realm_epochs.published_for` (the controller uses `<uid>/<generation>`). */
+  /** Recorded with the publish in `realm_epochs.published_for` (the controller uses `<uid>/spec-<digest>`). */
   publishedFor?: string;
 }
 
@@ -401,7 +402,7 @@ async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL
   if (source.kind !== 'source') throw new PublishError(`${sourceURL} is a ${source.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
   const published = await readRegistryRow(db, publishedURL);
   if (published && published.kind !== 'published') {
-    throw new PublishError(`${publishedURL} is registered as a ${published.kind} realm; refusing to publish over it (choose another publishedRealmURL)`);
+    throw new URLTakenByRealmError(publishedURL, published.kind);
   }
   assertClaim(publishedURL, await readRealmEpochRow(db, publishedURL), claim);
   // A URL already registered is left as it is: Boxel (or an earlier publish) made that layout.

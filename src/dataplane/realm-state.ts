@@ -81,6 +81,17 @@ export class RealmTooLargeError extends PublishError {
  * servers resolve a request to the longest matching realm URL they know, so a nested realm changes
  * which realm serves a path depending on each replica's cache.
  */
+/** The published URL is registered as a realm of another kind (a source or bootstrap realm). */
+export class URLTakenByRealmError extends PublishError {
+  constructor(
+    readonly realmURL: string,
+    readonly kind: string,
+  ) {
+    super(`${realmURL} is registered as a ${kind} realm; refusing to publish over it (delete and recreate the PublishedRealm with another publishedRealmURL)`);
+    this.name = 'URLTakenByRealmError';
+  }
+}
+
 export class RealmURLOverlapError extends PublishError {
   constructor(
     readonly realmURL: string,
@@ -146,7 +157,7 @@ export async function readRealmEpochRow(db: Queryable, url: string, forUpdate = 
 export async function reservePublishedDiskId(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<string> {
   const registry = await readRegistryRow(db, url);
   if (registry && registry.kind !== 'published') {
-    throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to publish over it (choose another publishedRealmURL)`);
+    throw new URLTakenByRealmError(url, registry.kind);
   }
   const epochRow = await readRealmEpochRow(db, url, true);
   assertClaim(url, epochRow, claim);
@@ -242,7 +253,8 @@ export async function upsertPublishedRegistryRow(
      RETURNING id, url, kind, disk_id, owner_username, source_url, last_published_at`,
     [row.url, row.diskId, row.ownerUsername, row.sourceURL, row.publishedAtMs],
   );
-  if (!rows[0]) throw new PublishError(`realm_registry row for ${row.url} changed under the realm lock; retry the publish`);
+  // A race (the row changed between reading and writing it), not a refusal: retried with backoff.
+  if (!rows[0]) throw new Error(`realm_registry row for ${row.url} changed under the realm lock; the publish is retried`);
   return rows[0];
 }
 

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { withRealmLock } from '../../src/dataplane/db.js';
 import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
-import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError } from '../../src/dataplane/realm-state.js';
+import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
@@ -143,9 +143,10 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
     const other = 'http://localhost:4201/carol/other/';
     await createSourceRealm(db.pool, layout, other, { 'b.txt': 'b' });
-    await expect(publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: other })).rejects.toThrow(
-      /registered as a source realm; refusing to publish over it/,
-    );
+    const overSource = publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: other });
+    await expect(overSource).rejects.toThrow(/registered as a source realm; refusing to publish over it/);
+    // Its own class, so the controller reports URLTakenByRealm rather than a missing source.
+    await expect(overSource).rejects.toBeInstanceOf(URLTakenByRealmError);
     expect(await fs.readdir(layout.stagingRoot)).toEqual([]);
   });
 

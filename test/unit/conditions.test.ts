@@ -13,7 +13,8 @@ import {
   STALLED,
   transitionEvent,
 } from '../../src/reconciler/published-realm/conditions.js';
-import { publishedForKey } from '../../src/reconciler/published-realm/reconciler.js';
+import { ClaimConflictError, PublishError, RealmTooLargeError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
+import { publishedForKey, refusalOf } from '../../src/reconciler/published-realm/reconciler.js';
 import { StallBackoff } from '../../src/reconciler/published-realm/stall-backoff.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -140,5 +141,18 @@ describe('publishedForKey', () => {
     expect(publishedForKey(realm(1), { ...spec, revision: 1 })).not.toBe(key);
     expect(publishedForKey(realm(1), { ...spec, owner: 'someone' })).not.toBe(key);
     expect(publishedForKey(realm(1), { ...spec, sourceRealmURL: 'http://s/b/' })).not.toBe(key);
+  });
+});
+
+describe('refusalOf: which publish failures are Stalled, and with which reason', () => {
+  test('each refusal class has its own reason; anything else is retried, not Stalled', () => {
+    expect(refusalOf(new ClaimConflictError('http://h/p/', 'ns/other/uid'))?.reason).toBe('URLAlreadyPublished');
+    expect(refusalOf(new URLTakenByRealmError('http://h/p/', 'source'))?.reason).toBe('URLTakenByRealm');
+    expect(refusalOf(new RealmURLOverlapError('http://h/p/', ['http://h/'])))?.toMatchObject({ reason: 'URLOverlapsRealm' });
+    expect(refusalOf(new PublishError('source realm http://h/s/ is not in realm_registry'))?.reason).toBe('SourceRealmUnavailable');
+    expect(refusalOf(new Error('connection terminated'))).toBeUndefined();
+    expect(refusalOf(new RealmTooLargeError('http://h/s/', 4, 10, { kind: 'files', max: 3 }))?.reason).toBe('RealmTooLarge');
+    const unsafe = new UnsafeDatabaseValueError('realm_operator.realm_epochs.content_version', 'http://h/p/', '../../etc', 'leaves its directory', 'Publish again.');
+    expect(refusalOf(unsafe)?.reason).toBe('UnsafeDatabaseValue');
   });
 });

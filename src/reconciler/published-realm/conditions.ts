@@ -23,7 +23,8 @@ export const STALLED = 'Stalled';
  * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
  * - Stalled (a person must act; re-checked with growing delays, never copying anything):
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
- *   URL), `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
+ *   URL), `URLTakenByRealm` (the URL is registered as a source or bootstrap realm),
+ *   `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
  *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`.
  *
  * Event-only reasons (one per action):
@@ -42,9 +43,9 @@ export const Reasons = {
   SourceRealmUnavailable: 'SourceRealmUnavailable',
   URLAlreadyPublished: 'URLAlreadyPublished',
   URLOverlapsRealm: 'URLOverlapsRealm',
+  URLTakenByRealm: 'URLTakenByRealm',
   RealmTooLarge: 'RealmTooLarge',
   UnsafeDatabaseValue: 'UnsafeDatabaseValue',
-  ReindexFailed: 'ReindexFailed',
   ContentPublished: 'ContentPublished',
   ContentRepublished: 'ContentRepublished',
   ReindexEnqueued: 'ReindexEnqueued',

@@ -46,6 +46,7 @@ import {
   RealmTooLargeError,
   RealmURLOverlapError,
   UnsafeDatabaseValueError,
+  URLTakenByRealmError,
   type ClaimOptions,
   type RealmEpochRow,
 } from '../../dataplane/realm-state.js';
@@ -374,11 +375,12 @@ function isPublishedFor(recorded: string | null, realm: PublishedRealm, key: str
 }
 
 /** A publish refusal a person must fix, as a Stalled reason and message; `undefined` for anything else. */
-function refusalOf(error: unknown): { reason: string; message: string } | undefined {
+export function refusalOf(error: unknown): { reason: string; message: string } | undefined {
   if (error instanceof ClaimConflictError) {
     return { reason: Reasons.URLAlreadyPublished, message: `${error.message}. Delete one of the two PublishedRealms, or delete this one and create it again with another publishedRealmURL.` };
   }
   if (error instanceof RealmURLOverlapError) return { reason: Reasons.URLOverlapsRealm, message: `${error.message}.` };
+  if (error instanceof URLTakenByRealmError) return { reason: Reasons.URLTakenByRealm, message: `${error.message}.` };
   if (error instanceof RealmTooLargeError) return { reason: Reasons.RealmTooLarge, message: `${error.message}.` };
   if (error instanceof UnsafeDatabaseValueError) return { reason: Reasons.UnsafeDatabaseValue, message: `${error.message}.` };
   if (error instanceof PublishError) return { reason: Reasons.SourceRealmUnavailable, message: `${error.message}.` };
