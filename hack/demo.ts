@@ -11,6 +11,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { benchDatabase } from '../bench/support.js';
 import { REPLICA_ROLE } from '../src/dataplane/migrations.js';
+import { createReplicaLogin, type ReplicaLogin } from '../test/support/database.js';
 import { startControlPlane, type ControlPlane } from '../test/support/control-plane.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { startRealmServer, type RealmServerProcess } from '../test/support/realm-server-process.js';
@@ -55,20 +56,16 @@ async function must(plane: ControlPlane, args: string[], input?: string): Promis
  * so the demo runs realm servers the way production should; dropped again on exit.
  */
 async function replicaLogin(pool: pg.Pool, operatorURL: string): Promise<string> {
-  const name = `demo_realm_server_${randomBytes(3).toString('hex')}`;
-  const password = randomBytes(12).toString('hex');
+  let login: ReplicaLogin;
   try {
-    await pool.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE ${REPLICA_ROLE}`);
+    login = await createReplicaLogin(pool, operatorURL, `demo_realm_server_${randomBytes(3).toString('hex')}`);
   } catch (error) {
     say(`  could not create a login in ${REPLICA_ROLE} (${(error as Error).message}): the replicas use the operator's credentials`);
     return operatorURL;
   }
-  cleanups.push(() => pool.query(`DROP ROLE IF EXISTS ${name}`));
-  say(`  realm servers connect as ${name}, a member of ${REPLICA_ROLE} (no writes to epochs, registry, modules or jobs)`);
-  const url = new URL(operatorURL);
-  url.username = name;
-  url.password = password;
-  return url.toString();
+  cleanups.push(() => login.drop());
+  say(`  realm servers connect as ${login.name}, a member of ${REPLICA_ROLE} (no writes to epochs, registry, modules or jobs)`);
+  return login.url;
 }
 
 const agent = new http.Agent({ keepAlive: true });

@@ -4,6 +4,10 @@
  * PublishedRealm, realm-server replica processes with a reader each, operator processes, the
  * checker, and the driver that publishes revision after revision and records T_i.
  *
+ * The operators connect with the database's admin credentials; the realm servers, as in deploy/,
+ * through their own login in the least-privilege group role `realm_operator_replica`, so every
+ * scenario also proves that role is enough for a replica end to end.
+ *
  * Everything it starts it stops in `close()` (also after a failure), bounded in time.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,7 +16,7 @@ import path from 'node:path';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { kubeRequest, KubeApiError } from '../../src/runtime/kube-client.js';
 import { loadKubeconfig, type StaticKubeConnection } from '../../src/runtime/kubeconfig.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createReplicaLogin, createTestDatabase, type ReplicaLogin, type TestDatabase } from '../support/database.js';
 import { testKubeconfigPath } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
 import { startRealmServer, type RealmServerProcess } from '../support/realm-server-process.js';
@@ -122,6 +126,10 @@ export class ScenarioEnv {
   readonly realmPath: string;
   readonly objectName = 'realm';
   db!: TestDatabase;
+  /** The realm servers' login (a member of `realm_operator_replica`), one per scenario database. */
+  replicaLogin!: ReplicaLogin;
+  /** Who the replicas were connected as, read by `recordReplicaSessions` (once the first replicas are ready). */
+  replicaSessions: ReplicaSessions | undefined;
   realmsRoot!: string;
   sourceDir!: string;
   readonly kube: StaticKubeConnection;
@@ -144,6 +152,8 @@ export class ScenarioEnv {
     try {
       env.db = await createTestDatabase(options.adminURL ? { admin: options.adminURL } : {});
       env.cleanups.push(() => env.db.drop());
+      env.replicaLogin = await createReplicaLogin(env.db.pool, env.db.url, `${env.db.name}_replica`);
+      env.cleanups.push(() => env.replicaLogin.drop()); // runs before the drop above (cleanups run in reverse)
       const realms = await makeRealmsRoot();
       env.realmsRoot = realms.root;
       env.cleanups.push(() => realms.cleanup());
@@ -192,7 +202,7 @@ export class ScenarioEnv {
   async startReplica(options: { id?: string; waitReady?: boolean } = {}): Promise<string> {
     const id = options.id ?? `${this.options.name}-r${++this.replicaCounter}`;
     if (this.replicas.has(id)) throw new Error(`replica ${id} is already running`);
-    const proc = await startRealmServer({ databaseURL: this.db.url, realmsRoot: this.realmsRoot, replicaId: id });
+    const proc = await startRealmServer({ databaseURL: this.replicaLogin.url, realmsRoot: this.realmsRoot, replicaId: id });
     this.replicaHistory.push(proc);
     const replica: Replica = { proc, readers: [] };
     this.replicas.set(id, replica);
@@ -218,6 +228,30 @@ export class ScenarioEnv {
 
   replicaIds(): string[] {
     return [...this.replicas.keys()];
+  }
+
+  /**
+   * Records who the running replicas are connected as: for each, the user of its listener session
+   * (application_name `realm-listener:<id>` in pg_stat_activity, or `(no listener session)`), and
+   * what the replicas' login may do beyond its group roles.
+   */
+  async recordReplicaSessions(): Promise<void> {
+    const sessions = await this.db.pool.query<{ application_name: string; usename: string }>(
+      `SELECT application_name, usename FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'realm-listener:%'`,
+    );
+    const users = new Map(sessions.rows.map((r) => [r.application_name.slice('realm-listener:'.length), r.usename]));
+    const role = await this.db.pool.query<{ elevated: boolean; member_of: string[] }>(
+      `SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolbypassrls OR r.rolreplication AS elevated,
+              ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid ORDER BY 1) AS member_of
+         FROM pg_roles r WHERE r.rolname = $1`,
+      [this.replicaLogin.name],
+    );
+    this.replicaSessions = {
+      login: this.replicaLogin.name,
+      elevated: role.rows[0]?.elevated ?? null,
+      memberOf: role.rows[0]?.member_of ?? [],
+      listenerUsers: Object.fromEntries(this.replicaIds().map((id) => [id, users.get(id) ?? '(no listener session)'])),
+    };
   }
 
   /** Starts one reader per running replica; replicas started later get one at once. */
@@ -455,6 +489,7 @@ export class ScenarioEnv {
       name: this.options.name,
       publishes: this.outcomes.length,
       publishesRequested,
+      replicaSessions: this.replicaSessions,
       faults: { ...this.faults },
       counts: structuredClone(this.checker.counts),
       perReplica: this.checker.replicaCounts(),
@@ -514,6 +549,8 @@ export interface ScenarioResult {
   name: string;
   publishes: number;
   publishesRequested: number;
+  /** Who the replicas were connected as (unset if the scenario failed before its replicas were ready). */
+  replicaSessions: ReplicaSessions | undefined;
   faults: Record<string, number>;
   counts: CheckerCounts;
   perReplica: Record<string, { reads: number; ok: number; hits: number; errors: number }>;
@@ -528,6 +565,17 @@ export interface ScenarioResult {
   unexpectedExits: string[];
   /** Readers of other targets (e.g. a nested realm), judged by their own checkers. */
   extra: Record<string, { counts: CheckerCounts; violations: Violation[]; corruptReads: ReadRecord[] }>;
+}
+
+export interface ReplicaSessions {
+  /** The login every realm server was started with. */
+  login: string;
+  /** Whether the login itself is superuser, CREATEROLE, CREATEDB, BYPASSRLS or REPLICATION (null: no such role). */
+  elevated: boolean | null;
+  /** The roles the login is a member of. */
+  memberOf: string[];
+  /** Replica id → the user its listener session is logged in as. */
+  listenerUsers: Record<string, string>;
 }
 
 /** chown -R (without following symlinks). */
@@ -569,6 +617,7 @@ export function formatResult(r: ScenarioResult): string {
     `consistency scenario ${r.name}: ${r.publishes}/${r.publishesRequested} publishes in ${(r.wallMs / 1000).toFixed(1)} s; publish→Ready p50 ${ms(r.latency.p50)}, p95 ${ms(r.latency.p95)}, max ${ms(r.latency.max)}`,
     `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
     `  VIOLATIONS ${c.violations}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}, regressions (allowed) ${c.regressions}`,
+    `  replicas connect as ${r.replicaSessions ? `${r.replicaSessions.login} (member of ${r.replicaSessions.memberOf.join(', ')}); listener sessions' users ${JSON.stringify(r.replicaSessions.listenerUsers)}` : '(not recorded)'}`,
     `  faults ${JSON.stringify(r.faults)}`,
     `  per replica ${JSON.stringify(r.perReplica)}`,
     ...Object.entries(r.extra).map(

@@ -46,6 +46,7 @@ async function runScenario(
     await Promise.all(Array.from({ length: options.replicas ?? 3 }, () => env.startReplica()));
     await env.startOperator();
     await env.createRealm();
+    await env.recordReplicaSessions();
     env.startReaders();
     await sleep(200);
     await body(env);

@@ -5,12 +5,16 @@
  * every file of the published realm continuously while revisions are published; a read that
  * starts after the driver saw Ready for i and returns revision < i is a violation.
  *
+ * The realm servers connect through their own login in `realm_operator_replica` (as deploy/ runs
+ * them), so the suite also proves that role suffices end to end; the operators use the admin's.
+ *
  * `make test` runs a reduced form (CONSISTENCY_PUBLISHES, default 12 publishes per scenario; the
  * operator-crash scenario always does at least 18 so each of its 9 faults happens);
  * `make consistency` runs 200 per scenario.
  */
 import path from 'node:path';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { kubectl } from '../support/kube.js';
 import { summarizeExit } from '../consistency/harness.js';
 import { listenerKilled, nestedRealm, noFaults, operatorCrashes, postgresRestarts, replicaChurn, unreadableSource, type ScenarioRun } from '../consistency/scenarios.js';
@@ -47,6 +51,12 @@ function expectConsistent({ result }: ScenarioRun, options: { minPublishes?: num
   expect(result.unexpectedExits.map(summarizeExit)).toEqual([]);
   // The rule was exercised: many successful reads started after a Ready.
   expect(c.checkedAfterReady).toBeGreaterThan(result.publishes * 10);
+  // ... by realm servers connected as deploy/ runs them: through their own login, a member of the
+  // least-privilege group role only, never with the operator's credentials.
+  const sessions = result.replicaSessions!;
+  expect(sessions).toMatchObject({ elevated: false, memberOf: [REPLICA_ROLE] });
+  expect(Object.keys(sessions.listenerUsers)).toHaveLength(3);
+  expect(sessions.listenerUsers).toEqual(Object.fromEntries(Object.keys(sessions.listenerUsers).map((id) => [id, sessions.login])));
 }
 
 test(`a. no faults: ${PUBLISHES} publishes, 3 replicas, 0 stale reads, the cache is used`, async () => {

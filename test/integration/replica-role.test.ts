@@ -13,7 +13,7 @@ import { waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
 import { ensureReplicaRole, migrate, REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
 import { RealmServer } from '../../src/realm-server/realm-server.js';
-import { adminURL, createTestDatabase, type TestDatabase } from '../support/database.js';
+import { adminURL, createReplicaLogin, createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createSourceRealm, dataPlane, makeRealmsRoot, writeFiles } from '../support/realms.js';
 
 const INSUFFICIENT_PRIVILEGE = '42501';
@@ -24,14 +24,9 @@ const logins: string[] = [];
 
 /** A LOGIN role in the replica group, as the kind overlay's postgres init creates `realm_server`. */
 async function replicaLogin(): Promise<{ name: string; url: string }> {
-  const name = `realm_server_${randomBytes(4).toString('hex')}`;
-  const password = randomBytes(9).toString('hex');
-  await db.pool.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}' IN ROLE ${REPLICA_ROLE}`);
-  logins.push(name);
-  const url = new URL(db.url);
-  url.username = name;
-  url.password = password;
-  return { name, url: url.toString() };
+  const login = await createReplicaLogin(db.pool, db.url, `realm_server_${randomBytes(4).toString('hex')}`);
+  logins.push(login.name);
+  return login;
 }
 
 function get(port: number, host: string, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
@@ -80,6 +75,19 @@ afterAll(async () => {
 test('migrate creates the NOLOGIN group role', async () => {
   const { rows } = await db.pool.query('SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolinherit FROM pg_roles WHERE rolname = $1', [REPLICA_ROLE]);
   expect(rows).toEqual([{ rolcanlogin: false, rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolinherit: true }]);
+});
+
+test('making a replica login again under the same name is idempotent: one role, still only in the group, the newer password', async () => {
+  const first = await replicaLogin();
+  const again = await createReplicaLogin(db.pool, db.url, first.name);
+  const { rows } = await db.pool.query(
+    `SELECT r.rolcanlogin, r.rolsuper, ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) AS member_of
+       FROM pg_roles r WHERE r.rolname = $1`,
+    [first.name],
+  );
+  expect(rows).toEqual([{ rolcanlogin: true, rolsuper: false, member_of: [REPLICA_ROLE] }]);
+  expect(await attempt(again.url, 'SELECT 1')).toBe('ok');
+  expect(await attempt(first.url, 'SELECT 1').catch((error: { code?: string }) => error.code)).toBe('28P01'); // invalid_password
 });
 
 test('a login in the role runs a real realm server: it registers, acknowledges a publish and serves the published realm', async () => {
