@@ -2,8 +2,10 @@
  * The operator's configuration: flags win over environment variables, which win over defaults.
  * Validated with zod; every error names the flag and the variable.
  */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { MATRIX_SETTINGS, type MatrixRegistrationSettings } from '../matrix/realm-user.js';
 import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, type SettingName } from './config.js';
 
 const duration = durationSchema;
@@ -69,9 +71,27 @@ export const operatorConfigSchema = z.object({
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be <namespace>/<service>, e.g. boxel/realm-server')
     .optional(),
+  // The realm users of published realms, registered on Matrix as Boxel does; all three or none.
+  matrixURL: z
+    .string()
+    .refine((value) => {
+      try {
+        return ['http:', 'https:'].includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    }, 'must be the homeserver\'s http:// or https:// base URL, e.g. http://synapse:8008/')
+    .optional(),
+  matrixRegistrationSecretFile: filePath.optional(),
+  realmSecretSeedFile: filePath.optional(),
 });
 
-export type OperatorConfig = z.output<typeof operatorConfigSchema>;
+type OperatorSettings = z.output<typeof operatorConfigSchema>;
+
+export type OperatorConfig = OperatorSettings & {
+  /** Set when Matrix is configured: the published realms' users are registered there. */
+  matrix?: MatrixRegistrationSettings;
+};
 
 /** Cross-field rules, as client-go enforces them for leader election. */
 function checkLeaderElectionTimings(config: OperatorConfig): string[] {
@@ -88,7 +108,7 @@ function checkMetricsCertificate(config: OperatorConfig): string[] {
 }
 
 /** Flag name ↔ environment variable for every setting. */
-export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
+export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, SettingName> = {
   databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
   realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
   watchNamespace: { flag: '--namespace', env: 'WATCH_NAMESPACE' },
@@ -116,15 +136,66 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorConfig, SettingName> = {
   maxRealmBytes: { flag: '--max-realm-bytes', env: 'MAX_REALM_BYTES' },
   copyHardLinkedFiles: { flag: '--copy-hard-linked-files', env: 'COPY_HARD_LINKED_FILES', boolean: true },
   realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE' },
+  matrixURL: { flag: '--matrix-url', env: 'MATRIX_URL' },
+  matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE' },
+  realmSecretSeedFile: { flag: '--realm-secret-seed-file', env: 'REALM_SECRET_SEED_FILE' },
 };
+
+/** Secrets also accepted as plain variables (as Boxel's realm server takes them); never as flags, which `ps` shows. */
+export const MATRIX_SECRET_VARIABLES = { registrationSecret: 'MATRIX_REGISTRATION_SHARED_SECRET', realmSecretSeed: 'REALM_SECRET_SEED' } as const;
 
 export const operatorFlagOptions = flagOptions(OPERATOR_SETTINGS);
 
 export function loadOperatorConfig(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): OperatorConfig {
   const config = parseSettings(operatorConfigSchema, collectSettings(OPERATOR_SETTINGS, flags, env), OPERATOR_SETTINGS);
   const problems = [...checkLeaderElectionTimings(config), ...checkMetricsCertificate(config)];
+  const matrix = resolveMatrixSettings(config, env, problems);
   if (problems.length > 0) throw new ConfigError(problems);
-  return config;
+  return matrix ? { ...config, matrix } : config;
+}
+
+/**
+ * The Matrix settings, secrets read from their files (as Kubernetes mounts Secrets; trailing
+ * newlines dropped) or plain variables. All three or none: a partial set is refused, naming what
+ * is missing, rather than silently publishing without registering realm users.
+ */
+function resolveMatrixSettings(config: OperatorSettings, env: NodeJS.ProcessEnv, problems: string[]): MatrixRegistrationSettings | undefined {
+  const secret = (file: string | undefined, fileSetting: SettingName, variable: string): string | undefined => {
+    const plain = env[variable] === '' ? undefined : env[variable];
+    if (file !== undefined && plain !== undefined) {
+      problems.push(`${fileSetting.flag} / ${fileSetting.env} and ${variable}: give one of them, not both`);
+      return undefined;
+    }
+    if (plain !== undefined) return plain;
+    if (file === undefined) return undefined;
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').replace(/[\r\n]+$/, '');
+    } catch (error) {
+      problems.push(`${fileSetting.flag} / ${fileSetting.env}: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); mount the Secret there or fix the path`);
+      return undefined;
+    }
+    if (text === '') problems.push(`${fileSetting.flag} / ${fileSetting.env}: ${file} is empty; put the secret in it`);
+    return text || undefined;
+  };
+  const registrationSharedSecret = secret(config.matrixRegistrationSecretFile, OPERATOR_SETTINGS.matrixRegistrationSecretFile, MATRIX_SECRET_VARIABLES.registrationSecret);
+  const realmSecretSeed = secret(config.realmSecretSeedFile, OPERATOR_SETTINGS.realmSecretSeedFile, MATRIX_SECRET_VARIABLES.realmSecretSeed);
+  const given = {
+    url: config.matrixURL,
+    registrationSecret: registrationSharedSecret ?? (config.matrixRegistrationSecretFile ?? env[MATRIX_SECRET_VARIABLES.registrationSecret]),
+    realmSecretSeed: realmSecretSeed ?? (config.realmSecretSeedFile ?? env[MATRIX_SECRET_VARIABLES.realmSecretSeed]),
+  };
+  const missing = (Object.keys(given) as (keyof typeof given)[]).filter((key) => given[key] === undefined || given[key] === '');
+  if (missing.length === 3) return undefined;
+  if (missing.length > 0) {
+    problems.push(
+      `Matrix is configured only in part: also set ${missing.map((key) => MATRIX_SETTINGS[key]).join(' and ')} ` +
+        '(all three register published realms\' users on Matrix; set none to publish without registering them)',
+    );
+    return undefined;
+  }
+  if (!config.matrixURL || !registrationSharedSecret || !realmSecretSeed) return undefined; // a problem was recorded above
+  return { matrixURL: config.matrixURL, registrationSharedSecret, realmSecretSeed };
 }
 
 export { parseDuration };

@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ConfigError, normalizeBooleanFlags } from '../../src/cli/config.js';
 import { loadOperatorConfig, OPERATOR_SETTINGS, parseBindAddress, parseByteSize, parseDuration } from '../../src/cli/operator-config.js';
 
@@ -116,5 +119,71 @@ describe('realm size limits, hard links and secure metrics', () => {
       '1s',
     ]);
     expect(normalizeBooleanFlags(['--leader-elect', 'false', '--durable=false', '--metrics-secure'], switches)).toEqual(['--leader-elect=false', '--durable=false', '--metrics-secure=true']);
+  });
+});
+
+describe('Matrix settings (realm users of published realms)', () => {
+  let dir: string;
+  let secretFile: string;
+  let seedFile: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'operator-config-'));
+    secretFile = path.join(dir, 'registration-shared-secret');
+    seedFile = path.join(dir, 'realm-secret-seed');
+    // As `kubectl create secret --from-file` of an `echo`ed value: with a trailing newline.
+    fs.writeFileSync(secretFile, 'the-shared-secret\n');
+    fs.writeFileSync(seedFile, 'the seed\r\n');
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('none set: no Matrix, publishing works without it', () => {
+    expect(loadOperatorConfig({}, required).matrix).toBeUndefined();
+  });
+
+  test('the secrets are read from their files (as Secrets are mounted), without the trailing newline', () => {
+    const config = loadOperatorConfig({ 'matrix-url': 'http://synapse:8008', 'matrix-registration-secret-file': secretFile }, { ...required, REALM_SECRET_SEED_FILE: seedFile });
+    expect(config.matrix).toEqual({ matrixURL: 'http://synapse:8008', registrationSharedSecret: 'the-shared-secret', realmSecretSeed: 'the seed' });
+  });
+
+  test('or from plain variables, as Boxel\'s realm server takes them', () => {
+    const config = loadOperatorConfig({}, { ...required, MATRIX_URL: 'https://matrix.example/', MATRIX_REGISTRATION_SHARED_SECRET: 's', REALM_SECRET_SEED: 'seed' });
+    expect(config.matrix).toEqual({ matrixURL: 'https://matrix.example/', registrationSharedSecret: 's', realmSecretSeed: 'seed' });
+  });
+
+  test('a partial set is refused, naming what is missing', () => {
+    expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008' }, required)).toThrow(
+      'Matrix is configured only in part: also set --matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE (or MATRIX_REGISTRATION_SHARED_SECRET) and --realm-secret-seed-file / REALM_SECRET_SEED_FILE (or REALM_SECRET_SEED)',
+    );
+    expect(() => loadOperatorConfig({}, { ...required, REALM_SECRET_SEED: 'seed', MATRIX_REGISTRATION_SHARED_SECRET: 's' })).toThrow('also set --matrix-url / MATRIX_URL (all three');
+  });
+
+  test('bad values are refused naming flag and variable: URL, relative path, missing or empty file, file and variable both', () => {
+    const empty = path.join(dir, 'empty');
+    fs.writeFileSync(empty, '\n');
+    let error: unknown;
+    try {
+      loadOperatorConfig({ 'matrix-url': 'synapse:8008', 'realm-secret-seed-file': 'seed.txt' }, required);
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      "--matrix-url / MATRIX_URL: must be the homeserver's http:// or https:// base URL, e.g. http://synapse:8008/",
+      '--realm-secret-seed-file / REALM_SECRET_SEED_FILE: must be an absolute path',
+    ]);
+    try {
+      loadOperatorConfig(
+        { 'matrix-url': 'http://synapse:8008', 'matrix-registration-secret-file': path.join(dir, 'missing'), 'realm-secret-seed-file': empty },
+        { ...required, MATRIX_REGISTRATION_SHARED_SECRET: 's' },
+      );
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      '--matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE and MATRIX_REGISTRATION_SHARED_SECRET: give one of them, not both',
+      `--realm-secret-seed-file / REALM_SECRET_SEED_FILE: ${empty} is empty; put the secret in it`,
+    ]);
+    expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008', 'matrix-registration-secret-file': path.join(dir, 'missing') }, { ...required, REALM_SECRET_SEED: 'x' })).toThrow(
+      `--matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE: cannot read ${path.join(dir, 'missing')} (ENOENT); mount the Secret there or fix the path`,
+    );
   });
 });
