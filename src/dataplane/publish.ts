@@ -13,6 +13,13 @@
  *
  * Not included: the reindex enqueue ({@link enqueueReindex}), which the controller runs once
  * replicas have acknowledged the new epoch.
+ *
+ * What is written matches Boxel's publish and unpublish handlers (cardstack/boxel
+ * packages/realm-server/handlers/handle-publish-realm.ts and handle-unpublish-realm.ts): a first
+ * publish records the realm's own user `realm/_published_<disk_id>` as owner and writes the three
+ * permissions rows; a republish (also over a realm Boxel published) keeps owner and permissions;
+ * the published copy's `realm.json` gets the default-index opt-in; unpublish deletes the registry
+ * row and permissions and marks the realm's index entries deleted.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -21,6 +28,8 @@ import type { Logger } from 'pino';
 import { assertRealmURL } from '../wire/realm-url.js';
 import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
+import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
+import { applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
 import type { RealmsLayout } from './layout.js';
 import {
   installStagedVersion,
@@ -37,10 +46,12 @@ import {
   assertClaim,
   bumpEpoch,
   type ClaimOptions,
+  insertPublishedRealmPermissions,
   PublishError,
   readOverlappingRealmURLs,
   readRealmEpochRow,
   readRegistryRow,
+  readSourceOwnerUserId,
   RealmURLOverlapError,
   URLTakenByRealmError,
   recordPublishedEpoch,
@@ -50,6 +61,7 @@ import {
   safePublishedDiskId,
   safeSourceDiskId,
   safeVersionName,
+  tombstoneRealmIndex,
   upsertPublishedRegistryRow,
   upsertPublishedRealmMetadata,
 } from './realm-state.js';
@@ -84,12 +96,28 @@ export interface DataPlane {
   onStep?: (step: PublishStep | UnpublishStep, realmURL: string) => void | Promise<void>;
   /** Called before staging examines each source entry; tests use it to change the tree mid-copy. */
   onStagingEntry?: StageOptions['onEntry'];
+  /**
+   * The Matrix homeserver's server name, for the realm user's id `@realm/_published_<id>:<server>`
+   * in the permissions rows. Unset: the publishing user's server name is used (Boxel's realm user
+   * is registered on the same homeserver as its users).
+   */
+  matrixServerName?: string;
 }
 
 export interface PublishRequest {
   sourceRealmURL: string;
   publishedRealmURL: string;
-  /** `realm_registry.owner_username` for the published realm. Defaults to the source realm's owner. */
+  /**
+   * The Matrix user id (`@localpart:server`) of the publishing user, granted read + realm-owner on a
+   * first publish. Unset: the source realm's owner (its realm-owner permission row `@<owner>:…`,
+   * else the bare `realm_registry.owner_username`).
+   */
+  publisher?: string;
+  /**
+   * Ignored. The published realm's owner is always its own realm user `realm/_published_<disk_id>`,
+   * as in Boxel; kept only so callers that still pass it compile.
+   * @deprecated
+   */
   ownerUsername?: string;
   /** Who is publishing; see {@link ClaimOptions}. */
   claim?: ClaimOptions;
@@ -117,8 +145,8 @@ export interface PublishableSource {
   publishedRealmURL: string;
   /** The source realm's directory, `realpath`-resolved and inside the realms root. */
   directory: string;
-  /** The published realm's owner: the request's, else the source realm's. */
-  ownerUsername: string | null;
+  /** The publishing user for a first publish's permissions rows: the request's, else the source realm's owner. */
+  publisher: string;
 }
 
 /**
@@ -141,13 +169,28 @@ export async function checkPublishable(plane: DataPlane, request: PublishRequest
   if (maxFiles !== undefined || maxBytes !== undefined) {
     await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
   }
-  return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, ownerUsername: request.ownerUsername ?? source.owner_username };
+  return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher: await resolvePublisher(plane.pool, sourceURL, source, request.publisher) };
+}
+
+/** The publishing user: the request's, else the source realm owner's Matrix id, else its bare username. */
+async function resolvePublisher(db: Queryable, sourceURL: string, source: RegistryRow, requested: string | undefined): Promise<string> {
+  if (requested !== undefined) {
+    if (!matrixServerNameOf(requested)) {
+      throw new PublishError(`publisher ${JSON.stringify(requested)} is not a Matrix user id; write it as @localpart:server (e.g. @alice:boxel.ai)`);
+    }
+    return requested;
+  }
+  const owner = source.owner_username;
+  if (!owner) {
+    throw new PublishError(`source realm ${sourceURL} has no owner_username in realm_registry; set the publisher (@localpart:server) or fix the registry row`);
+  }
+  return (await readSourceOwnerUserId(db, sourceURL, owner)) ?? owner;
 }
 
 /** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
 export async function publishRealm(plane: DataPlane, request: PublishRequest): Promise<PublishResult> {
   const started = performance.now();
-  const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, ownerUsername } = await checkPublishable(plane, request);
+  const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher } = await checkPublishable(plane, request);
   const step = async (name: PublishStep) => plane.onStep?.(name, publishedURL);
 
   const token = newStagingToken();
@@ -161,6 +204,10 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       realmName: sourceURL,
       onEntry: plane.onStagingEntry,
     });
+    // Into the staged copy only, before it is swapped in: the source's realm.json is never touched.
+    const optIn = await applyRealmIndexOptIn(staged.dir, { durable: plane.durable });
+    const digest = digestWithOptIn(staged.digest, optIn);
+    const totalBytes = staged.totalBytes + (optIn?.byteDelta ?? 0);
     const stageMs = performance.now() - started;
     await step('staged');
 
@@ -177,7 +224,18 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
         // The checks again: the registry and claims may have changed while we staged.
         await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
-        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername, publishedAtMs: publishedAt });
+        // A registry row already there (ours, or Boxel's own publish) keeps its owner and permissions.
+        const isFirstPublish = !(await readRegistryRow(tx, publishedURL));
+        const realmUsername = publishedRealmUsername(diskId);
+        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt });
+        if (isFirstPublish) {
+          const serverName = plane.matrixServerName ?? matrixServerNameOf(publisher);
+          // Without a server name the realm user's id cannot be formed; its bare username is the
+          // closest stand-in (logged, so the row can be corrected once Matrix is configured).
+          const realmUserId = serverName ? matrixUserId(realmUsername, serverName) : realmUsername;
+          if (!serverName) plane.logger.warn({ realm: publishedURL, realmUsername, publisher }, 'no Matrix server name known: realm user permission row written with the bare username');
+          await insertPublishedRealmPermissions(tx, publishedURL, { realmUserId, publisherId: publisher });
+        }
         await upsertPublishedRealmMetadata(tx, publishedURL);
         await clearRealmDefinitions(tx, publishedURL);
         await installStagedVersion(plane.layout, staged.dir, diskId, version);
@@ -188,9 +246,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
           diskId,
           version,
           previousVersion: committed.committedVersion,
-          digest: staged.digest,
+          digest,
           fileCount: staged.fileCount,
-          totalBytes: staged.totalBytes,
+          totalBytes,
           publishedFor: request.publishedFor ?? null,
         });
         await notifyRealmRegistry(tx, 'upsert', publishedURL);
@@ -212,8 +270,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       epoch: result.epoch,
       publishedAt,
       fileCount: staged.fileCount,
-      totalBytes: staged.totalBytes,
-      digest: staged.digest,
+      totalBytes,
+      digest,
       skipped: staged.skipped,
       timing: { stageMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
     };
@@ -237,7 +295,7 @@ export interface UnpublishResult {
 
 /**
  * Removes a published realm: under the lock and in one transaction, deletes its registry row and
- * permissions and its definitions, unlinks the published directory and records a new epoch, with
+ * permissions and its definitions, marks its index entries deleted, unlinks the published directory and records a new epoch, with
  * `realm_registry 'delete:<url>'` and the wildcard NOTIFY; then deletes the content versions.
  */
 export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string, claim: ClaimOptions = {}): Promise<UnpublishResult> {
@@ -259,6 +317,7 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
       assertClaim(url, epochRow, claim);
       await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
+      await tombstoneRealmIndex(tx, url);
       await clearRealmDefinitions(tx, url);
       const diskId = registry
         ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)

@@ -21,3 +21,16 @@ export function publishedRealmUsername(diskId: string): string {
   }
   return `realm/${PUBLISHED_DIRECTORY_NAME}_${diskId}`;
 }
+
+/** `@<username>:<serverName>`, the Matrix user id Synapse returns for a registered username. */
+export function matrixUserId(username: string, serverName: string): string {
+  return `@${username}:${serverName}`;
+}
+
+/** The server name of a Matrix user id `@localpart:server`, or undefined when `userId` is not one. */
+export function matrixServerNameOf(userId: string): string | undefined {
+  if (!userId.startsWith('@')) return undefined;
+  const colon = userId.indexOf(':');
+  if (colon < 2 || colon === userId.length - 1) return undefined;
+  return userId.slice(colon + 1);
+}

@@ -237,16 +237,21 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
   throw new ClaimConflictError(url, holder);
 }
 
+/**
+ * Inserts the published realm's registry row, or advances `last_published_at` on an existing one.
+ * `owner_username` is written only by the insert: like Boxel's `upsertPublishedRealmInRegistry`
+ * (cardstack/boxel packages/realm-server/lib/realm-registry-writes.ts), a republish — ours or over
+ * a realm Boxel published — keeps the owner the first publish recorded.
+ */
 export async function upsertPublishedRegistryRow(
   db: Queryable,
-  row: { url: string; diskId: string; sourceURL: string; ownerUsername: string | null; publishedAtMs: number },
+  row: { url: string; diskId: string; sourceURL: string; ownerUsername: string; publishedAtMs: number },
 ): Promise<RegistryRow> {
   const { rows } = await db.query<RegistryRow>(
     `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
      VALUES ($1, 'published', $2, $3, $4, $5)
      ON CONFLICT (url) DO UPDATE SET
        source_url = EXCLUDED.source_url,
-       owner_username = COALESCE(EXCLUDED.owner_username, realm_registry.owner_username),
        last_published_at = EXCLUDED.last_published_at,
        updated_at = now()
      WHERE realm_registry.kind = 'published' AND realm_registry.disk_id = EXCLUDED.disk_id
@@ -317,4 +322,52 @@ export async function bumpEpoch(db: Queryable, url: string): Promise<number> {
     [url],
   );
   return rows[0] ? Number(rows[0].epoch) : 0;
+}
+
+/**
+ * The three `realm_user_permissions` rows Boxel writes for a published realm on its first publish
+ * (cardstack/boxel packages/realm-server/handlers/handle-publish-realm.ts, through `insertPermissions`
+ * in packages/runtime-common/db-queries/realm-permission-queries.ts, an upsert on the primary key):
+ * the realm's own Matrix user and the publishing user get read + realm-owner, everyone (`*`) gets
+ * read; `write` is false for all three. Boxel writes them only when the registry row is new.
+ */
+export async function insertPublishedRealmPermissions(db: Queryable, url: string, users: { realmUserId: string; publisherId: string }): Promise<void> {
+  const rows: Array<[string, boolean, boolean, boolean]> = [
+    [users.realmUserId, true, false, true],
+    [users.publisherId, true, false, true],
+    ['*', true, false, false],
+  ];
+  for (const [username, read, write, realmOwner] of rows) {
+    await db.query(
+      `INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, $2, $3, $4, $5)
+       ON CONFLICT (realm_url, username) DO UPDATE SET read = EXCLUDED.read, write = EXCLUDED.write, realm_owner = EXCLUDED.realm_owner`,
+      [url, username, read, write, realmOwner],
+    );
+  }
+}
+
+/**
+ * The Matrix user id (`@<owner>:<server>`) holding realm-owner on a source realm whose registry
+ * `owner_username` is the bare `owner` (Boxel's create-realm writes the bare username to the
+ * registry and the full user id to the permissions: cardstack/boxel
+ * packages/realm-server/handlers/create-realm.ts). Undefined when there is no such row.
+ */
+export async function readSourceOwnerUserId(db: Queryable, sourceURL: string, ownerUsername: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ username: string }>(
+    `SELECT username FROM realm_user_permissions
+     WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || $2 || ':') ORDER BY username LIMIT 1`,
+    [sourceURL, ownerUsername],
+  );
+  return rows[0]?.username;
+}
+
+/**
+ * Marks every live index entry of an unpublished realm deleted, as Boxel's unpublish does through
+ * `realm.deleteAll` (cardstack/boxel packages/realm-server/handlers/handle-unpublish-realm.ts), whose
+ * index writer tombstones each entry with `is_deleted = true` (packages/runtime-common/index-writer.ts).
+ * Returns how many entries were marked.
+ */
+export async function tombstoneRealmIndex(db: Queryable, url: string): Promise<number> {
+  const result = await db.query('UPDATE boxel_index SET is_deleted = true WHERE realm_url = $1 AND is_deleted IS NOT TRUE', [url]);
+  return result.rowCount ?? 0;
 }
