@@ -15,7 +15,8 @@
  *
  * Events: `state` (each state change), `ready`, `not-ready`, `acknowledged` ({ realmURL, epoch, seconds }).
  *
- * Ordering: a `realm_registry` notification's hook (`onRegistryChange`) and a wildcard's
+ * Ordering: a `realm_registry` notification's hooks (`onRegistryNotification` for every payload,
+ * then `onRegistryChange` for one that parses) and a wildcard's
  * `onRealmInvalidated` run to completion before the next notification is handled and before the
  * wildcard is acknowledged, so a realm server that forgets its registry view there can never
  * acknowledge a publish while it still maps the realm's paths to another realm.
@@ -81,6 +82,13 @@ export interface RealmCaches {
   find(realmURL: string): RealmCache | undefined;
   /** Every realm currently cached; a resync drops them all. */
   all(): Iterable<RealmCache>;
+  /**
+   * Every cached realm published from `sourceURL` (its registry row's `source_url`). Boxel's
+   * delete-realm handler removes a source realm and all of its published realms in one
+   * transaction and sends ONE `delete:<source URL>` for all of them, so a `delete:` drops these
+   * too. Omit it only if the server caches no published realms.
+   */
+  publishedFrom?(sourceURL: string): Iterable<RealmCache>;
 }
 
 export interface RealmListenerOptions {
@@ -104,8 +112,11 @@ export interface RealmListenerOptions {
    * notification is handled. (Boxel replicas re-read the registry on any such hint.)
    */
   onRegistryChange?: (change: RealmRegistryChange) => void | Promise<void>;
-  /** Called first for every `realm_registry` notification, even one whose payload does not parse. */
-  onRegistryNotification?: () => void | Promise<void>;
+  /**
+   * Called first for every `realm_registry` notification, whatever its payload (valid, unknown
+   * op, empty or garbage), before anything else is done with it: re-read the registry here.
+   */
+  onRegistryNotification?: (payload: string) => void | Promise<void>;
   /**
    * Called for each wildcard `realm_file_changes` (a publish, unpublish or recovery), whether or
    * not the realm has a cache, before its caches are dropped and before it is acknowledged.
@@ -455,14 +466,19 @@ export class RealmListener extends EventEmitter {
   }
 
   private async handleRegistryChange(payload: string): Promise<void> {
-    // Any registry notification means "re-read the registry", whatever its payload (as in Boxel).
+    // Any registry notification means "re-read the registry", whatever its payload: Boxel's
+    // RealmRegistryReconciler wakes its loop on the channel and never reads the payload.
     const any = this.options.onRegistryNotification;
-    if (any) await this.guard(() => any(), 'onRegistryNotification', '*');
+    if (any) await this.guard(() => any(payload), 'onRegistryNotification', '*');
     const change = parseRealmRegistryPayload(payload);
     if (!change) return this.malformed(REALM_REGISTRY_CHANNEL, payload);
     if (change.op === 'delete') {
-      const cache = this.options.caches.find(change.realmURL);
-      if (cache) await this.guard(() => cache.dropAll(), 'dropAll', change.realmURL);
+      // `delete:<X>` may stand for X and every realm published from X (a source realm's delete).
+      const caches = this.options.caches;
+      const dropped = new Set<RealmCache>([...(caches.publishedFrom?.(change.realmURL) ?? [])]);
+      const own = caches.find(change.realmURL);
+      if (own) dropped.add(own);
+      for (const cache of dropped) await this.guard(() => cache.dropAll(), 'dropAll', change.realmURL);
     }
     const hook = this.options.onRegistryChange;
     if (hook) await this.guard(() => hook(change), 'onRegistryChange', change.realmURL);

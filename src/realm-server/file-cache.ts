@@ -26,7 +26,11 @@ export class RealmFileCache {
   /** Bumped by `module_cache_invalidated`; this server caches no definitions, but keeps the count. */
   definitionsGeneration = 0;
 
-  constructor(epoch = 0) {
+  /**
+   * @param sourceURL the realm's `source_url` when it is a published realm: Boxel deletes a source
+   *   realm's published realms with it and sends one `delete:<source URL>` for all of them.
+   */
+  constructor(epoch = 0, public sourceURL?: string) {
     this.epoch = epoch;
   }
 

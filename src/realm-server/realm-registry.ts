@@ -19,6 +19,8 @@ export interface RegisteredRealm {
   url: string;
   kind: RealmKind;
   diskId: string;
+  /** A published realm's `source_url`: a `delete:<source URL>` notification stands for it too. */
+  sourceURL?: string;
   /** `realm_operator.realm_epochs.epoch` when the snapshot was read (0: never published by the operator). */
   epoch: number;
 }

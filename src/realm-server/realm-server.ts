@@ -35,7 +35,7 @@ import { RealmListener, type RealmCache, type RealmListenerOptions } from '../li
 import { RealmFileCache } from './file-cache.js';
 import { FileReadError, readFileNoFollow, type RealmDirectory } from './no-follow.js';
 import { RealmRegistrySnapshot, type RegisteredRealm } from './realm-registry.js';
-import { checkRequestPath, contentTypeFor, localSegments, PATH_REFUSAL_MESSAGES } from './request-path.js';
+import { boxelLocalPath, checkRequestPath, contentTypeFor, NOT_MAPPABLE_MESSAGE, PATH_REFUSAL_MESSAGES } from './request-path.js';
 
 export interface RealmServerOptions {
   databaseURL: string;
@@ -83,13 +83,22 @@ export class RealmServer {
       caches: {
         find: (url): RealmCache | undefined => caches.get(url),
         all: () => caches.values(),
+        publishedFrom: (sourceURL) => [...caches.values()].filter((cache) => cache.sourceURL === sourceURL),
       },
       // Boxel replicas re-read the registry on any realm_registry notification, whatever its
-      // payload; so do we, before the listener goes on to the next notification (and so before
-      // it can acknowledge the publish that sent it).
-      onRegistryNotification: () => this.registry.invalidate(),
+      // payload (RealmRegistryReconciler wakes on the channel and ignores the payload); so do
+      // we, before the listener goes on to the next notification (and so before it can
+      // acknowledge the publish that sent it): forget the snapshot, then drop the caches of
+      // realms whose rows are gone.
+      onRegistryNotification: async () => {
+        this.registry.invalidate();
+        await this.forgetUnregisteredRealms();
+      },
+      // Boxel's delete-realm handler sends ONE `delete:<source URL>` for the source realm and
+      // every realm published from it (the listener has already dropped their bytes).
       onRegistryChange: (change) => {
-        if (change.op === 'delete') caches.delete(change.realmURL);
+        if (change.op !== 'delete') return;
+        for (const [url, cache] of caches) if (url === change.realmURL || cache.sourceURL === change.realmURL) caches.delete(url);
       },
       // A publish or unpublish always sends a wildcard; forgetting the registry here too makes
       // the acknowledgement safe whatever order the two notifications arrive in.
@@ -171,18 +180,27 @@ export class RealmServer {
   }
 
   private async serveFile(url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // Noted before the realm is resolved: a registry change after this point means the request
+    // may have been resolved from what was known before, so it must not fill any cache.
+    const registryGeneration = this.registry.currentGeneration;
     const realm = await this.registry.resolve(url, this.listener.cacheTrusted);
     if (!realm || !this.serves(realm)) return this.reply(res, 404, 'no realm is served here\n', 'none');
-    const segments = localSegments(url.slice(realm.url.length));
-    if (!segments) return this.reply(res, 404, 'not found (directories are not served)\n', 'none');
+    const mapped = boxelLocalPath(url.slice(realm.url.length));
+    if (!mapped.ok) {
+      if (mapped.refusal === 'directory') return this.reply(res, 404, 'not found (directories are not served)\n', 'none');
+      return this.reply(res, 400, `bad request: ${NOT_MAPPABLE_MESSAGE}\n`, 'none');
+    }
     const directory = this.realmDirectory(realm);
     if (!directory) return this.reply(res, 404, 'no realm is served here\n', 'none');
-    const local = segments.join('/');
+    // Boxel's LocalPath: the cache key a per-path NOTIFY names, and the file below the realm.
+    const local = mapped.localPath;
+    const segments = local.split('/');
     let cache = this.caches.get(realm.url);
     if (!cache) {
-      cache = new RealmFileCache(realm.epoch);
+      cache = new RealmFileCache(realm.epoch, realm.sourceURL);
       this.caches.set(realm.url, cache);
     }
+    cache.sourceURL = realm.sourceURL;
     const headers = { 'x-realm-url': realm.url, 'x-replica-id': this.options.replicaId, 'content-type': contentTypeFor(segments.at(-1)!) };
     if (this.listener.cacheTrusted) {
       const hit = cache.get(local);
@@ -199,10 +217,38 @@ export class RealmServer {
     const cacheState = trustedAtStart ? 'miss' : 'bypass';
     const bytes = await readFileNoFollow(directory.dir, [...directory.prefix, ...segments]);
     if (!bytes) return this.reply(res, 404, 'not found\n', cacheState, { 'x-realm-url': realm.url });
-    if (trustedAtStart && this.listener.cacheTrusted) cache.fill(ticket, bytes);
+    if (trustedAtStart && this.listener.cacheTrusted && this.registry.currentGeneration === registryGeneration && this.caches.get(realm.url) === cache) {
+      cache.fill(ticket, bytes);
+    }
     this.requests.inc({ cache: cacheState, status: '200' });
     res.writeHead(200, { ...headers, 'x-realm-epoch': String(ticket.epoch), 'x-cache': cacheState, 'content-length': bytes.length });
     res.end(req.method === 'HEAD' ? undefined : bytes);
+  }
+
+  /** How many files this replica holds cached for `realmURL` (0 when it has no cache for it). */
+  cachedFileCount(realmURL: string): number {
+    return this.caches.get(realmURL)?.size ?? 0;
+  }
+
+  /** Whether this replica has a cached copy of `localPath` (Boxel's LocalPath) of `realmURL`. */
+  isCached(realmURL: string, localPath: string): boolean {
+    return this.caches.get(realmURL)?.get(localPath) !== undefined;
+  }
+
+  /**
+   * Drops the caches of every cached realm that has no `realm_registry` row any more, as Boxel's
+   * reconciler unmounts realms whose rows are gone whenever it re-reads the registry.
+   */
+  private async forgetUnregisteredRealms(): Promise<void> {
+    const cached = [...this.caches.keys()];
+    if (cached.length === 0) return;
+    const { rows } = await this.pool.query<{ url: string }>('SELECT url FROM realm_registry WHERE url = ANY($1::text[])', [cached]);
+    const registered = new Set(rows.map((row) => row.url));
+    for (const url of cached) {
+      if (registered.has(url)) continue;
+      this.caches.get(url)?.dropAll();
+      this.caches.delete(url);
+    }
   }
 
   private serves(realm: RegisteredRealm): boolean {
@@ -235,13 +281,13 @@ export class RealmServer {
 
   /** Every registry row of `origin`, with the operator's epoch where it has one. */
   private async readRegistry(origin: string): Promise<RegisteredRealm[]> {
-    const { rows } = await this.pool.query<{ url: string; kind: RegisteredRealm['kind']; disk_id: string; epoch: string | null }>(
-      `SELECT r.url, r.kind, r.disk_id, e.epoch FROM realm_registry r
+    const { rows } = await this.pool.query<{ url: string; kind: RegisteredRealm['kind']; disk_id: string; source_url: string | null; epoch: string | null }>(
+      `SELECT r.url, r.kind, r.disk_id, r.source_url, e.epoch FROM realm_registry r
          LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = r.url
         WHERE left(r.url, length($1)) = $1`,
       [origin],
     );
-    return rows.map((r) => ({ url: r.url, kind: r.kind, diskId: r.disk_id, epoch: Number(r.epoch ?? 0) }));
+    return rows.map((r) => ({ url: r.url, kind: r.kind, diskId: r.disk_id, ...(r.source_url ? { sourceURL: r.source_url } : {}), epoch: Number(r.epoch ?? 0) }));
   }
 
   private reply(res: http.ServerResponse, status: number, body: string, cache: string, headers: Record<string, string> = {}): void {

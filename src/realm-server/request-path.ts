@@ -61,13 +61,64 @@ function segmentRefusal(raw: string, last: boolean): PathRefusal | undefined {
 }
 
 /**
- * The decoded segments of a realm-local part of a checked pathname (`cards/a%20b.json` →
- * `['cards', 'a b.json']`). Undefined for the realm root or a directory (trailing `/`): the
- * server serves files only.
+ * Where a realm-local part of a checked pathname leads: Boxel's `LocalPath` for it (the file's
+ * path below the realm directory, and the cache key), or why there is none.
  */
-export function localSegments(encodedLocal: string): string[] | undefined {
-  if (encodedLocal === '' || encodedLocal.endsWith('/')) return undefined;
-  return encodedLocal.split('/').map((segment) => decodeURIComponent(segment));
+export type LocalPathResult =
+  | { ok: true; localPath: string }
+  /** The realm root or a directory (trailing `/`): the server serves files only (404). */
+  | { ok: false; refusal: 'directory' }
+  /** Boxel itself cannot map the path to a file (400). */
+  | { ok: false; refusal: 'not-mappable' };
+
+export const NOT_MAPPABLE_MESSAGE =
+  'the path names no realm file as Boxel maps paths (it decodes the path twice with decodeURI; a literal "%" in a file name, or an escape that decodes to ".", "..", "\\" or a control character, cannot be mapped)';
+
+/**
+ * Boxel's `LocalPath` for the still-encoded realm-local part of a request path, so that the key
+ * a request fills the cache under is exactly the path Boxel's emitters put in a per-path
+ * `realm_file_changes` payload (Boxel's realm writes NOTIFY `<realm URL>:<LocalPath>`, and its
+ * source cache is keyed by the same `LocalPath`), and the file read is the one Boxel would read.
+ *
+ * Boxel's `RealmPaths.local()` (packages/runtime-common/paths.ts) takes a request URL's
+ * pathname through `decodeURI`, re-parses it as a URL (which re-escapes spaces, non-ASCII and
+ * other characters a path may not hold) and `decodeURI`s the result again. So spaces and
+ * non-ASCII arrive decoded (`a%20b.json` → `a b.json`, `%C3%A9.json` → `é.json`), while the
+ * escapes `decodeURI` keeps — those of `# ? ; , / : @ & = + $` — stay escaped, exactly as written
+ * (`x%23y.json` → `x%23y.json`: Boxel's file on disk is named `x%23y.json`). A literal `%`
+ * (`100%25.json`) makes Boxel's second decode fail: Boxel serves no such file, and neither do we.
+ * Mapped per segment: `decodeURI` never joins or splits segments, and dot segments (which the
+ * URL parser would resolve away, renaming the file) are refused.
+ */
+export function boxelLocalPath(encodedLocal: string): LocalPathResult {
+  if (encodedLocal === '' || encodedLocal.endsWith('/')) return { ok: false, refusal: 'directory' };
+  const localPath = boxelDecode(encodedLocal);
+  return localPath === undefined ? { ok: false, refusal: 'not-mappable' } : { ok: true, localPath };
+}
+
+/** A URL parser's single- and double-dot segments (`.`, `%2e`, `..`, `.%2E`, …). */
+const URL_DOT_SEGMENT = /^(?:\.|%2e){1,2}$/i;
+/** What the URL parser would strip, split at or cut off rather than keep as a file name. */
+const PARSER_SIGNIFICANT = /[\u0000-\u001f\u007f\\?#]/;
+
+function boxelDecode(encodedLocal: string): string | undefined {
+  let once: string;
+  let local: string;
+  try {
+    once = decodeURI(encodedLocal);
+    // Refused where the re-parse would not keep the segments as written: dot segments are
+    // resolved away, `\` separates, tabs and newlines are dropped, `?`/`#` end the path.
+    if (PARSER_SIGNIFICANT.test(once) || once.split('/').some((s) => s === '' || URL_DOT_SEGMENT.test(s))) return undefined;
+    // The whole local part at once, as Boxel re-parses the whole path (so trailing spaces of the
+    // last segment are trimmed as Boxel trims them); path-absolute, so a `:` is never a scheme.
+    local = decodeURI(new URL(`/${once}`, 'http://realm.invalid').pathname.slice(1));
+  } catch {
+    return undefined;
+  }
+  const segments = local.split('/');
+  // The second decode may yield a control character or a backslash (`%255C`): never a file name here.
+  if (segments.some((s) => s === '' || s === '.' || s === '..') || /[\u0000-\u001f\u007f\\]/.test(local)) return undefined;
+  return local;
 }
 
 /**
