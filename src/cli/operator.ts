@@ -15,6 +15,7 @@ import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/pub
 import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
+import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
 import { Controller, Informer, installProcessGuard, LeaderElector, Manager, specOrLifecycleChanged } from '../runtime/index.js';
@@ -24,7 +25,10 @@ import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 export const CONTROLLER_NAME = 'publishedrealm';
 
 export async function runOperator(config: OperatorConfig, signal: AbortSignal, logger: Logger = pino({ level: config.logLevel })): Promise<void> {
-  logger.info({ identity: config.identity, namespace: config.watchNamespace || '(all)', leaderElection: config.leaderElection }, 'starting realm-operator');
+  logger.info(
+    { identity: config.identity, namespace: config.watchNamespace || '(all)', leaderElection: config.leaderElection, matrix: config.matrix?.matrixURL ?? '(not configured: realm users are not registered)' },
+    'starting realm-operator',
+  );
   const realmsRoot = await fs.stat(config.realmsRoot).catch(() => undefined);
   if (!realmsRoot?.isDirectory()) {
     throw new Error(`--realms-root / REALMS_ROOT: ${config.realmsRoot} is not a directory; mount the shared realms volume there`);
@@ -63,6 +67,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ...(endpointSlices ? { expectedReplicaPods: async () => readyEndpointPods(endpointSlices.list()) } : {}),
       realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes },
       copyHardLinkedFiles: config.copyHardLinkedFiles,
+      ...(config.matrix ? { registerRealmUser: (username: string) => registerRealmUser({ ...config.matrix!, username }) } : {}),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,

@@ -8,6 +8,13 @@ import type { Condition, PublishedRealmStatus } from '../../api/v1alpha1/publish
 export const READY = 'Ready';
 export const RECONCILING = 'Reconciling';
 export const STALLED = 'Stalled';
+/**
+ * The published realm's own Matrix user (`realm/_published_<disk id>`, as Boxel registers it on a
+ * first publish): True once registered (or found existing, its derived password logging in);
+ * False with `MatrixNotConfigured` or `RealmUserRegistrationFailed`. Its message names the Matrix
+ * user id, which is how a later reconcile (or a restarted operator) knows not to register again.
+ */
+export const REALM_USER_REGISTERED = 'RealmUserRegistered';
 
 /**
  * Reasons, CamelCase, stable: alerting and people key on them. Each names one thing.
@@ -20,6 +27,9 @@ export const STALLED = 'Stalled';
  * - `Publishing` (Reconciling): checks passed; copying and committing the content.
  * - `AwaitingAcknowledgement` (Reconciling): committed; waiting for live replicas to drop their caches.
  * - `PublishFailed` (Reconciling, Warning Event): a transient failure; retried with backoff.
+ * - `RealmUserRegistrationFailed` (Reconciling, Warning Event): the content is published, but
+ *   registering its realm user on Matrix failed; retried with backoff. Ready waits for it, as
+ *   Boxel finishes no publish without the user (its realm server logs in as it to serve the realm).
  * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
  * - Stalled (a person must act; re-checked with growing delays, never copying anything):
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
@@ -30,6 +40,10 @@ export const STALLED = 'Stalled';
  * Event-only reasons (one per action):
  * - `ContentPublished` / `ContentRepublished` (action `Publish`): a publish committed, with the counts.
  * - `ReindexEnqueued` (action `Reindex`): the reindex job for an epoch was enqueued.
+ * - `RealmUserRegistered` (action `RegisterRealmUser`): the realm user was registered on Matrix.
+ *
+ * `RealmUserRegistered` condition reasons: `RealmUserRegistered` (True), `MatrixNotConfigured`
+ * (False: no Matrix settings, published without the user), `RealmUserRegistrationFailed` (False).
  * - `Unpublished` / `NotUnpublished` (action `Unpublish`): on deletion.
  */
 export const Reasons = {
@@ -46,6 +60,9 @@ export const Reasons = {
   URLTakenByRealm: 'URLTakenByRealm',
   RealmTooLarge: 'RealmTooLarge',
   UnsafeDatabaseValue: 'UnsafeDatabaseValue',
+  RealmUserRegistered: 'RealmUserRegistered',
+  RealmUserRegistrationFailed: 'RealmUserRegistrationFailed',
+  MatrixNotConfigured: 'MatrixNotConfigured',
   ContentPublished: 'ContentPublished',
   ContentRepublished: 'ContentRepublished',
   ReindexEnqueued: 'ReindexEnqueued',
@@ -54,7 +71,7 @@ export const Reasons = {
 } as const;
 
 /** Event `action`s: what the operator did or tried. */
-export const Actions = { Reconcile: 'Reconcile', Publish: 'Publish', Reindex: 'Reindex', Unpublish: 'Unpublish' } as const;
+export const Actions = { Reconcile: 'Reconcile', Publish: 'Publish', Reindex: 'Reindex', Unpublish: 'Unpublish', RegisterRealmUser: 'RegisterRealmUser' } as const;
 
 export interface ConditionInput {
   type: string;
@@ -112,6 +129,22 @@ export function markSuspended(status: PublishedRealmStatus, generation: number, 
   return { ...status, observedGeneration: generation, conditions: removeCondition(removeCondition(conditions, RECONCILING), STALLED) };
 }
 
+/** Sets the RealmUserRegistered condition, leaving the others as they are. */
+export function markRealmUser(
+  status: PublishedRealmStatus,
+  generation: number,
+  input: { status: 'True' | 'False'; reason: string; message: string },
+  now = new Date(),
+): PublishedRealmStatus {
+  return { ...status, conditions: setCondition(status.conditions ?? [], { type: REALM_USER_REGISTERED, ...input }, generation, now) };
+}
+
+/** Whether the status records `@<username>:…` as registered (so it is not registered again). */
+export function realmUserRecorded(status: PublishedRealmStatus | undefined, username: string): boolean {
+  const condition = findCondition(status, REALM_USER_REGISTERED);
+  return condition?.status === 'True' && condition.message.includes(`@${username}:`);
+}
+
 /** The summary of a status for events: what a person would want told when it changes. */
 export function readySummary(status: PublishedRealmStatus | undefined): string {
   const ready = findCondition(status, READY);
@@ -134,7 +167,7 @@ export function transitionEvent(
   if (key(before) === key(after)) return undefined;
   const ready = findCondition(after, READY);
   if (!ready || QUIET_REASONS.has(ready.reason)) return undefined;
-  const warning = findCondition(after, STALLED) !== undefined || ready.reason === Reasons.PublishFailed;
+  const warning = findCondition(after, STALLED) !== undefined || ready.reason === Reasons.PublishFailed || ready.reason === Reasons.RealmUserRegistrationFailed;
   return { type: warning ? 'Warning' : 'Normal', reason: ready.reason, message: ready.message };
 }
 
@@ -158,7 +191,7 @@ export function invalidSpecMessage(problems: string[]): string {
 }
 
 function order(type: string): number {
-  return type === READY ? 0 : type === RECONCILING ? 1 : type === STALLED ? 2 : 3;
+  return type === READY ? 0 : type === RECONCILING ? 1 : type === STALLED ? 2 : type === REALM_USER_REGISTERED ? 3 : 4;
 }
 
 function truncate(message: string): string {

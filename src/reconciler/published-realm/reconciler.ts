@@ -8,7 +8,7 @@
  *   → suspended? Ready=False/Suspended, stop → ensure finalizer → if this publish-relevant spec
  *   was not published yet: every check that can stall (source, claim, overlap, size) BEFORE any
  *   copy, then Publishing → publish → AwaitingAcknowledgement at once after the commit
- *   → wait for every live replica to acknowledge the realm's epoch → enqueue the reindex once
+ *   → register the realm's own Matrix user once (when Matrix is configured) → wait for every live replica to acknowledge the realm's epoch → enqueue the reindex once
  *   per epoch → Ready.
  *
  * Guarantees:
@@ -50,8 +50,22 @@ import {
   type ClaimOptions,
   type RealmEpochRow,
 } from '../../dataplane/realm-state.js';
+import { publishedRealmUsername } from '../../dataplane/realm-identity.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
-import { Actions, invalidSpecMessage, markReady, markReconciling, markStalled, markSuspended, plural, Reasons, transitionEvent } from './conditions.js';
+import type { RegisteredRealmUser } from '../../matrix/realm-user.js';
+import {
+  Actions,
+  invalidSpecMessage,
+  markReady,
+  markRealmUser,
+  markReconciling,
+  markStalled,
+  markSuspended,
+  plural,
+  realmUserRecorded,
+  Reasons,
+  transitionEvent,
+} from './conditions.js';
 import { isStatus, type ObjectKey, type PublishedRealmKube } from './kube.js';
 import { StallBackoff } from './stall-backoff.js';
 
@@ -85,6 +99,12 @@ export interface PublishedRealmReconcilerOptions {
    * known. Pods among them that never registered get the publish by NOTIFY only, and status says so.
    */
   expectedReplicaPods?: () => Promise<string[] | undefined>;
+  /**
+   * Registers a published realm's own Matrix user (bare username `realm/_published_<disk id>`),
+   * idempotently; set when Matrix is configured (see src/matrix/realm-user.ts). Unset: realms are
+   * published without it, and the RealmUserRegistered condition says so.
+   */
+  registerRealmUser?: (username: string) => Promise<RegisteredRealmUser>;
 }
 
 type StallOutcome = { ok: false; result: ReconcileResult };
@@ -141,6 +161,7 @@ export class PublishedRealmReconciler {
     const published = await this.ensurePublished(realm, spec);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
+    const realmUser = await this.ensureRealmUser(realm, published.state);
 
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const acks = await waitForReplicaAcks(this.options.pool, {
@@ -172,8 +193,9 @@ export class PublishedRealmReconciler {
         : notifyOnly
           ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
           : `${what}; ${acks.acknowledged.length === 1 ? 'the 1 live replica' : `all ${acks.acknowledged.length} live replicas`} dropped ${acks.acknowledged.length === 1 ? 'its cache' : 'their caches'}.`;
+    const withoutUser = realmUser.registered ? '' : ` ${realmUser.note}`;
     await this.writeStatus(realm, (s) => ({
-      ...markReady(s, generation(realm), reason, message),
+      ...markReady(s, generation(realm), reason, message + withoutUser),
       ...contentStatus(published.state, acks, unregistered),
       // The generation whose spec was published: kept across changes that need no publish (suspend).
       publishedGeneration: published.publishedNow || s.publishedGeneration === undefined ? generation(realm) : s.publishedGeneration,
@@ -197,7 +219,15 @@ export class PublishedRealmReconciler {
     const existing = await readRealmEpochRow(this.options.pool, url);
     if (existing?.content_version && isPublishedFor(existing.published_for, realm, publishedFor)) return { ok: true, state: existing, publishedNow: false };
 
-    const request: PublishRequest = { sourceRealmURL: spec.sourceRealmURL, publishedRealmURL: url, ownerUsername: spec.owner, publishedFor };
+    // The owner is Boxel's: the realm's own user (the data plane derives it); the publisher gets
+    // realm-owner (the data plane falls back to the source realm's owner when none is declared).
+    const publisher = (spec as { publisher?: unknown }).publisher;
+    const request: PublishRequest & { publisher?: string } = {
+      sourceRealmURL: spec.sourceRealmURL,
+      publishedRealmURL: url,
+      publishedFor,
+      ...(typeof publisher === 'string' ? { publisher } : {}),
+    };
     const checked = await this.checkBeforeCopy(realm, request);
     if (!checked.ok) return checked;
     request.claim = checked.claim;
@@ -268,15 +298,11 @@ export class PublishedRealmReconciler {
     const reindex = spec.reindex ?? { enabled: true, priority: 10, timeoutSeconds: 3600 };
     if (!reindex.enabled) return undefined;
     if (state.reindex_epoch !== null && state.reindex_epoch === state.epoch && state.reindex_job_id !== null) return Number(state.reindex_job_id);
-    const registryOwner = await this.options.pool.query<{ owner_username: string | null }>('SELECT owner_username FROM realm_registry WHERE url = $1', [
-      spec.publishedRealmURL,
-    ]);
-    const realmUsername = spec.owner ?? registryOwner.rows[0]?.owner_username ?? '';
     try {
+      // realmUsername: the registry row's owner (the realm user), as Boxel's reindex job carries it.
       const job = await enqueueReindex(this.options.pool, {
         realmURL: spec.publishedRealmURL,
         epoch: Number(state.epoch),
-        realmUsername,
         priority: reindex.priority,
         timeout: reindex.timeoutSeconds,
       });
@@ -288,6 +314,53 @@ export class PublishedRealmReconciler {
       this.log(realm).info({ err: error }, 'epoch changed before the reindex; requeueing');
       return 'failed';
     }
+  }
+
+  /**
+   * The published realm's own Matrix user, registered once (Boxel registers it on a first
+   * publish): skipped when status already records it, so a restart registers nothing again.
+   * A failure is written (Reconciling, RealmUserRegistrationFailed) and thrown, so the controller
+   * retries with backoff; Ready waits for it.
+   */
+  private async ensureRealmUser(realm: PublishedRealm, state: RealmEpochRow): Promise<{ registered: true } | { registered: false; note: string }> {
+    if (!state.disk_id) return { registered: false, note: 'The realm has no disk id, so it has no realm user.' };
+    const username = publishedRealmUsername(state.disk_id);
+    const register = this.options.registerRealmUser;
+    if (!register) {
+      const note = `Its realm user ${username} was not registered on Matrix: the operator has no Matrix settings (--matrix-url, --matrix-registration-secret-file, --realm-secret-seed-file).`;
+      await this.writeStatus(realm, (s) =>
+        markRealmUser(s, generation(realm), {
+          status: 'False',
+          reason: Reasons.MatrixNotConfigured,
+          message: `${note} Boxel realm servers log in to Matrix as that user; configure the three settings and the operator registers it.`,
+        }),
+      );
+      return { registered: false, note };
+    }
+    // The status this reconcile started from: a registration recorded by any earlier reconcile.
+    if (realmUserRecorded(realm.status, username)) return { registered: true };
+
+    let user: RegisteredRealmUser;
+    try {
+      user = await register(username);
+    } catch (error) {
+      const message = `Published, but registering its realm user ${username} on Matrix failed and will be retried: ${(error as Error).message}`;
+      await this.writeStatus(realm, (s) => ({
+        ...markRealmUser(markReconciling(s, generation(realm), Reasons.RealmUserRegistrationFailed, message), generation(realm), {
+          status: 'False',
+          reason: Reasons.RealmUserRegistrationFailed,
+          message,
+        }),
+      }));
+      throw error;
+    }
+    const message = user.created
+      ? `Registered ${user.userId} on Matrix (the realm's own user, as Boxel registers it on a first publish).`
+      : `${user.userId} already existed on Matrix, and the password derived from the realm secret seed logs in as it.`;
+    await this.writeStatus(realm, (s) => markRealmUser(s, generation(realm), { status: 'True', reason: Reasons.RealmUserRegistered, message }));
+    if (user.created) await this.options.kube.recordEvent(realm, 'Normal', Reasons.RealmUserRegistered, Actions.RegisterRealmUser, message);
+    this.log(realm).info({ userId: user.userId, created: user.created }, 'realm user on Matrix');
+    return { registered: true };
   }
 
   /** Deletion: unpublish (unless another object owns the URL), then release the finalizer. */
