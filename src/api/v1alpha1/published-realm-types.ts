@@ -26,20 +26,64 @@ export const UNPUBLISH_FINALIZER = `${GROUP}/unpublish`;
  */
 export const ASCII_URL_RULE = `self.matches('^[!-~]*$')`;
 
-/** CEL rules that mirror `realmURLProblem` as closely as CEL allows (it cannot canonicalize). */
-const realmURLRules = (field: string) => [
+/** An IPv4 address as WHATWG serializes it: four decimal numbers, no leading zeros. */
+const CANONICAL_IPV4 = '(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])([.](25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}';
+
+/**
+ * CEL rules that mirror `realmURLProblem`, so `kubectl apply` refuses what the controller would
+ * refuse later. Each names one way a URL differs from its canonical form (what `new URL()`
+ * serializes, without the aliases it keeps); CEL cannot canonicalize, so each is a pattern.
+ * Left to zod: IPv6 literals in non-canonical form, invalid punycode and mixed-script host labels.
+ * Character classes (`[.]`) rather than escapes keep the rules readable through CEL's string quoting.
+ */
+export const realmURLRules = (field: string) => [
   { rule: 'isURL(self)', message: `${field} must be an absolute URL, e.g. "https://realms.example.com/user/realm/"` },
   {
     rule: ASCII_URL_RULE,
     message: `${field} must be ASCII: percent-encode other characters in the path (é → %C3%A9) and write the host in punycode (xn--…)`,
   },
-  { rule: `self.matches('^(?i)https?://')`, message: `${field} must use http:// or https://` },
+  { rule: `self.matches('^https?://[^/]')`, message: `${field} must use http:// or https:// (in lower case) followed by a host` },
   { rule: `self.endsWith('/')`, message: `${field} must end with "/"` },
   { rule: `!self.contains('?') && !self.contains('#')`, message: `${field} must not have a query string or fragment` },
   { rule: `!self.matches('\\\\s')`, message: `${field} must not contain whitespace` },
   { rule: `!self.matches('^https?://[^/]*@')`, message: `${field} must not contain credentials (user:password@)` },
   // A regex, not url(self).getHostname().lowerAscii(): the API server refuses that rule's estimated cost.
   { rule: `!self.matches('^https?://[^/]*[A-Z]')`, message: `${field} must have a lower-case scheme and host` },
+  {
+    rule: `!self.contains('/:')`,
+    message: `${field} must not contain "/:": Boxel's realm_file_changes parser splits "<realm URL>:<path>" payloads at the first "/:", so it would misread every change to this realm; choose a URL in which no path segment starts with ":"`,
+  },
+  {
+    rule: `!self.matches('^https?://[^/]*/(.*/)?([.]|%2[eE]){1,2}/')`,
+    message: `${field} must not contain "." or ".." path segments (nor %2E, %2E%2E): give the URL they resolve to`,
+  },
+  {
+    rule: `!self.matches('^http://[^/]*:0*80/') && !self.matches('^https://[^/]*:0*443/')`,
+    message: `${field} must not give the scheme's default port (:80 for http, :443 for https): remove it`,
+  },
+  { rule: `!self.matches('^https?://[^/[]*:(0[0-9]|/)')`, message: `${field} must not have an empty port or one with leading zeros` },
+  { rule: `!self.matches('^https?://[^/]*[.](:[0-9]*)?/')`, message: `${field} must not end its host with ".": remove the dot (it names the same host)` },
+  { rule: `!self.matches('^https?://[^/]*%')`, message: `${field} must not percent-encode the host` },
+  {
+    rule: `!self.matches('^https?://([^/:@]*[.])?(0[xX][0-9a-fA-F]*|[0-9]+)(:[0-9]*)?/') || self.matches('^https?://${CANONICAL_IPV4}(:[0-9]*)?/')`,
+    message: `${field}: a host ending in a number is an IPv4 address; write it as four decimal numbers without leading zeros, e.g. 127.0.0.1`,
+  },
+  {
+    rule: `!self.contains('\\\\')`,
+    message: `${field} must use "/" between path segments, not "\\"`,
+  },
+  {
+    rule: `!self.matches('[{}<>"\`]')`,
+    message: `${field} must percent-encode the characters " < > \` { } (%22 %3C %3E %60 %7B %7D)`,
+  },
+  {
+    rule: `!self.matches('%(2[dDeE]|3[0-9]|4[1-9a-fA-F]|5[0-9aAfF]|6[1-9a-fA-F]|7[0-9aAeE])')`,
+    message: `${field} must not percent-encode letters, digits, "-", ".", "_" or "~" (e.g. %61 for "a"): write them as themselves`,
+  },
+  {
+    rule: `!self.matches('%([0-9a-fA-F][a-f]|[a-f][0-9a-fA-F])')`,
+    message: `${field} must write percent-encoding in upper case (%C3%A9, not %c3%a9)`,
+  },
 ];
 
 function realmURL(field: string, description: string) {
@@ -52,6 +96,32 @@ function realmURL(field: string, description: string) {
       if (problem) ctx.addIssue({ code: 'custom', message: problem.message });
     })
     .meta({ description, 'x-kubernetes-validations': realmURLRules(field) });
+}
+
+/** Longest Matrix user id, in bytes (Matrix spec, appendices: user identifiers). */
+export const MAX_MATRIX_USER_ID_BYTES = 255;
+
+/**
+ * A Matrix user id as the Matrix spec says new ones are formed: `@`, a localpart of `a-z 0-9 . _ = - / +`
+ * (Boxel's realm users are `realm/_published_<id>`, hence `/`), `:`, and a server name (a DNS name,
+ * IPv4 address or bracketed IPv6 address, with an optional port).
+ */
+export const MATRIX_USER_ID_PATTERN = '^@[a-z0-9._=/+-]+:([0-9A-Za-z.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$';
+
+function matrixUserID(field: string) {
+  const message = `${field} must be a Matrix user id "@localpart:server" with a localpart of a-z, 0-9 and . _ = - / + (e.g. "@alice:boxel.ai")`;
+  const pattern = new RegExp(MATRIX_USER_ID_PATTERN);
+  return z
+    .string()
+    .max(MAX_MATRIX_USER_ID_BYTES)
+    .superRefine((value, ctx) => {
+      if (!pattern.test(value)) ctx.addIssue({ code: 'custom', message: `spec.${message}` });
+    })
+    .meta({
+      // The CEL rule, not `pattern`, so the API server's refusal reads as the message, not the regex.
+      // maxLength counts characters; the pattern admits ASCII only, so it is also the byte limit.
+      'x-kubernetes-validations': [{ rule: `self.matches('${MATRIX_USER_ID_PATTERN.replaceAll('\\', '\\\\')}')`, message }],
+    });
 }
 
 export const reindexSpecSchema = z
@@ -86,12 +156,19 @@ export const publishedRealmSpecSchema = z
         // int-or-string fields cannot carry maxLength, so CEL bounds the string form.
         'x-kubernetes-validations': [{ rule: 'type(self) == int || size(self) <= 253', message: 'revision must be at most 253 characters' }],
       }),
+    publisher: matrixUserID('publisher').optional().meta({
+      description:
+        'The Matrix user publishing the realm, "@localpart:server" (e.g. "@alice:boxel.ai"); it gets read and realm-owner on the published realm, as in Boxel. Defaults to the source realm\'s owner.',
+    }),
     owner: z
       .string()
       .min(1)
       .max(253)
       .optional()
-      .meta({ description: 'Username recorded as owner_username of the published realm and used for the reindex job. Defaults to the source realm\'s owner.' }),
+      .meta({
+        description:
+          'Deprecated and ignored: Boxel records the published realm\'s own realm user (realm/_published_<disk id>) as its owner, so the operator does too. Still accepted so existing objects stay valid; set spec.publisher for the publishing user.',
+      }),
     reindex: reindexSpecSchema.optional(),
     suspend: z.boolean().default(false).meta({ description: 'Stop reconciling: no publish, no republish, no status changes. Deletion still unpublishes.' }),
   })
