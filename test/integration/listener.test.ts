@@ -126,6 +126,56 @@ describe('RealmListener dispatch (real LISTEN connection)', () => {
   });
 });
 
+/** RecordingCaches that also know which source each cached published realm came from. */
+class CachesWithSources extends RecordingCaches {
+  private readonly sources = new Map<string, string>();
+  addPublished(realmURL: string, sourceURL: string): this {
+    this.sources.set(realmURL, sourceURL);
+    return this.add(realmURL);
+  }
+  publishedFrom(sourceURL: string) {
+    return [...this.sources].filter(([, from]) => from === sourceURL).map(([url]) => this.find(url)!);
+  }
+}
+
+describe('realm_registry notifications (real NOTIFY)', () => {
+  const source = 'http://localhost:4201/owner/src/';
+  const publishedA = 'https://a.example/';
+  const publishedB = 'https://b.example/site/';
+  const otherPublished = 'https://c.example/';
+
+  test('every payload, whatever it is, reaches onRegistryNotification first and in order', async () => {
+    const caches = new CachesWithSources().add(source);
+    const seen: string[] = [];
+    const parsed: string[] = [];
+    const { listener, metricsRegistry } = startListener(caches, {
+      onRegistryNotification: (payload) => void seen.push(payload),
+      onRegistryChange: (change) => void parsed.push(`${change.op} ${change.realmURL}`),
+    });
+    await listener.waitUntilReady(10_000);
+    const payloads = [`upsert:${publishedA}`, `delete:${publishedB}`, `rename:${publishedA}`, '', 'reload please', 'delete:', '{"op":"upsert"}'];
+    for (const payload of payloads) await sendNotify('realm_registry', payload);
+    await sendNotify('realm_registry', 'last');
+    await eventually(() => seen.includes('last'), 5000, () => JSON.stringify(seen));
+    expect(seen).toEqual([...payloads, 'last']);
+    expect(parsed).toEqual([`upsert ${publishedA}`, `delete ${publishedB}`]);
+    expect(await metric(metricsRegistry, 'realm_listener_notifications_ignored_total', { channel: 'realm_registry', reason: 'malformed' })).toBe(6);
+    expect(listener.ready).toBe(true);
+  });
+
+  test('delete:<source URL> drops the source and every realm published from it, before onRegistryChange runs', async () => {
+    const caches = new CachesWithSources().add(source).addPublished(publishedA, source).addPublished(publishedB, source).addPublished(otherPublished, 'http://localhost:4201/owner/other/');
+    const atHook: string[][] = [];
+    const { listener } = startListener(caches, { onRegistryChange: () => void atHook.push([...caches.calls]) });
+    await listener.waitUntilReady(10_000);
+    caches.calls.length = 0;
+    await sendNotify('realm_registry', `delete:${source}`);
+    await eventually(() => atHook.length === 1, 5000);
+    expect([...atHook[0]!].sort()).toEqual([`dropAll ${publishedA}`, `dropAll ${publishedB}`, `dropAll ${source}`].sort());
+    expect(caches.calls).not.toContain(`dropAll ${otherPublished}`);
+  });
+});
+
 describe('per-path payloads the listener cannot match as written (real NOTIFY)', () => {
   const realm = 'http://localhost:4201/paths/';
 

@@ -333,3 +333,128 @@ test('while its listener is disconnected the server bypasses the cache and repor
     await stopReplica(slow);
   }
 });
+
+describe('delete:<source URL> stands for every realm published from that source (as Boxel sends it)', () => {
+  test('two published realms of one source, cached on two replicas: one NOTIFY empties both caches on every replica and both are 404', async () => {
+    const doomedSource = 'http://localhost:4201/rs/doomed/';
+    const publishedURLs = ['http://doomed-a.localhost/', 'http://doomed-b.localhost/'];
+    const otherURL = 'http://survivor.localhost/';
+    await createSourceRealm(db.pool, realms.layout, doomedSource, { 'index.json': '{"doomed":true}', 'cards/c.json': '{"c":1}' });
+    for (const url of [...publishedURLs, otherURL]) {
+      const from = url === otherURL ? source : doomedSource;
+      const result = await publishRealm(dataPlane(db.pool, realms.layout), { sourceRealmURL: from, publishedRealmURL: url });
+      await waitForReplicaAcks(db.pool, { realmURL: url, epoch: result.epoch, timeoutMs: 10_000 });
+    }
+    const second = await startReplica('rs-delete-source');
+    try {
+      const hostOf = (url: string) => new URL(url).host;
+      for (const replica of [main, second]) {
+        for (const url of publishedURLs) {
+          for (const file of ['/index.json', '/cards/c.json']) await replica.get(hostOf(url), file);
+          expect((await replica.get(hostOf(url), '/index.json')).headers['x-cache']).toBe('hit');
+          expect(replica.server.cachedFileCount(url)).toBe(2);
+        }
+        await replica.get(hostOf(otherURL), '/index.json');
+        expect(replica.server.cachedFileCount(otherURL)).toBe(1);
+      }
+
+      // As Boxel's delete-realm handler does (packages/realm-server/handlers/handle-delete-realm.ts
+      // with lib/realm-registry-writes.ts): in one transaction, the published rows by source_url
+      // and then the source row, each followed by NOTIFY realm_registry 'delete:<source URL>';
+      // PostgreSQL folds the identical pair into ONE notification at commit. No wildcard here:
+      // Boxel sends those afterwards, best-effort, and the delete alone must suffice.
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query(`DELETE FROM realm_registry WHERE source_url = $1 AND kind = 'published'`, [doomedSource]);
+        await client.query(`SELECT pg_notify('realm_registry', $1)`, [`delete:${doomedSource}`]);
+        await client.query(`DELETE FROM realm_registry WHERE url = $1 AND kind <> 'bootstrap'`, [doomedSource]);
+        await client.query(`SELECT pg_notify('realm_registry', $1)`, [`delete:${doomedSource}`]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+
+      for (const replica of [main, second]) {
+        await eventually(
+          () => publishedURLs.every((url) => replica.server.cachedFileCount(url) === 0),
+          10_000,
+          () => `${replica.server.listener.replicaId} to empty the caches of both published realms`,
+        );
+        for (const url of publishedURLs) {
+          for (const file of ['/index.json', '/cards/c.json']) {
+            const res = await replica.get(hostOf(url), file);
+            expect({ replica: replica.server.listener.replicaId, url, file, status: res.status }).toEqual({ replica: replica.server.listener.replicaId, url, file, status: 404 });
+          }
+          expect(replica.server.cachedFileCount(url)).toBe(0);
+        }
+        // A realm published from another source keeps its cache.
+        expect(replica.server.cachedFileCount(otherURL)).toBe(1);
+        expect((await replica.get(hostOf(otherURL), '/index.json')).headers['x-cache']).toBe('hit');
+      }
+    } finally {
+      await stopReplica(second);
+    }
+  });
+
+  test('a notification whose payload names nothing (Boxel never reads it) still forgets realms whose rows are gone', async () => {
+    const url = 'http://gone-quietly.localhost/';
+    const result = await publishRealm(dataPlane(db.pool, realms.layout), { sourceRealmURL: source, publishedRealmURL: url });
+    await waitForReplicaAcks(db.pool, { realmURL: url, epoch: result.epoch, timeoutMs: 10_000 });
+    await main.get('gone-quietly.localhost', '/index.json');
+    expect(main.server.cachedFileCount(url)).toBe(1);
+    await db.pool.query('DELETE FROM realm_registry WHERE url = $1', [url]);
+    await db.pool.query(`SELECT pg_notify('realm_registry', '')`);
+    await eventually(() => main.server.cachedFileCount(url) === 0, 10_000, () => 'the cache of the realm whose row is gone to be dropped');
+    expect((await main.get('gone-quietly.localhost', '/index.json')).status).toBe(404);
+  });
+});
+
+describe('per-path payloads in the form Boxel writes them (real NOTIFY)', () => {
+  const url = 'http://paths.localhost/';
+  /**
+   * File name on disk (Boxel's LocalPath: Boxel writes `join(realmDir, LocalPath)`,
+   * packages/realm-server/node-realm.ts), the request path a client sends, and the payload
+   * Boxel's Realm.#notifyFileChange sends after writing it (`<realm URL>:<LocalPath>`).
+   */
+  const vectors = [
+    { disk: 'a b.json', request: '/a%20b.json', payload: `${url}:a b.json` },
+    { disk: 'é.json', request: '/%C3%A9.json', payload: `${url}:é.json` },
+    { disk: 'x%23y.json', request: '/x%23y.json', payload: `${url}:x%23y.json` },
+    { disk: 'cards/é b.json', request: '/cards/%C3%A9%20b.json', payload: `${url}:cards/é b.json` },
+  ];
+
+  test('each NOTIFY drops exactly the entry its request filled, on every replica', async () => {
+    const files: Record<string, string> = { '100%.json': '{"pct":true}' };
+    for (const v of vectors) files[v.disk] = JSON.stringify({ disk: v.disk });
+    const pathsSource = 'http://localhost:4201/rs/paths/';
+    await createSourceRealm(db.pool, realms.layout, pathsSource, files);
+    const result = await publishRealm(dataPlane(db.pool, realms.layout), { sourceRealmURL: pathsSource, publishedRealmURL: url });
+    await waitForReplicaAcks(db.pool, { realmURL: url, epoch: result.epoch, timeoutMs: 10_000 });
+    const second = await startReplica('rs-paths');
+    try {
+      for (const replica of [main, second]) {
+        for (const v of vectors) {
+          expect(await replica.get('paths.localhost', v.request)).toMatchObject({ status: 200, body: JSON.stringify({ disk: v.disk }) });
+          expect((await replica.get('paths.localhost', v.request)).headers['x-cache']).toBe('hit');
+        }
+        expect(replica.server.cachedFileCount(url)).toBe(vectors.length);
+        // Boxel cannot map `100%25.json` (its second decodeURI throws), so neither do we.
+        const percent = await replica.get('paths.localhost', '/100%25.json');
+        expect(percent.status).toBe(400);
+        expect(percent.body).toContain('as Boxel maps paths');
+      }
+      for (const [i, v] of vectors.entries()) {
+        await db.pool.query(`SELECT pg_notify('realm_file_changes', $1)`, [v.payload]);
+        for (const replica of [main, second]) {
+          await eventually(() => !replica.server.isCached(url, v.disk), 10_000, () => `${replica.server.listener.replicaId} to drop ${v.disk}`);
+          // Exactly that entry: the ones not yet notified are still cached.
+          expect(replica.server.cachedFileCount(url)).toBe(vectors.length - i - 1);
+        }
+      }
+      for (const v of vectors) expect((await main.get('paths.localhost', v.request)).headers['x-cache']).toBe('miss');
+    } finally {
+      await stopReplica(second);
+    }
+  });
+});
