@@ -171,4 +171,23 @@ describe('the realm user on Matrix (real API server, PostgreSQL and Synapse)', (
     expect(condition(ready, 'RealmUserRegistered')).toMatchObject({ status: 'True' });
     expect(ready.status!.epoch).toBe(epoch);
   });
+
+  test('spec.publisher gets realm-owner; spec.owner no longer names the owner or the reindex user: the realm user does', async () => {
+    const source = 'http://localhost:4201/matrix/publisher/';
+    const published = 'http://pub.localhost/matrix/publisher/';
+    await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' });
+    await apply('publisher', { sourceRealmURL: source, publishedRealmURL: published, publisher: '@pat:localhost', owner: 'alice' });
+
+    const realm = await reconcileUntilReady(operator({ registrationSharedSecret: synapse.registrationSharedSecret }).reconciler, 'publisher');
+    const username = publishedRealmUsername(realm.status!.diskId!);
+    const owner = await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [published]);
+    expect(owner.rows).toEqual([{ owner_username: username }]);
+    const permissions = await db.pool.query('SELECT username, read, realm_owner FROM realm_user_permissions WHERE realm_url = $1 ORDER BY username', [published]);
+    expect(permissions.rows).toContainEqual({ username: '@pat:localhost', read: true, realm_owner: true });
+    // The realm user's permission row names the user Synapse registered.
+    expect(permissions.rows).toContainEqual({ username: `@${username}:localhost`, read: true, realm_owner: true });
+    expect(permissions.rows.map((r) => r.username)).not.toContain('alice');
+    const jobs = await db.pool.query(`SELECT args->>'realmUsername' AS realm_username FROM jobs WHERE concurrency_group = $1`, [`indexing:${published}`]);
+    expect(jobs.rows).toEqual([{ realm_username: username }]);
+  });
 });
