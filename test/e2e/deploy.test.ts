@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { GROUP, parsePublishedRealmSpec } from '../../src/api/v1alpha1/published-realm-types.js';
+import { GROUP, parsePublishedRealmSpec, realmURLRules } from '../../src/api/v1alpha1/published-realm-types.js';
 import { loadOperatorConfig } from '../../src/cli/operator-config.js';
 import { REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { MAX_REALM_URL_BYTES } from '../../src/wire/realm-url.js';
@@ -104,6 +104,53 @@ describe('RBAC of the operator service account', () => {
     ['get', '/metrics', undefined],
   ])('refused: %s %s (namespace %s)', async (verb, resource, namespace) => {
     expect(await canI(verb, resource, namespace)).toBe(false);
+  });
+});
+
+describe('the API server\'s CEL rules refuse the URL aliases and forms zod refuses', () => {
+  const manifest = (spec: Record<string, unknown>) =>
+    JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'PublishedRealm', metadata: { name: `cel-${Math.random().toString(36).slice(2, 8)}`, namespace: 'default' }, spec });
+  const dryRun = (spec: Record<string, unknown>) => kubectl(['apply', '--dry-run=server', '-f', '-'], { input: manifest(spec) });
+  const source = 'http://localhost:4201/a/';
+  /** The CRD's message for the rule whose text includes `fragment` (so the table names rules, not copies of messages). */
+  const message = (fragment: string) => realmURLRules('publishedRealmURL').find((rule) => rule.message.includes(fragment))!.message;
+
+  test.each([
+    ['HTTP://pub.localhost/a/', 'must use http:// or https:// (in lower case)'],
+    ['http://pub.localhost/a/./b/', 'path segments'],
+    ['http://pub.localhost/a/%2e%2E/b/', 'path segments'],
+    ['http://pub.localhost:80/a/', 'default port'],
+    ['https://pub.localhost:443/a/', 'default port'],
+    ['http://pub.localhost:04201/a/', 'leading zeros'],
+    ['http://localhost.:4201/a/', 'end its host with "."'],
+    ['http://p%75b.localhost/a/', 'percent-encode the host'],
+    ['http://0x7f.1/a/', 'IPv4 address'],
+    ['http://pub.localhost/a\\b/', 'between path segments'],
+    ['http://pub.localhost/a{b}/', 'must percent-encode the characters'],
+    ['http://pub.localhost/%61lice/', 'must not percent-encode letters'],
+    ['http://pub.localhost/caf%c3%a9/', 'upper case (%C3%A9'],
+    ['https://h.example/u/:r/', 'must not contain "/:"'],
+  ])('%s is refused by the API server with the rule\'s message, and by zod', async (url, rule) => {
+    const result = await dryRun({ sourceRealmURL: source, publishedRealmURL: url });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain(message(rule));
+    expect(parsePublishedRealmSpec({ sourceRealmURL: source, publishedRealmURL: url })).toMatchObject({ ok: false });
+  });
+
+  test.each([['http://pub.localhost/a/'], ['https://pub.localhost:4201/a/b/'], ['http://127.0.0.1:8080/x/'], ['http://[::1]:4201/a/'], ['http://pub.localhost/caf%C3%A9/a%2Fb/'], ['http://pub.localhost/a:b/.well-known/']])(
+    '%s is admitted by the API server and accepted by zod',
+    async (url) => {
+      const result = await dryRun({ sourceRealmURL: source, publishedRealmURL: url });
+      expect({ code: result.code, stderr: result.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(parsePublishedRealmSpec({ sourceRealmURL: source, publishedRealmURL: url })).toMatchObject({ ok: true });
+    },
+  );
+
+  test('spec.publisher: a Matrix user id is admitted, anything else refused with the fix', async () => {
+    expect((await dryRun({ sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/p/', publisher: '@realm/_published_1:localhost' })).code).toBe(0);
+    const refused = await dryRun({ sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/p/', publisher: 'alice' });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('publisher must be a Matrix user id "@localpart:server"');
   });
 });
 
