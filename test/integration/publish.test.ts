@@ -38,7 +38,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     );
     const listener = await recordNotifications(db.url, ALL_CHANNELS);
     try {
-      const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, ownerUsername: 'alice' });
+      const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, publisher: '@alice:localhost' });
       expect(first.fileCount).toBe(2);
       expect(first.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
       expect(first.diskId).toMatch(/^[0-9a-f-]{36}$/);
@@ -46,8 +46,19 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       expect(await readTree(publishedDir)).toEqual({ 'index.json': '{"v":1}', 'cards/post.gts': 'export const v = 1;' });
 
       const registry = await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published]);
-      expect(registry.rows[0]).toMatchObject({ kind: 'published', disk_id: first.diskId, source_url: source, owner_username: 'alice' });
+      // Owned by its own realm user, as Boxel's publish handler records it.
+      const realmUsername = `realm/_published_${first.diskId}`;
+      expect(registry.rows[0]).toMatchObject({ kind: 'published', disk_id: first.diskId, source_url: source, owner_username: realmUsername });
       expect(Number(registry.rows[0].last_published_at)).toBe(first.publishedAt);
+      // The three permissions rows Boxel writes on a first publish; the realm user's id is on the publisher's server.
+      const permissionsOf = async () =>
+        (await db.pool.query('SELECT username, read, write, realm_owner FROM realm_user_permissions WHERE realm_url = $1 ORDER BY username', [published])).rows;
+      const firstPermissions = [
+        { username: '*', read: true, write: false, realm_owner: false },
+        { username: '@alice:localhost', read: true, write: false, realm_owner: true },
+        { username: `@${realmUsername}:localhost`, read: true, write: false, realm_owner: true },
+      ];
+      expect(await permissionsOf()).toEqual(firstPermissions);
       expect((await db.pool.query('SELECT publishable FROM realm_metadata WHERE url = $1', [published])).rows).toEqual([{ publishable: false }]);
       // Only the published realm's definitions are cleared.
       expect((await db.pool.query('SELECT resolved_realm_url FROM modules')).rows).toEqual([{ resolved_realm_url: source }]);
@@ -73,6 +84,9 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       expect(second.epoch).toBeGreaterThan(first.epoch);
       expect(await readTree(publishedDir)).toEqual({ 'cards/post.gts': 'export const v = 2;', 'new.md': '# new' });
       expect(second.digest).not.toBe(first.digest);
+      // A republish keeps the owner and does not rewrite the permissions (Boxel writes them only on a first publish).
+      expect((await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [published])).rows).toEqual([{ owner_username: realmUsername }]);
+      expect(await permissionsOf()).toEqual(firstPermissions);
       const afterSecond = await db.pool.query('SELECT content_version, previous_version FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
       expect(afterSecond.rows[0]).toEqual({ content_version: second.version, previous_version: first.version });
       // Exactly the current and the previous version are kept on disk.
@@ -81,10 +95,11 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
 
       // The reindex enqueue, once per epoch.
       await db.pool.query(`INSERT INTO boxel_index (url, realm_url, last_modified) VALUES ($1, $2, 123)`, [`${published}x.json`, published]);
-      const job = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch, realmUsername: 'alice' });
+      // realmUsername comes from the registry owner when the caller gives none.
+      const job = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch });
       expect(job.created).toBe(true);
-      expect(await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch, realmUsername: 'alice' })).toEqual({ jobId: job.jobId, created: false });
-      await expect(enqueueReindex(db.pool, { realmURL: published, epoch: first.epoch, realmUsername: 'alice' })).rejects.toThrow(/the realm is at epoch/);
+      expect(await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch })).toEqual({ jobId: job.jobId, created: false, joined: false });
+      await expect(enqueueReindex(db.pool, { realmURL: published, epoch: first.epoch })).rejects.toThrow(/the realm is at epoch/);
       const jobs = await db.pool.query('SELECT * FROM jobs');
       expect(jobs.rows).toHaveLength(1);
       expect(jobs.rows[0]).toMatchObject({
@@ -94,7 +109,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
         priority: 10,
         timeout: 3600,
         status: 'unfulfilled',
-        args: { realmURL: published, realmUsername: 'alice', clearLastModified: true, awaitedByPublish: true },
+        args: { realmURL: published, realmUsername, clearLastModified: true, awaitedByPublish: true },
       });
       expect((await db.pool.query('SELECT last_modified FROM boxel_index')).rows).toEqual([{ last_modified: null }]);
       await listener.waitFor((n) => n.channel === JOBS_CHANNEL);
@@ -102,6 +117,12 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
 
       // Unpublish.
       await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read) VALUES ($1, 'bob', true)`, [published]);
+      await db.pool.query(`INSERT INTO boxel_index (url, realm_url, type) VALUES ($1, $2, 'module'), ($3, $4, 'instance')`, [
+        `${published}cards/post.gts`,
+        published,
+        `${source}cards/post.gts`,
+        source,
+      ]);
       const gone = await unpublishRealm(plane, published);
       expect(gone.unpublished).toBe(true);
       expect(gone.epoch).toBeGreaterThan(second.epoch);
@@ -109,6 +130,14 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       await expect(fs.stat(layout.versionsDir(first.diskId))).rejects.toMatchObject({ code: 'ENOENT' });
       expect((await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
       expect((await db.pool.query('SELECT * FROM realm_user_permissions WHERE realm_url = $1', [published])).rows).toEqual([]);
+      // Every index entry of the published realm is tombstoned, as Boxel's unpublish leaves them; the source's are not.
+      expect((await db.pool.query('SELECT url, type, is_deleted FROM boxel_index ORDER BY url, type')).rows).toEqual([
+        { url: `${source}cards/post.gts`, type: 'instance', is_deleted: null },
+        { url: `${published}cards/post.gts`, type: 'module', is_deleted: true },
+        { url: `${published}x.json`, type: 'instance', is_deleted: true },
+      ]);
+      // The source realm's own permissions are untouched.
+      expect((await db.pool.query('SELECT username FROM realm_user_permissions WHERE realm_url = $1', [source])).rows).toEqual([{ username: '@owner:localhost' }]);
       const after = await db.pool.query('SELECT disk_id, content_version FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
       expect(after.rows[0]).toEqual({ disk_id: null, content_version: null });
       await listener.waitFor((n) => n.payload === `${published}:*`);
@@ -277,8 +306,10 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     const published = 'http://pub.localhost/ivan/claimed/';
     await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
     const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/one/uid-1' } });
-    // The registry owner defaults to the source realm's owner.
-    expect((await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [published])).rows).toEqual([{ owner_username: 'owner' }]);
+    // The registry owner is the published realm's own user, not the source realm's owner.
+    expect((await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [published])).rows).toEqual([
+      { owner_username: `realm/_published_${first.diskId}` },
+    ]);
     await expect(publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/two/uid-2' } })).rejects.toThrow(
       'http://pub.localhost/ivan/claimed/ is already published by ns/one/uid-1',
     );
@@ -337,7 +368,12 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
 
     // checkPublishable returns what publishRealm needs.
     const ok = await checkPublishable(plane, { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'ns/one/uid-1' } });
-    expect(ok).toEqual({ sourceRealmURL: source, publishedRealmURL: published, directory: await fs.realpath(sourceDir), ownerUsername: 'owner' });
+    // The publisher defaults to the source owner's Matrix id, from its realm-owner permission row.
+    expect(ok).toEqual({ sourceRealmURL: source, publishedRealmURL: published, directory: await fs.realpath(sourceDir), publisher: '@owner:localhost' });
+    // A publisher that is not a Matrix user id is refused, naming the field and the form.
+    await expect(checkPublishable(plane, { sourceRealmURL: source, publishedRealmURL: published, publisher: 'alice' })).rejects.toThrow(
+      'publisher "alice" is not a Matrix user id; write it as @localpart:server (e.g. @alice:boxel.ai)',
+    );
   });
 
   test('a published URL nested in, or containing, another realm\'s URL is refused unless it is already registered', async () => {

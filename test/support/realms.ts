@@ -37,7 +37,16 @@ export function dataPlane(pool: pg.Pool, layout: RealmsLayout, extra: Partial<Da
   return { pool, layout, logger: silentLogger, durable: false, ...extra };
 }
 
-/** Writes `files` (path → content) under `<root>/<diskId>/` and registers the source realm. */
+/** The Matrix server name test source realms' owners live on. */
+export const TEST_MATRIX_SERVER = 'localhost';
+/** The Matrix user id of the owner `createSourceRealm` registers (`realm_registry.owner_username` is its bare `owner`). */
+export const SOURCE_OWNER_USER_ID = `@owner:${TEST_MATRIX_SERVER}`;
+
+/**
+ * Writes `files` (path → content) under `<root>/<diskId>/` and registers the source realm as Boxel's
+ * create-realm does (cardstack/boxel packages/realm-server/handlers/create-realm.ts): the bare owner
+ * username in `realm_registry`, and read + write + realm-owner for the owner's Matrix user id.
+ */
 export async function createSourceRealm(
   pool: pg.Pool,
   layout: RealmsLayout,
@@ -49,6 +58,10 @@ export async function createSourceRealm(
   await fs.mkdir(dir, { recursive: true });
   await writeFiles(dir, files);
   await pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'source', $2, 'owner')`, [url, diskId]);
+  await pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, $2, true, true, true)`, [
+    url,
+    SOURCE_OWNER_USER_ID,
+  ]);
   return dir;
 }
 

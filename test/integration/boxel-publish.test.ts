@@ -1,0 +1,290 @@
+/**
+ * The rows and files a publish, republish, take-over and unpublish leave, compared with what
+ * Boxel's own handlers write (cardstack/boxel packages/realm-server/handlers/handle-publish-realm.ts,
+ * handle-unpublish-realm.ts, lib/realm-registry-writes.ts; the queue in packages/postgres/pg-queue.ts
+ * and packages/runtime-common/jobs/reindex-realm.ts, tasks/indexer.ts). Real PostgreSQL, real files.
+ */
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { publishedRealmUsername } from '../../src/dataplane/realm-identity.js';
+import { chooseFromScratchCoalesce, enqueueReindex, indexingConcurrencyGroup } from '../../src/dataplane/reindex.js';
+import type { RealmsLayout } from '../../src/dataplane/layout.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+
+describe('publishing writes what Boxel writes (real PostgreSQL, real files)', () => {
+  let db: TestDatabase;
+  let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+  let layout: RealmsLayout;
+  let plane: DataPlane;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    realms = await makeRealmsRoot();
+    layout = realms.layout;
+    plane = dataPlane(db.pool, layout);
+  });
+  afterAll(async () => {
+    await db.drop();
+    await realms.cleanup();
+  });
+
+  const permissionsOf = async (url: string) =>
+    (await db.pool.query('SELECT username, read, write, realm_owner FROM realm_user_permissions WHERE realm_url = $1 ORDER BY username', [url])).rows;
+  const jobsOf = async (url: string) =>
+    (await db.pool.query('SELECT id, job_type, concurrency_group, priority, timeout, status, args FROM jobs WHERE concurrency_group = $1 ORDER BY id', [indexingConcurrencyGroup(url)]))
+      .rows;
+
+  test('publishedRealmUsername is realm/_published_<disk id> and refuses anything but one segment', () => {
+    expect(publishedRealmUsername('0f8a4c2e-1b2d-4e5f-8a9b-0c1d2e3f4a5b')).toBe('realm/_published_0f8a4c2e-1b2d-4e5f-8a9b-0c1d2e3f4a5b');
+    expect(() => publishedRealmUsername('a/b')).toThrow(/not a single path segment/);
+    expect(() => publishedRealmUsername('')).toThrow(/not a single path segment/);
+  });
+
+  test('first publish: owner is the realm user; permissions for the realm user, the publisher and everyone; the matrix server name can be configured', async () => {
+    const source = 'http://localhost:4201/owner/identity/';
+    const published = 'https://identity.boxel.site/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const configured: DataPlane = { ...plane, matrixServerName: 'boxel.ai' };
+    const first = await publishRealm(configured, { sourceRealmURL: source, publishedRealmURL: published, publisher: '@bob:boxel.ai' });
+    const realmUsername = `realm/_published_${first.diskId}`;
+    expect((await db.pool.query('SELECT owner_username, disk_id, source_url FROM realm_registry WHERE url = $1', [published])).rows).toEqual([
+      { owner_username: realmUsername, disk_id: first.diskId, source_url: source },
+    ]);
+    expect(await permissionsOf(published)).toEqual([
+      { username: '*', read: true, write: false, realm_owner: false },
+      { username: '@bob:boxel.ai', read: true, write: false, realm_owner: true },
+      { username: `@${realmUsername}:boxel.ai`, read: true, write: false, realm_owner: true },
+    ]);
+    // No publisher given: the source owner's Matrix id (its realm-owner row), on its own server.
+    const other = 'https://identity-2.boxel.site/';
+    const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: other });
+    expect(await permissionsOf(other)).toEqual([
+      { username: '*', read: true, write: false, realm_owner: false },
+      { username: '@owner:localhost', read: true, write: false, realm_owner: true },
+      { username: `@realm/_published_${second.diskId}:localhost`, read: true, write: false, realm_owner: true },
+    ]);
+  });
+
+  test('taking over a realm Boxel published keeps its owner and its permissions', async () => {
+    const source = 'http://localhost:4201/owner/boxel-made/';
+    const published = 'https://boxel-made.boxel.site/';
+    await createSourceRealm(db.pool, layout, source, { 'index.json': '{"new":true}' });
+    // What Boxel's publish leaves: a registry row owned by its realm user, a plain directory, three permissions rows.
+    const diskId = randomUUID();
+    const boxelOwner = `realm/_published_${diskId}`;
+    await db.pool.query(
+      `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at) VALUES ($1, 'published', $2, $3, $4, 1000)`,
+      [published, diskId, boxelOwner, source],
+    );
+    const boxelPermissions = [
+      { username: '*', read: true, write: false, realm_owner: false },
+      { username: '@carol:boxel.ai', read: true, write: false, realm_owner: true },
+      { username: `@${boxelOwner}:boxel.ai`, read: true, write: false, realm_owner: true },
+    ];
+    for (const p of boxelPermissions) {
+      await db.pool.query('INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, $2, $3, $4, $5)', [
+        published,
+        p.username,
+        p.read,
+        p.write,
+        p.realm_owner,
+      ]);
+    }
+    await writeFiles(path.join(layout.root, '_published', diskId), { 'index.json': '{"old":true}' });
+
+    const taken = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, publisher: '@mallory:localhost' });
+    expect(taken.diskId).toBe(diskId);
+    expect(await readTree(layout.publishedDir(diskId))).toEqual({ 'index.json': '{"new":true}' });
+    const row = (await db.pool.query('SELECT owner_username, last_published_at FROM realm_registry WHERE url = $1', [published])).rows[0];
+    expect(row.owner_username).toBe(boxelOwner);
+    expect(Number(row.last_published_at)).toBe(taken.publishedAt);
+    expect(await permissionsOf(published)).toEqual(boxelPermissions);
+    // The reindex is indexed as Boxel's realm user, read from the registry.
+    const job = await enqueueReindex(db.pool, { realmURL: published, epoch: taken.epoch });
+    expect((await jobsOf(published)).map((j) => j.args.realmUsername)).toEqual([boxelOwner]);
+    expect(job.joined).toBe(false);
+  });
+
+  test('two quick publishes leave ONE pending from-scratch job: args merged, priority and timeout raised', async () => {
+    const source = 'http://localhost:4201/owner/twice/';
+    const published = 'https://twice.boxel.site/';
+    const sourceDir = await createSourceRealm(db.pool, layout, source, { 'a.txt': '1' });
+    await db.pool.query(`INSERT INTO boxel_index (url, realm_url, last_modified) VALUES ($1, $2, 99), ($3, $4, 99)`, [
+      `${published}a.txt`,
+      published,
+      `${source}a.txt`,
+      source,
+    ]);
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const realmUsername = publishedRealmUsername(first.diskId);
+    const firstJob = await enqueueReindex(db.pool, { realmURL: published, epoch: first.epoch, priority: 1, timeout: 60 });
+    expect(firstJob).toMatchObject({ created: true, joined: false });
+    await writeFiles(sourceDir, { 'a.txt': '2' });
+    const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const secondJob = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch });
+    expect(secondJob).toEqual({ jobId: firstJob.jobId, created: true, joined: true });
+    expect(await jobsOf(published)).toEqual([
+      {
+        id: firstJob.jobId,
+        job_type: 'from-scratch-index',
+        concurrency_group: `indexing:${published}`,
+        priority: 10,
+        timeout: 3600,
+        status: 'unfulfilled',
+        // Boxel's from-scratch coalesce: incoming args over the pending job's, coalescedCallers merged.
+        args: { realmURL: published, realmUsername, clearLastModified: true, awaitedByPublish: true, coalescedCallers: [] },
+      },
+    ]);
+    // The recorded job is the epoch's, and the last_modified clear touched only the published realm.
+    expect((await db.pool.query('SELECT reindex_epoch, reindex_job_id FROM realm_operator.realm_epochs WHERE realm_url = $1', [published])).rows).toEqual([
+      { reindex_epoch: String(second.epoch), reindex_job_id: String(firstJob.jobId) },
+    ]);
+    expect((await db.pool.query('SELECT realm_url, last_modified FROM boxel_index ORDER BY realm_url')).rows).toEqual([
+      { realm_url: source, last_modified: '99' },
+      { realm_url: published, last_modified: null },
+    ]);
+
+    // Once a worker has finished it, the next publish's enqueue inserts a new job.
+    await db.pool.query(`UPDATE jobs SET status = 'resolved', finished_at = now() WHERE id = $1`, [firstJob.jobId]);
+    const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const thirdJob = await enqueueReindex(db.pool, { realmURL: published, epoch: third.epoch });
+    expect(thirdJob).toMatchObject({ created: true, joined: false });
+    expect((await jobsOf(published)).map((j) => [j.id, j.status])).toEqual([
+      [firstJob.jobId, 'resolved'],
+      [thirdJob.jobId, 'unfulfilled'],
+    ]);
+  });
+
+  test('the coalesce rule joins the oldest pending job of the same type only, keeping other args and callers', () => {
+    const incoming = { jobType: 'from-scratch-index', priority: 10, timeout: 3600, args: { realmURL: 'u', realmUsername: 'r', clearLastModified: true } };
+    expect(chooseFromScratchCoalesce(incoming, [{ id: 1, jobType: 'incremental-index', priority: 10, timeout: 600, args: {} }])).toEqual({ type: 'insert' });
+    const caller = { waiterId: 'w1', clientRequestId: null };
+    expect(
+      chooseFromScratchCoalesce(incoming, [
+        { id: 1, jobType: 'incremental-index', priority: 99, timeout: 1, args: {} },
+        { id: 2, jobType: 'from-scratch-index', priority: 20, timeout: 60, args: { extra: 'kept', realmUsername: 'old', coalescedCallers: [caller, { bogus: 1 }] } },
+        { id: 3, jobType: 'from-scratch-index', priority: 0, timeout: 0, args: {} },
+      ]),
+    ).toEqual({
+      type: 'join',
+      jobId: 2,
+      update: { priority: 20, timeout: 3600, args: { extra: 'kept', realmURL: 'u', realmUsername: 'r', clearLastModified: true, coalescedCallers: [caller] } },
+    });
+  });
+
+  test('a serialization failure is retried: an enqueue that raced a committed job insert joins that job', async () => {
+    const source = 'http://localhost:4201/owner/race/';
+    const published = 'https://race.boxel.site/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a' });
+    const done = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const group = indexingConcurrencyGroup(published);
+    // Hold the queue's group lock so the enqueue stops inside its SERIALIZABLE transaction, its snapshot already taken.
+    const holder = new pg.Client({ connectionString: db.url });
+    const racer = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    await racer.connect();
+    try {
+      await holder.query('SELECT pg_advisory_lock(hashtext($1))', [group]);
+      const enqueue = enqueueReindex(db.pool, { realmURL: published, epoch: done.epoch });
+      for (;;) {
+        const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+        if (rows[0].n > 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Meanwhile another serializable publisher reads the group and commits a pending job into it.
+      await racer.query('BEGIN ISOLATION LEVEL SERIALIZABLE');
+      await racer.query(`SELECT id FROM jobs WHERE concurrency_group = $1`, [group]);
+      const { rows } = await racer.query<{ id: number }>(
+        `INSERT INTO jobs (job_type, args, concurrency_group, timeout, priority) VALUES ('from-scratch-index', $1, $2, 60, 1) RETURNING id`,
+        [JSON.stringify({ realmURL: published, realmUsername: 'someone', clearLastModified: true }), group],
+      );
+      await racer.query('COMMIT');
+      await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [group]);
+      // The first attempt could not see the racer's job and fails to serialize; the retry joins it.
+      const job = await enqueue;
+      expect(job).toEqual({ jobId: rows[0]!.id, created: true, joined: true });
+      const jobs = await jobsOf(published);
+      expect(jobs).toHaveLength(1);
+      expect(jobs[0]).toMatchObject({
+        priority: 10,
+        timeout: 3600,
+        args: { realmURL: published, realmUsername: publishedRealmUsername(done.diskId), clearLastModified: true, awaitedByPublish: true, coalescedCallers: [] },
+      });
+    } finally {
+      await holder.end();
+      await racer.end();
+    }
+  });
+
+  test('concurrent enqueues for many realms all land, one job each', async () => {
+    const epochs: Array<{ url: string; epoch: number }> = [];
+    for (let i = 0; i < 6; i++) {
+      const source = `http://localhost:4201/owner/many-${i}/`;
+      const published = `https://many-${i}.boxel.site/`;
+      await createSourceRealm(db.pool, layout, source, { 'a.txt': String(i) });
+      epochs.push({ url: published, epoch: (await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published })).epoch });
+    }
+    const results = await Promise.all(epochs.flatMap(({ url, epoch }) => [enqueueReindex(db.pool, { realmURL: url, epoch }), enqueueReindex(db.pool, { realmURL: url, epoch })]));
+    expect(results.every((r) => r.jobId > 0)).toBe(true);
+    for (const { url } of epochs) expect(await jobsOf(url)).toHaveLength(1);
+  });
+
+  test('realm.json opt-in: written into the published copy when index.json adopts CardsGrid or Workspace, never into the source', async () => {
+    const realmJson = { data: { type: 'card', attributes: { name: 'Blog', publishable: true }, meta: { adoptsFrom: { module: 'https://cardstack.com/base/realm-config', name: 'RealmConfig' } } } };
+    const cases: Array<{ name: string; adoptsFrom: unknown; optIn: boolean }> = [
+      { name: 'cards-grid-url', adoptsFrom: { module: 'https://cardstack.com/base/cards-grid', name: 'CardsGrid' }, optIn: true },
+      { name: 'workspace-prefix', adoptsFrom: { module: '@cardstack/base/workspace', name: 'Workspace' }, optIn: true },
+      { name: 'bespoke', adoptsFrom: { module: '../landing', name: 'Landing' }, optIn: false },
+      { name: 'mismatched', adoptsFrom: { module: 'https://cardstack.com/base/cards-grid', name: 'Workspace' }, optIn: false },
+    ];
+    for (const c of cases) {
+      const source = `http://localhost:4201/owner/optin-${c.name}/`;
+      const published = `https://optin-${c.name}.boxel.site/`;
+      const indexJson = JSON.stringify({ data: { type: 'card', meta: { adoptsFrom: c.adoptsFrom } } });
+      const sourceText = JSON.stringify(realmJson);
+      const sourceDir = await createSourceRealm(db.pool, layout, source, { 'index.json': indexJson, 'realm.json': sourceText });
+      const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+      const publishedText = await fs.readFile(path.join(layout.publishedDir(result.diskId), 'realm.json'), 'utf8');
+      expect(await fs.readFile(path.join(sourceDir, 'realm.json'), 'utf8')).toBe(sourceText);
+      if (c.optIn) {
+        // As Boxel's writeJson(…, { spaces: 2 }) leaves it.
+        const expected = { data: { ...realmJson.data, attributes: { ...realmJson.data.attributes, includePrerenderedDefaultRealmIndex: true } } };
+        expect(publishedText).toBe(`${JSON.stringify(expected, null, 2)}\n`);
+        expect(result.totalBytes).toBe(Buffer.byteLength(indexJson) + Buffer.byteLength(publishedText));
+      } else {
+        expect(publishedText).toBe(sourceText);
+      }
+      // The digest is recorded, and the same published content always digests the same.
+      const epochs = await db.pool.query('SELECT content_digest FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
+      expect(epochs.rows[0].content_digest).toBe(result.digest);
+      const plainSource = `http://localhost:4201/owner/optin-${c.name}-plain/`;
+      await createSourceRealm(db.pool, layout, plainSource, { 'index.json': indexJson, 'realm.json': sourceText });
+      const again = await publishRealm(plane, { sourceRealmURL: plainSource, publishedRealmURL: `https://optin-${c.name}-again.boxel.site/` });
+      expect(again.digest).toBe(result.digest);
+    }
+  });
+
+  test('unpublish removes the registry row and permissions and tombstones every index entry of the realm', async () => {
+    const source = 'http://localhost:4201/owner/gone/';
+    const published = 'https://gone.boxel.site/';
+    await createSourceRealm(db.pool, layout, source, { 'a.json': '{}' });
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    await db.pool.query(
+      `INSERT INTO boxel_index (url, realm_url, type, is_deleted) VALUES ($1, $2, 'instance', false), ($1, $2, 'file', NULL), ($3, $2, 'instance', true), ($4, $5, 'instance', false)`,
+      [`${published}a.json`, published, `${published}old.json`, `${source}a.json`, source],
+    );
+    expect((await unpublishRealm(plane, published)).unpublished).toBe(true);
+    expect((await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
+    expect(await permissionsOf(published)).toEqual([]);
+    expect((await db.pool.query('SELECT url, type, is_deleted FROM boxel_index WHERE realm_url IN ($1, $2) ORDER BY url, type', [published, source])).rows).toEqual([
+      { url: `${source}a.json`, type: 'instance', is_deleted: false },
+      { url: `${published}a.json`, type: 'file', is_deleted: true },
+      { url: `${published}a.json`, type: 'instance', is_deleted: true },
+      { url: `${published}old.json`, type: 'instance', is_deleted: true },
+    ]);
+  });
+});
