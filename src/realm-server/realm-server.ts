@@ -11,9 +11,20 @@
  * `serveSourceRealms` is set; a path under a realm that is not served is 404, never the bytes of
  * a realm whose URL is a shorter prefix.
  *
+ * A path below a realm is mapped as Boxel maps it (`boxelLocalPath`, request-path.ts): Boxel's
+ * `LocalPath` is both the file below the realm directory and the cache key, so a per-path
+ * `realm_file_changes` payload from a Boxel server drops exactly the entry a request filled.
  * Files are read without following any symlink below the realm directory (no-follow.ts); bad
- * paths (NUL, backslash, encoded separators, dot or empty segments) are 400 and nothing a
- * request or a failure reveals names a file-system path. Metrics, readiness and liveness are on a
+ * paths (NUL, backslash, encoded separators, dot or empty segments, paths Boxel cannot map) are
+ * 400 and nothing a request or a failure reveals names a file-system path.
+ *
+ * Registry changes: every `realm_registry` notification, whatever its payload, makes the server
+ * forget its registry snapshots and drop the caches of realms whose rows are gone (Boxel's
+ * replicas re-read the registry on any such notification); a `delete:<X>` drops the caches of X
+ * and of every cached realm whose `source_url` is X, which Boxel's delete-realm handler sends once
+ * for a source realm and all of its published realms. Both happen before the listener handles
+ * the next notification (so before any acknowledgement), and a request resolved before a
+ * registry change never fills a cache after it. Metrics, readiness and liveness are on a
  * separate management listener, not on the serving port.
  *
  * Guarantees: bytes are served from (and put into) the cache only while the listener says the
@@ -51,6 +62,7 @@ export interface RealmServerOptions {
   metricsRegistry?: Registry;
 }
 
+const REGISTRY_SWEEP_TIMEOUT_MS = 5_000;
 const SAFE_DISK_SEGMENT = /^(?!\.{1,2}$)[^/\\\u0000]+$/;
 
 export class RealmServer {
@@ -242,7 +254,16 @@ export class RealmServer {
   private async forgetUnregisteredRealms(): Promise<void> {
     const cached = [...this.caches.keys()];
     if (cached.length === 0) return;
-    const { rows } = await this.pool.query<{ url: string }>('SELECT url FROM realm_registry WHERE url = ANY($1::text[])', [cached]);
+    // Bounded: the listener handles nothing else while this runs. On failure the caches stay
+    // (unreachable anyway: the snapshot is gone, so the next request re-reads the registry).
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('re-reading realm_registry timed out')), REGISTRY_SWEEP_TIMEOUT_MS);
+    });
+    const { rows } = await Promise.race([
+      this.pool.query<{ url: string }>('SELECT url FROM realm_registry WHERE url = ANY($1::text[])', [cached]),
+      timeout,
+    ]).finally(() => clearTimeout(timer));
     const registered = new Set(rows.map((row) => row.url));
     for (const url of cached) {
       if (registered.has(url)) continue;

@@ -7,7 +7,12 @@
 export const REALM_FILE_CHANGES_CHANNEL = 'realm_file_changes';
 /** JSON: `{"k":"realm","r":url}`, `{"k":"module","r":url,"m":[...]}` or `{"k":"global"}`. */
 export const MODULE_CACHE_INVALIDATED_CHANNEL = 'module_cache_invalidated';
-/** `upsert:<url>` or `delete:<url>`: a hint to re-read `realm_registry`. */
+/**
+ * `upsert:<url>` or `delete:<url>`, but only a hint: Boxel's replicas re-read `realm_registry` on
+ * any notification here and never read the payload (packages/realm-server/lib/
+ * realm-registry-reconciler.ts), so a listener must act on every one, whatever it carries. A
+ * source realm's delete sends one `delete:<source URL>` for it and all its published realms.
+ */
 export const REALM_REGISTRY_CHANNEL = 'realm_registry';
 /** Empty payload; wakes job workers after a `jobs` insert. */
 export const JOBS_CHANNEL = 'jobs';

@@ -143,7 +143,10 @@ export function chunkModuleInvalidations(
 
 export type RealmRegistryChange = { op: 'upsert' | 'delete'; realmURL: string };
 
-/** `upsert:<url>` / `delete:<url>` → `{ op, realmURL }`; anything else is malformed. */
+/**
+ * `upsert:<url>` / `delete:<url>` → `{ op, realmURL }`; anything else is malformed — which says
+ * nothing about whether the registry changed: a listener re-reads it on every notification.
+ */
 export function parseRealmRegistryPayload(payload: string): RealmRegistryChange | undefined {
   if (typeof payload !== 'string') return undefined;
   const match = /^(upsert|delete):(.+)$/s.exec(payload);

@@ -137,3 +137,17 @@ describe('localPathMismatch (per-path payloads the listener cannot match as writ
     expect(parseRealmFileChangePayload('http://h/a/:index.json\n')).toEqual({ realmURL: 'http://h/a/', path: 'index.json\n' });
   });
 });
+
+/**
+ * Boxel's per-path payloads carry its LocalPath (Realm.#notifyFileChange in
+ * packages/runtime-common/realm.ts; RealmPaths.local in packages/runtime-common/paths.ts):
+ * spaces and non-ASCII decoded, the escapes decodeURI keeps (`%23`, `%3F`, …) as written. They
+ * parse to that path unchanged, and the listener drops it exactly (not the whole realm).
+ */
+describe('per-path payloads in the form Boxel writes them', () => {
+  const realm = 'https://pub.example/site/';
+  test.each(['a b.json', 'é.json', 'x%23y.json', 'x%3Fy.json', '100%.json', 'x#y.json', 'cards/é b.json', 'a:b.json'])('%s', (path) => {
+    expect(parseRealmFileChangePayload(`${realm}:${path}`)).toEqual({ realmURL: realm, path });
+    expect(localPathMismatch(path)).toBeUndefined();
+  });
+});
