@@ -172,14 +172,14 @@ describe('PublishedRealm lifecycle', () => {
 
 describe('problems a person must fix', () => {
   test('a spec that passes admission but not the controller\'s validation becomes Stalled, not a crash loop', async () => {
-    // CEL cannot canonicalize URLs: a default port gets past the API server, zod refuses it.
-    await must(['apply', '-f', '-'], manifest('noncanonical', { sourceRealmURL: 'http://localhost:4201/e2e/x/', publishedRealmURL: 'http://pub.localhost:80/x/' }));
+    // CEL has no IPv6 parser: a non-canonical IPv6 literal gets past the API server, zod refuses it.
+    await must(['apply', '-f', '-'], manifest('noncanonical', { sourceRealmURL: 'http://localhost:4201/e2e/x/', publishedRealmURL: 'http://[0:0::1]/x/' }));
     await eventually(async () => (await getRealm('noncanonical')).status?.conditions?.some((c: { type: string }) => c.type === 'Stalled') ?? false, 20_000, () => 'Stalled');
     const realm = await getRealm('noncanonical');
     expect(realm.status!.conditions).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ type: 'Ready', status: 'False', reason: 'InvalidSpec' }),
-        expect.objectContaining({ type: 'Stalled', status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('spec.publishedRealmURL: is not in canonical form; use "http://pub.localhost/x/"') }),
+        expect.objectContaining({ type: 'Stalled', status: 'True', reason: 'InvalidSpec', message: expect.stringContaining('spec.publishedRealmURL: is not in canonical form; use "http://[::1]/x/"') }),
       ]),
     );
     // publishedRealmURL is immutable: the fix offered is delete and recreate, never an edit.
@@ -255,6 +255,15 @@ describe('the API server refuses invalid manifests with readable messages', () =
     ['an oversized revision', { ...ok, revision: 'r'.repeat(300) }, 'revision must be at most 253 characters'],
     ['a priority out of range', { ...ok, reindex: { priority: 5000 } }, 'spec.reindex.priority: Invalid value: 5000: spec.reindex.priority in body should be less than or equal to 1000'],
     ['a wrong type', { ...ok, suspend: 'yes' }, 'spec.suspend: Invalid value: "string": spec.suspend in body must be of type boolean'],
+    ['"/:" (Boxel would misread every payload)', { ...ok, publishedRealmURL: 'http://pub.localhost/u/:r/' }, 'publishedRealmURL must not contain "/:": Boxel\'s realm_file_changes parser splits'],
+    ['"/:" in the source', { ...ok, sourceRealmURL: 'http://localhost:4201/:a/' }, 'sourceRealmURL must not contain "/:"'],
+    ['an upper-case scheme', { ...ok, publishedRealmURL: 'HTTP://pub.localhost/a/' }, 'publishedRealmURL must use http:// or https:// (in lower case) followed by a host'],
+    ['a dot segment', { ...ok, publishedRealmURL: 'http://pub.localhost/x/../a/' }, 'publishedRealmURL must not contain "." or ".." path segments'],
+    ['an encoded dot segment', { ...ok, publishedRealmURL: 'http://pub.localhost/x/%2E%2E/a/' }, 'publishedRealmURL must not contain "." or ".." path segments'],
+    ['an explicit default port', { ...ok, publishedRealmURL: 'http://pub.localhost:80/a/' }, 'publishedRealmURL must not give the scheme\'s default port (:80 for http, :443 for https): remove it'],
+    ['a trailing-dot host', { ...ok, publishedRealmURL: 'http://pub.localhost.:4201/a/' }, 'publishedRealmURL must not end its host with "."'],
+    ['a percent-encoded letter', { ...ok, publishedRealmURL: 'http://pub.localhost/%61/' }, 'publishedRealmURL must not percent-encode letters, digits'],
+    ['a publisher that is not a Matrix user id', { ...ok, publisher: 'alice' }, 'publisher must be a Matrix user id "@localpart:server"'],
   ])('%s', async (_name, spec, message) => {
     const result = await kubectl(['apply', '-f', '-'], { input: manifest(`invalid-${Math.random().toString(36).slice(2, 7)}`, spec) });
     expect(result.code).not.toBe(0);
@@ -266,6 +275,8 @@ describe('the API server refuses invalid manifests with readable messages', () =
     expect(spec).toContain('What to publish and where.');
     expect(spec).toMatch(/publishedRealmURL\s+<string> -required-/);
     expect(spec.replace(/\s+/g, ' ')).toContain('Immutable; to publish elsewhere, create another PublishedRealm.');
+    expect(spec.replace(/\s+/g, ' ')).toContain('gets read and realm-owner on the published realm, as in Boxel');
+    expect(spec.replace(/\s+/g, ' ')).toContain('Deprecated and ignored: Boxel records the published realm\'s own realm user');
     const reindex = await must(['explain', `${PLURAL}.spec.reindex.priority`, '--api-version', `${GROUP}/v1alpha1`]);
     expect(reindex).toContain('Priority of the reindex job (Boxel publishes use 10).');
     const status = await must(['explain', `${PLURAL}.status.replicas.mode`, '--api-version', `${GROUP}/v1alpha1`]);
