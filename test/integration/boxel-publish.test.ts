@@ -11,26 +11,20 @@ import pg from 'pg';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { publishedRealmUsername } from '../../src/dataplane/realm-identity.js';
 import { chooseFromScratchCoalesce, enqueueReindex, indexingConcurrencyGroup } from '../../src/dataplane/reindex.js';
-import type { RealmsLayout } from '../../src/dataplane/layout.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+import { createSourceRealm, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 describe('publishing writes what Boxel writes (real PostgreSQL, real files)', () => {
-  let db: TestDatabase;
-  let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
-  let layout: RealmsLayout;
-  let plane: DataPlane;
+  let fixture: DataPlaneFixture;
+  let db: DataPlaneFixture['db'];
+  let realms: DataPlaneFixture['realms'];
+  let layout: DataPlaneFixture['layout'];
+  let plane: DataPlaneFixture['plane'];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    realms = await makeRealmsRoot();
-    layout = realms.layout;
-    plane = dataPlane(db.pool, layout);
+    fixture = await openDataPlaneFixture();
+    ({ db, realms, layout, plane } = fixture);
   });
-  afterAll(async () => {
-    await db.drop();
-    await realms.cleanup();
-  });
+  afterAll(() => fixture.close());
 
   const permissionsOf = async (url: string) =>
     (await db.pool.query('SELECT username, read, write, realm_owner FROM realm_user_permissions WHERE realm_url = $1 ORDER BY username', [url])).rows;

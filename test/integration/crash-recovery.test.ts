@@ -8,30 +8,24 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
-import type { RealmsLayout } from '../../src/dataplane/layout.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { capturingLogger, createSourceRealm, dataPlane, eventually, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, eventually, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 const PUBLISH_STEPS: PublishStep[] = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'];
 const UNPUBLISH_STEPS: UnpublishStep[] = ['locked', 'unlinked', 'committed', 'cleaned'];
 const OLD = { 'index.json': '{"v":"old"}', 'cards/a.gts': 'old a', 'cards/b.gts': 'old b' };
 const NEW = { 'index.json': '{"v":"new"}', 'cards/a.gts': 'new a', 'cards/c.gts': 'new c' };
 
-let db: TestDatabase;
-let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
-let layout: RealmsLayout;
-let plane: DataPlane;
+let fixture: DataPlaneFixture;
+let db: DataPlaneFixture['db'];
+let realms: DataPlaneFixture['realms'];
+let layout: DataPlaneFixture['layout'];
+let plane: DataPlaneFixture['plane'];
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  layout = realms.layout;
-  plane = dataPlane(db.pool, layout);
+  fixture = await openDataPlaneFixture();
+  ({ db, realms, layout, plane } = fixture);
 });
-afterAll(async () => {
-  await db.drop();
-  await realms.cleanup();
-});
+afterAll(() => fixture.close());
 
 async function crashDuring(operation: 'publish' | 'unpublish', crashAt: string, sourceURL: string, publishedURL: string): Promise<void> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../support/crash-child.ts')], {

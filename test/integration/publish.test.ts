@@ -4,29 +4,23 @@ import { withRealmLock } from '../../src/dataplane/db.js';
 import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
-import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { capturingLogger, createSourceRealm, dataPlane, makeRealmsRoot, readTree, recordNotifications, writeFiles } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, readTree, recordNotifications, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 const ALL_CHANNELS = [REALM_FILE_CHANGES_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_REGISTRY_CHANNEL, JOBS_CHANNEL];
 
 describe('publish and unpublish (real PostgreSQL, real files)', () => {
-  let db: TestDatabase;
-  let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
-  let layout: RealmsLayout;
-  let plane: DataPlane;
+  let fixture: DataPlaneFixture;
+  let db: DataPlaneFixture['db'];
+  let realms: DataPlaneFixture['realms'];
+  let layout: DataPlaneFixture['layout'];
+  let plane: DataPlaneFixture['plane'];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    realms = await makeRealmsRoot();
-    layout = realms.layout;
-    plane = dataPlane(db.pool, layout);
+    fixture = await openDataPlaneFixture();
+    ({ db, realms, layout, plane } = fixture);
   });
-  afterAll(async () => {
-    await db.drop();
-    await realms.cleanup();
-  });
+  afterAll(() => fixture.close());
 
   test('publish, republish and unpublish: files, registry, modules, epochs, jobs and every NOTIFY', async () => {
     const source = 'http://localhost:4201/alice/blog/';

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { RealmsLayout } from '../../src/dataplane/layout.js';
 import type { DataPlane } from '../../src/dataplane/publish.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const silentLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
@@ -31,6 +32,30 @@ export function capturingLogger(): { logger: Logger; lines: LogLine[] } {
 export async function makeRealmsRoot(): Promise<{ root: string; layout: RealmsLayout; cleanup(): Promise<void> }> {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'realms-'));
   return { root, layout: new RealmsLayout(root), cleanup: () => fs.rm(root, { recursive: true, force: true }) };
+}
+
+/** A migrated test database, a realms root and a data plane over both: what a data-plane suite starts from. */
+export interface DataPlaneFixture {
+  db: TestDatabase;
+  realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+  layout: RealmsLayout;
+  plane: DataPlane;
+  close(): Promise<void>;
+}
+
+export async function openDataPlaneFixture(): Promise<DataPlaneFixture> {
+  const db = await createTestDatabase();
+  const realms = await makeRealmsRoot();
+  return {
+    db,
+    realms,
+    layout: realms.layout,
+    plane: dataPlane(db.pool, realms.layout),
+    async close() {
+      await db.drop();
+      await realms.cleanup();
+    },
+  };
 }
 
 export function dataPlane(pool: pg.Pool, layout: RealmsLayout, extra: Partial<DataPlane> = {}): DataPlane {
