@@ -11,7 +11,8 @@ export const STALLED = 'Stalled';
 /**
  * The published realm's own Matrix user (`realm/_published_<disk id>`, as Boxel registers it on a
  * first publish): True once registered (or found existing, its derived password logging in);
- * False with `MatrixNotConfigured` or `RealmUserRegistrationFailed`. Its message names the Matrix
+ * False with `RealmUserRegistrationFailed`. Absent when Matrix is not configured (Ready's message
+ * then says the realm user was not registered). Its message names the Matrix
  * user id, which is how a later reconcile (or a restarted operator) knows not to register again.
  */
 export const REALM_USER_REGISTERED = 'RealmUserRegistered';
@@ -42,8 +43,7 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  * - `ReindexEnqueued` (action `Reindex`): the reindex job for an epoch was enqueued.
  * - `RealmUserRegistered` (action `RegisterRealmUser`): the realm user was registered on Matrix.
  *
- * `RealmUserRegistered` condition reasons: `RealmUserRegistered` (True), `MatrixNotConfigured`
- * (False: no Matrix settings, published without the user), `RealmUserRegistrationFailed` (False).
+ * `RealmUserRegistered` condition reasons: `RealmUserRegistered` (True), `RealmUserRegistrationFailed` (False).
  * - `Unpublished` / `NotUnpublished` (action `Unpublish`): on deletion.
  */
 export const Reasons = {
@@ -62,7 +62,6 @@ export const Reasons = {
   UnsafeDatabaseValue: 'UnsafeDatabaseValue',
   RealmUserRegistered: 'RealmUserRegistered',
   RealmUserRegistrationFailed: 'RealmUserRegistrationFailed',
-  MatrixNotConfigured: 'MatrixNotConfigured',
   ContentPublished: 'ContentPublished',
   ContentRepublished: 'ContentRepublished',
   ReindexEnqueued: 'ReindexEnqueued',

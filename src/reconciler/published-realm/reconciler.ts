@@ -319,6 +319,7 @@ export class PublishedRealmReconciler {
   /**
    * The published realm's own Matrix user, registered once (Boxel registers it on a first
    * publish): skipped when status already records it, so a restart registers nothing again.
+   * Without Matrix settings nothing is registered, and Ready's message says so.
    * A failure is written (Reconciling, RealmUserRegistrationFailed) and thrown, so the controller
    * retries with backoff; Ready waits for it.
    */
@@ -327,15 +328,11 @@ export class PublishedRealmReconciler {
     const username = publishedRealmUsername(state.disk_id);
     const register = this.options.registerRealmUser;
     if (!register) {
-      const note = `Its realm user ${username} was not registered on Matrix: the operator has no Matrix settings (--matrix-url, --matrix-registration-secret-file, --realm-secret-seed-file).`;
-      await this.writeStatus(realm, (s) =>
-        markRealmUser(s, generation(realm), {
-          status: 'False',
-          reason: Reasons.MatrixNotConfigured,
-          message: `${note} Boxel realm servers log in to Matrix as that user; configure the three settings and the operator registers it.`,
-        }),
-      );
-      return { registered: false, note };
+      // Said in Ready's message only: no extra condition or status write for deployments without Matrix.
+      return {
+        registered: false,
+        note: `Its realm user ${username} was not registered on Matrix: the operator has no Matrix settings (--matrix-url, --matrix-registration-secret-file, --realm-secret-seed-file), so Boxel realm servers cannot log in as it.`,
+      };
     }
     // The status this reconcile started from: a registration recorded by any earlier reconcile.
     if (realmUserRecorded(realm.status, username)) return { registered: true };
