@@ -210,7 +210,7 @@ export const publishedRealmStatusSchema = z
   .object({
     observedGeneration: z.number().int().min(0).optional().meta({ description: 'The metadata.generation this status describes.' }),
     conditions: z.array(conditionSchema).optional().meta({
-      description: 'Ready (always present); Reconciling or Stalled while True; RealmUserRegistered once a publish has tried to register the published realm\'s Matrix realm user (False with the reason when it was not: MatrixNotConfigured or RealmUserRegistrationFailed).',
+      description: 'Ready (always present); Reconciling or Stalled while True; RealmUserRegistered once the operator (with Matrix configured) has tried to register the published realm\'s Matrix realm user (False with reason RealmUserRegistrationFailed while that fails; without Matrix it is absent and Ready\'s message says the user was not registered).',
       'x-kubernetes-list-type': 'map',
       'x-kubernetes-list-map-keys': ['type'],
     }),
