@@ -55,6 +55,14 @@ async function visibleContent(diskId: string): Promise<Record<string, string> | 
   }
 }
 
+/** The published realm's permissions rows, as Boxel's first publish writes them for its realm user and publisher. */
+async function permissionUsernames(publishedURL: string): Promise<string[]> {
+  const { rows } = await db.pool.query('SELECT username FROM realm_user_permissions WHERE realm_url = $1 ORDER BY username', [publishedURL]);
+  return rows.map((row: { username: string }) => row.username);
+}
+
+const boxelPermissionUsernames = (diskId: string) => ['*', '@owner:localhost', `@realm/_published_${diskId}:localhost`];
+
 async function expectNoLeftovers(diskId: string | null): Promise<void> {
   for (const dir of [layout.stagingRoot, layout.linkScratchDir, layout.trashDir]) {
     expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
@@ -103,6 +111,9 @@ describe.each(PUBLISH_STEPS)('publisher killed after step "%s"', (step) => {
     const reserved = await db.pool.query('SELECT disk_id FROM realm_operator.realm_epochs WHERE realm_url = $1', [publishedURL]);
     const diskId: string | null = reserved.rows[0]?.disk_id ?? null;
     if (diskId) expect([undefined, NEW]).toContainEqual(await visibleContent(diskId));
+    // Registry row, owner and permissions commit together with the publish, or not at all.
+    const committed = PUBLISH_STEPS.indexOf(step) >= PUBLISH_STEPS.indexOf('committed');
+    expect(await permissionUsernames(publishedURL)).toEqual(committed && diskId ? boxelPermissionUsernames(diskId) : []);
 
     // The next publish recovers first, then completes.
     const result = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
@@ -110,6 +121,11 @@ describe.each(PUBLISH_STEPS)('publisher killed after step "%s"', (step) => {
     if (diskId && diskId !== result.diskId) expect(await visibleContent(diskId)).toBeUndefined();
     const registry = await db.pool.query('SELECT disk_id FROM realm_registry WHERE url = $1', [publishedURL]);
     expect(registry.rows).toEqual([{ disk_id: result.diskId }]);
+    // Owned by the realm user of the disk id that survived, with exactly its permissions rows.
+    expect((await db.pool.query('SELECT owner_username FROM realm_registry WHERE url = $1', [publishedURL])).rows).toEqual([
+      { owner_username: `realm/_published_${result.diskId}` },
+    ]);
+    expect(await permissionUsernames(publishedURL)).toEqual(boxelPermissionUsernames(result.diskId));
     await expectNoLeftovers(result.diskId);
   });
 });
@@ -120,6 +136,7 @@ describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
     const publishedURL = `http://pub.localhost/uncrash/${step}/`;
     await createSourceRealm(db.pool, layout, sourceURL, OLD);
     const first = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
+    await db.pool.query(`INSERT INTO boxel_index (url, realm_url) VALUES ($1, $2)`, [`${publishedURL}index.json`, publishedURL]);
 
     await crashDuring('unpublish', step, sourceURL, publishedURL);
     expect([undefined, OLD]).toContainEqual(await visibleContent(first.diskId));
@@ -128,6 +145,9 @@ describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
     const registry = await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [publishedURL]);
     const committed = UNPUBLISH_STEPS.indexOf(step) >= UNPUBLISH_STEPS.indexOf('committed');
     expect(registry.rows.length).toBe(committed ? 0 : 1);
+    // Permissions and index tombstones commit with the unpublish, or not at all.
+    expect(await permissionUsernames(publishedURL)).toEqual(committed ? [] : boxelPermissionUsernames(first.diskId));
+    expect((await db.pool.query('SELECT is_deleted FROM boxel_index WHERE realm_url = $1', [publishedURL])).rows).toEqual([{ is_deleted: committed ? true : null }]);
     expect(await visibleContent(first.diskId)).toEqual(committed ? undefined : OLD);
     await expectNoLeftovers(committed ? null : first.diskId);
     if (committed) expect(await fs.readdir(layout.versionsDir(first.diskId)).catch(() => [])).toEqual([]);
