@@ -107,7 +107,8 @@ describe('PublishedRealm lifecycle', () => {
     const jobs = await db.pool.query(`SELECT id, args FROM jobs WHERE concurrency_group = $1`, [`indexing:${published}`]);
     expect(jobs.rows).toHaveLength(1);
     expect(realm.status!.reindexJobId).toBe(jobs.rows[0].id);
-    expect(jobs.rows[0].args).toMatchObject({ realmURL: published, realmUsername: 'e2e' });
+    // Boxel's realm identity: the published realm's own user, whatever spec.owner (deprecated) says.
+    expect(jobs.rows[0].args).toMatchObject({ realmURL: published, realmUsername: `realm/_published_${realm.status!.diskId}` });
     // One reason per thing: the publish (ContentPublished), the reindex, and Ready's transition (Published).
     const reasons = (await events('blog')).map((e) => e.reason);
     expect(reasons).toEqual(expect.arrayContaining(['ContentPublished', 'Published', 'ReindexEnqueued']));
