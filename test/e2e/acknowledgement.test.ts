@@ -85,6 +85,9 @@ afterAll(async () => {
 test('the reindex job is created only after every live replica acknowledged', async () => {
   dropDelayMs = 2500; // the replica takes 2.5 s to drop its cache
   const startEpoch = Number((await realmStatus()).epoch);
+  // A worker finished the first publish's reindex: otherwise this epoch's enqueue joins that still
+  // pending job (Boxel's queue protocol) and there is no new job whose creation time to compare.
+  await db.pool.query(`UPDATE jobs SET status = 'resolved', finished_at = now() WHERE concurrency_group = $1`, [`indexing:${published}`]);
   await must(['patch', `${PLURAL}.${GROUP}`, 'ack', '-n', NS, '--type=merge', '-p', '{"spec":{"revision":1}}']);
   // Watch the database while the replica is still clearing.
   let newEpoch = 0;
