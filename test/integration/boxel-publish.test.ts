@@ -9,7 +9,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
-import { publishedRealmUsername } from '../../src/dataplane/realm-identity.js';
+import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../src/dataplane/realm-identity.js';
+import { adoptsDefaultRealmIndex, withPrerenderedDefaultIndexOptIn } from '../../src/dataplane/realm-json.js';
 import { chooseFromScratchCoalesce, enqueueReindex, indexingConcurrencyGroup } from '../../src/dataplane/reindex.js';
 import { createSourceRealm, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
@@ -151,6 +152,27 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
       [firstJob.jobId, 'resolved'],
       [thirdJob.jobId, 'unfulfilled'],
     ]);
+  });
+
+  test('default-index detection and the Matrix id helpers follow Boxel exactly', () => {
+    const index = (adoptsFrom: unknown) => ({ data: { meta: { adoptsFrom } } });
+    expect(adoptsDefaultRealmIndex(index({ module: 'https://cardstack.com/base/cards-grid', name: 'CardsGrid' }))).toBe(true);
+    expect(adoptsDefaultRealmIndex(index({ module: '@cardstack/base/cards-grid', name: 'CardsGrid' }))).toBe(true);
+    expect(adoptsDefaultRealmIndex(index({ module: 'https://cardstack.com/base/workspace', name: 'Workspace' }))).toBe(true);
+    // Exact module strings only (no trailing slash, no .gts, no other realm), and a string name.
+    expect(adoptsDefaultRealmIndex(index({ module: 'https://cardstack.com/base/cards-grid.gts', name: 'CardsGrid' }))).toBe(false);
+    expect(adoptsDefaultRealmIndex(index({ module: 'https://example.com/base/cards-grid', name: 'CardsGrid' }))).toBe(false);
+    expect(adoptsDefaultRealmIndex(index({ module: 'https://cardstack.com/base/cards-grid' }))).toBe(false);
+    expect(adoptsDefaultRealmIndex({ data: [] })).toBe(false);
+    expect(adoptsDefaultRealmIndex(null)).toBe(false);
+    // Already opted in, or not an object: nothing to write. Missing data/attributes are created.
+    expect(withPrerenderedDefaultIndexOptIn({ data: { attributes: { includePrerenderedDefaultRealmIndex: true } } })).toBeUndefined();
+    expect(withPrerenderedDefaultIndexOptIn([])).toBeUndefined();
+    expect(withPrerenderedDefaultIndexOptIn({})).toEqual({ data: { attributes: { includePrerenderedDefaultRealmIndex: true } } });
+    expect(matrixServerNameOf('@alice:boxel.ai')).toBe('boxel.ai');
+    expect(matrixServerNameOf('@realm/_published_x:localhost:8008')).toBe('localhost:8008');
+    for (const notAnId of ['alice', '@alice', '@:server', '@alice:', 'realm/_published_x']) expect(matrixServerNameOf(notAnId)).toBeUndefined();
+    expect(matrixUserId('realm/_published_x', 'boxel.ai')).toBe('@realm/_published_x:boxel.ai');
   });
 
   test('the coalesce rule joins the oldest pending job of the same type only, keeping other args and callers', () => {
