@@ -7,7 +7,7 @@
  * homepage. Only the published copy is changed, never the source. Anything unreadable or
  * unparsable is left alone, as Boxel does.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -76,7 +76,8 @@ export async function applyRealmIndexOptIn(dir: string, options: { durable?: boo
   if (!updated) return undefined;
   const text = `${JSON.stringify(updated, null, 2)}\n`;
   const { mode } = await fs.stat(realmJsonPath);
-  const scratch = path.join(dir, `.realm.json.opt-in-${process.pid}`);
+  // A name no source file has (it is random), removed with the staged copy if anything fails.
+  const scratch = path.join(dir, `.realm.json.opt-in-${randomBytes(8).toString('hex')}`);
   const handle = await fs.open(scratch, 'wx', mode & 0o7777);
   try {
     await handle.writeFile(text);
