@@ -54,7 +54,7 @@ trap 'rm -rf "$SCRATCH"' EXIT
 log "creating a venv for matrix-synapse==$SYNAPSE_VERSION (once; later runs reuse $TARGET)"
 "$PYTHON" -m venv "$SCRATCH"
 log "installing matrix-synapse==$SYNAPSE_VERSION from PyPI"
-"$SCRATCH/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off --quiet \
+"$SCRATCH/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off \
   "matrix-synapse==$SYNAPSE_VERSION" >&2 || die "pip could not install matrix-synapse==$SYNAPSE_VERSION (is PyPI reachable?)"
 "$SCRATCH/bin/python" -m synapse.app.homeserver --help >/dev/null || die "the installed Synapse does not start"
 touch "$SCRATCH/.complete"
