@@ -8,8 +8,8 @@
  *   → suspended? Ready=False/Suspended, stop → ensure finalizer → if this publish-relevant spec
  *   was not published yet: every check that can stall (source, claim, overlap, size) BEFORE any
  *   copy, then Publishing → publish → AwaitingAcknowledgement at once after the commit
- *   → register the realm's own Matrix user once (when Matrix is configured) → wait for every live replica to acknowledge the realm's epoch → enqueue the reindex once
- *   per epoch → Ready.
+ *   → register the realm's own Matrix user once (when Matrix is configured) → wait for every
+ *   live replica to acknowledge the realm's epoch → enqueue the reindex once per epoch → Ready.
  *
  * Guarantees:
  * - A spec is published once: the database records `<uid>/spec-<digest of sourceRealmURL,
@@ -102,7 +102,7 @@ export interface PublishedRealmReconcilerOptions {
   /**
    * Registers a published realm's own Matrix user (bare username `realm/_published_<disk id>`),
    * idempotently; set when Matrix is configured (see src/matrix/realm-user.ts). Unset: realms are
-   * published without it, and the RealmUserRegistered condition says so.
+   * published without it, and Ready's message says so.
    */
   registerRealmUser?: (username: string) => Promise<RegisteredRealmUser>;
 }
@@ -221,12 +221,11 @@ export class PublishedRealmReconciler {
 
     // The owner is Boxel's: the realm's own user (the data plane derives it); the publisher gets
     // realm-owner (the data plane falls back to the source realm's owner when none is declared).
-    const publisher = (spec as { publisher?: unknown }).publisher;
-    const request: PublishRequest & { publisher?: string } = {
+    const request: PublishRequest = {
       sourceRealmURL: spec.sourceRealmURL,
       publishedRealmURL: url,
       publishedFor,
-      ...(typeof publisher === 'string' ? { publisher } : {}),
+      ...(spec.publisher !== undefined ? { publisher: spec.publisher } : {}),
     };
     const checked = await this.checkBeforeCopy(realm, request);
     if (!checked.ok) return checked;
@@ -342,13 +341,13 @@ export class PublishedRealmReconciler {
       user = await register(username);
     } catch (error) {
       const message = `Published, but registering its realm user ${username} on Matrix failed and will be retried: ${(error as Error).message}`;
-      await this.writeStatus(realm, (s) => ({
-        ...markRealmUser(markReconciling(s, generation(realm), Reasons.RealmUserRegistrationFailed, message), generation(realm), {
+      await this.writeStatus(realm, (s) =>
+        markRealmUser(markReconciling(s, generation(realm), Reasons.RealmUserRegistrationFailed, message), generation(realm), {
           status: 'False',
           reason: Reasons.RealmUserRegistrationFailed,
           message,
         }),
-      }));
+      );
       throw error;
     }
     const message = user.created
