@@ -331,6 +331,8 @@ describe('acknowledged invalidation', () => {
     const b = startListener(cachesB);
     await Promise.all([a.listener.waitUntilReady(10_000), b.listener.waitUntilReady(10_000)]);
 
+    // The ack row commits before the listener records its metric: wait for the listener's own event.
+    const ackedByA = new Promise<void>((resolve) => a.listener.on('acknowledged', (e: { realmURL: string }) => e.realmURL === published && resolve()));
     const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     const waited = await waitForReplicaAcks(db.pool, { realmURL: published, epoch: result.epoch, timeoutMs: 10_000 });
     expect(waited).toMatchObject({ complete: true, missing: [], mode: 'acknowledged' });
@@ -338,6 +340,7 @@ describe('acknowledged invalidation', () => {
     expect(cachesA.count(`dropAll ${published}`)).toBe(2); // resync + publish
     const acks = await db.pool.query('SELECT replica_id, epoch FROM realm_operator.replica_acks WHERE realm_url = $1', [published]);
     expect(acks.rows.map((r) => Number(r.epoch))).toEqual([result.epoch, result.epoch]);
+    await ackedByA;
     expect(await metric(a.metricsRegistry, 'realm_listener_ack_duration_seconds_count')).toBe(1);
   });
 
