@@ -84,6 +84,12 @@ export const operatorConfigSchema = z.object({
     .optional(),
   matrixRegistrationSecretFile: filePath.optional(),
   realmSecretSeedFile: filePath.optional(),
+  // The homeserver's server name (`@user:<server name>`), for the realm user's permission row, which
+  // is written in the publish transaction before the user is registered. Unset: the publisher's.
+  matrixServerName: z
+    .string()
+    .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/, 'must be a Matrix server name (a host name with an optional port, e.g. boxel.ai or localhost:8008)')
+    .optional(),
 });
 
 type OperatorSettings = z.output<typeof operatorConfigSchema>;
@@ -139,6 +145,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, SettingName> = {
   matrixURL: { flag: '--matrix-url', env: 'MATRIX_URL' },
   matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE' },
   realmSecretSeedFile: { flag: '--realm-secret-seed-file', env: 'REALM_SECRET_SEED_FILE' },
+  matrixServerName: { flag: '--matrix-server-name', env: 'MATRIX_SERVER_NAME' },
 };
 
 /** Secrets also accepted as plain variables (as Boxel's realm server takes them); never as flags, which `ps` shows. */

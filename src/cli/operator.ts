@@ -68,6 +68,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes },
       copyHardLinkedFiles: config.copyHardLinkedFiles,
       ...(config.matrix ? { registerRealmUser: (username: string) => registerRealmUser({ ...config.matrix!, username }) } : {}),
+      ...(config.matrixServerName ? { matrixServerName: config.matrixServerName } : {}),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,

@@ -46,6 +46,7 @@ test('the operator reads its Matrix settings from the Secret: URL from a key, th
   const container = pod.containers[0];
   const env: Record<string, any> = Object.fromEntries(container.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
   expect(env.MATRIX_URL).toEqual({ secretKeyRef: { name: 'realm-operator-matrix', key: 'url' } });
+  expect(env.MATRIX_SERVER_NAME).toEqual({ secretKeyRef: { name: 'realm-operator-matrix', key: 'server-name' } });
 
   // Materialize the volume as the kubelet would, then load the configuration from the env as given.
   const mount = container.volumeMounts.find((m: any) => m.name === 'matrix');
@@ -66,6 +67,7 @@ test('the operator reads its Matrix settings from the Secret: URL from a key, th
         DATABASE_URL: 'postgres://x@h/db',
         REALMS_ROOT: '/realms',
         MATRIX_URL: secret.stringData!.url,
+        MATRIX_SERVER_NAME: secret.stringData!['server-name'],
         MATRIX_REGISTRATION_SHARED_SECRET_FILE: inMount(env.MATRIX_REGISTRATION_SHARED_SECRET_FILE),
         REALM_SECRET_SEED_FILE: inMount(env.REALM_SECRET_SEED_FILE),
       },
@@ -75,6 +77,7 @@ test('the operator reads its Matrix settings from the Secret: URL from a key, th
       registrationSharedSecret: secret.stringData!['registration-shared-secret'],
       realmSecretSeed: secret.stringData!['realm-secret-seed'],
     });
+    expect(config.matrixServerName).toBe(secret.stringData!['server-name']);
   } finally {
     await fs.rm(root, { recursive: true, force: true });
   }

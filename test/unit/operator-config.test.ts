@@ -150,6 +150,12 @@ describe('Matrix settings (realm users of published realms)', () => {
     expect(config.matrix).toEqual({ matrixURL: 'https://matrix.example/', registrationSharedSecret: 's', realmSecretSeed: 'seed' });
   });
 
+  test('the Matrix server name for the realm user\'s permission row: a host with an optional port, refused otherwise', () => {
+    expect(loadOperatorConfig({ 'matrix-server-name': 'localhost:8008' }, required).matrixServerName).toBe('localhost:8008');
+    expect(loadOperatorConfig({}, { ...required, MATRIX_SERVER_NAME: 'boxel.ai' }).matrixServerName).toBe('boxel.ai');
+    expect(() => loadOperatorConfig({ 'matrix-server-name': 'https://boxel.ai/' }, required)).toThrow(/--matrix-server-name \/ MATRIX_SERVER_NAME: must be a Matrix server name/);
+  });
+
   test('a partial set is refused, naming what is missing', () => {
     expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008' }, required)).toThrow(
       'Matrix is configured only in part: also set --matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE (or MATRIX_REGISTRATION_SHARED_SECRET) and --realm-secret-seed-file / REALM_SECRET_SEED_FILE (or REALM_SECRET_SEED)',

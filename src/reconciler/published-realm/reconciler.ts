@@ -105,6 +105,8 @@ export interface PublishedRealmReconcilerOptions {
    * published without it, and Ready's message says so.
    */
   registerRealmUser?: (username: string) => Promise<RegisteredRealmUser>;
+  /** The Matrix server name for the realm user's permission row (`@realm/_published_<id>:<name>`); default: the publisher's. */
+  matrixServerName?: string;
 }
 
 type StallOutcome = { ok: false; result: ReconcileResult };
@@ -123,6 +125,7 @@ export class PublishedRealmReconciler {
       durable: options.durable,
       onStep: options.onStep,
       ...(options.realmLimits ? { limits: options.realmLimits } : {}),
+      ...(options.matrixServerName ? { matrixServerName: options.matrixServerName } : {}),
       ...(options.copyHardLinkedFiles !== undefined ? { copyHardLinkedFiles: options.copyHardLinkedFiles } : {}),
     };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
