@@ -134,7 +134,7 @@ try {
       apiVersion: 'realm-operator.dev/v1alpha1',
       kind: 'PublishedRealm',
       metadata: { name: 'demo', namespace: NAMESPACE },
-      spec: { sourceRealmURL: source, publishedRealmURL: published, revision, owner: 'demo' },
+      spec: { sourceRealmURL: source, publishedRealmURL: published, revision, publisher: '@demo:localhost' },
     });
   say('applying PublishedRealm demo (revision 1)…');
   started = performance.now();

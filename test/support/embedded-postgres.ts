@@ -57,7 +57,9 @@ process.on('exit', () => {
   for (const [dir, kill] of live) {
     kill();
     try {
-      rmSync(dir, { recursive: true, force: true });
+      // initdb (also signalled by a Ctrl-C to the group) may still be creating or removing files in
+      // it for a moment: retry on ENOTEMPTY/EBUSY instead of leaving the directory behind.
+      rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 50 });
     } catch {
       // exiting anyway; nothing more to do
     }
@@ -72,7 +74,12 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
   const dataDir = path.join(base, 'data');
   const password = 'postgres';
   let child: ChildProcess | undefined;
-  live.set(base, () => child?.kill('SIGQUIT'));
+  /** initdb while it runs: killed too if we exit during start-up. */
+  let setup: ChildProcess | undefined;
+  live.set(base, () => {
+    setup?.kill('SIGKILL');
+    child?.kill('SIGQUIT');
+  });
   const abandon = async () => {
     child?.kill('SIGQUIT');
     await fs.rm(base, { recursive: true, force: true });
@@ -112,7 +119,8 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
 
   try {
     if (owner) await fs.chown(base, owner.uid, owner.gid);
-    await initdb(binDir, base, dataDir, password, ids);
+    await initdb(binDir, base, dataDir, password, ids, (proc) => (setup = proc));
+    setup = undefined;
     await start();
   } catch (error) {
     await abandon();
@@ -131,7 +139,14 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
 }
 
 /** Creates the cluster; the password file exists only while initdb reads it. */
-async function initdb(binDir: string, base: string, dataDir: string, password: string, ids: { uid?: number; gid?: number }): Promise<void> {
+async function initdb(
+  binDir: string,
+  base: string,
+  dataDir: string,
+  password: string,
+  ids: { uid?: number; gid?: number },
+  onSpawn: (proc: ChildProcess) => void,
+): Promise<void> {
   const passwordFile = path.join(base, 'pwfile');
   await fs.writeFile(passwordFile, `${password}\n`, { mode: 0o644 });
   try {
@@ -143,7 +158,7 @@ async function initdb(binDir: string, base: string, dataDir: string, password: s
       '--encoding=UTF8',
       '--locale=C.UTF-8',
       '--lc-messages=C',
-    ], ids);
+    ], ids, onSpawn);
   } finally {
     await fs.rm(passwordFile, { force: true });
   }
@@ -196,9 +211,10 @@ async function binaries(copyForOtherUser: boolean): Promise<string> {
   return path.join(target, 'bin');
 }
 
-function run(command: string, args: string[], ids: { uid?: number; gid?: number }): Promise<void> {
+function run(command: string, args: string[], ids: { uid?: number; gid?: number }, onSpawn?: (proc: ChildProcess) => void): Promise<void> {
   return new Promise((resolve, reject) => {
     const proc = spawn(command, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '', LC_ALL: 'C' } });
+    onSpawn?.(proc);
     let stderr = '';
     proc.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     proc.once('error', reject);
