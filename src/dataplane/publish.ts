@@ -26,6 +26,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { assertRealmURL } from '../wire/realm-url.js';
+import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from './authorization.js';
 import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
@@ -48,6 +49,7 @@ import {
   type ClaimOptions,
   insertPublishedRealmPermissions,
   PublishError,
+  PublishNotAuthorizedError,
   readOverlappingRealmURLs,
   readRealmEpochRow,
   readRegistryRow,
@@ -102,6 +104,13 @@ export interface DataPlane {
    * is registered on the same homeserver as its users).
    */
   matrixServerName?: string;
+  /**
+   * Boxel's authorization rules (publisher holds realm-owner on the source, source publishable,
+   * published-realm domain, own-space path), checked before copying and again under the lock, and
+   * realm-owner again on unpublish. Unset: none are checked (the operator sets it unless started
+   * with `--authorize-publishers=false`).
+   */
+  authorization?: PublishAuthorization;
 }
 
 export interface PublishRequest {
@@ -169,7 +178,9 @@ export async function checkPublishable(plane: DataPlane, request: PublishRequest
   if (maxFiles !== undefined || maxBytes !== undefined) {
     await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
   }
-  return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher: await resolvePublisher(plane.pool, sourceURL, source, request.publisher) };
+  const publisher = await resolvePublisher(plane.pool, sourceURL, source, request.publisher);
+  if (plane.authorization) await authorizePublish(plane.pool, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
+  return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher };
 }
 
 /** The publishing user: the request's, else the source realm owner's Matrix id, else its bare username. */
@@ -224,6 +235,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
         // The checks again: the registry and claims may have changed while we staged.
         await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
+        if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
         // A registry row already there (ours, or Boxel's own publish) keeps its owner and permissions.
         const isFirstPublish = !(await readRegistryRow(tx, publishedURL));
         const realmUsername = publishedRealmUsername(diskId);
@@ -298,7 +310,13 @@ export interface UnpublishResult {
  * permissions and its definitions, marks its index entries deleted, unlinks the published directory and records a new epoch, with
  * `realm_registry 'delete:<url>'` and the wildcard NOTIFY; then deletes the content versions.
  */
-export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string, claim: ClaimOptions = {}): Promise<UnpublishResult> {
+export async function unpublishRealm(
+  plane: DataPlane,
+  publishedRealmURL: string,
+  claim: ClaimOptions = {},
+  /** Who unpublishes (a Matrix user id); unset: the source realm's owner. Checked only with `plane.authorization`. */
+  publisher?: string,
+): Promise<UnpublishResult> {
   const url = assertRealmURL(publishedRealmURL, 'publishedRealmURL');
   const step = async (name: UnpublishStep) => plane.onStep?.(name, url);
   const outcome = await withRealmLock(
@@ -315,6 +333,7 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
       if (!registry && !epochRow?.content_version) return { unpublished: false, epoch: Number(epochRow?.epoch ?? 0) };
       // Never unpublish a URL another PublishedRealm publishes (a duplicate being deleted).
       assertClaim(url, epochRow, claim);
+      if (plane.authorization && registry?.source_url) await authorizeUnpublishOf(tx, registry.source_url, publisher);
       await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
       await tombstoneRealmIndex(tx, url);
@@ -338,6 +357,23 @@ export async function unpublishRealm(plane: DataPlane, publishedRealmURL: string
   await step('cleaned');
   plane.logger.info({ realm: url, epoch: outcome.epoch, unpublished: outcome.unpublished }, 'unpublished realm');
   return { publishedRealmURL: url, ...outcome };
+}
+
+/**
+ * Boxel's unpublish rule: the publisher holds realm-owner on the published realm's source. Without a
+ * publisher, the source realm's owner is the publisher (as for publish); a source no longer
+ * registered has no owner to act for, so the publisher must be named.
+ */
+async function authorizeUnpublishOf(db: Queryable, sourceURL: string, publisher: string | undefined): Promise<void> {
+  let who = publisher;
+  if (who === undefined) {
+    const source = await readRegistryRow(db, sourceURL);
+    who = source?.owner_username ? ((await readSourceOwnerUserId(db, sourceURL, source.owner_username)) ?? source.owner_username) : undefined;
+  }
+  if (who === undefined) {
+    throw new PublishNotAuthorizedError('realm-owner', `the source realm ${sourceURL} is not registered, so its owner cannot be known; set spec.publisher to a Matrix user id that holds realm-owner on it`);
+  }
+  await authorizeUnpublish(db, sourceURL, who);
 }
 
 export interface RecoveryResult {

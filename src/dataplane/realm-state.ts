@@ -40,6 +40,17 @@ export class PublishError extends Error {
   }
 }
 
+/** A Boxel authorization rule refused the publish or unpublish; `rule` names it, the message says how to fix it. */
+export class PublishNotAuthorizedError extends PublishError {
+  constructor(
+    readonly rule: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PublishNotAuthorizedError';
+  }
+}
+
 /** The published URL belongs to another claimant (another PublishedRealm object). */
 export class ClaimConflictError extends PublishError {
   constructor(

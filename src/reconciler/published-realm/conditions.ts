@@ -36,7 +36,8 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
  *   URL), `URLTakenByRealm` (the URL is registered as a source or bootstrap realm),
  *   `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
- *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`.
+ *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`,
+ *   `NotAuthorized` (a Boxel authorization rule refused the publish: the message names the rule and the fix).
  *
  * Event-only reasons (one per action):
  * - `ContentPublished` / `ContentRepublished` (action `Publish`): a publish committed, with the counts.
@@ -60,6 +61,7 @@ export const Reasons = {
   URLTakenByRealm: 'URLTakenByRealm',
   RealmTooLarge: 'RealmTooLarge',
   UnsafeDatabaseValue: 'UnsafeDatabaseValue',
+  NotAuthorized: 'NotAuthorized',
   RealmUserRegistered: 'RealmUserRegistered',
   RealmUserRegistrationFailed: 'RealmUserRegistrationFailed',
   ContentPublished: 'ContentPublished',

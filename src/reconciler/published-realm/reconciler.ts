@@ -42,6 +42,7 @@ import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type Pu
 import {
   ClaimConflictError,
   PublishError,
+  PublishNotAuthorizedError,
   readRealmEpochRow,
   RealmTooLargeError,
   RealmURLOverlapError,
@@ -107,6 +108,8 @@ export interface PublishedRealmReconcilerOptions {
   registerRealmUser?: (username: string) => Promise<RegisteredRealmUser>;
   /** The Matrix server name for the realm user's permission row (`@realm/_published_<id>:<name>`); default: the publisher's. */
   matrixServerName?: string;
+  /** Boxel's authorization rules (see DataPlane.authorization); unset: not checked. */
+  authorization?: DataPlane['authorization'];
 }
 
 type StallOutcome = { ok: false; result: ReconcileResult };
@@ -126,6 +129,7 @@ export class PublishedRealmReconciler {
       onStep: options.onStep,
       ...(options.realmLimits ? { limits: options.realmLimits } : {}),
       ...(options.matrixServerName ? { matrixServerName: options.matrixServerName } : {}),
+      ...(options.authorization ? { authorization: options.authorization } : {}),
       ...(options.copyHardLinkedFiles !== undefined ? { copyHardLinkedFiles: options.copyHardLinkedFiles } : {}),
     };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
@@ -370,10 +374,11 @@ export class PublishedRealmReconciler {
     if (parsed.ok || typeof url === 'string') {
       const target = parsed.ok ? parsed.spec.publishedRealmURL : (url as string);
       try {
-        const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) });
+        const publisher = parsed.ok ? parsed.spec.publisher : undefined;
+        const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) }, publisher);
         if (result.unpublished) await this.options.kube.recordEvent(realm, 'Normal', Reasons.Unpublished, Actions.Unpublish, `Unpublished ${target} (epoch ${result.epoch}).`);
       } catch (error) {
-        if (error instanceof ClaimConflictError) {
+        if (error instanceof ClaimConflictError || error instanceof PublishNotAuthorizedError) {
           await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${error.message}; left it published.`);
         } else if (error instanceof PublishError || (error as Error).name === 'RealmURLError') {
           await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${(error as Error).message}; nothing to unpublish.`);
@@ -455,6 +460,7 @@ export function refusalOf(error: unknown): { reason: string; message: string } |
   if (error instanceof URLTakenByRealmError) return { reason: Reasons.URLTakenByRealm, message: `${error.message}.` };
   if (error instanceof RealmTooLargeError) return { reason: Reasons.RealmTooLarge, message: `${error.message}.` };
   if (error instanceof UnsafeDatabaseValueError) return { reason: Reasons.UnsafeDatabaseValue, message: `${error.message}.` };
+  if (error instanceof PublishNotAuthorizedError) return { reason: Reasons.NotAuthorized, message: `${error.message}.` };
   if (error instanceof PublishError) return { reason: Reasons.SourceRealmUnavailable, message: `${error.message}.` };
   return undefined;
 }
