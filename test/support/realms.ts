@@ -70,7 +70,8 @@ export const SOURCE_OWNER_USER_ID = `@owner:${TEST_MATRIX_SERVER}`;
 /**
  * Writes `files` (path → content) under `<root>/<diskId>/` and registers the source realm as Boxel's
  * create-realm does (cardstack/boxel packages/realm-server/handlers/create-realm.ts): the bare owner
- * username in `realm_registry`, and read + write + realm-owner for the owner's Matrix user id.
+ * username in `realm_registry`, read + write + realm-owner for the owner's Matrix user id, and
+ * `realm_metadata.publishable = true`.
  */
 export async function createSourceRealm(
   pool: pg.Pool,
@@ -87,6 +88,8 @@ export async function createSourceRealm(
     url,
     SOURCE_OWNER_USER_ID,
   ]);
+  // create-realm marks a new realm publishable in realm_metadata (Boxel's publish requires it).
+  await pool.query(`INSERT INTO realm_metadata (url, publishable) VALUES ($1, true) ON CONFLICT (url) DO UPDATE SET publishable = true`, [url]);
   return dir;
 }
 
