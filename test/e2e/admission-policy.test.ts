@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { GROUP } from '../../src/api/v1alpha1/published-realm-types.js';
 import { installCRD, must, RESOURCE } from '../support/e2e.js';
-import { kubectl, type KubectlResult } from '../support/kube.js';
+import { kubectl, serviceAccountKubeconfig, type KubectlResult } from '../support/kube.js';
 
 const TENANCY = path.resolve(import.meta.dirname, '../../deploy/tenancy');
 const POLICY = `publishedrealm-tenancy.${GROUP}`;
@@ -26,8 +26,8 @@ function manifest(namespace: string, spec: Spec, name = `r-${Math.random().toStr
 }
 
 /** `kubectl apply --dry-run=server`: admission (and so the policy) runs, nothing is stored. */
-function dryRun(namespace: string, spec: Spec): Promise<KubectlResult> {
-  return kubectl(['apply', '--dry-run=server', '-f', '-'], { input: manifest(namespace, spec) });
+function dryRun(namespace: string, spec: Spec, kubeconfig?: string): Promise<KubectlResult> {
+  return kubectl(['apply', '--dry-run=server', '-f', '-'], { input: manifest(namespace, spec), kubeconfig });
 }
 
 function expectDenied(result: KubectlResult, message: string): void {
@@ -43,12 +43,16 @@ function expectAdmitted(result: KubectlResult): void {
 const publisherFix = 'Set spec.publisher to one of them, or ask a cluster admin to add it to the namespace annotation realm-operator.dev/allowed-publishers.';
 const domainFix = 'Publish under one of them, or ask a cluster admin to add the domain to the namespace annotation realm-operator.dev/allowed-domains.';
 
+/**
+ * Creates a namespace, labelled as a tenant unless `label` is false, with `annotations`: imperatively,
+ * as an admin would with `kubectl label` / `kubectl annotate` (a client-side `kubectl apply` would
+ * hand the label to the next server-side apply of the Namespace, which then drops it).
+ */
 async function tenantNamespace(name: string, annotations: Record<string, string>, label = true): Promise<void> {
-  await must(['apply', '-f', '-'], JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name, ...(label ? { labels: { 'realm-operator.dev/tenant': 'true' } } : {}), annotations },
-  }));
+  await must(['create', 'namespace', name]);
+  if (label) await must(['label', 'namespace', name, 'realm-operator.dev/tenant=true']);
+  const pairs = Object.entries(annotations).map(([key, value]) => `${key}=${value}`);
+  if (pairs.length > 0) await must(['annotate', 'namespace', name, ...pairs]);
 }
 
 beforeAll(async () => {
@@ -181,5 +185,32 @@ describe('updates', () => {
     } finally {
       await must(['annotate', 'namespace', teamA, '--overwrite', `realm-operator.dev/allowed-publishers=${ALICE}, @carol:boxel.ai`]);
     }
+  });
+});
+
+describe('as tenant A\'s own identity (a service account allowed everything on PublishedRealms in its namespace)', () => {
+  let asTenantA: string;
+  beforeAll(async () => {
+    asTenantA = await serviceAccountKubeconfig(teamA, 'publisher');
+    await must(['create', 'role', 'publishedrealms-editor', '-n', teamA, '--verb=*', `--resource=${RESOURCE}`]);
+    await must(['create', 'rolebinding', 'publishedrealms-editor', '-n', teamA, '--role=publishedrealms-editor', `--serviceaccount=${teamA}:publisher`]);
+  });
+
+  test('RBAC lets it create PublishedRealms; the policy still refuses B\'s publisher and B\'s domain', async () => {
+    expectDenied(await dryRun(teamA, { publishedRealmURL: 'https://alice.boxel.site/rbac/', publisher: BOB }, asTenantA), `spec.publisher "${BOB}" is not allowed`);
+    expectDenied(await dryRun(teamA, { publishedRealmURL: 'https://bob.boxel.site/rbac/', publisher: ALICE }, asTenantA), 'spec.publishedRealmURL host "bob.boxel.site" is not allowed');
+    const created = await kubectl(['apply', '--server-side', '--field-manager=tenant-a', '-f', '-'], { input: manifest(teamA, { publishedRealmURL: 'https://alice.boxel.site/rbac/', publisher: ALICE }, `rbac-${suffix}`), kubeconfig: asTenantA });
+    expect({ code: created.code, stderr: created.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  test('it cannot widen its own allowances: the Namespace (and its annotations) is the cluster admin\'s', async () => {
+    const patch = JSON.stringify({ metadata: { annotations: { 'realm-operator.dev/allowed-publishers': BOB } } });
+    const result = await kubectl(['patch', 'namespace', teamA, '--type=merge', '-p', patch], { kubeconfig: asTenantA });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(new RegExp(`User "system:serviceaccount:${teamA}:publisher" cannot \\w+ resource "namespaces"`));
+    for (const verb of ['patch', 'update']) {
+      expect((await kubectl(['auth', 'can-i', verb, `namespace/${teamA}`], { kubeconfig: asTenantA })).stdout.trim()).toBe('no');
+    }
+    expect(await must(['get', 'namespace', teamA, '-o', "jsonpath={.metadata.annotations['realm-operator\\.dev/allowed-publishers']}"])).toBe(`${ALICE}, @carol:boxel.ai`);
   });
 });
