@@ -98,7 +98,7 @@ describe('tenant A', () => {
   });
 
   test.each([
-    ['tenant B\'s domain', 'https://bob.boxel.site/blog/', 'bob.boxel.site'],
+    ['tenant B\'s domain (so it can neither take B\'s URL nor unpublish it by deleting its own claim)', 'https://bob.boxel.site/blog/', 'bob.boxel.site'],
     ['a subdomain of tenant B\'s domain', 'https://x.bob.boxel.site/blog/', 'x.bob.boxel.site'],
     ['a parent of its own domain', 'https://boxel.site/blog/', 'boxel.site'],
     ['a host that merely ends in its domain (no dot boundary)', 'https://evilexample.com/blog/', 'evilexample.com'],
@@ -137,6 +137,12 @@ test('an opted-in namespace without annotations allows nothing (fail closed)', a
   expectDenied(
     await dryRun(unannotated, { publishedRealmURL: 'https://alice.boxel.site/blog/', publisher: ALICE }),
     `spec.publishedRealmURL host "alice.boxel.site" is not allowed in namespace ${unannotated}; allowed domains (and their subdomains): none.`,
+  );
+  // Entries that are not bare domains match nothing rather than something unexpected.
+  await must(['annotate', 'namespace', unannotated, 'realm-operator.dev/allowed-domains=.alice.boxel.site,*.alice.boxel.site']);
+  expectDenied(
+    await dryRun(unannotated, { publishedRealmURL: 'https://www.alice.boxel.site/blog/', publisher: ALICE }),
+    'host "www.alice.boxel.site" is not allowed in namespace',
   );
 });
 
