@@ -21,7 +21,7 @@ beforeAll(async () => {
   await must(['apply', '-f', path.join(DEPLOY, 'base/namespace.yaml')]);
 }, 60_000);
 
-test.each([['base'], ['realm-server'], ['kind'], ['samples']])('deploy/%s passes `kubectl apply --dry-run=server`', async (dir) => {
+test.each([['base'], ['realm-server'], ['kind'], ['samples'], ['tenancy']])('deploy/%s passes `kubectl apply --dry-run=server`', async (dir) => {
   const rendered = await must(['kustomize', path.join(DEPLOY, dir)]);
   expect(rendered.length).toBeGreaterThan(100);
   const result = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: rendered });
