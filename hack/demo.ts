@@ -103,6 +103,8 @@ try {
   await must(plane, ['create', 'namespace', 'realm-operator-system']);
 
   const sourceDir = await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{"title":"Hello, v1"}' }, 'demo/source');
+  // The demo's publisher must own the source realm (Boxel's publish rule, checked by the operator).
+  await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@demo:localhost', true, true, true)`, [source]);
 
   say('starting the operator…');
   const operator: OperatorProcess = await startOperator({

@@ -90,6 +90,24 @@ export const operatorConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/, 'must be a Matrix server name (a host name with an optional port, e.g. boxel.ai or localhost:8008)')
     .optional(),
+  // Boxel's publish authorization (src/wire/publish-policy.ts). On by default; off only for a
+  // database no Boxel user owns (no realm-owner rows, no realm_metadata).
+  authorizePublishers: booleanLike.default(true),
+  // Hosts published realms may use, on a dot boundary (Boxel's PUBLISHED_REALM_BOXEL_SITE_DOMAIN and
+  // ..._SPACE_DOMAIN); unset: the domain rule is off (logged at start-up).
+  publishedRealmDomains: z
+    .string()
+    .transform((value) => value.split(',').map((domain) => domain.trim().toLowerCase()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?$/, 'must be comma-separated domains (a host name with an optional port), e.g. boxel.site,boxel.space')))
+    .default([]),
+  // Boxel's PUBLISHED_REALM_BOXEL_SPACE_DOMAIN: users' own spaces are <localpart>.<domain>, where the
+  // path must be the realm's name or its unlisted slug. Also a published-realm domain.
+  publishedRealmSpaceDomain: z
+    .string()
+    .trim()
+    .toLowerCase()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?$/, 'must be a domain (a host name with an optional port), e.g. boxel.space')
+    .optional(),
 });
 
 type OperatorSettings = z.output<typeof operatorConfigSchema>;
@@ -146,6 +164,9 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, SettingName> = {
   matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE' },
   realmSecretSeedFile: { flag: '--realm-secret-seed-file', env: 'REALM_SECRET_SEED_FILE' },
   matrixServerName: { flag: '--matrix-server-name', env: 'MATRIX_SERVER_NAME' },
+  authorizePublishers: { flag: '--authorize-publishers', env: 'AUTHORIZE_PUBLISHERS', boolean: true },
+  publishedRealmDomains: { flag: '--published-realm-domains', env: 'PUBLISHED_REALM_DOMAINS' },
+  publishedRealmSpaceDomain: { flag: '--published-realm-space-domain', env: 'PUBLISHED_REALM_BOXEL_SPACE_DOMAIN' },
 };
 
 /** Secrets also accepted as plain variables (as Boxel's realm server takes them); never as flags, which `ps` shows. */

@@ -12,6 +12,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
+import type { PublishAuthorization } from '../dataplane/authorization.js';
 import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
@@ -69,6 +70,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       copyHardLinkedFiles: config.copyHardLinkedFiles,
       ...(config.matrix ? { registerRealmUser: (username: string) => registerRealmUser({ ...config.matrix!, username }) } : {}),
       ...(config.matrixServerName ? { matrixServerName: config.matrixServerName } : {}),
+      ...publishAuthorization(config, logger),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,
@@ -204,4 +206,22 @@ function injectProcessFault(logger: Logger): void {
     if (kind === 'exception') throw new Error('fault injection: an exception nobody catches');
     void Promise.reject(new Error('fault injection: a promise nobody awaits rejected'));
   }, 200);
+}
+
+/**
+ * Boxel's publish rules from the settings, logged once so an operator without a domain rule says so.
+ * The space domain is a published-realm domain too, as in Boxel.
+ */
+function publishAuthorization(config: OperatorConfig, logger: Logger): { authorization?: PublishAuthorization } {
+  if (!config.authorizePublishers) {
+    logger.warn('--authorize-publishers=false: publishes and unpublishes are NOT checked against Boxel\'s rules (realm-owner, publishable, domains, own-space path)');
+    return {};
+  }
+  const domains = [...config.publishedRealmDomains, ...(config.publishedRealmSpaceDomain ? [config.publishedRealmSpaceDomain] : [])];
+  if (domains.length === 0) {
+    logger.warn('no --published-realm-domains / PUBLISHED_REALM_DOMAINS: published realms may use any host (the domain rule is off); realm-owner and publishable are checked');
+  } else {
+    logger.info({ publishedRealmDomains: domains, spaceDomain: config.publishedRealmSpaceDomain }, 'publish authorization: realm-owner, publishable, published-realm domains, own-space path');
+  }
+  return { authorization: { publishedRealmDomains: domains, ...(config.publishedRealmSpaceDomain ? { spaceDomain: config.publishedRealmSpaceDomain } : {}) } };
 }

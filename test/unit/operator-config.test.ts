@@ -156,6 +156,18 @@ describe('Matrix settings (realm users of published realms)', () => {
     expect(() => loadOperatorConfig({ 'matrix-server-name': 'https://boxel.ai/' }, required)).toThrow(/--matrix-server-name \/ MATRIX_SERVER_NAME: must be a Matrix server name/);
   });
 
+  test('publish authorization: on by default, no domains unless given; domains comma-separated, lower-cased; bad ones refused naming flag and variable', () => {
+    expect(loadOperatorConfig({}, required)).toMatchObject({ authorizePublishers: true, publishedRealmDomains: [] });
+    expect(loadOperatorConfig({}, required).publishedRealmSpaceDomain).toBeUndefined();
+    expect(loadOperatorConfig({ 'authorize-publishers': 'false' }, required).authorizePublishers).toBe(false);
+    expect(loadOperatorConfig({}, { ...required, AUTHORIZE_PUBLISHERS: '0' }).authorizePublishers).toBe(false);
+    expect(loadOperatorConfig({ 'published-realm-domains': 'Boxel.Site, localhost:4205,' }, required).publishedRealmDomains).toEqual(['boxel.site', 'localhost:4205']);
+    const fromEnv = loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAINS: 'boxel.site', PUBLISHED_REALM_BOXEL_SPACE_DOMAIN: 'Boxel.Space' });
+    expect(fromEnv).toMatchObject({ publishedRealmDomains: ['boxel.site'], publishedRealmSpaceDomain: 'boxel.space' });
+    expect(() => loadOperatorConfig({ 'published-realm-domains': 'https://boxel.site/' }, required)).toThrow(/--published-realm-domains \/ PUBLISHED_REALM_DOMAINS: .*must be comma-separated domains/);
+    expect(() => loadOperatorConfig({ 'published-realm-space-domain': '*.boxel.space' }, required)).toThrow(/--published-realm-space-domain \/ PUBLISHED_REALM_BOXEL_SPACE_DOMAIN: must be a domain/);
+  });
+
   test('a partial set is refused, naming what is missing', () => {
     expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008' }, required)).toThrow(
       'Matrix is configured only in part: also set --matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE (or MATRIX_REGISTRATION_SHARED_SECRET) and --realm-secret-seed-file / REALM_SECRET_SEED_FILE (or REALM_SECRET_SEED)',
