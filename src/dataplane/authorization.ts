@@ -10,6 +10,7 @@ import { PublishNotAuthorizedError } from './realm-state.js';
 import {
   checkOwnSpacePath,
   checkPublishedRealmDomain,
+  notOwnerOfExisting,
   notPublishable,
   notRealmOwner,
   type PolicyRefusal,
@@ -61,6 +62,12 @@ export async function authorizePublish(
   });
   if (ownSpace) refuse(ownSpace);
   if (!(await isPublishable(db, request.sourceRealmURL))) refuse(notPublishable(request.sourceRealmURL));
+  // A URL already published from another source (by Boxel, or another publisher) is adopted only by an owner of that source.
+  const { rows } = await db.query<{ source_url: string | null }>(`SELECT source_url FROM realm_registry WHERE url = $1 AND kind = 'published'`, [request.publishedRealmURL]);
+  const existingSource = rows[0]?.source_url ?? (rows[0] ? request.publishedRealmURL : undefined);
+  if (existingSource !== undefined && existingSource !== request.sourceRealmURL && !(await holdsRealmOwner(db, existingSource, request.publisher))) {
+    refuse(notOwnerOfExisting(request.publisher, request.publishedRealmURL, existingSource));
+  }
 }
 
 /** Unpublish: the publisher must hold realm-owner on the published realm's source realm. */

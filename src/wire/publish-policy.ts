@@ -99,6 +99,20 @@ export function notRealmOwner(publisher: string, sourceRealmURL: string, action:
   };
 }
 
+/**
+ * Adopting a URL already published from another source replaces that realm, which is an unpublish
+ * of it: the publisher must also hold realm-owner on the source it was published from (Boxel's own
+ * publish handler does not check this; its unpublish handler does).
+ */
+export function notOwnerOfExisting(publisher: string, publishedRealmURL: string, existingSource: string): PolicyRefusal {
+  return {
+    rule: 'realm-owner',
+    message:
+      `${publishedRealmURL} is already published from ${existingSource}, on which ${publisher} does not hold realm-owner, so may not replace it; ` +
+      `choose another publishedRealmURL, or have an owner of ${existingSource} unpublish it first`,
+  };
+}
+
 /** The publishable rule's refusal. */
 export function notPublishable(sourceRealmURL: string): PolicyRefusal {
   return {

@@ -123,6 +123,27 @@ describe('publish authorization in the data plane (real PostgreSQL)', () => {
     await expect(publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'https://anna.boxel.space/anything/' })).resolves.toMatchObject({ fileCount: 1 });
   });
 
+  test("a URL Boxel published from another source is adopted only by an owner of that source; nothing of it changes otherwise", async () => {
+    const alices = await newSource();
+    const eves = await newSource();
+    await fixture.db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@eve:localhost', true, true, true)`, [eves]);
+    const url = 'https://alice.boxel.site/';
+    const diskId = '6b1c5a0e-0000-4000-8000-0000000000aa';
+    await fixture.db.pool.query(
+      `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at) VALUES ($1, 'published', $2, $3, $4, 1000)`,
+      [url, diskId, `realm/_published_${diskId}`, alices],
+    );
+    steps.length = 0;
+    await expect(publishRealm(plane, { sourceRealmURL: eves, publishedRealmURL: url, publisher: '@eve:localhost' })).rejects.toMatchObject({
+      rule: 'realm-owner',
+      message: `${url} is already published from ${alices}, on which @eve:localhost does not hold realm-owner, so may not replace it; choose another publishedRealmURL, or have an owner of ${alices} unpublish it first`,
+    });
+    expect(steps).toEqual([]);
+    expect((await fixture.db.pool.query('SELECT source_url, last_published_at FROM realm_registry WHERE url = $1', [url])).rows).toEqual([{ source_url: alices, last_published_at: '1000' }]);
+    // The owner of both sources may move it to the other source.
+    await expect(publishRealm(plane, { sourceRealmURL: eves, publishedRealmURL: url })).resolves.toMatchObject({ diskId });
+  });
+
   test('checked again under the lock: realm-owner revoked while staging refuses the publish and writes nothing', async () => {
     const source = await newSource();
     const url = 'https://late.boxel.site/';
