@@ -201,6 +201,23 @@ describe('problems a person must fix', () => {
     await must(['delete', `${PLURAL}.${GROUP}`, 'later', '-n', NS, '--timeout=30s']);
   });
 
+  test("Boxel's rules are on by default: a publisher without realm-owner is Stalled NotAuthorized with the fix, until granted", async () => {
+    const src = 'http://localhost:4201/e2e/authz/';
+    const pub = 'http://pub.localhost/authz/';
+    await createSourceRealm(db.pool, realms.layout, src, { 'x.txt': 'x' });
+    await must(['apply', '-f', '-'], manifest('authz', { sourceRealmURL: src, publishedRealmURL: pub, publisher: '@eve:localhost' }));
+    await eventually(async () => (await getRealm('authz')).status?.conditions?.some((c: { reason: string }) => c.reason === 'NotAuthorized') ?? false, 20_000, () => 'NotAuthorized');
+    const stalled = (await getRealm('authz')).status!.conditions!.find((c: { type: string }) => c.type === 'Stalled');
+    expect(stalled?.message).toBe(
+      `@eve:localhost does not hold realm-owner on the source realm ${src}, so may not publish it; set spec.publisher to a Matrix user id that owns the source realm, or grant that user realm-owner on it in Boxel.`,
+    );
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
+    await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@eve:localhost', true, true, true)`, [src]);
+    await waitReady('authz');
+    await must(['delete', `${PLURAL}.${GROUP}`, 'authz', '-n', NS, '--timeout=30s']);
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
+  });
+
   test('suspend says Suspended and stops republishing until it is lifted', async () => {
     const src = 'http://localhost:4201/e2e/susp/';
     const pub = 'http://pub.localhost/susp/';
