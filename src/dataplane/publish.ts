@@ -163,9 +163,10 @@ export interface PublishableSource {
  * no copy: canonical URLs; the source realm registered as `source`, its directory inside the
  * realms root after resolving symlinks; the published URL not registered as another kind of realm,
  * not claimed by someone else, and (when not yet registered) not overlapping another realm's URL;
- * and the size limit. Throws {@link PublishError} (or a subclass: {@link ClaimConflictError},
- * {@link RealmURLOverlapError}, {@link RealmTooLargeError}, {@link UnsafeDatabaseValueError}).
- * {@link publishRealm} runs it first and repeats the database checks under the realm lock.
+ * the size limit; and, with `plane.authorization`, Boxel's authorization rules. Throws
+ * {@link PublishError} (or a subclass: {@link ClaimConflictError}, {@link RealmURLOverlapError},
+ * {@link RealmTooLargeError}, {@link UnsafeDatabaseValueError}, {@link PublishNotAuthorizedError}).
+ * {@link publishRealm} runs it first and repeats the database checks (authorization included) under the realm lock.
  */
 export async function checkPublishable(plane: DataPlane, request: PublishRequest): Promise<PublishableSource> {
   const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
