@@ -100,7 +100,8 @@ async function main(argv: string[]): Promise<number> {
         const realmsRoot = str('realms-root') ?? process.env.REALMS_ROOT;
         if (!realmsRoot) throw new ConfigError(['--realms-root / REALMS_ROOT: is required']);
         const sourceURL = str('source-url') ?? 'http://localhost:4201/alice/blog/';
-        const result = await seedSampleRealm(pool, { realmsRoot, sourceURL, owner: str('owner') ?? 'alice', onNotice: warn });
+        const matrixServerName = str('matrix-server-name') ?? process.env.MATRIX_SERVER_NAME;
+        const result = await seedSampleRealm(pool, { realmsRoot, sourceURL, owner: str('owner') ?? 'alice', ...(matrixServerName ? { matrixServerName } : {}), onNotice: warn });
         process.stdout.write(`registered source realm ${sourceURL} at ${result.directory}\n`);
         return 0;
       }

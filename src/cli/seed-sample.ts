@@ -1,7 +1,9 @@
 /**
  * `realm-operator seed-sample`: migrates the database and registers a small sample source realm
- * (files under the realms root plus its `realm_registry` row), so a fresh cluster or the demo has
- * something to publish. Idempotent; existing files are left alone.
+ * (files under the realms root, its `realm_registry` row, and — as Boxel's create-realm writes
+ * them — the owner's read/write/realm-owner permission as `@<owner>:<server name>` and
+ * `realm_metadata.publishable = true`), so a fresh cluster or the demo has something the owner may
+ * publish under the operator's authorization rules. Idempotent; existing files are left alone.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -18,7 +20,7 @@ export const SAMPLE_FILES: Record<string, string> = {
 
 export async function seedSampleRealm(
   pool: pg.Pool,
-  options: { realmsRoot: string; sourceURL: string; owner: string; onNotice?: (message: string) => void },
+  options: { realmsRoot: string; sourceURL: string; owner: string; matrixServerName?: string; onNotice?: (message: string) => void },
 ): Promise<{ directory: string; diskId: string }> {
   const url = assertRealmURL(options.sourceURL, '--source-url');
   await migrate(pool, options.onNotice ? { onNotice: options.onNotice } : {});
@@ -37,5 +39,11 @@ export async function seedSampleRealm(
      ON CONFLICT (url) DO NOTHING`,
     [url, diskId, options.owner],
   );
+  await pool.query(
+    `INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, $2, true, true, true)
+     ON CONFLICT DO NOTHING`,
+    [url, `@${options.owner}:${options.matrixServerName ?? 'localhost'}`],
+  );
+  await pool.query(`INSERT INTO realm_metadata (url, publishable) VALUES ($1, true) ON CONFLICT (url) DO NOTHING`, [url]);
   return { directory, diskId };
 }
