@@ -235,6 +235,28 @@ describe('publish authorization in the reconciler (real API server)', () => {
     expect(await rowsFor('https://eve-r.boxel.site/')).toEqual(nothing);
   });
 
+  test("an object whose publish never went through (no source, no publisher) cannot unpublish the site Boxel published at its URL by being deleted", async () => {
+    const carols = await newSource();
+    const url = 'https://carol.boxel.site/';
+    const diskId = '6b1c5a0e-0000-4000-8000-0000000000cc';
+    await fixture.db.pool.query(
+      `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at) VALUES ($1, 'published', $2, $3, $4, 1000)`,
+      [url, diskId, `realm/_published_${diskId}`, carols],
+    );
+    await fixture.db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '*', true, false, false)`, [url]);
+    await apply('hostile', { sourceRealmURL: 'http://localhost:4201/nobody/missing/', publishedRealmURL: url });
+    await reconciler.reconcile({ namespace, name: 'hostile' });
+    expect(condition(await read('hostile'), 'Stalled')).toMatchObject({ status: 'True', reason: 'SourceRealmUnavailable' });
+    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/hostile` });
+    await reconciler.reconcile({ namespace, name: 'hostile' });
+    // Boxel's site is untouched: registry row, permissions, no epoch of ours.
+    expect(await rowsFor(url)).toMatchObject({ registry: 1, permissions: 1, epochs: 0 });
+    expect((await eventsOf('hostile')).filter((e) => e.reason === 'NotUnpublished')).toEqual([
+      expect.objectContaining({ type: 'Warning', note: `${url} was not published by this PublishedRealm; left it published.` }),
+    ]);
+    await expect(read('hostile')).rejects.toThrow();
+  });
+
   test('deleting a PublishedRealm whose publisher no longer holds realm-owner leaves it published with a NotUnpublished Warning', async () => {
     const source = await newSource();
     const url = 'https://revoked.boxel.site/';

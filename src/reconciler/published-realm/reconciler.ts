@@ -44,6 +44,7 @@ import {
   PublishError,
   PublishNotAuthorizedError,
   readRealmEpochRow,
+  readRegistryRow,
   RealmTooLargeError,
   RealmURLOverlapError,
   UnsafeDatabaseValueError,
@@ -373,6 +374,16 @@ export class PublishedRealmReconciler {
     const parsed = parsePublishedRealmSpec(realm.spec);
     if (parsed.ok || typeof url === 'string') {
       const target = parsed.ok ? parsed.spec.publishedRealmURL : (url as string);
+      // Only what this object published is unpublished: an object whose publish never went through
+      // (refused, Stalled, invalid) must not take down a realm someone else published at its URL.
+      const state = await readRealmEpochRow(this.options.pool, target);
+      if (state?.claimed_by !== claimantOf(realm)) {
+        if (await readRegistryRow(this.options.pool, target)) {
+          await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${target} was not published by this PublishedRealm; left it published.`);
+        }
+        await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, false);
+        return {};
+      }
       try {
         const publisher = parsed.ok ? parsed.spec.publisher : undefined;
         const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) }, publisher);
