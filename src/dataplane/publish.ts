@@ -122,12 +122,6 @@ export interface PublishRequest {
    * else the bare `realm_registry.owner_username`).
    */
   publisher?: string;
-  /**
-   * Ignored. The published realm's owner is always its own realm user `realm/_published_<disk_id>`,
-   * as in Boxel; kept only so callers that still pass it compile.
-   * @deprecated
-   */
-  ownerUsername?: string;
   /** Who is publishing; see {@link ClaimOptions}. */
   claim?: ClaimOptions;
   /** Recorded with the publish in `realm_epochs.published_for` (the controller uses `<uid>/spec-<digest>`). */
