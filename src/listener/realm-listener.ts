@@ -405,7 +405,15 @@ export class RealmListener extends EventEmitter {
   }
 
   private onLeaseLapsed(): void {
-    if (this.state !== 'ready' || performance.now() < this.leaseValidUntil) return;
+    if (this.state !== 'ready') return;
+    // Timers run on a coarser clock than performance.now() and may fire a little early: re-arm
+    // rather than drop the fence (it would otherwise never fail the connection or readiness).
+    const remaining = this.leaseValidUntil - performance.now();
+    if (remaining > 0) {
+      this.fenceTimer = setTimeout(() => this.onLeaseLapsed(), Math.ceil(remaining) + 1);
+      this.fenceTimer.unref();
+      return;
+    }
     this.metrics.fenced.inc();
     this.logger.error('lease could not be renewed in time; fencing (cache not trusted) and reconnecting');
     this.metrics.ready.set({ replica: this.replicaId }, 0);
