@@ -2,6 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 NPM ?= npm
+# Node 24 comes from npm (the `node` devDependency), whatever Node the machine has: `npm ci` runs
+# under the machine's Node, and every recipe after it finds node_modules/.bin (node, npm's
+# shebang, tsc, tsx) first on PATH, so tsc, jest, tsx, the operator and the processes the tests
+# spawn all run that Node 24.
+MACHINE_PATH := $(subst $(CURDIR)/node_modules/.bin:,,$(PATH))
+export PATH := $(CURDIR)/node_modules/.bin:$(MACHINE_PATH)
+NODE_MAJOR := 24
 NODE_ESM := node --experimental-vm-modules
 JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
@@ -13,7 +20,9 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 node_modules/.install-stamp: package.json package-lock.json
-	$(NPM) ci --no-audit --no-fund
+	PATH='$(MACHINE_PATH)' $(NPM) ci --no-audit --no-fund
+	@node -e 'process.exit(process.versions.node.split(".")[0] === "$(NODE_MAJOR)" ? 0 : 1)' || { \
+	  echo "node_modules/.bin/node is not Node $(NODE_MAJOR) (npm ci must run the \`node\` package's install script; is ignore-scripts set?)" >&2; exit 1; }
 	@touch $@
 
 install: node_modules/.install-stamp ## Install dependencies (npm ci)

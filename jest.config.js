@@ -1,5 +1,16 @@
 // Jest runs the TypeScript sources as ES modules through SWC (type-checking is `tsc`'s job, in
 // `make typecheck`); Node needs --experimental-vm-modules for that, which the npm scripts pass.
+// The project runs on Node 24 (package.json engines; @kubernetes/client-node 2 cannot even load on
+// older Node). The `node` devDependency provides it: run through `make`, `npm run`, `npx` or with
+// node_modules/.bin first on PATH.
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+if (nodeMajor < 24) {
+  throw new Error(
+    `Jest is running on Node ${process.version}; the tests need Node 24: use \`make test-unit\` etc., ` +
+      '`npx node --experimental-vm-modules node_modules/jest/bin/jest.js ...`, or put node_modules/.bin first on PATH',
+  );
+}
+
 const transform = {
   '^.+\\.ts$': [
     '@swc/jest',

@@ -24,7 +24,8 @@ if (!adminURL) {
   process.stderr.write(`embedded PostgreSQL on 127.0.0.1:${server.port} (started in ${Math.round(performance.now() - started)} ms)\n`);
 }
 
-const child = spawn(command, args, { stdio: 'inherit', env: { ...process.env, REALM_OPERATOR_TEST_ADMIN_URL: adminURL } });
+// `node` is the Node running this script (Node 24 from node_modules), not whichever is first on PATH.
+const child = spawn(command === 'node' ? process.execPath : command, args, { stdio: 'inherit', env: { ...process.env, REALM_OPERATOR_TEST_ADMIN_URL: adminURL } });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
 const code = await new Promise<number>((resolve) => child.on('exit', (c, s) => resolve(c ?? (s ? 128 + 1 : 1))));
 await server?.destroy();

@@ -87,7 +87,8 @@ try {
   process.exit(interrupted ? exitCode(interrupted) : 1);
 }
 
-child = spawn(command, args, { stdio: 'inherit', env });
+// `node` is the Node running this script (Node 24 from node_modules), not whichever is first on PATH.
+child = spawn(command === 'node' ? process.execPath : command, args, { stdio: 'inherit', env });
 const code = await new Promise<number>((resolve) => {
   child!.once('error', (error) => {
     process.stderr.write(`with-test-env: cannot run ${command}: ${error.message}\n`);
