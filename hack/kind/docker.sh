@@ -110,4 +110,4 @@ main() {
   warn_if_privileged_will_fail
 }
 
-main "$@"
+main "$@"; exit
