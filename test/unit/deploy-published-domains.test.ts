@@ -25,6 +25,12 @@ describe('deploy/base published-realm domains', () => {
     expect(config.publishedRealmDomains.length).toBeGreaterThan(0);
     const sample = parse(await fs.readFile(path.join(deploy, 'samples/published-realm.yaml'), 'utf8')) as { spec: { publishedRealmURL: string } };
     expect(checkPublishedRealmDomain(sample.spec.publishedRealmURL, config.publishedRealmDomains)).toBeUndefined();
+    // The kind overlay, where it sets its own domains, allows the sample too.
+    const kind = await fs.readFile(path.join(deploy, 'kind/kustomization.yaml'), 'utf8');
+    for (const [, value] of kind.matchAll(/name: PUBLISHED_REALM_DOMAINS\s+value: "?([^"\n]+)"?/g)) {
+      const domains = loadOperatorConfig({}, { PUBLISHED_REALM_DOMAINS: value!, REALMS_ROOT: '/realms', DATABASE_URL: 'postgres://x@h/db' }).publishedRealmDomains;
+      expect(checkPublishedRealmDomain(sample.spec.publishedRealmURL, domains)).toBeUndefined();
+    }
     // And the rule is really on: a host elsewhere is refused.
     expect(checkPublishedRealmDomain('http://elsewhere.example/blog/', config.publishedRealmDomains)?.rule).toBe('published-realm-domain');
   });
