@@ -378,12 +378,16 @@ export async function readSourceOwnerUserId(db: Queryable, sourceURL: string, ow
  * index writer's `tombstoneEntries` (packages/runtime-common/index-writer.ts) writes each entry at
  * the batch's next generation with `is_deleted = true`, `has_error = false`, `error_doc = NULL`
  * and `diagnostics = {invalidationId, indexedAt}`, keeping every other column, and the batch then
- * records that generation in `realm_generations`. That table exists only in a Boxel database; in
- * a standalone one the realm's highest indexed generation stands in for it. Returns how many
- * entries were marked; a repeat marks none and bumps nothing.
+ * records that generation in `realm_generations`. Its `tombstonePrerenderedHtmlEntries` marks the
+ * realm's `prerendered_html` rows the same way (`error_doc` and `diagnostics` cleared,
+ * `rendered_at` now). Those two tables exist only in a Boxel database; in a standalone one the
+ * realm's highest indexed generation stands in for `realm_generations`. Returns how many entries
+ * were marked; a repeat marks none and bumps nothing.
  */
 export async function tombstoneRealmIndex(db: Queryable, url: string): Promise<number> {
-  const { rows } = await db.query<{ generations: boolean }>(`SELECT to_regclass('realm_generations') IS NOT NULL AS generations`);
+  const { rows } = await db.query<{ generations: boolean; html: boolean }>(
+    `SELECT to_regclass('realm_generations') IS NOT NULL AS generations, to_regclass('prerendered_html') IS NOT NULL AS html`,
+  );
   const hasGenerations = rows[0]?.generations === true;
   // Boxel's setNextGeneration: current_generation + 1, or 1 when the realm has no row yet.
   const current = hasGenerations
@@ -396,7 +400,15 @@ export async function tombstoneRealmIndex(db: Queryable, url: string): Promise<n
      WHERE realm_url = $1 AND is_deleted IS NOT TRUE`,
     [url, generation, JSON.stringify(diagnostics)],
   );
-  const marked = result.rowCount ?? 0;
+  let marked = result.rowCount ?? 0;
+  if (rows[0]?.html) {
+    const html = await db.query(
+      `UPDATE prerendered_html SET is_deleted = true, generation = $2, error_doc = NULL, diagnostics = NULL, rendered_at = $3
+       WHERE realm_url = $1 AND is_deleted IS NOT TRUE`,
+      [url, generation, diagnostics.indexedAt],
+    );
+    marked += html.rowCount ?? 0;
+  }
   if (marked > 0 && hasGenerations) {
     await db.query(
       `INSERT INTO realm_generations (realm_url, current_generation) VALUES ($1, $2)

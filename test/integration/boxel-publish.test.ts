@@ -345,13 +345,18 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     ]);
   });
 
-  test("in a Boxel database the tombstones take realm_generations' next generation and record it there", async () => {
+  test("in a Boxel database the tombstones take realm_generations' next generation, record it there and cover prerendered_html", async () => {
     const boxel = await openDataPlaneFixture();
     try {
       // realm_generations as Boxel's migrations leave it (1783004110683_rename-realm-version-to-generation.js,
       // 1783531609198_add-loader-epoch-to-realm-generations.js); migrate does not create it.
       await boxel.db.pool.query(`CREATE UNLOGGED TABLE realm_generations (
         realm_url varchar NOT NULL PRIMARY KEY, current_generation integer NOT NULL, loader_epoch text NOT NULL DEFAULT '0')`);
+      // prerendered_html's columns a tombstone touches, as 1783182911063_prerendered-html-tables-backfill-dual-write.js
+      // and 1783637823505_add-diagnostics-to-prerendered-html.js leave them.
+      await boxel.db.pool.query(`CREATE TABLE prerendered_html (
+        url varchar NOT NULL, file_alias varchar NOT NULL, realm_url varchar NOT NULL, type varchar NOT NULL, isolated_html varchar,
+        generation integer NOT NULL, is_deleted boolean, error_doc jsonb, rendered_at bigint, diagnostics jsonb, PRIMARY KEY (url, realm_url, type))`);
       const source = 'http://localhost:4201/owner/gens/';
       const published = 'https://gens.boxel.site/';
       const other = 'https://gens-other.boxel.site/';
@@ -363,7 +368,17 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
         { url: `${published}a.json`, realmURL: published, generation: 41 },
         { url: `${other}a.json`, realmURL: other, generation: 5 },
       ]);
+      await boxel.db.pool.query(
+        `INSERT INTO prerendered_html (url, file_alias, realm_url, type, isolated_html, generation, is_deleted, error_doc, rendered_at, diagnostics)
+         VALUES ($1, $2, $3, 'instance', '<p>a</p>', 41, false, '{"message":"x"}', 1, '{"renderMs":3}')`,
+        [`${published}a.json`, `${published}a`, published],
+      );
+      const before = Date.now();
       await unpublishRealm(boxel.plane, published);
+      // tombstonePrerenderedHtmlEntries: the same generation, deleted, error and diagnostics cleared, rendered now; the HTML kept.
+      const [html] = (await boxel.db.pool.query('SELECT isolated_html, generation, is_deleted, error_doc, diagnostics, rendered_at FROM prerendered_html')).rows;
+      expect(html).toEqual({ isolated_html: '<p>a</p>', generation: 42, is_deleted: true, error_doc: null, diagnostics: null, rendered_at: expect.any(String) });
+      expect(Number(html.rendered_at)).toBeGreaterThanOrEqual(before);
       // Boxel's setNextGeneration: current_generation + 1, or 1 for a realm without a row (then recorded).
       await unpublishRealm(boxel.plane, other);
       expect((await indexRowsOf(boxel.db.pool, [published, other])).map((r) => [r.url, r.is_deleted, r.generation])).toEqual([
