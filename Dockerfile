@@ -1,19 +1,24 @@
-# realm-operator: `make image`. Node 20, non-root, production dependencies only.
-FROM node:20-bookworm-slim AS build
-WORKDIR /src
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts
-COPY tsconfig.json tsconfig.build.json ./
-COPY src ./src
-RUN npm run build && npm prune --omit=dev --ignore-scripts
-
-FROM node:20-bookworm-slim
+# realm-operator image: `make image` (hack/kind/images.sh operator) lays out this Dockerfile's
+# build context from artifacts built on the host — dist/ (`npm run build`), a production-only
+# node_modules (`npm ci --omit=dev --ignore-scripts`), crds/, package.json — and runs
+# `docker build` there. No npm inside the build: it needs no registry access from containers,
+# and the legacy builder (DOCKER_BUILDKIT=0) is enough. To lay out a context yourself:
+#   hack/kind/images.sh operator-context DIR && docker build DIR
+#
+# One image, every role (src/cli/main.ts): operator (default), realm-server, migrate,
+# seed-sample. Non-root (65532), nothing written to the image's file system at run time, so it
+# runs with readOnlyRootFilesystem.
+#
+# NODE_IMAGE: node:24-bookworm-slim from a registry, or the locally built drop-in
+# realm-operator/node:24-bookworm (what hack/kind/images.sh passes; see docs/kind.md).
+ARG NODE_IMAGE=node:24-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
+COPY package.json package-lock.json ./
+COPY node_modules ./node_modules
 COPY crds ./crds
+COPY dist ./dist
 USER 65532:65532
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["operator"]

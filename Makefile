@@ -83,8 +83,8 @@ kind-up: ## Create a kind cluster
 kind-down: ## Delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
-image: ## Build the operator image
-	docker build -t $(IMG) .
+image: ## Build the operator image IMG (default realm-operator:dev), starting Docker if needed (docs/kind.md)
+	bash hack/kind/docker.sh && IMG=$(IMG) bash hack/kind/images.sh operator
 
 kind-load: image ## Load the operator image into the kind cluster
 	$(KIND) load docker-image $(IMG) --name $(KIND_CLUSTER)

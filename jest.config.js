@@ -44,5 +44,11 @@ export default {
       displayName: 'e2e',
       testMatch: ['<rootDir>/test/e2e/**/*.test.ts'],
     },
+    // Against a real kind cluster deployed from deploy/kind (hack/kind/e2e.sh exports KUBECONFIG).
+    {
+      ...common,
+      displayName: 'kind',
+      testMatch: ['<rootDir>/test/kind/**/*.test.ts'],
+    },
   ],
 };

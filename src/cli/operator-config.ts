@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { MATRIX_SETTINGS, type MatrixRegistrationSettings } from '../matrix/realm-user.js';
+import { parseDomainOverrides, type DomainOverrides } from '../wire/publish-policy.js';
 import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, type SettingName } from './config.js';
 
 const duration = durationSchema;
@@ -108,6 +109,17 @@ export const operatorConfigSchema = z.object({
     .toLowerCase()
     .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:\d{1,5})?$/, 'must be a domain (a host name with an optional port), e.g. boxel.space')
     .optional(),
+  // Boxel's PUBLISHED_REALM_DOMAIN_OVERRIDES: a JSON object from source realm URL to the custom
+  // domain its published realm may use (src/wire/publish-policy.ts parseDomainOverrides).
+  publishedRealmDomainOverrides: z
+    .string()
+    .transform((value, ctx): DomainOverrides => {
+      const parsed = parseDomainOverrides(value);
+      if (parsed.ok) return parsed.overrides;
+      for (const problem of parsed.problems) ctx.addIssue({ code: 'custom', message: problem });
+      return z.NEVER;
+    })
+    .default({}),
 });
 
 type OperatorSettings = z.output<typeof operatorConfigSchema>;
@@ -167,6 +179,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, SettingName> = {
   authorizePublishers: { flag: '--authorize-publishers', env: 'AUTHORIZE_PUBLISHERS', boolean: true },
   publishedRealmDomains: { flag: '--published-realm-domains', env: 'PUBLISHED_REALM_DOMAINS' },
   publishedRealmSpaceDomain: { flag: '--published-realm-space-domain', env: 'PUBLISHED_REALM_BOXEL_SPACE_DOMAIN' },
+  publishedRealmDomainOverrides: { flag: '--published-realm-domain-overrides', env: 'PUBLISHED_REALM_DOMAIN_OVERRIDES' },
 };
 
 /** Secrets also accepted as plain variables (as Boxel's realm server takes them); never as flags, which `ps` shows. */

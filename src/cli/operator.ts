@@ -223,5 +223,13 @@ function publishAuthorization(config: OperatorConfig, logger: Logger): { authori
   } else {
     logger.info({ publishedRealmDomains: domains, spaceDomain: config.publishedRealmSpaceDomain }, 'publish authorization: realm-owner, publishable, published-realm domains, own-space path');
   }
-  return { authorization: { publishedRealmDomains: domains, ...(config.publishedRealmSpaceDomain ? { spaceDomain: config.publishedRealmSpaceDomain } : {}) } };
+  const overrides = Object.keys(config.publishedRealmDomainOverrides).length;
+  if (overrides > 0) logger.info({ domainOverrides: config.publishedRealmDomainOverrides }, 'PUBLISHED_REALM_DOMAIN_OVERRIDES: these source realms may also be published on their custom domain by a publisher with write on them');
+  return {
+    authorization: {
+      publishedRealmDomains: domains,
+      ...(config.publishedRealmSpaceDomain ? { spaceDomain: config.publishedRealmSpaceDomain } : {}),
+      ...(overrides > 0 ? { domainOverrides: config.publishedRealmDomainOverrides } : {}),
+    },
+  };
 }

@@ -6,13 +6,17 @@
  * (Boxel's `_info` reports `realm_metadata.publishable`; a missing row or NULL is not publishable).
  */
 import type { Queryable } from './db.js';
-import { PublishNotAuthorizedError } from './realm-state.js';
+import { PublishNotAuthorizedError, readRegistryRow, readSourceOwnerUserId } from './realm-state.js';
 import {
   checkOwnSpacePath,
   checkPublishedRealmDomain,
+  matchingDomainOverride,
   notOwnerOfExisting,
   notPublishable,
   notRealmOwner,
+  overrideAllowsPublisher,
+  overrideNeedsWrite,
+  type DomainOverrides,
   type PolicyRefusal,
 } from '../wire/publish-policy.js';
 
@@ -22,6 +26,8 @@ export interface PublishAuthorization {
   publishedRealmDomains: readonly string[];
   /** The domain of users' own spaces (`<localpart>.<domain>`, Boxel's `boxelSpace`); unset: the own-space path rule is off. */
   spaceDomain?: string;
+  /** Boxel's PUBLISHED_REALM_DOMAIN_OVERRIDES (`--published-realm-domain-overrides`): source realm URL → its custom domain. */
+  domainOverrides?: DomainOverrides;
 }
 
 export async function holdsRealmOwner(db: Queryable, realmURL: string, userId: string): Promise<boolean> {
@@ -52,15 +58,11 @@ export async function authorizePublish(
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
 ): Promise<void> {
-  const domain = checkPublishedRealmDomain(request.publishedRealmURL, policy.publishedRealmDomains);
-  if (domain) refuse(domain);
-  if (!(await holdsRealmOwner(db, request.sourceRealmURL, request.publisher))) refuse(notRealmOwner(request.publisher, request.sourceRealmURL, 'publish'));
-  const ownSpace = checkOwnSpacePath({
-    ...request,
-    spaceDomain: policy.spaceDomain,
-    unlistedSlug: policy.spaceDomain ? await readUnlistedSlug(db, request.sourceRealmURL) : null,
-  });
-  if (ownSpace) refuse(ownSpace);
+  // Boxel's override: on the source's own custom host, a publisher with write skips the domain,
+  // realm-owner and own-space rules; otherwise the ordinary rules apply, as in Boxel.
+  const overrideHost = policy.domainOverrides ? matchingDomainOverride(policy.domainOverrides, request.sourceRealmURL, request.publishedRealmURL) : undefined;
+  const overridden = overrideHost !== undefined && overrideAllowsPublisher(await readWritePermissions(db, request.sourceRealmURL), request.publisher);
+  if (!overridden) await authorizeOrdinaryPublish(db, policy, request, overrideHost);
   if (!(await isPublishable(db, request.sourceRealmURL))) refuse(notPublishable(request.sourceRealmURL));
   // A URL already published from another source (by Boxel, or another publisher) is adopted only by an owner of that source.
   const { rows } = await db.query<{ source_url: string | null }>(`SELECT source_url FROM realm_registry WHERE url = $1 AND kind = 'published'`, [request.publishedRealmURL]);
@@ -70,7 +72,60 @@ export async function authorizePublish(
   }
 }
 
+/** The rules Boxel skips on an override host: published-realm domain, realm-owner, own-space path. */
+async function authorizeOrdinaryPublish(
+  db: Queryable,
+  policy: PublishAuthorization,
+  request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
+  overrideHost: string | undefined,
+): Promise<void> {
+  const domain = checkPublishedRealmDomain(request.publishedRealmURL, policy.publishedRealmDomains);
+  if (domain) refuse(overrideHost ? overrideNeedsWrite(request.publisher, request.sourceRealmURL, request.publishedRealmURL, overrideHost) : domain);
+  if (!(await holdsRealmOwner(db, request.sourceRealmURL, request.publisher))) refuse(notRealmOwner(request.publisher, request.sourceRealmURL, 'publish'));
+  const ownSpace = checkOwnSpacePath({
+    ...request,
+    spaceDomain: policy.spaceDomain,
+    unlistedSlug: policy.spaceDomain ? await readUnlistedSlug(db, request.sourceRealmURL) : null,
+  });
+  if (ownSpace) refuse(ownSpace);
+}
+
+/** Who may write the source realm: its rows with `write`, as Boxel's fetchRealmPermissions reads them. */
+async function readWritePermissions(db: Queryable, realmURL: string): Promise<Array<{ username: string; write: boolean }>> {
+  const { rows } = await db.query<{ username: string; write: boolean }>('SELECT username, write FROM realm_user_permissions WHERE realm_url = $1', [realmURL]);
+  return rows;
+}
+
 /** Unpublish: the publisher must hold realm-owner on the published realm's source realm. */
 export async function authorizeUnpublish(db: Queryable, sourceRealmURL: string, publisher: string): Promise<void> {
   if (!(await holdsRealmOwner(db, sourceRealmURL, publisher))) refuse(notRealmOwner(publisher, sourceRealmURL, 'unpublish'));
+}
+
+/**
+ * The publish rules again, for a realm already published from this spec (every reconcile and
+ * resync re-checks them: Boxel checks at publish time only, so a publisher who lost realm-owner
+ * would otherwise keep a realm the operator goes on reconciling). The publisher is the one the
+ * publish used: spec.publisher, else the source realm's owner. Throws {@link PublishNotAuthorizedError}.
+ */
+export async function reauthorizePublished(
+  db: Queryable,
+  policy: PublishAuthorization,
+  request: { sourceRealmURL: string; publishedRealmURL: string; publisher?: string },
+): Promise<void> {
+  const publisher = request.publisher ?? (await sourceOwnerOf(db, request.sourceRealmURL));
+  if (publisher === undefined) {
+    throw new PublishNotAuthorizedError(
+      'realm-owner',
+      `spec.publisher is unset and the source realm ${request.sourceRealmURL} has no owner in realm_registry, so no publisher holds realm-owner on it; ` +
+        'set spec.publisher to a Matrix user id that owns the source realm',
+    );
+  }
+  await authorizePublish(db, policy, { sourceRealmURL: request.sourceRealmURL, publishedRealmURL: request.publishedRealmURL, publisher });
+}
+
+/** The source realm owner's Matrix id (its own realm-owner row), else its bare username; undefined without a registry row. */
+async function sourceOwnerOf(db: Queryable, sourceRealmURL: string): Promise<string | undefined> {
+  const source = await readRegistryRow(db, sourceRealmURL);
+  if (!source?.owner_username) return undefined;
+  return (await readSourceOwnerUserId(db, sourceRealmURL, source.owner_username)) ?? source.owner_username;
 }

@@ -12,6 +12,185 @@ export interface Migration {
   sql: string;
 }
 
+/**
+ * Brings the Boxel tables migration 1 created to the shape Boxel's own migrations give them today
+ * (cardstack/boxel packages/postgres/migrations/, through 1787258803063_add-media-cache-ledger.js,
+ * plus migrations-removal/1783724976754_drop-boxel-index-html-columns.js), so standalone and test
+ * databases have the columns, types, defaults, keys, CHECKs, indexes and persistence a Boxel
+ * database has. test/integration/standalone-schema.test.ts pins the result, column by column.
+ *
+ * In a Boxel database (Boxel's node-pg-migrate table `public.migrations` exists) Boxel's
+ * migrations own these tables: nothing here alters them. Nor does it alter a table the migrating
+ * user does not own. Every step is also guarded by the catalog, so running it over tables
+ * already in this shape (Boxel's own included) changes nothing.
+ */
+const BOXEL_CURRENT_SHAPE_SQL = `
+DO $boxel_shape$
+DECLARE
+  -- Only tables the migrating user owns are reshaped; one owned by another role (a DBA's or Boxel's)
+  -- is left as it is, and the start-up schema check names what the operator then lacks.
+  owned text[] := ARRAY(SELECT c.relname::text FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND pg_has_role(c.relowner, 'USAGE'));
+BEGIN
+  IF to_regclass('public.migrations') IS NOT NULL THEN
+    RETURN;
+  END IF;
+
+  IF 'jobs' = ANY(owned) THEN
+    -- jobs.status is the enum job_statuses (1712771547705_initial.js); timeout is nullable without a
+    -- default (1727287275038_CreateJobReservationTable.js); created_at/finished_at are timestamps
+    -- without time zone, created_at defaulting to CURRENT_TIMESTAMP (1712771547705_initial.js).
+    IF to_regtype('public.job_statuses') IS NULL THEN
+      CREATE TYPE public.job_statuses AS ENUM ('unfulfilled', 'resolved', 'rejected');
+    END IF;
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'public.jobs'::regclass AND attname = 'status') <> 'public.job_statuses'::regtype THEN
+      ALTER TABLE public.jobs DROP CONSTRAINT IF EXISTS jobs_status_check;
+      ALTER TABLE public.jobs ALTER COLUMN status DROP DEFAULT;
+      ALTER TABLE public.jobs ALTER COLUMN status TYPE public.job_statuses USING status::text::public.job_statuses;
+      ALTER TABLE public.jobs ALTER COLUMN status SET DEFAULT 'unfulfilled';
+    END IF;
+    ALTER TABLE public.jobs ALTER COLUMN timeout DROP NOT NULL, ALTER COLUMN timeout DROP DEFAULT;
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'public.jobs'::regclass AND attname = 'created_at') = 'timestamptz'::regtype THEN
+      ALTER TABLE public.jobs
+        ALTER COLUMN created_at TYPE timestamp USING created_at AT TIME ZONE 'UTC',
+        ALTER COLUMN finished_at TYPE timestamp USING finished_at AT TIME ZONE 'UTC';
+    END IF;
+    ALTER TABLE public.jobs ALTER COLUMN created_at SET DEFAULT CURRENT_TIMESTAMP;
+    -- 1736950557343_queue-priority.js, 1785247595829_add-jobs-unfulfilled-concurrency-group-index.js,
+    -- 1783724082538_add-jobs-prerender-spawning-job-id-index.js
+    CREATE INDEX IF NOT EXISTS jobs_priority_index ON public.jobs (priority);
+    CREATE INDEX IF NOT EXISTS jobs_unfulfilled_concurrency_group_idx ON public.jobs (concurrency_group) WHERE status = 'unfulfilled';
+    CREATE INDEX IF NOT EXISTS jobs_prerender_html_spawning_job_id_idx ON public.jobs (((args ->> 'spawningJobId')::bigint), id)
+      WHERE job_type = 'prerender_html' AND (args ->> 'spawningJobId') IS NOT NULL;
+
+    -- A worker's claim on a job (1727287275038_CreateJobReservationTable.js,
+    -- 1777660517426_add-index-on-job-reservations-job-id.js,
+    -- 1778020800000_add-completion-reason-to-job-reservations.js).
+    CREATE TABLE IF NOT EXISTS public.job_reservations (
+      id serial PRIMARY KEY,
+      job_id integer NOT NULL REFERENCES public.jobs (id),
+      created_at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP,
+      locked_until timestamp NOT NULL,
+      completed_at timestamp,
+      worker_id varchar,
+      completion_reason text
+    );
+    CREATE INDEX IF NOT EXISTS job_reservations_job_id_index ON public.job_reservations (job_id);
+  END IF;
+
+  IF 'realm_registry' = ANY(owned) THEN
+    -- realm_registry (1776960113000_create-realm-registry.js): owner_username NOT NULL (bootstrap rows
+    -- use 'system'), source_url and last_published_at only on published rows, the URL unique through
+    -- the index realm_registry_url_uniq. Rows written before this migration get Boxel's owner: a
+    -- published realm's own realm user, a source realm's <owner> from its <owner>/<endpoint> disk id.
+    UPDATE public.realm_registry SET owner_username = CASE kind
+        WHEN 'published' THEN 'realm/_published_' || disk_id
+        WHEN 'bootstrap' THEN 'system'
+        ELSE split_part(disk_id, '/', 1) END
+      WHERE owner_username IS NULL;
+    ALTER TABLE public.realm_registry ALTER COLUMN owner_username SET NOT NULL;
+    UPDATE public.realm_registry SET source_url = NULL, last_published_at = NULL
+      WHERE kind <> 'published' AND (source_url IS NOT NULL OR last_published_at IS NOT NULL);
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.realm_registry'::regclass AND conname = 'realm_registry_source_url_by_kind') THEN
+      ALTER TABLE public.realm_registry ADD CONSTRAINT realm_registry_source_url_by_kind
+        CHECK ((kind = 'published' AND source_url IS NOT NULL) OR (kind <> 'published' AND source_url IS NULL));
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.realm_registry'::regclass AND conname = 'realm_registry_last_published_by_kind') THEN
+      ALTER TABLE public.realm_registry ADD CONSTRAINT realm_registry_last_published_by_kind
+        CHECK (kind = 'published' OR last_published_at IS NULL);
+    END IF;
+    CREATE UNIQUE INDEX IF NOT EXISTS realm_registry_url_uniq ON public.realm_registry (url);
+    ALTER TABLE public.realm_registry DROP CONSTRAINT IF EXISTS realm_registry_url_key;
+    CREATE INDEX IF NOT EXISTS realm_registry_source_url_index ON public.realm_registry (source_url);
+    CREATE INDEX IF NOT EXISTS realm_registry_kind_index ON public.realm_registry (kind);
+    CREATE INDEX IF NOT EXISTS realm_registry_pinned_idx ON public.realm_registry (pinned) WHERE pinned = true;
+  END IF;
+
+  IF 'modules' = ANY(owned) THEN
+    -- modules is keyed by md5(url) (1770889690032_index-row-size-max-error.js), has no defaults on
+    -- its key columns (1763592496405_create-definitions-table.js), file_alias is text, and the table
+    -- is unlogged: it is a cache.
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.modules'::regclass AND attname = 'url_hash' AND NOT attisdropped) THEN
+      ALTER TABLE public.modules ADD COLUMN url_hash text GENERATED ALWAYS AS (md5(url)) STORED;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                   WHERE i.indrelid = 'public.modules'::regclass AND i.indisprimary AND a.attname = 'url_hash') THEN
+      ALTER TABLE public.modules DROP CONSTRAINT IF EXISTS modules_pkey;
+      ALTER TABLE public.modules ADD CONSTRAINT modules_pkey PRIMARY KEY (url_hash, cache_scope, auth_user_id);
+    END IF;
+    ALTER TABLE public.modules ALTER COLUMN cache_scope DROP DEFAULT, ALTER COLUMN auth_user_id DROP DEFAULT;
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'public.modules'::regclass AND attname = 'file_alias') <> 'text'::regtype THEN
+      ALTER TABLE public.modules ALTER COLUMN file_alias TYPE text;
+    END IF;
+    CREATE INDEX IF NOT EXISTS modules_resolved_realm_url_file_alias_index ON public.modules USING hash (file_alias);
+    IF (SELECT relpersistence FROM pg_class WHERE oid = 'public.modules'::regclass) <> 'u' THEN
+      ALTER TABLE public.modules SET UNLOGGED;
+    END IF;
+  END IF;
+
+  IF 'realm_metadata' = ANY(owned) THEN
+    -- realm_metadata (1777591052962_create-realm-metadata.js, 1782417591926_add-archived-at-to-realm-metadata.js).
+    ALTER TABLE public.realm_metadata ADD COLUMN IF NOT EXISTS show_as_catalog boolean;
+    ALTER TABLE public.realm_metadata ADD COLUMN IF NOT EXISTS archived_at timestamptz;
+    IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'public.realm_metadata'::regclass AND attname = 'created_at') = 'timestamptz'::regtype THEN
+      ALTER TABLE public.realm_metadata
+        ALTER COLUMN created_at TYPE timestamp USING created_at AT TIME ZONE 'UTC',
+        ALTER COLUMN updated_at TYPE timestamp USING updated_at AT TIME ZONE 'UTC';
+    END IF;
+  END IF;
+
+  IF 'realm_user_permissions' = ANY(owned) THEN
+    -- realm_user_permissions: read and write have no default (1716284017819_add-realm-user-permissions.js);
+    -- 1727094475141_add-public-realms-index.js.js indexes (username, read).
+    ALTER TABLE public.realm_user_permissions ALTER COLUMN read DROP DEFAULT, ALTER COLUMN write DROP DEFAULT;
+    CREATE INDEX IF NOT EXISTS realm_user_permissions_username_read_index ON public.realm_user_permissions (username, read);
+  END IF;
+
+  IF 'boxel_index' = ANY(owned) THEN
+    -- boxel_index: realm_version is now generation (1783004110683_rename-realm-version-to-generation.js);
+    -- file_alias and type are required, type is 'instance' or 'file' (1771254218515_remove-module-index-entries.js
+    -- deleted the old 'module' rows first); the columns the index writer fills; its indexes; unlogged.
+    IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.boxel_index'::regclass AND attname = 'realm_version' AND NOT attisdropped)
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'public.boxel_index'::regclass AND attname = 'generation' AND NOT attisdropped) THEN
+      ALTER TABLE public.boxel_index RENAME COLUMN realm_version TO generation;
+    END IF;
+    ALTER TABLE public.boxel_index ALTER COLUMN generation DROP DEFAULT;
+    UPDATE public.boxel_index SET file_alias = url WHERE file_alias IS NULL;
+    ALTER TABLE public.boxel_index ALTER COLUMN file_alias SET NOT NULL, ALTER COLUMN type DROP DEFAULT;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.boxel_index'::regclass AND conname = 'boxel_index_type_check') THEN
+      DELETE FROM public.boxel_index WHERE type NOT IN ('instance', 'file');
+      ALTER TABLE public.boxel_index ADD CONSTRAINT boxel_index_type_check CHECK (type IN ('instance', 'file'));
+    END IF;
+    ALTER TABLE public.boxel_index
+      ADD COLUMN IF NOT EXISTS pristine_doc jsonb,
+      ADD COLUMN IF NOT EXISTS search_doc jsonb,
+      ADD COLUMN IF NOT EXISTS error_doc jsonb,
+      ADD COLUMN IF NOT EXISTS deps jsonb DEFAULT '[]'::jsonb,
+      ADD COLUMN IF NOT EXISTS types jsonb,
+      ADD COLUMN IF NOT EXISTS display_names jsonb,
+      ADD COLUMN IF NOT EXISTS resource_created_at bigint,
+      ADD COLUMN IF NOT EXISTS icon_html varchar,
+      ADD COLUMN IF NOT EXISTS has_error boolean NOT NULL DEFAULT false,
+      ADD COLUMN IF NOT EXISTS last_known_good_deps jsonb,
+      ADD COLUMN IF NOT EXISTS diagnostics jsonb;
+    CREATE INDEX IF NOT EXISTS boxel_index_deps_index ON public.boxel_index USING gin (deps);
+    CREATE INDEX IF NOT EXISTS boxel_index_file_alias_index ON public.boxel_index (file_alias);
+    CREATE INDEX IF NOT EXISTS boxel_index_generation_index ON public.boxel_index (generation);
+    CREATE INDEX IF NOT EXISTS boxel_index_last_modified_index ON public.boxel_index (last_modified);
+    CREATE INDEX IF NOT EXISTS boxel_index_realm_url_type_index ON public.boxel_index (realm_url, type);
+    CREATE INDEX IF NOT EXISTS boxel_index_resource_created_at_index ON public.boxel_index (resource_created_at);
+    CREATE INDEX IF NOT EXISTS boxel_index_search_doc_index ON public.boxel_index USING gin (search_doc);
+    CREATE INDEX IF NOT EXISTS boxel_index_type_index ON public.boxel_index (type);
+    CREATE INDEX IF NOT EXISTS boxel_index_types_containment_idx ON public.boxel_index USING gin (COALESCE(types, '[]'::jsonb) jsonb_path_ops);
+    CREATE INDEX IF NOT EXISTS boxel_index_url_generation_index ON public.boxel_index (url, generation);
+    IF (SELECT relpersistence FROM pg_class WHERE oid = 'public.boxel_index'::regclass) <> 'u' THEN
+      ALTER TABLE public.boxel_index SET UNLOGGED;
+    END IF;
+  END IF;
+END
+$boxel_shape$;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -143,6 +322,11 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS claimed_by text
 ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_for text;
 `,
   },
+  {
+    version: 4,
+    name: "boxel tables in Boxel's current shape",
+    sql: BOXEL_CURRENT_SHAPE_SQL,
+  },
 ];
 
 /**
@@ -193,6 +377,8 @@ export const REPLICA_ROLE_GRANTS: ReadonlyArray<{ sql: string; holds: string }> 
 export interface MigrateOptions {
   /** Told when the replica role cannot be created or granted (and what a DBA should run instead). */
   onNotice?: (message: string) => void;
+  /** Apply migrations up to and including this version only (a database as an older release left it). */
+  through?: number;
 }
 
 /** Serializes concurrent `migrate` runs (operator replicas starting together). */
@@ -212,7 +398,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
     await client.query(`CREATE TABLE IF NOT EXISTS realm_operator.schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
     const applied: number[] = [];
-    for (const migration of MIGRATIONS) {
+    for (const migration of MIGRATIONS.filter((m) => options.through === undefined || m.version <= options.through)) {
       await client.query('BEGIN');
       try {
         const done = await client.query('SELECT 1 FROM realm_operator.schema_migrations WHERE version = $1', [migration.version]);

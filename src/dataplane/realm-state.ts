@@ -12,7 +12,7 @@ export interface RegistryRow {
   url: string;
   kind: 'source' | 'published' | 'bootstrap';
   disk_id: string;
-  owner_username: string | null;
+  owner_username: string;
   source_url: string | null;
   last_published_at: string | null;
 }
@@ -373,12 +373,48 @@ export async function readSourceOwnerUserId(db: Queryable, sourceURL: string, ow
 }
 
 /**
- * Marks every live index entry of an unpublished realm deleted, as Boxel's unpublish does through
- * `realm.deleteAll` (cardstack/boxel packages/realm-server/handlers/handle-unpublish-realm.ts), whose
- * index writer tombstones each entry with `is_deleted = true` (packages/runtime-common/index-writer.ts).
- * Returns how many entries were marked.
+ * Tombstones every live index entry of an unpublished realm as Boxel's unpublish does through
+ * `realm.deleteAll` (cardstack/boxel packages/realm-server/handlers/handle-unpublish-realm.ts): the
+ * index writer's `tombstoneEntries` (packages/runtime-common/index-writer.ts) writes each entry at
+ * the batch's next generation with `is_deleted = true`, `has_error = false`, `error_doc = NULL`
+ * and `diagnostics = {invalidationId, indexedAt}`, keeping every other column, and the batch then
+ * records that generation in `realm_generations`. Its `tombstonePrerenderedHtmlEntries` marks the
+ * realm's `prerendered_html` rows the same way (`error_doc` and `diagnostics` cleared,
+ * `rendered_at` now). Those two tables exist only in a Boxel database; in a standalone one the
+ * realm's highest indexed generation stands in for `realm_generations`. Returns how many entries
+ * were marked; a repeat marks none and bumps nothing.
  */
 export async function tombstoneRealmIndex(db: Queryable, url: string): Promise<number> {
-  const result = await db.query('UPDATE boxel_index SET is_deleted = true WHERE realm_url = $1 AND is_deleted IS NOT TRUE', [url]);
-  return result.rowCount ?? 0;
+  const { rows } = await db.query<{ generations: boolean; html: boolean }>(
+    `SELECT to_regclass('realm_generations') IS NOT NULL AS generations, to_regclass('prerendered_html') IS NOT NULL AS html`,
+  );
+  const hasGenerations = rows[0]?.generations === true;
+  // Boxel's setNextGeneration: current_generation + 1, or 1 when the realm has no row yet.
+  const current = hasGenerations
+    ? (await db.query<{ g: number }>('SELECT current_generation AS g FROM realm_generations WHERE realm_url = $1', [url])).rows[0]?.g
+    : (await db.query<{ g: number | null }>('SELECT max(generation) AS g FROM boxel_index WHERE realm_url = $1', [url])).rows[0]?.g;
+  const generation = (current ?? 0) + 1;
+  const diagnostics = { invalidationId: randomUUID(), indexedAt: Date.now() };
+  const result = await db.query(
+    `UPDATE boxel_index SET is_deleted = true, generation = $2, has_error = false, error_doc = NULL, diagnostics = $3::jsonb
+     WHERE realm_url = $1 AND is_deleted IS NOT TRUE`,
+    [url, generation, JSON.stringify(diagnostics)],
+  );
+  let marked = result.rowCount ?? 0;
+  if (rows[0]?.html) {
+    const html = await db.query(
+      `UPDATE prerendered_html SET is_deleted = true, generation = $2, error_doc = NULL, diagnostics = NULL, rendered_at = $3
+       WHERE realm_url = $1 AND is_deleted IS NOT TRUE`,
+      [url, generation, diagnostics.indexedAt],
+    );
+    marked += html.rowCount ?? 0;
+  }
+  if (marked > 0 && hasGenerations) {
+    await db.query(
+      `INSERT INTO realm_generations (realm_url, current_generation) VALUES ($1, $2)
+       ON CONFLICT (realm_url) DO UPDATE SET current_generation = EXCLUDED.current_generation`,
+      [url, generation],
+    );
+  }
+  return marked;
 }

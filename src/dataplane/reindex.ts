@@ -48,6 +48,9 @@ export const DEFAULT_REINDEX_TIMEOUT_SECONDS = 3600;
 export const MAX_SERIALIZATION_ATTEMPTS = 20;
 const SERIALIZATION_FAILURE = '40001';
 
+/** A live reservation means a worker holds the job (Boxel's pg-queue.ts: reserved until `locked_until`, not completed). */
+const NOT_RESERVED = `NOT EXISTS (SELECT 1 FROM job_reservations r WHERE r.job_id = j.id AND r.locked_until > now() AND r.completed_at IS NULL)`;
+
 /** Boxel's concurrency group for every job that writes a realm's index. */
 export function indexingConcurrencyGroup(realmURL: string): string {
   return `indexing:${realmURL}`;
@@ -162,7 +165,7 @@ async function enqueueOnce(pool: pg.Pool, url: string, request: ReindexRequest):
     let jobId: number;
     if (decision.type === 'join') {
       const updated = await client.query(
-        `UPDATE jobs SET priority = $2, timeout = $3, args = $4 WHERE id = $1 AND status = 'unfulfilled' RETURNING id`,
+        `UPDATE jobs j SET priority = $2, timeout = $3, args = $4 WHERE j.id = $1 AND j.status = 'unfulfilled' AND ${NOT_RESERVED} RETURNING j.id`,
         [decision.jobId, decision.update.priority, decision.update.timeout, JSON.stringify(decision.update.args)],
       );
       if (updated.rowCount !== 1) throw Object.assign(new Error(`pending job ${decision.jobId} changed while joining it`), { code: SERIALIZATION_FAILURE });
@@ -190,18 +193,11 @@ async function enqueueOnce(pool: pg.Pool, url: string, request: ReindexRequest):
   }
 }
 
-/**
- * The group's unfulfilled jobs that no worker holds, oldest first, locked FOR UPDATE. Boxel's
- * `job_reservations` (a live reservation marks a job in flight) is consulted when the table exists.
- */
+/** The group's unfulfilled jobs that no worker holds, oldest first, locked FOR UPDATE (Boxel's pending coalesce candidates). */
 async function readPendingJobs(client: pg.PoolClient, group: string): Promise<PendingJob[]> {
-  const { rows: reg } = await client.query<{ present: boolean }>(`SELECT to_regclass('job_reservations') IS NOT NULL AS present`);
-  const notReserved = reg[0]?.present
-    ? `AND NOT EXISTS (SELECT 1 FROM job_reservations r WHERE r.job_id = j.id AND r.locked_until > now() AND r.completed_at IS NULL)`
-    : '';
   const { rows } = await client.query<{ id: number; job_type: string; priority: number; timeout: number; args: unknown }>(
     `SELECT j.id, j.job_type, j.priority, j.timeout, j.args FROM jobs j
-     WHERE j.status = 'unfulfilled' AND j.concurrency_group IS NOT DISTINCT FROM $1 ${notReserved}
+     WHERE j.status = 'unfulfilled' AND j.concurrency_group IS NOT DISTINCT FROM $1 AND ${NOT_RESERVED}
      ORDER BY j.created_at, j.id FOR UPDATE`,
     [group],
   );

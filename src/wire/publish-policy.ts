@@ -9,7 +9,11 @@
  *   suffix, so `evilboxel.site` passes for `boxel.site`; here the match is on a dot boundary;
  * - on the publisher's own space host `<localpart>.<space domain>` the path is the source realm's
  *   name or its server-issued unlisted slug, never a path of the publisher's choosing.
+ * - Boxel's PUBLISHED_REALM_DOMAIN_OVERRIDES (custom domains, see {@link parseDomainOverrides}): a
+ *   source realm listed there may be published on exactly its override host by a publisher with
+ *   write on it; the domain, realm-owner and own-space rules are then not applied (publishable is).
  */
+import { canonicalRealmURL } from './realm-url.js';
 
 /** The rule a refusal names. */
 export type PublishRule = 'realm-owner' | 'publishable' | 'published-realm-domain' | 'own-space-path';
@@ -118,5 +122,107 @@ export function notPublishable(sourceRealmURL: string): PolicyRefusal {
   return {
     rule: 'publishable',
     message: `source realm ${sourceRealmURL} is not publishable (realm_metadata.publishable is not true); mark it publishable in Boxel (fix what its publishability check reports) and the publish is retried`,
+  };
+}
+
+/**
+ * Boxel's PUBLISHED_REALM_DOMAIN_OVERRIDES, as cardstack/boxel reads it
+ * (packages/runtime-common/constants.ts `parsePublishedRealmDomainOverrides`, used by
+ * packages/realm-server/handlers/handle-publish-realm.ts `maybeApplyPublishedRealmOverride`): a JSON
+ * object from a source realm URL to the one custom domain its published realm may use, e.g.
+ * `{"https://app.boxel.ai/mike/site/":"www.mikes.example"}`. The domain is a host, optionally with a
+ * port, or a URL whose host is taken.
+ */
+export type DomainOverrides = Readonly<Record<string, string>>;
+
+/** An override's host: Boxel parses `d` as a URL when it contains `://`, else as `https://d`. */
+export interface OverrideHost {
+  /** host[:port], lowercased. */
+  host: string;
+  hostname: string;
+  port: string;
+}
+
+export function parseOverrideHost(domain: string): OverrideHost | undefined {
+  try {
+    const url = new URL(domain.includes('://') ? domain : `https://${domain}`);
+    if (!url.hostname) return undefined;
+    return { host: url.host.toLowerCase(), hostname: url.hostname.toLowerCase().replace(/\.$/, ''), port: url.port };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parses the overrides. Boxel silently ignores what it cannot use (invalid JSON, a non-object,
+ * non-string values, and a key without its trailing slash simply never matches); the operator
+ * refuses each of these instead, naming the entry and the fix, since a typo would otherwise
+ * quietly block a custom domain. Keys are compared canonically (see canonicalRealmURL), so
+ * `https://App.boxel.ai/mike/site/` and `https://app.boxel.ai/mike/site/` are the same realm.
+ */
+export function parseDomainOverrides(raw: string): { ok: true; overrides: DomainOverrides } | { ok: false; problems: string[] } {
+  if (raw.trim() === '') return { ok: true, overrides: {} };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (error) {
+    return { ok: false, problems: [`is not JSON (${(error as Error).message}); write an object from source realm URL to domain, e.g. {"https://app.boxel.ai/mike/site/":"www.mikes.example"}`] };
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return { ok: false, problems: ['must be a JSON object from source realm URL to domain, e.g. {"https://app.boxel.ai/mike/site/":"www.mikes.example"}'] };
+  }
+  const overrides: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const [key, value] of Object.entries(parsed)) {
+    let source: string;
+    try {
+      source = canonicalRealmURL(key, 'source realm URL');
+    } catch (error) {
+      problems.push(`key ${JSON.stringify(key)}: ${(error as Error).message}`);
+      continue;
+    }
+    if (!source.endsWith('/')) {
+      problems.push(`key ${JSON.stringify(key)}: a source realm URL ends with "/" (Boxel never matches it otherwise); write ${JSON.stringify(`${source}/`)}`);
+      continue;
+    }
+    if (typeof value !== 'string' || !parseOverrideHost(value)) {
+      problems.push(`${JSON.stringify(key)}: ${JSON.stringify(value)} is not a domain; write a host with an optional port, e.g. "www.mikes.example" or "sites.example:4443"`);
+      continue;
+    }
+    overrides[source] = value;
+  }
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, overrides };
+}
+
+/**
+ * The override host a publish of `sourceRealmURL` at `publishedRealmURL` uses, when the source has
+ * an override and the published URL's host is that host: host and port when the override names a
+ * port, else the host name alone (any port), as Boxel compares them. Exact, never a subdomain.
+ */
+export function matchingDomainOverride(overrides: DomainOverrides, sourceRealmURL: string, publishedRealmURL: string): string | undefined {
+  const domain = overrides[canonicalRealmURL(sourceRealmURL, 'sourceRealmURL')];
+  if (domain === undefined) return undefined;
+  const wanted = parseOverrideHost(domain);
+  if (!wanted) return undefined;
+  const published = new URL(canonicalRealmURL(publishedRealmURL, 'publishedRealmURL'));
+  const matches = wanted.port ? published.host.toLowerCase() === wanted.host : published.hostname.toLowerCase() === wanted.hostname;
+  return matches ? wanted.host : undefined;
+}
+
+/**
+ * Whether Boxel lets a user publish on a source's override host: the user has `write` on the
+ * source realm through any of its own, `users` (any logged-in user) or `*` (everyone) rows.
+ */
+export function overrideAllowsPublisher(permissions: ReadonlyArray<{ username: string; write: boolean }>, publisher: string): boolean {
+  return permissions.some((row) => row.write && (row.username === publisher || row.username === 'users' || row.username === '*'));
+}
+
+/** The domain rule's refusal when the host is a source's override host but the publisher may not use it. */
+export function overrideNeedsWrite(publisher: string, sourceRealmURL: string, publishedRealmURL: string, overrideHost: string): PolicyRefusal {
+  return {
+    rule: 'published-realm-domain',
+    message:
+      `publishedRealmURL ${publishedRealmURL} is on ${overrideHost}, the PUBLISHED_REALM_DOMAIN_OVERRIDES host of ${sourceRealmURL}, which only a publisher with write on that source may use, ` +
+      `and ${publisher} has none; grant ${publisher} write on ${sourceRealmURL} in Boxel, or use a host under a published-realm domain`,
   };
 }

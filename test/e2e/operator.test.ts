@@ -212,8 +212,27 @@ describe('problems a person must fix', () => {
       `@eve:localhost does not hold realm-owner on the source realm ${src}, so may not publish it; set spec.publisher to a Matrix user id that owns the source realm, or grant that user realm-owner on it in Boxel.`,
     );
     expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
+    // Refused before it held the URL's claim: no finalizer.
+    expect((await getRealm('authz')).metadata.finalizers).toBeUndefined();
     await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@eve:localhost', true, true, true)`, [src]);
     await waitReady('authz');
+    expect((await getRealm('authz')).metadata.finalizers).toEqual(['realm-operator.dev/unpublish']);
+    const epoch = await epochOf(pub);
+
+    // realm-owner revoked after the publish: the next reconcile (here a reindex setting changed) is
+    // Stalled NotAuthorized; the realm stays published at the same epoch.
+    await db.pool.query(`UPDATE realm_user_permissions SET realm_owner = false WHERE realm_url = $1 AND username = '@eve:localhost'`, [src]);
+    await must(['patch', `${PLURAL}.${GROUP}`, 'authz', '-n', NS, '--type=merge', '-p', '{"spec":{"reindex":{"priority":11}}}']);
+    await eventually(async () => (await getRealm('authz')).status?.conditions?.some((c: { reason: string }) => c.reason === 'NotAuthorized') ?? false, 20_000, () => 'NotAuthorized after revocation');
+    const revoked = (await getRealm('authz')).status!.conditions!.find((c: { type: string }) => c.type === 'Stalled');
+    expect(revoked?.message).toContain(`@eve:localhost does not hold realm-owner on the source realm ${src}, so may not publish it`);
+    expect(revoked?.message).toContain(`epoch ${epoch} stays served as it is`);
+    expect(await epochOf(pub)).toBe(epoch);
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toHaveLength(1);
+    // Granted again: the Stalled re-check makes it Ready without a republish.
+    await db.pool.query(`UPDATE realm_user_permissions SET realm_owner = true WHERE realm_url = $1 AND username = '@eve:localhost'`, [src]);
+    await waitReady('authz');
+    expect(await epochOf(pub)).toBe(epoch);
     await must(['delete', `${PLURAL}.${GROUP}`, 'authz', '-n', NS, '--timeout=30s']);
     expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
   });

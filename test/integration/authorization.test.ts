@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
+import { GROUP, PLURAL, UNPUBLISH_FINALIZER, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import type { PublishAuthorization } from '../../src/dataplane/authorization.js';
 import { checkPublishable, publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { PublishNotAuthorizedError } from '../../src/dataplane/realm-state.js';
@@ -176,6 +176,29 @@ describe('publish authorization in the data plane (real PostgreSQL)', () => {
     expect((await rowsFor(url)).registry).toBe(0);
   });
 
+  test("PUBLISHED_REALM_DOMAIN_OVERRIDES: a publisher with write (not realm-owner) publishes the listed source on its custom host only; without write the host is refused naming the override", async () => {
+    const source = await newSource();
+    const other = await newSource();
+    const custom: DataPlane = { ...plane, authorization: { ...policy, domainOverrides: { [source]: 'www.custom.example' } } };
+    // A writer, not an owner, with no space or site domain of its own: Boxel's override applies.
+    await fixture.db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@writer:localhost', true, true, false)`, [source]);
+    await expect(publishRealm(custom, { sourceRealmURL: source, publishedRealmURL: 'https://www.custom.example/', publisher: '@writer:localhost' })).resolves.toMatchObject({ fileCount: 1 });
+    // Not a subdomain of the override host, and not for another source: the ordinary rules apply.
+    await expect(checkPublishable(custom, { sourceRealmURL: source, publishedRealmURL: 'https://x.www.custom.example/', publisher: '@writer:localhost' })).rejects.toMatchObject({
+      rule: 'published-realm-domain',
+    });
+    await expect(checkPublishable(custom, { sourceRealmURL: other, publishedRealmURL: 'https://www.custom.example:8443/' })).rejects.toMatchObject({ rule: 'published-realm-domain' });
+    // Read only: refused with the override named.
+    await fixture.db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '@reader:localhost', true, false, false)`, [source]);
+    await expect(checkPublishable(custom, { sourceRealmURL: source, publishedRealmURL: 'http://www.custom.example/', publisher: '@reader:localhost' })).rejects.toMatchObject({
+      rule: 'published-realm-domain',
+      message: `publishedRealmURL http://www.custom.example/ is on www.custom.example, the PUBLISHED_REALM_DOMAIN_OVERRIDES host of ${source}, which only a publisher with write on that source may use, and @reader:localhost has none; grant @reader:localhost write on ${source} in Boxel, or use a host under a published-realm domain`,
+    });
+    // Publishable still applies on the override host, as in Boxel.
+    await fixture.db.pool.query('UPDATE realm_metadata SET publishable = false WHERE url = $1', [source]);
+    await expect(checkPublishable(custom, { sourceRealmURL: source, publishedRealmURL: 'https://www.custom.example/', publisher: '@writer:localhost' })).rejects.toMatchObject({ rule: 'publishable' });
+  });
+
   test('a data plane without authorization settings checks none of the rules', async () => {
     const source = await newSource();
     await fixture.db.pool.query('UPDATE realm_metadata SET publishable = false WHERE url = $1', [source]);
@@ -216,6 +239,15 @@ describe('publish authorization in the reconciler (real API server)', () => {
     kubeRequest(kube, { method: 'POST', path: collection, body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PublishedRealm', metadata: { name, namespace }, spec } });
   const read = (name: string) => kubeRequest<PublishedRealm>(kube, { path: `${collection}/${name}` });
   const condition = (realm: PublishedRealm, type: string) => realm.status?.conditions?.find((c) => c.type === type);
+  /** Reconciles as the controller would (requeues included) until Ready; throws after 20 tries. */
+  const reconcileUntilReady = async (name: string): Promise<PublishedRealm> => {
+    for (let attempt = 0; ; attempt++) {
+      await reconciler.reconcile({ namespace, name });
+      const realm = await read(name);
+      if (condition(realm, 'Ready')?.status === 'True') return realm;
+      if (attempt > 20) throw new Error(`${name} not Ready: ${JSON.stringify(realm.status)}`);
+    }
+  };
   const eventsOf = async (name: string) =>
     (await kubeRequest<{ items: { reason: string; type: string; note: string; regarding: { name: string } }[] }>(kube, { path: `/apis/events.k8s.io/v1/namespaces/${namespace}/events` })).items.filter(
       (e) => e.regarding.name === name,
@@ -233,6 +265,10 @@ describe('publish authorization in the reconciler (real API server)', () => {
     });
     expect(copies).toBe(0);
     expect(await rowsFor('https://eve-r.boxel.site/')).toEqual(nothing);
+    // Refused before it claimed the URL: no finalizer, so deleting it is instant.
+    expect(realm.metadata.finalizers).toBeUndefined();
+    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/eve` });
+    await expect(read('eve')).rejects.toThrow(/404/);
   });
 
   test("an object whose publish never went through (no source, no publisher) cannot unpublish the site Boxel published at its URL by being deleted", async () => {
@@ -246,24 +282,93 @@ describe('publish authorization in the reconciler (real API server)', () => {
     await fixture.db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, '*', true, false, false)`, [url]);
     await apply('hostile', { sourceRealmURL: 'http://localhost:4201/nobody/missing/', publishedRealmURL: url });
     await reconciler.reconcile({ namespace, name: 'hostile' });
-    expect(condition(await read('hostile'), 'Stalled')).toMatchObject({ status: 'True', reason: 'SourceRealmUnavailable' });
+    const stalled = await read('hostile');
+    expect(condition(stalled, 'Stalled')).toMatchObject({ status: 'True', reason: 'SourceRealmUnavailable' });
+    // It never held the URL's claim, so it never got the finalizer: the API server deletes it at once.
+    expect(stalled.metadata.finalizers).toBeUndefined();
     await kubeRequest(kube, { method: 'DELETE', path: `${collection}/hostile` });
-    await reconciler.reconcile({ namespace, name: 'hostile' });
+    await expect(read('hostile')).rejects.toThrow(/404/);
     // Boxel's site is untouched: registry row, permissions, no epoch of ours.
     expect(await rowsFor(url)).toMatchObject({ registry: 1, permissions: 1, epochs: 0 });
-    expect((await eventsOf('hostile')).filter((e) => e.reason === 'NotUnpublished')).toEqual([
-      expect.objectContaining({ type: 'Warning', note: `${url} was not published by this PublishedRealm; left it published.` }),
-    ]);
-    await expect(read('hostile')).rejects.toThrow();
+  });
+
+  test('a refused object carrying the finalizer an earlier version added up front loses it, so it too deletes at once', async () => {
+    await kubeRequest(kube, {
+      method: 'POST',
+      path: collection,
+      body: {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'PublishedRealm',
+        metadata: { name: 'legacy-finalizer', namespace, finalizers: [UNPUBLISH_FINALIZER] },
+        spec: { sourceRealmURL: 'http://localhost:4201/nobody/missing-too/', publishedRealmURL: 'https://legacy.boxel.site/' },
+      },
+    });
+    await reconciler.reconcile({ namespace, name: 'legacy-finalizer' });
+    const realm = await read('legacy-finalizer');
+    expect(condition(realm, 'Stalled')).toMatchObject({ status: 'True', reason: 'SourceRealmUnavailable' });
+    expect(realm.metadata.finalizers).toBeUndefined();
+    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/legacy-finalizer` });
+    await expect(read('legacy-finalizer')).rejects.toThrow(/404/);
+  });
+
+  test('re-checked on every reconcile: a publisher that loses realm-owner, or a source no longer publishable, is Stalled NotAuthorized; the live content stays, nothing is republished, and it recovers once fixed', async () => {
+    const source = await newSource();
+    const url = 'https://recheck.boxel.site/';
+    await apply('recheck', { sourceRealmURL: source, publishedRealmURL: url, publisher: SOURCE_OWNER_USER_ID });
+    const before = copies;
+    const ready = await reconcileUntilReady('recheck');
+    expect(copies).toBe(before + 1);
+    // It holds the URL's claim and published: it has the finalizer.
+    expect(ready.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+    const epoch = ready.status!.epoch;
+
+    await fixture.db.pool.query('UPDATE realm_user_permissions SET realm_owner = false WHERE realm_url = $1 AND username = $2', [source, SOURCE_OWNER_USER_ID]);
+    await reconciler.reconcile({ namespace, name: 'recheck' });
+    let realm = await read('recheck');
+    expect(condition(realm, 'Ready')).toMatchObject({ status: 'False', reason: 'NotAuthorized' });
+    expect(condition(realm, 'Stalled')).toMatchObject({
+      status: 'True',
+      reason: 'NotAuthorized',
+      message:
+        `${SOURCE_OWNER_USER_ID} does not hold realm-owner on the source realm ${source}, so may not publish it; set spec.publisher to a Matrix user id that owns the source realm, or grant that user realm-owner on it in Boxel. ` +
+        `Re-checked after publishing: epoch ${epoch} stays served as it is, and nothing is republished until the rule passes again. ` +
+        'The operator does not unpublish on its own initiative (that would take the site down and lose what it serves); ' +
+        'fix the rule, or delete this PublishedRealm to unpublish it (which needs realm-owner on the source realm).',
+    });
+    expect(realm.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+    // Still published, same epoch; a new revision is not copied either.
+    expect(await rowsFor(url)).toMatchObject({ registry: 1, permissions: 3 });
+    await kubeRequest(kube, { method: 'PATCH', path: `${collection}/recheck`, contentType: 'application/merge-patch+json', body: { spec: { revision: '2' } } });
+    await reconciler.reconcile({ namespace, name: 'recheck' });
+    expect(condition(await read('recheck'), 'Stalled')).toMatchObject({ reason: 'NotAuthorized' });
+    expect(copies).toBe(before + 1);
+    await kubeRequest(kube, { method: 'PATCH', path: `${collection}/recheck`, contentType: 'application/merge-patch+json', body: { spec: { revision: null } } });
+    expect((await fixture.db.pool.query('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [url])).rows).toEqual([{ epoch: String(epoch) }]);
+
+    // realm-owner restored: Ready again without a copy. Then the source stops being publishable.
+    await fixture.db.pool.query('UPDATE realm_user_permissions SET realm_owner = true WHERE realm_url = $1 AND username = $2', [source, SOURCE_OWNER_USER_ID]);
+    await reconcileUntilReady('recheck');
+    expect(copies).toBe(before + 1);
+    await fixture.db.pool.query('UPDATE realm_metadata SET publishable = false WHERE url = $1', [source]);
+    await reconciler.reconcile({ namespace, name: 'recheck' });
+    realm = await read('recheck');
+    expect(condition(realm, 'Stalled')).toMatchObject({ status: 'True', reason: 'NotAuthorized' });
+    expect(condition(realm, 'Stalled')!.message).toMatch(/^source realm \S+ is not publishable .*Re-checked after publishing: epoch \d+ stays served as it is/);
+    expect((await rowsFor(url)).registry).toBe(1);
+    await fixture.db.pool.query('UPDATE realm_metadata SET publishable = true WHERE url = $1', [source]);
+    await reconcileUntilReady('recheck');
+    expect(copies).toBe(before + 1);
   });
 
   test('deleting a PublishedRealm whose publisher no longer holds realm-owner leaves it published with a NotUnpublished Warning', async () => {
     const source = await newSource();
     const url = 'https://revoked.boxel.site/';
+    const before = copies;
     await apply('revoked', { sourceRealmURL: source, publishedRealmURL: url, publisher: SOURCE_OWNER_USER_ID });
     await reconciler.reconcile({ namespace, name: 'revoked' });
     expect((await rowsFor(url)).registry).toBe(1);
-    expect(copies).toBe(1);
+    expect(copies).toBe(before + 1);
+    expect((await read('revoked')).metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
     // Ownership of the source moves away from the publisher in Boxel.
     await fixture.db.pool.query('UPDATE realm_user_permissions SET realm_owner = false WHERE realm_url = $1 AND username = $2', [source, SOURCE_OWNER_USER_ID]);
     await kubeRequest(kube, { method: 'DELETE', path: `${collection}/revoked` });

@@ -12,7 +12,7 @@ import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplan
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../src/dataplane/realm-identity.js';
 import { adoptsDefaultRealmIndex, withPrerenderedDefaultIndexOptIn } from '../../src/dataplane/realm-json.js';
 import { chooseFromScratchCoalesce, enqueueReindex, indexingConcurrencyGroup } from '../../src/dataplane/reindex.js';
-import { createSourceRealm, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
+import { createSourceRealm, insertIndexEntries, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 describe('publishing writes what Boxel writes (real PostgreSQL, real files)', () => {
   let fixture: DataPlaneFixture;
@@ -108,11 +108,9 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     const source = 'http://localhost:4201/owner/twice/';
     const published = 'https://twice.boxel.site/';
     const sourceDir = await createSourceRealm(db.pool, layout, source, { 'a.txt': '1' });
-    await db.pool.query(`INSERT INTO boxel_index (url, realm_url, last_modified) VALUES ($1, $2, 99), ($3, $4, 99)`, [
-      `${published}a.txt`,
-      published,
-      `${source}a.txt`,
-      source,
+    await insertIndexEntries(db.pool, [
+      { url: `${published}a.txt`, realmURL: published, type: 'file', lastModified: 99 },
+      { url: `${source}a.txt`, realmURL: source, type: 'file', lastModified: 99 },
     ]);
     const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     const realmUsername = publishedRealmUsername(first.diskId);
@@ -151,6 +149,28 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     expect((await jobsOf(published)).map((j) => [j.id, j.status])).toEqual([
       [firstJob.jobId, 'resolved'],
       [thirdJob.jobId, 'unfulfilled'],
+    ]);
+  });
+
+  test("a job a worker holds (a live job_reservations row) is never joined, as Boxel's queue skips in-flight jobs", async () => {
+    const source = 'http://localhost:4201/owner/held/';
+    const published = 'https://held.boxel.site/';
+    await createSourceRealm(db.pool, layout, source, { 'a.txt': '1' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const held = await enqueueReindex(db.pool, { realmURL: published, epoch: first.epoch });
+    // A worker reserves it (Boxel's worker: INSERT INTO job_reservations (job_id, locked_until, worker_id)).
+    await db.pool.query(`INSERT INTO job_reservations (job_id, locked_until, worker_id) VALUES ($1, now() + interval '1 hour', 'worker-1')`, [held.jobId]);
+    const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    const next = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch });
+    expect(next).toMatchObject({ created: true, joined: false });
+    expect(next.jobId).not.toBe(held.jobId);
+    // Once the reservation has lapsed (a crashed worker) the pending job is joinable again.
+    await db.pool.query(`UPDATE job_reservations SET locked_until = now() - interval '1 second' WHERE job_id = $1`, [held.jobId]);
+    const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    expect(await enqueueReindex(db.pool, { realmURL: published, epoch: third.epoch })).toEqual({ jobId: held.jobId, created: true, joined: true });
+    expect((await jobsOf(published)).map((j) => [j.id, j.status])).toEqual([
+      [held.jobId, 'unfulfilled'],
+      [next.jobId, 'unfulfilled'],
     ]);
   });
 
@@ -284,23 +304,93 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     }
   });
 
-  test('unpublish removes the registry row and permissions and tombstones every index entry of the realm', async () => {
+  /** The index columns a tombstone writes or keeps. */
+  const indexRowsOf = async (pool: pg.Pool, realmURLs: string[]) =>
+    (
+      await pool.query(
+        `SELECT url, type, is_deleted, generation, has_error, error_doc, diagnostics, last_modified, file_alias FROM boxel_index
+          WHERE realm_url = ANY($1::text[]) ORDER BY url COLLATE "C", type`,
+        [realmURLs],
+      )
+    ).rows;
+
+  test("unpublish removes the registry row and permissions and tombstones every index entry as Boxel's index writer does", async () => {
     const source = 'http://localhost:4201/owner/gone/';
     const published = 'https://gone.boxel.site/';
     await createSourceRealm(db.pool, layout, source, { 'a.json': '{}' });
     await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
-    await db.pool.query(
-      `INSERT INTO boxel_index (url, realm_url, type, is_deleted) VALUES ($1, $2, 'instance', false), ($1, $2, 'file', NULL), ($3, $2, 'instance', true), ($4, $5, 'instance', false)`,
-      [`${published}a.json`, published, `${published}old.json`, `${source}a.json`, source],
-    );
+    await insertIndexEntries(db.pool, [
+      { url: `${published}a.json`, realmURL: published, isDeleted: false, generation: 2, lastModified: 5, hasError: true, errorDoc: { message: 'boom' } },
+      { url: `${published}a.json`, realmURL: published, type: 'file', generation: 2 },
+      { url: `${published}old.json`, realmURL: published, isDeleted: true, generation: 1 },
+      { url: `${source}a.json`, realmURL: source, isDeleted: false, generation: 9 },
+    ]);
+    const before = Date.now();
     expect((await unpublishRealm(plane, published)).unpublished).toBe(true);
     expect((await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
     expect(await permissionsOf(published)).toEqual([]);
-    expect((await db.pool.query('SELECT url, type, is_deleted FROM boxel_index WHERE realm_url IN ($1, $2) ORDER BY url, type', [published, source])).rows).toEqual([
-      { url: `${source}a.json`, type: 'instance', is_deleted: false },
-      { url: `${published}a.json`, type: 'file', is_deleted: true },
-      { url: `${published}a.json`, type: 'instance', is_deleted: true },
-      { url: `${published}old.json`, type: 'instance', is_deleted: true },
+    const rows = await indexRowsOf(db.pool, [published, source]);
+    // tombstoneEntries (packages/runtime-common/index-writer.ts): the next generation (here the realm's
+    // highest + 1: a standalone database has no realm_generations), is_deleted, errors cleared, one
+    // invalidation's diagnostics; last_modified and file_alias kept. An entry already deleted is left.
+    const diagnostics = rows.find((r) => r.url === `${published}a.json` && r.type === 'instance')?.diagnostics as { invalidationId: string; indexedAt: number };
+    expect(diagnostics.invalidationId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(diagnostics.indexedAt).toBeGreaterThanOrEqual(before);
+    const tombstone = { is_deleted: true, generation: 3, has_error: false, error_doc: null, diagnostics };
+    expect(rows).toEqual([
+      { url: `${source}a.json`, type: 'instance', is_deleted: false, generation: 9, has_error: false, error_doc: null, diagnostics: null, last_modified: null, file_alias: `${source}a` },
+      { url: `${published}a.json`, type: 'file', ...tombstone, last_modified: null, file_alias: `${published}a` },
+      { url: `${published}a.json`, type: 'instance', ...tombstone, last_modified: '5', file_alias: `${published}a` },
+      { url: `${published}old.json`, type: 'instance', is_deleted: true, generation: 1, has_error: false, error_doc: null, diagnostics: null, last_modified: null, file_alias: `${published}old` },
     ]);
+  });
+
+  test("in a Boxel database the tombstones take realm_generations' next generation, record it there and cover prerendered_html", async () => {
+    const boxel = await openDataPlaneFixture();
+    try {
+      // realm_generations as Boxel's migrations leave it (1783004110683_rename-realm-version-to-generation.js,
+      // 1783531609198_add-loader-epoch-to-realm-generations.js); migrate does not create it.
+      await boxel.db.pool.query(`CREATE UNLOGGED TABLE realm_generations (
+        realm_url varchar NOT NULL PRIMARY KEY, current_generation integer NOT NULL, loader_epoch text NOT NULL DEFAULT '0')`);
+      // prerendered_html's columns a tombstone touches, as 1783182911063_prerendered-html-tables-backfill-dual-write.js
+      // and 1783637823505_add-diagnostics-to-prerendered-html.js leave them.
+      await boxel.db.pool.query(`CREATE TABLE prerendered_html (
+        url varchar NOT NULL, file_alias varchar NOT NULL, realm_url varchar NOT NULL, type varchar NOT NULL, isolated_html varchar,
+        generation integer NOT NULL, is_deleted boolean, error_doc jsonb, rendered_at bigint, diagnostics jsonb, PRIMARY KEY (url, realm_url, type))`);
+      const source = 'http://localhost:4201/owner/gens/';
+      const published = 'https://gens.boxel.site/';
+      const other = 'https://gens-other.boxel.site/';
+      await createSourceRealm(boxel.db.pool, boxel.layout, source, { 'a.json': '{}' });
+      await publishRealm(boxel.plane, { sourceRealmURL: source, publishedRealmURL: published });
+      await publishRealm(boxel.plane, { sourceRealmURL: source, publishedRealmURL: other });
+      await boxel.db.pool.query(`INSERT INTO realm_generations (realm_url, current_generation, loader_epoch) VALUES ($1, 41, 'e7')`, [published]);
+      await insertIndexEntries(boxel.db.pool, [
+        { url: `${published}a.json`, realmURL: published, generation: 41 },
+        { url: `${other}a.json`, realmURL: other, generation: 5 },
+      ]);
+      await boxel.db.pool.query(
+        `INSERT INTO prerendered_html (url, file_alias, realm_url, type, isolated_html, generation, is_deleted, error_doc, rendered_at, diagnostics)
+         VALUES ($1, $2, $3, 'instance', '<p>a</p>', 41, false, '{"message":"x"}', 1, '{"renderMs":3}')`,
+        [`${published}a.json`, `${published}a`, published],
+      );
+      const before = Date.now();
+      await unpublishRealm(boxel.plane, published);
+      // tombstonePrerenderedHtmlEntries: the same generation, deleted, error and diagnostics cleared, rendered now; the HTML kept.
+      const [html] = (await boxel.db.pool.query('SELECT isolated_html, generation, is_deleted, error_doc, diagnostics, rendered_at FROM prerendered_html')).rows;
+      expect(html).toEqual({ isolated_html: '<p>a</p>', generation: 42, is_deleted: true, error_doc: null, diagnostics: null, rendered_at: expect.any(String) });
+      expect(Number(html.rendered_at)).toBeGreaterThanOrEqual(before);
+      // Boxel's setNextGeneration: current_generation + 1, or 1 for a realm without a row (then recorded).
+      await unpublishRealm(boxel.plane, other);
+      expect((await indexRowsOf(boxel.db.pool, [published, other])).map((r) => [r.url, r.is_deleted, r.generation])).toEqual([
+        [`${other}a.json`, true, 1],
+        [`${published}a.json`, true, 42],
+      ]);
+      expect((await boxel.db.pool.query('SELECT realm_url, current_generation, loader_epoch FROM realm_generations ORDER BY realm_url COLLATE "C"')).rows).toEqual([
+        { realm_url: other, current_generation: 1, loader_epoch: '0' },
+        { realm_url: published, current_generation: 42, loader_epoch: 'e7' },
+      ]);
+    } finally {
+      await boxel.close();
+    }
   });
 });

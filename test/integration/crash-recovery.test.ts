@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
-import { capturingLogger, createSourceRealm, eventually, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, eventually, insertIndexEntries, readTree, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 const PUBLISH_STEPS: PublishStep[] = ['staged', 'reserved', 'locked', 'installed', 'swapped', 'recorded', 'committed', 'cleaned'];
 const UNPUBLISH_STEPS: UnpublishStep[] = ['locked', 'unlinked', 'committed', 'cleaned'];
@@ -136,7 +136,7 @@ describe.each(UNPUBLISH_STEPS)('unpublisher killed after step "%s"', (step) => {
     const publishedURL = `http://pub.localhost/uncrash/${step}/`;
     await createSourceRealm(db.pool, layout, sourceURL, OLD);
     const first = await publishRealm(plane, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL });
-    await db.pool.query(`INSERT INTO boxel_index (url, realm_url) VALUES ($1, $2)`, [`${publishedURL}index.json`, publishedURL]);
+    await insertIndexEntries(db.pool, [{ url: `${publishedURL}index.json`, realmURL: publishedURL }]);
 
     await crashDuring('unpublish', step, sourceURL, publishedURL);
     expect([undefined, OLD]).toContainEqual(await visibleContent(first.diskId));

@@ -40,9 +40,13 @@ afterAll(async () => {
 });
 
 /** A reconciler as the operator builds it; `registrations` counts calls to the homeserver. */
-function operator(matrix: { registrationSharedSecret: string } | undefined): { reconciler: PublishedRealmReconciler; registrations: string[] } {
+function operator(
+  matrix: { registrationSharedSecret: string } | undefined,
+  extra: Partial<ConstructorParameters<typeof PublishedRealmReconciler>[0]> = {},
+): { reconciler: PublishedRealmReconciler; registrations: string[] } {
   const registrations: string[] = [];
   const reconciler = new PublishedRealmReconciler({
+    ...extra,
     kube: new PublishedRealmKube(kube, silentLogger, 'matrix-test'),
     pool: db.pool,
     layout: realms.layout,
@@ -148,10 +152,11 @@ describe('the realm user on Matrix (real API server, PostgreSQL and Synapse)', (
     expect(condition(registered, 'Ready')!.message).not.toContain('not registered');
   });
 
-  test('a registration failure holds Ready back (Reconciling, RealmUserRegistrationFailed, Warning) until a retry succeeds', async () => {
+  test('a registration failure on a first publish publishes nothing (Boxel registers before writing permissions): Reconciling, RealmUserRegistrationFailed, Warning, until a retry succeeds', async () => {
     const source = 'http://localhost:4201/matrix/failing/';
+    const published = 'http://pub.localhost/matrix/failing/';
     await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' });
-    await apply('failing', { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/matrix/failing/' });
+    await apply('failing', { sourceRealmURL: source, publishedRealmURL: published });
 
     const misconfigured = operator({ registrationSharedSecret: 'not the shared secret' });
     await expect(misconfigured.reconciler.reconcile({ namespace, name: 'failing' })).rejects.toThrow('MATRIX_REGISTRATION_SHARED_SECRET_FILE');
@@ -159,16 +164,65 @@ describe('the realm user on Matrix (real API server, PostgreSQL and Synapse)', (
     expect(condition(failed, 'Ready')).toMatchObject({ status: 'False', reason: 'RealmUserRegistrationFailed' });
     expect(condition(failed, 'Reconciling')).toMatchObject({ status: 'True', reason: 'RealmUserRegistrationFailed' });
     expect(condition(failed, 'RealmUserRegistered')).toMatchObject({ status: 'False', reason: 'RealmUserRegistrationFailed' });
-    expect(condition(failed, 'Ready')!.message).toMatch(/^Published, but registering its realm user realm\/_published_\S+ on Matrix failed and will be retried: /);
+    expect(condition(failed, 'Ready')!.message).toMatch(
+      /^Registering its realm user realm\/_published_\S+ on Matrix failed, so nothing is published yet \(Boxel registers the realm user before writing its permissions\); retried: .*HMAC incorrect/,
+    );
     expect((await events('failing')).find((e) => e.reason === 'RealmUserRegistrationFailed')).toMatchObject({ type: 'Warning' });
-    // The content was published once and is not copied again by the retries.
-    const epoch = failed.status!.epoch;
+    // Nothing was published: no epoch, no registry row, no permissions.
+    expect(failed.status!.epoch).toBeUndefined();
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
+    expect((await db.pool.query('SELECT 1 FROM realm_user_permissions WHERE realm_url = $1', [published])).rows).toEqual([]);
 
-    const fixed = operator({ registrationSharedSecret: synapse.registrationSharedSecret });
+    let copies = 0;
+    const fixed = operator({ registrationSharedSecret: synapse.registrationSharedSecret }, { onStep: (step) => void (step === 'staged' && copies++) });
     const ready = await reconcileUntilReady(fixed.reconciler, 'failing');
+    // The disk id reserved before the failed registration is the one published, and registered once.
     expect(fixed.registrations).toEqual([publishedRealmUsername(ready.status!.diskId!)]);
     expect(condition(ready, 'RealmUserRegistered')).toMatchObject({ status: 'True' });
-    expect(ready.status!.epoch).toBe(epoch);
+    expect(copies).toBe(1);
+  });
+
+  test("the realm user is registered before its permission row is written, and a user id other than the derived one publishes nothing (Stalled, naming both)", async () => {
+    const source = 'http://localhost:4201/matrix/mismatch/';
+    const published = 'http://pub.localhost/matrix/mismatch/';
+    await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' });
+    await apply('mismatch', { sourceRealmURL: source, publishedRealmURL: published });
+
+    // The operator believes the homeserver is boxel.example; Synapse's server name is localhost.
+    const wrong = operator({ registrationSharedSecret: synapse.registrationSharedSecret }, { matrixServerName: 'boxel.example' });
+    await wrong.reconciler.reconcile({ namespace, name: 'mismatch' });
+    const stalled = await read('mismatch');
+    const username = wrong.registrations[0]!;
+    expect(wrong.registrations).toEqual([username]);
+    const message =
+      `The homeserver registered the realm user as @${username}:localhost, but its permission row would name @${username}:boxel.example (from --matrix-server-name boxel.example), so nothing is published. ` +
+      'Set --matrix-server-name / MATRIX_SERVER_NAME to the homeserver\'s server name (localhost).';
+    expect(condition(stalled, 'Stalled')).toMatchObject({ status: 'True', reason: 'RealmUserRegistrationFailed', message });
+    expect(condition(stalled, 'RealmUserRegistered')).toMatchObject({ status: 'False', reason: 'RealmUserRegistrationFailed', message });
+    expect((await db.pool.query('SELECT 1 FROM realm_user_permissions WHERE realm_url = $1', [published])).rows).toEqual([]);
+    expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
+    // It holds the URL's claim (the disk id is reserved for it), so it keeps the finalizer.
+    expect(stalled.metadata.finalizers).toEqual(['realm-operator.dev/unpublish']);
+
+    // With the right server name: the user exists on Synapse before the publish transaction writes its row.
+    let registeredWhenLocked: boolean | undefined;
+    const right = operator(
+      { registrationSharedSecret: synapse.registrationSharedSecret },
+      {
+        matrixServerName: 'localhost',
+        onStep: async (step) => {
+          if (step === 'locked') registeredWhenLocked = (await synapseUsers(synapse)).includes(`@${username}:localhost`);
+        },
+      },
+    );
+    const ready = await reconcileUntilReady(right.reconciler, 'mismatch');
+    expect(publishedRealmUsername(ready.status!.diskId!)).toBe(username);
+    expect(registeredWhenLocked).toBe(true);
+    const permissions = await db.pool.query('SELECT username FROM realm_user_permissions WHERE realm_url = $1 AND realm_owner ORDER BY username', [published]);
+    expect(permissions.rows.map((r) => r.username)).toContain(`@${username}:localhost`);
+    expect(permissions.rows.map((r) => r.username)).not.toContain(`@${username}:boxel.example`);
+    // Registered once in this reconcile (before the publish), not again after it.
+    expect(right.registrations).toEqual([username]);
   });
 
   test('spec.publisher gets realm-owner; spec.owner no longer names the owner or the reindex user: the realm user does', async () => {

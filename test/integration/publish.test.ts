@@ -5,7 +5,7 @@ import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, 
 import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
-import { capturingLogger, createSourceRealm, readTree, recordNotifications, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, insertIndexEntries, readTree, recordNotifications, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 const ALL_CHANNELS = [REALM_FILE_CHANGES_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_REGISTRY_CHANNEL, JOBS_CHANNEL];
 
@@ -27,7 +27,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     const published = 'http://published.localhost:4201/alice/blog/';
     const sourceDir = await createSourceRealm(db.pool, layout, source, { 'index.json': '{"v":1}', 'cards/post.gts': 'export const v = 1;' });
     await db.pool.query(
-      `INSERT INTO modules (url, resolved_realm_url, definitions) VALUES ($1, $2, '{}'), ($3, $4, '{}')`,
+      `INSERT INTO modules (url, cache_scope, auth_user_id, resolved_realm_url, definitions) VALUES ($1, 'public', '', $2, '{}'), ($3, 'public', '', $4, '{}')`,
       [`${published}cards/post.gts`, published, `${source}cards/post.gts`, source],
     );
     const listener = await recordNotifications(db.url, ALL_CHANNELS);
@@ -88,7 +88,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       await listener.waitFor((n) => n.payload === `${published}:*`);
 
       // The reindex enqueue, once per epoch.
-      await db.pool.query(`INSERT INTO boxel_index (url, realm_url, last_modified) VALUES ($1, $2, 123)`, [`${published}x.json`, published]);
+      await insertIndexEntries(db.pool, [{ url: `${published}x.json`, realmURL: published, lastModified: 123 }]);
       // realmUsername comes from the registry owner when the caller gives none.
       const job = await enqueueReindex(db.pool, { realmURL: published, epoch: second.epoch });
       expect(job.created).toBe(true);
@@ -110,12 +110,10 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       listener.clear();
 
       // Unpublish.
-      await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read) VALUES ($1, 'bob', true)`, [published]);
-      await db.pool.query(`INSERT INTO boxel_index (url, realm_url, type) VALUES ($1, $2, 'module'), ($3, $4, 'instance')`, [
-        `${published}cards/post.gts`,
-        published,
-        `${source}cards/post.gts`,
-        source,
+      await db.pool.query(`INSERT INTO realm_user_permissions (realm_url, username, read, write) VALUES ($1, 'bob', true, false)`, [published]);
+      await insertIndexEntries(db.pool, [
+        { url: `${published}cards/post.gts`, realmURL: published, type: 'file', generation: 3 },
+        { url: `${source}cards/post.gts`, realmURL: source, type: 'instance' },
       ]);
       const gone = await unpublishRealm(plane, published);
       expect(gone.unpublished).toBe(true);
@@ -124,11 +122,11 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       await expect(fs.stat(layout.versionsDir(first.diskId))).rejects.toMatchObject({ code: 'ENOENT' });
       expect((await db.pool.query('SELECT * FROM realm_registry WHERE url = $1', [published])).rows).toEqual([]);
       expect((await db.pool.query('SELECT * FROM realm_user_permissions WHERE realm_url = $1', [published])).rows).toEqual([]);
-      // Every index entry of the published realm is tombstoned, as Boxel's unpublish leaves them; the source's are not.
-      expect((await db.pool.query('SELECT url, type, is_deleted FROM boxel_index ORDER BY url, type')).rows).toEqual([
-        { url: `${source}cards/post.gts`, type: 'instance', is_deleted: null },
-        { url: `${published}cards/post.gts`, type: 'module', is_deleted: true },
-        { url: `${published}x.json`, type: 'instance', is_deleted: true },
+      // Every index entry of the published realm is tombstoned at the realm's next generation, as Boxel's unpublish leaves them; the source's are not.
+      expect((await db.pool.query('SELECT url, type, is_deleted, generation FROM boxel_index ORDER BY url, type')).rows).toEqual([
+        { url: `${source}cards/post.gts`, type: 'instance', is_deleted: null, generation: 1 },
+        { url: `${published}cards/post.gts`, type: 'file', is_deleted: true, generation: 4 },
+        { url: `${published}x.json`, type: 'instance', is_deleted: true, generation: 4 },
       ]);
       // The source realm's own permissions are untouched.
       expect((await db.pool.query('SELECT username FROM realm_user_permissions WHERE realm_url = $1', [source])).rows).toEqual([{ username: '@owner:localhost' }]);
@@ -352,7 +350,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       /is not in realm_registry/,
     );
     // A source realm whose directory is gone.
-    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ('http://localhost:4201/jack/nodir/', 'source', 'jack/nodir')`);
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ('http://localhost:4201/jack/nodir/', 'source', 'jack/nodir', 'jack')`);
     await expect(publishRealm(counting, { sourceRealmURL: 'http://localhost:4201/jack/nodir/', publishedRealmURL: 'http://pub.localhost/jack/nodir/' })).rejects.toThrow(
       /realm_registry.disk_id "jack\/nodir" names .*jack\/nodir, which does not exist \(ENOENT\)/,
     );
@@ -394,7 +392,8 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
 
     // A layout Boxel already made is respected: republishing a registered nested URL is allowed.
     await db.pool.query(
-      `INSERT INTO realm_registry (url, kind, disk_id, source_url) VALUES ('http://pub.localhost/kim/site/old/', 'published', '6b1c5a0e-0000-4000-8000-000000000001', $1)`,
+      `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url)
+       VALUES ('http://pub.localhost/kim/site/old/', 'published', '6b1c5a0e-0000-4000-8000-000000000001', 'realm/_published_6b1c5a0e-0000-4000-8000-000000000001', $1)`,
       [source],
     );
     const republished = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/kim/site/old/' });
@@ -404,7 +403,7 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     const racing: DataPlane = {
       ...plane,
       onStep: async (step) => {
-        if (step === 'staged') await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ('http://pub.localhost/late/', 'source', 'late/x')`);
+        if (step === 'staged') await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ('http://pub.localhost/late/', 'source', 'late/x', 'late')`);
       },
     };
     await expect(publishRealm(racing, { sourceRealmURL: source, publishedRealmURL: 'http://pub.localhost/late/inner/' })).rejects.toBeInstanceOf(RealmURLOverlapError);

@@ -296,9 +296,10 @@ describe('a realm registered at a URL nested inside a served realm', () => {
     await waitForReplicaAcks(db.pool, { realmURL: published, epoch: r.epoch, timeoutMs: 10_000 });
     expect((await main.get('pub.localhost', '/rs/nested3/x.json')).body).toBe('{"from":"parent"}');
     const generation = main.server.registry.currentGeneration;
-    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'published', $2, 'x')`, [
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url) VALUES ($1, 'published', $2, 'x', $3)`, [
       `${published}nested3/`,
       await boxelPublishedDirectory({ 'x.json': '{"from":"nested"}' }),
+      source,
     ]);
     await db.pool.query(`SELECT pg_notify('realm_registry', 'reload please')`);
     await eventually(() => main.server.registry.currentGeneration > generation, 5000, () => 'the registry notification to be handled');

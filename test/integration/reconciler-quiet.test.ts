@@ -202,11 +202,11 @@ describe('PublishedRealm reconciler (real API server and PostgreSQL)', () => {
       const seen = await events(name);
       const occurrences = seen.reduce((sum, e) => sum + (e.series?.count ?? 1), 0);
       process.stderr.write(`${name}: ${writes.get(name)} writes, ${reconciles.get(name)} reconciles, events ${JSON.stringify(seen.map((e) => [e.reason, e.series?.count ?? 1]))}\n`);
-      // Writes: the finalizer and the one Stalled status. Before the fix: hundreds.
-      expect({ name, writes: writes.get(name) }).toEqual({ name, writes: 2 });
+      // Writes: the one Stalled status (no finalizer: refused before it held the URL's claim). Before the fix: hundreds.
+      expect({ name, writes: writes.get(name) }).toEqual({ name, writes: 1 });
       // One Warning Event, once.
       expect({ name, events: seen.map((e) => [e.type, e.reason]), occurrences }).toEqual({ name, events: [['Warning', reason]], occurrences: 1 });
-      // Created, the finalizer's update, one re-check at 30 s (the next is due at 90 s).
+      // Created, its status update, one re-check at 30 s (the next is due at 90 s).
       expect(reconciles.get(name)).toBeLessThanOrEqual(4);
       expect((await read(name)).status).toEqual(firstStatus.get(name)!.status);
       if (spec.publishedRealmURL !== published) expect({ name, copies: copies.get(spec.publishedRealmURL) ?? 0 }).toEqual({ name, copies: 0 });

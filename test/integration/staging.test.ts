@@ -322,14 +322,14 @@ describe('modes, hard links and the source root', () => {
   test('a symlinked parent of the source directory, and one into _published/, are refused too', async () => {
     const parentLinked = urls('linked-parent');
     await fs.symlink(outside, path.join(realms.root, `evil-${counter}`));
-    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ($1, 'source', $2)`, [parentLinked.source, `evil-${counter}/sub`]);
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'source', $2, 'owner')`, [parentLinked.source, `evil-${counter}/sub`]);
     await expect(publishRealm(plane, { sourceRealmURL: parentLinked.source, publishedRealmURL: parentLinked.published })).rejects.toThrow(
       /resolves through a symlink to .*, outside the realms root/,
     );
     const intoPublished = urls('into-published');
     await fs.mkdir(layout.publishedRoot, { recursive: true });
     await fs.symlink(layout.publishedRoot, path.join(realms.root, `pub-${counter}`));
-    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ($1, 'source', $2)`, [intoPublished.source, `pub-${counter}`]);
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'source', $2, 'owner')`, [intoPublished.source, `pub-${counter}`]);
     await expect(publishRealm(plane, { sourceRealmURL: intoPublished.source, publishedRealmURL: intoPublished.published })).rejects.toThrow(
       /resolves through a symlink to .*_published, inside .*_published, where published realms live/,
     );
@@ -343,7 +343,7 @@ describe('modes, hard links and the source root', () => {
     ['owner/x\u0000y', 'contains a NUL or control character'],
   ])('a source disk_id of %j is refused before any file is touched (%s)', async (diskId, problem) => {
     const { source, published } = urls('bad-disk-id');
-    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id) VALUES ($1, 'source', $2)`, [source, diskId.replace('\u0000', '\u0001')]);
+    await db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username) VALUES ($1, 'source', $2, 'owner')`, [source, diskId.replace('\u0000', '\u0001')]);
     const error = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published }).catch((e: Error) => e);
     expect(error).toBeInstanceOf(UnsafeDatabaseValueError);
     expect((error as UnsafeDatabaseValueError).column).toBe('realm_registry.disk_id');

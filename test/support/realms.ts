@@ -93,6 +93,44 @@ export async function createSourceRealm(
   return dir;
 }
 
+/** A `boxel_index` row as Boxel's index writer leaves one (packages/runtime-common/index-writer.ts). */
+export interface IndexEntry {
+  url: string;
+  realmURL: string;
+  /** Boxel's index types: 'instance' or 'file'. Default 'instance'. */
+  type?: 'instance' | 'file';
+  /** Default 1. */
+  generation?: number;
+  isDeleted?: boolean | null;
+  lastModified?: number | null;
+  hasError?: boolean;
+  errorDoc?: unknown;
+}
+
+/**
+ * Inserts index entries with every column Boxel requires (`file_alias` as the writer forms it:
+ * the URL without a `.json` suffix).
+ */
+export async function insertIndexEntries(pool: pg.Pool, entries: IndexEntry[]): Promise<void> {
+  for (const e of entries) {
+    await pool.query(
+      `INSERT INTO boxel_index (url, file_alias, type, generation, realm_url, is_deleted, last_modified, has_error, error_doc)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`,
+      [
+        e.url,
+        e.url.replace(/\.json$/, ''),
+        e.type ?? 'instance',
+        e.generation ?? 1,
+        e.realmURL,
+        e.isDeleted ?? null,
+        e.lastModified ?? null,
+        e.hasError ?? false,
+        e.errorDoc === undefined ? null : JSON.stringify(e.errorDoc),
+      ],
+    );
+  }
+}
+
 export async function writeFiles(dir: string, files: Record<string, string>): Promise<void> {
   for (const [rel, content] of Object.entries(files)) {
     const file = path.join(dir, rel);

@@ -1,4 +1,3 @@
-import type { PublishedRealm, PublishedRealmSpec } from '../../src/api/v1alpha1/published-realm-types.js';
 import {
   findCondition,
   invalidSpecMessage,
@@ -14,7 +13,7 @@ import {
   transitionEvent,
 } from '../../src/reconciler/published-realm/conditions.js';
 import { ClaimConflictError, PublishError, RealmTooLargeError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
-import { publishedForKey, refusalOf } from '../../src/reconciler/published-realm/reconciler.js';
+import { refusalOf } from '../../src/reconciler/published-realm/reconciler.js';
 import { StallBackoff } from '../../src/reconciler/published-realm/stall-backoff.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -126,21 +125,6 @@ describe('StallBackoff', () => {
     expect(backoff.next('ns/a', 'uid/2')).toBe(60_000);
     backoff.reset('ns/a');
     expect(backoff.next('ns/a', 'uid/2')).toBe(30_000);
-  });
-});
-
-describe('publishedForKey', () => {
-  const realm = (generation: number) => ({ metadata: { uid: 'u-1', generation, name: 'r', namespace: 'ns' } }) as unknown as PublishedRealm;
-  const spec = { sourceRealmURL: 'http://s/a/', publishedRealmURL: 'http://p/a/', revision: '1', suspend: false } as PublishedRealmSpec;
-  test('depends on what is published, not on the generation or suspend', () => {
-    const key = publishedForKey(realm(1), spec);
-    expect(key).toMatch(/^u-1\/spec-[0-9a-f]{32}$/);
-    expect(publishedForKey(realm(7), { ...spec, suspend: true })).toBe(key);
-    expect(publishedForKey(realm(1), { ...spec, revision: '2' })).not.toBe(key);
-    // A number and a string that print alike are different revisions.
-    expect(publishedForKey(realm(1), { ...spec, revision: 1 })).not.toBe(key);
-    expect(publishedForKey(realm(1), { ...spec, owner: 'someone' })).not.toBe(key);
-    expect(publishedForKey(realm(1), { ...spec, sourceRealmURL: 'http://s/b/' })).not.toBe(key);
   });
 });
 

@@ -168,6 +168,21 @@ describe('Matrix settings (realm users of published realms)', () => {
     expect(() => loadOperatorConfig({ 'published-realm-space-domain': '*.boxel.space' }, required)).toThrow(/--published-realm-space-domain \/ PUBLISHED_REALM_BOXEL_SPACE_DOMAIN: must be a domain/);
   });
 
+  test("PUBLISHED_REALM_DOMAIN_OVERRIDES (Boxel's JSON object source realm URL -> domain): parsed with canonical keys; what Boxel silently ignores is refused naming the entry", () => {
+    expect(loadOperatorConfig({}, required).publishedRealmDomainOverrides).toEqual({});
+    const fromEnv = loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '{"https://App.boxel.ai/mike/site/":"www.mikes.example"}' });
+    expect(fromEnv.publishedRealmDomainOverrides).toEqual({ 'https://app.boxel.ai/mike/site/': 'www.mikes.example' });
+    expect(loadOperatorConfig({ 'published-realm-domain-overrides': '{"http://localhost:4201/a/b/":"http://sites.example:4443"}' }, required).publishedRealmDomainOverrides).toEqual({
+      'http://localhost:4201/a/b/': 'http://sites.example:4443',
+    });
+    expect(() => loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '{nope' })).toThrow(/--published-realm-domain-overrides \/ PUBLISHED_REALM_DOMAIN_OVERRIDES: is not JSON/);
+    expect(() => loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '["x"]' })).toThrow(/must be a JSON object from source realm URL to domain/);
+    expect(() => loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '{"https://app.boxel.ai/mike/site":"www.mikes.example"}' })).toThrow(
+      'a source realm URL ends with "/" (Boxel never matches it otherwise); write "https://app.boxel.ai/mike/site/"',
+    );
+    expect(() => loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '{"https://app.boxel.ai/mike/site/":7}' })).toThrow('"https://app.boxel.ai/mike/site/": 7 is not a domain');
+  });
+
   test('a partial set is refused, naming what is missing', () => {
     expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008' }, required)).toThrow(
       'Matrix is configured only in part: also set --matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE (or MATRIX_REGISTRATION_SHARED_SECRET) and --realm-secret-seed-file / REALM_SECRET_SEED_FILE (or REALM_SECRET_SEED)',

@@ -1,4 +1,14 @@
-import { checkOwnSpacePath, checkPublishedRealmDomain, hostUnderDomain, matrixLocalpart, notPublishable, notRealmOwner, realmNameOf } from '../../src/wire/publish-policy.js';
+import {
+  matchingDomainOverride,
+  overrideAllowsPublisher,
+  overrideNeedsWrite,
+  parseDomainOverrides,
+  parseOverrideHost,
+  checkOwnSpacePath, checkPublishedRealmDomain, hostUnderDomain, matrixLocalpart,
+  notPublishable,
+  notRealmOwner,
+  realmNameOf,
+} from '../../src/wire/publish-policy.js';
 
 describe('published-realm domain rule', () => {
   test.each([
@@ -87,5 +97,59 @@ describe('helpers and messages', () => {
     });
     expect(notPublishable('http://h/owner/r/').rule).toBe('publishable');
     expect(notPublishable('http://h/owner/r/').message).toContain('mark it publishable in Boxel');
+  });
+});
+
+// Boxel: packages/runtime-common/constants.ts parsePublishedRealmDomainOverrides and
+// packages/realm-server/handlers/handle-publish-realm.ts parseOverrideHost / maybeApplyPublishedRealmOverride.
+describe('PUBLISHED_REALM_DOMAIN_OVERRIDES', () => {
+  const source = 'https://app.boxel.ai/mike/site/';
+
+  test('an override host is parsed as Boxel does: a URL when it has "://", else https://<it>; lower-cased', () => {
+    expect(parseOverrideHost('WWW.Mikes.Example')).toEqual({ host: 'www.mikes.example', hostname: 'www.mikes.example', port: '' });
+    expect(parseOverrideHost('sites.example:4443')).toEqual({ host: 'sites.example:4443', hostname: 'sites.example', port: '4443' });
+    expect(parseOverrideHost('http://sites.example:8080/ignored')).toEqual({ host: 'sites.example:8080', hostname: 'sites.example', port: '8080' });
+    // https:// default port is dropped by URL, as in Boxel.
+    expect(parseOverrideHost('sites.example:443')).toEqual({ host: 'sites.example', hostname: 'sites.example', port: '' });
+    expect(parseOverrideHost('not a host')).toBeUndefined();
+  });
+
+  test('parsing: an empty value is no overrides; keys are canonical realm URLs', () => {
+    expect(parseDomainOverrides('')).toEqual({ ok: true, overrides: {} });
+    expect(parseDomainOverrides('{}')).toEqual({ ok: true, overrides: {} });
+    expect(parseDomainOverrides('{"https://APP.boxel.ai./%6Dike/site/":"www.mikes.example"}')).toEqual({ ok: true, overrides: { [source]: 'www.mikes.example' } });
+    const refused = parseDomainOverrides('{"https://app.boxel.ai/a":"x.example","https://app.boxel.ai/b/":["x"],"nope":"x.example"}');
+    expect(refused.ok).toBe(false);
+    expect(!refused.ok && refused.problems).toHaveLength(3);
+  });
+
+  test('applies only on the override host of that source: host name alone when the override has no port, host and port when it has', () => {
+    const overrides = { [source]: 'www.mikes.example', 'http://localhost:4201/a/b/': 'sites.example:4443' };
+    expect(matchingDomainOverride(overrides, source, 'https://www.mikes.example/')).toBe('www.mikes.example');
+    expect(matchingDomainOverride(overrides, source, 'https://WWW.mikes.example./blog/')).toBe('www.mikes.example');
+    expect(matchingDomainOverride(overrides, source, 'http://www.mikes.example:8080/')).toBe('www.mikes.example');
+    // Exact host: neither a subdomain nor a look-alike suffix.
+    expect(matchingDomainOverride(overrides, source, 'https://x.www.mikes.example/')).toBeUndefined();
+    expect(matchingDomainOverride(overrides, source, 'https://evilwww.mikes.example/')).toBeUndefined();
+    expect(matchingDomainOverride(overrides, 'http://localhost:4201/a/b/', 'https://sites.example:4443/')).toBe('sites.example:4443');
+    expect(matchingDomainOverride(overrides, 'http://localhost:4201/a/b/', 'https://sites.example:4444/')).toBeUndefined();
+    // Another source realm gets nothing from this source's override.
+    expect(matchingDomainOverride(overrides, 'https://app.boxel.ai/eve/site/', 'https://www.mikes.example/')).toBeUndefined();
+    expect(matchingDomainOverride({}, source, 'https://www.mikes.example/')).toBeUndefined();
+  });
+
+  test("the publisher needs write on the source through its own, 'users' or '*' row (Boxel's effective permissions)", () => {
+    const publisher = '@mike:boxel.ai';
+    expect(overrideAllowsPublisher([{ username: publisher, write: true }], publisher)).toBe(true);
+    expect(overrideAllowsPublisher([{ username: 'users', write: true }], publisher)).toBe(true);
+    expect(overrideAllowsPublisher([{ username: '*', write: true }], publisher)).toBe(true);
+    expect(overrideAllowsPublisher([{ username: publisher, write: false }, { username: '@other:boxel.ai', write: true }], publisher)).toBe(false);
+    expect(overrideAllowsPublisher([], publisher)).toBe(false);
+    expect(overrideNeedsWrite(publisher, source, 'https://www.mikes.example/', 'www.mikes.example')).toEqual({
+      rule: 'published-realm-domain',
+      message:
+        `publishedRealmURL https://www.mikes.example/ is on www.mikes.example, the PUBLISHED_REALM_DOMAIN_OVERRIDES host of ${source}, which only a publisher with write on that source may use, ` +
+        `and ${publisher} has none; grant ${publisher} write on ${source} in Boxel, or use a host under a published-realm domain`,
+    });
   });
 });

