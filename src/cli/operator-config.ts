@@ -85,8 +85,8 @@ export const operatorConfigSchema = z.object({
     .optional(),
   matrixRegistrationSecretFile: filePath.optional(),
   realmSecretSeedFile: filePath.optional(),
-  // The homeserver's server name (`@user:<server name>`), for the realm user's permission row, which
-  // is written in the publish transaction before the user is registered. Unset: the publisher's.
+  // The homeserver's server name (`@user:<server name>`), for the realm user's permission row. The
+  // user is registered first, and a publish whose registered id differs is refused. Unset: the publisher's.
   matrixServerName: z
     .string()
     .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/, 'must be a Matrix server name (a host name with an optional port, e.g. boxel.ai or localhost:8008)')

@@ -37,9 +37,9 @@ BEGIN
   END IF;
 
   IF 'jobs' = ANY(owned) THEN
-    -- jobs.status is the enum job_statuses (1712771547705_initial.js); timeout is nullable without a
-    -- default (1727287275038_CreateJobReservationTable.js); created_at/finished_at are timestamps
-    -- without time zone, created_at defaulting to CURRENT_TIMESTAMP (1712771547705_initial.js).
+    -- jobs as 1727287275038_CreateJobReservationTable.js recreated it: status the enum job_statuses
+    -- (created by 1712771547705_initial.js), timeout nullable without a default, created_at and
+    -- finished_at timestamps without time zone, created_at defaulting to CURRENT_TIMESTAMP.
     IF to_regtype('public.job_statuses') IS NULL THEN
       CREATE TYPE public.job_statuses AS ENUM ('unfulfilled', 'resolved', 'rejected');
     END IF;

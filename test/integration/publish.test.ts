@@ -230,15 +230,34 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     await createSourceRealm(db.pool, layout, sourceB, { 'b.txt': 'b' });
     const pubA = 'http://pub.localhost/gina/a/';
     const pubB = 'http://pub.localhost/gina/b/';
-    // Hold each realm's lock inside the transaction for a while and record who was inside when.
-    const inside: Array<{ url: string; enter: number; exit: number }> = [];
+    // Inside its lock, each publish of A waits until B's publish is inside B's lock and vice versa: a
+    // rendezvous only realms locked in parallel can reach. The order of entries and exits is logged.
+    const log: Array<[string, string]> = [];
+    const entered = (url: string) => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { url, resolve, promise };
+    };
+    const a = entered(pubA);
+    const b = entered(pubB);
+    const meet = (other: typeof a) => {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${other.url} never took its lock while the other realm held its own: the realms did not publish in parallel`)), 20_000);
+      });
+      return Promise.race([other.promise, bound]).finally(() => clearTimeout(timer));
+    };
     const slow: DataPlane = {
       ...plane,
       onStep: async (step, url) => {
         if (step !== 'locked') return;
-        const enter = performance.now();
-        await new Promise((r) => setTimeout(r, 300));
-        inside.push({ url, enter, exit: performance.now() });
+        log.push(['enter', url]);
+        const [self, other] = url === pubA ? [a, b] : [b, a];
+        self.resolve();
+        await meet(other);
+        // Give the second publish of A every chance to enter too, were the lock not held.
+        await new Promise((r) => setTimeout(r, 50));
+        log.push(['exit', url]);
       },
     };
     const results = await Promise.all([
@@ -246,12 +265,12 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
       publishRealm(slow, { sourceRealmURL: sourceA, publishedRealmURL: pubA }),
       publishRealm(slow, { sourceRealmURL: sourceB, publishedRealmURL: pubB }),
     ]);
-    const sameRealm = inside.filter((i) => i.url === pubA).sort((x, y) => x.enter - y.enter);
-    expect(sameRealm).toHaveLength(2);
-    expect(sameRealm[1]!.enter).toBeGreaterThanOrEqual(sameRealm[0]!.exit);
-    const other = inside.find((i) => i.url === pubB)!;
-    const overlaps = sameRealm.some((i) => other.enter < i.exit && i.enter < other.exit);
-    expect(overlaps).toBe(true);
+    // The two publishes of A never were inside together.
+    expect(log.filter(([, url]) => url === pubA).map(([event]) => event)).toEqual(['enter', 'exit', 'enter', 'exit']);
+    // B was inside while the first publish of A was.
+    const at = (event: string, url: string) => log.findIndex(([e, u]) => e === event && u === url);
+    expect(at('enter', pubB)).toBeLessThan(at('exit', pubA));
+    expect(at('enter', pubA)).toBeLessThan(at('exit', pubB));
     expect(new Set(results.slice(0, 2).map((r) => r.epoch)).size).toBe(2);
     expect(await readTree(layout.publishedDir(results[0]!.diskId))).toEqual({ 'a.txt': 'a' });
   });

@@ -78,8 +78,8 @@ const EXPECTED: Record<string, TableShape> = {
       modules_resolved_realm_url_index: 'CREATE INDEX modules_resolved_realm_url_index ON public.modules USING btree (resolved_realm_url)',
     },
   },
-  // 1712771547705_initial.js (job_statuses, timestamps); 1727287275038_CreateJobReservationTable.js
-  // (job_type, concurrency_group, timeout); 1736950557343_queue-priority.js;
+  // 1727287275038_CreateJobReservationTable.js (recreates jobs: job_type, concurrency_group, timeout,
+  // status, timestamps; the enum is 1712771547705_initial.js's); 1736950557343_queue-priority.js;
   // 1783724082538_add-jobs-prerender-spawning-job-id-index.js; 1785247595829_add-jobs-unfulfilled-concurrency-group-index.js.
   jobs: {
     persistence: 'p',
