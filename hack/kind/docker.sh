@@ -98,13 +98,13 @@ main() {
   if docker_answers; then
     log "a Docker daemon is already running: using it as it is"
   else
-    have dockerd || stage install-docker-engine install_engine
+    if ! have dockerd; then stage install-docker-engine install_engine; fi
     # dockerd may be starting (e.g. started by the package's init script): give it a moment.
     if pgrep -x dockerd >/dev/null 2>&1; then
       local i
       for i in $(seq 1 20); do docker_answers && break; sleep 1; done
     fi
-    docker_answers || stage start-dockerd start_daemon
+    if ! docker_answers; then stage start-dockerd start_daemon; fi
   fi
   check_api
   warn_if_privileged_will_fail

@@ -85,9 +85,10 @@ ensure_image() {
     return 0
   fi
   if [ -s "$tar" ]; then
-    stage "$name-load" docker_load_cached "$tar"
-    if [ "$(image_key "$tag")" = "$key" ]; then return 0; fi
-    log "$tar did not hold $tag with key $key: rebuilding"
+    # docker load is one command, so calling stage in this condition is safe (see lib.sh).
+    if stage "$name-load" docker_load_cached "$tar" && [ "$(image_key "$tag")" = "$key" ]; then return 0; fi
+    log "$tar did not give $tag with key $key: rebuilding"
+    rm -f "$tar"
   fi
   local previous
   previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
@@ -109,7 +110,7 @@ debian_key() { echo "debian $DEBIAN_SUITE recipe $DEBIAN_RECIPE" | key_of; }
 
 build_debian() {
   local key="$1" root="$CONTEXTS/debian-rootfs"
-  have debootstrap || apt_install debootstrap
+  if ! have debootstrap; then apt_install debootstrap; fi
   as_root rm -rf "$root"
   mkdir -p "$CONTEXTS"
   log "debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
@@ -281,7 +282,7 @@ build_operator() {
 }
 
 ensure_operator() {
-  [ -n "${NODE_IMAGE:-}" ] || ensure_node
+  if [ -z "${NODE_IMAGE:-}" ]; then ensure_node; fi
   stage npm-build npm_build
   ensure_image operator "$OPERATOR_TAG" "$(operator_key)" build_operator
 }
@@ -297,10 +298,22 @@ run_command() {
       ensure_postgres
       ensure_operator
       ;;
-    debian) need_docker && ensure_debian ;;
-    node) need_docker && ensure_node ;;
-    postgres) need_docker && ensure_postgres ;;
-    operator) need_docker && ensure_operator ;;
+    debian)
+      need_docker
+      ensure_debian
+      ;;
+    node)
+      need_docker
+      ensure_node
+      ;;
+    postgres)
+      need_docker
+      ensure_postgres
+      ;;
+    operator)
+      need_docker
+      ensure_operator
+      ;;
     list) printf '%s\n' "$OPERATOR_TAG" "$POSTGRES_TAG" ;;
     tags)
       printf '%s %s\n' "$DEBIAN_TAG" "$(debian_key)" "$NODE_TAG" "$(node_key)" "$POSTGRES_TAG" "$(postgres_key)"

@@ -35,18 +35,38 @@ die() {
 have() { command -v "$1" >/dev/null 2>&1; }
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# The command runs in this shell (so it may set variables) and under `set -e` as usual. Don't
+# call stage in a condition (`stage ... || ...`, `if stage ...`): bash then ignores `set -e`
+# inside the command's functions, and a failing step would not stop it. A stage that fails under
+# `set -e` ends the script; the EXIT trap below names it (a script that sets its own EXIT trap
+# can call stage_report_failed from it).
+_STAGE_OPEN=()
 stage() {
   local name="$1" start rc=0
   shift
   start=$(date +%s)
   log "stage $name: start"
-  "$@" || rc=$?
+  _STAGE_OPEN+=("$start $name")
+  # Not `"$@" || rc=$?`: that would switch `set -e` off inside "$@". Under `set -e` a failure
+  # exits here (the EXIT trap reports it); in a caller's condition it returns to the next line.
+  "$@"
+  rc=$?
+  unset '_STAGE_OPEN[-1]'
   if [ "$rc" -ne 0 ]; then
     log "stage $name: FAILED after $(fmt_secs $(($(date +%s) - start)))"
     return "$rc"
   fi
   log "stage $name: $(fmt_secs $(($(date +%s) - start)))"
 }
+
+stage_report_failed() {
+  local entry
+  for entry in "${_STAGE_OPEN[@]}"; do
+    log "stage ${entry#* }: FAILED after $(fmt_secs $(($(date +%s) - ${entry%% *})))"
+  done
+  _STAGE_OPEN=()
+}
+trap 'stage_report_failed' EXIT
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
