@@ -288,6 +288,17 @@ ensure_operator() {
 }
 
 # --- commands -------------------------------------------------------------------------------------
+# One run at a time per cache (builds share context directories, tarballs and tags): a second
+# run (say make image while e2e builds) waits for the first.
+take_lock() {
+  mkdir -p "$IMAGES_CACHE"
+  exec 9>"$IMAGES_CACHE/.lock"
+  if ! flock -n 9; then
+    log "another hack/kind/images.sh is running with this cache: waiting for it"
+    flock 9
+  fi
+}
+
 need_docker() { docker info >/dev/null 2>&1 || die "no Docker daemon answers: run hack/kind/docker.sh first"; }
 
 run_command() {
@@ -328,12 +339,14 @@ main() {
   [ "$#" -gt 0 ] || set -- all
   if [ "$1" = operator-context ]; then
     [ -n "${2:-}" ] || die "usage: $0 operator-context DIR"
+    take_lock
     stage npm-build npm_build
     operator_context "$(realpath -m "$2")"
     return
   fi
   local start cmd
   start=$(date +%s)
+  case "$1" in list | tags | -h | --help | help) ;; *) take_lock ;; esac
   for cmd in "$@"; do run_command "$cmd"; done
   case "$1" in list | tags | -h | --help | help) ;; *) log "images done in $(fmt_secs $(($(date +%s) - start)))" ;; esac
 }
