@@ -99,12 +99,20 @@ main() {
     log "a Docker daemon is already running: using it as it is"
   else
     if ! have dockerd; then stage install-docker-engine install_engine; fi
-    # dockerd may be starting (e.g. started by the package's init script): give it a moment.
+    # A dockerd that runs but does not answer may be starting: give it a moment. Never start a
+    # second one beside it (they would fight over the socket, docker0 and iptables).
     if pgrep -x dockerd >/dev/null 2>&1; then
       local i
-      for i in $(seq 1 20); do docker_answers && break; sleep 1; done
+      for i in $(seq 1 20); do
+        if docker_answers; then break; fi
+        sleep 1
+      done
+      if ! docker_answers; then
+        die "a dockerd is running but \`docker info\` fails: $(docker info 2>&1 | tail -n 1) — fix its access (socket permissions, DOCKER_HOST) or stop it"
+      fi
+    else
+      stage start-dockerd start_daemon
     fi
-    if ! docker_answers; then stage start-dockerd start_daemon; fi
   fi
   check_api
   warn_if_privileged_will_fail
