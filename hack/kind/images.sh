@@ -197,7 +197,7 @@ build_node() {
   mkdir -p "$ctx"
   cp "$RECIPES/node24/Dockerfile" "$ctx/"
   cp "$NODE_BINARY" "$ctx/node"
-  docker_build_logged node --build-arg "BASE_IMAGE=$DEBIAN_TAG" --label "$KEY_LABEL=$key" -t "$NODE_TAG" "$ctx"
+  docker_build_logged node --build-arg "BASE_IMAGE=$DEBIAN_TAG" --build-arg "NODE_VERSION=$NODE_VERSION" --label "$KEY_LABEL=$key" -t "$NODE_TAG" "$ctx"
   rm -rf "$ctx"
 }
 
