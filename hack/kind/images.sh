@@ -16,6 +16,9 @@
 #                    (`make build`), a production node_modules (`npm ci --omit=dev
 #                    --ignore-scripts` in a scratch dir), lays out the build context, `docker build`
 #   operator-context DIR   only lay out the operator's build context in DIR (no Docker needed)
+#   check            smoke-test the built images (offline): --privileged from the base, node's
+#                    version, the operator as 65532 on a read-only root, its migrations on the
+#                    PostgreSQL image started as deploy/kind starts it
 #   list             print the tags to load into a cluster (operator, postgres), one per line
 #   tags             print every tag this script builds, with its cache key
 #
@@ -293,6 +296,45 @@ ensure_operator() {
   ensure_image operator "$OPERATOR_TAG" "$(operator_key)" build_operator
 }
 
+# --- check ----------------------------------------------------------------------------------------
+# Smoke tests of the built images, none of which reach the network: a privileged container from
+# the base (the CAP_SYS_RESOURCE wrapper, when needed, works), the Node version, the operator as
+# 65532 on a read-only root, and the operator's migrations against the PostgreSQL image started
+# the way deploy/kind starts it (non-root, read-only root, init script).
+check_images() {
+  local out pg="realm-operator-image-check-$$" initdir
+  docker run --rm --privileged --network none "$DEBIAN_TAG" true ||
+    die "a --privileged container from $DEBIAN_TAG does not start (see hack/kind/docker.sh)"
+  out=$(docker run --rm --network none "$NODE_TAG" node --version)
+  [ "$out" = "v$NODE_VERSION" ] || die "$NODE_TAG runs node $out, not v$NODE_VERSION"
+  [ "$(docker image inspect -f '{{.Config.User}}' "$OPERATOR_TAG")" = 65532:65532 ] || die "$OPERATOR_TAG does not run as 65532:65532"
+  docker run --rm --read-only --network none "$OPERATOR_TAG" --help >/dev/null || die "$OPERATOR_TAG --help failed"
+  initdir=$(mktemp -d)
+  printf 'CREATE ROLE image_check LOGIN;\n' >"$initdir/init.sql"
+  chmod 755 "$initdir" && chmod 644 "$initdir/init.sql"
+  docker run -d --name "$pg" --network none --read-only --user 999:999 --cap-drop ALL \
+    --tmpfs /tmp --tmpfs /var/run/postgresql:uid=999,gid=999 --tmpfs /var/lib/postgresql/data:uid=999,gid=999 \
+    -v "$initdir:/docker-entrypoint-initdb.d:ro" -e POSTGRES_PASSWORD=check -e POSTGRES_DB=boxel \
+    -e PGDATA=/var/lib/postgresql/data/pgdata "$POSTGRES_TAG" >/dev/null
+  local i ok=""
+  for i in $(seq 1 60); do
+    if docker exec "$pg" pg_isready -q -U postgres 2>/dev/null; then ok=1 && break; fi
+    sleep 1
+  done
+  if [ -z "$ok" ] ||
+    ! docker exec "$pg" psql -U postgres -d boxel -Atc "select 1 from pg_roles where rolname = 'image_check'" | grep -qx 1 ||
+    ! docker run --rm --read-only --network "container:$pg" \
+      -e DATABASE_URL=postgres://postgres:check@127.0.0.1:5432/boxel "$OPERATOR_TAG" migrate >&2; then
+    docker logs "$pg" 2>&1 | tail -n 20 >&2
+    docker rm -f "$pg" >/dev/null
+    rm -rf "$initdir"
+    die "$POSTGRES_TAG did not initialise, or the operator's migrations failed on it (log above)"
+  fi
+  docker rm -f "$pg" >/dev/null
+  rm -rf "$initdir"
+  log "images check passed"
+}
+
 # --- commands -------------------------------------------------------------------------------------
 # One run at a time per cache (builds share context directories, tarballs and tags): a second
 # run (say make image while e2e builds) waits for the first.
@@ -330,6 +372,10 @@ run_command() {
     operator)
       need_docker
       ensure_operator
+      ;;
+    check)
+      need_docker
+      stage images-check check_images
       ;;
     list) printf '%s\n' "$OPERATOR_TAG" "$POSTGRES_TAG" ;;
     tags)
