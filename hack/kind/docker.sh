@@ -62,8 +62,10 @@ start_daemon() {
   # shellcheck disable=SC2206 # word splitting of the extra args is the point
   args+=(${DOCKERD_EXTRA_ARGS:-})
   log "starting dockerd ${args[*]} (log: $DOCKER_STATE/dockerd.log)"
-  as_root env REALM_OPERATOR_REAL_RUNC="${REALM_OPERATOR_REAL_RUNC:-}" \
-    setsid nohup dockerd "${args[@]}" >>"$DOCKER_STATE/dockerd.log" 2>&1 </dev/null &
+  local launcher=()
+  [ "$(id -u)" -eq 0 ] || launcher=(sudo)
+  spawn_detached "$DOCKER_STATE/dockerd.log" "${launcher[@]}" \
+    env REALM_OPERATOR_REAL_RUNC="${REALM_OPERATOR_REAL_RUNC:-}" dockerd "${args[@]}"
   local waited=0 limit="${DOCKER_WAIT_SECONDS:-60}"
   until docker_answers; do
     if [ "$waited" -ge "$limit" ]; then

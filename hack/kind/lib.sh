@@ -8,6 +8,7 @@
 #   log MSG / die MSG      progress and errors on stderr, prefixed with the script's name
 #   stage NAME CMD...      run CMD, then print "stage NAME: 1m02s" (the timings the issue asks for)
 #   as_root CMD...         run CMD as root (directly when root, else through sudo)
+#   spawn_detached LOG CMD...  start a daemon that keeps none of our file descriptors
 #   apt_install PKG...     apt-get update (once per script run) + install, only the missing packages
 #   have CMD               is CMD on PATH
 #   fmt_secs N             N seconds as 1m02s
@@ -76,6 +77,23 @@ as_root() {
   else
     die "needs root for: $* (run as root or install sudo)"
   fi
+}
+
+# spawn_detached LOG CMD...: start CMD in its own session in the background, stdin /dev/null and
+# output appended to LOG, holding none of this script's other file descriptors — so a caller
+# capturing our output (`$(...)`, `| tee`, CI) is not kept waiting by a daemon that outlives us.
+# (`cmd >log &` is not enough: for a function, bash keeps a saved copy of the old stdout open.)
+spawn_detached() {
+  local logfile="$1" fd
+  shift
+  (
+    exec </dev/null >>"$logfile" 2>&1
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) &
 }
 
 _APT_UPDATED=""
