@@ -71,34 +71,30 @@ clean: ## Remove build output and dependencies
 crds: install ## Regenerate crds/ from the zod schemas in src/api
 	npx tsx hack/generate-crds.ts
 
-# --- kind (machines with Docker) -------------------------------------------------------------
-KIND ?= kind
+# --- kind (machines with Docker; everything built locally, docs/kind.md) ---------------------
+# One code path here and for users: hack/kind/*.sh install/start what they need and cache their
+# products under ~/.cache/realm-operator keyed by version.
 KIND_CLUSTER ?= realm-operator
 IMG ?= realm-operator:dev
-KUBECTL ?= kubectl
 
-kind-up: ## Create a kind cluster
-	$(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s
+kind-up: ## Create the single-node kind cluster (Docker, kind and the node image built as needed); prints KUBECONFIG
+	bash hack/kind/docker.sh && KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/cluster.sh up
 
 kind-down: ## Delete the kind cluster
-	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/cluster.sh down
 
 image: ## Build the operator image IMG (default realm-operator:dev), starting Docker if needed (docs/kind.md)
 	bash hack/kind/docker.sh && IMG=$(IMG) bash hack/kind/images.sh operator
 
-kind-load: image ## Load the operator image into the kind cluster
-	$(KIND) load docker-image $(IMG) --name $(KIND_CLUSTER)
+kind-load: ## Build the images deploy/kind runs and load them into the kind cluster
+	bash hack/kind/docker.sh && IMG=$(IMG) bash hack/kind/images.sh
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/cluster.sh load-overlay deploy/kind
 
-deploy: ## Deploy CRD, operator, PostgreSQL and the seed Job to the current kube context (kind overlay)
-	$(KUBECTL) apply -k deploy/kind
-	$(KUBECTL) -n realm-operator-system rollout status statefulset/postgres --timeout=180s
-	$(KUBECTL) -n realm-operator-system wait --for=condition=complete job/realm-operator-seed --timeout=180s
-	$(KUBECTL) -n realm-operator-system rollout status deployment/realm-operator --timeout=180s
+deploy: ## Deploy deploy/kind (CRD, operator, realm servers, PostgreSQL, seed Job) to the kind cluster and wait for it
+	KIND_CLUSTER=$(KIND_CLUSTER) bash hack/kind/cluster.sh deploy deploy/kind
 
-e2e-kind: kind-up kind-load deploy ## End to end on kind: the sample PublishedRealm becomes Ready
-	$(KUBECTL) apply -f deploy/samples/published-realm.yaml
-	$(KUBECTL) wait --for=condition=Ready publishedrealm/blog --timeout=120s
-	$(KUBECTL) get publishedrealms -o wide
+e2e-kind: ## End to end in a real kind cluster: build, create, load, deploy, run the kind suite, delete (KEEP_CLUSTER=1 keeps it)
+	KIND_CLUSTER=$(KIND_CLUSTER) IMG=$(IMG) bash hack/kind/e2e.sh
 
 .PHONY: consistency
 consistency: build kube-assets ## Full-length consistency suite: 200 publishes per scenario under faults (long)

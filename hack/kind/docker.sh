@@ -62,8 +62,10 @@ start_daemon() {
   # shellcheck disable=SC2206 # word splitting of the extra args is the point
   args+=(${DOCKERD_EXTRA_ARGS:-})
   log "starting dockerd ${args[*]} (log: $DOCKER_STATE/dockerd.log)"
-  as_root env REALM_OPERATOR_REAL_RUNC="${REALM_OPERATOR_REAL_RUNC:-}" \
-    setsid nohup dockerd "${args[@]}" >>"$DOCKER_STATE/dockerd.log" 2>&1 </dev/null &
+  local launcher=()
+  [ "$(id -u)" -eq 0 ] || launcher=(sudo)
+  spawn_detached "$DOCKER_STATE/dockerd.log" "${launcher[@]}" \
+    env REALM_OPERATOR_REAL_RUNC="${REALM_OPERATOR_REAL_RUNC:-}" dockerd "${args[@]}"
   local waited=0 limit="${DOCKER_WAIT_SECONDS:-60}"
   until docker_answers; do
     if [ "$waited" -ge "$limit" ]; then
@@ -98,13 +100,21 @@ main() {
   if docker_answers; then
     log "a Docker daemon is already running: using it as it is"
   else
-    have dockerd || stage install-docker-engine install_engine
-    # dockerd may be starting (e.g. started by the package's init script): give it a moment.
+    if ! have dockerd; then stage install-docker-engine install_engine; fi
+    # A dockerd that runs but does not answer may be starting: give it a moment. Never start a
+    # second one beside it (they would fight over the socket, docker0 and iptables).
     if pgrep -x dockerd >/dev/null 2>&1; then
       local i
-      for i in $(seq 1 20); do docker_answers && break; sleep 1; done
+      for i in $(seq 1 20); do
+        if docker_answers; then break; fi
+        sleep 1
+      done
+      if ! docker_answers; then
+        die "a dockerd is running but \`docker info\` fails: $(docker info 2>&1 | tail -n 1) — fix its access (socket permissions, DOCKER_HOST) or stop it"
+      fi
+    else
+      stage start-dockerd start_daemon
     fi
-    docker_answers || stage start-dockerd start_daemon
   fi
   check_api
   warn_if_privileged_will_fail

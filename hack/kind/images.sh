@@ -16,6 +16,9 @@
 #                    (`make build`), a production node_modules (`npm ci --omit=dev
 #                    --ignore-scripts` in a scratch dir), lays out the build context, `docker build`
 #   operator-context DIR   only lay out the operator's build context in DIR (no Docker needed)
+#   check            smoke-test the built images (offline): --privileged from the base, node's
+#                    version, the operator as 65532 on a read-only root, its migrations on the
+#                    PostgreSQL image started as deploy/kind starts it
 #   list             print the tags to load into a cluster (operator, postgres), one per line
 #   tags             print every tag this script builds, with its cache key
 #
@@ -36,6 +39,7 @@
 #   node      debian key + NODE_VERSION + hack/kind/images/node24/
 #   postgres  debian key + hack/kind/images/postgres15/
 #   operator  node key (or NODE_IMAGE) + Dockerfile + dist/ + crds/ + package.json + package-lock.json
+#             + PROD_MODULES_RECIPE
 # Every stage prints its time ("stage NAME: 0m42s") on stderr.
 #
 # Env: IMG (operator tag, default realm-operator:dev), NODE_VERSION (default 24.21.0),
@@ -49,6 +53,7 @@ DEBIAN_RECIPE=2 # bump when build_debian changes
 DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 NODE_VERSION="${NODE_VERSION:-24.21.0}"
+PROD_MODULES_RECIPE=2 # bump when prod_node_modules changes what it installs or prunes
 
 DEBIAN_TAG="realm-operator/debian:$DEBIAN_SUITE"
 NODE_TAG="realm-operator/node:24-$DEBIAN_SUITE"
@@ -85,9 +90,10 @@ ensure_image() {
     return 0
   fi
   if [ -s "$tar" ]; then
-    stage "$name-load" docker_load_cached "$tar"
-    if [ "$(image_key "$tag")" = "$key" ]; then return 0; fi
-    log "$tar did not hold $tag with key $key: rebuilding"
+    # docker load is one command, so calling stage in this condition is safe (see lib.sh).
+    if stage "$name-load" docker_load_cached "$tar" && [ "$(image_key "$tag")" = "$key" ]; then return 0; fi
+    log "$tar did not give $tag with key $key: rebuilding"
+    rm -f "$tar"
   fi
   local previous
   previous=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
@@ -109,7 +115,7 @@ debian_key() { echo "debian $DEBIAN_SUITE recipe $DEBIAN_RECIPE" | key_of; }
 
 build_debian() {
   local key="$1" root="$CONTEXTS/debian-rootfs"
-  have debootstrap || apt_install debootstrap
+  if ! have debootstrap; then apt_install debootstrap; fi
   as_root rm -rf "$root"
   mkdir -p "$CONTEXTS"
   log "debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
@@ -194,7 +200,7 @@ build_node() {
   mkdir -p "$ctx"
   cp "$RECIPES/node24/Dockerfile" "$ctx/"
   cp "$NODE_BINARY" "$ctx/node"
-  docker_build_logged node --build-arg "BASE_IMAGE=$DEBIAN_TAG" --label "$KEY_LABEL=$key" -t "$NODE_TAG" "$ctx"
+  docker_build_logged node --build-arg "BASE_IMAGE=$DEBIAN_TAG" --build-arg "NODE_VERSION=$NODE_VERSION" --label "$KEY_LABEL=$key" -t "$NODE_TAG" "$ctx"
   rm -rf "$ctx"
 }
 
@@ -232,7 +238,7 @@ npm_build() {
 # A production node_modules for package.json + package-lock.json, installed on the host once.
 prod_node_modules() {
   local hash dir
-  hash=$(hash_paths package.json package-lock.json)
+  hash=$({ echo "recipe $PROD_MODULES_RECIPE"; hash_paths package.json package-lock.json; } | key_of)
   dir="$IMAGES_CACHE/prod-node-modules/$hash"
   if [ ! -d "$dir/node_modules" ]; then
     # One cached install at a time: a new lockfile replaces the old one.
@@ -240,6 +246,9 @@ prod_node_modules() {
     mkdir -p "$dir.tmp"
     cp "$REPO_ROOT/package.json" "$REPO_ROOT/package-lock.json" "$dir.tmp/"
     (cd "$dir.tmp" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
+    # Nothing Node loads at run time: source maps, type declarations, Markdown (about half the size).
+    find "$dir.tmp/node_modules" -type f \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' \
+      -o -name '*.d.cts' -o -name '*.md' -o -name '*.markdown' \) -delete
     # One reproducible tarball: the build context then carries one file instead of thousands
     # (the legacy builder's context upload is per file), and the same bytes keep the layer cached.
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dir.tmp" -cf "$dir.tmp/node_modules.tar" node_modules
@@ -269,6 +278,7 @@ operator_base() {
 operator_key() {
   {
     if [ -n "${NODE_IMAGE:-}" ]; then echo "base $NODE_IMAGE"; else node_key; fi
+    echo "production node_modules recipe $PROD_MODULES_RECIPE"
     hash_paths Dockerfile dist crds package.json package-lock.json
   } | key_of
 }
@@ -281,12 +291,62 @@ build_operator() {
 }
 
 ensure_operator() {
-  [ -n "${NODE_IMAGE:-}" ] || ensure_node
+  if [ -z "${NODE_IMAGE:-}" ]; then ensure_node; fi
   stage npm-build npm_build
   ensure_image operator "$OPERATOR_TAG" "$(operator_key)" build_operator
 }
 
+# --- check ----------------------------------------------------------------------------------------
+# Smoke tests of the built images, none of which reach the network: a privileged container from
+# the base (the CAP_SYS_RESOURCE wrapper, when needed, works), the Node version, the operator as
+# 65532 on a read-only root, and the operator's migrations against the PostgreSQL image started
+# the way deploy/kind starts it (non-root, read-only root, init script).
+check_images() {
+  local out pg="realm-operator-image-check-$$" initdir
+  docker run --rm --privileged --network none "$DEBIAN_TAG" true ||
+    die "a --privileged container from $DEBIAN_TAG does not start (see hack/kind/docker.sh)"
+  out=$(docker run --rm --network none "$NODE_TAG" node --version)
+  [ "$out" = "v$NODE_VERSION" ] || die "$NODE_TAG runs node $out, not v$NODE_VERSION"
+  [ "$(docker image inspect -f '{{.Config.User}}' "$OPERATOR_TAG")" = 65532:65532 ] || die "$OPERATOR_TAG does not run as 65532:65532"
+  docker run --rm --read-only --network none "$OPERATOR_TAG" --help >/dev/null || die "$OPERATOR_TAG --help failed"
+  initdir=$(mktemp -d)
+  printf 'CREATE ROLE image_check LOGIN;\n' >"$initdir/init.sql"
+  chmod 755 "$initdir" && chmod 644 "$initdir/init.sql"
+  docker run -d --name "$pg" --network none --read-only --user 999:999 --cap-drop ALL \
+    --tmpfs /tmp --tmpfs /var/run/postgresql:uid=999,gid=999 --tmpfs /var/lib/postgresql/data:uid=999,gid=999 \
+    -v "$initdir:/docker-entrypoint-initdb.d:ro" -e POSTGRES_PASSWORD=check -e POSTGRES_DB=boxel \
+    -e PGDATA=/var/lib/postgresql/data/pgdata "$POSTGRES_TAG" >/dev/null
+  local i ok=""
+  for i in $(seq 1 60); do
+    if docker exec "$pg" pg_isready -q -U postgres 2>/dev/null; then ok=1 && break; fi
+    sleep 1
+  done
+  if [ -z "$ok" ] ||
+    ! docker exec "$pg" psql -U postgres -d boxel -Atc "select 1 from pg_roles where rolname = 'image_check'" | grep -qx 1 ||
+    ! docker run --rm --read-only --network "container:$pg" \
+      -e DATABASE_URL=postgres://postgres:check@127.0.0.1:5432/boxel "$OPERATOR_TAG" migrate >&2; then
+    docker logs "$pg" 2>&1 | tail -n 20 >&2
+    docker rm -f "$pg" >/dev/null
+    rm -rf "$initdir"
+    die "$POSTGRES_TAG did not initialise, or the operator's migrations failed on it (log above)"
+  fi
+  docker rm -f "$pg" >/dev/null
+  rm -rf "$initdir"
+  log "images check passed"
+}
+
 # --- commands -------------------------------------------------------------------------------------
+# One run at a time per cache (builds share context directories, tarballs and tags): a second
+# run (say make image while e2e builds) waits for the first.
+take_lock() {
+  mkdir -p "$IMAGES_CACHE"
+  exec 9>"$IMAGES_CACHE/.lock"
+  if ! flock -n 9; then
+    log "another hack/kind/images.sh is running with this cache: waiting for it"
+    flock 9
+  fi
+}
+
 need_docker() { docker info >/dev/null 2>&1 || die "no Docker daemon answers: run hack/kind/docker.sh first"; }
 
 run_command() {
@@ -297,10 +357,26 @@ run_command() {
       ensure_postgres
       ensure_operator
       ;;
-    debian) need_docker && ensure_debian ;;
-    node) need_docker && ensure_node ;;
-    postgres) need_docker && ensure_postgres ;;
-    operator) need_docker && ensure_operator ;;
+    debian)
+      need_docker
+      ensure_debian
+      ;;
+    node)
+      need_docker
+      ensure_node
+      ;;
+    postgres)
+      need_docker
+      ensure_postgres
+      ;;
+    operator)
+      need_docker
+      ensure_operator
+      ;;
+    check)
+      need_docker
+      stage images-check check_images
+      ;;
     list) printf '%s\n' "$OPERATOR_TAG" "$POSTGRES_TAG" ;;
     tags)
       printf '%s %s\n' "$DEBIAN_TAG" "$(debian_key)" "$NODE_TAG" "$(node_key)" "$POSTGRES_TAG" "$(postgres_key)"
@@ -315,12 +391,14 @@ main() {
   [ "$#" -gt 0 ] || set -- all
   if [ "$1" = operator-context ]; then
     [ -n "${2:-}" ] || die "usage: $0 operator-context DIR"
+    take_lock
     stage npm-build npm_build
     operator_context "$(realpath -m "$2")"
     return
   fi
   local start cmd
   start=$(date +%s)
+  case "$1" in list | tags | -h | --help | help) ;; *) take_lock ;; esac
   for cmd in "$@"; do run_command "$cmd"; done
   case "$1" in list | tags | -h | --help | help) ;; *) log "images done in $(fmt_secs $(($(date +%s) - start)))" ;; esac
 }

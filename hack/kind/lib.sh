@@ -8,6 +8,7 @@
 #   log MSG / die MSG      progress and errors on stderr, prefixed with the script's name
 #   stage NAME CMD...      run CMD, then print "stage NAME: 1m02s" (the timings the issue asks for)
 #   as_root CMD...         run CMD as root (directly when root, else through sudo)
+#   spawn_detached LOG CMD...  start a daemon that keeps none of our file descriptors
 #   apt_install PKG...     apt-get update (once per script run) + install, only the missing packages
 #   have CMD               is CMD on PATH
 #   fmt_secs N             N seconds as 1m02s
@@ -35,18 +36,38 @@ die() {
 have() { command -v "$1" >/dev/null 2>&1; }
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# The command runs in this shell (so it may set variables) and under `set -e` as usual. Don't
+# call stage in a condition (`stage ... || ...`, `if stage ...`): bash then ignores `set -e`
+# inside the command's functions, and a failing step would not stop it. A stage that fails under
+# `set -e` ends the script; the EXIT trap below names it (a script that sets its own EXIT trap
+# can call stage_report_failed from it).
+_STAGE_OPEN=()
 stage() {
   local name="$1" start rc=0
   shift
   start=$(date +%s)
   log "stage $name: start"
-  "$@" || rc=$?
+  _STAGE_OPEN+=("$start $name")
+  # Not `"$@" || rc=$?`: that would switch `set -e` off inside "$@". Under `set -e` a failure
+  # exits here (the EXIT trap reports it); in a caller's condition it returns to the next line.
+  "$@"
+  rc=$?
+  unset '_STAGE_OPEN[-1]'
   if [ "$rc" -ne 0 ]; then
     log "stage $name: FAILED after $(fmt_secs $(($(date +%s) - start)))"
     return "$rc"
   fi
   log "stage $name: $(fmt_secs $(($(date +%s) - start)))"
 }
+
+stage_report_failed() {
+  local entry
+  for entry in "${_STAGE_OPEN[@]}"; do
+    log "stage ${entry#* }: FAILED after $(fmt_secs $(($(date +%s) - ${entry%% *})))"
+  done
+  _STAGE_OPEN=()
+}
+trap 'stage_report_failed' EXIT
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -56,6 +77,23 @@ as_root() {
   else
     die "needs root for: $* (run as root or install sudo)"
   fi
+}
+
+# spawn_detached LOG CMD...: start CMD in its own session in the background, stdin /dev/null and
+# output appended to LOG, holding none of this script's other file descriptors — so a caller
+# capturing our output (`$(...)`, `| tee`, CI) is not kept waiting by a daemon that outlives us.
+# (`cmd >log &` is not enough: for a function, bash keeps a saved copy of the old stdout open.)
+spawn_detached() {
+  local logfile="$1" fd
+  shift
+  (
+    exec </dev/null >>"$logfile" 2>&1
+    for fd in /proc/$BASHPID/fd/*; do
+      fd="${fd##*/}"
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@"
+  ) &
 }
 
 _APT_UPDATED=""

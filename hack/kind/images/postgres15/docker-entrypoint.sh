@@ -38,8 +38,10 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf '\n# realm-operator/postgres: password logins over TCP from anywhere\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
   printf "\nlisten_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
 
-  # A private server on the Unix socket only, for the database and the init scripts.
-  pg_ctl -D "$PGDATA" -w -o "-c listen_addresses=''" start >/dev/null
+  # A private server for the database and the init scripts: no TCP, and its socket in /tmp, so
+  # readiness probes (pg_isready on /var/run/postgresql or TCP) fail until the real server runs.
+  export PGHOST=/tmp
+  pg_ctl -D "$PGDATA" -w -o "-c listen_addresses='' -c unix_socket_directories=/tmp" start >&2
   psql=(psql -v ON_ERROR_STOP=1 --no-psqlrc --username "$POSTGRES_USER" --no-password)
   if [ "$POSTGRES_DB" != postgres ]; then
     "${psql[@]}" --dbname postgres --set db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";' >/dev/null
@@ -53,6 +55,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     esac
   done
   pg_ctl -D "$PGDATA" -m fast -w stop >/dev/null
+  unset PGHOST
   log "initialised"
 fi
 

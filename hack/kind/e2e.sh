@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# hack/kind/e2e.sh — `make e2e-kind`: the end-to-end suite against a real kind cluster, one code path
+# for this machine (no registry: everything is built here) and for users with Docker.
+#
+#   docker       hack/kind/docker.sh       a Docker Engine that answers (installed/started if needed)
+#   images       hack/kind/images.sh       the project's images, built locally
+#   kind         hack/kind/kind-binary.sh  kind from the Go module proxy
+#   node-image   hack/kind/node-image.sh   the kind node image, built locally
+#   cluster-up   hack/kind/cluster.sh up   a single-node cluster, API server on 127.0.0.1
+#   load         kind load docker-image    every image deploy/kind names that Docker has
+#   deploy       kubectl apply -k deploy/kind, then every Deployment/StatefulSet/DaemonSet rolled out
+#                and every Job complete
+#   suite        jest --selectProjects kind --runInBand, KUBECONFIG exported
+#   egress       the host's egress counter must be 0: no pod packet tried to leave the machine
+# On failure: the logs of every pod deploy/kind created and `kubectl get events -A`. Always: the
+# cluster is deleted at the end (KEEP_CLUSTER=1 keeps it) and each stage's time is printed.
+#
+# Env: KEEP_CLUSTER=1, KIND_CLUSTER, NODE (the node binary for jest; default: the project's
+#      node_modules/.bin/node when present, else node), E2E_KIND_JEST_ARGS (extra jest arguments).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+HERE="$REPO_ROOT/hack/kind"
+OVERLAY="${E2E_KIND_OVERLAY:-deploy/kind}"
+cd "$REPO_ROOT"
+
+STAGES=()
+t_start=$(date +%s)
+timed() {
+  local name="$1" t0=$(date +%s) rc=0
+  shift
+  log "stage $name: start"
+  "$@" || rc=$?
+  STAGES+=("$(printf '%-12s %7s%s' "$name" "$(fmt_secs $(($(date +%s) - t0)))" "$( ((rc == 0)) || echo '  FAILED')")")
+  log "stage $name: $(fmt_secs $(($(date +%s) - t0)))$( ((rc == 0)) || echo " FAILED (exit $rc)")"
+  return "$rc"
+}
+
+print_timings() {
+  {
+    echo "---- e2e-kind stage timings ----"
+    printf '%s\n' "${STAGES[@]}"
+    printf '%-12s %7s\n' total "$(fmt_secs $(($(date +%s) - t_start)))"
+  } >&2
+}
+
+CLUSTER_CREATED=0
+KUBECTL=""
+rendered_namespaces() { "$HERE/cluster.sh" namespaces "$OVERLAY"; }
+
+dump_diagnostics() {
+  [[ -n "$KUBECTL" && -n "${KUBECONFIG:-}" && -f "${KUBECONFIG:-/nonexistent}" ]] || return 0
+  local ns pod
+  echo "==== diagnostics: pods ====" >&2
+  "$KUBECTL" get pods -A -o wide >&2 || true
+  for ns in $(rendered_namespaces 2>/dev/null); do
+    for pod in $("$KUBECTL" -n "$ns" get pods -o name 2>/dev/null); do
+      echo "==== logs: $ns/$pod ====" >&2
+      "$KUBECTL" -n "$ns" logs "$pod" --all-containers --prefix --tail=300 >&2 || true
+      "$KUBECTL" -n "$ns" logs "$pod" --all-containers --prefix --previous --tail=100 >&2 2>/dev/null || true
+    done
+  done
+  echo "==== kubectl get events -A ====" >&2
+  "$KUBECTL" get events -A --sort-by=.lastTimestamp >&2 || true
+}
+
+finish() {
+  local rc=$?
+  trap - EXIT
+  if ((rc != 0)); then
+    log "e2e-kind FAILED (exit $rc)"
+    dump_diagnostics
+  fi
+  if ((CLUSTER_CREATED)) && [[ "${KEEP_CLUSTER:-}" != 1 ]]; then
+    timed cluster-down "$HERE/cluster.sh" down || true
+  elif ((CLUSTER_CREATED)); then
+    log "KEEP_CLUSTER=1: cluster left up; KUBECONFIG=${KUBECONFIG:-}"
+  fi
+  print_timings
+  ((rc == 0)) && log "e2e-kind passed"
+  exit "$rc"
+}
+trap finish EXIT
+
+# --- docker, images, kind, node image -----------------------------------------------------------
+timed docker "$HERE/docker.sh" >&2
+timed images "$HERE/images.sh" >&2
+KIND=""
+kind_bin() { KIND="$("$HERE/kind-binary.sh" | tail -n1)"; }
+timed kind kind_bin
+KIND_NODE_IMAGE=""
+node_image() { KIND_NODE_IMAGE="$("$HERE/node-image.sh" | tail -n1)"; }
+timed node-image node_image
+kubectl_bin() { KUBECTL="$("$REPO_ROOT/hack/kube-assets.sh" | tail -n1)/kubectl"; }
+timed kubectl kubectl_bin
+[[ -x "$KUBECTL" ]] || die "no kubectl from hack/kube-assets.sh"
+
+# --- cluster -------------------------------------------------------------------------------------
+cluster_up() {
+  CLUSTER_CREATED=1
+  KUBECONFIG="$(KIND_NODE_IMAGE="$KIND_NODE_IMAGE" "$HERE/cluster.sh" up | tail -n1)"
+  export KUBECONFIG
+}
+timed cluster-up cluster_up
+log "KUBECONFIG=$KUBECONFIG"
+
+# --- load the images deploy/kind runs, deploy it and wait for it ----------------------------------
+timed load "$HERE/cluster.sh" load-overlay "$OVERLAY"
+timed deploy "$HERE/cluster.sh" deploy "$OVERLAY"
+
+# --- the suite --------------------------------------------------------------------------------------
+NODE_BIN="${NODE:-}"
+[[ -n "$NODE_BIN" ]] || { if [[ -x node_modules/.bin/node ]]; then NODE_BIN="$REPO_ROOT/node_modules/.bin/node"; else NODE_BIN=node; fi; }
+suite() {
+  # shellcheck disable=SC2086
+  PATH="$(dirname "$KUBECTL"):$PATH" KIND_CLUSTER="${KIND_CLUSTER:-realm-operator}" \
+    "$NODE_BIN" --experimental-vm-modules node_modules/jest/bin/jest.js --ci --selectProjects kind --runInBand ${E2E_KIND_JEST_ARGS:-}
+}
+timed suite suite
+
+# --- nothing left the machine -----------------------------------------------------------------------
+egress() {
+  local n
+  n="$("$HERE/cluster.sh" egress-count)"
+  log "host egress counter (pod/Service-range packets that tried to leave the kind network): $n"
+  [[ "$n" == 0 ]] || die "$n pod/Service-range packet(s) tried to leave the machine"
+}
+timed egress egress
