@@ -88,11 +88,14 @@ install_egress_counter() {
   local br
   br="$(bridge_of_kind_network)" || die "no Docker network 'kind'"
   have iptables || apt_install iptables
-  as_root iptables -w -t mangle -N "$EGRESS_CHAIN" 2>/dev/null || as_root iptables -w -t mangle -F "$EGRESS_CHAIN"
-  as_root iptables -w -t mangle -A "$EGRESS_CHAIN" -i "$br" ! -o "$br" -s "$POD_SUBNET" \
-    -m comment --comment "realm-operator kind: pod-range packet leaving the kind network" -j DROP
-  as_root iptables -w -t mangle -A "$EGRESS_CHAIN" -i "$br" ! -o "$br" -d "$SERVICE_SUBNET" \
-    -m comment --comment "realm-operator kind: Service-range packet leaving the kind network" -j DROP
+  # Idempotent without resetting the counts: a chain and rules that exist are kept.
+  as_root iptables -w -t mangle -N "$EGRESS_CHAIN" 2>/dev/null || true
+  local rule
+  for rule in "-s $POD_SUBNET:pod-range" "-d $SERVICE_SUBNET:Service-range"; do
+    # shellcheck disable=SC2086
+    set -- -i "$br" ! -o "$br" ${rule%%:*} -m comment --comment "realm-operator kind: ${rule#*:} packet leaving the kind network" -j DROP
+    as_root iptables -w -t mangle -C "$EGRESS_CHAIN" "$@" 2>/dev/null || as_root iptables -w -t mangle -A "$EGRESS_CHAIN" "$@"
+  done
   as_root iptables -w -t mangle -C FORWARD -j "$EGRESS_CHAIN" 2>/dev/null ||
     as_root iptables -w -t mangle -I FORWARD 1 -j "$EGRESS_CHAIN"
   log "host egress counter: iptables -t mangle chain $EGRESS_CHAIN on $br"
@@ -121,10 +124,10 @@ write_kubeconfig() {
 up() {
   ensure_kind
   local image
-  image="${KIND_NODE_IMAGE:-$("$HERE/node-image.sh" | tail -n1)}"
   if cluster_exists; then
     log "cluster $KIND_CLUSTER is already up"
   else
+    image="${KIND_NODE_IMAGE:-$("$HERE/node-image.sh" | tail -n1)}"
     mkdir -p "$CLUSTER_DIR"
     cluster_config "$image" >"$CONFIG_PATH"
     create() { "$KIND" create cluster --name "$KIND_CLUSTER" --config "$CONFIG_PATH" --kubeconfig "$KUBECONFIG_PATH" --wait "${KIND_WAIT:-3m}" >&2; }
@@ -135,9 +138,19 @@ up() {
       exit 1
     }
   fi
+  node_directories
   install_egress_counter
   write_kubeconfig
   printf '%s\n' "$KUBECONFIG_PATH"
+}
+
+# deploy/kind's local PersistentVolumes need their directories on the node. The realms directory
+# belongs to uid 65532 (operator, seed Job, realm servers): realm-server pods mount it read-only,
+# so the kubelet's fsGroup ownership change cannot be relied on for it.
+node_directories() {
+  local node="$KIND_CLUSTER-control-plane"
+  docker exec "$node" install -d -o 65532 -g 65532 -m 0775 /var/local/realm-operator/realms
+  docker exec "$node" install -d -m 0755 /var/local/realm-operator/postgres
 }
 
 down() {

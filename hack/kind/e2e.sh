@@ -66,6 +66,7 @@ dump_diagnostics() {
 finish() {
   local rc=$?
   trap - EXIT
+  stage_report_failed
   if ((rc != 0)); then
     log "e2e-kind FAILED (exit $rc)"
     dump_diagnostics
@@ -112,7 +113,9 @@ NODE_BIN="${NODE:-}"
 [[ -n "$NODE_BIN" ]] || { if [[ -x node_modules/.bin/node ]]; then NODE_BIN="$REPO_ROOT/node_modules/.bin/node"; else NODE_BIN=node; fi; }
 suite() {
   # shellcheck disable=SC2086
+  # docker stays on PATH: the suite kills a realm-server container on the node (docker exec … crictl).
   PATH="$(dirname "$KUBECTL"):$PATH" KIND_CLUSTER="${KIND_CLUSTER:-realm-operator}" \
+    KIND_NODE="${KIND_CLUSTER:-realm-operator}-control-plane" \
     "$NODE_BIN" --experimental-vm-modules node_modules/jest/bin/jest.js --ci --selectProjects kind --runInBand ${E2E_KIND_JEST_ARGS:-}
 }
 timed suite suite

@@ -90,6 +90,7 @@ KIND_MOD="$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/realm-kind-node.XXXXXX")"
 BUILD_CONTAINER=""
 cleanup() {
+  stage_report_failed
   [[ -z "$BUILD_CONTAINER" ]] || docker rm -f -v "$BUILD_CONTAINER" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
