@@ -44,14 +44,15 @@
 #
 # Env: IMG (operator tag, default realm-operator:dev), NODE_VERSION (default 24.21.0),
 #      NODE_IMAGE (operator base; default: the local realm-operator/node:24-bookworm),
-#      DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, SKIP_NPM_BUILD=1 (use dist/ as it is),
+#      DEBIAN_MIRROR (default: debootstrap's), DEBIAN_SECURITY_MIRROR (default: the mirror's URL
+#      + "-security"), SKIP_NPM_BUILD=1 (use dist/ as it is),
 #      REALM_OPERATOR_CACHE. Needs a running Docker daemon: run hack/kind/docker.sh first.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DEBIAN_SUITE=bookworm
 DEBIAN_RECIPE=2 # bump when build_debian changes
-DEBIAN_MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+DEBIAN_MIRROR="${DEBIAN_MIRROR:-}"                   # default: debootstrap's own
+DEBIAN_SECURITY_MIRROR="${DEBIAN_SECURITY_MIRROR:-}" # default: the archive's URL + "-security"
 NODE_VERSION="${NODE_VERSION:-24.21.0}"
 PROD_MODULES_RECIPE=2 # bump when prod_node_modules changes what it installs or prunes
 
@@ -118,18 +119,23 @@ build_debian() {
   if ! have debootstrap; then apt_install debootstrap; fi
   as_root rm -rf "$root"
   mkdir -p "$CONTEXTS"
-  log "debootstrap --variant=minbase $DEBIAN_SUITE from $DEBIAN_MIRROR"
-  as_root debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "$DEBIAN_MIRROR" >"$CONTEXTS/debootstrap.log" 2>&1 ||
-    {
-      tail -n 30 "$CONTEXTS/debootstrap.log" >&2
-      die "debootstrap failed (log: $CONTEXTS/debootstrap.log)"
-    }
+  local mirror_arg=() mirror security
+  if [ -n "$DEBIAN_MIRROR" ]; then mirror_arg=("$DEBIAN_MIRROR"); fi
+  log "debootstrap --variant=minbase $DEBIAN_SUITE ${DEBIAN_MIRROR:-from the default archive of debootstrap}"
+  if ! as_root debootstrap --variant=minbase "$DEBIAN_SUITE" "$root" "${mirror_arg[@]}" >"$CONTEXTS/debootstrap.log" 2>&1; then
+    tail -n 30 "$CONTEXTS/debootstrap.log" >&2
+    die "debootstrap failed (log: $CONTEXTS/debootstrap.log)"
+  fi
+  # The archive debootstrap used, as it wrote it into the new system's sources.list.
+  mirror=$(awk '$1 == "deb" { print $2; exit }' "$root/etc/apt/sources.list")
+  [ -n "$mirror" ] || die "debootstrap wrote no archive into $root/etc/apt/sources.list"
+  security="${DEBIAN_SECURITY_MIRROR:-$mirror-security}"
   # What the official debian image also has: updates and security sources, no service starts
   # from package scripts, no downloaded .debs or package lists kept in layers.
   as_root tee "$root/etc/apt/sources.list" >/dev/null <<SOURCES
-deb $DEBIAN_MIRROR $DEBIAN_SUITE main
-deb $DEBIAN_MIRROR $DEBIAN_SUITE-updates main
-deb $DEBIAN_SECURITY_MIRROR $DEBIAN_SUITE-security main
+deb $mirror $DEBIAN_SUITE main
+deb $mirror $DEBIAN_SUITE-updates main
+deb $security $DEBIAN_SUITE-security main
 SOURCES
   printf '#!/bin/sh\nexit 101\n' | as_root tee "$root/usr/sbin/policy-rc.d" >/dev/null
   as_root chmod 755 "$root/usr/sbin/policy-rc.d"
