@@ -38,7 +38,8 @@ SERVICE_SUBNET="10.96.0.0/16"
 CLUSTER_DIR="$REALM_OPERATOR_CACHE/kind-cluster/$KIND_CLUSTER"
 KUBECONFIG_PATH="$CLUSTER_DIR/kubeconfig"
 CONFIG_PATH="$CLUSTER_DIR/kind-config.yaml"
-EGRESS_CHAIN="REALM-KIND-EGRESS"
+# One chain per cluster (iptables chain names are at most 28 characters).
+EGRESS_CHAIN="REALM-EGRESS-${KIND_CLUSTER:0:15}"
 HERE="$REPO_ROOT/hack/kind"
 
 kind_bin() { "$HERE/kind-binary.sh" | tail -n1; }
