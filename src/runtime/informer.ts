@@ -22,8 +22,8 @@
  * - `start` never rejects; it resolves once the signal has aborted and the watch is closed.
  *
  * Why this instead of client-node's `makeInformer`: that one stops for good on any watch error
- * other than 410 (kubernetes-client/javascript#2385, #364), has no watchdog and no backoff; and
- * client-node 2.x cannot load on Node 20 at all (see kube-client.ts).
+ * other than 410 (kubernetes-client/javascript#2385, #364), has no watchdog and no backoff (see
+ * also kube-client.ts).
  *
  * Errors: thrown by handlers are logged and swallowed; nothing else escapes.
  */

@@ -1,6 +1,6 @@
 /**
  * A {@link KubeConnection} from a kubeconfig file or the in-cluster service account, without
- * @kubernetes/client-node: for tools and tests that do not want it (2.x cannot load on Node 20),
+ * @kubernetes/client-node: for tools and tests that do not want it (2.x pulls in undici 8),
  * and to point a copy of a connection at another address (`new StaticKubeConnection({...settings, server})`).
  *
  * Supports what an operator and its tests need: `server`, `certificate-authority[-data]`,
