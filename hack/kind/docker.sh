@@ -72,6 +72,10 @@ start_daemon() {
       tail -n 30 "$DOCKER_STATE/dockerd.log" >&2 || true
       die "dockerd did not answer within ${limit}s (log above: $DOCKER_STATE/dockerd.log)"
     fi
+    if [ "$waited" -ge 3 ] && ! pgrep -x dockerd >/dev/null 2>&1; then
+      tail -n 30 "$DOCKER_STATE/dockerd.log" >&2 || true
+      die "dockerd exited at start (log above: $DOCKER_STATE/dockerd.log)"
+    fi
     sleep 1
     waited=$((waited + 1))
   done
