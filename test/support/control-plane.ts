@@ -130,7 +130,8 @@ export async function kubeAssets(): Promise<string> {
   proc.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   const code = await new Promise<number>((resolve, reject) => {
     proc.once('error', reject);
-    proc.once('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
+    // 'close', not 'exit': 'exit' can come before the last stdout chunk, leaving the directory unread.
+    proc.once('close', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
   });
   const dir = stdout.trim().split('\n').at(-1)?.trim();
   if (code !== 0 || !dir) throw new Error(`hack/kube-assets.sh failed (exit ${code}); see its output above`);
