@@ -14,7 +14,7 @@ JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
 WITH_TEST_ENV := npx tsx test/support/with-test-env.ts --kube --
 
-.PHONY: help install typecheck build test test-unit test-integration test-e2e bench bench-fanout bench-lock demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
+.PHONY: help install typecheck build test test-unit test-integration test-e2e bench $(BENCHES) bench-lock bench-report demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -51,13 +51,34 @@ kube-assets: ## Build or locate etcd/kube-apiserver/kubectl
 synapse: ## Install Synapse (Matrix homeserver for the tests) into a cached venv, once
 	bash hack/synapse.sh
 
-bench: bench-fanout bench-lock ## All benchmarks (printed numbers, not tests)
+# Benchmarks print tables (medians, p99, ratios against baselines measured in the same run) and
+# write raw data to bench/results/; `make bench-report` renders docs/benchmarks.md from it.
+BENCHES := bench-publish bench-staging bench-boxel bench-fanout bench-scale bench-controller-runtime
+bench: $(BENCHES) bench-report ## All benchmarks, then docs/benchmarks.md (printed numbers, not tests)
 
-bench-fanout: install ## NOTIFY fan-out to N listener processes vs raw pg LISTEN
+bench-publish: build kube-assets ## apply -> Ready with 3 acknowledging replicas, 10/1,000/10,000 files, per phase
+	npx tsx bench/publish-latency.ts
+
+bench-staging: build ## Staging: first publish vs cp -a + sync, republish with one changed file vs full copy
+	npx tsx bench/staging.ts
+
+bench-boxel: build ## Against Boxel's publish sequence: lock hold, latency, stale reads with a killed listener
+	npx tsx bench/boxel-comparison.ts
+
+bench-fanout: build ## Acknowledged fan-out at 1/10/50 replicas vs receive-only and receive-and-ack floors
 	npx tsx bench/fanout.ts
 
-bench-lock: install ## Lock hold time during publish for 100 / 1,000 / 10,000 files
+bench-scale: build kube-assets ## 1,000 PublishedRealms -> all Ready, RSS; restart -> idle, republishes
+	npx tsx bench/scale.ts
+
+bench-controller-runtime: build kube-assets ## Status-only convergence of 1,000 objects vs a controller-runtime peer
+	npx tsx bench/controller-runtime.ts
+
+bench-lock: build ## Lock hold time during publish for 100 / 1,000 / 10,000 files
 	npx tsx bench/lock-hold.ts
+
+bench-report: install ## Render docs/benchmarks.md (tables + SVG plots) from bench/results/
+	npx tsx bench/report.ts
 
 demo: build kube-assets ## Run PostgreSQL, a control plane, the operator and three replicas; publish and republish
 	npx tsx hack/demo.ts
