@@ -42,7 +42,7 @@ build_wrapper() {
   if [ ! -x "$bin" ]; then
     have go || die "CAP_SYS_RESOURCE is missing from the bounding set and the runc wrapper needs Go to build (install golang)"
     mkdir -p "$DOCKER_STATE"
-    (cd "$(dirname "$WRAPPER_SRC")" && CGO_ENABLED=0 GOFLAGS= go build -trimpath -o "$bin.tmp" "$WRAPPER_SRC")
+    (cd "$(dirname "$WRAPPER_SRC")" && CGO_ENABLED=0 GOFLAGS='' go build -trimpath -o "$bin.tmp" "$WRAPPER_SRC")
     mv -f "$bin.tmp" "$bin"
   fi
   WRAPPER_BIN="$bin"
@@ -108,8 +108,7 @@ main() {
     # A dockerd that runs but does not answer may be starting: give it a moment. Never start a
     # second one beside it (they would fight over the socket, docker0 and iptables).
     if pgrep -x dockerd >/dev/null 2>&1; then
-      local i
-      for i in $(seq 1 20); do
+      for _ in $(seq 1 20); do
         if docker_answers; then break; fi
         sleep 1
       done

@@ -322,8 +322,8 @@ check_images() {
     --tmpfs /tmp --tmpfs /var/run/postgresql:uid=999,gid=999 --tmpfs /var/lib/postgresql/data:uid=999,gid=999 \
     -v "$initdir:/docker-entrypoint-initdb.d:ro" -e POSTGRES_PASSWORD=check -e POSTGRES_DB=boxel \
     -e PGDATA=/var/lib/postgresql/data/pgdata "$POSTGRES_TAG" >/dev/null
-  local i ok=""
-  for i in $(seq 1 60); do
+  local ok=""
+  for _ in $(seq 1 60); do
     if docker exec "$pg" pg_isready -q -U postgres 2>/dev/null; then ok=1 && break; fi
     sleep 1
   done

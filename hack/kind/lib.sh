@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # variables here are for the scripts that source this file
 # hack/kind/lib.sh — helpers shared by the hack/kind scripts. Source it; it sets nothing but
 # variables and functions (and DOCKER_BUILDKIT=0, see below).
 #
