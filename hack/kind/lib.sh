@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # variables here are for the scripts that source this file
-# hack/kind/lib.sh — helpers shared by the hack/kind scripts. Source it; it sets nothing but
-# variables and functions (and DOCKER_BUILDKIT=0, see below).
+# hack/kind/lib.sh — helpers shared by the hack/kind scripts. Source it; besides variables and
+# functions it sets `set -euo pipefail`, exports DOCKER_BUILDKIT=0 (see below) and installs an
+# EXIT trap that names a stage that failed (see stage).
 #
 #   REALM_OPERATOR_CACHE   cache root (default ~/.cache/realm-operator); kind artifacts live below it
 #   KIND_CACHE             $REALM_OPERATOR_CACHE (alias kept for the kind scripts)
