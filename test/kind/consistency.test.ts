@@ -111,7 +111,7 @@ beforeAll(async () => {
   realm = new KindRealm(toolbox, { name: 'consistency', host: HOST, content: realmContent, readyTimeoutMs: 180_000 });
   await realm.prepare();
   await realm.create((at) => checker.markReady(0, at));
-  readers = new PodReaders({ host: HOST, realmPath: realm.realmPath, files: REALM_FILES, checker, pauseMs: 40 }).start();
+  readers = new PodReaders({ host: HOST, realmPath: realm.realmPath, files: REALM_FILES, checker, pauseMs: 25 }).start();
   await waitFor(async () => readers!.pods().length >= BASE_REPLICAS, 120_000, () => `readers on ${BASE_REPLICAS} pods; have ${readers!.pods().join(', ')}; ${readers!.problems.join(' | ')}`, 500);
 }, 360_000);
 
@@ -155,17 +155,19 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   await duringPublishes('kill -9 a realm-server container', async () => {
     const victim = (await realmServerPods()).at(-1)!.name;
     const { restartsBefore, node } = await killContainerProcess(SYSTEM_NAMESPACE, victim, 'realm-server');
-    await waitFor(
+    const restarted = await waitFor(
       async () => {
         const container = (await getPod(SYSTEM_NAMESPACE, victim))?.containers.find((c) => c.name === 'realm-server');
-        return container !== undefined && container.restarts > restartsBefore && container.ready;
+        return container !== undefined && container.restarts > restartsBefore && container.ready ? container : undefined;
       },
       180_000,
       async () => `${victim}'s realm-server container to restart and be ready: ${JSON.stringify(await getPod(SYSTEM_NAMESPACE, victim))}`,
       500,
     );
+    // 128 + 9: the process died of SIGKILL, not of anything else.
+    if (restarted.lastExitCode !== 137) throw new Error(`${victim}'s realm-server container ended with exit code ${restarted.lastExitCode}, not 137 (SIGKILL)`);
     await waitRealmServersSettled(BASE_REPLICAS);
-    return `SIGKILLed ${victim}'s process from node ${node}; the container restarted`;
+    return `SIGKILLed ${victim}'s process from node ${node}; the container restarted (exit code 137)`;
   });
 
   await duringPublishes('rollout restart realm-server', async () => {

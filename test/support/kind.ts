@@ -137,7 +137,8 @@ export interface PodSummary {
   deleting: boolean;
   node: string | undefined;
   uid: string;
-  containers: Array<{ name: string; id: string | undefined; restarts: number; running: boolean; ready: boolean }>;
+  /** `lastExitCode`: how the previous instance of the container ended (137: SIGKILL). */
+  containers: Array<{ name: string; id: string | undefined; restarts: number; running: boolean; ready: boolean; lastExitCode: number | undefined }>;
 }
 
 export function summarizePod(pod: any): PodSummary {
@@ -154,6 +155,7 @@ export function summarizePod(pod: any): PodSummary {
       restarts: c.restartCount ?? 0,
       running: Boolean(c.state?.running),
       ready: Boolean(c.ready),
+      lastExitCode: c.lastState?.terminated?.exitCode,
     })),
   };
 }
@@ -272,7 +274,9 @@ export function portForward(namespace: string, pod: string, remotePort: number):
         exited,
         async stop() {
           if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-          await Promise.race([exited, sleep(5000)]);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))]);
+          clearTimeout(timer);
         },
       });
     };
