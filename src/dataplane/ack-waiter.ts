@@ -1,0 +1,374 @@
+/**
+ * One LISTEN connection for every publish waiting on replica acknowledgements (DESIGN §4.3).
+ *
+ * Before: each waiting publish held a pooled connection of its own, LISTENed on it, and re-read
+ * the ack table after every single ack. With 50 replicas and many realms in flight that is one
+ * connection per publish and one query per ack per publish. Here every wait of a process shares:
+ *
+ * - one connection LISTENing on {@link REPLICA_ACKS_CHANNEL}, taken from the pool while at least
+ *   one wait is active (kept a little longer so back-to-back publishes do not re-LISTEN);
+ * - coalesced re-reads: notifications only mark waits dirty; one query (through the pool, never
+ *   the LISTEN connection) then reads the status of every dirty wait, however many acks arrived
+ *   in the burst. A notification landing while that query runs marks its waits dirty again, so
+ *   it is followed by one more query: an ack is never lost between a read and the next wake.
+ * - reconnect with resync: when the LISTEN connection dies, notifications may have been lost, so
+ *   once LISTEN is active again every wait is re-read. Meanwhile the per-wait poll (lease expiry
+ *   sends no notification anyway) keeps every wait progressing.
+ *
+ * Results are what {@link readReplicaAckStatuses} returns at the end: `complete` only from a read
+ * that found no live replica missing, so the guarantee "Ready only when every live replica acked
+ * or its lease lapsed" is the table's, never an in-memory guess.
+ */
+import type pg from 'pg';
+import { REPLICA_ACKS_CHANNEL } from '../wire/channels.js';
+import { readReplicaAckStatuses, type ReplicaAckStatus } from './ack-status.js';
+
+export interface WaitForAcksOptions {
+  realmURL: string;
+  epoch: number;
+  timeoutMs: number;
+  /** Re-check at least this often (lease expiry produces no notification). Default 500 ms. */
+  pollIntervalMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface WaitForAcksResult extends ReplicaAckStatus {
+  /** True when no live replica is missing. */
+  complete: boolean;
+  waitedMs: number;
+}
+
+export interface ReplicaAckWaiterOptions {
+  /** Keep the LISTEN connection this long after the last wait ends. Default 1 s. */
+  lingerMs?: number;
+  /** First delay before re-opening a lost LISTEN connection; doubles up to 2 s. Default 50 ms. */
+  reconnectDelayMs?: number;
+  /** Told about a lost LISTEN connection (the waits carry on by polling until it is back). */
+  onConnectionError?: (error: Error) => void;
+}
+
+/** Counters for tests and benchmarks. */
+export interface ReplicaAckWaiterStats {
+  /** Status queries run (one per burst of notifications, not one per ack). */
+  reads: number;
+  /** Notifications received on the ack channel. */
+  notifications: number;
+  /** LISTEN connections opened (the first one included). */
+  connections: number;
+  /** LISTEN connections lost while waits were active. */
+  lost: number;
+}
+
+interface Wait {
+  options: WaitForAcksOptions;
+  started: number;
+  deadline: number;
+  pollIntervalMs: number;
+  /** Needs a fresh read. */
+  dirty: boolean;
+  /** Timed out or aborted: the next read settles it whatever it says. */
+  final: boolean;
+  settled: boolean;
+  timer: NodeJS.Timeout | undefined;
+  resolve(result: WaitForAcksResult): void;
+  reject(error: Error): void;
+  onAbort: () => void;
+}
+
+type ConnectionState = 'idle' | 'connecting' | 'listening' | 'backoff';
+
+export class ReplicaAckWaiter {
+  readonly stats: ReplicaAckWaiterStats = { reads: 0, notifications: 0, connections: 0, lost: 0 };
+  private readonly waitsByRealm = new Map<string, Set<Wait>>();
+  private readonly waits = new Set<Wait>();
+  private state: ConnectionState = 'idle';
+  private client: pg.PoolClient | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+  private reconnectAttempt = 0;
+  private reading = false;
+  private flushQueued = false;
+  private closed = false;
+  private readonly lingerMs: number;
+  private readonly reconnectDelayMs: number;
+  // Our listeners on the connection, removed when it goes back to the pool for others to use.
+  private onClientError: ((error: Error) => void) | undefined;
+  private onClientEnd: (() => void) | undefined;
+  private onClientNotification: ((message: pg.Notification) => void) | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: ReplicaAckWaiterOptions = {},
+  ) {
+    this.lingerMs = options.lingerMs ?? 1000;
+    this.reconnectDelayMs = options.reconnectDelayMs ?? 50;
+  }
+
+  /** Whether the shared LISTEN connection is up right now. */
+  get listening(): boolean {
+    return this.state === 'listening';
+  }
+
+  /** Waits until every live replica is done with `epoch`, or the timeout passes (then reports who is missing). */
+  wait(options: WaitForAcksOptions): Promise<WaitForAcksResult> {
+    if (this.closed) return Promise.reject(new Error('the replica ack waiter is closed'));
+    return new Promise<WaitForAcksResult>((resolve, reject) => {
+      const started = performance.now();
+      const wait: Wait = {
+        options,
+        started,
+        deadline: started + options.timeoutMs,
+        pollIntervalMs: options.pollIntervalMs ?? 500,
+        dirty: true,
+        final: options.signal?.aborted ?? false,
+        settled: false,
+        timer: undefined,
+        resolve,
+        reject,
+        onAbort: () => this.finish(wait),
+      };
+      options.signal?.addEventListener('abort', wait.onAbort, { once: true });
+      this.waits.add(wait);
+      let forRealm = this.waitsByRealm.get(options.realmURL);
+      if (!forRealm) this.waitsByRealm.set(options.realmURL, (forRealm = new Set()));
+      forRealm.add(wait);
+      clearTimeout(this.lingerTimer);
+      this.lingerTimer = undefined;
+      // The first read waits for LISTEN (so no ack can fall between the read and the LISTEN);
+      // the poll timer still runs, so a connection that cannot be opened delays nothing for long.
+      this.arm(wait);
+      if (this.state === 'idle') void this.connect();
+      else this.scheduleFlush();
+    });
+  }
+
+  /** Settles every wait with a final read and releases the LISTEN connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.lingerTimer);
+    for (const wait of this.waits) this.finish(wait);
+    while (this.waits.size > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    this.releaseClient();
+  }
+
+  private arm(wait: Wait): void {
+    clearTimeout(wait.timer);
+    const remaining = wait.deadline - performance.now();
+    wait.timer = setTimeout(
+      () => {
+        if (performance.now() >= wait.deadline) wait.final = true;
+        wait.dirty = true;
+        this.scheduleFlush();
+      },
+      Math.max(0, Math.min(wait.pollIntervalMs, remaining)),
+    );
+  }
+
+  /** Timed out, aborted or closing: one more read, then settle whatever it says. */
+  private finish(wait: Wait): void {
+    wait.final = true;
+    wait.dirty = true;
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // setImmediate, not a microtask: every notification already in the socket buffer is handled
+    // first, so a burst of acks costs one query.
+    setImmediate(() => {
+      this.flushQueued = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.reading) return; // the running read reschedules when it ends
+    // Before LISTEN is up, only a wait that must settle now is read (its result needs no wake-up).
+    const readable = this.state === 'listening' || this.state === 'backoff';
+    const due = [...this.waits].filter((w) => w.dirty && !w.settled && (readable || w.final));
+    if (due.length === 0) return;
+    for (const wait of due) wait.dirty = false; // a notification during the read marks it again
+    this.reading = true;
+    let statuses: ReplicaAckStatus[];
+    try {
+      this.stats.reads += 1;
+      statuses = await readReplicaAckStatuses(
+        this.pool,
+        due.map((w) => ({ realmURL: w.options.realmURL, epoch: w.options.epoch })),
+      );
+    } catch (error) {
+      for (const wait of due) this.settle(wait, error as Error);
+      return;
+    } finally {
+      this.reading = false;
+      if ([...this.waits].some((w) => w.dirty)) this.scheduleFlush();
+    }
+    const now = performance.now();
+    for (const [i, wait] of due.entries()) {
+      if (wait.settled) continue;
+      const status = statuses[i]!;
+      const complete = status.missing.length === 0;
+      if (complete || wait.final || now >= wait.deadline || wait.options.signal?.aborted) {
+        this.settle(wait, { ...status, complete, waitedMs: now - wait.started });
+      } else if (!wait.dirty) {
+        this.arm(wait);
+      }
+    }
+  }
+
+  private settle(wait: Wait, outcome: WaitForAcksResult | Error): void {
+    if (wait.settled) return;
+    wait.settled = true;
+    clearTimeout(wait.timer);
+    wait.options.signal?.removeEventListener('abort', wait.onAbort);
+    this.waits.delete(wait);
+    const forRealm = this.waitsByRealm.get(wait.options.realmURL);
+    forRealm?.delete(wait);
+    if (forRealm?.size === 0) this.waitsByRealm.delete(wait.options.realmURL);
+    if (outcome instanceof Error) wait.reject(outcome);
+    else wait.resolve(outcome);
+    if (this.waits.size === 0) this.idleSoon();
+  }
+
+  private idleSoon(): void {
+    clearTimeout(this.lingerTimer);
+    if (this.closed || this.lingerMs <= 0) return this.releaseClient();
+    this.lingerTimer = setTimeout(() => {
+      if (this.waits.size === 0) this.releaseClient();
+    }, this.lingerMs);
+  }
+
+  private async connect(): Promise<void> {
+    if (this.closed) return;
+    this.state = 'connecting';
+    let client: pg.PoolClient | undefined;
+    try {
+      client = await this.pool.connect();
+      this.stats.connections += 1;
+      const connected = client;
+      this.onClientError = (error: Error) => this.onLost(connected, error);
+      this.onClientEnd = () => this.onLost(connected, new Error('LISTEN connection ended'));
+      this.onClientNotification = (message: pg.Notification) => this.onNotification(message);
+      client.on('error', this.onClientError);
+      client.on('end', this.onClientEnd);
+      client.on('notification', this.onClientNotification);
+      await client.query(`LISTEN ${REPLICA_ACKS_CHANNEL}`);
+    } catch (error) {
+      if (this.state !== 'connecting') return; // the connection's error event got there first
+      if (client) this.discard(client, error as Error);
+      this.reportLost(error as Error);
+      return this.backoff();
+    }
+    if (this.state !== 'connecting') return; // lost while LISTENing: onLost took over
+    this.client = client;
+    this.state = 'listening';
+    this.reconnectAttempt = 0;
+    if (this.waits.size === 0 || this.closed) return this.idleSoon();
+    // Resync: whatever was acknowledged before LISTEN was active is only visible in the table.
+    for (const wait of this.waits) wait.dirty = true;
+    this.scheduleFlush();
+  }
+
+  private onNotification(message: pg.Notification): void {
+    if (message.channel !== REPLICA_ACKS_CHANNEL) return;
+    this.stats.notifications += 1;
+    // An ack names its realm; a cache start ('*') or a deregistration ('-') concerns every wait.
+    const forRealm = this.waitsByRealm.get(message.payload ?? '');
+    const woken = forRealm ?? (message.payload === '*' || message.payload === '-' ? this.waits : undefined);
+    if (!woken || woken.size === 0) return;
+    for (const wait of woken) wait.dirty = true;
+    this.scheduleFlush();
+  }
+
+  private onLost(client: pg.PoolClient, error: Error): void {
+    if (this.client !== client && this.state !== 'connecting') return; // already released
+    this.discard(client, error);
+    if (this.client === client) this.client = undefined;
+    if (this.waits.size === 0 || this.closed) {
+      this.state = 'idle';
+      return;
+    }
+    this.stats.lost += 1;
+    this.reportLost(error);
+    this.backoff();
+  }
+
+  private backoff(): void {
+    if (this.waits.size === 0 || this.closed) {
+      this.state = 'idle';
+      return;
+    }
+    // Polling goes on through the pool meanwhile; reads are allowed in backoff.
+    this.state = 'backoff';
+    const delay = Math.min(2000, this.reconnectDelayMs * 2 ** this.reconnectAttempt++);
+    setTimeout(() => {
+      if (this.state === 'backoff') void this.connect();
+    }, delay);
+    for (const wait of this.waits) wait.dirty = true;
+    this.scheduleFlush();
+  }
+
+  private reportLost(error: Error): void {
+    this.options.onConnectionError?.(error);
+  }
+
+  private releaseClient(): void {
+    const client = this.client;
+    this.client = undefined;
+    if (this.state === 'listening') this.state = 'idle';
+    if (!client) return;
+    this.detach(client);
+    // Until UNLISTEN is done, an error on the connection must not reach the pool's other users.
+    const swallow = () => undefined;
+    client.on('error', swallow);
+    client.query(`UNLISTEN ${REPLICA_ACKS_CHANNEL}`).then(
+      () => {
+        client.off('error', swallow);
+        client.release();
+      },
+      (error: Error) => {
+        client.off('error', swallow);
+        this.discard(client, error);
+      },
+    );
+  }
+
+  private detach(client: pg.PoolClient): void {
+    if (this.onClientNotification) client.off('notification', this.onClientNotification);
+    if (this.onClientEnd) client.off('end', this.onClientEnd);
+    if (this.onClientError) client.off('error', this.onClientError);
+  }
+
+  private discard(client: pg.PoolClient, error: Error): void {
+    this.detach(client);
+    try {
+      client.release(error);
+    } catch {
+      // Already released (pg throws on a second release): nothing left to do.
+    }
+  }
+}
+
+const shared = new WeakMap<pg.Pool, ReplicaAckWaiter>();
+
+/**
+ * The process-wide waiter of a pool, created on first use. Its LISTEN connection is held only
+ * while waits are active (plus the linger); `pool.end()` is wrapped to close the waiter first so
+ * ending the pool never waits out the linger.
+ */
+export function sharedReplicaAckWaiter(pool: pg.Pool): ReplicaAckWaiter {
+  let waiter = shared.get(pool);
+  if (!waiter) {
+    const created = new ReplicaAckWaiter(pool);
+    waiter = created;
+    shared.set(pool, created);
+    const end = pool.end.bind(pool) as (callback?: () => void) => Promise<void> | void;
+    (pool as { end: (callback?: () => void) => Promise<void> | void }).end = (callback?: () => void) => {
+      shared.delete(pool);
+      const closed = created.close().catch(() => undefined);
+      if (callback) return void closed.then(() => end(callback));
+      return closed.then(() => end());
+    };
+  }
+  return waiter;
+}

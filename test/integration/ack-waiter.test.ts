@@ -1,0 +1,216 @@
+/**
+ * The shared acknowledgement waiter against a real PostgreSQL: one LISTEN connection for every
+ * waiting publish, one status query per burst of acks, and a LISTEN connection that dies mid-wait
+ * (acks committed while it is down must still end the waits: resync re-reads the table).
+ */
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
+import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
+import { RealmListener } from '../../src/listener/realm-listener.js';
+import { recordAck } from '../../src/listener/replica-registry.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/realms.js';
+import { RecordingCaches } from '../support/recording-caches.js';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const ACK_CHANNEL_LISTEN = 'LISTEN realm_operator_replica_acks';
+let db: TestDatabase;
+const cleanups: Array<() => Promise<void>> = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await db.pool.query('DELETE FROM realm_operator.replicas');
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+function newWaiter(options: ConstructorParameters<typeof ReplicaAckWaiter>[1] = {}): ReplicaAckWaiter {
+  const waiter = new ReplicaAckWaiter(db.pool, { lingerMs: 0, ...options });
+  cleanups.push(() => waiter.close());
+  return waiter;
+}
+
+/** Commits a new epoch for the realm and its wildcard NOTIFY in one transaction, as a publish does. */
+async function publishEpoch(realmURL: string): Promise<number> {
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query(
+      `INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))
+       ON CONFLICT (realm_url) DO UPDATE SET epoch = EXCLUDED.epoch RETURNING epoch`,
+      [realmURL],
+    );
+    await notifyAllFileChanges(client, realmURL);
+    await client.query('COMMIT');
+    return Number(rows[0].epoch);
+  } finally {
+    client.release();
+  }
+}
+
+/** A registered, live replica that acknowledges only when the test says so. */
+async function registerSilentReplica(replicaId: string): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch)
+     VALUES ($1, now() + interval '60 seconds', 60000, 0)`,
+    [replicaId],
+  );
+}
+
+/** Backends of this database LISTENing on the ack channel (their last statement was the LISTEN). */
+async function ackListenerPids(): Promise<number[]> {
+  const { rows } = await db.pool.query<{ pid: number }>(
+    `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1 AND pid <> pg_backend_pid()`,
+    [ACK_CHANNEL_LISTEN],
+  );
+  return rows.map((r) => r.pid);
+}
+
+async function startListener(): Promise<RealmListener> {
+  const listener = new RealmListener({
+    connection: db.url,
+    replicaId: `replica-${Math.random().toString(36).slice(2, 8)}`,
+    caches: new RecordingCaches(),
+    logger,
+    metricsRegistry: new Registry(),
+    heartbeatIntervalMs: 200,
+    heartbeatTimeoutMs: 2000,
+    leaseDurationMs: 5000,
+    backoff: { initialMs: 50, maxMs: 500 },
+  });
+  cleanups.push(() => listener.stop());
+  listener.start();
+  await listener.waitUntilReady(10_000);
+  return listener;
+}
+
+describe('shared replica acknowledgement waiter', () => {
+  test('many concurrent publishes share one LISTEN connection and all complete with every replica', async () => {
+    const listeners = await Promise.all([startListener(), startListener(), startListener()]);
+    // Kept between the two rounds (the default linger), so the second round re-LISTENs nothing.
+    const waiter = newWaiter({ lingerMs: 10_000 });
+    const realms = Array.from({ length: 25 }, (_, i) => `http://pub.localhost/shared/r${i}/`);
+    // Waits started before the publishes (an epoch nobody has reached yet) and after them.
+    const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
+    const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 20_000, pollIntervalMs: 60_000 }));
+    const results = await Promise.all(waits);
+    const ids = listeners.map((l) => l.replicaId).sort();
+    for (const [i, result] of results.entries()) {
+      expect(result).toMatchObject({ realmURL: realms[i], epoch: epochs[i], complete: true, missing: [], mode: 'acknowledged' });
+      expect(result.acknowledged).toEqual(ids);
+    }
+    expect(waiter.stats.connections).toBe(1);
+    // Republish them all while waiting: a second round on the same connection, epochs moving on.
+    const waitsAgain = realms.map(async (realmURL) => {
+      const epoch = await publishEpoch(realmURL);
+      return waiter.wait({ realmURL, epoch, timeoutMs: 20_000, pollIntervalMs: 60_000 });
+    });
+    for (const result of await Promise.all(waitsAgain)) expect(result).toMatchObject({ complete: true, acknowledged: ids });
+    expect(waiter.stats.connections).toBe(1);
+  });
+
+  test('a burst of acks costs one status query for every wait it concerns, not one per ack', async () => {
+    const replicas = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
+    for (const id of replicas) await registerSilentReplica(id);
+    const waiter = newWaiter();
+    const realms = Array.from({ length: 6 }, (_, i) => `http://pub.localhost/burst/r${i}/`);
+    const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
+    const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 20_000, pollIntervalMs: 60_000 }));
+    // Nothing acknowledged yet: the first read (after LISTEN) finds every replica missing.
+    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+    const readsBefore = waiter.stats.reads;
+    // 48 acks, each NOTIFYing, committed together: delivered as one burst.
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const [i, realm] of realms.entries()) for (const id of replicas) expect(await recordAck(client, id, realm, epochs[i]!)).toBe(true);
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    for (const result of await Promise.all(waits)) expect(result).toMatchObject({ complete: true, missing: [], acknowledged: replicas });
+    expect(waiter.stats.notifications).toBeGreaterThanOrEqual(realms.length);
+    // One query for the burst; a second only if the burst reached the socket in two pieces.
+    expect(waiter.stats.reads - readsBefore).toBeLessThanOrEqual(2);
+  });
+
+  test('acks committed while the LISTEN connection is down still end every wait (resync re-reads the table)', async () => {
+    const replicas = ['down-a', 'down-b'];
+    for (const id of replicas) await registerSilentReplica(id);
+    const lost: Error[] = [];
+    // Polling is effectively off (60 s) and reconnecting is slow: only the resync can end the waits in time.
+    const waiter = newWaiter({ reconnectDelayMs: 1500, onConnectionError: (e) => void lost.push(e) });
+    const realms = Array.from({ length: 10 }, (_, i) => `http://pub.localhost/down/r${i}/`);
+    const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
+    const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 15_000, pollIntervalMs: 60_000 }));
+    await eventually(() => waiter.listening && waiter.stats.reads >= 1, 5000, () => 'the waiter to be listening');
+    // Half the acks before the drop (their notifications arrive), half while it is down (lost).
+    for (const [i, realm] of realms.entries()) if (i % 2 === 0) for (const id of replicas) await recordAck(db.pool, id, realm, epochs[i]!);
+    const pids = await ackListenerPids();
+    expect(pids).toHaveLength(1);
+    await db.pool.query('SELECT pg_terminate_backend($1)', [pids[0]]);
+    await eventually(() => !waiter.listening, 5000, () => 'the waiter to notice the dropped connection');
+    for (const [i, realm] of realms.entries()) if (i % 2 === 1) for (const id of replicas) await recordAck(db.pool, id, realm, epochs[i]!);
+    expect(waiter.listening).toBe(false); // the second half really was committed while nobody listened
+    const results = await Promise.all(waits);
+    for (const [i, result] of results.entries()) {
+      expect(result).toMatchObject({ realmURL: realms[i], complete: true, missing: [], acknowledged: replicas });
+      expect(result.waitedMs).toBeLessThan(15_000);
+    }
+    expect(waiter.stats).toMatchObject({ connections: 2, lost: 1 });
+    expect(lost).toHaveLength(1);
+    expect(await ackListenerPids()).toHaveLength(0); // released (lingerMs 0) once the waits ended
+  });
+
+  test('a wait that times out reports who is missing; an aborted one settles at once', async () => {
+    await registerSilentReplica('never-acks');
+    const waiter = newWaiter();
+    const realmURL = 'http://pub.localhost/timeout/';
+    const epoch = await publishEpoch(realmURL);
+    const timedOut = await waiter.wait({ realmURL, epoch, timeoutMs: 300, pollIntervalMs: 100 });
+    expect(timedOut).toMatchObject({ complete: false, missing: ['never-acks'], acknowledged: [], mode: 'acknowledged' });
+    const controller = new AbortController();
+    const aborted = waiter.wait({ realmURL, epoch, timeoutMs: 60_000, pollIntervalMs: 60_000, signal: controller.signal });
+    controller.abort();
+    expect(await aborted).toMatchObject({ complete: false, missing: ['never-acks'] });
+  });
+
+  test('a replica whose lease lapses stops counting, and a deregistration wakes every wait', async () => {
+    await registerSilentReplica('stays');
+    await db.pool.query(
+      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('lapses', now() + interval '1 second', 1000, 0)`,
+    );
+    const waiter = newWaiter();
+    const realmURL = 'http://pub.localhost/lapse/';
+    const epoch = await publishEpoch(realmURL);
+    const wait = waiter.wait({ realmURL, epoch, timeoutMs: 10_000, pollIntervalMs: 200 });
+    await recordAck(db.pool, 'stays', realmURL, epoch);
+    const result = await wait;
+    // Complete only once 'lapses' is no longer live: its lease ran out, it never acknowledged.
+    expect(result).toMatchObject({ complete: true, missing: [], acknowledged: ['stays'] });
+    const { rows } = await db.pool.query(`SELECT lease_expires_at <= now() AS lapsed FROM realm_operator.replicas WHERE replica_id = 'lapses'`);
+    expect(rows[0].lapsed).toBe(true);
+
+    await registerSilentReplica('leaves');
+    const epoch2 = await publishEpoch(realmURL);
+    await recordAck(db.pool, 'stays', realmURL, epoch2);
+    const readsBefore = waiter.stats.reads;
+    const wait2 = waiter.wait({ realmURL, epoch: epoch2, timeoutMs: 10_000, pollIntervalMs: 60_000 });
+    await eventually(() => waiter.listening && waiter.stats.reads > readsBefore, 5000, () => 'the first read of the second wait');
+    await db.pool.query(
+      `WITH gone AS (DELETE FROM realm_operator.replicas WHERE replica_id = 'leaves' RETURNING 1) SELECT pg_notify('realm_operator_replica_acks', '-') FROM gone`,
+    );
+    expect(await wait2).toMatchObject({ complete: true, acknowledged: ['stays'] });
+  });
+
+  test('no registered replica: notify-only', async () => {
+    const waiter = newWaiter();
+    const result = await waiter.wait({ realmURL: 'http://pub.localhost/nobody-shared/', epoch: 1, timeoutMs: 1000 });
+    expect(result).toMatchObject({ complete: true, mode: 'notify-only', acknowledged: [], missing: [] });
+  });
+});
