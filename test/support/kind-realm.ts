@@ -74,7 +74,7 @@ export class KindRealm {
   async prepare(): Promise<void> {
     await api({ method: 'POST', path: '/api/v1/namespaces', body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.namespace } } });
     this.sourceDir = await this.toolbox.createSourceRealm(this.sourceURL, this.owner);
-    if (!this.sourceDir.startsWith(`${REALMS_ROOT}/`)) throw new Error(`source realm directory ${this.sourceDir} is outside ${REALMS_ROOT}`);
+    if (this.sourceDir !== `${REALMS_ROOT}/${this.owner}/source`) throw new Error(`seed-sample put the source realm at ${this.sourceDir}, not ${REALMS_ROOT}/${this.owner}/source`);
     await this.toolbox.writeFiles(this.sourceDir, this.options.content(0));
   }
 
@@ -139,7 +139,8 @@ export class KindRealm {
   async close(): Promise<void> {
     if (this.created) await this.delete(60_000).catch((error: Error) => console.warn(`cleanup: ${error.message}`));
     await kubectl(['delete', 'namespace', this.namespace, '--wait=false', '--ignore-not-found']);
-    if (this.sourceDir) await this.toolbox.removeSourceRealm(this.sourceURL, this.sourceDir).catch((error: Error) => console.warn(`cleanup: ${error.message}`));
+    // seed-sample put the realm at <root>/<owner>/source: remove the owner's directory with it.
+    if (this.sourceDir) await this.toolbox.removeSourceRealm(this.sourceURL, `${REALMS_ROOT}/${this.owner}`).catch((error: Error) => console.warn(`cleanup: ${error.message}`));
     await sleep(0);
   }
 }

@@ -114,7 +114,7 @@ for (const [rel, content] of Object.entries(files)) {
     return match[1]!;
   }
 
-  /** Removes a source realm createSourceRealm made: its rows and its directory. */
+  /** Removes a source realm createSourceRealm made: its rows and `dir` (its directory, or the one holding it). */
   async removeSourceRealm(sourceURL: string, dir: string): Promise<void> {
     await this.node(`
 const pg = require('pg');
