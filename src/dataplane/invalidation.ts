@@ -10,12 +10,23 @@ import {
   formatRealmRegistryPayload,
 } from '../wire/payloads.js';
 import { assertRealmURL } from '../wire/realm-url.js';
+import { REALM_EPOCH_HINT_CHANNEL } from './ack-epoch-hint.js';
 import { notify, type Queryable } from './db.js';
 
-/** Tells every replica to drop every cached file of the realm: wildcard `realm_file_changes '<url>:*'`. */
+/**
+ * Tells every replica to drop every cached file of the realm: wildcard `realm_file_changes '<url>:*'`,
+ * preceded by the realm's epoch hint when the operator has an epoch for it (ack-epoch-hint.ts):
+ * acknowledging replicas then skip reading the epoch. One statement, no extra round trip; the
+ * wildcard's SELECT waits on the hint's (the count), so the hint is always queued first.
+ */
 export async function notifyAllFileChanges(db: Queryable, realmURL: string): Promise<void> {
   assertRealmURL(realmURL);
-  await notify(db, REALM_FILE_CHANGES_CHANNEL, formatAllFileChangesPayload(realmURL));
+  await db.query(
+    `WITH hint AS (
+       SELECT pg_notify($1, epoch::text || ' ' || realm_url) FROM realm_operator.realm_epochs WHERE realm_url = $2 AND epoch > 0)
+     SELECT pg_notify($3, $4) FROM (SELECT count(*) FROM hint) AS hinted_first`,
+    [REALM_EPOCH_HINT_CHANNEL, realmURL, REALM_FILE_CHANGES_CHANNEL, formatAllFileChangesPayload(realmURL)],
+  );
 }
 
 /**

@@ -45,6 +45,7 @@ import {
   parseRealmRegistryPayload,
   type RealmRegistryChange,
 } from '../wire/payloads.js';
+import { parseRealmEpochHint, REALM_EPOCH_HINT_CHANNEL, type RealmEpochHint } from '../dataplane/ack-epoch-hint.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import { LogLimiter } from './log-limiter.js';
 import { listenerMetrics, type ListenerMetrics } from './metrics.js';
@@ -170,6 +171,11 @@ export class RealmListener extends EventEmitter {
   private lastError: string | undefined;
   private wakeBackoff: (() => void) | undefined;
   private readonly warnings = new LogLimiter();
+  /**
+   * The epoch hint received as the immediately preceding notification (ack-epoch-hint.ts): the
+   * next notification may use it only if it is that realm's wildcard.
+   */
+  private pendingHint: RealmEpochHint | undefined;
 
   constructor(options: RealmListenerOptions) {
     super();
@@ -349,7 +355,10 @@ export class RealmListener extends EventEmitter {
 
   private async listen(client: pg.Client): Promise<void> {
     await client.connect();
-    for (const channel of LISTENED_CHANNELS) await client.query(`LISTEN ${channel}`);
+    this.pendingHint = undefined;
+    // One round trip for all the LISTENs (a simple-protocol multi-statement query).
+    const channels = this.options.acknowledge ? [...LISTENED_CHANNELS, REALM_EPOCH_HINT_CHANNEL] : LISTENED_CHANNELS;
+    await client.query(channels.map((channel) => `LISTEN ${channel}`).join('; '));
   }
 
   /**
@@ -424,10 +433,16 @@ export class RealmListener extends EventEmitter {
   private async handleNotification(client: pg.Client, message: pg.Notification, received: number): Promise<void> {
     const payload = message.payload ?? '';
     const channel = message.channel;
+    const hint = this.pendingHint;
+    this.pendingHint = undefined;
+    if (channel === REALM_EPOCH_HINT_CHANNEL) {
+      this.pendingHint = parseRealmEpochHint(payload);
+      return;
+    }
     this.metrics.notifications.inc({ channel });
     switch (channel) {
       case REALM_FILE_CHANGES_CHANNEL:
-        return this.handleFileChange(client, payload, received);
+        return this.handleFileChange(client, payload, received, hint);
       case MODULE_CACHE_INVALIDATED_CHANNEL:
         return this.handleModuleInvalidation(payload);
       case REALM_REGISTRY_CHANNEL:
@@ -437,7 +452,7 @@ export class RealmListener extends EventEmitter {
     }
   }
 
-  private async handleFileChange(client: pg.Client, payload: string, received: number): Promise<void> {
+  private async handleFileChange(client: pg.Client, payload: string, received: number, hint?: RealmEpochHint): Promise<void> {
     const change = parseRealmFileChangePayload(payload);
     if (!change) return this.malformed(REALM_FILE_CHANGES_CHANNEL, payload);
     const cache = this.options.caches.find(change.realmURL);
@@ -447,8 +462,10 @@ export class RealmListener extends EventEmitter {
     }
     const hook = this.options.onRealmInvalidated;
     if (hook && !(await this.guard(() => hook(change.realmURL), 'onRealmInvalidated', change.realmURL))) return;
-    // Read the epoch BEFORE clearing: the ack then never claims more than what was cleared.
-    const epoch = this.options.acknowledge ? await readRealmEpoch(client, change.realmURL) : 0;
+    // The epoch is known BEFORE clearing, so the ack never claims more than what was cleared: from
+    // the hint that came with this very wildcard (committed before it was delivered), else read.
+    const hinted = hint?.realmURL === change.realmURL ? hint.epoch : undefined;
+    const epoch = this.options.acknowledge ? (hinted ?? (await readRealmEpoch(client, change.realmURL))) : 0;
     if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', change.realmURL))) return;
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.

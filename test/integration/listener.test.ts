@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { formatRealmEpochHint, REALM_EPOCH_HINT_CHANNEL } from '../../src/dataplane/ack-epoch-hint.js';
 import { readReplicaAckStatus, waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
@@ -342,6 +343,64 @@ describe('acknowledged invalidation', () => {
     expect(acks.rows.map((r) => Number(r.epoch))).toEqual([result.epoch, result.epoch]);
     await ackedByA;
     expect(await metric(a.metricsRegistry, 'realm_listener_ack_duration_seconds_count')).toBe(1);
+  });
+
+  test('an epoch hint right before its own wildcard is acknowledged without reading the epoch; any other hint is not used', async () => {
+    const hinted = 'http://pub.localhost/ack/hinted/';
+    const other = 'http://pub.localhost/ack/other/';
+    const epochOf: Record<string, number> = {};
+    for (const realm of [hinted, other]) {
+      const { rows } = await db.pool.query(
+        `INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq') + 100) RETURNING epoch`,
+        [realm],
+      );
+      epochOf[realm] = Number(rows[0].epoch);
+    }
+    const caches = new RecordingCaches().add(hinted).add(other);
+    const { listener } = startListener(caches);
+    await listener.waitUntilReady(10_000);
+    const acked: Array<{ realmURL: string; epoch: number }> = [];
+    listener.on('acknowledged', (e: { realmURL: string; epoch: number }) => void acked.push(e));
+    // The table says epochOf[realm]; a hint that differs shows which one the ack used.
+    const inOneTransaction = async (notifications: Array<[string, string]>) => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('BEGIN');
+        for (const [channel, payload] of notifications) await client.query('SELECT pg_notify($1, $2)', [channel, payload]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+    };
+    const hint = (epoch: number, realm: string): [string, string] => [REALM_EPOCH_HINT_CHANNEL, formatRealmEpochHint({ epoch, realmURL: realm })];
+    await inOneTransaction([hint(epochOf[hinted]! - 50, hinted), ['realm_file_changes', `${hinted}:*`]]);
+    await eventually(() => acked.length === 1, 5000, () => 'the hinted ack');
+    expect(acked[0]).toEqual(expect.objectContaining({ realmURL: hinted, epoch: epochOf[hinted]! - 50 }));
+    // A hint for another realm, and a hint separated from its wildcard, are not used: the epoch is read.
+    await inOneTransaction([hint(epochOf[hinted]! - 40, hinted), ['realm_file_changes', `${other}:*`]]);
+    await inOneTransaction([hint(epochOf[hinted]! - 30, hinted), ['realm_registry', `upsert:${other}`], ['realm_file_changes', `${hinted}:*`]]);
+    await inOneTransaction([[REALM_EPOCH_HINT_CHANNEL, 'garbage'], ['realm_file_changes', `${other}:*`]]);
+    await eventually(() => acked.length === 4, 5000, () => 'three more acks');
+    expect(acked.slice(1).map((a) => [a.realmURL, a.epoch])).toEqual([
+      [other, epochOf[other]],
+      [hinted, epochOf[hinted]],
+      [other, epochOf[other]],
+    ]);
+    // notifyAllFileChanges sends the hint itself, from the committed epoch, just before the wildcard.
+    const observer = new pg.Client({ connectionString: db.url });
+    await observer.connect();
+    const seen: string[] = [];
+    observer.on('notification', (m) => void seen.push(`${m.channel} ${m.payload}`));
+    await observer.query(`LISTEN ${REALM_EPOCH_HINT_CHANNEL}; LISTEN realm_file_changes`);
+    try {
+      await notifyAllFileChanges(db.pool, other);
+      await eventually(() => acked.length === 5 && seen.length === 2, 5000, () => 'the ack of notifyAllFileChanges');
+    } finally {
+      await observer.end();
+    }
+    expect(seen).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${epochOf[other]} ${other}`, `realm_file_changes ${other}:*`]);
+    expect(acked[4]).toEqual(expect.objectContaining({ realmURL: other, epoch: epochOf[other] }));
+    expect(caches.count(`dropAll ${hinted}`)).toBe(3); // resync + two wildcards
   });
 
   test('a replica that registered but never acknowledges is reported missing until its lease expires', async () => {
