@@ -33,6 +33,10 @@ export class RealmsLayout {
   get trashDir(): string {
     return path.join(this.operatorDir, 'trash');
   }
+  /** What each version was staged from (`<disk_id>/<version>.json`), for incremental republishes. */
+  get manifestsRoot(): string {
+    return path.join(this.operatorDir, 'manifests');
+  }
   /** Temporary symlinks are made here and renamed into `_published/`. */
   get linkScratchDir(): string {
     return path.join(this.operatorDir, 'links');
@@ -78,8 +82,8 @@ export class RealmsLayout {
    */
   async assertNoSymlinkedOperatorDirs(diskId?: string): Promise<void> {
     const realRoot = await fs.realpath(this.root);
-    const dirs = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir];
-    if (diskId !== undefined) dirs.push(this.versionsDir(diskId));
+    const dirs = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir, this.manifestsRoot];
+    if (diskId !== undefined) dirs.push(this.versionsDir(diskId), this.manifestsDir(diskId));
     for (const dir of dirs) {
       const expected = path.join(realRoot, path.relative(this.root, dir));
       const real = await realpathOfExisting(dir);
@@ -99,6 +103,12 @@ export class RealmsLayout {
   }
   versionDir(diskId: string, version: string): string {
     return path.join(this.versionsDir(diskId), assertVersionName(version));
+  }
+  manifestsDir(diskId: string): string {
+    return path.join(this.manifestsRoot, assertDiskIdSegment(diskId));
+  }
+  manifestPath(diskId: string, version: string): string {
+    return path.join(this.manifestsDir(diskId), `${assertVersionName(version)}.json`);
   }
   /** The symlink text for a version, relative to `_published/`. */
   linkTarget(diskId: string, version: string): string {

@@ -37,6 +37,7 @@ import {
   newVersionName,
   readPublishedLink,
   emptyTrash,
+  removeManifestsExcept,
   removePublishedLink,
   swapPublishedLink,
   trashVersionsExcept,
@@ -68,6 +69,7 @@ import {
   upsertPublishedRealmMetadata,
 } from './realm-state.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
+import { readManifestFile, writeManifestFile } from './staging-manifest.js';
 import {
   measureSourceRealm,
   newStagingToken,
@@ -75,6 +77,7 @@ import {
   removeTree,
   stageRealmFiles,
   STAGING_DIR_PREFIX,
+  type PreviousVersion,
   type SkippedEntry,
   type StageOptions,
 } from './staging.js';
@@ -87,7 +90,7 @@ export interface DataPlane {
   pool: pg.Pool;
   layout: RealmsLayout;
   logger: Logger;
-  /** fsync staged files (default true). */
+  /** Make staged copies durable before they are swapped in (default true): one syncfs of the staging volume, not an fsync per file. */
   durable?: boolean;
   lock?: RealmLockOptions;
   /** Per-realm size limits (the operator's `--max-realm-files`, `--max-realm-bytes`); unset means unlimited. */
@@ -98,6 +101,13 @@ export interface DataPlane {
   onStep?: (step: PublishStep | UnpublishStep, realmURL: string) => void | Promise<void>;
   /** Called before staging examines each source entry; tests use it to change the tree mid-copy. */
   onStagingEntry?: StageOptions['onEntry'];
+  /**
+   * Hard-link files unchanged since the version published now instead of copying them (default
+   * true); see staging-manifest.ts for what counts as unchanged.
+   */
+  incremental?: boolean;
+  /** See `DEFAULT_RACY_MARGIN_MS` in staging-manifest.ts; tests lower it to avoid waiting. */
+  racyMarginMs?: number;
   /**
    * The Matrix homeserver's server name, for the realm user's id `@realm/_published_<id>:<server>`
    * in the permissions rows. Unset: the publishing user's server name is used (Boxel's realm user
@@ -139,7 +149,10 @@ export interface PublishResult {
   totalBytes: number;
   digest: string;
   skipped: SkippedEntry[];
-  timing: { stageMs: number; lockWaitMs: number; lockHeldMs: number; totalMs: number };
+  /** Regular files hard-linked from the previous version, and copied. */
+  linkedFiles: number;
+  copiedFiles: number;
+  timing: { stageMs: number; stageSyncMs: number; lockWaitMs: number; lockHeldMs: number; totalMs: number };
 }
 
 /** What {@link checkPublishable} found: the request's URLs, checked, and the source realm's real directory. */
@@ -209,9 +222,13 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       copyHardLinkedFiles: plane.copyHardLinkedFiles,
       realmName: sourceURL,
       onEntry: plane.onStagingEntry,
+      previous: plane.incremental === false ? undefined : await readPreviousVersion(plane, publishedURL),
+      racyMarginMs: plane.racyMarginMs,
     });
     // Into the staged copy only, before it is swapped in: the source's realm.json is never touched.
     const optIn = await applyRealmIndexOptIn(staged.dir, { durable: plane.durable });
+    // The rewritten realm.json is not the source's bytes: never link it into the next version.
+    if (optIn) staged.manifest.delete('realm.json');
     const digest = digestWithOptIn(staged.digest, optIn);
     const totalBytes = staged.totalBytes + (optIn?.byteDelta ?? 0);
     const stageMs = performance.now() - started;
@@ -266,6 +283,10 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       plane.lock,
     );
     await step('committed');
+    // Only speeds up the next publish, so a failure is logged, never the publish's.
+    await writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
+      plane.logger.warn({ err: error, realm: publishedURL, version }, 'could not record the staging manifest; the next publish copies every file'),
+    );
 
     await collectGarbage(plane, publishedURL);
     await step('cleaned');
@@ -280,7 +301,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       totalBytes,
       digest,
       skipped: staged.skipped,
-      timing: { stageMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
+      linkedFiles: staged.linkedFiles,
+      copiedFiles: staged.copiedFiles,
+      timing: { stageMs, stageSyncMs: staged.timing.syncMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
     };
   } finally {
     try {
@@ -291,6 +314,21 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       await guard.release();
     }
   }
+}
+
+/**
+ * The version published now at `url` and its staging manifest, to link unchanged files from; read
+ * without the lock, as a hint: a version removed meanwhile only makes links fail, and files are
+ * then copied. Nothing when never published by us, or its manifest is missing or malformed.
+ */
+async function readPreviousVersion(plane: DataPlane, url: string): Promise<PreviousVersion | undefined> {
+  const row = await readRealmEpochRow(plane.pool, url);
+  if (!row?.disk_id || !row.content_version) return undefined;
+  const diskId = safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id);
+  const version = safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version);
+  await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
+  const manifest = await readManifestFile(plane.layout.manifestPath(diskId, version));
+  return manifest ? { dir: plane.layout.versionDir(diskId, version), manifest } : undefined;
 }
 
 export interface UnpublishResult {
@@ -445,6 +483,7 @@ async function reconcileFilesWithDatabase(
     const keep = new Set([committed, ...(previous ? [previous] : [])]);
     const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
     if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
+    await removeManifestsExcept(plane.layout, diskId, keep);
     return { committedVersion: committed, recovered, cleanedUp };
   }
   // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
@@ -458,6 +497,7 @@ async function reconcileFilesWithDatabase(
   }
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
+  await removeManifestsExcept(plane.layout, diskId, new Set());
   // The next first publish gets a new disk id, as in Boxel.
   await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);
   return { committedVersion: null, recovered, cleanedUp };

@@ -103,6 +103,19 @@ export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, 
   return moved;
 }
 
+/**
+ * Deletes the staging manifests of `diskId` except those of `keep` (a manifest only speeds up the
+ * next publish, so losing one is harmless); returns the versions whose manifests were removed.
+ */
+export async function removeManifestsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>): Promise<string[]> {
+  const dir = layout.manifestsDir(diskId);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const removed = names.filter((name) => !keep.has(name.replace(/\.json$/, '')));
+  await Promise.all(removed.map((name) => fs.rm(path.join(dir, name), { force: true })));
+  if (keep.size === 0) await fs.rmdir(dir).catch(() => undefined);
+  return removed;
+}
+
 export async function moveToTrash(layout: RealmsLayout, target: string): Promise<void> {
   await fs.mkdir(layout.trashDir, { recursive: true });
   await fs.rename(target, path.join(layout.trashDir, `${path.basename(target)}.${randomBytes(4).toString('hex')}`));

@@ -21,13 +21,25 @@
  * No task is ever left running unawaited: a fixed set of workers drains one work list, each
  * catching its own entry's errors, and the workers are awaited with `Promise.allSettled`.
  */
+import { execFile } from 'node:child_process';
 import { createHash, randomInt } from 'node:crypto';
-import { constants as fsConstants, existsSync, type Stats } from 'node:fs';
+import { constants as fsConstants, existsSync, type BigIntStats } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { PublishError, RealmTooLargeError } from './realm-state.js';
 import { isWithin } from './safe-paths.js';
+import {
+  DEFAULT_RACY_MARGIN_MS,
+  isTrustedFingerprint,
+  sameStaged,
+  sourceFingerprint,
+  stagedFingerprint,
+  type StagedFingerprint,
+  type StagingManifest,
+  unchangedEntry,
+  wallClockNs,
+} from './staging-manifest.js';
 
 export interface SkippedEntry {
   /** Realm-local path, `/`-separated. */
@@ -45,6 +57,21 @@ export interface StagedRealm {
   /** `sha256:<hex>` over every entry's path, type, mode and content, in path order. */
   digest: string;
   skipped: SkippedEntry[];
+  /** What the next publish of the realm may hard-link from this copy (see staging-manifest.ts). */
+  manifest: StagingManifest;
+  /** Regular files hard-linked from the previous version, and copied. */
+  linkedFiles: number;
+  copiedFiles: number;
+  /** Milliseconds spent walking and copying, and making the copy durable. */
+  timing: { copyMs: number; syncMs: number };
+}
+
+/** The version published now, whose unchanged files a republish hard-links instead of copying. */
+export interface PreviousVersion {
+  /** Its directory (`versions/<disk_id>/<version>`). */
+  dir: string;
+  /** What it was staged from. */
+  manifest: StagingManifest;
 }
 
 /** Per-realm size limits; unset means unlimited. */
@@ -74,8 +101,17 @@ export interface WalkOptions {
 }
 
 export interface StageOptions extends WalkOptions {
-  /** fsync every file and directory before returning, so a power loss after the swap cannot leave empty files. */
+  /**
+   * Make the whole copy durable before returning (default true), so a power loss after the swap
+   * cannot leave empty files: one `syncfs(2)` of the staging volume after everything is written
+   * (`sync -f`), instead of an fsync per file; without the `sync` binary, every file and directory
+   * is fsynced in parallel batches at the end.
+   */
   durable?: boolean;
+  /** Hard-link the files unchanged since this version instead of copying them. */
+  previous?: PreviousVersion;
+  /** See {@link DEFAULT_RACY_MARGIN_MS}; tests lower it to avoid waiting. */
+  racyMarginMs?: number;
 }
 
 /** Writing the staged copy failed (the published volume, not the source realm): the publish is retried. */
@@ -106,10 +142,17 @@ export function newStagingToken(): number {
  */
 export async function stageRealmFiles(sourceDir: string, stagingRoot: string, token: number, options: StageOptions = {}): Promise<StagedRealm> {
   const durable = options.durable ?? true;
+  const started = performance.now();
+  const copyStartedNs = wallClockNs();
   await writeSide(() => fs.mkdir(stagingRoot, { recursive: true }));
   const dir = path.join(stagingRoot, `${STAGING_DIR_PREFIX}${token}`);
   await writeSide(() => fs.mkdir(dir, { mode: 0o700 }));
   const digestLines: string[] = [];
+  const manifest: StagingManifest = new Map();
+  /** What the no-`sync` fallback fsyncs: copied files and every directory. */
+  const toSync: string[] = [];
+  let linkedFiles = 0;
+  let copiedFiles = 0;
   // Directories get their real modes after their children are written (a 0555 directory
   // could not be filled otherwise), deepest first.
   const directoryModes: Array<{ dest: string; mode: number }> = [];
@@ -120,9 +163,39 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         digestLines.push(`d ${JSON.stringify(entry)} ${modeBits(mode)}`);
         directoryModes.push({ dest: path.join(dir, entry), mode });
       },
-      async file(entry, input, mode, count) {
-        const contentHash = await copyOpenFile(input, path.join(dir, entry), mode, durable, count);
+      async linkUnchanged(entry, seen) {
+        const source = sourceFingerprint(seen);
+        const recorded = options.previous && unchangedEntry(options.previous.manifest, entry, source);
+        if (!options.previous || !recorded) return false;
+        const dest = path.join(dir, entry);
+        try {
+          await fs.link(path.join(options.previous.dir, entry), dest);
+        } catch {
+          return false; // gone, too many links, ...: copy it
+        }
+        // The link must have brought in the very inode the previous version staged (link(2) does
+        // not follow a symlink put in its place, and a replaced file has another inode).
+        const linked = await fs.lstat(dest, { bigint: true }).catch(() => undefined);
+        if (!linked?.isFile() || linked.size !== source.size || !sameStaged(recorded.staged, stagedFingerprint(linked))) {
+          await writeSide(() => fs.rm(dest, { force: true }));
+          return false;
+        }
+        manifest.set(entry, recorded);
+        digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(source.mode)} ${recorded.contentHash}`);
+        linkedFiles += 1;
+        return true;
+      },
+      async file(entry, input, mode, count, opened) {
+        const dest = path.join(dir, entry);
+        const { contentHash, staged } = await copyOpenFile(input, dest, mode, count);
+        const after = await input.stat({ bigint: true });
+        const before = sourceFingerprint(opened);
+        if (isTrustedFingerprint(before, sourceFingerprint(after), copyStartedNs, options.racyMarginMs ?? DEFAULT_RACY_MARGIN_MS)) {
+          manifest.set(entry, { source: before, staged, contentHash });
+        }
         digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(mode)} ${contentHash}`);
+        if (durable) toSync.push(dest);
+        copiedFiles += 1;
       },
       async symlink(entry, target) {
         const dest = path.join(dir, entry);
@@ -134,14 +207,26 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
     });
     directoryModes.sort((a, b) => b.dest.length - a.dest.length);
     for (const { dest, mode } of directoryModes) {
-      if (durable) await writeSide(() => fsyncPath(dest));
       await writeSide(() => fs.chmod(dest, mode));
+      if (durable) toSync.push(dest);
     }
     await writeSide(() => fs.chmod(dir, 0o755));
-    if (durable) await writeSide(() => fsyncPath(dir));
+    const copied = performance.now();
+    if (durable) await writeSide(() => syncStagedCopy(dir, [...toSync, dir]));
     digestLines.sort();
     const digest = `sha256:${createHash('sha256').update(digestLines.join('\n')).digest('hex')}`;
-    return { dir, token, fileCount: walk.fileCount, totalBytes: walk.totalBytes, digest, skipped: walk.skipped };
+    return {
+      dir,
+      token,
+      fileCount: walk.fileCount,
+      totalBytes: walk.totalBytes,
+      digest,
+      skipped: walk.skipped,
+      manifest,
+      linkedFiles,
+      copiedFiles,
+      timing: { copyMs: copied - started, syncMs: performance.now() - copied },
+    };
   } catch (error) {
     await removeTree(dir);
     throw error;
@@ -157,7 +242,7 @@ export async function measureSourceRealm(sourceDir: string, options: WalkOptions
   const { fileCount, totalBytes } = await walkSourceRealm(sourceDir, options, {
     async directory() {},
     async file(_entry, _input, _mode, count, stat) {
-      count(stat.size); // not read: the size stands for the content
+      count(Number(stat.size)); // not read: the size stands for the content
     },
     async symlink() {},
   });
@@ -167,8 +252,14 @@ export async function measureSourceRealm(sourceDir: string, options: WalkOptions
 /** What the walk does with each entry it accepts; errors thrown here fail the whole walk. */
 interface EntrySink {
   directory(entry: string, mode: number): Promise<void>;
-  /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. */
-  file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: Stats): Promise<void>;
+  /**
+   * Called for a regular file before it is opened, with what `lstat` saw; true when the sink took
+   * it without reading it (a republish hard-linking an unchanged file). The file still counts
+   * against the limits.
+   */
+  linkUnchanged?(entry: string, seen: BigIntStats): Promise<boolean>;
+  /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. `stat` is the open file's. */
+  file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: BigIntStats): Promise<void>;
   /** `target` is the realm-local path the link resolves to. */
   symlink(entry: string, target: string): Promise<void>;
 }
@@ -236,7 +327,7 @@ async function walkSourceRealm(
     const entryPath = `${item.parent.ref}/${item.name}`;
     const hook = (phase: 'examine' | 'open') => options.onEntry?.({ path: item.rel, sourcePath: path.join(sourceDir, item.rel), phase });
     await hook('examine');
-    const seen = await fs.lstat(entryPath);
+    const seen = await fs.lstat(entryPath, { bigint: true });
     if (seen.isDirectory() || seen.isFile()) await hook('open');
     if (seen.isDirectory()) await visitDirectory(item, entryPath, seen);
     else if (seen.isFile()) await visitFile(item, entryPath, seen);
@@ -245,15 +336,15 @@ async function walkSourceRealm(
   };
 
   /** Opens the directory lstat saw (never a symlink put in its place), creates it in the copy and queues its entries. */
-  const visitDirectory = async (item: WorkItem, entryPath: string, seen: Stats): Promise<void> => {
+  const visitDirectory = async (item: WorkItem, entryPath: string, seen: BigIntStats): Promise<void> => {
     const handle = await openNoFollow(entryPath, fsConstants.O_DIRECTORY);
     const dir: OpenDirectory = { handle, ref: procFdAvailable ? `${PROC_FD}/${handle.fd}` : path.join(sourceDir, item.rel), pendingEntries: 1 };
     try {
-      const opened = await handle.stat();
+      const opened = await handle.stat({ bigint: true });
       if (!sameInode(seen, opened) || !opened.isDirectory()) return skip(item.rel, 'was replaced while staging');
       const names = await fs.readdir(dir.ref);
       // Create it in the copy before queueing its entries, which are written into it.
-      await sink.directory(item.rel, opened.mode & 0o777);
+      await sink.directory(item.rel, permissionBits(opened));
       enqueueEntries(dir, item.rel, names);
     } finally {
       await doneWithEntry(dir); // drops the listing's own reference
@@ -261,14 +352,14 @@ async function walkSourceRealm(
   };
 
   /** Copies the regular file lstat saw, counting it against the limits. */
-  const visitFile = async (item: WorkItem, entryPath: string, seen: Stats): Promise<void> => {
-    if (seen.nlink > 1 && !options.copyHardLinkedFiles) {
+  const visitFile = async (item: WorkItem, entryPath: string, seen: BigIntStats): Promise<void> => {
+    if (seen.nlink > 1n && !options.copyHardLinkedFiles) {
       return skip(item.rel, `is a regular file with ${seen.nlink} hard links, which could bring in a file from outside the realm (the operator copies such files only with copyHardLinkedFiles)`);
     }
     // Count the file (and the size lstat saw) before any await, so concurrent workers cannot
     // all pass the limit check at once; undone below if the file is not staged after all.
     fileCount += 1;
-    let reserved = seen.size;
+    let reserved = Number(seen.size);
     let read = 0;
     totalBytes += reserved;
     const undo = () => {
@@ -287,18 +378,23 @@ async function walkSourceRealm(
     };
     let input: FileHandle | undefined;
     try {
+      // Unchanged since the previous version: linked, never opened (so nothing is read at all).
+      if (await sink.linkUnchanged?.(item.rel, seen)) {
+        read = reserved;
+        return;
+      }
       // O_NONBLOCK: an entry swapped for a FIFO after lstat must not block the open.
       input = await openNoFollow(entryPath, fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY);
-      const opened = await input.stat();
+      const opened = await input.stat({ bigint: true });
       if (!sameInode(seen, opened) || !opened.isFile()) {
         undo();
         return skip(item.rel, 'was replaced while staging');
       }
-      if (opened.nlink > 1 && !options.copyHardLinkedFiles) {
+      if (opened.nlink > 1n && !options.copyHardLinkedFiles) {
         undo();
         return skip(item.rel, `gained a hard link while staging (${opened.nlink} links)`);
       }
-      await sink.file(item.rel, input, opened.mode & 0o777, count, opened);
+      await sink.file(item.rel, input, permissionBits(opened), count, opened);
       // The file shrank since lstat: give back what was not read.
       totalBytes -= reserved - read;
       reserved = read;
@@ -386,8 +482,12 @@ function openNoFollow(target: string, extraFlags: number): Promise<FileHandle> {
   return fs.open(target, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | extraFlags);
 }
 
-function sameInode(a: Stats, b: Stats): boolean {
+function sameInode(a: BigIntStats, b: BigIntStats): boolean {
   return a.dev === b.dev && a.ino === b.ino;
+}
+
+function permissionBits(stat: BigIntStats): number {
+  return Number(stat.mode & 0o777n);
 }
 
 /**
@@ -430,9 +530,11 @@ async function writeSide<T>(operation: () => Promise<T>): Promise<T> {
   }
 }
 
-async function copyOpenFile(input: FileHandle, dest: string, mode: number, durable: boolean, count: (bytes: number) => void): Promise<string> {
+/** Copies an open source file to `dest` (not fsynced: the whole copy is synced at the end). */
+async function copyOpenFile(input: FileHandle, dest: string, mode: number, count: (bytes: number) => void): Promise<{ contentHash: string; staged: StagedFingerprint }> {
   const hash = createHash('sha256');
   const output = await writeSide(() => fs.open(dest, 'wx', 0o600));
+  let staged: StagedFingerprint;
   try {
     const buffer = Buffer.allocUnsafe(256 * 1024);
     for (;;) {
@@ -444,7 +546,7 @@ async function copyOpenFile(input: FileHandle, dest: string, mode: number, durab
       await writeSide(() => output.write(chunk));
     }
     await writeSide(() => output.chmod(mode));
-    if (durable) await writeSide(() => output.sync());
+    staged = stagedFingerprint(await writeSide(() => output.stat({ bigint: true })));
   } catch (error) {
     // A file skipped for a read error must not stay half-written in the copy.
     await output.close().catch(() => undefined);
@@ -452,7 +554,30 @@ async function copyOpenFile(input: FileHandle, dest: string, mode: number, durab
     throw error;
   }
   await writeSide(() => output.close());
-  return hash.digest('hex');
+  return { contentHash: hash.digest('hex'), staged };
+}
+
+let syncBinary: 'unknown' | 'available' | 'missing' = 'unknown';
+
+/**
+ * Makes the staged copy durable in one step: `syncfs(2)` on its file system (coreutils
+ * `sync -f`; Node has no binding for it), which flushes every file and directory written above at
+ * once rather than waiting on the journal once per file. Without the binary, falls back to
+ * fsyncing `paths` (copied files, then directories) in parallel batches.
+ */
+async function syncStagedCopy(dir: string, paths: string[]): Promise<void> {
+  if (syncBinary !== 'missing') {
+    try {
+      await new Promise<void>((resolve, reject) => execFile('sync', ['-f', dir], (error) => (error ? reject(error) : resolve())));
+      syncBinary = 'available';
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      syncBinary = 'missing';
+    }
+  }
+  const batch = 32;
+  for (let i = 0; i < paths.length; i += batch) await Promise.all(paths.slice(i, i + batch).map((p) => fsyncPath(p)));
 }
 
 /** The link's target as a realm-relative path, or why it may not be copied; both sides resolved with realpath. */

@@ -1,0 +1,64 @@
+import {
+  isTrustedFingerprint,
+  parseManifest,
+  serializeManifest,
+  unchangedEntry,
+  type ManifestEntry,
+  type SourceFingerprint,
+  type StagingManifest,
+} from '../../src/dataplane/staging-manifest.js';
+
+const NS_PER_MS = 1_000_000n;
+const base: SourceFingerprint = { dev: 2049n, ino: 1234n, size: 10n, mtimeNs: 1_700_000_000_000_000_000n, ctimeNs: 1_700_000_000_000_000_000n, mode: 0o644 };
+const entry: ManifestEntry = { source: base, staged: { dev: 2049n, ino: 99n, mtimeNs: 1_700_000_100_000_000_000n }, contentHash: 'a'.repeat(64) };
+
+describe('isTrustedFingerprint', () => {
+  const copyStarted = base.ctimeNs + 5_000n * NS_PER_MS;
+  test('trusts a fingerprint unchanged across the read whose ctime is older than the margin', () => {
+    expect(isTrustedFingerprint(base, { ...base }, copyStarted, 2000)).toBe(true);
+  });
+  test('does not trust a ctime inside the margin before the copy started (a write then could keep it)', () => {
+    expect(isTrustedFingerprint(base, { ...base }, copyStarted, 5000)).toBe(false);
+    expect(isTrustedFingerprint(base, { ...base }, base.ctimeNs, 0)).toBe(false);
+  });
+  test.each(['dev', 'ino', 'size', 'mtimeNs', 'ctimeNs'] as const)('does not trust a file whose %s changed while it was read', (field) => {
+    expect(isTrustedFingerprint(base, { ...base, [field]: base[field] + 1n }, copyStarted, 2000)).toBe(false);
+  });
+});
+
+describe('unchangedEntry', () => {
+  const manifest: StagingManifest = new Map([['cards/a.gts', entry]]);
+  test('finds the entry when the source shows the recorded fingerprint', () => {
+    expect(unchangedEntry(manifest, 'cards/a.gts', { ...base })).toBe(entry);
+  });
+  test.each([
+    ['a ctime change (a same-size edit with the mtime set back)', { ctimeNs: base.ctimeNs + 1n }],
+    ['a new inode (replaced by a rename)', { ino: base.ino + 1n }],
+    ['a mode change', { mode: 0o600 }],
+    ['a size change', { size: base.size + 1n }],
+    ['an mtime change', { mtimeNs: base.mtimeNs + 1n }],
+  ])('refuses %s', (_what, change) => {
+    expect(unchangedEntry(manifest, 'cards/a.gts', { ...base, ...change })).toBeUndefined();
+  });
+  test('refuses a path it has no entry for, and works without a manifest', () => {
+    expect(unchangedEntry(manifest, 'cards/b.gts', base)).toBeUndefined();
+    expect(unchangedEntry(undefined, 'cards/a.gts', base)).toBeUndefined();
+  });
+});
+
+describe('manifest files', () => {
+  test('round-trips every field exactly (nanoseconds beyond double precision included)', () => {
+    const manifest: StagingManifest = new Map([['x/y "z".json', { ...entry, source: { ...base, ctimeNs: 1_700_000_000_123_456_789n } }]]);
+    expect(parseManifest(serializeManifest(manifest))).toEqual(manifest);
+  });
+  test.each([
+    ['not JSON', '{'],
+    ['another format', JSON.stringify({ format: 2, entries: {} })],
+    ['a short entry', JSON.stringify({ format: 1, entries: { a: ['1'] } })],
+    ['a non-decimal number', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '-5', 420, 'a'.repeat(64), '1', '2', '3'] } })],
+    ['a bad hash', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 420, 'xyz', '1', '2', '3'] } })],
+    ['a mode out of range', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 4096, 'a'.repeat(64), '1', '2', '3'] } })],
+  ])('rejects %s as a whole (the next publish copies everything)', (_what, text) => {
+    expect(parseManifest(text)).toBeUndefined();
+  });
+});
