@@ -207,9 +207,11 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   expect(faults.map((f) => f.name)).toHaveLength(6);
   expect({ violations: counts.violations, corrupt: counts.corrupt, wrongPod: counts.wrongReplica }).toEqual({ violations: 0, corrupt: 0, wrongPod: 0 });
   expect(counts.checkedAfterReady).toBeGreaterThan(100);
-  // Readers followed the Deployment: the 3 first pods, the 2 scaled up, the replacements.
-  const podsRead = Object.entries(checker.replicaCounts()).filter(([, r]) => r.ok > 0);
+  // Readers followed the Deployment: the 3 first pods, the 2 scaled up, the replacements; every pod
+  // that was ever Ready was read.
+  const podsRead = Object.entries(checker.replicaCounts()).filter(([, r]) => r.ok > 0).map(([pod]) => pod);
   expect(podsRead.length).toBeGreaterThanOrEqual(BASE_REPLICAS + (SCALED_REPLICAS - BASE_REPLICAS) + 1 + BASE_REPLICAS);
+  expect([...readers!.podsSeenReady].filter((pod) => !podsRead.includes(pod))).toEqual([]);
   // And every pod serves the last revision now.
   const answers = await getFromEveryRealmServer(HOST, `${realm.realmPath}${REALM_FILES[0]}`);
   expect(answers.size).toBe(BASE_REPLICAS);

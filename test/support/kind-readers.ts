@@ -33,6 +33,8 @@ export class PodReaders {
   /** Every pod that had a reader, and how many port-forwards it took. */
   readonly forwardsByPod = new Map<string, number>();
   readonly problems: string[] = [];
+  /** Every pod seen Ready (and not terminating) at some sync: each must have been read. */
+  readonly podsSeenReady = new Set<string>();
 
   constructor(private readonly options: PodReadersOptions) {}
 
@@ -58,6 +60,7 @@ export class PodReaders {
   private async sync(): Promise<void> {
     const pods = (await listPods(SYSTEM_NAMESPACE, REALM_SERVER_PODS)).filter((p) => p.phase === 'Running');
     const running = new Set(pods.map((p) => p.name));
+    for (const pod of pods) if (pod.ready && !pod.deleting) this.podsSeenReady.add(pod.name);
     for (const [name, attached] of this.attached) {
       if (!running.has(name)) await this.detach(name, attached);
     }
