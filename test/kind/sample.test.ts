@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { SAMPLE_FILES } from '../../src/cli/seed-sample.js';
 import { closeApi, getFromEveryRealmServer, getOrUndefined, kubectl, must, realmServerPods, waitFor } from '../support/kind.js';
-import type { PublishedRealmObject } from '../support/kind-realm.js';
+import type { PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 
 const SAMPLE = path.resolve(import.meta.dirname, '../../deploy/samples/published-realm.yaml');
 const OBJECT_PATH = '/apis/realm-operator.dev/v1alpha1/namespaces/default/publishedrealms/blog';
@@ -22,7 +22,7 @@ test('the sample PublishedRealm becomes Ready, `kubectl wait` returns, and every
   expect({ code: waited.code, stderr: waited.stderr }).toEqual({ code: 0, stderr: '' });
   expect(waited.stdout).toMatch(/publishedrealm\.realm-operator\.dev\/blog condition met/);
 
-  const object = (await getOrUndefined<PublishedRealmObject>(OBJECT_PATH))!;
+  const object = (await getOrUndefined<PublishedRealm>(OBJECT_PATH))!;
   const pods = (await realmServerPods()).filter((p) => p.ready && !p.deleting).map((p) => p.name);
   expect(pods.length).toBeGreaterThanOrEqual(3);
   expect(object.status?.publishedRevision).toBe('1');

@@ -6,18 +6,15 @@
  * the source realm.
  */
 import { API_VERSION, GROUP, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
-import { api, getOrUndefined, kubectl, operatorLogs, randomSuffix, REALMS_ROOT, sleep, waitFor } from './kind.js';
+import { api, getOrUndefined, kubectl, operatorLogs, randomSuffix, REALMS_ROOT, waitFor } from './kind.js';
 import type { Toolbox } from './kind-toolbox.js';
 
-/** A PublishedRealm as the API server returns it. */
-export type PublishedRealmObject = PublishedRealm;
-
-export function readyCondition(object: PublishedRealmObject | undefined) {
+export function readyCondition(object: PublishedRealm | undefined) {
   return object?.status?.conditions?.find((c) => c.type === 'Ready');
 }
 
 /** Ready=True for `revision`, for the object's current generation. */
-export function isReadyFor(object: PublishedRealmObject | undefined, revision: number): boolean {
+export function isReadyFor(object: PublishedRealm | undefined, revision: number): boolean {
   const status = object?.status;
   const ready = readyCondition(object);
   const generation = object?.metadata.generation;
@@ -78,8 +75,8 @@ export class KindRealm {
     await this.toolbox.writeFiles(this.sourceDir, this.options.content(0));
   }
 
-  async get(): Promise<PublishedRealmObject | undefined> {
-    return getOrUndefined<PublishedRealmObject>(this.objectPath);
+  async get(): Promise<PublishedRealm | undefined> {
+    return getOrUndefined<PublishedRealm>(this.objectPath);
   }
 
   /** Creates the PublishedRealm at revision 0; resolves when it is Ready (the time it was seen, also given to `onReady`). */
@@ -110,7 +107,7 @@ export class KindRealm {
 
   /** Polls (every 100 ms) until Ready for `revision`; returns when that was seen (ms, performance-based wall clock). */
   async waitReady(revision: number, onReady?: (at: number) => void): Promise<number> {
-    let last: PublishedRealmObject | undefined;
+    let last: PublishedRealm | undefined;
     let at = 0;
     await waitFor(
       async () => {
@@ -141,6 +138,5 @@ export class KindRealm {
     await kubectl(['delete', 'namespace', this.namespace, '--wait=false', '--ignore-not-found']);
     // seed-sample put the realm at <root>/<owner>/source: remove the owner's directory with it.
     if (this.sourceDir) await this.toolbox.removeSourceRealm(this.sourceURL, `${REALMS_ROOT}/${this.owner}`).catch((error: Error) => console.warn(`cleanup: ${error.message}`));
-    await sleep(0);
   }
 }

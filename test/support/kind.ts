@@ -8,6 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { kubeRequest, KubeApiError, type KubeRequest } from '../../src/runtime/kube-client.js';
@@ -291,7 +292,6 @@ export function portForward(namespace: string, pod: string, remotePort: number):
 
 /** One HTTP GET through a port-forward, with a Host header. */
 export async function httpGet(port: number, host: string, urlPath: string): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
-  const http = await import('node:http');
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: urlPath, headers: { host }, timeout: 10_000, agent: false }, (res) => {
       const chunks: Buffer[] = [];
