@@ -7,17 +7,25 @@
  *
  * - one connection LISTENing on {@link REPLICA_ACKS_CHANNEL}, taken from the pool while at least
  *   one wait is active (kept a little longer so back-to-back publishes do not re-LISTEN);
- * - coalesced re-reads: notifications only mark waits dirty; one query (through the pool, never
- *   the LISTEN connection) then reads the status of every dirty wait, however many acks arrived
- *   in the burst. A notification landing while that query runs marks its waits dirty again, so
- *   it is followed by one more query: an ack is never lost between a read and the next wake.
+ * - acks counted from their NOTIFY: a replica's ack notification says who acknowledged which
+ *   epoch (replica-registry.ts recordAck), and it is sent by the statement that wrote the ack
+ *   row, after it committed. A wait subtracts those replicas from the `missing` of its last read;
+ *   when none is left it completes with no further query.
+ * - coalesced re-reads for everything else (a cache start '*', a deregistration '-', an older
+ *   replica's bare realm URL, the poll): notifications only mark waits dirty; one query (through
+ *   the pool, never the LISTEN connection) then reads the status of every dirty wait, however
+ *   many arrived in the burst. One landing while that query runs marks its waits dirty again, so
+ *   it is followed by one more query: nothing is lost between a read and the next wake.
  * - reconnect with resync: when the LISTEN connection dies, notifications may have been lost, so
  *   once LISTEN is active again every wait is re-read. Meanwhile the per-wait poll (lease expiry
  *   sends no notification anyway) keeps every wait progressing.
  *
- * Results are what {@link readReplicaAckStatuses} returns at the end: `complete` only from a read
- * that found no live replica missing, so the guarantee "Ready only when every live replica acked
- * or its lease lapsed" is the table's, never an in-memory guess.
+ * Guarantee: `complete` means every replica live at a read made after the wait began (so after
+ * the epoch committed) has acknowledged the epoch, emptied its cache since, or let its lease
+ * lapse — by the table, or by an ack NOTIFY, which only follows a committed ack row (acks never
+ * go backwards: GREATEST). A replica that registers after that read cannot hold older content:
+ * it resyncs (drops everything after reading an epoch position at or past this epoch) before it
+ * serves from its cache again. Lease lapses are only ever seen by reading the table.
  */
 import type pg from 'pg';
 import { REPLICA_ACKS_CHANNEL } from '../wire/channels.js';
@@ -51,6 +59,8 @@ export interface ReplicaAckWaiterOptions {
 export interface ReplicaAckWaiterStats {
   /** Status queries run (one per burst of notifications, not one per ack). */
   reads: number;
+  /** Waits completed by an ack notification, with no status query after it. */
+  completedByNotification: number;
   /** Notifications received on the ack channel. */
   notifications: number;
   /** LISTEN connections opened (the first one included). */
@@ -69,6 +79,10 @@ interface Wait {
   /** Timed out or aborted: the next read settles it whatever it says. */
   final: boolean;
   settled: boolean;
+  /** The last status read, once there is one. */
+  status: ReplicaAckStatus | undefined;
+  /** Replicas whose ack NOTIFY covered this epoch (true for good: acks only move forward). */
+  ackedByNotification: Set<string>;
   timer: NodeJS.Timeout | undefined;
   resolve(result: WaitForAcksResult): void;
   reject(error: Error): void;
@@ -78,7 +92,7 @@ interface Wait {
 type ConnectionState = 'idle' | 'connecting' | 'listening' | 'backoff';
 
 export class ReplicaAckWaiter {
-  readonly stats: ReplicaAckWaiterStats = { reads: 0, notifications: 0, connections: 0, lost: 0 };
+  readonly stats: ReplicaAckWaiterStats = { reads: 0, completedByNotification: 0, notifications: 0, connections: 0, lost: 0 };
   private readonly waitsByRealm = new Map<string, Set<Wait>>();
   private readonly waits = new Set<Wait>();
   private state: ConnectionState = 'idle';
@@ -121,6 +135,8 @@ export class ReplicaAckWaiter {
         dirty: true,
         final: options.signal?.aborted ?? false,
         settled: false,
+        status: undefined,
+        ackedByNotification: new Set(),
         timer: undefined,
         resolve,
         reject,
@@ -206,14 +222,20 @@ export class ReplicaAckWaiter {
     const now = performance.now();
     for (const [i, wait] of due.entries()) {
       if (wait.settled) continue;
-      const status = statuses[i]!;
-      const complete = status.missing.length === 0;
-      if (complete || wait.final || now >= wait.deadline || wait.options.signal?.aborted) {
-        this.settle(wait, { ...status, complete, waitedMs: now - wait.started });
-      } else if (!wait.dirty) {
-        this.arm(wait);
-      }
+      wait.status = statuses[i]!;
+      const result = this.resultOf(wait, now);
+      if (result.complete || wait.final || now >= wait.deadline || wait.options.signal?.aborted) this.settle(wait, result);
+      else if (!wait.dirty) this.arm(wait);
     }
+  }
+
+  /** The last read, less the replicas whose ack NOTIFY arrived since (or during) it. */
+  private resultOf(wait: Wait, now: number): WaitForAcksResult {
+    const status = wait.status!;
+    const notified = status.missing.filter((id) => wait.ackedByNotification.has(id));
+    const missing = status.missing.filter((id) => !wait.ackedByNotification.has(id));
+    const acknowledged = notified.length === 0 ? status.acknowledged : [...status.acknowledged, ...notified].sort();
+    return { ...status, acknowledged, missing, complete: missing.length === 0, waitedMs: now - wait.started };
   }
 
   private settle(wait: Wait, outcome: WaitForAcksResult | Error): void {
@@ -272,12 +294,30 @@ export class ReplicaAckWaiter {
   private onNotification(message: pg.Notification): void {
     if (message.channel !== REPLICA_ACKS_CHANNEL) return;
     this.stats.notifications += 1;
-    // An ack names its realm; a cache start ('*') or a deregistration ('-') concerns every wait.
-    const forRealm = this.waitsByRealm.get(message.payload ?? '');
-    const woken = forRealm ?? (message.payload === '*' || message.payload === '-' ? this.waits : undefined);
+    const payload = message.payload ?? '';
+    const ack = parseAckNotification(payload);
+    if (ack) return this.onAck(ack);
+    // An older replica's ack names only its realm: re-read that realm's waits. A cache start
+    // ('*'), a deregistration ('-') or anything else concerns every wait.
+    const isRealmURL = /^https?:\/\//.test(payload);
+    const woken = isRealmURL ? this.waitsByRealm.get(payload) : this.waits;
     if (!woken || woken.size === 0) return;
     for (const wait of woken) wait.dirty = true;
     this.scheduleFlush();
+  }
+
+  private onAck(ack: AckNotification): void {
+    const now = performance.now();
+    for (const wait of this.waitsByRealm.get(ack.realmURL) ?? []) {
+      if (wait.settled || ack.epoch < wait.options.epoch) continue;
+      wait.ackedByNotification.add(ack.replicaId);
+      if (!wait.status) continue; // its first read will subtract it
+      const result = this.resultOf(wait, now);
+      if (result.complete) {
+        this.stats.completedByNotification += 1;
+        this.settle(wait, result);
+      }
+    }
   }
 
   private onLost(client: pg.PoolClient, error: Error): void {
@@ -346,6 +386,24 @@ export class ReplicaAckWaiter {
     } catch {
       // Already released (pg throws on a second release): nothing left to do.
     }
+  }
+}
+
+interface AckNotification {
+  realmURL: string;
+  epoch: number;
+  replicaId: string;
+}
+
+/** `{"r":realm,"e":epoch,"id":replica}` as recordAck sends it; undefined for anything else. */
+export function parseAckNotification(payload: string): AckNotification | undefined {
+  if (!payload.startsWith('{')) return undefined;
+  try {
+    const { r, e, id } = JSON.parse(payload) as { r?: unknown; e?: unknown; id?: unknown };
+    if (typeof r !== 'string' || typeof id !== 'string' || typeof e !== 'number' || !Number.isSafeInteger(e)) return undefined;
+    return { realmURL: r, epoch: e, replicaId: id };
+  } catch {
+    return undefined;
   }
 }
 

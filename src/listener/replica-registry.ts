@@ -64,7 +64,9 @@ export async function recordCacheStarted(db: Db, replicaId: string, position: nu
 
 /**
  * Records that the replica dropped its cache of `realmURL` after reading `epoch`. False when the
- * replica is no longer registered (its row was pruned after its lease expired).
+ * replica is no longer registered (its row was pruned after its lease expired). The NOTIFY says
+ * who acknowledged what (`{"r":realm,"e":epoch,"id":replica}`), so the operator's waiter can count
+ * the ack without re-reading the table (src/dataplane/ack-waiter.ts).
  */
 export async function recordAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<boolean> {
   const { rows } = await db.query(
@@ -74,8 +76,8 @@ export async function recordAck(db: Db, replicaId: string, realmURL: string, epo
        SELECT replica_id, $2, $3 FROM live
        ON CONFLICT (replica_id, realm_url) DO UPDATE
          SET epoch = GREATEST(realm_operator.replica_acks.epoch, EXCLUDED.epoch), acked_at = now()
-       RETURNING realm_url)
-     SELECT pg_notify($4, realm_url) FROM acked`,
+       RETURNING replica_id, realm_url, epoch)
+     SELECT pg_notify($4, json_build_object('r', realm_url, 'e', epoch, 'id', replica_id)::text) FROM acked`,
     [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
   );
   return rows.length === 1;

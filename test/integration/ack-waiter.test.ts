@@ -134,9 +134,56 @@ describe('shared replica acknowledgement waiter', () => {
       client.release();
     }
     for (const result of await Promise.all(waits)) expect(result).toMatchObject({ complete: true, missing: [], acknowledged: replicas });
-    expect(waiter.stats.notifications).toBeGreaterThanOrEqual(realms.length);
+    // Each ack's NOTIFY says who acknowledged which epoch: counted without a single re-read.
+    expect(waiter.stats.notifications).toBe(realms.length * replicas.length);
+    expect(waiter.stats.reads - readsBefore).toBe(0);
+    expect(waiter.stats.completedByNotification).toBe(realms.length);
+  });
+
+  test('acks that name only their realm (older replicas) cost one status query per burst, not one per ack', async () => {
+    const replicas = Array.from({ length: 8 }, (_, i) => `legacy-${i}`);
+    for (const id of replicas) await registerSilentReplica(id);
+    const waiter = newWaiter();
+    const realms = Array.from({ length: 6 }, (_, i) => `http://pub.localhost/legacy/r${i}/`);
+    const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
+    const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 20_000, pollIntervalMs: 60_000 }));
+    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+    const readsBefore = waiter.stats.reads;
+    const client = await db.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const [i, realm] of realms.entries()) {
+        for (const id of replicas) {
+          await client.query(`INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)`, [id, realm, epochs[i]]);
+          // The payload an older replica sends (PostgreSQL folds a transaction's identical ones: one per realm).
+          await client.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [realm]);
+        }
+      }
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    for (const result of await Promise.all(waits)) expect(result).toMatchObject({ complete: true, missing: [], acknowledged: replicas });
+    expect(waiter.stats.completedByNotification).toBe(0);
     // One query for the burst; a second only if the burst reached the socket in two pieces.
+    expect(waiter.stats.reads - readsBefore).toBeGreaterThanOrEqual(1);
     expect(waiter.stats.reads - readsBefore).toBeLessThanOrEqual(2);
+  });
+
+  test('an ack NOTIFY for an older epoch, another realm or a garbled payload never completes a wait by itself', async () => {
+    await registerSilentReplica('careful');
+    const waiter = newWaiter();
+    const realmURL = 'http://pub.localhost/careful/';
+    const epoch = await publishEpoch(realmURL);
+    const wait = waiter.wait({ realmURL, epoch, timeoutMs: 1500, pollIntervalMs: 60_000 });
+    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+    const send = (payload: string) => db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [payload]);
+    await send(JSON.stringify({ r: realmURL, e: epoch - 1, id: 'careful' }));
+    await send(JSON.stringify({ r: 'http://pub.localhost/elsewhere/', e: epoch, id: 'careful' }));
+    await send(JSON.stringify({ r: realmURL, e: String(epoch), id: 'careful' }));
+    const result = await wait;
+    expect(result).toMatchObject({ complete: false, missing: ['careful'] });
+    expect(waiter.stats.completedByNotification).toBe(0);
   });
 
   test('acks committed while the LISTEN connection is down still end every wait (resync re-reads the table)', async () => {
