@@ -3,6 +3,7 @@
  * waiting publish, one status query per burst of acks, and a LISTEN connection that dies mid-wait
  * (acks committed while it is down must still end the waits: resync re-reads the table).
  */
+import type pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
@@ -114,60 +115,51 @@ describe('shared replica acknowledgement waiter', () => {
     expect(waiter.stats.connections).toBe(1);
   });
 
-  test('a burst of acks costs one status query for every wait it concerns, not one per ack', async () => {
-    const replicas = Array.from({ length: 8 }, (_, i) => `burst-${i}`);
+  /**
+   * 8 silent replicas, 6 realms each published and waited for; once every wait had its first read
+   * (all missing), `ack(client, replica, realm, epoch)` runs for every pair in ONE transaction, so
+   * the acks arrive as one burst. Returns the waits' results and the reads the burst cost.
+   */
+  async function burstOfAcks(name: string, ack: (client: pg.PoolClient, replica: string, realm: string, epoch: number) => Promise<void>) {
+    const replicas = Array.from({ length: 8 }, (_, i) => `${name}-${i}`);
     for (const id of replicas) await registerSilentReplica(id);
     const waiter = newWaiter();
-    const realms = Array.from({ length: 6 }, (_, i) => `http://pub.localhost/burst/r${i}/`);
+    const realms = Array.from({ length: 6 }, (_, i) => `http://pub.localhost/${name}/r${i}/`);
     const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
     const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 20_000, pollIntervalMs: 60_000 }));
-    // Nothing acknowledged yet: the first read (after LISTEN) finds every replica missing.
     await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
     const readsBefore = waiter.stats.reads;
-    // 48 acks, each NOTIFYing, committed together: delivered as one burst.
     const client = await db.pool.connect();
     try {
       await client.query('BEGIN');
-      for (const [i, realm] of realms.entries()) for (const id of replicas) expect(await recordAck(client, id, realm, epochs[i]!)).toBe(true);
+      for (const [i, realm] of realms.entries()) for (const id of replicas) await ack(client, id, realm, epochs[i]!);
       await client.query('COMMIT');
     } finally {
       client.release();
     }
     for (const result of await Promise.all(waits)) expect(result).toMatchObject({ complete: true, missing: [], acknowledged: replicas });
-    // Each ack's NOTIFY says who acknowledged which epoch: counted without a single re-read.
-    expect(waiter.stats.notifications).toBe(realms.length * replicas.length);
-    expect(waiter.stats.reads - readsBefore).toBe(0);
-    expect(waiter.stats.completedByNotification).toBe(realms.length);
+    return { waiter, burstReads: waiter.stats.reads - readsBefore, acks: realms.length * replicas.length, realms: realms.length };
+  }
+
+  test('acks are counted from their NOTIFY (who acknowledged which epoch): a burst costs no status query', async () => {
+    const { waiter, burstReads, acks, realms } = await burstOfAcks('burst', async (client, id, realm, epoch) => {
+      expect(await recordAck(client, id, realm, epoch)).toBe(true);
+    });
+    expect(waiter.stats.notifications).toBe(acks);
+    expect(burstReads).toBe(0);
+    expect(waiter.stats.completedByNotification).toBe(realms);
   });
 
   test('acks that name only their realm (older replicas) cost one status query per burst, not one per ack', async () => {
-    const replicas = Array.from({ length: 8 }, (_, i) => `legacy-${i}`);
-    for (const id of replicas) await registerSilentReplica(id);
-    const waiter = newWaiter();
-    const realms = Array.from({ length: 6 }, (_, i) => `http://pub.localhost/legacy/r${i}/`);
-    const epochs = await Promise.all(realms.map((realm) => publishEpoch(realm)));
-    const waits = realms.map((realmURL, i) => waiter.wait({ realmURL, epoch: epochs[i]!, timeoutMs: 20_000, pollIntervalMs: 60_000 }));
-    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
-    const readsBefore = waiter.stats.reads;
-    const client = await db.pool.connect();
-    try {
-      await client.query('BEGIN');
-      for (const [i, realm] of realms.entries()) {
-        for (const id of replicas) {
-          await client.query(`INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)`, [id, realm, epochs[i]]);
-          // The payload an older replica sends (PostgreSQL folds a transaction's identical ones: one per realm).
-          await client.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [realm]);
-        }
-      }
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
-    for (const result of await Promise.all(waits)) expect(result).toMatchObject({ complete: true, missing: [], acknowledged: replicas });
+    const { waiter, burstReads } = await burstOfAcks('legacy', async (client, id, realm, epoch) => {
+      await client.query(`INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)`, [id, realm, epoch]);
+      // The payload an older replica sends (PostgreSQL folds a transaction's identical ones: one per realm).
+      await client.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [realm]);
+    });
     expect(waiter.stats.completedByNotification).toBe(0);
     // One query for the burst; a second only if the burst reached the socket in two pieces.
-    expect(waiter.stats.reads - readsBefore).toBeGreaterThanOrEqual(1);
-    expect(waiter.stats.reads - readsBefore).toBeLessThanOrEqual(2);
+    expect(burstReads).toBeGreaterThanOrEqual(1);
+    expect(burstReads).toBeLessThanOrEqual(2);
   });
 
   test('an ack NOTIFY for an older epoch, another realm or a garbled payload never completes a wait by itself', async () => {
