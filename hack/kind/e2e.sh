@@ -5,6 +5,8 @@
 #   docker       hack/kind/docker.sh       a Docker Engine that answers (installed/started if needed)
 #   images       hack/kind/images.sh       the project's images, built locally
 #   kind         hack/kind/kind-binary.sh  kind from the Go module proxy
+#   node-binaries hack/kind/node-binaries.sh the node's binaries (started first, in the background;
+#                this stage is the wait for it)
 #   node-image   hack/kind/node-image.sh   the kind node image, built locally
 #   cluster-up   hack/kind/cluster.sh up   a single-node cluster, API server on 127.0.0.1
 #   load         kind load docker-image    every image deploy/kind names that Docker has
@@ -25,21 +27,25 @@ cd "$REPO_ROOT"
 
 STAGES=()
 t_start=$(date +%s)
+# timed NAME CMD...: run CMD under `set -e` (a failure ends the script; finish() records it).
+CURRENT_STAGE=""
+CURRENT_T0=0
 timed() {
-  local name="$1" t0=$(date +%s) rc=0
+  local name="$1"
   shift
+  CURRENT_STAGE="$name" CURRENT_T0=$(date +%s)
   log "stage $name: start"
-  "$@" || rc=$?
-  STAGES+=("$(printf '%-12s %7s%s' "$name" "$(fmt_secs $(($(date +%s) - t0)))" "$( ((rc == 0)) || echo '  FAILED')")")
-  log "stage $name: $(fmt_secs $(($(date +%s) - t0)))$( ((rc == 0)) || echo " FAILED (exit $rc)")"
-  return "$rc"
+  "$@"
+  STAGES+=("$(printf '%-13s %7s' "$name" "$(fmt_secs $(($(date +%s) - CURRENT_T0)))")")
+  log "stage $name: $(fmt_secs $(($(date +%s) - CURRENT_T0)))"
+  CURRENT_STAGE=""
 }
 
 print_timings() {
   {
     echo "---- e2e-kind stage timings ----"
     printf '%s\n' "${STAGES[@]}"
-    printf '%-12s %7s\n' total "$(fmt_secs $(($(date +%s) - t_start)))"
+    printf '%-13s %7s\n' total "$(fmt_secs $(($(date +%s) - t_start)))"
   } >&2
 }
 
@@ -56,17 +62,27 @@ dump_diagnostics() {
     for pod in $("$KUBECTL" -n "$ns" get pods -o name 2>/dev/null); do
       echo "==== logs: $ns/$pod ====" >&2
       "$KUBECTL" -n "$ns" logs "$pod" --all-containers --prefix --tail=300 >&2 || true
-      "$KUBECTL" -n "$ns" logs "$pod" --all-containers --prefix --previous --tail=100 >&2 2>/dev/null || true
+      # the previous container's logs too, where one restarted (a kill -9, a crash)
+      if "$KUBECTL" -n "$ns" get "$pod" -o jsonpath='{.status.containerStatuses[*].restartCount}' 2>/dev/null | grep -q '[1-9]'; then
+        echo "==== previous logs: $ns/$pod ====" >&2
+        "$KUBECTL" -n "$ns" logs "$pod" --all-containers --prefix --previous --tail=100 >&2 || true
+      fi
     done
   done
   echo "==== kubectl get events -A ====" >&2
   "$KUBECTL" get events -A --sort-by=.lastTimestamp >&2 || true
 }
 
+NB_PID=""
 finish() {
   local rc=$?
   trap - EXIT
   stage_report_failed
+  [[ -z "$NB_PID" ]] || kill -- "-$NB_PID" 2>/dev/null || true
+  if [[ -n "$CURRENT_STAGE" ]]; then
+    STAGES+=("$(printf '%-13s %7s  FAILED' "$CURRENT_STAGE" "$(fmt_secs $(($(date +%s) - CURRENT_T0)))")")
+    CURRENT_STAGE=""
+  fi
   if ((rc != 0)); then
     log "e2e-kind FAILED (exit $rc)"
     dump_diagnostics
@@ -83,11 +99,25 @@ finish() {
 trap finish EXIT
 
 # --- docker, images, kind, node image -----------------------------------------------------------
+# The node's Go builds (CPU; ~20 min on a cold 2-core machine) run alongside Docker's installation and
+# the image builds (network and disk), in their own process group so a failure can stop them.
+NB_LOG="$REALM_OPERATOR_CACHE/kind-node/node-binaries.log"
+mkdir -p "$(dirname "$NB_LOG")"
+setsid "$HERE/node-binaries.sh" >"$NB_LOG.out" 2>"$NB_LOG" </dev/null &
+NB_PID=$!
+wait_node_binaries() {
+  local rc=0
+  wait "$NB_PID" || rc=$?
+  NB_PID=""
+  grep -h 'stage \|cached:' "$NB_LOG" >&2 || true
+  ((rc == 0)) || { tail -n 60 "$NB_LOG" >&2; die "node-binaries.sh failed (exit $rc); log: $NB_LOG"; }
+}
 timed docker "$HERE/docker.sh" >&2
 timed images "$HERE/images.sh" >&2
 KIND=""
 kind_bin() { KIND="$("$HERE/kind-binary.sh" | tail -n1)"; }
 timed kind kind_bin
+timed node-binaries wait_node_binaries
 KIND_NODE_IMAGE=""
 node_image() { KIND_NODE_IMAGE="$("$HERE/node-image.sh" | tail -n1)"; }
 timed node-image node_image
