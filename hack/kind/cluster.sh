@@ -13,7 +13,8 @@
 #   namespaces [DIR]       the namespaces DIR's objects live in (for diagnostics)
 #   kubeconfig             print the KUBECONFIG path
 #   egress-count           print how many pod- or Service-range packets tried to leave the kind
-#                          Docker network through the host (the run asserts 0)
+#                          Docker network through the host (the run asserts 0), or "unavailable"
+#                          where the host cannot see the kind bridge (Docker Desktop)
 #   status                 print UP or DOWN
 #
 # The cluster (config written to the cache, see cluster_config below):
@@ -85,9 +86,18 @@ bridge_of_kind_network() {
 
 # Host side of the lockdown: count (and drop) what would leave the kind bridge for elsewhere.
 # mangle/FORWARD, because Docker rewrites filter/FORWARD's order whenever it creates a network.
+# The counter needs the kind bridge in this host's network namespace (a Linux Docker Engine);
+# Docker Desktop keeps its bridges in a VM, where this host cannot count (egress-count then says
+# "unavailable", which e2e.sh refuses unless told otherwise).
+host_sees_bridge() { [[ "$(uname -s)" == Linux ]] && ip link show "$1" >/dev/null 2>&1; }
+
 install_egress_counter() {
   local br
   br="$(bridge_of_kind_network)" || die "no Docker network 'kind'"
+  if ! host_sees_bridge "$br"; then
+    log "WARNING: the kind bridge $br is not visible on this host (Docker Desktop?): no host egress counter"
+    return 0
+  fi
   have iptables || apt_install iptables
   # Idempotent without resetting the counts: a chain and rules that exist are kept.
   as_root iptables -w -t mangle -N "$EGRESS_CHAIN" 2>/dev/null || true
@@ -110,6 +120,11 @@ remove_egress_counter() {
 }
 
 egress_count() {
+  local br
+  if br="$(bridge_of_kind_network)" && ! host_sees_bridge "$br"; then
+    echo unavailable
+    return 0
+  fi
   as_root iptables -w -t mangle -L "$EGRESS_CHAIN" -n -v -x >/dev/null 2>&1 ||
     die "no host egress counter ($EGRESS_CHAIN): is the cluster up (hack/kind/cluster.sh up)?"
   as_root iptables -w -t mangle -L "$EGRESS_CHAIN" -n -v -x | awk 'NR > 2 { n += $1 } END { print n + 0 }'
