@@ -25,7 +25,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HERE="$REPO_ROOT/hack/kind"
 OVERLAY="${E2E_KIND_OVERLAY:-deploy/kind}"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 
 STAGES=()
 t_start=$(date +%s)
@@ -116,8 +116,7 @@ wait_node_binaries() {
 }
 timed docker "$HERE/docker.sh" >&2
 timed images "$HERE/images.sh" >&2
-KIND=""
-kind_bin() { KIND="$("$HERE/kind-binary.sh" | tail -n1)"; }
+kind_bin() { "$HERE/kind-binary.sh" >/dev/null; }
 timed kind kind_bin
 timed node-binaries wait_node_binaries
 KIND_NODE_IMAGE=""
@@ -144,10 +143,10 @@ timed deploy "$HERE/cluster.sh" deploy "$OVERLAY"
 NODE_BIN="${NODE:-}"
 [[ -n "$NODE_BIN" ]] || { if [[ -x node_modules/.bin/node ]]; then NODE_BIN="$REPO_ROOT/node_modules/.bin/node"; else NODE_BIN=node; fi; }
 suite() {
-  # shellcheck disable=SC2086
+  local cluster="${KIND_CLUSTER:-realm-operator}"
   # docker stays on PATH: the suite kills a realm-server container on the node (docker exec … crictl).
-  PATH="$(dirname "$KUBECTL"):$PATH" KIND_CLUSTER="${KIND_CLUSTER:-realm-operator}" \
-    KIND_NODE="${KIND_CLUSTER:-realm-operator}-control-plane" \
+  # shellcheck disable=SC2086
+  PATH="$(dirname "$KUBECTL"):$PATH" KIND_CLUSTER="$cluster" KIND_NODE="$cluster-control-plane" \
     "$NODE_BIN" --experimental-vm-modules node_modules/jest/bin/jest.js --ci --selectProjects kind --runInBand ${E2E_KIND_JEST_ARGS:-}
 }
 timed suite suite
