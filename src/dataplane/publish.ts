@@ -290,7 +290,23 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
 
     await collectGarbage(plane, publishedURL);
     await step('cleaned');
-    plane.logger.info({ realm: publishedURL, epoch: result.epoch, version, files: staged.fileCount, lockHeldMs: timing.heldMs }, 'published realm');
+    const totalMs = performance.now() - started;
+    plane.logger.info(
+      {
+        realm: publishedURL,
+        epoch: result.epoch,
+        version,
+        files: staged.fileCount,
+        linkedFiles: staged.linkedFiles,
+        copiedFiles: staged.copiedFiles,
+        stageMs: Math.round(stageMs * 10) / 10,
+        stageSyncMs: Math.round(staged.timing.syncMs * 10) / 10,
+        lockWaitMs: Math.round(timing.waitMs * 10) / 10,
+        lockHeldMs: timing.heldMs,
+        totalMs: Math.round(totalMs * 10) / 10,
+      },
+      'published realm',
+    );
     return {
       publishedRealmURL: publishedURL,
       diskId,
@@ -303,7 +319,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
       skipped: staged.skipped,
       linkedFiles: staged.linkedFiles,
       copiedFiles: staged.copiedFiles,
-      timing: { stageMs, stageSyncMs: staged.timing.syncMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs: performance.now() - started },
+      timing: { stageMs, stageSyncMs: staged.timing.syncMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
     };
   } finally {
     try {
