@@ -19,7 +19,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
-import { Controller, Informer, installProcessGuard, LeaderElector, Manager, specOrLifecycleChanged } from '../runtime/index.js';
+import { Controller, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
@@ -42,19 +42,21 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     await assertSchema(pool);
     const kubeConfig = new KubeConfig();
     kubeConfig.loadFromDefault();
+    // One pool of kept-alive connections for every request the runtime and the reconciler make.
+    const connection = new KeepAliveConnection(kubeConfig);
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
 
     const informer = new Informer<PublishedRealm & { metadata: { name: string; namespace: string } }>({
-      kubeConfig,
+      kubeConfig: connection,
       resource: { group: GROUP, version: VERSION, plural: PLURAL },
       ...(config.watchNamespace ? { namespace: config.watchNamespace } : {}),
       name: PLURAL,
       logger: logger.child({ component: 'informer' }),
       metricsRegistry: registry,
     });
-    const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, kubeConfig, logger, registry) : undefined;
-    const kube = new PublishedRealmKube(kubeConfig, logger.child({ component: 'events' }), config.identity);
+    const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, connection, logger, registry) : undefined;
+    const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity);
     const reconciler = new PublishedRealmReconciler({
       kube,
       pool,
@@ -86,7 +88,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     });
     const leaderElector = config.leaderElection
       ? new LeaderElector({
-          kubeConfig,
+          kubeConfig: connection,
           namespace: config.leaderElectionNamespace,
           name: config.leaderElectionID,
           identity: config.identity,
@@ -134,6 +136,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       metricsServer?.close();
       // Series counts the rate limit held back are written now, not lost with the process.
       await Promise.race([kube.events.close(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      connection.destroy();
     }
   } finally {
     await pool.end();
@@ -150,7 +153,7 @@ interface EndpointSlice {
  * The realm-server Service's EndpointSlices: the pods that receive traffic. Pods among them that
  * never register with the listener (unmodified Boxel servers) make a publish notify-only.
  */
-function realmServerEndpoints(service: string, kubeConfig: KubeConfig, logger: Logger, registry: Registry): Informer<EndpointSlice> {
+function realmServerEndpoints(service: string, kubeConfig: KubeConnection, logger: Logger, registry: Registry): Informer<EndpointSlice> {
   const [namespace, name] = service.split('/') as [string, string];
   return new Informer<EndpointSlice>({
     kubeConfig,

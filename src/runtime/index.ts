@@ -28,6 +28,7 @@ export {
   type ResourceRef,
   type WatchRestartReason,
 } from './informer.js';
+export { DEFAULT_MAX_SOCKETS, KeepAliveConnection } from './keep-alive.js';
 export {
   KubeApiError,
   kubeRequest,

@@ -4,15 +4,10 @@
  * finalizer, and record Events. Kept apart from the reconcile logic so the sequence reads plainly.
  */
 import { isDeepStrictEqual } from 'node:util';
-import {
-  ApiException,
-  CustomObjectsApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type KubeConfig,
-} from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { EventRecorder, type EventType } from '../../runtime/event-recorder.js';
+import { KeepAliveConnection } from '../../runtime/keep-alive.js';
+import { KubeApiError, kubeRequest, statusCodeOf, type KubeConnection } from '../../runtime/kube-client.js';
 import {
   API_VERSION,
   GROUP,
@@ -33,24 +28,29 @@ export type { EventType };
 /** `reportingController` of every Event the operator records. */
 export const REPORTING_CONTROLLER = 'realm-operator.dev/operator';
 
+/**
+ * Over the runtime's one-request client with kept-alive connections (a client-node `KubeConfig`
+ * is a {@link KubeConnection}): client-node's typed API opens a new TLS connection per call, which
+ * cost more CPU than the reconciles themselves at 1,000 objects (see runtime/keep-alive.ts).
+ */
 export class PublishedRealmKube {
-  private readonly objects: CustomObjectsApi;
+  private readonly connection: KubeConnection;
   readonly events: EventRecorder;
 
   constructor(
-    kubeConfig: KubeConfig,
+    connection: KubeConnection,
     logger: Logger,
     /** Written into every Event as reportingInstance (the operator pod). */
     identity: string,
   ) {
-    this.objects = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.events = new EventRecorder({ kubeConfig, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
+    this.connection = connection instanceof KeepAliveConnection ? connection : new KeepAliveConnection(connection);
+    this.events = new EventRecorder({ kubeConfig: this.connection, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
   }
 
   /** The live object, or `undefined` when it does not exist. */
   async get(key: ObjectKey): Promise<PublishedRealm | undefined> {
     try {
-      return (await this.objects.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: PLURAL, ...key })) as PublishedRealm;
+      return await kubeRequest<PublishedRealm>(this.connection, { path: objectPath(key) });
     } catch (error) {
       if (isStatus(error, 404)) return undefined;
       throw wrap(error, `reading PublishedRealm ${key.namespace}/${key.name}`);
@@ -59,26 +59,23 @@ export class PublishedRealmKube {
 
   /**
    * Applies `mutate` to a copy of the latest status and writes it with the object's
-   * resourceVersion; re-reads and retries on 409. Returns the object as written, or as read when
-   * nothing changed (no write at all), or `undefined` when the object is gone.
+   * resourceVersion; re-reads and retries on 409. `known` is the object as this reconcile last
+   * read or wrote it: the first attempt starts from it instead of a GET (a stale one costs a 409
+   * and a re-read, never a lost write). Returns the object as written, or as read when nothing
+   * changed (no write at all), or `undefined` when the object is gone.
    */
   async updateStatus(
     key: ObjectKey,
     mutate: (status: PublishedRealmStatus, realm: PublishedRealm) => PublishedRealmStatus,
+    known?: PublishedRealm,
   ): Promise<{ before: PublishedRealm; after: PublishedRealm } | undefined> {
     for (let attempt = 0; ; attempt++) {
-      const current = await this.get(key);
+      const current = attempt === 0 && known ? known : await this.get(key);
       if (!current) return undefined;
       const status = mutate(structuredClone(current.status ?? {}), current);
       if (isDeepStrictEqual(status, current.status ?? {})) return { before: current, after: current };
       try {
-        const written = (await this.objects.replaceNamespacedCustomObjectStatus({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          ...key,
-          body: { ...current, status },
-        })) as PublishedRealm;
+        const written = await kubeRequest<PublishedRealm>(this.connection, { method: 'PUT', path: `${objectPath(key)}/status`, body: { ...current, status } });
         return { before: current, after: written };
       } catch (error) {
         if (isStatus(error, 409) && attempt < 5) continue;
@@ -88,28 +85,26 @@ export class PublishedRealmKube {
     }
   }
 
-  /** Adds or removes a finalizer with a JSON patch guarded by the object's resourceVersion. */
-  async setFinalizer(realm: PublishedRealm, finalizer: string, present: boolean): Promise<void> {
+  /**
+   * Adds or removes a finalizer with a JSON patch guarded by the object's resourceVersion.
+   * Returns the patched object; `undefined` when there was nothing to do or the object is gone.
+   */
+  async setFinalizer(realm: PublishedRealm, finalizer: string, present: boolean): Promise<PublishedRealm | undefined> {
     const current = realm.metadata.finalizers ?? [];
-    if (current.includes(finalizer) === present) return;
+    if (current.includes(finalizer) === present) return undefined;
     const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
     try {
-      await this.objects.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          namespace: realm.metadata.namespace,
-          name: realm.metadata.name,
-          body: [
-            { op: 'test', path: '/metadata/resourceVersion', value: realm.metadata.resourceVersion },
-            { op: current.length === 0 && present ? 'add' : 'replace', path: '/metadata/finalizers', value: finalizers },
-          ],
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-      );
+      return await kubeRequest<PublishedRealm>(this.connection, {
+        method: 'PATCH',
+        path: objectPath({ namespace: realm.metadata.namespace, name: realm.metadata.name }),
+        contentType: 'application/json-patch+json',
+        body: [
+          { op: 'test', path: '/metadata/resourceVersion', value: realm.metadata.resourceVersion },
+          { op: current.length === 0 && present ? 'add' : 'replace', path: '/metadata/finalizers', value: finalizers },
+        ],
+      });
     } catch (error) {
-      if (isStatus(error, 404) && !present) return;
+      if (isStatus(error, 404) && !present) return undefined;
       throw wrap(error, `${present ? 'adding' : 'removing'} finalizer ${finalizer} on ${realm.metadata.namespace}/${realm.metadata.name}`);
     }
   }
@@ -137,21 +132,15 @@ export class PublishedRealmKube {
 }
 
 export function isStatus(error: unknown, code: number): boolean {
-  return error instanceof ApiException && error.code === code;
+  return statusCodeOf(error) === code;
+}
+
+function objectPath(key: ObjectKey): string {
+  return `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(key.namespace)}/${PLURAL}/${encodeURIComponent(key.name)}`;
 }
 
 /** Adds what we were doing to an API error, keeping the cause. */
 function wrap(error: unknown, doing: string): Error {
-  if (error instanceof ApiException) {
-    const body = typeof error.body === 'string' ? error.body : JSON.stringify(error.body);
-    const reason = (() => {
-      try {
-        return (JSON.parse(body) as { message?: string }).message ?? body;
-      } catch {
-        return body;
-      }
-    })();
-    return new Error(`while ${doing}: HTTP ${error.code}: ${reason}`, { cause: error });
-  }
+  if (error instanceof KubeApiError) return new Error(`while ${doing}: HTTP ${error.statusCode}: ${error.status?.message ?? error.message}`, { cause: error });
   return new Error(`while ${doing}: ${(error as Error).message}`, { cause: error });
 }

@@ -127,6 +127,12 @@ export class PublishedRealmReconciler {
   private readonly ackWaitMs: number;
   private readonly ackRequeueMs: number;
   private readonly stalls: StallBackoff;
+  /**
+   * The object as the reconcile running for each key last read or wrote it (the controller runs
+   * one reconcile per key at a time): status writes and finalizer patches start from it instead
+   * of a GET each, and a stale one costs a conflict and a re-read, never a lost write.
+   */
+  private readonly latest = new Map<string, PublishedRealm>();
 
   constructor(private readonly options: PublishedRealmReconcilerOptions) {
     this.plane = {
@@ -149,6 +155,16 @@ export class PublishedRealmReconciler {
   async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<ReconcileResult> {
     const stallKey = `${key.namespace}/${key.name}`;
     const realm = await this.options.kube.get(key);
+    if (realm) this.latest.set(stallKey, realm);
+    try {
+      return await this.reconcileObject(key, realm, signal);
+    } finally {
+      this.latest.delete(stallKey);
+    }
+  }
+
+  private async reconcileObject(key: ObjectKey, realm: PublishedRealm | undefined, signal?: AbortSignal): Promise<ReconcileResult> {
+    const stallKey = `${key.namespace}/${key.name}`;
     if (!realm) {
       this.stalls.reset(stallKey);
       return {};
@@ -235,7 +251,7 @@ export class PublishedRealmReconciler {
     if (existing && match) {
       // Recorded by an earlier version for this same spec: the current key from now on, no republish.
       if (match === 'legacy') await upgradePublishedFor(this.options.pool, url, existing.published_for!, publishedFor);
-      if (existing.claimed_by === claimantOf(realm)) await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, true);
+      if (existing.claimed_by === claimantOf(realm)) await this.setFinalizer(realm, true);
       const refused = await this.reauthorize(realm, spec, existing);
       if (refused) return refused;
       return { ok: true, state: existing, publishedNow: false };
@@ -262,7 +278,7 @@ export class PublishedRealmReconciler {
       if (stalled) return stalled;
       throw error;
     }
-    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, true);
+    await this.setFinalizer(realm, true);
     const realmUser = await this.registerBeforeFirstPublish(realm, url, diskId, checked.publisher);
     if (!realmUser.ok) return realmUser;
 
@@ -403,7 +419,7 @@ export class PublishedRealmReconciler {
     const url = (realm.spec as { publishedRealmURL?: unknown } | undefined)?.publishedRealmURL;
     const state = typeof url === 'string' ? await readRealmEpochRow(this.options.pool, url) : undefined;
     if (state?.claimed_by === claimantOf(realm)) return;
-    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, false);
+    await this.setFinalizer(realm, false);
   }
 
   /** Enqueues the reindex once per epoch; returns the job id, undefined when disabled, or 'failed'. */
@@ -501,7 +517,7 @@ export class PublishedRealmReconciler {
         if (await readRegistryRow(this.options.pool, target)) {
           await this.options.kube.recordEvent(realm, 'Warning', Reasons.NotUnpublished, Actions.Unpublish, `${target} was not published by this PublishedRealm; left it published.`);
         }
-        await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, false);
+        await this.setFinalizer(realm, false);
         return {};
       }
       try {
@@ -518,7 +534,7 @@ export class PublishedRealmReconciler {
         }
       }
     }
-    await this.options.kube.setFinalizer(realm, UNPUBLISH_FINALIZER, false);
+    await this.setFinalizer(realm, false);
     return {};
   }
 
@@ -528,10 +544,19 @@ export class PublishedRealmReconciler {
 
   /** One status write when it changes anything; an Event when that was a transition (see {@link transitionEvent}). */
   private async writeStatus(realm: PublishedRealm, mutate: (status: PublishedRealmStatus) => PublishedRealmStatus): Promise<void> {
-    const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, (s) => mutate(s));
+    const key = `${realm.metadata.namespace}/${realm.metadata.name}`;
+    const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, (s) => mutate(s), this.latest.get(key));
+    if (written && this.latest.has(key)) this.latest.set(key, written.after);
     if (!written || written.before === written.after) return;
     const event = transitionEvent(written.before.status, written.after.status);
     if (event) await this.options.kube.recordEvent(written.after, event.type, event.reason, Actions.Reconcile, event.message);
+  }
+
+  /** Adds or removes the finalizer on the object as this reconcile last saw it (its resourceVersion guards the patch). */
+  private async setFinalizer(realm: PublishedRealm, present: boolean): Promise<void> {
+    const key = `${realm.metadata.namespace}/${realm.metadata.name}`;
+    const patched = await this.options.kube.setFinalizer(this.latest.get(key) ?? realm, UNPUBLISH_FINALIZER, present);
+    if (patched && this.latest.has(key)) this.latest.set(key, patched);
   }
 
   /** Expected realm-server pods with no live registration; empty when the expectation is unknown. */
