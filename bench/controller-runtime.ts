@@ -1,0 +1,178 @@
+/**
+ * Against controller-runtime (issue 11, benchmark 5): status-only convergence of N PublishedRealms
+ * (default 1,000) by two operators against the same local kube-apiserver, each run in turn:
+ * - ours: bench/lib/scale-status-only-operator.ts — src/runtime's Informer, Controller and
+ *   Manager with a reconciler that writes Ready=True with observedGeneration and nothing else
+ *   (bundled with esbuild and run by plain node, as dist/ is, so no tsx loader sits in its memory);
+ * - controller-runtime: bench/peers/controller-runtime (sigs.k8s.io/controller-runtime from the Go
+ *   module proxy, built into ~/.cache/realm-operator/bench/), QPS -1 (client-side rate limiting off).
+ * Both: the same worker count, objects created before the operator starts, timed by a watch
+ * client in this process from the operator's spawn to the last object Ready; peak RSS from VmHWM.
+ *
+ *   make bench-controller-runtime    (CR_OBJECTS=1000 CR_RUNS=3 CR_WORKERS=4)
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { build } from 'esbuild';
+import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
+import { cpuSeconds, createAll, createNamespace, median, peakRssMB, publishedRealmManifest, ReadyWatcher, startBenchCluster, type BenchCluster } from './lib/scale-env.js';
+
+const COUNT = Number(process.env.CR_OBJECTS ?? 1000);
+const RUNS = Number(process.env.CR_RUNS ?? 3);
+const WORKERS = Number(process.env.CR_WORKERS ?? 4);
+const startedAt = new Date();
+const REPO = path.resolve(import.meta.dirname, '..');
+const PEER_DIR = path.join(REPO, 'bench/peers/controller-runtime');
+const CACHE = path.join(os.homedir(), '.cache/realm-operator/bench');
+const PEER_BIN = path.join(CACHE, 'controller-runtime-peer');
+// Inside the repository's node_modules so the bundle resolves pino, prom-client... from there.
+const OURS_BUNDLE = path.join(REPO, 'node_modules/.cache/realm-operator-bench/status-only-operator.mjs');
+
+type Impl = 'ours' | 'controller-runtime';
+interface Sample {
+  impl: Impl;
+  run: number;
+  /** Spawn → last object Ready. */
+  totalMs: number;
+  /** First object Ready → last: the reconcile throughput without process start and initial list. */
+  reconcileMs: number;
+  objectsPerSecond: number;
+  peakRssMB: number;
+  cpuSeconds: number;
+}
+
+function buildPeer(): void {
+  fs.mkdirSync(CACHE, { recursive: true });
+  process.stderr.write('building the controller-runtime peer (go build; modules from the Go module proxy)\n');
+  const result = spawnSync('go', ['build', '-o', PEER_BIN, '.'], { cwd: PEER_DIR, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`go build in ${PEER_DIR} failed (${result.status ?? result.signal})`);
+}
+
+async function bundleOurs(): Promise<void> {
+  await build({
+    entryPoints: [path.join(REPO, 'bench/lib/scale-status-only-operator.ts')],
+    outfile: OURS_BUNDLE,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+}
+
+function launch(impl: Impl, cluster: BenchCluster, namespace: string): ChildProcess {
+  const env = { ...process.env, KUBECONFIG: cluster.plane.kubeconfigPath };
+  const child =
+    impl === 'ours'
+      ? spawn(process.execPath, [OURS_BUNDLE, '--namespace', namespace, '--workers', String(WORKERS)], { env, stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(PEER_BIN, ['--namespace', namespace, '--workers', String(WORKERS)], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
+  child.on('exit', (code, signal) => {
+    if (code !== 0 && signal !== 'SIGTERM' && signal !== 'SIGKILL') process.stderr.write(`${impl} exited ${code ?? signal}: ${stderr}\n`);
+  });
+  return child;
+}
+
+async function oneSample(cluster: BenchCluster, impl: Impl, run: number): Promise<Sample> {
+  const namespace = `cr-${impl === 'ours' ? 'ours' : 'peer'}-${run}-${Math.random().toString(36).slice(2, 7)}`;
+  await createNamespace(cluster, namespace);
+  await createAll(
+    cluster.connection,
+    namespace,
+    Array.from({ length: COUNT }, (_, i) =>
+      publishedRealmManifest(namespace, `realm-${i}`, { sourceRealmURL: `http://localhost:4201/cr/src-${i}/`, publishedRealmURL: `http://pub.localhost/cr/${i}/` }),
+    ),
+  );
+  const watcher = new ReadyWatcher(cluster.connection, namespace);
+  await watcher.start();
+  const spawned = performance.timeOrigin + performance.now();
+  const child = launch(impl, cluster, namespace);
+  try {
+    await watcher.waitForReady(COUNT, 600_000);
+    const peak = await peakRssMB(child.pid!);
+    const cpu = await cpuSeconds(child.pid!);
+    const times = [...watcher.readyAt.values()];
+    const first = Math.min(...times);
+    const last = Math.max(...times);
+    return {
+      impl,
+      run,
+      totalMs: Math.round(last - spawned),
+      reconcileMs: Math.round(last - first),
+      objectsPerSecond: Math.round((COUNT / Math.max(1, last - first)) * 1000),
+      peakRssMB: peak,
+      cpuSeconds: Math.round(cpu * 10) / 10,
+    };
+  } finally {
+    watcher.stop();
+    child.kill('SIGKILL');
+    // The objects stay; the next sample uses its own namespace.
+  }
+}
+
+if (!fs.existsSync(PEER_BIN) || fs.statSync(PEER_BIN).mtimeMs < Math.max(...['main.go', 'level.go', 'go.mod', 'go.sum'].map((f) => fs.statSync(path.join(PEER_DIR, f)).mtimeMs))) {
+  buildPeer();
+}
+await bundleOurs();
+const cluster = await startBenchCluster();
+const samples: Sample[] = [];
+try {
+  for (let run = 0; run < RUNS; run++) {
+    // Alternate which goes first, so neither always meets a busier API server (etcd grows with every run).
+    const order: Impl[] = run % 2 === 0 ? ['ours', 'controller-runtime'] : ['controller-runtime', 'ours'];
+    for (const impl of order) {
+      const sample = await oneSample(cluster, impl, run);
+      samples.push(sample);
+      process.stderr.write(`run ${run + 1}/${RUNS} ${impl}: ${sample.totalMs} ms total, ${sample.reconcileMs} ms first→last Ready, ${sample.peakRssMB} MB peak\n`);
+    }
+  }
+} finally {
+  await cluster.stop();
+}
+
+const of = (impl: Impl) => samples.filter((s) => s.impl === impl);
+const med = (impl: Impl, pick: (s: Sample) => number) => median(of(impl).map(pick));
+const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+const metrics: Array<[string, (s: Sample) => number]> = [
+  ['spawn → all Ready (ms)', (s) => s.totalMs],
+  ['first → last Ready (ms)', (s) => s.reconcileMs],
+  ['objects / s (first → last)', (s) => s.objectsPerSecond],
+  ['peak RSS (MB, VmHWM)', (s) => s.peakRssMB],
+  ['CPU (s)', (s) => s.cpuSeconds],
+];
+const table: BenchTable = {
+  title: `Status-only convergence of ${COUNT} PublishedRealms, ${WORKERS} workers each (median of ${RUNS} runs)`,
+  columns: ['metric', 'ours', 'controller-runtime', 'ours / controller-runtime'],
+  rows: metrics.map(([name, pick]) => [name, med('ours', pick), med('controller-runtime', pick), ratio(med('ours', pick), med('controller-runtime', pick))]),
+  note:
+    'Both read from their informer cache and PUT the status subresource once per object; client-side rate limits off (controller-runtime QPS -1; ours has none). ' +
+    'Ours: src/runtime under node (bundled); controller-runtime: sigs.k8s.io/controller-runtime v0.21 (go.mod). Same kube-apiserver, one after the other, order alternating.',
+};
+printTable(table);
+const throughput = ratio(med('ours', (s) => s.objectsPerSecond), med('controller-runtime', (s) => s.objectsPerSecond));
+const totalRatio = ratio(med('controller-runtime', (s) => s.totalMs), med('ours', (s) => s.totalMs));
+const memory = ratio(med('ours', (s) => s.peakRssMB), med('controller-runtime', (s) => s.peakRssMB));
+const goals: BenchGoal[] = [
+  {
+    goal: 'status-only throughput vs controller-runtime',
+    target: '≥ 1.0×',
+    measured: `${throughput}× objects/s (first → last Ready); ${totalRatio}× including process start`,
+    met: throughput >= 1.0,
+  },
+  { goal: 'peak memory vs controller-runtime', target: '≤ 1.5×', measured: `${memory}×`, met: memory <= 1.5 },
+];
+const file = await writeResults({
+  bench: 'controller-runtime',
+  command: 'make bench-controller-runtime',
+  startedAt: startedAt.toISOString(),
+  durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+  tables: [table],
+  series: [],
+  goals,
+  raw: { count: COUNT, workers: WORKERS, samples },
+});
+console.log(`\nwrote ${file}`);

@@ -1,0 +1,5 @@
+package main
+
+import "go.uber.org/zap/zapcore"
+
+func zapLevelError() zapcore.Level { return zapcore.ErrorLevel }

@@ -1,0 +1,291 @@
+/**
+ * Scale benchmark (issue 11, benchmark 4): N PublishedRealms (default 1,000) created at once →
+ * all Ready=True for their generation, timed by a watch client in this process; reconciles per
+ * second and the operator's peak RSS (VmHWM). Then a graceful operator restart with those N:
+ * time from the new process's start until its work queue is idle (every key reconciled once,
+ * depth 0, no worker busy — read from its /metrics), and how many realms it republished (must be 0).
+ *
+ * Real parts: kube-apiserver + etcd, PostgreSQL, the built operator (dist/) as a process. No
+ * realm-server replica is registered, so Ready is `PublishedNotifyOnly` (the publish and its
+ * NOTIFY happen, there is nobody to acknowledge); bench-fanout and bench-publish measure acks.
+ *
+ *   make bench-scale    (SCALE_REALMS=1000 SCALE_RUNS=1 SCALE_CONCURRENCY=<workers> SCALE_DURABLE=false;
+ *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there)
+ */
+import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
+import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
+import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
+import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
+import {
+  apiRequestsByVerb,
+  CpuMeter,
+  createAll,
+  createNamespace,
+  diffCounts,
+  median,
+  parseMetrics,
+  peakRssMB,
+  postgresPids,
+  publishedRealmManifest,
+  ReadyWatcher,
+  startBenchCluster,
+  type BenchCluster,
+} from './lib/scale-env.js';
+import { benchDatabase } from './support.js';
+
+const COUNT = Number(process.env.SCALE_REALMS ?? 1000);
+const RUNS = Number(process.env.SCALE_RUNS ?? 1);
+const CONCURRENCY = process.env.SCALE_CONCURRENCY;
+const DURABLE = process.env.SCALE_DURABLE ?? 'false';
+const CPU_PROF = process.env.SCALE_CPU_PROF;
+const startedAt = new Date();
+
+interface RunResult {
+  readyMs: number;
+  reconcilesPerSecond: number;
+  peakRssMB: number;
+  restartIdleMs: number;
+  restartReadyzMs: number;
+  restartReconciles: number;
+  restartPeakRssMB: number;
+  republishes: number;
+  epochsChanged: number;
+  /** CPU seconds each part used from the creates until all Ready. */
+  cpu: { operator: number; apiserver: number; etcd: number; postgres: number };
+  restartOperatorCpu: number;
+  /** API requests during convergence, by resource and verb. */
+  requests: { publishedrealms: Record<string, number>; events: Record<string, number> };
+  dbTransactions: number;
+}
+
+const { db, close } = await benchDatabase();
+let cluster: BenchCluster | undefined;
+let operator: OperatorProcess | undefined;
+const realms = await makeRealmsRoot();
+const results: RunResult[] = [];
+try {
+  cluster = await startBenchCluster();
+  process.stderr.write(`scale: control plane up in ${cluster.plane.startedInMs} ms; creating ${COUNT} source realms\n`);
+  for (let i = 0; i < COUNT; i++) {
+    await createSourceRealm(db.pool, realms.layout, `http://localhost:4201/scale/src-${i}/`, { 'index.json': `{"i":${i}}` }, `scale/src-${i}`);
+  }
+  for (let run = 0; run < RUNS; run++) {
+    results.push(await oneRun(cluster, run));
+    const r = results.at(-1)!;
+    process.stderr.write(`scale run ${run + 1}/${RUNS}: ${COUNT} Ready in ${r.readyMs} ms, peak RSS ${r.peakRssMB} MB; restart idle in ${r.restartIdleMs} ms, ${r.republishes} republishes\n`);
+  }
+} finally {
+  await operator?.stop('SIGKILL');
+  await cluster?.stop();
+  await close();
+  await realms.cleanup();
+}
+
+async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
+  const namespace = `scale-${run}-${Math.random().toString(36).slice(2, 7)}`;
+  const leaseNamespace = `${namespace}-system`;
+  await createNamespace(cluster, namespace);
+  await createNamespace(cluster, leaseNamespace);
+  // Each run publishes at its own URLs: the previous run's objects stay in another namespace.
+  const manifests = Array.from({ length: COUNT }, (_, i) =>
+    publishedRealmManifest(namespace, `realm-${i}`, {
+      sourceRealmURL: `http://localhost:4201/scale/src-${i}/`,
+      publishedRealmURL: `http://pub.localhost/${namespace}/${i}/`,
+      reindex: { enabled: false },
+    }),
+  );
+  const start = (identity: string) =>
+    startOperator({
+      databaseURL: db.url,
+      realmsRoot: realms.root,
+      identity,
+      kubeconfig: cluster.plane.kubeconfigPath,
+      leaderElectionNamespace: leaseNamespace,
+      namespace,
+      extraArgs: ['--log-level', 'info', '--durable', DURABLE, ...(CONCURRENCY ? ['--max-concurrent-reconciles', CONCURRENCY] : [])],
+      ...(CPU_PROF ? { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${CPU_PROF}` } } : {}),
+    });
+
+  operator = await start(`scale-${run}-a`);
+  await waitForHTTP(operator, `${operator.healthURL}/readyz`, 60_000);
+  const watcher = new ReadyWatcher(cluster.connection, namespace);
+  await watcher.start();
+  // PostgreSQL starts a backend per new connection: its processes are listed again at every sample.
+  const parts = { operator: [operator.child.pid!], apiserver: [cluster.plane.pids.apiserver], etcd: [cluster.plane.pids.etcd], postgres: [] as number[] };
+  const refreshPostgres = async () => {
+    for (const pid of await postgresPids((sql) => db.pool.query(sql))) if (!parts.postgres.includes(pid)) parts.postgres.push(pid);
+  };
+  await refreshPostgres();
+  const meter = new CpuMeter();
+  const sampleAll = async () => {
+    await refreshPostgres();
+    await meter.sample(Object.values(parts).flat());
+  };
+  const requestsBefore = { publishedrealms: await apiRequestsByVerb(cluster.connection, 'publishedrealms'), events: await apiRequestsByVerb(cluster.connection, 'events') };
+  const xactBefore = await transactions();
+  await sampleAll();
+  const sampler = setInterval(() => void sampleAll(), 1000);
+  const applied = performance.timeOrigin + performance.now();
+  await createAll(cluster.connection, namespace, manifests);
+  try {
+    await watcher.waitForReady(COUNT, 900_000);
+  } finally {
+    clearInterval(sampler);
+  }
+  await sampleAll();
+  const readyMs = Math.round(watcher.lastReadyAt() - applied);
+  const peakRss = await peakRssMB(operator.child.pid!);
+  const requests = {
+    publishedrealms: diffCounts(await apiRequestsByVerb(cluster.connection, 'publishedrealms'), requestsBefore.publishedrealms),
+    events: diffCounts(await apiRequestsByVerb(cluster.connection, 'events'), requestsBefore.events),
+  };
+  const dbTransactions = (await transactions()) - xactBefore;
+  const cpu = {
+    operator: round1(meter.used(parts.operator)),
+    apiserver: round1(meter.used(parts.apiserver)),
+    etcd: round1(meter.used(parts.etcd)),
+    postgres: round1(meter.used(parts.postgres)),
+  };
+  const metrics = parseMetrics(await fetch(`${operator.metricsURL}/metrics`).then((r) => r.text()));
+  const reconciles = sumReconciles(metrics);
+  watcher.stop();
+  const epochsBefore = await epochs(namespace);
+  if (epochsBefore.size !== COUNT) throw new Error(`expected ${COUNT} published epochs, found ${epochsBefore.size}`);
+
+  const stopped = await operator.stop('SIGTERM');
+  if (stopped.code !== 0) throw new Error(`the operator exited with ${JSON.stringify(stopped)} on SIGTERM`);
+
+  // Restart: from spawning the process until its queue is idle with every key reconciled once.
+  const restarted = performance.now();
+  operator = await start(`scale-${run}-b`);
+  const restartPid = operator.child.pid!;
+  const restartMeter = new CpuMeter();
+  await restartMeter.sample([restartPid]);
+  await waitForHTTP(operator, `${operator.healthURL}/readyz`, 60_000);
+  const readyzMs = Math.round(performance.now() - restarted);
+  let after: Map<string, number>;
+  for (;;) {
+    after = parseMetrics(await fetch(`${operator.metricsURL}/metrics`).then((r) => r.text()));
+    const idle = sumReconciles(after) >= COUNT && metric(after, 'workqueue_depth') === 0 && metric(after, 'controller_runtime_active_workers') === 0;
+    if (idle) break;
+    if (performance.now() - restarted > 600_000) throw new Error('the restarted operator did not go idle within 10 minutes');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const restartIdleMs = Math.round(performance.now() - restarted);
+  const restartPeak = await peakRssMB(operator.child.pid!);
+  await restartMeter.sample([restartPid]);
+  const epochsAfter = await epochs(namespace);
+  const republishes = operator.logs().filter((l) => l.msg === 'published realm').length;
+  const epochsChanged = [...epochsBefore].filter(([url, epoch]) => epochsAfter.get(url) !== epoch).length;
+  await operator.stop('SIGTERM');
+  operator = undefined;
+  return {
+    readyMs,
+    reconcilesPerSecond: Math.round((reconciles / readyMs) * 1000 * 10) / 10,
+    peakRssMB: peakRss,
+    restartIdleMs,
+    restartReadyzMs: readyzMs,
+    restartReconciles: sumReconciles(after),
+    restartPeakRssMB: restartPeak,
+    republishes,
+    epochsChanged,
+    cpu,
+    restartOperatorCpu: round1(restartMeter.used([restartPid])),
+    requests,
+    dbTransactions,
+  };
+}
+
+function round1(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+async function transactions(): Promise<number> {
+  const { rows } = await db.pool.query<{ n: string }>(`SELECT xact_commit + xact_rollback AS n FROM pg_stat_database WHERE datname = current_database()`);
+  return Number(rows[0]!.n);
+}
+
+function metric(values: Map<string, number>, name: string): number {
+  return values.get(`${name}{name="publishedrealm"}`) ?? values.get(`${name}{controller="publishedrealm"}`) ?? NaN;
+}
+
+function sumReconciles(values: Map<string, number>): number {
+  let total = 0;
+  for (const [key, value] of values) if (key.startsWith('controller_runtime_reconcile_total{controller="publishedrealm"')) total += value;
+  return total;
+}
+
+async function epochs(namespace: string): Promise<Map<string, string>> {
+  const { rows } = await db.pool.query<{ realm_url: string; epoch: string }>(`SELECT realm_url, epoch FROM realm_operator.realm_epochs WHERE realm_url LIKE $1`, [
+    `http://pub.localhost/${namespace}/%`,
+  ]);
+  return new Map(rows.map((r) => [r.realm_url, r.epoch]));
+}
+
+const m = (pick: (r: RunResult) => number) => median(results.map(pick));
+const table: BenchTable = {
+  title: `Scale: ${COUNT} PublishedRealms (${GROUP}/${VERSION}) created at once, then an operator restart (median of ${results.length} run${results.length === 1 ? '' : 's'})`,
+  columns: ['metric', 'median', ...results.map((_, i) => `run ${i + 1}`)],
+  rows: [
+    ['created → all Ready (ms)', m((r) => r.readyMs), ...results.map((r) => r.readyMs)],
+    ['reconciles / s', m((r) => r.reconcilesPerSecond), ...results.map((r) => r.reconcilesPerSecond)],
+    ['operator peak RSS (MB, VmHWM)', m((r) => r.peakRssMB), ...results.map((r) => r.peakRssMB)],
+    ['restart: spawn → /readyz (ms)', m((r) => r.restartReadyzMs), ...results.map((r) => r.restartReadyzMs)],
+    ['restart: spawn → queue idle (ms)', m((r) => r.restartIdleMs), ...results.map((r) => r.restartIdleMs)],
+    ['restart: reconciles until idle', m((r) => r.restartReconciles), ...results.map((r) => r.restartReconciles)],
+    ['restart: peak RSS (MB)', m((r) => r.restartPeakRssMB), ...results.map((r) => r.restartPeakRssMB)],
+    ['restart: republishes', Math.max(...results.map((r) => r.republishes)), ...results.map((r) => r.republishes)],
+    ['restart: epochs changed', Math.max(...results.map((r) => r.epochsChanged)), ...results.map((r) => r.epochsChanged)],
+  ],
+  note:
+    `Timed by a watch client in the bench (Ready=True with observedGeneration = generation). Operator: dist/, default flags except ` +
+    `--durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
+    'Queue idle = every key reconciled once, workqueue_depth 0 and no active worker, polled from /metrics every 100 ms.',
+};
+const perObject = (n: number) => Math.round((n / COUNT) * 100) / 100;
+const verbs = (pick: (r: RunResult) => Record<string, number>) => {
+  const all = new Set(results.flatMap((r) => Object.keys(pick(r))));
+  return [...all].sort().map((verb) => [verb, perObject(median(results.map((r) => pick(r)[verb] ?? 0)))] as const);
+};
+const cpuTotal = (r: RunResult) => r.cpu.operator + r.cpu.apiserver + r.cpu.etcd + r.cpu.postgres;
+const cores = (await import('node:os')).cpus().length;
+const costTable: BenchTable = {
+  title: `Where the convergence of ${COUNT} objects goes: CPU seconds per process and requests per object (median)`,
+  columns: ['what', 'value'],
+  rows: [
+    ['operator CPU (s)', m((r) => r.cpu.operator)],
+    ['kube-apiserver CPU (s)', m((r) => r.cpu.apiserver)],
+    ['etcd CPU (s)', m((r) => r.cpu.etcd)],
+    ['PostgreSQL CPU (s)', m((r) => r.cpu.postgres)],
+    [`CPU floor on ${cores} idle cores: total CPU / cores (s)`, Math.round((m(cpuTotal) / cores) * 10) / 10],
+    ['operator CPU per reconcile (ms)', Math.round((m((r) => r.cpu.operator) / m((r) => (r.reconcilesPerSecond * r.readyMs) / 1000)) * 1000 * 10) / 10],
+    ...verbs((r) => r.requests.publishedrealms).map(([verb, n]) => [`PublishedRealm ${verb} per object`, n] as (string | number)[]),
+    ...verbs((r) => r.requests.events).map(([verb, n]) => [`Event ${verb} per object`, n] as (string | number)[]),
+    ['database transactions per object', perObject(m((r) => r.dbTransactions))],
+    ['restart: operator CPU until idle (s)', m((r) => r.restartOperatorCpu)],
+  ],
+  note: 'CPU from /proc/<pid>/stat (user + system) of each process, sampled every second over the convergence; requests from kube-apiserver\'s apiserver_request_total (the bench\'s own creates, list and watch included); transactions from pg_stat_database.',
+};
+printTable(table);
+printTable(costTable);
+const readyMs = m((r) => r.readyMs);
+const rss = Math.max(...results.map((r) => r.peakRssMB));
+const idleMs = m((r) => r.restartIdleMs);
+const republishes = Math.max(...results.map((r) => r.republishes + r.epochsChanged));
+const goals: BenchGoal[] = [
+  { goal: `${COUNT} PublishedRealms → all Ready`, target: '≤ 20 s', measured: `${(readyMs / 1000).toFixed(1)} s`, met: COUNT >= 1000 && readyMs <= 20_000 },
+  { goal: 'operator peak RSS during that', target: '≤ 200 MB', measured: `${rss} MB`, met: rss <= 200 },
+  { goal: 'restart → queue idle', target: '≤ 5 s', measured: `${(idleMs / 1000).toFixed(1)} s`, met: COUNT >= 1000 && idleMs <= 5_000 },
+  { goal: 'republishes after the restart', target: '0', measured: String(republishes), met: republishes === 0 },
+];
+const file = await writeResults({
+  bench: 'scale',
+  command: 'make bench-scale',
+  startedAt: startedAt.toISOString(),
+  durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+  tables: [table, costTable],
+  series: [],
+  goals,
+  raw: { count: COUNT, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', runs: results },
+});
+console.log(`\nwrote ${file}`);
