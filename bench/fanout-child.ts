@@ -1,25 +1,44 @@
 /**
- * One fan-out benchmark process: either a listener-library replica (MODE=listener) or a raw `pg`
- * LISTEN client (MODE=raw). Reports to the parent over IPC the wall time at which it acknowledged
- * (listener) or received (raw) each wildcard invalidation.
+ * One fan-out benchmark process, a separate process per replica as in a real deployment:
+ *
+ * - MODE=listener: a listener-library replica (RealmListener) with a tiny cache; reports the wall
+ *   time at which it acknowledged each wildcard invalidation.
+ * - MODE=raw: the floors, a bare `pg` client LISTENing on two bench channels. On
+ *   `bench_fanout_receive` it only reports receipt (the delivery floor); on `bench_fanout_ack` it
+ *   writes one ack row and reports when the INSERT returned (the least any acknowledged protocol
+ *   can do); on `bench_fanout_tell` it writes the ack row and NOTIFYs the publisher back in the
+ *   same statement (the least a protocol can do whose publisher learns of the acks, as ours must).
+ *   Separate channels, so a round wakes only the fleet it measures.
  */
 import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { RealmListener, type RealmCache } from '../src/listener/index.js';
+import { ACK_FLOOR_CHANNEL, RECEIVE_FLOOR_CHANNEL, TELL_FLOOR_CHANNEL, TOLD_CHANNEL } from './support.js';
 
 const url = process.env.DATABASE_URL!;
 const realmURL = process.env.REALM_URL!;
+const replicaId = process.env.REPLICA_ID!;
 const send = (message: unknown) => process.send?.(message);
 const wallMs = () => performance.timeOrigin + performance.now();
 
 if (process.env.MODE === 'raw') {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client({ connectionString: url, application_name: replicaId });
   await client.connect();
   client.on('notification', (m) => {
-    if (m.payload === `${realmURL}:*`) send({ type: 'done', at: wallMs() });
+    if (m.channel === RECEIVE_FLOOR_CHANNEL) return send({ type: 'done', at: wallMs() });
+    const upsert = `INSERT INTO bench_floor_acks (client_id, round) VALUES ($1, $2)
+         ON CONFLICT (client_id) DO UPDATE SET round = EXCLUDED.round, acked_at = now()`;
+    const statement =
+      m.channel === ACK_FLOOR_CHANNEL
+        ? upsert
+        : m.channel === TELL_FLOOR_CHANNEL
+          ? `WITH acked AS (${upsert} RETURNING client_id) SELECT pg_notify('${TOLD_CHANNEL}', client_id) FROM acked`
+          : undefined;
+    if (!statement) return;
+    void client.query(statement, [replicaId, Number(m.payload)]).then(() => send({ type: 'done', at: wallMs() }));
   });
-  await client.query('LISTEN realm_file_changes');
+  await client.query(`LISTEN ${RECEIVE_FLOOR_CHANNEL}; LISTEN ${ACK_FLOOR_CHANNEL}; LISTEN ${TELL_FLOOR_CHANNEL}`);
   send({ type: 'ready' });
   process.on('disconnect', () => void client.end().then(() => process.exit(0)));
 } else {
@@ -31,14 +50,14 @@ if (process.env.MODE === 'raw') {
   };
   const listener = new RealmListener({
     connection: url,
-    replicaId: process.env.REPLICA_ID!,
+    replicaId,
     caches: { find: (u) => (u === realmURL ? cache : undefined), all: () => [cache] },
     logger: pino({ level: 'silent' }),
     metricsRegistry: new Registry(),
   });
   listener.on('acknowledged', () => send({ type: 'done', at: wallMs() }));
   listener.start();
-  await listener.waitUntilReady(60_000);
+  await listener.waitUntilReady(120_000);
   send({ type: 'ready' });
   process.on('disconnect', () => void listener.stop().then(() => process.exit(0)));
 }

@@ -37,3 +37,14 @@ export function fmt(ms: number): string {
 export function wallMs(): number {
   return performance.timeOrigin + performance.now();
 }
+
+/** The fan-out floors' channels (bench/fanout-child.ts raw mode): one per floor, so a round wakes only its fleet. */
+export const RECEIVE_FLOOR_CHANNEL = 'bench_fanout_receive';
+export const ACK_FLOOR_CHANNEL = 'bench_fanout_ack';
+/** Receive, write the ack row and NOTIFY the publisher back on {@link TOLD_CHANNEL} in the same statement. */
+export const TELL_FLOOR_CHANNEL = 'bench_fanout_tell';
+export const TOLD_CHANNEL = 'bench_fanout_told';
+
+export function median(values: number[]): number {
+  return percentile(values, 50);
+}

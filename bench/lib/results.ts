@@ -22,8 +22,10 @@ export interface BenchSeries {
   title: string;
   xLabel: string;
   yLabel: string;
-  /** Plotted on a log scale when values span more than two decades. */
+  /** Plotted on a log scale when values span more than two decades (each axis on its own). */
   lines: { name: string; points: [number, number][] }[];
+  /** `line` (default, numeric x) or `bar` (one group of bars per distinct x, one bar per line). */
+  kind?: 'line' | 'bar';
 }
 
 export interface BenchGoal {
