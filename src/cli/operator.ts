@@ -19,7 +19,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
-import { Controller, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
+import { Controller, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
@@ -56,9 +56,11 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       metricsRegistry: registry,
     });
     const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, connection, logger, registry) : undefined;
-    const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity);
+    const ownWrites = new OwnWrites();
+    const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity, ownWrites);
     const reconciler = new PublishedRealmReconciler({
       kube,
+      cached: (key) => informer.get(key),
       pool,
       layout: new RealmsLayout(config.realmsRoot),
       logger: logger.child({ controller: CONTROLLER_NAME }),
@@ -81,8 +83,10 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       concurrency: config.maxConcurrentReconciles,
       resyncPeriodMs: config.resyncPeriod,
       drainTimeoutMs: config.shutdownTimeout,
-      // Our own status writes (and label edits) must not re-enqueue: spec, deletion and finalizers do.
-      predicates: [specOrLifecycleChanged()],
+      // Our own status writes (and label edits) must not re-enqueue: spec, deletion and finalizers do,
+      // except our own finalizer patches (the reconcile that wrote one went on from it). First, so
+      // every own write's entry is consumed whatever the other predicate says.
+      predicates: [notOwnWrite(ownWrites), specOrLifecycleChanged()],
       logger, // the Controller adds `controller` itself
       metricsRegistry: registry,
     });

@@ -49,7 +49,7 @@ export {
 } from './leader-election.js';
 export { decideLease, formatMicroTime, observeLease, type LeaseDecision, type LeaseRecord, type ObservedLease } from './lease-record.js';
 export { Manager, type ManagerOptions, type ReadinessReport, type Runnable } from './manager.js';
-export { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, specOrLifecycleChanged, type Predicate } from './predicates.js';
+export { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, notOwnWrite, OwnWrites, specOrLifecycleChanged, type Predicate } from './predicates.js';
 export { installProcessGuard, type ProcessFaultKind, type ProcessGuardOptions } from './process-guard.js';
 export { runtimeMetrics, type RuntimeMetrics } from './metrics.js';
 export { formatKey, keyOfObject, parseKey, type KubeObject } from './object-key.js';

@@ -84,3 +84,53 @@ export function accepts<T extends KubeObject>(
     return check ? check(event.object) : true;
   });
 }
+
+/**
+ * The resourceVersions this process wrote itself, so the update events they come back as can be
+ * told apart from anyone else's. Why: a reconcile that adds its finalizer gets an update event
+ * (finalizers changed) for its own patch, and without this the key is reconciled a second time for
+ * nothing — at 1,000 new objects, 0.8 extra reconciles each (bench/scale.ts). The event carries
+ * exactly the state the reconcile wrote and went on from, so dropping it loses nothing.
+ * Entries are consumed by the event, and forgotten after `ttlMs` when the event never comes (a
+ * re-list replaces it with another version).
+ */
+export class OwnWrites {
+  private readonly versions = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs = 5 * 60_000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Records a version the caller itself just wrote (from the API server's answer). */
+  record(object: KubeObject | undefined): void {
+    const version = object?.metadata?.resourceVersion;
+    if (!version) return;
+    const now = this.now();
+    this.versions.set(version, now);
+    if (this.versions.size > 1_000) this.prune(now);
+  }
+
+  /** Whether `object` is one of our own writes; consumes the entry. */
+  take(object: KubeObject): boolean {
+    const version = object.metadata?.resourceVersion;
+    if (!version) return false;
+    const at = this.versions.get(version);
+    if (at === undefined) return false;
+    this.versions.delete(version);
+    return this.now() - at <= this.ttlMs;
+  }
+
+  get size(): number {
+    return this.versions.size;
+  }
+
+  private prune(now: number): void {
+    for (const [version, at] of this.versions) if (now - at > this.ttlMs) this.versions.delete(version);
+  }
+}
+
+/** Drops update events that are this process's own writes (see {@link OwnWrites}); accepts everything else. */
+export function notOwnWrite(writes: OwnWrites): Predicate {
+  return { update: (_oldObject, newObject) => !writes.take(newObject) };
+}

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import type { KubeObject } from '../../src/runtime/object-key.js';
-import { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, specOrLifecycleChanged } from '../../src/runtime/predicates.js';
+import { accepts, anyOf, generationChanged, lifecycleChanged, metadataKeysChanged, notOwnWrite, OwnWrites, specOrLifecycleChanged } from '../../src/runtime/predicates.js';
 
 function object(metadata: Record<string, unknown>, status?: unknown): KubeObject {
   return { apiVersion: 'x/v1', kind: 'Widget', metadata: { name: 'w', namespace: 'ns', generation: 1, resourceVersion: '1', ...metadata }, ...(status ? { status } : {}) } as KubeObject;
@@ -47,5 +47,38 @@ describe('predicates', () => {
     expect(accepts([generationChanged, never], { type: 'update', oldObject: base, object: next })).toBe(false);
     expect(accepts([anyOf(generationChanged, never)], { type: 'update', oldObject: base, object: next })).toBe(true);
     expect(accepts([], { type: 'update', oldObject: base, object: base })).toBe(true);
+  });
+});
+
+describe('OwnWrites and notOwnWrite', () => {
+  const at = (version: string, finalizers: string[] = []) => ({ metadata: { name: 'a', namespace: 'ns', resourceVersion: version, finalizers } });
+
+  test('drops the update event of a version this process wrote, once; accepts everyone else\'s', () => {
+    const writes = new OwnWrites();
+    const predicate = notOwnWrite(writes);
+    writes.record(at('12', ['f']));
+    expect(predicate.update!(at('11'), at('12', ['f']))).toBe(false);
+    // Consumed: the same version again (a re-list replaying it) is not ours to drop any more.
+    expect(predicate.update!(at('11'), at('12', ['f']))).toBe(true);
+    expect(predicate.update!(at('12'), at('13'))).toBe(true);
+    expect(writes.size).toBe(0);
+  });
+
+  test('forgets a version whose event never came after the TTL', () => {
+    let now = 0;
+    const writes = new OwnWrites(1_000, () => now);
+    writes.record(at('7'));
+    now = 1_001;
+    expect(writes.take(at('7'))).toBe(false);
+    writes.record(undefined);
+    writes.record({ metadata: { name: 'x' } });
+    expect(writes.size).toBe(0);
+  });
+
+  test('as the first of a controller\'s predicates it consumes own status writes the others would drop anyway', () => {
+    const writes = new OwnWrites();
+    writes.record(at('20'));
+    expect(accepts([notOwnWrite(writes), specOrLifecycleChanged()], { type: 'update', oldObject: at('19'), object: at('20') })).toBe(false);
+    expect(writes.size).toBe(0);
   });
 });

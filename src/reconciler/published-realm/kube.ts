@@ -7,6 +7,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { EventRecorder, type EventType } from '../../runtime/event-recorder.js';
 import { KeepAliveConnection } from '../../runtime/keep-alive.js';
+import type { notOwnWrite, OwnWrites } from '../../runtime/predicates.js';
 import { KubeApiError, kubeRequest, statusCodeOf, type KubeConnection } from '../../runtime/kube-client.js';
 import {
   API_VERSION,
@@ -42,6 +43,8 @@ export class PublishedRealmKube {
     logger: Logger,
     /** Written into every Event as reportingInstance (the operator pod). */
     identity: string,
+    /** Where the versions this client writes are recorded, for the controller's {@link notOwnWrite} predicate. */
+    private readonly ownWrites?: OwnWrites,
   ) {
     this.connection = connection instanceof KeepAliveConnection ? connection : new KeepAliveConnection(connection);
     this.events = new EventRecorder({ kubeConfig: this.connection, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
@@ -76,6 +79,7 @@ export class PublishedRealmKube {
       if (isDeepStrictEqual(status, current.status ?? {})) return { before: current, after: current };
       try {
         const written = await kubeRequest<PublishedRealm>(this.connection, { method: 'PUT', path: `${objectPath(key)}/status`, body: { ...current, status } });
+        this.ownWrites?.record(written);
         return { before: current, after: written };
       } catch (error) {
         if (isStatus(error, 409) && attempt < 5) continue;
@@ -87,25 +91,40 @@ export class PublishedRealmKube {
 
   /**
    * Adds or removes a finalizer with a JSON patch guarded by the object's resourceVersion.
+   * `realm` may be a cached copy: when its version is stale the patch is refused, and is tried
+   * once more on the live object — only if that is the same object (same uid).
    * Returns the patched object; `undefined` when there was nothing to do or the object is gone.
    */
   async setFinalizer(realm: PublishedRealm, finalizer: string, present: boolean): Promise<PublishedRealm | undefined> {
-    const current = realm.metadata.finalizers ?? [];
-    if (current.includes(finalizer) === present) return undefined;
-    const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
-    try {
-      return await kubeRequest<PublishedRealm>(this.connection, {
-        method: 'PATCH',
-        path: objectPath({ namespace: realm.metadata.namespace, name: realm.metadata.name }),
-        contentType: 'application/json-patch+json',
-        body: [
-          { op: 'test', path: '/metadata/resourceVersion', value: realm.metadata.resourceVersion },
-          { op: current.length === 0 && present ? 'add' : 'replace', path: '/metadata/finalizers', value: finalizers },
-        ],
-      });
-    } catch (error) {
-      if (isStatus(error, 404) && !present) return undefined;
-      throw wrap(error, `${present ? 'adding' : 'removing'} finalizer ${finalizer} on ${realm.metadata.namespace}/${realm.metadata.name}`);
+    let target = realm;
+    for (let attempt = 0; ; attempt++) {
+      const current = target.metadata.finalizers ?? [];
+      if (current.includes(finalizer) === present) return undefined;
+      const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
+      try {
+        const patched = await kubeRequest<PublishedRealm>(this.connection, {
+          method: 'PATCH',
+          path: objectPath({ namespace: target.metadata.namespace, name: target.metadata.name }),
+          contentType: 'application/json-patch+json',
+          body: [
+            { op: 'test', path: '/metadata/resourceVersion', value: target.metadata.resourceVersion },
+            { op: current.length === 0 && present ? 'add' : 'replace', path: '/metadata/finalizers', value: finalizers },
+          ],
+        });
+        this.ownWrites?.record(patched);
+        return patched;
+      } catch (error) {
+        if (isStatus(error, 404) && !present) return undefined;
+        // A failed `test` (stale version) is 422 Invalid; 409 for a conflict at storage.
+        if ((isStatus(error, 422) || isStatus(error, 409)) && attempt === 0) {
+          const live = await this.get({ namespace: target.metadata.namespace, name: target.metadata.name });
+          if (live && live.metadata.uid === realm.metadata.uid) {
+            target = live;
+            continue;
+          }
+        }
+        throw wrap(error, `${present ? 'adding' : 'removing'} finalizer ${finalizer} on ${realm.metadata.namespace}/${realm.metadata.name}`);
+      }
     }
   }
 

@@ -84,6 +84,12 @@ export interface ReconcileResult {
 
 export interface PublishedRealmReconcilerOptions {
   kube: PublishedRealmKube;
+  /**
+   * The informer's copy of an object, read instead of a GET at the start of each reconcile (as
+   * controller-runtime's client reads its cache). A stale copy costs a conflict and a re-read on
+   * the first write, never a lost one; a missing one falls back to a GET.
+   */
+  cached?: (key: ObjectKey) => PublishedRealm | undefined;
   pool: pg.Pool;
   layout: RealmsLayout;
   logger: Logger;
@@ -154,7 +160,7 @@ export class PublishedRealmReconciler {
 
   async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<ReconcileResult> {
     const stallKey = `${key.namespace}/${key.name}`;
-    const realm = await this.options.kube.get(key);
+    const realm = this.options.cached?.(key) ?? (await this.options.kube.get(key));
     if (realm) this.latest.set(stallKey, realm);
     try {
       return await this.reconcileObject(key, realm, signal);
