@@ -78,6 +78,8 @@ interface Wait {
   dirty: boolean;
   /** Timed out or aborted: the next read settles it whatever it says. */
   final: boolean;
+  /** Its poll timer fired: read it even while LISTEN is still being set up (a slow pool must not stall it). */
+  polled: boolean;
   settled: boolean;
   /** The last status read, once there is one. */
   status: ReplicaAckStatus | undefined;
@@ -134,6 +136,7 @@ export class ReplicaAckWaiter {
         pollIntervalMs: options.pollIntervalMs ?? 500,
         dirty: true,
         final: options.signal?.aborted ?? false,
+        polled: false,
         settled: false,
         status: undefined,
         ackedByNotification: new Set(),
@@ -172,6 +175,7 @@ export class ReplicaAckWaiter {
     wait.timer = setTimeout(
       () => {
         if (performance.now() >= wait.deadline) wait.final = true;
+        wait.polled = true;
         wait.dirty = true;
         this.scheduleFlush();
       },
@@ -199,9 +203,10 @@ export class ReplicaAckWaiter {
 
   private async flush(): Promise<void> {
     if (this.reading) return; // the running read reschedules when it ends
-    // Before LISTEN is up, only a wait that must settle now is read (its result needs no wake-up).
+    // While LISTEN is being set up, a new wait's first read is left to the resync that follows it
+    // (one read instead of two); a wait whose poll fired or that must settle is read regardless.
     const readable = this.state === 'listening' || this.state === 'backoff';
-    const due = [...this.waits].filter((w) => w.dirty && !w.settled && (readable || w.final));
+    const due = [...this.waits].filter((w) => w.dirty && !w.settled && (readable || w.final || w.polled));
     if (due.length === 0) return;
     for (const wait of due) wait.dirty = false; // a notification during the read marks it again
     this.reading = true;
