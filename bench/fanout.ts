@@ -22,8 +22,11 @@ import path from 'node:path';
 import { sharedReplicaAckWaiter } from '../src/dataplane/ack-waiter.js';
 import { waitForReplicaAcks } from '../src/dataplane/acknowledgements.js';
 import { notifyAllFileChanges } from '../src/dataplane/invalidation.js';
+import { RealmListener } from '../src/listener/index.js';
 import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
 import pg from 'pg';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { ACK_FLOOR_CHANNEL, benchDatabase, fmt, percentile, RECEIVE_FLOOR_CHANNEL, TELL_FLOOR_CHANNEL, TOLD_CHANNEL, wallMs } from './support.js';
 
 const counts = (process.env.FANOUT_N ?? '1,10,50').split(',').map(Number);
@@ -138,6 +141,65 @@ function shuffled<T>(items: T[]): T[] {
   return out;
 }
 
+/**
+ * One replica in THIS process, before any fleet starts: no IPC, no other bench process, so what
+ * differs from the bare clients is the library's own work (hint + wildcard, ack statement with its
+ * NOTIFY, the operator's waiter), not scheduling. Rounds interleaved as in the fleets.
+ */
+async function inProcess(rounds: number): Promise<Record<'ack' | 'tell' | 'replica' | 'acknowledged', number[]>> {
+  const out = { ack: [] as number[], tell: [] as number[], replica: [] as number[], acknowledged: [] as number[] };
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  let clientDone: (() => void) | undefined;
+  client.on('notification', (m) => {
+    const upsert = `INSERT INTO bench_floor_acks (client_id, round) VALUES ('in-process', $1) ON CONFLICT (client_id) DO UPDATE SET round = EXCLUDED.round, acked_at = now()`;
+    const statement = m.channel === TELL_FLOOR_CHANNEL ? `WITH acked AS (${upsert} RETURNING client_id) SELECT pg_notify('${TOLD_CHANNEL}', client_id) FROM acked` : upsert;
+    void client.query(statement, [Number(m.payload)]).then(() => m.channel === ACK_FLOOR_CHANNEL && clientDone?.());
+  });
+  await client.query(`LISTEN ${ACK_FLOOR_CHANNEL}; LISTEN ${TELL_FLOOR_CHANNEL}`);
+  const noCache = { dropPath: () => undefined, dropAll: () => undefined, bumpDefinitionsGeneration: () => undefined };
+  const listener = new RealmListener({
+    connection: db.url,
+    replicaId: 'bench-in-process',
+    caches: { find: () => noCache, all: () => [noCache] },
+    logger: pino({ level: 'silent' }),
+    metricsRegistry: new Registry(),
+  });
+  let replicaDone: (() => void) | undefined;
+  listener.on('acknowledged', () => replicaDone?.());
+  listener.start();
+  await listener.waitUntilReady(60_000);
+  for (let round = 0; round < rounds + warmup; round++) {
+    for (const kind of shuffled(['ack', 'tell', 'listener'] as const)) {
+      if (kind === 'listener') {
+        const replica = new Promise<number>((resolve) => (replicaDone = () => resolve(wallMs())));
+        const { committedAt, epoch } = await commitNotification('listener', round);
+        const waited = await waitForReplicaAcks(db.pool, { realmURL, epoch, timeoutMs: 30_000 });
+        const returnedAt = wallMs();
+        if (!waited.complete) throw new Error(`in-process round ${round}: not acknowledged`);
+        const replicaAt = await replica;
+        if (round >= warmup) out.acknowledged.push(returnedAt - committedAt), out.replica.push(replicaAt - committedAt);
+      } else {
+        toldCount = 0;
+        const heard = new Promise<number>((resolve) => {
+          if (kind === 'ack') clientDone = () => resolve(wallMs());
+          else onToldAll = () => toldCount === 1 && resolve(wallMs());
+        });
+        const { committedAt } = await commitNotification(kind, round);
+        const at = await heard;
+        if (round >= warmup) out[kind].push(at - committedAt);
+      }
+    }
+  }
+  await listener.stop();
+  await client.end();
+  await db.pool.query('DELETE FROM realm_operator.replicas');
+  return out;
+}
+
+const single = await inProcess(Number(process.env.FANOUT_IN_PROCESS_ROUNDS ?? 200));
+process.stderr.write(`in one process: receive+ack p50 ${fmt(percentile(single.ack, 50))} ms, acknowledged p50 ${fmt(percentile(single.acknowledged, 50))} ms\n`);
+
 const perN: { n: number; measured: Measured; readsPerRound: number; notificationsPerRound: number }[] = [];
 const waiter = sharedReplicaAckWaiter(db.pool);
 for (const n of counts) {
@@ -240,17 +302,32 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
       ? {}
       : {
           why:
-            `where the time goes, all from this run: the replica side (every listener's ack row written) is ${ratio(m.replicas, m.ack)}× the floor; ` +
-            `the publisher's extra hop (the receive+ack+tell floor, bare clients that also NOTIFY the publisher) costs ${ratio(m.tell, m.ack)}× the floor by itself; ` +
-            `the operator made ${readsOf(n)} status reads per publish (only the first, which runs while the replicas ack and competes with them for ` +
-            `the ${cpus} cores; acks are counted from their NOTIFY). A replica does nothing it can skip: the epoch comes with the NOTIFY (no read), ` +
-            `the ack is one statement; what remains is the listener library's per-notification work and its lease heartbeats in ${n} Node ` +
-            `process${n === 1 ? '' : 'es'} on a machine other jobs keep loaded (load average ${os.loadavg()[0]!.toFixed(1)}).`,
+            `all from this run: (1) the publisher must learn of the acks, which the receive+ack floor never does; the floor that does ` +
+            `(receive+ack+tell: bare clients that also NOTIFY the publisher) is already ${ratio(m.tell, m.ack)}× receive+ack here, and ours is ` +
+            `${ratio(m.listener, m.tell)}× that one. (2) The replica side (every listener's ack row written) is ${ratio(m.replicas, m.ack)}× receive+ack, ` +
+            `where in one process without the fleet the library costs ${ratio(single.replica, single.ack)}× (ack written) and ` +
+            `${ratio(single.acknowledged, single.ack)}× (operator's wait returned): the rest is ${n} Node process${n === 1 ? '' : 'es'} per fleet ` +
+            `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
+            `lease heartbeats, a bigger process) more than a bare client. Nothing is left to skip per publish: the epoch comes with the NOTIFY ` +
+            `(no read), the ack is one statement, and the operator made ${readsOf(n)} status reads per publish (the first only; acks are counted from their NOTIFY).`,
         }),
   };
 });
 
-for (const table of [latency, ratios]) printTable(table);
+const inOneProcess: BenchTable = {
+  title: 'One replica in the bench process itself (ms from COMMIT; p50 / p99; ratio of medians to receive+ack)',
+  columns: ['measured', 'p50', 'p99', '× receive+ack'],
+  rows: [
+    ['receive+ack (bare client)', p(single.ack, 50), p(single.ack, 99), 1],
+    ['receive+ack+tell (bare client, publisher heard it)', p(single.tell, 50), p(single.tell, 99), ratio(single.tell, single.ack)],
+    ['listener library: ack written', p(single.replica, 50), p(single.replica, 99), ratio(single.replica, single.ack)],
+    ["listener library: operator's wait returned", p(single.acknowledged, 50), p(single.acknowledged, 99), ratio(single.acknowledged, single.ack)],
+  ],
+  note:
+    `${single.ack.length} rounds each, interleaved, before any fleet started: no IPC and no other bench process, so the difference from the ` +
+    "bare client is the library's own work (two notifications, the ack statement with its NOTIFY, the operator's first status read), not scheduling.",
+};
+for (const table of [latency, ratios, inOneProcess]) printTable(table);
 console.log('\nGoals');
 for (const g of goals) console.log(`${g.met ? 'met   ' : 'MISSED'}  ${g.goal}: ${g.measured} (target ${g.target})${g.why ? `\n        why: ${g.why}` : ''}`);
 
@@ -259,7 +336,7 @@ const file = await writeResults({
   command: 'make bench-fanout',
   startedAt: started.toISOString(),
   durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
-  tables: [latency, ratios],
+  tables: [latency, ratios, inOneProcess],
   series: [
     {
       title: 'Fan-out latency, median ms from COMMIT',
