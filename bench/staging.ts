@@ -48,8 +48,17 @@ const { db, close } = await benchDatabase();
 const realms = await makeRealmsRoot();
 const plane: DataPlane = { pool: db.pool, layout: realms.layout, logger: pino({ level: 'silent' }), durable: true };
 
+/**
+ * Flushes what earlier steps left dirty (a removed version's unlinks, the last copy's writeback), so
+ * each timed step pays for its own writes only; not timed.
+ */
+async function settle(): Promise<void> {
+  await run('sync', ['-f', realms.root]);
+}
+
 /** A publish, timed to the staged copy being durable, to COMMIT, and to the end (clean-up included). */
 async function timedPublish(extra: Partial<DataPlane>, sourceRealmURL: string, publishedRealmURL: string): Promise<Sample> {
+  await settle();
   const started = performance.now();
   let commitMs = NaN;
   const result: PublishResult = await publishRealm(
@@ -66,6 +75,7 @@ async function timedPublish(extra: Partial<DataPlane>, sourceRealmURL: string, p
 }
 
 async function copyAndSync(sourceDir: string, dest: string): Promise<Sample> {
+  await settle();
   const started = performance.now();
   await run('cp', ['-a', sourceDir, dest]);
   const copied = performance.now();
@@ -93,12 +103,13 @@ for (const [index, size] of sizes.entries()) {
     bySize.get('cp -a + sync')!.push(await copyAndSync(sourceDir, path.join(realms.root, `cp-${size}-${round}`)));
     const fresh = `http://bench.localhost/staging-first-${size}-${round}/`;
     bySize.get('first publish')!.push(await timedPublish({}, source, fresh));
-    await unpublishRealm(plane, fresh);
     bySize.get('full-copy republish')!.push(await timedPublish({ incremental: false }, source, republished));
     // Republish once without timing so the live version's manifest is the incremental one's.
     await timedPublish({}, source, republished);
-    await fs.writeFile(path.join(sourceDir, `dir-${round % 20}/card-${round}.json`), JSON.stringify({ round, body: 'changed' }));
+    const changed = round % size;
+    await fs.writeFile(path.join(sourceDir, `dir-${changed % 20}/card-${changed}.json`), JSON.stringify({ round, body: 'changed' }));
     bySize.get('incremental republish (1 changed)')!.push(await timedPublish({}, source, republished));
+    await unpublishRealm(plane, fresh);
   }
   process.stderr.write(`${size} files: ${rounds} rounds done\n`);
 }
@@ -141,13 +152,20 @@ for (const [size, bySize] of samples) {
 const largest = Math.max(...sizes);
 const big = samples.get(largest)!;
 const bigStage = (mode: Mode) => med(big.get(mode)!.map((s) => s.stageMs));
-const incrementalRatio = bigStage('incremental republish (1 changed)') / bigStage('full-copy republish');
+// Against both full copies of the same realm (a republish with incremental staging off, and a first
+// publish), the larger ratio counting: they do the same work, and their difference is noise.
+const incrementalRatio = Math.max(
+  bigStage('incremental republish (1 changed)') / bigStage('full-copy republish'),
+  bigStage('incremental republish (1 changed)') / bigStage('first publish'),
+);
 const firstRatio = bigStage('first publish') / bigStage('cp -a + sync');
 goals.push(
   {
-    goal: `Republish of a ${largest.toLocaleString('en-US')}-file realm with one changed file vs the full-copy publish (staging, p50)`,
+    goal: `Republish of a ${largest.toLocaleString('en-US')}-file realm with one changed file vs a full-copy publish of it (staging, p50; the worse of the two full copies)`,
     target: '≤ 0.1×',
-    measured: `${incrementalRatio.toFixed(3)}× (${fmt(bigStage('incremental republish (1 changed)'))} ms vs ${fmt(bigStage('full-copy republish'))} ms)`,
+    measured:
+      `${incrementalRatio.toFixed(3)}× (${fmt(bigStage('incremental republish (1 changed)'))} ms vs ${fmt(bigStage('full-copy republish'))} ms for a full-copy republish, ` +
+      `${fmt(bigStage('first publish'))} ms for a first publish)`,
     met: incrementalRatio <= 0.1,
     ...(incrementalRatio > 0.1 && {
       why: 'an incremental republish still lstats and hard-links every file (two file-system calls each through libuv’s thread pool) where a full copy makes about ten; see the per-size table',
