@@ -19,7 +19,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
-import { Controller, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
+import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
@@ -66,6 +66,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       logger: logger.child({ controller: CONTROLLER_NAME }),
       ackWaitMs: config.ackWait,
       ackRequeueMs: config.ackRequeue,
+      // Set once the controller exists: a parked acknowledgement wait enqueues its key when done.
+      wake: (key) => controller.queue.add(formatKey(key)),
       stalledRetryMs: config.stalledRetry,
       durable: config.durable,
       ...faultInjection(logger),
@@ -140,6 +142,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       metricsServer?.close();
       // Series counts the rate limit held back are written now, not lost with the process.
       await Promise.race([kube.events.close(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      reconciler.close();
       connection.destroy();
     }
   } finally {

@@ -97,6 +97,15 @@ export interface PublishedRealmReconcilerOptions {
   ackWaitMs?: number;
   /** Requeue delay while replicas have not all acknowledged. Default 2 s. */
   ackRequeueMs?: number;
+  /**
+   * Enqueues a key again (the controller's queue). With it, a reconcile waits for acknowledgements
+   * in its worker only `ackParkAfterMs`; then it frees the worker, says AwaitingAcknowledgement,
+   * and the wait goes on in the background ("parked", up to `ackWaitMs`), enqueueing the key the
+   * moment it completes. Without it the worker waits the whole `ackWaitMs`.
+   */
+  wake?: (key: ObjectKey) => void;
+  /** How long a reconcile waits for acknowledgements in its worker before parking the wait (needs `wake`). Default 1 s. */
+  ackParkAfterMs?: number;
   /** First re-check delay for Stalled objects whose cause may be fixed outside the spec; doubles per re-check. Default 30 s. */
   stalledRetryMs?: number;
   /** Cap of the Stalled re-check delay. Default 10 minutes. */
@@ -139,6 +148,9 @@ export class PublishedRealmReconciler {
    * of a GET each, and a stale one costs a conflict and a re-read, never a lost write.
    */
   private readonly latest = new Map<string, PublishedRealm>();
+  /** Parked acknowledgement waits: key → the epoch waited for. */
+  private readonly parked = new Map<string, number>();
+  private readonly stopParked = new AbortController();
 
   constructor(private readonly options: PublishedRealmReconcilerOptions) {
     this.plane = {
@@ -200,13 +212,11 @@ export class PublishedRealmReconciler {
     const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
 
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
-    const acks = await waitForReplicaAcks(this.options.pool, {
-      realmURL: spec.publishedRealmURL,
-      epoch: Number(published.state.epoch),
-      timeoutMs: this.ackWaitMs,
-      signal,
-    });
+    const epoch = Number(published.state.epoch);
+    const parkAfterMs = this.options.wake ? Math.min(this.ackWaitMs, this.options.ackParkAfterMs ?? 1_000) : this.ackWaitMs;
+    const acks = await waitForReplicaAcks(this.options.pool, { realmURL: spec.publishedRealmURL, epoch, timeoutMs: parkAfterMs, signal });
     if (!acks.complete) {
+      if (this.options.wake) this.park(key, spec.publishedRealmURL, epoch);
       const total = acks.missing.length + acks.acknowledged.length;
       const message =
         `Published epoch ${published.state.epoch}; waiting for ${acks.missing.length} of ${plural(total, 'live replica')} to drop their caches: ` +
@@ -556,6 +566,30 @@ export class PublishedRealmReconciler {
     if (!written || written.before === written.after) return;
     const event = transitionEvent(written.before.status, written.after.status);
     if (event) await this.options.kube.recordEvent(written.after, event.type, event.reason, Actions.Reconcile, event.message);
+  }
+
+  /**
+   * Goes on waiting for `epoch`'s acknowledgements without a worker, and enqueues `key` once they
+   * are complete (the requeue after `ackRequeueMs` stays as the fallback). One parked wait per
+   * key and epoch; a failure or timeout just ends it.
+   */
+  private park(key: ObjectKey, realmURL: string, epoch: number): void {
+    const id = `${key.namespace}/${key.name}`;
+    if (this.parked.get(id) === epoch) return;
+    this.parked.set(id, epoch);
+    waitForReplicaAcks(this.options.pool, { realmURL, epoch, timeoutMs: this.ackWaitMs, signal: this.stopParked.signal })
+      .then((acks) => {
+        if (acks.complete && !this.stopParked.signal.aborted) this.options.wake!(key);
+      })
+      .catch((error: unknown) => this.options.logger.debug({ err: error, key: id }, 'parked acknowledgement wait failed; the requeue re-checks'))
+      .finally(() => {
+        if (this.parked.get(id) === epoch) this.parked.delete(id);
+      });
+  }
+
+  /** Ends parked acknowledgement waits (at shutdown, before the pool closes). */
+  close(): void {
+    this.stopParked.abort();
   }
 
   /** Adds or removes the finalizer on the object as this reconcile last saw it (its resourceVersion guards the patch). */
