@@ -17,11 +17,22 @@ let realms: E2EEnvironment['realms'];
 let operator: OperatorProcess | undefined;
 
 
+interface Listed {
+  metadata: { name: string; resourceVersion: string };
+  status?: { conditions?: Array<{ type: string; status: string }> };
+}
+
+async function list(): Promise<Listed[]> {
+  return JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, '-n', NS, '-o', 'json'])).items as Listed[];
+}
+
 async function readyCount(): Promise<number> {
-  const list = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, '-n', NS, '-o', 'json']));
-  return list.items.filter((i: { status?: { conditions?: Array<{ type: string; status: string }> } }) =>
-    i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
-  ).length;
+  return (await list()).filter((i) => i.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length;
+}
+
+/** name → resourceVersion: any write to an object (status, finalizers) changes it. */
+async function versions(): Promise<Map<string, string>> {
+  return new Map((await list()).map((i) => [i.metadata.name, i.metadata.resourceVersion]));
 }
 
 async function epochs(): Promise<Map<string, string>> {
@@ -71,6 +82,7 @@ test(`an operator restart with ${COUNT} published realms republishes none of the
   process.stderr.write(`scale: ${COUNT} PublishedRealms applied → all Ready in ${Date.now() - applied} ms\n`);
   const before = await epochs();
   expect(before.size).toBe(COUNT);
+  const versionsBefore = await versions();
   const publishedBefore = operator.logs().filter((l) => l.msg === 'published realm').length;
   expect(publishedBefore).toBe(COUNT);
 
@@ -93,4 +105,6 @@ test(`an operator restart with ${COUNT} published realms republishes none of the
   expect(operator.logs().filter((l) => l.msg === 'published realm')).toHaveLength(0);
   expect(await epochs()).toEqual(before);
   expect(await readyCount()).toBe(COUNT);
+  // Re-verifying wrote nothing: no status write, no finalizer patch on any object.
+  expect(await versions()).toEqual(versionsBefore);
 }, 900_000);
