@@ -10,12 +10,12 @@ import {
   formatRealmRegistryPayload,
 } from '../wire/payloads.js';
 import { assertRealmURL } from '../wire/realm-url.js';
-import { REALM_EPOCH_HINT_CHANNEL } from './ack-epoch-hint.js';
+import { REALM_EPOCH_HINT_CHANNEL } from '../wire/epoch-hint.js';
 import { notify, type Queryable } from './db.js';
 
 /**
  * Tells every replica to drop every cached file of the realm: wildcard `realm_file_changes '<url>:*'`,
- * preceded by the realm's epoch hint when the operator has an epoch for it (ack-epoch-hint.ts):
+ * preceded by the realm's epoch hint when the operator has an epoch for it (wire/epoch-hint.ts):
  * acknowledging replicas then skip reading the epoch. One statement, no extra round trip; the
  * wildcard's SELECT waits on the hint's (the count), so the hint is always queued first.
  */

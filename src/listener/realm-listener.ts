@@ -45,7 +45,7 @@ import {
   parseRealmRegistryPayload,
   type RealmRegistryChange,
 } from '../wire/payloads.js';
-import { parseRealmEpochHint, REALM_EPOCH_HINT_CHANNEL, type RealmEpochHint } from '../dataplane/ack-epoch-hint.js';
+import { parseRealmEpochHint, REALM_EPOCH_HINT_CHANNEL, type RealmEpochHint } from '../wire/epoch-hint.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
 import { LogLimiter } from './log-limiter.js';
 import { listenerMetrics, type ListenerMetrics } from './metrics.js';
@@ -172,7 +172,7 @@ export class RealmListener extends EventEmitter {
   private wakeBackoff: (() => void) | undefined;
   private readonly warnings = new LogLimiter();
   /**
-   * The epoch hint received as the immediately preceding notification (ack-epoch-hint.ts): the
+   * The epoch hint received as the immediately preceding notification (wire/epoch-hint.ts): the
    * next notification may use it only if it is that realm's wildcard.
    */
   private pendingHint: RealmEpochHint | undefined;

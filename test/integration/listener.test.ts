@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { formatRealmEpochHint, REALM_EPOCH_HINT_CHANNEL } from '../../src/dataplane/ack-epoch-hint.js';
+import { formatRealmEpochHint, REALM_EPOCH_HINT_CHANNEL } from '../../src/wire/epoch-hint.js';
 import { readReplicaAckStatus, waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { publishRealm } from '../../src/dataplane/publish.js';

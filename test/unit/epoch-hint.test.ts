@@ -1,4 +1,4 @@
-import { formatRealmEpochHint, parseRealmEpochHint } from '../../src/dataplane/ack-epoch-hint.js';
+import { formatRealmEpochHint, parseRealmEpochHint } from '../../src/wire/epoch-hint.js';
 
 describe('epoch hint payload', () => {
   test('round-trips', () => {
