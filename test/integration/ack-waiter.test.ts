@@ -247,6 +247,20 @@ describe('shared replica acknowledgement waiter', () => {
     expect(await wait2).toMatchObject({ complete: true, acknowledged: ['stays'] });
   });
 
+  test('an ack from a replica whose row is gone is refused (recordAck says false), and nothing is notified', async () => {
+    const waiter = newWaiter();
+    await registerSilentReplica('present');
+    const realmURL = 'http://pub.localhost/pruned/';
+    const epoch = await publishEpoch(realmURL);
+    const wait = waiter.wait({ realmURL, epoch, timeoutMs: 1500, pollIntervalMs: 60_000 });
+    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+    expect(await recordAck(db.pool, 'pruned-long-ago', realmURL, epoch)).toBe(false);
+    expect((await db.pool.query(`SELECT 1 FROM realm_operator.replica_acks WHERE replica_id = 'pruned-long-ago'`)).rowCount).toBe(0);
+    expect(await recordAck(db.pool, 'present', realmURL, epoch)).toBe(true);
+    expect(await wait).toMatchObject({ complete: true, acknowledged: ['present'] });
+    expect(waiter.stats.notifications).toBe(1);
+  });
+
   test('no registered replica: notify-only', async () => {
     const waiter = newWaiter();
     const result = await waiter.wait({ realmURL: 'http://pub.localhost/nobody-shared/', epoch: 1, timeoutMs: 1000 });
