@@ -172,10 +172,11 @@ export class RealmListener extends EventEmitter {
   private wakeBackoff: (() => void) | undefined;
   private readonly warnings = new LogLimiter();
   /**
-   * The epoch hint received as the immediately preceding notification (wire/epoch-hint.ts): the
-   * next notification may use it only if it is that realm's wildcard.
+   * The epoch hint handled as the immediately preceding notification (wire/epoch-hint.ts), with
+   * the backend that sent it: the wildcard right after it, from the same backend, is the same
+   * transaction's and was already handled with it.
    */
-  private pendingHint: RealmEpochHint | undefined;
+  private handledHint: (RealmEpochHint & { processId: number }) | undefined;
 
   constructor(options: RealmListenerOptions) {
     super();
@@ -355,7 +356,7 @@ export class RealmListener extends EventEmitter {
 
   private async listen(client: pg.Client): Promise<void> {
     await client.connect();
-    this.pendingHint = undefined;
+    this.handledHint = undefined;
     // One round trip for all the LISTENs (a simple-protocol multi-statement query).
     const channels = this.options.acknowledge ? [...LISTENED_CHANNELS, REALM_EPOCH_HINT_CHANNEL] : LISTENED_CHANNELS;
     await client.query(channels.map((channel) => `LISTEN ${channel}`).join('; '));
@@ -433,16 +434,22 @@ export class RealmListener extends EventEmitter {
   private async handleNotification(client: pg.Client, message: pg.Notification, received: number): Promise<void> {
     const payload = message.payload ?? '';
     const channel = message.channel;
-    const hint = this.pendingHint;
-    this.pendingHint = undefined;
+    const previousHint = this.handledHint;
+    this.handledHint = undefined;
     if (channel === REALM_EPOCH_HINT_CHANNEL) {
-      this.pendingHint = parseRealmEpochHint(payload);
+      // The hint is handled as its realm's wildcard, with the epoch it carries (no read): it was
+      // delivered after that epoch committed, so clearing now covers it. A hint also arrives
+      // alone when PostgreSQL folded its wildcard into an identical earlier one of the same
+      // transaction (epoch bumped twice): handling the hint itself is what acks the final epoch.
+      const hint = parseRealmEpochHint(payload);
+      if (!hint) return this.malformed(REALM_EPOCH_HINT_CHANNEL, payload);
+      if (await this.invalidateRealm(client, hint.realmURL, received, hint.epoch)) this.handledHint = { ...hint, processId: message.processId };
       return;
     }
     this.metrics.notifications.inc({ channel });
     switch (channel) {
       case REALM_FILE_CHANGES_CHANNEL:
-        return this.handleFileChange(client, payload, received, hint);
+        return this.handleFileChange(client, payload, received, previousHint, message.processId);
       case MODULE_CACHE_INVALIDATED_CHANNEL:
         return this.handleModuleInvalidation(payload);
       case REALM_REGISTRY_CHANNEL:
@@ -452,7 +459,7 @@ export class RealmListener extends EventEmitter {
     }
   }
 
-  private async handleFileChange(client: pg.Client, payload: string, received: number, hint?: RealmEpochHint): Promise<void> {
+  private async handleFileChange(client: pg.Client, payload: string, received: number, previousHint: RealmEpochHint & { processId: number } | undefined, processId: number): Promise<void> {
     const change = parseRealmFileChangePayload(payload);
     if (!change) return this.malformed(REALM_FILE_CHANGES_CHANNEL, payload);
     const cache = this.options.caches.find(change.realmURL);
@@ -460,21 +467,32 @@ export class RealmListener extends EventEmitter {
       if (!cache) return this.unknownRealm(REALM_FILE_CHANGES_CHANNEL, change.realmURL);
       return this.dropOnePath(cache, change.realmURL, change.path);
     }
+    // The hint just before it, from the same backend, is this transaction's: already cleared and
+    // acknowledged after the commit. (The operator sends every wildcard right after its hint.)
+    if (previousHint && previousHint.realmURL === change.realmURL && previousHint.processId === processId) return;
+    await this.invalidateRealm(client, change.realmURL, received);
+  }
+
+  /**
+   * A whole realm: the hook, drop its caches, acknowledge. The epoch is known BEFORE clearing, so
+   * the ack never claims more than what was cleared: the hint's (committed before it was
+   * delivered), else read. True when everything succeeded.
+   */
+  private async invalidateRealm(client: pg.Client, realmURL: string, received: number, hintedEpoch?: number): Promise<boolean> {
     const hook = this.options.onRealmInvalidated;
-    if (hook && !(await this.guard(() => hook(change.realmURL), 'onRealmInvalidated', change.realmURL))) return;
-    // The epoch is known BEFORE clearing, so the ack never claims more than what was cleared: from
-    // the hint that came with this very wildcard (committed before it was delivered), else read.
-    const hinted = hint?.realmURL === change.realmURL ? hint.epoch : undefined;
-    const epoch = this.options.acknowledge ? (hinted ?? (await readRealmEpoch(client, change.realmURL))) : 0;
-    if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', change.realmURL))) return;
+    if (hook && !(await this.guard(() => hook(realmURL), 'onRealmInvalidated', realmURL))) return false;
+    const epoch = this.options.acknowledge ? (hintedEpoch ?? (await readRealmEpoch(client, realmURL))) : 0;
+    const cache = this.options.caches.find(realmURL);
+    if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', realmURL))) return false;
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && epoch > 0) {
-      if (!(await recordAck(client, this.replicaId, change.realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
+      if (!(await recordAck(client, this.replicaId, realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
       const seconds = (performance.now() - received) / 1000;
       this.metrics.ackSeconds.observe(seconds);
-      this.emit('acknowledged', { realmURL: change.realmURL, epoch, seconds });
+      this.emit('acknowledged', { realmURL, epoch, seconds });
     }
+    return true;
   }
 
   private async handleModuleInvalidation(payload: string): Promise<void> {

@@ -8,10 +8,13 @@
  * replica that receives it and then clears has cleared content at least that new: it may ack the
  * hinted epoch without reading, and the ack costs one round trip, like the bare floor.
  *
- * A transaction's notifications are queued together and in order, so the hint immediately
- * precedes its wildcard on every connection. A replica uses a hint only for the very next
- * notification, and only if that is the wildcard of the same realm; anything else (a wildcard from
- * a Boxel server or an older operator, which carries no hint) falls back to reading the epoch.
+ * A replica handles a hint as its realm's wildcard (hook, drop, ack the hinted epoch), and skips
+ * the wildcard that comes right after it from the same backend: a transaction's notifications
+ * are queued together and in order, so that is the same transaction's, already handled. The hint
+ * must be handled by itself, not merely remembered for the next wildcard: when one transaction
+ * bumps a realm's epoch twice, PostgreSQL folds the second (identical) wildcard into the first,
+ * and the second hint is the only word of the final epoch. A wildcard with no hint right before
+ * it (a Boxel server's, an older operator's) still reads the epoch before clearing.
  * Unmodified Boxel servers do not LISTEN on this channel and never see it.
  */
 

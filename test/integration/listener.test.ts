@@ -345,7 +345,7 @@ describe('acknowledged invalidation', () => {
     expect(await metric(a.metricsRegistry, 'realm_listener_ack_duration_seconds_count')).toBe(1);
   });
 
-  test('an epoch hint right before its own wildcard is acknowledged without reading the epoch; any other hint is not used', async () => {
+  test('an epoch hint is handled as its wildcard with the epoch it carries (no read); the wildcard right after it is not handled twice', async () => {
     const hinted = 'http://pub.localhost/ack/hinted/';
     const other = 'http://pub.localhost/ack/other/';
     const epochOf: Record<string, number> = {};
@@ -359,9 +359,9 @@ describe('acknowledged invalidation', () => {
     const caches = new RecordingCaches().add(hinted).add(other);
     const { listener } = startListener(caches);
     await listener.waitUntilReady(10_000);
-    const acked: Array<{ realmURL: string; epoch: number }> = [];
-    listener.on('acknowledged', (e: { realmURL: string; epoch: number }) => void acked.push(e));
-    // The table says epochOf[realm]; a hint that differs shows which one the ack used.
+    const acked: Array<[string, number]> = [];
+    listener.on('acknowledged', (e: { realmURL: string; epoch: number }) => void acked.push([e.realmURL, e.epoch]));
+    // The table says epochOf[realm]; a hint that differs shows which one an ack used.
     const inOneTransaction = async (notifications: Array<[string, string]>) => {
       const client = await db.pool.connect();
       try {
@@ -373,19 +373,24 @@ describe('acknowledged invalidation', () => {
       }
     };
     const hint = (epoch: number, realm: string): [string, string] => [REALM_EPOCH_HINT_CHANNEL, formatRealmEpochHint({ epoch, realmURL: realm })];
-    await inOneTransaction([hint(epochOf[hinted]! - 50, hinted), ['realm_file_changes', `${hinted}:*`]]);
+    const wildcard = (realm: string): [string, string] => ['realm_file_changes', `${realm}:*`];
+    await inOneTransaction([hint(epochOf[hinted]! - 50, hinted), wildcard(hinted)]);
     await eventually(() => acked.length === 1, 5000, () => 'the hinted ack');
-    expect(acked[0]).toEqual(expect.objectContaining({ realmURL: hinted, epoch: epochOf[hinted]! - 50 }));
-    // A hint for another realm, and a hint separated from its wildcard, are not used: the epoch is read.
-    await inOneTransaction([hint(epochOf[hinted]! - 40, hinted), ['realm_file_changes', `${other}:*`]]);
-    await inOneTransaction([hint(epochOf[hinted]! - 30, hinted), ['realm_registry', `upsert:${other}`], ['realm_file_changes', `${hinted}:*`]]);
-    await inOneTransaction([[REALM_EPOCH_HINT_CHANNEL, 'garbage'], ['realm_file_changes', `${other}:*`]]);
-    await eventually(() => acked.length === 4, 5000, () => 'three more acks');
-    expect(acked.slice(1).map((a) => [a.realmURL, a.epoch])).toEqual([
+    // A hint is its realm's invalidation whatever follows; a wildcard not right after its hint reads the epoch.
+    await inOneTransaction([hint(epochOf[hinted]! - 40, hinted), wildcard(other)]);
+    await inOneTransaction([hint(epochOf[hinted]! - 30, hinted), ['realm_registry', `upsert:${other}`], wildcard(hinted)]);
+    await inOneTransaction([[REALM_EPOCH_HINT_CHANNEL, 'garbage'], wildcard(other)]);
+    await eventually(() => acked.length === 6, 5000, () => 'five more acks');
+    expect(acked).toEqual([
+      [hinted, epochOf[hinted]! - 50],
+      [hinted, epochOf[hinted]! - 40],
       [other, epochOf[other]],
+      [hinted, epochOf[hinted]! - 30],
       [hinted, epochOf[hinted]],
       [other, epochOf[other]],
     ]);
+    expect(caches.count(`dropAll ${hinted}`)).toBe(5); // resync + three hints + the wildcard that was not right after its hint
+
     // notifyAllFileChanges sends the hint itself, from the committed epoch, just before the wildcard.
     const observer = new pg.Client({ connectionString: db.url });
     await observer.connect();
@@ -394,13 +399,30 @@ describe('acknowledged invalidation', () => {
     await observer.query(`LISTEN ${REALM_EPOCH_HINT_CHANNEL}; LISTEN realm_file_changes`);
     try {
       await notifyAllFileChanges(db.pool, other);
-      await eventually(() => acked.length === 5 && seen.length === 2, 5000, () => 'the ack of notifyAllFileChanges');
+      await eventually(() => acked.length === 7 && seen.length === 2, 5000, () => 'the ack of notifyAllFileChanges');
+      expect(seen).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${epochOf[other]} ${other}`, `realm_file_changes ${other}:*`]);
+      expect(acked[6]).toEqual([other, epochOf[other]]);
+
+      // Two epochs in one transaction: PostgreSQL folds the second, identical wildcard into the
+      // first, so only the second hint tells of the final epoch. It must be acknowledged.
+      const client = await db.pool.connect();
+      let final = 0;
+      try {
+        await client.query('BEGIN');
+        for (let i = 0; i < 2; i++) {
+          const { rows } = await client.query(`UPDATE realm_operator.realm_epochs SET epoch = nextval('realm_operator.epoch_seq') WHERE realm_url = $1 RETURNING epoch`, [other]);
+          final = Number(rows[0].epoch);
+          await notifyAllFileChanges(client, other);
+        }
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+      await eventually(() => acked.some(([realm, epoch]) => realm === other && epoch === final), 5000, () => `the ack of the final epoch ${final}`);
+      expect(seen.slice(2)).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${final - 1} ${other}`, `realm_file_changes ${other}:*`, `${REALM_EPOCH_HINT_CHANNEL} ${final} ${other}`]);
     } finally {
       await observer.end();
     }
-    expect(seen).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${epochOf[other]} ${other}`, `realm_file_changes ${other}:*`]);
-    expect(acked[4]).toEqual(expect.objectContaining({ realmURL: other, epoch: epochOf[other] }));
-    expect(caches.count(`dropAll ${hinted}`)).toBe(3); // resync + two wildcards
   });
 
   test('a replica that registered but never acknowledges is reported missing until its lease expires', async () => {
