@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
-import { AuthenticationV1Api, AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { kubeRequest, type KubeConnection } from '../runtime/kube-client.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { parseBindAddress } from './operator-config.js';
@@ -94,19 +94,29 @@ export function bearerToken(authorization: string | undefined): string | undefin
 }
 
 /** TokenReview and SubjectAccessReview through the operator's own Kubernetes credentials. */
-export function kubeAccessReviewer(kubeConfig: KubeConfig): AccessReviewer {
-  const authentication = kubeConfig.makeApiClient(AuthenticationV1Api);
-  const authorization = kubeConfig.makeApiClient(AuthorizationV1Api);
+export function kubeAccessReviewer(connection: KubeConnection): AccessReviewer {
+  interface TokenReview {
+    status?: { authenticated?: boolean; error?: string; user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> } };
+  }
+  interface SubjectAccessReview {
+    status?: { allowed?: boolean; reason?: string };
+  }
   return {
     async authenticate(token) {
-      const review = await authentication.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } });
+      const review = await kubeRequest<TokenReview>(connection, {
+        method: 'POST',
+        path: '/apis/authentication.k8s.io/v1/tokenreviews',
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } },
+      });
       const status = review.status;
       if (!status?.authenticated || !status.user?.username) return { authenticated: false, ...(status?.error ? { error: status.error } : {}) };
       const { username, uid, groups, extra } = status.user;
       return { authenticated: true, user: { username, ...(uid ? { uid } : {}), ...(groups ? { groups } : {}), ...(extra ? { extra } : {}) } };
     },
     async authorize(user, verb, path) {
-      const review = await authorization.createSubjectAccessReview({
+      const review = await kubeRequest<SubjectAccessReview>(connection, {
+        method: 'POST',
+        path: '/apis/authorization.k8s.io/v1/subjectaccessreviews',
         body: {
           apiVersion: 'authorization.k8s.io/v1',
           kind: 'SubjectAccessReview',

@@ -8,7 +8,6 @@
  * and SIGTERM: stop taking work, drain in-flight reconciles, release the lease, exit 0.
  */
 import fs from 'node:fs/promises';
-import { KubeConfig } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
@@ -19,7 +18,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
-import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
+import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, loadDefaultConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
 
@@ -40,10 +39,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
   );
   try {
     await assertSchema(pool);
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromDefault();
     // One pool of kept-alive connections for every request the runtime and the reconciler make.
-    const connection = new KeepAliveConnection(kubeConfig);
+    const connection = new KeepAliveConnection(await defaultKubeConnection(logger));
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
 
@@ -132,7 +129,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       registry,
       logger,
       ...(config.metricsSecure
-        ? { secure: { access: new MetricsAccess(kubeAccessReviewer(kubeConfig)), certFile: config.metricsCertFile, keyFile: config.metricsKeyFile } }
+        ? { secure: { access: new MetricsAccess(kubeAccessReviewer(connection)), certFile: config.metricsCertFile, keyFile: config.metricsKeyFile } }
         : {}),
     });
     try {
@@ -149,6 +146,21 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     await pool.end();
   }
   logger.info('realm-operator stopped');
+}
+
+/**
+ * The Kubernetes credentials, in client-go's order ($KUBECONFIG, ~/.kube/config, the pod's service
+ * account) without loading @kubernetes/client-node (~55 MB of RSS on its own); client-node's
+ * KubeConfig only for what needs it (exec or auth-provider credentials, several kubeconfig files).
+ */
+async function defaultKubeConnection(logger: Logger): Promise<KubeConnection> {
+  const connection = loadDefaultConnection();
+  if (connection) return connection;
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  logger.info('Kubernetes credentials through @kubernetes/client-node (exec or auth-provider credentials, several kubeconfig files, or none found)');
+  return kubeConfig;
 }
 
 interface EndpointSlice {

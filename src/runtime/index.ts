@@ -39,7 +39,7 @@ export {
   type KubeStatus,
   type WatchLike,
 } from './kube-client.js';
-export { inClusterConnection, loadKubeconfig, parseKubeconfig, StaticKubeConnection, type ResolvedConnection } from './kubeconfig.js';
+export { inClusterConnection, loadDefaultConnection, loadKubeconfig, parseKubeconfig, StaticKubeConnection, type ResolvedConnection } from './kubeconfig.js';
 export {
   LeaderElector,
   LeadershipLostError,

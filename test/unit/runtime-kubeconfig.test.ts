@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, test } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeConnection } from '../../src/runtime/kube-client.js';
-import { loadKubeconfig, parseKubeconfig } from '../../src/runtime/kubeconfig.js';
+import { loadDefaultConnection, loadKubeconfig, parseKubeconfig } from '../../src/runtime/kubeconfig.js';
 
 // Type-level: a client-node KubeConfig is a KubeConnection as it is (checked by tsc, no runtime import).
 export const clientNodeKubeConfigFits = (kc: KubeConfig): KubeConnection => kc;
@@ -84,5 +84,31 @@ contexts: [{ name: x, context: { cluster: c, user: u } }]
 `;
     expect(() => parseKubeconfig(config('{ exec: { command: aws } }'), dir)).toThrow(/exec and auth-provider/);
     expect(() => parseKubeconfig(config('{}'), dir, 'missing')).toThrow(/no context "missing"/);
+  });
+});
+
+describe('loadDefaultConnection', () => {
+  const config = (server: string, user = '{ token: t }') => `
+apiVersion: v1
+kind: Config
+current-context: a
+clusters: [{ name: c, cluster: { server: '${server}' } }]
+users: [{ name: u, user: ${user} }]
+contexts: [{ name: a, context: { cluster: c, user: u } }]
+`;
+
+  test('$KUBECONFIG first, then ~/.kube/config; nothing found, several files or exec credentials: undefined (client-node handles those)', () => {
+    const home = fs.mkdtempSync(path.join(dir, 'home-'));
+    const explicit = path.join(dir, 'explicit.yaml');
+    fs.writeFileSync(explicit, config('https://explicit:6443'));
+    expect(loadDefaultConnection({ KUBECONFIG: explicit }, home)?.getCurrentCluster().server).toBe('https://explicit:6443');
+    expect(loadDefaultConnection({}, home)).toBeUndefined();
+    fs.mkdirSync(path.join(home, '.kube'));
+    fs.writeFileSync(path.join(home, '.kube', 'config'), config('https://home:6443'));
+    expect(loadDefaultConnection({}, home)?.getCurrentCluster().server).toBe('https://home:6443');
+    expect(loadDefaultConnection({ KUBECONFIG: `${explicit}${path.delimiter}${explicit}` }, home)).toBeUndefined();
+    const exec = path.join(dir, 'exec.yaml');
+    fs.writeFileSync(exec, config('https://exec:6443', '{ exec: { command: get-token, apiVersion: client.authentication.k8s.io/v1 } }'));
+    expect(loadDefaultConnection({ KUBECONFIG: exec }, home)).toBeUndefined();
   });
 });
