@@ -467,9 +467,15 @@ export class RealmListener extends EventEmitter {
       if (!cache) return this.unknownRealm(REALM_FILE_CHANGES_CHANNEL, change.realmURL);
       return this.dropOnePath(cache, change.realmURL, change.path);
     }
-    // The hint just before it, from the same backend, is this transaction's: already cleared and
-    // acknowledged after the commit. (The operator sends every wildcard right after its hint.)
-    if (previousHint && previousHint.realmURL === change.realmURL && previousHint.processId === processId) return;
+    // The hint just before it, from the same backend, is almost always this transaction's: already
+    // acknowledged after the commit, so no second ack (no round trip). The caches are still dropped
+    // again (in memory): when PostgreSQL folded that transaction's wildcard, this one is the next
+    // transaction's from the same connection (a wildcard sent without a hint), and content it
+    // announces is at least as new as the hinted epoch.
+    if (previousHint && previousHint.realmURL === change.realmURL && previousHint.processId === processId) {
+      await this.invalidateRealm(client, change.realmURL, received, previousHint.epoch, { acknowledge: false });
+      return;
+    }
     await this.invalidateRealm(client, change.realmURL, received);
   }
 
@@ -478,7 +484,7 @@ export class RealmListener extends EventEmitter {
    * the ack never claims more than what was cleared: the hint's (committed before it was
    * delivered), else read. True when everything succeeded.
    */
-  private async invalidateRealm(client: pg.Client, realmURL: string, received: number, hintedEpoch?: number): Promise<boolean> {
+  private async invalidateRealm(client: pg.Client, realmURL: string, received: number, hintedEpoch?: number, { acknowledge = true } = {}): Promise<boolean> {
     const hook = this.options.onRealmInvalidated;
     if (hook && !(await this.guard(() => hook(realmURL), 'onRealmInvalidated', realmURL))) return false;
     const epoch = this.options.acknowledge ? (hintedEpoch ?? (await readRealmEpoch(client, realmURL))) : 0;
@@ -486,7 +492,7 @@ export class RealmListener extends EventEmitter {
     if (cache && !(await this.guard(() => cache.dropAll(epoch || undefined), 'dropAll', realmURL))) return false;
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
-    if (this.options.acknowledge && epoch > 0) {
+    if (this.options.acknowledge && acknowledge && epoch > 0) {
       if (!(await recordAck(client, this.replicaId, realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
       const seconds = (performance.now() - received) / 1000;
       this.metrics.ackSeconds.observe(seconds);

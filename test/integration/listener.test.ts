@@ -338,7 +338,7 @@ describe('acknowledged invalidation', () => {
     const waited = await waitForReplicaAcks(db.pool, { realmURL: published, epoch: result.epoch, timeoutMs: 10_000 });
     expect(waited).toMatchObject({ complete: true, missing: [], mode: 'acknowledged' });
     expect(waited.acknowledged.sort()).toEqual([a.listener.replicaId, b.listener.replicaId].sort());
-    expect(cachesA.count(`dropAll ${published}`)).toBe(2); // resync + publish
+    expect(cachesA.count(`dropAll ${published}`)).toBe(3); // resync + the publish's hint + its wildcard (dropped again, acked once)
     const acks = await db.pool.query('SELECT replica_id, epoch FROM realm_operator.replica_acks WHERE realm_url = $1', [published]);
     expect(acks.rows.map((r) => Number(r.epoch))).toEqual([result.epoch, result.epoch]);
     await ackedByA;
@@ -389,7 +389,8 @@ describe('acknowledged invalidation', () => {
       [hinted, epochOf[hinted]],
       [other, epochOf[other]],
     ]);
-    expect(caches.count(`dropAll ${hinted}`)).toBe(5); // resync + three hints + the wildcard that was not right after its hint
+    // resync + three hints + the wildcard not right after its hint + the one right after it (dropped again, not re-acked)
+    expect(caches.count(`dropAll ${hinted}`)).toBe(6);
 
     // notifyAllFileChanges sends the hint itself, from the committed epoch, just before the wildcard.
     const observer = new pg.Client({ connectionString: db.url });
@@ -415,11 +416,18 @@ describe('acknowledged invalidation', () => {
           await notifyAllFileChanges(client, other);
         }
         await client.query('COMMIT');
+        await eventually(() => acked.some(([realm, epoch]) => realm === other && epoch === final), 5000, () => `the ack of the final epoch ${final}`);
+        expect(seen.slice(2)).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${final - 1} ${other}`, `realm_file_changes ${other}:*`, `${REALM_EPOCH_HINT_CHANNEL} ${final} ${other}`]);
+        // The next transaction on that connection sends a bare wildcard (no hint): right after the
+        // folded transaction's last hint, from the same backend. Its caches must still be dropped.
+        const drops = caches.count(`dropAll ${other}`);
+        const acks = acked.length;
+        await client.query('SELECT pg_notify($1, $2)', ['realm_file_changes', `${other}:*`]);
+        await eventually(() => caches.count(`dropAll ${other}`) === drops + 1, 5000, () => 'the bare wildcard to drop the caches');
+        expect(acked).toHaveLength(acks); // already acknowledged at the hinted epoch: no second ack
       } finally {
         client.release();
       }
-      await eventually(() => acked.some(([realm, epoch]) => realm === other && epoch === final), 5000, () => `the ack of the final epoch ${final}`);
-      expect(seen.slice(2)).toEqual([`${REALM_EPOCH_HINT_CHANNEL} ${final - 1} ${other}`, `realm_file_changes ${other}:*`, `${REALM_EPOCH_HINT_CHANNEL} ${final} ${other}`]);
     } finally {
       await observer.end();
     }
