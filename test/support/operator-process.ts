@@ -3,13 +3,41 @@
  * a cluster, against the run's control plane and PostgreSQL. Keeps its JSON logs for assertions
  * and for the failure message.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './embedded-postgres.js';
 import { testKubeconfigPath } from './kube.js';
 
-const MAIN = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+const MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
+
+let installForOtherUsers: string | undefined;
+/**
+ * The built operator and its Node where another user can reach them: the checkout may sit under a
+ * directory only its owner may enter (`mktemp -d` makes 0700 ones), and an operator started as
+ * another uid could then not even exec Node from node_modules. Hard links where one file system
+ * allows it (no bytes copied), removed when this process exits.
+ */
+function reachableInstall(): { node: string; main: string } {
+  if (!installForOtherUsers) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'realm-operator-install-'));
+    fs.chmodSync(dir, 0o755);
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    for (const entry of ['package.json', 'dist', 'node_modules']) {
+      try {
+        execFileSync('cp', ['-al', path.join(REPO_ROOT, entry), dir]);
+      } catch {
+        execFileSync('cp', ['-a', path.join(REPO_ROOT, entry), dir]);
+      }
+    }
+    installForOtherUsers = dir;
+  }
+  const insideRepo = path.relative(REPO_ROOT, process.execPath);
+  const node = insideRepo.startsWith('..') || path.isAbsolute(insideRepo) ? process.execPath : path.join(installForOtherUsers, insideRepo);
+  return { node, main: path.join(installForOtherUsers, 'dist/cli/main.js') };
+}
 
 export interface OperatorProcess {
   identity: string;
@@ -43,10 +71,11 @@ export interface OperatorOptions {
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
   const [health, metrics] = [await freePort(), await freePort()];
+  const { node, main } = options.uid !== undefined ? reachableInstall() : { node: process.execPath, main: MAIN };
   const child = spawn(
-    process.execPath,
+    node,
     [
-      MAIN,
+      main,
       'operator',
       '--realms-root', options.realmsRoot,
       '--identity', options.identity,
