@@ -4,6 +4,7 @@
  * and for the failure message.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,17 +15,20 @@ const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 const MAIN = path.join(REPO_ROOT, 'dist/cli/main.js');
 
 let installForOtherUsers: string | undefined;
+
 /**
  * The built operator and its Node where another user can reach them: the checkout may sit under a
  * directory only its owner may enter (`mktemp -d` makes 0700 ones), and an operator started as
  * another uid could then not even exec Node from node_modules. Hard links where one file system
- * allows it (no bytes copied), removed when this process exits.
+ * allows it (no bytes copied). One directory per checkout, refreshed by the first use in each test
+ * process and left for the next run (Jest's sandboxed `process` never reports the real exit).
  */
 function reachableInstall(): { node: string; main: string } {
   if (!installForOtherUsers) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'realm-operator-install-'));
+    const dir = path.join(os.tmpdir(), `realm-operator-install-${createHash('sha256').update(REPO_ROOT).digest('hex').slice(0, 12)}`);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir);
     fs.chmodSync(dir, 0o755);
-    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
     for (const entry of ['package.json', 'dist', 'node_modules']) {
       try {
         execFileSync('cp', ['-al', path.join(REPO_ROOT, entry), dir]);
