@@ -213,6 +213,11 @@ describe('entries that change while staging', () => {
   test('randomized: 100 publishes against a concurrent mutator never crash, leak or leave staging behind', async () => {
     const { source, published } = urls('race');
     const dir = await createSourceRealm(db.pool, layout, source, {});
+    // Its own outside directory: the mutator's recursive rm races with its own symlink swaps, and a
+    // path-based rm that descends into a directory just swapped for a symlink deletes the target's
+    // files, which would break later tests that rely on the shared one.
+    const outside = await fs.mkdtemp(path.join(os.tmpdir(), 'outside-race-'));
+    await writeFiles(outside, { 'secret.txt': OUTSIDE_SECRET, 'a.txt': OUTSIDE_SECRET, 'sub/a.txt': OUTSIDE_SECRET });
     const shape = () => Object.fromEntries(Array.from({ length: 4 }, (_, d) => Array.from({ length: 4 }, (_, f) => [`d${d}/e/f${f}.txt`, `realm ${d}/${f}`])).flat());
     let outcomes = { ok: 0, skippedSome: 0, failed: 0 };
     for (let run = 0; run < 100; run++) {
@@ -263,6 +268,8 @@ describe('entries that change while staging', () => {
       await fs.chmod(dir, 0o755);
       for (const name of await fs.readdir(dir)) await fs.chmod(path.join(dir, name), 0o755).catch(() => undefined);
     }
+    await fs.chmod(outside, 0o755); // a chmod through a swapped-in symlink may have reached it
+    await fs.rm(outside, { recursive: true, force: true });
     expect(unhandled).toEqual([]);
     expect(outcomes.ok + outcomes.failed).toBe(100);
     // Races happened: some publishes saw entries vanish or change.
