@@ -18,7 +18,8 @@ export const REALM_REGISTRY_CHANNEL = 'realm_registry';
 export const JOBS_CHANNEL = 'jobs';
 /**
  * This project's own channel: a replica NOTIFYs it after recording an acknowledgement so the
- * operator's wait wakes at once instead of on its next poll. Payload: the realm URL.
+ * operator's wait wakes at once instead of on its next poll. Payload: `{"r":realm URL,"e":epoch,
+ * "id":replica}` (the operator also accepts a bare realm URL, which older replicas sent).
  */
 export const REPLICA_ACKS_CHANNEL = 'realm_operator_replica_acks';
 
