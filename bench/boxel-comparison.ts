@@ -31,7 +31,7 @@ import { RealmListener, type RealmCaches } from '../src/listener/index.js';
 import { RealmFileCache } from '../src/realm-server/file-cache.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
 import { boxelPublish } from './peers/boxel-sequence.js';
-import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
+import { printGoals, printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
 import { benchDatabase, fmt, percentile, wallMs } from './support.js';
 
 const startedAt = new Date();
@@ -301,7 +301,7 @@ const goals: BenchGoal[] = [
   },
 ];
 for (const table of tables) printTable(table);
-printTable({ title: 'Goals', columns: ['goal', 'target', 'measured', 'met'], rows: goals.map((g) => [g.goal, g.target, g.measured, g.met ? 'yes' : 'NO']) });
+printGoals(goals);
 const file = await writeResults({
   bench: 'boxel-comparison',
   command: 'make bench-boxel',

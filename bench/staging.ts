@@ -23,7 +23,7 @@ import { pino } from 'pino';
 import { publishRealm, unpublishRealm, type DataPlane, type PublishResult } from '../src/dataplane/publish.js';
 import { DEFAULT_RACY_MARGIN_MS } from '../src/dataplane/staging-manifest.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
-import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
+import { printGoals, printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
 import { benchDatabase, fmt, percentile } from './support.js';
 
 const run = promisify(execFile);
@@ -183,7 +183,7 @@ goals.push(
 );
 
 for (const table of tables) printTable(table);
-printTable({ title: 'Goals', columns: ['goal', 'target', 'measured', 'met'], rows: goals.map((g) => [g.goal, g.target, g.measured, g.met ? 'yes' : 'NO']) });
+printGoals(goals);
 const file = await writeResults({
   bench: 'staging',
   command: 'make bench-staging',

@@ -89,3 +89,8 @@ export function printTable(table: BenchTable): void {
   }
   if (table.note) console.log(table.note);
 }
+
+/** Prints a bench's goals as a table: target, what was measured, met or not. */
+export function printGoals(goals: BenchGoal[]): void {
+  printTable({ title: 'Goals', columns: ['goal', 'target', 'measured', 'met'], rows: goals.map((g) => [g.goal, g.target, g.measured, g.met ? 'yes' : 'NO']) });
+}
