@@ -70,7 +70,7 @@ export function toStructuralSchema(schema: JSONSchema): JSONSchema {
   return out;
 }
 
-function jsonSchemaOf(schema: z.ZodType): JSONSchema {
+export function jsonSchemaOf(schema: z.ZodType): JSONSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JSONSchema;
 }
 

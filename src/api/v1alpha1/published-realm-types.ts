@@ -86,7 +86,7 @@ export const realmURLRules = (field: string) => [
   },
 ];
 
-function realmURL(field: string, description: string) {
+export function realmURL(field: string, description: string) {
   return z
     .string()
     .min(1)
@@ -108,7 +108,7 @@ export const MAX_MATRIX_USER_ID_BYTES = 255;
  */
 export const MATRIX_USER_ID_PATTERN = '^@[a-z0-9._=/+-]+:([0-9A-Za-z.-]+|\\[[0-9A-Fa-f:.]+\\])(:[0-9]{1,5})?$';
 
-function matrixUserID(field: string) {
+export function matrixUserID(field: string) {
   const message = `${field} must be a Matrix user id "@localpart:server" with a localpart of a-z, 0-9 and . _ = - / + (e.g. "@alice:boxel.ai")`;
   const pattern = new RegExp(MATRIX_USER_ID_PATTERN);
   return z
