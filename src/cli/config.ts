@@ -54,6 +54,20 @@ export interface SettingName {
   boolean?: true;
 }
 
+/** A setting as `--help` shows it: what it does and its default, in the words a user types. */
+export interface DocumentedSetting extends SettingName {
+  /** One line: what the setting does. */
+  description: string;
+  /**
+   * The default as a user would write it (`15s`, `:8080`, `4Gi`), or what happens when it is unset
+   * (`unset: every namespace`); {@link REQUIRED} when there is none.
+   */
+  default: string;
+}
+
+/** The `default` of a setting that must be given. */
+export const REQUIRED = 'required';
+
 /**
  * Rewrites bare boolean switches to `--flag=true` so `parseArgs` (every option a string, zod does
  * the typing) accepts them; `--flag false` and `--flag=false` keep their value.

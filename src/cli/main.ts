@@ -1,10 +1,8 @@
 #!/usr/bin/env node
 /**
- * `realm-operator <command>`:
- *   operator       run the PublishedRealm operator (in cluster, or out of cluster with a kubeconfig)
- *   migrate        apply the standalone migrations to DATABASE_URL
- *   check-schema   report any missing table or column, and how to fix it
- *   seed-sample    migrate, then register a sample source realm under --realms-root
+ * `realm-operator <command>`: operator, realm-server, migrate, check-schema, seed-sample. Each
+ * command's summary and flags (with variables, descriptions and defaults) are in ./help.ts, which
+ * `realm-operator [<command>] --help` prints.
  */
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -15,28 +13,9 @@ import { findMissingSchema, SchemaError } from '../dataplane/schema-check.js';
 import { ConfigError, databaseURLSchema, normalizeBooleanFlags, parseSettings } from './config.js';
 import { runOperator } from './operator.js';
 import { loadOperatorConfig, OPERATOR_SETTINGS, operatorFlagOptions } from './operator-config.js';
+import { commandHelp, findCommand, generalHelp } from './help.js';
 import { realmServerFlagOptions, REALM_SERVER_SETTINGS, runRealmServer } from './realm-server-command.js';
 import { seedSampleRealm } from './seed-sample.js';
-
-const USAGE = `usage: realm-operator <command> [flags]
-
-commands:
-  operator       run the operator (settings below; flags win over environment variables)
-  realm-server   run the reference realm server (a realm-server replica with the listener)
-  migrate        apply the standalone migrations (Boxel tables if absent, realm_operator schema)
-  check-schema   check that every table and column the operator needs exists
-  seed-sample    migrate, then register a sample source realm (--realms-root, --source-url, --owner)
-
-operator settings (flag / environment variable):
-${Object.values(OPERATOR_SETTINGS)
-  .map(({ flag, env }) => `  ${flag.padEnd(36)} ${env}`)
-  .join('\n')}
-
-realm-server settings:
-${Object.values(REALM_SERVER_SETTINGS)
-  .map(({ flag, env }) => `  ${flag.padEnd(36)} ${env}`)
-  .join('\n')}
-`;
 
 const warn = (notice: string) => process.stderr.write(`realm-operator: warning: ${notice}\n`);
 
@@ -55,9 +34,18 @@ async function main(argv: string[]): Promise<number> {
   const values = parsed as Record<string, string | boolean | undefined>;
   const str = (name: string) => (typeof values[name] === 'string' ? (values[name] as string) : undefined);
   const command = positionals[0];
-  if (values.help || !command) {
-    process.stdout.write(USAGE);
-    return command || values.help ? 0 : 2;
+  if (!command) {
+    process.stdout.write(generalHelp());
+    return values.help ? 0 : 2;
+  }
+  const known = findCommand(command);
+  if (!known) {
+    process.stderr.write(`unknown command ${JSON.stringify(command)}\n${generalHelp()}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(commandHelp(known));
+    return 0;
   }
   if (command === 'realm-server') {
     await runRealmServer(values, process.env);
@@ -106,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       }
       default:
-        process.stderr.write(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+        process.stderr.write(`unknown command ${JSON.stringify(command)}\n${generalHelp()}`);
         return 2;
     }
   } finally {

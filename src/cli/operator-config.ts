@@ -7,7 +7,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { MATRIX_SETTINGS, type MatrixRegistrationSettings } from '../matrix/realm-user.js';
 import { parseDomainOverrides, type DomainOverrides } from '../wire/publish-policy.js';
-import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, type SettingName } from './config.js';
+import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, REQUIRED, type DocumentedSetting, type SettingName } from './config.js';
 
 const duration = durationSchema;
 
@@ -143,43 +143,43 @@ function checkMetricsCertificate(config: OperatorConfig): string[] {
   return ['--metrics-cert-file / METRICS_CERT_FILE and --metrics-key-file / METRICS_KEY_FILE: give both, or neither for a self-signed certificate generated at start-up'];
 }
 
-/** Flag name ↔ environment variable for every setting. */
-export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, SettingName> = {
-  databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
-  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
-  watchNamespace: { flag: '--namespace', env: 'WATCH_NAMESPACE' },
-  leaderElection: { flag: '--leader-elect', env: 'LEADER_ELECT', boolean: true },
-  leaderElectionNamespace: { flag: '--leader-election-namespace', env: 'POD_NAMESPACE' },
-  leaderElectionID: { flag: '--leader-election-id', env: 'LEADER_ELECTION_ID' },
-  identity: { flag: '--identity', env: 'POD_NAME' },
-  leaseDuration: { flag: '--leader-election-lease-duration', env: 'LEADER_ELECTION_LEASE_DURATION' },
-  renewDeadline: { flag: '--leader-election-renew-deadline', env: 'LEADER_ELECTION_RENEW_DEADLINE' },
-  retryPeriod: { flag: '--leader-election-retry-period', env: 'LEADER_ELECTION_RETRY_PERIOD' },
-  metricsBindAddress: { flag: '--metrics-bind-address', env: 'METRICS_BIND_ADDRESS' },
-  metricsSecure: { flag: '--metrics-secure', env: 'METRICS_SECURE', boolean: true },
-  metricsCertFile: { flag: '--metrics-cert-file', env: 'METRICS_CERT_FILE' },
-  metricsKeyFile: { flag: '--metrics-key-file', env: 'METRICS_KEY_FILE' },
-  healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS' },
-  maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES' },
-  resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD' },
-  ackWait: { flag: '--ack-wait', env: 'ACK_WAIT' },
-  ackRequeue: { flag: '--ack-requeue', env: 'ACK_REQUEUE' },
-  stalledRetry: { flag: '--stalled-retry', env: 'STALLED_RETRY' },
-  shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT' },
-  logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
-  durable: { flag: '--durable', env: 'DURABLE', boolean: true },
-  maxRealmFiles: { flag: '--max-realm-files', env: 'MAX_REALM_FILES' },
-  maxRealmBytes: { flag: '--max-realm-bytes', env: 'MAX_REALM_BYTES' },
-  copyHardLinkedFiles: { flag: '--copy-hard-linked-files', env: 'COPY_HARD_LINKED_FILES', boolean: true },
-  realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE' },
-  matrixURL: { flag: '--matrix-url', env: 'MATRIX_URL' },
-  matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE' },
-  realmSecretSeedFile: { flag: '--realm-secret-seed-file', env: 'REALM_SECRET_SEED_FILE' },
-  matrixServerName: { flag: '--matrix-server-name', env: 'MATRIX_SERVER_NAME' },
-  authorizePublishers: { flag: '--authorize-publishers', env: 'AUTHORIZE_PUBLISHERS', boolean: true },
-  publishedRealmDomains: { flag: '--published-realm-domains', env: 'PUBLISHED_REALM_DOMAINS' },
-  publishedRealmSpaceDomain: { flag: '--published-realm-space-domain', env: 'PUBLISHED_REALM_BOXEL_SPACE_DOMAIN' },
-  publishedRealmDomainOverrides: { flag: '--published-realm-domain-overrides', env: 'PUBLISHED_REALM_DOMAIN_OVERRIDES' },
+/** Flag name, environment variable, description and default of every setting (`realm-operator operator --help`). */
+export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, DocumentedSetting> = {
+  databaseURL: { flag: '--database-url', env: 'DATABASE_URL', description: 'PostgreSQL connection string of Boxel\'s database (postgres:// or postgresql://)', default: REQUIRED },
+  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT', description: 'Absolute path of the realms directory Boxel\'s realm servers share; published copies go under its _published/', default: REQUIRED },
+  watchNamespace: { flag: '--namespace', env: 'WATCH_NAMESPACE', description: 'Namespace whose PublishedRealms are reconciled', default: 'unset: every namespace' },
+  leaderElection: { flag: '--leader-elect', env: 'LEADER_ELECT', boolean: true, description: 'Run only while holding the leader-election Lease, so one of several replicas reconciles', default: 'true' },
+  leaderElectionNamespace: { flag: '--leader-election-namespace', env: 'POD_NAMESPACE', description: 'Namespace of the leader-election Lease', default: 'realm-operator-system' },
+  leaderElectionID: { flag: '--leader-election-id', env: 'LEADER_ELECTION_ID', description: 'Name of the leader-election Lease', default: 'realm-operator-leader' },
+  identity: { flag: '--identity', env: 'POD_NAME', description: 'This process\'s holder identity in the Lease (the pod name in a cluster)', default: '<hostname>_<pid>' },
+  leaseDuration: { flag: '--leader-election-lease-duration', env: 'LEADER_ELECTION_LEASE_DURATION', description: 'How long a Lease stays valid without renewal before another replica may take it', default: '15s' },
+  renewDeadline: { flag: '--leader-election-renew-deadline', env: 'LEADER_ELECTION_RENEW_DEADLINE', description: 'How long the leader keeps retrying a renewal before it gives up leading (shorter than the lease duration)', default: '10s' },
+  retryPeriod: { flag: '--leader-election-retry-period', env: 'LEADER_ELECTION_RETRY_PERIOD', description: 'Interval between attempts to acquire or renew the Lease (shorter than the renew deadline)', default: '2s' },
+  metricsBindAddress: { flag: '--metrics-bind-address', env: 'METRICS_BIND_ADDRESS', description: 'Address of the Prometheus endpoint /metrics (controller-runtime\'s and the operator\'s metrics); 0 disables it', default: ':8080' },
+  metricsSecure: { flag: '--metrics-secure', env: 'METRICS_SECURE', boolean: true, description: 'Serve /metrics over HTTPS to callers allowed `get /metrics` (TokenReview + SubjectAccessReview)', default: 'false' },
+  metricsCertFile: { flag: '--metrics-cert-file', env: 'METRICS_CERT_FILE', description: 'TLS certificate for --metrics-secure (with --metrics-key-file)', default: 'unset: a self-signed certificate generated at start-up' },
+  metricsKeyFile: { flag: '--metrics-key-file', env: 'METRICS_KEY_FILE', description: 'TLS private key for --metrics-secure (with --metrics-cert-file)', default: 'unset: a self-signed certificate generated at start-up' },
+  healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS', description: 'Address of /healthz and /readyz; 0 disables them', default: ':8081' },
+  maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES', description: 'PublishedRealms reconciled at once (1 to 64)', default: '4' },
+  resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD', description: 'Every object is reconciled again at least this often (the authorization re-check, drift repair)', default: '10m' },
+  ackWait: { flag: '--ack-wait', env: 'ACK_WAIT', description: 'How long one reconcile waits for every live replica\'s acknowledgement before requeueing', default: '10s' },
+  ackRequeue: { flag: '--ack-requeue', env: 'ACK_REQUEUE', description: 'Requeue delay while some live replica has not acknowledged yet', default: '2s' },
+  stalledRetry: { flag: '--stalled-retry', env: 'STALLED_RETRY', description: 'First re-check of a Stalled object whose cause may be fixed outside its spec; doubles up to 10m', default: '30s' },
+  shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', description: 'On SIGTERM, how long in-flight reconciles may finish before the process exits', default: '30s' },
+  logLevel: { flag: '--log-level', env: 'LOG_LEVEL', description: 'Log level: fatal, error, warn, info, debug or trace (JSON logs on stderr)', default: 'info' },
+  durable: { flag: '--durable', env: 'DURABLE', boolean: true, description: 'Make a staged copy durable (one syncfs of the published volume) before swapping it in', default: 'true' },
+  maxRealmFiles: { flag: '--max-realm-files', env: 'MAX_REALM_FILES', description: 'Largest realm, in files, that is published; more is Stalled RealmTooLarge', default: '100000' },
+  maxRealmBytes: { flag: '--max-realm-bytes', env: 'MAX_REALM_BYTES', description: 'Largest realm, in bytes (or Ki/Mi/Gi/Ti), that is published; more is Stalled RealmTooLarge', default: '4Gi' },
+  copyHardLinkedFiles: { flag: '--copy-hard-linked-files', env: 'COPY_HARD_LINKED_FILES', boolean: true, description: 'Copy files with several hard links (skipped by default, with the reason, as they may be shared with another realm)', default: 'false' },
+  realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE', description: '<namespace>/<service> of the realm servers: ready pods that never register make a publish PublishedNotifyOnly instead of a wait', default: 'unset: only registered replicas are counted' },
+  matrixURL: { flag: '--matrix-url', env: 'MATRIX_URL', description: 'Matrix homeserver base URL: published realms\' users are registered there as Boxel does (with the two secrets)', default: 'unset: realm users are not registered' },
+  matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE', description: 'File holding Synapse\'s registration_shared_secret (or the variable MATRIX_REGISTRATION_SHARED_SECRET)', default: 'unset' },
+  realmSecretSeedFile: { flag: '--realm-secret-seed-file', env: 'REALM_SECRET_SEED_FILE', description: 'File holding Boxel\'s REALM_SECRET_SEED, from which realm users\' passwords derive (or the variable REALM_SECRET_SEED)', default: 'unset' },
+  matrixServerName: { flag: '--matrix-server-name', env: 'MATRIX_SERVER_NAME', description: 'Matrix server name of realm users\' ids (@realm/_published_<id>:<name>)', default: 'unset: the publisher\'s server name' },
+  authorizePublishers: { flag: '--authorize-publishers', env: 'AUTHORIZE_PUBLISHERS', boolean: true, description: 'Enforce Boxel\'s publish authorization (realm-owner, publishable, domains); off only for a database no Boxel user owns', default: 'true' },
+  publishedRealmDomains: { flag: '--published-realm-domains', env: 'PUBLISHED_REALM_DOMAINS', description: 'Comma-separated domains published realms may use, on a dot boundary (Boxel\'s PUBLISHED_REALM_BOXEL_SITE_DOMAIN)', default: 'unset: the domain rule is off (logged at start-up)' },
+  publishedRealmSpaceDomain: { flag: '--published-realm-space-domain', env: 'PUBLISHED_REALM_BOXEL_SPACE_DOMAIN', description: 'Domain of users\' own spaces <localpart>.<domain>, where the path must be the realm\'s name or its slug', default: 'unset' },
+  publishedRealmDomainOverrides: { flag: '--published-realm-domain-overrides', env: 'PUBLISHED_REALM_DOMAIN_OVERRIDES', description: 'JSON object from source realm URL to the custom domain its published realm may use (Boxel\'s format)', default: '{}' },
 };
 
 /** Secrets also accepted as plain variables (as Boxel's realm server takes them); never as flags, which `ps` shows. */

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { z } from 'zod';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { RealmServer } from '../realm-server/realm-server.js';
-import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, type SettingName } from './config.js';
+import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, REQUIRED, type DocumentedSetting } from './config.js';
 import { parseBindAddress } from './operator-config.js';
 
 const duration = durationSchema;
@@ -27,16 +27,17 @@ const schema = z.object({
   logLevel: logLevelSchema,
 });
 
-export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, SettingName> = {
-  databaseURL: { flag: '--database-url', env: 'DATABASE_URL' },
-  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT' },
-  listen: { flag: '--listen', env: 'LISTEN_ADDRESS' },
-  managementListen: { flag: '--management-listen', env: 'MANAGEMENT_LISTEN_ADDRESS' },
-  serveSourceRealms: { flag: '--serve-source-realms', env: 'SERVE_SOURCE_REALMS', boolean: true },
-  replicaID: { flag: '--replica-id', env: 'POD_NAME' },
-  leaseDuration: { flag: '--lease-duration', env: 'LISTENER_LEASE_DURATION' },
-  heartbeatInterval: { flag: '--heartbeat-interval', env: 'LISTENER_HEARTBEAT_INTERVAL' },
-  logLevel: { flag: '--log-level', env: 'LOG_LEVEL' },
+/** Flag name, environment variable, description and default of every setting (`realm-operator realm-server --help`). */
+export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, DocumentedSetting> = {
+  databaseURL: { flag: '--database-url', env: 'DATABASE_URL', description: 'PostgreSQL connection string of Boxel\'s database (postgres:// or postgresql://)', default: REQUIRED },
+  realmsRoot: { flag: '--realms-root', env: 'REALMS_ROOT', description: 'Absolute path of the realms directory (published realms are served from its _published/)', default: REQUIRED },
+  listen: { flag: '--listen', env: 'LISTEN_ADDRESS', description: 'Address the realm files are served on', default: ':4201' },
+  managementListen: { flag: '--management-listen', env: 'MANAGEMENT_LISTEN_ADDRESS', description: 'Address of the management endpoints, never the serving port: /_metrics (Prometheus; also /metrics), /_readyz, /_healthz', default: ':9090' },
+  serveSourceRealms: { flag: '--serve-source-realms', env: 'SERVE_SOURCE_REALMS', boolean: true, description: 'Also serve source realms (by default only published realms are served)', default: 'false' },
+  replicaID: { flag: '--replica-id', env: 'POD_NAME', description: 'This replica\'s id in realm_operator.replicas and its acknowledgements (the pod name in a cluster)', default: '<hostname>-<pid>' },
+  leaseDuration: { flag: '--lease-duration', env: 'LISTENER_LEASE_DURATION', description: 'The replica\'s lease: it stops serving from its cache (fences itself) when it cannot renew it for this long', default: '15s' },
+  heartbeatInterval: { flag: '--heartbeat-interval', env: 'LISTENER_HEARTBEAT_INTERVAL', description: 'How often the replica renews its lease over the listener connection', default: '2s' },
+  logLevel: { flag: '--log-level', env: 'LOG_LEVEL', description: 'Log level: fatal, error, warn, info, debug or trace (JSON logs on stderr)', default: 'info' },
 };
 
 export const realmServerFlagOptions = flagOptions(REALM_SERVER_SETTINGS);
