@@ -24,17 +24,30 @@ export interface ObjectKey {
   name: string;
 }
 
+/** What {@link CustomResourceKube} needs of an object: its metadata and a status. */
+export interface KubeObjectWithStatus<S> {
+  metadata: PublishedRealm['metadata'];
+  status?: S;
+}
+
+/** A namespaced resource of the operator's API group. */
+export interface ResourceNames {
+  kind: string;
+  plural: string;
+}
+
 export type { EventType };
 
 /** `reportingController` of every Event the operator records. */
 export const REPORTING_CONTROLLER = 'realm-operator.dev/operator';
 
 /**
+ * Reads and writes one of the operator's resources (PublishedRealm, Realm).
  * Over the runtime's one-request client with kept-alive connections (a client-node `KubeConfig`
  * is a {@link KubeConnection}): client-node's typed API opens a new TLS connection per call, which
  * cost more CPU than the reconciles themselves at 1,000 objects (see runtime/keep-alive.ts).
  */
-export class PublishedRealmKube {
+export class CustomResourceKube<T extends KubeObjectWithStatus<S>, S extends object> {
   private readonly connection: KubeConnection;
   readonly events: EventRecorder;
 
@@ -45,18 +58,20 @@ export class PublishedRealmKube {
     identity: string,
     /** Where the versions this client writes are recorded, for the controller's {@link notOwnWrite} predicate. */
     private readonly ownWrites?: OwnWrites,
+    /** Which of the operator's resources this client reads and writes (default: PublishedRealm). */
+    private readonly resource: ResourceNames = { kind: KIND, plural: PLURAL },
   ) {
     this.connection = connection instanceof KeepAliveConnection ? connection : new KeepAliveConnection(connection);
     this.events = new EventRecorder({ kubeConfig: this.connection, reportingController: REPORTING_CONTROLLER, reportingInstance: identity, logger });
   }
 
   /** The live object, or `undefined` when it does not exist. */
-  async get(key: ObjectKey): Promise<PublishedRealm | undefined> {
+  async get(key: ObjectKey): Promise<T | undefined> {
     try {
-      return await kubeRequest<PublishedRealm>(this.connection, { path: objectPath(key) });
+      return await kubeRequest<T>(this.connection, { path: this.objectPath(key) });
     } catch (error) {
       if (isStatus(error, 404)) return undefined;
-      throw wrap(error, `reading PublishedRealm ${key.namespace}/${key.name}`);
+      throw wrap(error, `reading ${this.resource.kind} ${key.namespace}/${key.name}`);
     }
   }
 
@@ -69,22 +84,22 @@ export class PublishedRealmKube {
    */
   async updateStatus(
     key: ObjectKey,
-    mutate: (status: PublishedRealmStatus, realm: PublishedRealm) => PublishedRealmStatus,
-    known?: PublishedRealm,
-  ): Promise<{ before: PublishedRealm; after: PublishedRealm } | undefined> {
+    mutate: (status: S, object: T) => S,
+    known?: T,
+  ): Promise<{ before: T; after: T } | undefined> {
     for (let attempt = 0; ; attempt++) {
       const current = attempt === 0 && known ? known : await this.get(key);
       if (!current) return undefined;
-      const status = mutate(structuredClone(current.status ?? {}), current);
+      const status = mutate(structuredClone(current.status ?? ({} as S)), current);
       if (isDeepStrictEqual(status, current.status ?? {})) return { before: current, after: current };
       try {
-        const written = await kubeRequest<PublishedRealm>(this.connection, { method: 'PUT', path: `${objectPath(key)}/status`, body: { ...current, status } });
+        const written = await kubeRequest<T>(this.connection, { method: 'PUT', path: `${this.objectPath(key)}/status`, body: { ...current, status } });
         this.ownWrites?.record(written);
         return { before: current, after: written };
       } catch (error) {
         if (isStatus(error, 409) && attempt < 5) continue;
         if (isStatus(error, 404)) return undefined;
-        throw wrap(error, `writing the status of PublishedRealm ${key.namespace}/${key.name}`);
+        throw wrap(error, `writing the status of ${this.resource.kind} ${key.namespace}/${key.name}`);
       }
     }
   }
@@ -95,16 +110,16 @@ export class PublishedRealmKube {
    * once more on the live object — only if that is the same object (same uid).
    * Returns the patched object; `undefined` when there was nothing to do or the object is gone.
    */
-  async setFinalizer(realm: PublishedRealm, finalizer: string, present: boolean): Promise<PublishedRealm | undefined> {
+  async setFinalizer(realm: T, finalizer: string, present: boolean): Promise<T | undefined> {
     let target = realm;
     for (let attempt = 0; ; attempt++) {
       const current = target.metadata.finalizers ?? [];
       if (current.includes(finalizer) === present) return undefined;
       const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
       try {
-        const patched = await kubeRequest<PublishedRealm>(this.connection, {
+        const patched = await kubeRequest<T>(this.connection, {
           method: 'PATCH',
-          path: objectPath({ namespace: target.metadata.namespace, name: target.metadata.name }),
+          path: this.objectPath({ namespace: target.metadata.namespace, name: target.metadata.name }),
           contentType: 'application/json-patch+json',
           body: [
             { op: 'test', path: '/metadata/resourceVersion', value: target.metadata.resourceVersion },
@@ -132,11 +147,11 @@ export class PublishedRealmKube {
    * Records an events.k8s.io Event about the object (`kubectl describe` shows it), aggregated into
    * a series when it repeats and rate-limited per object. Never throws.
    */
-  async recordEvent(realm: PublishedRealm, type: EventType, reason: string, action: string, note: string): Promise<void> {
+  async recordEvent(realm: T, type: EventType, reason: string, action: string, note: string): Promise<void> {
     await this.events.record({
       regarding: {
         apiVersion: API_VERSION,
-        kind: KIND,
+        kind: this.resource.kind,
         name: realm.metadata.name,
         namespace: realm.metadata.namespace,
         uid: realm.metadata.uid,
@@ -148,14 +163,17 @@ export class PublishedRealmKube {
       note,
     });
   }
+
+  private objectPath(key: ObjectKey): string {
+    return `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(key.namespace)}/${this.resource.plural}/${encodeURIComponent(key.name)}`;
+  }
 }
+
+/** The PublishedRealm client. */
+export class PublishedRealmKube extends CustomResourceKube<PublishedRealm, PublishedRealmStatus> {}
 
 export function isStatus(error: unknown, code: number): boolean {
   return statusCodeOf(error) === code;
-}
-
-function objectPath(key: ObjectKey): string {
-  return `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(key.namespace)}/${PLURAL}/${encodeURIComponent(key.name)}`;
 }
 
 /** Adds what we were doing to an API error, keeping the cause. */
