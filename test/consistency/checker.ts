@@ -1,19 +1,36 @@
 /**
  * The consistency checker: records what every read returned and when it started, and the time
- * T_i at which the driver saw the PublishedRealm `Ready` for revision i.
+ * T_i at which the PublishedRealm's `Ready` for revision i was written.
  *
- * Violation: a read that STARTED after T_i and returned 200 with content of a revision < i, or
- * (when the Ready names the realm that must serve the path, as for a realm nested inside another
- * realm's URL) content served by another realm (`x-realm-url`). After `markAbsent` (the nested
- * realm is being removed) nothing is required until the next Ready.
- * Reads are checked as they complete (the driver records T_i synchronously when it sees Ready,
- * so any read starting later than T_i finds it recorded). Non-200 answers and connection errors
- * are expected during faults and only counted; a 200 whose body is not a complete file of some
- * revision is counted as `corrupt` (the atomic swap promises there are none).
+ * T_i is when the operator decided Ready, not when the driver's poll saw it: the harness takes it
+ * from the operator's own log line emitted after every live replica acknowledged and before the
+ * status write (see ready-time.ts). So reads that start between the write and the driver's poll
+ * are checked too (`checkedBeforeSeen` counts them).
+ *
+ * Clock: every time here is `Date.now()`, integer milliseconds of the machine's wall clock, the
+ * clock the operator's log lines carry (pino `time`), so T_i and read starts compare exactly. A
+ * read is checked against T_i when its start is STRICTLY later (start ≥ T_i + 1 ms, so it began
+ * after the log instant); the status write follows the log line by at least one API round trip
+ * (over 1 ms), so every read that starts after the write is checked.
+ *
+ * Rules (each counted; the tests assert them):
+ * - violation: a read that started after T_i returned 200 with content of a revision < i, or
+ *   (when the Ready names the realm that must serve the path, as for a realm nested inside another
+ *   realm's URL) content served by another realm (`x-realm-url`);
+ * - error after Ready: a read that started after T_i answered non-200 or failed in transport
+ *   (counted per replica: a scenario allows them only from the replicas it faulted);
+ * - regression: a replica answered an older revision for a file than it answered for it before;
+ * - corrupt: a 200 whose body is not a complete file of some revision (the swap is atomic).
+ * After `markAbsent` (the realm is being removed) nothing is required until the next Ready.
+ *
+ * Because T_i is back-dated, a read is judged only once no later mark can precede its start:
+ * marks only move forward, and the driver calls `settle(t)` before it starts the next publish
+ * (that publish's T is later than t). Reads recorded earlier wait in `pending`. `finish()`
+ * judges the rest.
  */
 
-/** Wall-clock milliseconds with sub-millisecond precision, comparable across the harness. */
-export const now = (): number => performance.timeOrigin + performance.now();
+/** Wall-clock milliseconds (`Date.now()`): the clock of the operator's log lines. */
+export const now = (): number => Date.now();
 
 export interface ReadRecord {
   replica: string;
@@ -50,6 +67,13 @@ export interface Violation {
   evidence?: Record<string, unknown>;
 }
 
+export interface Regression {
+  read: ReadRecord;
+  previous: ReadRecord;
+  /** The newest Ready when the older answer's read started. */
+  lastReady?: { revision: number; startAfterReadyMs: number };
+}
+
 export interface CheckerCounts {
   reads: number;
   ok: number;
@@ -61,13 +85,19 @@ export interface CheckerCounts {
   violations: number;
   /** 200 reads that started after some T_i (the ones the rule applies to). */
   checkedAfterReady: number;
-  /** Times a replica served an older revision than it had served before (allowed: rollbacks of uncommitted publishes). */
+  /** Of those, reads that started before the driver's poll saw the Ready (unchecked before T_i was back-dated). */
+  checkedBeforeSeen: number;
+  /** Non-200 answers and transport errors of reads that started after some T_i (and not while absent). */
+  errorsAfterReady: number;
+  errorsAfterReadyByReplica: Record<string, number>;
+  /** Times a replica served an older revision of a file than it had served before. */
   regressions: number;
+  regressionsByReplica: Record<string, number>;
 }
 
 const RECENT = 200;
 const KEEP_VIOLATIONS = 50;
-const KEEP_CORRUPT = 20;
+const KEEP_SAMPLES = 20;
 
 export class ConsistencyChecker {
   /** Ready times in publish order: readyTimes[k] = { revision, at, ... }, both non-decreasing. */
@@ -82,24 +112,37 @@ export class ConsistencyChecker {
     wrongReplica: 0,
     violations: 0,
     checkedAfterReady: 0,
+    checkedBeforeSeen: 0,
+    errorsAfterReady: 0,
+    errorsAfterReadyByReplica: {},
     regressions: 0,
+    regressionsByReplica: {},
   };
   readonly violations: Violation[] = [];
   readonly corruptReads: ReadRecord[] = [];
   readonly errorSamples: ReadRecord[] = [];
+  readonly errorAfterReadySamples: Array<{ read: ReadRecord; readyRevision: number; startAfterReadyMs: number }> = [];
+  readonly regressionSamples: Regression[] = [];
   private readonly recent = new Map<string, ReadRecord[]>();
   private readonly lastRevision = new Map<string, ReadRecord & { revision: number }>();
-  /** Reads that returned an older revision than the same replica had returned for the file before (not violations: none was Ready). */
-  readonly regressionSamples: Array<{ read: ReadRecord; previous: ReadRecord; lastReady?: { revision: number; startAfterReadyMs: number } }> = [];
   private readonly perReplica = new Map<string, { reads: number; ok: number; hits: number; errors: number }>();
+  /** Reads not judged yet (a mark earlier than their start may still come), with the replica's reads before them. */
+  private pending: Array<{ read: ReadRecord; before: ReadRecord[] }> = [];
+  /** No mark will come with a time earlier than this. */
+  private settledUntil = -Infinity;
 
   constructor(private readonly onViolation?: (v: Violation) => void) {}
 
-  /** Records T_i; with `realm`, reads from then on must also be served by that realm. */
-  markReady(revision: number, at: number, realm?: string): void {
+  /**
+   * Records T_i (`at`, when Ready was decided); with `realm`, reads from then on must also be
+   * served by that realm. `seenAt`: when the driver saw it (for `checkedBeforeSeen`).
+   */
+  markReady(revision: number, at: number, options: { realm?: string; seenAt?: number } = {}): void {
     const last = this.readyTimes.at(-1);
     if (last && (revision <= last.revision || at < last.at)) throw new Error(`Ready for revision ${revision} at ${at} after revision ${last.revision} at ${last.at}: revisions and times must increase`);
-    this.readyTimes.push({ revision, at, ...(realm ? { realm } : {}) });
+    if (at < this.settledUntil) throw new Error(`Ready for revision ${revision} at ${at} is earlier than ${this.settledUntil}, when the checker was told no Ready would come before`);
+    this.readyTimes.push({ revision, at, ...(options.realm ? { realm: options.realm } : {}), ...(options.seenAt !== undefined ? { seenAt: options.seenAt } : {}) });
+    this.settle(at);
   }
 
   /** From `at` on, nothing is required (the realm is being removed) until the next Ready. */
@@ -107,6 +150,24 @@ export class ConsistencyChecker {
     const last = this.readyTimes.at(-1);
     if (last && at < last.at) throw new Error(`absent at ${at} before the last Ready at ${last.at}`);
     this.readyTimes.push({ revision: last?.revision ?? -1, at, absent: true });
+    this.settle(at);
+  }
+
+  /** No mark will come earlier than `until`: judges every read that started by then. */
+  settle(until: number): void {
+    this.settledUntil = Math.max(this.settledUntil, until);
+    if (this.pending.length === 0) return;
+    const keep: typeof this.pending = [];
+    for (const entry of this.pending) {
+      if (entry.read.start <= this.settledUntil) this.judge(entry.read, entry.before);
+      else keep.push(entry);
+    }
+    this.pending = keep;
+  }
+
+  /** Judges every read still pending (call when reading has stopped). */
+  finish(): void {
+    this.settle(Infinity);
   }
 
   /** The newest mark whose time is earlier than `start`, or undefined. */
@@ -140,38 +201,57 @@ export class ConsistencyChecker {
       c.transportErrors += 1;
       replica.errors += 1;
       if (this.errorSamples.length < 10) this.errorSamples.push(read);
-      return;
-    }
-    if (read.servedBy !== undefined && read.servedBy !== read.replica) c.wrongReplica += 1;
-    if (read.status !== 200) {
-      c.non200[read.status] = (c.non200[read.status] ?? 0) + 1;
-      replica.errors += 1;
-      if (this.errorSamples.length < 10) this.errorSamples.push(read);
-      return;
-    }
-    if (read.cache) c.cache[read.cache] = (c.cache[read.cache] ?? 0) + 1;
-    if (read.cache === 'hit') replica.hits += 1;
-    if (read.corrupt !== undefined || read.revision === undefined) {
-      c.corrupt += 1;
-      if (this.corruptReads.length < KEEP_CORRUPT) this.corruptReads.push(read);
-      return;
-    }
-    c.ok += 1;
-    replica.ok += 1;
-    const key = `${read.replica}\u0000${read.file}`;
-    const previous = this.lastRevision.get(key);
-    if (previous !== undefined && read.revision < previous.revision) {
-      c.regressions += 1;
-      if (this.regressionSamples.length < 10) {
-        const ready = this.requiredAt(read.start);
-        this.regressionSamples.push({ read, previous, lastReady: ready ? { revision: ready.revision, startAfterReadyMs: read.start - ready.at } : undefined });
+    } else {
+      if (read.servedBy !== undefined && read.servedBy !== read.replica) c.wrongReplica += 1;
+      if (read.status !== 200) {
+        c.non200[read.status] = (c.non200[read.status] ?? 0) + 1;
+        replica.errors += 1;
+        if (this.errorSamples.length < 10) this.errorSamples.push(read);
+      } else {
+        if (read.cache) c.cache[read.cache] = (c.cache[read.cache] ?? 0) + 1;
+        if (read.cache === 'hit') replica.hits += 1;
+        if (read.corrupt !== undefined || read.revision === undefined) {
+          c.corrupt += 1;
+          if (this.corruptReads.length < KEEP_SAMPLES) this.corruptReads.push(read);
+        } else {
+          c.ok += 1;
+          replica.ok += 1;
+          this.checkRegression(read as ReadRecord & { revision: number });
+        }
       }
     }
-    this.lastRevision.set(key, read as ReadRecord & { revision: number });
+    if (read.start <= this.settledUntil) this.judge(read, before);
+    else this.pending.push({ read, before });
+  }
 
+  /** Per replica and file, in the order the replica's reader issued them (one request at a time). */
+  private checkRegression(read: ReadRecord & { revision: number }): void {
+    const key = `${read.replica}\u0000${read.file}`;
+    const previous = this.lastRevision.get(key);
+    this.lastRevision.set(key, read);
+    if (previous === undefined || read.revision >= previous.revision) return;
+    this.counts.regressions += 1;
+    this.counts.regressionsByReplica[read.replica] = (this.counts.regressionsByReplica[read.replica] ?? 0) + 1;
+    if (this.regressionSamples.length < KEEP_SAMPLES) {
+      const ready = this.requiredAt(read.start);
+      this.regressionSamples.push({ read, previous, ...(ready ? { lastReady: { revision: ready.revision, startAfterReadyMs: read.start - ready.at } } : {}) });
+    }
+  }
+
+  /** The rules that depend on the Ready marks (all known for this read's start). */
+  private judge(read: ReadRecord, before: ReadRecord[]): void {
+    const c = this.counts;
     const required = this.requiredAt(read.start);
     if (!required || required.absent) return;
+    if (read.status !== 200) {
+      c.errorsAfterReady += 1;
+      c.errorsAfterReadyByReplica[read.replica] = (c.errorsAfterReadyByReplica[read.replica] ?? 0) + 1;
+      if (this.errorAfterReadySamples.length < KEEP_SAMPLES) this.errorAfterReadySamples.push({ read, readyRevision: required.revision, startAfterReadyMs: read.start - required.at });
+      return;
+    }
+    if (read.corrupt !== undefined || read.revision === undefined) return;
     c.checkedAfterReady += 1;
+    if (required.seenAt !== undefined && read.start <= required.seenAt) c.checkedBeforeSeen += 1;
     const rightRealm = required.realm === undefined || read.realm === required.realm;
     if (rightRealm && read.revision >= required.revision) return;
     c.violations += 1;
@@ -197,6 +277,12 @@ export class ConsistencyChecker {
   readyCount(): number {
     return this.readyTimes.filter((mark) => !mark.absent).length;
   }
+
+  /** Non-200 answers and transport errors after a Ready from replicas outside `allowed`. */
+  errorsAfterReadyExcept(allowed: Iterable<string>): Record<string, number> {
+    const skip = new Set(allowed);
+    return Object.fromEntries(Object.entries(this.counts.errorsAfterReadyByReplica).filter(([replica]) => !skip.has(replica)));
+  }
 }
 
 export interface ReadyMark {
@@ -204,6 +290,8 @@ export interface ReadyMark {
   at: number;
   /** The realm that must serve reads from then on. */
   realm?: string;
+  /** When the driver saw the Ready (≥ at). */
+  seenAt?: number;
   /** Nothing is required from `at` on. */
   absent?: true;
 }

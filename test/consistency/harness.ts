@@ -19,10 +19,12 @@ import { loadKubeconfig, type StaticKubeConnection } from '../../src/runtime/kub
 import { createReplicaLogin, createTestDatabase, type ReplicaLogin, type TestDatabase } from '../support/database.js';
 import { testKubeconfigPath } from '../support/kube.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
-import { startRealmServer, type RealmServerProcess } from '../support/realm-server-process.js';
+import { startRealmServer, type Misbehaviour, type RealmServerProcess } from '../support/realm-server-process.js';
 import { createSourceRealm, makeRealmsRoot, writeFiles } from '../support/realms.js';
-import { ConsistencyChecker, now, percentile, type CheckerCounts, type ReadRecord, type Violation } from './checker.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
+import { ConsistencyChecker, now, percentile, type CheckerCounts, type ReadRecord, type Regression, type Violation } from './checker.js';
 import { REALM_FILES, realmContent } from './content.js';
+import { ReadyDecisions } from './ready-time.js';
 import { Reader, sleep } from './reader.js';
 
 export const PUBLISHED_HOST = 'pub.localhost';
@@ -62,6 +64,8 @@ export interface ScenarioEnvOptions {
 
 /** What a set of readers reads and which checker judges it. */
 export interface ReadTarget {
+  /** Host header; default `pub.localhost`. */
+  host?: string;
   /** URL path of the realm root, e.g. `/consistency-a/` (ends with `/`). */
   realmPath: string;
   files: readonly string[];
@@ -85,11 +89,15 @@ export interface PublishOutcome {
   revision: number;
   /** PATCH sent → Ready observed (ms). */
   latencyMs: number;
+  /** Ready decided (T_i, from the operator's log) → Ready observed by the driver's poll (ms). */
+  pollLagMs: number;
 }
 
 interface Replica {
   proc: RealmServerProcess;
   readers: Reader[];
+  /** The TCP proxy between this replica and PostgreSQL, when started `viaProxy`. */
+  proxy?: TcpProxy;
 }
 
 export class ScenarioEnv {
@@ -101,13 +109,22 @@ export class ScenarioEnv {
   readonly operatorHistory: OperatorProcess[] = [];
   readonly outcomes: PublishOutcome[] = [];
   readonly faults: Record<string, number> = {};
+  /**
+   * Replicas the scenario killed, stopped, paused, partitioned or started mid-run: only these may
+   * answer non-200 or fail in transport after a Ready (the tests assert it).
+   */
+  readonly faulted = new Set<string>();
   readonly notes: string[] = [];
+  /** When each Ready was decided, from the operators' logs. */
+  private readonly decisions = new ReadyDecisions();
   /** Operators and replicas that exited without being asked to (crashes): each with its last output. */
   readonly unexpectedExits: string[] = [];
   private readonly expectedExits = new WeakSet<OperatorProcess>();
   private closing = false;
   private readersEnabled = false;
   private readonly readTargets: ReadTarget[] = [];
+  /** Every checker of the scenario (the main one first), settled together before each publish. */
+  private readonly checkers = new Set<ConsistencyChecker>();
   /** Checkers of targets other than the main realm, by name, for the result. */
   private readonly extraCheckers = new Map<string, ConsistencyChecker>();
   /** The main PublishedRealm (set by `create`). */
@@ -143,6 +160,7 @@ export class ScenarioEnv {
     this.publishedURL = `http://${PUBLISHED_HOST}${this.realmPath}`;
     this.kube = loadKubeconfig(testKubeconfigPath());
     this.checker = new ConsistencyChecker((v) => this.collectEvidence(v));
+    this.checkers.add(this.checker);
     this.readTargets.push({ realmPath: this.realmPath, files: REALM_FILES, checker: this.checker });
   }
 
@@ -188,6 +206,7 @@ export class ScenarioEnv {
   addReadTarget(name: string, target: ReadTarget): void {
     this.readTargets.push(target);
     this.extraCheckers.set(name, target.checker);
+    this.checkers.add(target.checker);
     if (!this.readersEnabled) return;
     for (const replica of this.replicas.values()) replica.readers.push(this.newReader(replica.proc, target).start());
   }
@@ -198,13 +217,28 @@ export class ScenarioEnv {
 
   // --- replicas ---------------------------------------------------------------------------------
 
-  /** Starts a replica (a new id unless `id`), waits until it listens, starts its reader if reading. */
-  async startReplica(options: { id?: string; waitReady?: boolean } = {}): Promise<string> {
+  /**
+   * Starts a replica (a new id unless `id`), waits until it listens, starts its reader if reading.
+   * `viaProxy`: its PostgreSQL connections go through a {@link TcpProxy} (to partition it later);
+   * `misbehave`: a deliberately faulty test replica (see test/support/faulty-realm-server.ts).
+   */
+  async startReplica(options: { id?: string; waitReady?: boolean; viaProxy?: boolean; misbehave?: Misbehaviour } = {}): Promise<string> {
     const id = options.id ?? `${this.options.name}-r${++this.replicaCounter}`;
     if (this.replicas.has(id)) throw new Error(`replica ${id} is already running`);
-    const proc = await startRealmServer({ databaseURL: this.replicaLogin.url, realmsRoot: this.realmsRoot, replicaId: id });
+    let databaseURL = this.replicaLogin.url;
+    let proxy: TcpProxy | undefined;
+    if (options.viaProxy) {
+      const url = new URL(databaseURL);
+      proxy = await TcpProxy.start({ host: url.hostname, port: Number(url.port || 5432) });
+      const started = proxy;
+      this.cleanups.push(() => started.close());
+      url.hostname = '127.0.0.1';
+      url.port = String(proxy.port);
+      databaseURL = url.toString();
+    }
+    const proc = await startRealmServer({ databaseURL, realmsRoot: this.realmsRoot, replicaId: id, ...(options.misbehave ? { misbehave: options.misbehave } : {}) });
     this.replicaHistory.push(proc);
-    const replica: Replica = { proc, readers: [] };
+    const replica: Replica = { proc, readers: [], ...(proxy ? { proxy } : {}) };
     this.replicas.set(id, replica);
     void proc.exited.then(async (exit) => {
       if (this.closing || this.replicas.get(id) !== replica) return;
@@ -221,6 +255,7 @@ export class ScenarioEnv {
   async stopReplica(id: string, signal: NodeJS.Signals): Promise<void> {
     const replica = this.replicas.get(id);
     if (!replica) throw new Error(`no replica ${id}`);
+    this.markFaulted(id);
     this.replicas.delete(id);
     await replica.proc.stop(signal);
     await Promise.all(replica.readers.map((reader) => reader.stop()));
@@ -228,6 +263,47 @@ export class ScenarioEnv {
 
   replicaIds(): string[] {
     return [...this.replicas.keys()];
+  }
+
+  replica(id: string): Replica {
+    const replica = this.replicas.get(id);
+    if (!replica) throw new Error(`no replica ${id}`);
+    return replica;
+  }
+
+  /** Marks `id` as faulted by the scenario (its errors after a Ready are allowed). */
+  markFaulted(id: string): void {
+    this.faulted.add(id);
+  }
+
+  /** SIGSTOP / SIGCONT: the process freezes with its sockets open (a paused VM, a GC stall, a stopped container). */
+  pauseReplica(id: string): void {
+    this.markFaulted(id);
+    if (!this.replica(id).proc.child.kill('SIGSTOP')) throw new Error(`could not SIGSTOP replica ${id}`);
+  }
+
+  resumeReplica(id: string): void {
+    if (!this.replica(id).proc.child.kill('SIGCONT')) throw new Error(`could not SIGCONT replica ${id}`);
+  }
+
+  /** Cuts `id` off PostgreSQL (its proxy stops moving bytes, sockets stay open) while it keeps serving HTTP; `healReplica` undoes it. */
+  partitionReplica(id: string): void {
+    const proxy = this.replica(id).proxy;
+    if (!proxy) throw new Error(`replica ${id} was not started viaProxy`);
+    this.markFaulted(id);
+    proxy.blackhole();
+  }
+
+  healReplica(id: string): void {
+    const proxy = this.replica(id).proxy;
+    if (!proxy) throw new Error(`replica ${id} was not started viaProxy`);
+    proxy.heal();
+  }
+
+  /** The epoch `id` last acknowledged for `realmURL` (0 when none). */
+  async ackedEpoch(id: string, realmURL: string): Promise<number> {
+    const { rows } = await this.db.pool.query<{ epoch: string }>(`SELECT epoch FROM realm_operator.replica_acks WHERE replica_id = $1 AND realm_url = $2`, [id, realmURL]);
+    return Number(rows[0]?.epoch ?? 0);
   }
 
   /**
@@ -266,7 +342,7 @@ export class ScenarioEnv {
     return new Reader({
       replicaId: proc.replicaId,
       port: proc.port,
-      host: PUBLISHED_HOST,
+      host: target.host ?? PUBLISHED_HOST,
       realmPath: target.realmPath,
       files: target.files,
       checker: target.checker,
@@ -341,6 +417,7 @@ export class ScenarioEnv {
   async createRealm(target: RealmObjectTarget = this.main, revision = 0): Promise<PublishOutcome> {
     if (revision !== 0) await writeFiles(target.sourceDir, target.content(revision));
     const sent = now();
+    this.settleCheckers(sent);
     await kubeRequest(this.kube, {
       method: 'POST',
       path: `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
@@ -352,8 +429,8 @@ export class ScenarioEnv {
       },
     });
     this.createdObjects.add(target.name);
-    const at = await this.waitReady(revision, sent, undefined, target);
-    const outcome = { revision, latencyMs: at - sent };
+    const ready = await this.waitReady(revision, sent, undefined, target);
+    const outcome = { revision, latencyMs: ready.seenAt - sent, pollLagMs: ready.seenAt - ready.decidedAt };
     if (revision !== 0) this.outcomes.push(outcome);
     return outcome;
   }
@@ -382,6 +459,8 @@ export class ScenarioEnv {
   async publish(revision: number, during?: (patchedAt: number) => Promise<void>, target: RealmObjectTarget = this.main): Promise<PublishOutcome> {
     await writeFiles(target.sourceDir, target.content(revision));
     const sent = now();
+    // This publish's Ready is decided after the PATCH: every read started so far can be judged.
+    this.settleCheckers(sent);
     await kubeRequest(this.kube, {
       method: 'PATCH',
       path: this.objectPath(target.name),
@@ -390,26 +469,56 @@ export class ScenarioEnv {
     });
     let failure: { error: unknown } | undefined;
     const fault = during ? during(sent).catch((error: unknown) => void (failure = { error })) : Promise.resolve();
-    let at: number;
+    let ready: { decidedAt: number; seenAt: number };
     try {
-      at = await this.waitReady(revision, sent, () => failure, target);
+      ready = await this.waitReady(revision, sent, () => failure, target);
     } finally {
       // Never leave a fault running behind a failure (it may be restarting PostgreSQL).
       await withTimeout(fault, 90_000, `the fault of revision ${revision} did not finish within 90 s`).catch(() => undefined);
     }
     if (failure) throw failure.error;
-    const outcome = { revision, latencyMs: at - sent };
+    const outcome = { revision, latencyMs: ready.seenAt - sent, pollLagMs: ready.seenAt - ready.decidedAt };
     this.outcomes.push(outcome);
     return outcome;
   }
 
-  /** Polls (every 25 ms) until the object is Ready for `revision`; records and returns T_i. */
+  private settleCheckers(until: number): void {
+    for (const checker of this.checkers) checker.settle(until);
+  }
+
+  /**
+   * T_i: when the operator decided Ready for `epoch` of `target` (its log line after the last
+   * acknowledgement, before the status write; see ready-time.ts). The line is written before the
+   * status, but the pipe may deliver it a moment after the poll saw the status: waits (bounded)
+   * for it, and fails the run if no operator logged it.
+   */
+  private async readyDecidedAt(target: RealmObjectTarget, epoch: number, since: number, seenAt: number): Promise<number> {
+    const object = `${this.namespace}/${target.name}`;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      for (const operator of this.operatorHistory) this.decisions.scan(operator, operator.logs());
+      const decided = this.decisions.decidedAt(object, epoch, since);
+      if (decided !== undefined) {
+        if (decided > seenAt) throw new Error(`[${this.options.name}] ${object}: Ready for epoch ${epoch} logged at ${decided}, after the poll saw it at ${seenAt}: the clocks disagree`);
+        return decided;
+      }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `[${this.options.name}] ${object} is Ready at epoch ${epoch}, but no operator logged 'replicas acknowledged' after waiting for that epoch: ` +
+            `the checker cannot tell when Ready was written (did the reconciler's log lines change? see test/consistency/ready-time.ts)\n${this.operatorLogTail(25)}`,
+        );
+      }
+      await sleep(20);
+    }
+  }
+
+  /** Polls (every 25 ms) until the object is Ready for `revision`; records T_i (when it was decided) and returns it with when it was seen. */
   private async waitReady(
     revision: number,
     since: number,
     failed: () => { error: unknown } | undefined = () => undefined,
     target: RealmObjectTarget = this.main,
-  ): Promise<number> {
+  ): Promise<{ decidedAt: number; seenAt: number }> {
     const timeout = this.options.readyTimeoutMs ?? 60_000;
     const deadline = since + timeout;
     let last: PublishedRealmObject | undefined;
@@ -428,9 +537,11 @@ export class ScenarioEnv {
           status.observedGeneration === last.metadata.generation &&
           (ready.observedGeneration === undefined || ready.observedGeneration === last.metadata.generation)
         ) {
-          const at = now();
-          target.checker.markReady(revision, at, target.requireRealm ? target.publishedURL : undefined);
-          return at;
+          const seenAt = now();
+          if (typeof status.epoch !== 'number') throw new Error(`[${this.options.name}] ${target.name} is Ready for revision ${revision} without status.epoch: ${JSON.stringify(status)}`);
+          const decidedAt = await this.readyDecidedAt(target, status.epoch, since, seenAt);
+          target.checker.markReady(revision, decidedAt, { seenAt, ...(target.requireRealm ? { realm: target.publishedURL } : {}) });
+          return { decidedAt, seenAt };
         }
       } catch (error) {
         lastError = error;
@@ -484,7 +595,9 @@ export class ScenarioEnv {
   }
 
   result(publishesRequested: number): ScenarioResult {
+    for (const checker of this.checkers) checker.finish();
     const latencies = this.outcomes.map((o) => o.latencyMs);
+    const lags = this.outcomes.map((o) => o.pollLagMs);
     return {
       name: this.options.name,
       publishes: this.outcomes.length,
@@ -494,15 +607,27 @@ export class ScenarioEnv {
       counts: structuredClone(this.checker.counts),
       perReplica: this.checker.replicaCounts(),
       latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), max: latencies.length ? Math.max(...latencies) : NaN },
+      pollLag: { p50: percentile(lags, 50), max: lags.length ? Math.max(...lags) : NaN },
+      faulted: [...this.faulted].sort(),
       wallMs: now() - this.started,
       violations: this.checker.violations,
       corruptReads: this.checker.corruptReads,
       regressionSamples: this.checker.regressionSamples,
       errorSamples: this.checker.errorSamples,
+      errorAfterReadySamples: this.checker.errorAfterReadySamples,
       notes: this.notes,
       unexpectedExits: this.unexpectedExits,
       extra: Object.fromEntries(
-        [...this.extraCheckers].map(([name, checker]) => [name, { counts: structuredClone(checker.counts), violations: checker.violations, corruptReads: checker.corruptReads }]),
+        [...this.extraCheckers].map(([name, checker]) => [
+          name,
+          {
+            counts: structuredClone(checker.counts),
+            violations: checker.violations,
+            corruptReads: checker.corruptReads,
+            regressionSamples: checker.regressionSamples,
+            errorAfterReadySamples: checker.errorAfterReadySamples,
+          },
+        ]),
       ),
       leftoverProcesses: [
         ...this.replicaHistory.filter((p) => p.alive()).map((p) => `realm-server ${p.replicaId} pid ${p.child.pid}`),
@@ -533,6 +658,11 @@ export class ScenarioEnv {
     } catch {
       // the object may not exist (set-up failed); namespaces go below anyway
     }
+    // A partitioned or paused replica gets its database and its CPU back, so it can stop gracefully.
+    for (const replica of this.replicas.values()) {
+      replica.proxy?.heal();
+      if (replica.proc.alive()) replica.proc.child.kill('SIGCONT');
+    }
     await Promise.all([
       ...[...this.replicas.values()].map((r) => r.proc.stop('SIGTERM', 10_000)),
       ...this.operatorHistory.map((o) => boundedExit(o, 'SIGTERM', 10_000)),
@@ -555,16 +685,21 @@ export interface ScenarioResult {
   counts: CheckerCounts;
   perReplica: Record<string, { reads: number; ok: number; hits: number; errors: number }>;
   latency: { p50: number; p95: number; max: number };
+  /** Ready decided → seen by the driver's poll (ms): the window the old checker never checked. */
+  pollLag: { p50: number; max: number };
+  /** Replicas the scenario faulted (their errors after a Ready are allowed). */
+  faulted: string[];
   wallMs: number;
   violations: Violation[];
   corruptReads: unknown[];
-  regressionSamples: ConsistencyChecker['regressionSamples'];
+  regressionSamples: Regression[];
   errorSamples: unknown[];
+  errorAfterReadySamples: ConsistencyChecker['errorAfterReadySamples'];
   notes: string[];
   leftoverProcesses: string[];
   unexpectedExits: string[];
   /** Readers of other targets (e.g. a nested realm), judged by their own checkers. */
-  extra: Record<string, { counts: CheckerCounts; violations: Violation[]; corruptReads: ReadRecord[] }>;
+  extra: Record<string, { counts: CheckerCounts; violations: Violation[]; corruptReads: ReadRecord[]; regressionSamples: Regression[]; errorAfterReadySamples: ConsistencyChecker['errorAfterReadySamples'] }>;
 }
 
 export interface ReplicaSessions {
@@ -614,16 +749,17 @@ export function formatResult(r: ScenarioResult): string {
   const c = r.counts;
   const ms = (v: number) => (Number.isFinite(v) ? `${Math.round(v)} ms` : 'n/a');
   const lines = [
-    `consistency scenario ${r.name}: ${r.publishes}/${r.publishesRequested} publishes in ${(r.wallMs / 1000).toFixed(1)} s; publish→Ready p50 ${ms(r.latency.p50)}, p95 ${ms(r.latency.p95)}, max ${ms(r.latency.max)}`,
-    `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
-    `  VIOLATIONS ${c.violations}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}, regressions (allowed) ${c.regressions}`,
+    `consistency scenario ${r.name}: ${r.publishes}/${r.publishesRequested} publishes in ${(r.wallMs / 1000).toFixed(1)} s; publish→Ready p50 ${ms(r.latency.p50)}, p95 ${ms(r.latency.p95)}, max ${ms(r.latency.max)}; Ready decided→seen by the poll p50 ${ms(r.pollLag.p50)}, max ${ms(r.pollLag.max)}`,
+    `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}, of which before the poll saw it ${c.checkedBeforeSeen}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
+    `  VIOLATIONS ${c.violations}, ERRORS AFTER READY ${c.errorsAfterReady} ${JSON.stringify(c.errorsAfterReadyByReplica)} (allowed only from faulted replicas ${JSON.stringify(r.faulted)}), REGRESSIONS ${c.regressions} ${JSON.stringify(c.regressionsByReplica)}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}`,
     `  replicas connect as ${r.replicaSessions ? `${r.replicaSessions.login} (member of ${r.replicaSessions.memberOf.join(', ')}); listener sessions' users ${JSON.stringify(r.replicaSessions.listenerUsers)}` : '(not recorded)'}`,
     `  faults ${JSON.stringify(r.faults)}`,
     `  per replica ${JSON.stringify(r.perReplica)}`,
     ...Object.entries(r.extra).map(
       ([name, x]) =>
-        `  ${name}: reads ${x.counts.reads}, ok ${x.counts.ok} (checked after a Ready ${x.counts.checkedAfterReady}), non-200 ${JSON.stringify(x.counts.non200)}, ` +
-        `cache ${JSON.stringify(x.counts.cache)}, VIOLATIONS ${x.counts.violations}, corrupt ${x.counts.corrupt}`,
+        `  ${name}: reads ${x.counts.reads}, ok ${x.counts.ok} (checked after a Ready ${x.counts.checkedAfterReady}, before the poll saw it ${x.counts.checkedBeforeSeen}), non-200 ${JSON.stringify(x.counts.non200)}, ` +
+        `transport errors ${x.counts.transportErrors}, cache ${JSON.stringify(x.counts.cache)}, VIOLATIONS ${x.counts.violations}, ERRORS AFTER READY ${x.counts.errorsAfterReady} ${JSON.stringify(x.counts.errorsAfterReadyByReplica)}, ` +
+        `REGRESSIONS ${x.counts.regressions}, corrupt ${x.counts.corrupt}`,
     ),
     ...r.notes.map((n) => `  note: ${n}`),
   ];
@@ -637,9 +773,12 @@ export function formatResult(r: ScenarioResult): string {
     );
   }
   for (const x of r.unexpectedExits.slice(0, 3)) lines.push(`  UNEXPECTED EXIT: ${x.slice(0, 12_000)}`);
-  for (const x of r.regressionSamples.slice(0, 5)) {
+  for (const x of [...r.errorAfterReadySamples, ...Object.values(r.extra).flatMap((x) => x.errorAfterReadySamples)].slice(0, 5)) {
+    lines.push(`  error after Ready for revision ${x.readyRevision}: ${x.read.replica} ${x.read.file} ${x.read.status ?? 'transport'} ${String(x.read.error ?? '').slice(0, 120)} started ${x.startAfterReadyMs} ms after Ready`);
+  }
+  for (const x of [...r.regressionSamples, ...Object.values(r.extra).flatMap((x) => x.regressionSamples)].slice(0, 5)) {
     lines.push(
-      `  regression (allowed): ${x.read.replica} ${x.read.file}: revision ${x.previous.revision} (x-cache ${x.previous.cache}, epoch ${x.previous.epoch}) then ${x.read.revision} (x-cache ${x.read.cache}, epoch ${x.read.epoch}) ` +
+      `  regression: ${x.read.replica} ${x.read.file}: revision ${x.previous.revision} (x-cache ${x.previous.cache}, epoch ${x.previous.epoch}) then ${x.read.revision} (x-cache ${x.read.cache}, epoch ${x.read.epoch}) ` +
         `${(x.read.start - x.previous.start).toFixed(1)} ms later; newest Ready then: ${x.lastReady ? `revision ${x.lastReady.revision}, ${x.lastReady.startAfterReadyMs.toFixed(0)} ms before` : 'none'}`,
     );
   }

@@ -35,15 +35,21 @@ export interface ScenarioRun {
  * revision 0, starts reading, runs `body`, and always tears everything down. A failure inside
  * `body` is rethrown after the summary of what was measured up to then is printed.
  */
-async function runScenario(
-  options: ScenarioEnvOptions & { replicas?: number; publishes: number; prepare?: (env: ScenarioEnv) => Promise<void> },
+export async function runScenario(
+  options: ScenarioEnvOptions & {
+    replicas?: number;
+    publishes: number;
+    prepare?: (env: ScenarioEnv) => Promise<void>;
+    /** How the n-th first replica (0-based) is started (e.g. behind a proxy, or faulty). */
+    replicaOptions?: (index: number) => Parameters<ScenarioEnv['startReplica']>[0];
+  },
   body: (env: ScenarioEnv) => Promise<void>,
 ): Promise<ScenarioRun> {
   const env = await ScenarioEnv.create(options);
   let failure: unknown;
   try {
     await options.prepare?.(env);
-    await Promise.all(Array.from({ length: options.replicas ?? 3 }, () => env.startReplica()));
+    await Promise.all(Array.from({ length: options.replicas ?? 3 }, (_, index) => env.startReplica(options.replicaOptions?.(index))));
     await env.startOperator();
     await env.createRealm();
     await env.recordReplicaSessions();
@@ -197,6 +203,8 @@ export async function postgresRestarts(publishes: number): Promise<ScenarioRun> 
         const restart = i % 3 === 1;
         await env.publish(i, restart ? async () => {
           await sleep(random(0, 200));
+          // Every replica loses its database: each may refuse reads (never serve stale ones) until it is back.
+          for (const id of env.replicaIds()) env.markFaulted(id);
           down = true;
           await postgres.stop();
           await sleep(1000);

@@ -11,6 +11,20 @@ import http from 'node:http';
 import path from 'node:path';
 
 const MAIN = path.resolve(import.meta.dirname, '../../dist/cli/main.js');
+/** The deliberately faulty test replica: the same server with its caches or its fence broken. */
+const FAULTY_MAIN = path.resolve(import.meta.dirname, 'faulty-realm-server.ts');
+
+/**
+ * How a deliberately faulty test replica misbehaves (test/support/faulty-realm-server.ts): the
+ * consistency checker must catch each of these.
+ * - `dropCacheLateMs`: a realm's cache drop returns (so the listener acknowledges at once) but
+ *   the cache is emptied only this many ms later;
+ * - `ignoreLease`: the replica trusts its cache whether or not its lease could be renewed.
+ */
+export interface Misbehaviour {
+  dropCacheLateMs?: number;
+  ignoreLease?: boolean;
+}
 const KEEP_LINES = 5000;
 
 export type ExitStatus = { code: number | null; signal: NodeJS.Signals | null };
@@ -45,14 +59,17 @@ export interface RealmServerOptions {
   extraArgs?: string[];
   /** Time allowed for the `listening` line. Default 30 s. */
   startTimeoutMs?: number;
+  /** Run the deliberately faulty test replica instead (never for anything but proving the checker can fail). */
+  misbehave?: Misbehaviour;
 }
 
 export async function startRealmServer(options: RealmServerOptions): Promise<RealmServerProcess> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
+  const misbehave = options.misbehave;
   const child = spawn(
     process.execPath,
     [
-      MAIN,
+      ...(misbehave ? ['--import', 'tsx', FAULTY_MAIN] : [MAIN]),
       'realm-server',
       '--database-url', options.databaseURL,
       '--realms-root', options.realmsRoot,
@@ -64,7 +81,14 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
       '--log-level', options.logLevel ?? 'info',
       ...(options.extraArgs ?? []),
     ],
-    { env: { ...process.env, DATABASE_URL: options.databaseURL }, stdio: ['ignore', 'pipe', 'pipe'] },
+    {
+      env: {
+        ...process.env,
+        DATABASE_URL: options.databaseURL,
+        ...(misbehave ? { REALM_TEST_MISBEHAVE: JSON.stringify(misbehave) } : {}),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
   );
   let lines: Array<Record<string, unknown>> = [];
   let raw = '';
@@ -107,7 +131,11 @@ export async function startRealmServer(options: RealmServerOptions): Promise<Rea
   }
 
   async function stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000): Promise<ExitStatus> {
-    if (alive()) child.kill(signal);
+    if (alive()) {
+      child.kill(signal);
+      // A paused (SIGSTOPped) process acts on nothing but SIGKILL until it is continued.
+      if (signal !== 'SIGKILL') child.kill('SIGCONT');
+    }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
     const result = await Promise.race([exited, timeout]);
