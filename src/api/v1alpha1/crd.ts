@@ -70,12 +70,35 @@ export function toStructuralSchema(schema: JSONSchema): JSONSchema {
   return out;
 }
 
+/**
+ * Appends each field's default and bounds to its description, recursively: `kubectl explain`
+ * prints descriptions (and enums) but not `default`, `minimum`/`maximum`, `maxLength` or
+ * `maxItems`, so without this a user reading it cannot see them. Generated from the same
+ * keywords the API server enforces, so the text cannot drift from the schema.
+ */
+export function withDefaultsAndRanges(schema: JSONSchema): JSONSchema {
+  const out: JSONSchema = { ...schema };
+  const notes: string[] = [];
+  if (schema.default !== undefined) notes.push(`Default: ${JSON.stringify(schema.default)}.`);
+  const { minimum, maximum, minLength, maxLength, minItems, maxItems } = schema as Record<string, number | undefined>;
+  if (minimum !== undefined && maximum !== undefined) notes.push(`Range: ${minimum} to ${maximum}.`);
+  else if (minimum !== undefined) notes.push(`Minimum: ${minimum}.`);
+  else if (maximum !== undefined) notes.push(`Maximum: ${maximum}.`);
+  if (maxLength !== undefined) notes.push(minLength ? `${minLength} to ${maxLength} characters.` : `At most ${maxLength} characters.`);
+  if (maxItems !== undefined) notes.push(minItems ? `${minItems} to ${maxItems} items.` : `At most ${maxItems} items.`);
+  if (notes.length > 0) out.description = [schema.description, ...notes].filter(Boolean).join(' ');
+  const properties = schema.properties as Record<string, JSONSchema> | undefined;
+  if (properties) out.properties = Object.fromEntries(Object.entries(properties).map(([name, sub]) => [name, withDefaultsAndRanges(sub)]));
+  if (schema.items) out.items = withDefaultsAndRanges(schema.items as JSONSchema);
+  return out;
+}
+
 export function jsonSchemaOf(schema: z.ZodType): JSONSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JSONSchema;
 }
 
 export function buildPublishedRealmCRD(): Record<string, unknown> {
-  const spec = toStructuralSchema(jsonSchemaOf(publishedRealmSpecSchema));
+  const spec = withDefaultsAndRanges(toStructuralSchema(jsonSchemaOf(publishedRealmSpecSchema)));
   const status = toStructuralSchema(jsonSchemaOf(publishedRealmStatusSchema));
   return {
     apiVersion: 'apiextensions.k8s.io/v1',

@@ -151,7 +151,8 @@ export const publishedRealmSpecSchema = z
       .union([z.string().max(253), z.number().int()])
       .optional()
       .meta({
-        description: 'Any value; change it to republish the current contents of the source realm (a commit, a date, a counter).',
+        description:
+          'Integer or string (int-or-string; a string is at most 253 characters). Any value; change it to republish the current contents of the source realm (a commit, a date, a counter). 7 and "7" are different values, and so are unset and set.',
         'x-kubernetes-int-or-string': true,
         // int-or-string fields cannot carry maxLength, so CEL bounds the string form.
         'x-kubernetes-validations': [{ rule: 'type(self) == int || size(self) <= 253', message: 'revision must be at most 253 characters' }],
