@@ -92,6 +92,13 @@ export interface InformerOptions {
   logger?: Logger;
   metricsRegistry?: Registry;
   random?: () => number;
+  /**
+   * Keep `metadata.managedFields` in cached objects (default false: dropped as each object
+   * arrives, as controller-runtime's `cache.TransformStripManagedFields` does). Server-side apply's
+   * bookkeeping is often the largest part of an object and nothing here reads it; a PUT of a
+   * cached object without it leaves the server's managedFields as they are.
+   */
+  keepManagedFields?: boolean;
 }
 
 export type WatchRestartReason = 'closed' | 'error' | 'gone' | 'watchdog';
@@ -277,7 +284,7 @@ export class Informer<T extends KubeObject = KubeObject> implements ObjectSource
       // List items come without apiVersion and kind; fill them in so cached objects look the same
       // whether they came from a list or a watch event.
       const kind = page.kind?.replace(/List$/, '');
-      for (const item of page.items ?? []) items.push(kind && !item.kind ? { apiVersion: page.apiVersion, kind, ...item } : item);
+      for (const item of page.items ?? []) items.push(this.trim(kind && !item.kind ? { apiVersion: page.apiVersion, kind, ...item } : item));
       continueToken = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion;
     } while (continueToken);
@@ -371,10 +378,17 @@ export class Informer<T extends KubeObject = KubeObject> implements ObjectSource
     });
   }
 
+  /** Drops what the cache does not keep (see `keepManagedFields`); the object is freshly decoded, ours to change. */
+  private trim(object: T): T {
+    if (!this.options.keepManagedFields && object?.metadata && 'managedFields' in object.metadata) delete (object.metadata as { managedFields?: unknown }).managedFields;
+    return object;
+  }
+
   private handleWatchEvent(type: string, object: T): void {
     switch (type) {
       case 'ADDED':
       case 'MODIFIED': {
+        this.trim(object);
         const key = keyOfObject(object);
         const old = this.cache.get(key);
         this.cache.set(key, object);

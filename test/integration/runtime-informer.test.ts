@@ -312,6 +312,28 @@ describe('Informer (real API server)', () => {
     }
   });
 
+  test('cached objects drop managedFields (listed and watched), and a PUT of one leaves the server its managedFields', async () => {
+    const ns = await freshNamespace();
+    await createCM(ns, 'listed', { v: '1' });
+    const run = startInformer({ resource: { version: 'v1', plural: 'configmaps' }, namespace: ns });
+    const keeping = startInformer({ resource: { version: 'v1', plural: 'configmaps' }, namespace: ns, keepManagedFields: true });
+    try {
+      await Promise.all([run.informer.waitForSync(AbortSignal.timeout(10_000)), keeping.informer.waitForSync(AbortSignal.timeout(10_000))]);
+      await createCM(ns, 'watched', { v: '1' });
+      await eventually(() => run.informer.get(`${ns}/watched`) !== undefined && keeping.informer.get(`${ns}/watched`) !== undefined, 'the watched object in both caches');
+      for (const name of ['listed', 'watched']) {
+        expect(run.informer.get(`${ns}/${name}`)?.metadata).not.toHaveProperty('managedFields');
+        expect(keeping.informer.get(`${ns}/${name}`)?.metadata?.managedFields).toEqual(expect.arrayContaining([expect.objectContaining({ operation: 'Update' })]));
+      }
+      const cached = run.informer.get(`${ns}/watched`)!;
+      const written = await kubeRequest<ConfigMap>(kube, { method: 'PUT', path: cmPath(ns, 'watched'), body: { ...cached, data: { v: '2' } } });
+      expect(written.data).toEqual({ v: '2' });
+      expect((written.metadata?.managedFields as unknown[] | undefined)?.length).toBeGreaterThan(0);
+    } finally {
+      await Promise.all([run.stop(), keeping.stop()]);
+    }
+  });
+
   test('a watch the server ends (timeoutSeconds) resumes from its resourceVersion without a re-list', async () => {
     const ns = await freshNamespace();
     const run = startInformer({ resource: { version: 'v1', plural: 'configmaps' }, namespace: ns, watchTimeoutSeconds: 1 });

@@ -10,8 +10,8 @@
  *   : every check that can stall (source, claim, overlap, size, authorization) BEFORE any copy
  *   → claim the URL → only then the finalizer → register the realm's own Matrix user before its
  *   permission row is written (first publish, Matrix configured) → Publishing → publish →
- *   AwaitingAcknowledgement at once after the commit → wait for every live replica to acknowledge
- *   the realm's epoch → enqueue the reindex once per epoch → Ready.
+ *   wait for every live replica to acknowledge the realm's epoch (AwaitingAcknowledgement unless
+ *   they all did within `awaitingWriteAfterMs` of the commit) → enqueue the reindex once per epoch → Ready.
  *
  * Guarantees:
  * - A spec is published once: the database records `<uid>/spec-<digest of sourceRealmURL,
@@ -106,6 +106,12 @@ export interface PublishedRealmReconcilerOptions {
   wake?: (key: ObjectKey) => void;
   /** How long a reconcile waits for acknowledgements in its worker before parking the wait (needs `wake`). Default 1 s. */
   ackParkAfterMs?: number;
+  /**
+   * After a publish commits, how long the acknowledgements may take before status says
+   * AwaitingAcknowledgement; when they are all in by then (or no replica is registered), Ready is
+   * the next write. Default 100 ms.
+   */
+  awaitingWriteAfterMs?: number;
   /** First re-check delay for Stalled objects whose cause may be fixed outside the spec; doubles per re-check. Default 30 s. */
   stalledRetryMs?: number;
   /** Cap of the Stalled re-check delay. Default 10 minutes. */
@@ -141,6 +147,7 @@ export class PublishedRealmReconciler {
   private readonly plane: DataPlane;
   private readonly ackWaitMs: number;
   private readonly ackRequeueMs: number;
+  private readonly awaitingWriteAfterMs: number;
   private readonly stalls: StallBackoff;
   /**
    * The object as the reconcile running for each key last read or wrote it (the controller runs
@@ -166,6 +173,7 @@ export class PublishedRealmReconciler {
     };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
     this.ackRequeueMs = options.ackRequeueMs ?? 2_000;
+    this.awaitingWriteAfterMs = options.awaitingWriteAfterMs ?? 100;
     const initialMs = options.stalledRetryMs ?? 30_000;
     this.stalls = new StallBackoff({ initialMs, maxMs: Math.max(initialMs, options.stalledRetryMaxMs ?? 10 * 60_000) });
   }
@@ -214,7 +222,12 @@ export class PublishedRealmReconciler {
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const epoch = Number(published.state.epoch);
     const parkAfterMs = this.options.wake ? Math.min(this.ackWaitMs, this.options.ackParkAfterMs ?? 1_000) : this.ackWaitMs;
-    const acks = await waitForReplicaAcks(this.options.pool, { realmURL: spec.publishedRealmURL, epoch, timeoutMs: parkAfterMs, signal });
+    const waiting = waitForReplicaAcks(this.options.pool, { realmURL: spec.publishedRealmURL, epoch, timeoutMs: parkAfterMs, signal });
+    // Just published: AwaitingAcknowledgement unless the acks are all in within a moment. Ready
+    // then follows Publishing directly (one status write fewer per publish); Reconciling was True
+    // all along, which is what kstatus readers (Flux, Argo CD) need.
+    if (published.awaiting && !(await completesWithin(waiting, this.awaitingWriteAfterMs))) await this.writeStatus(realm, published.awaiting);
+    const acks = await waiting;
     if (!acks.complete) {
       if (this.options.wake) this.park(key, spec.publishedRealmURL, epoch);
       const total = acks.missing.length + acks.acknowledged.length;
@@ -253,13 +266,23 @@ export class PublishedRealmReconciler {
 
   /**
    * Publishes unless the database already holds a publish of this spec. Every check that can
-   * stall runs before anything is copied; after the commit, status says at once that the publish
-   * waits for acknowledgements.
+   * stall runs before anything is copied; after the commit, the caller says that the publish
+   * waits for acknowledgements (see `awaiting`).
    */
   private async ensurePublished(
     realm: PublishedRealm,
     spec: PublishedRealmSpec,
-  ): Promise<{ ok: true; state: RealmEpochRow; publishedNow: boolean; realmUserRegistered?: boolean } | StallOutcome> {
+  ): Promise<
+    | {
+        ok: true;
+        state: RealmEpochRow;
+        publishedNow: boolean;
+        realmUserRegistered?: boolean;
+        /** Set when this reconcile published: the AwaitingAcknowledgement status, written unless the acks come at once. */
+        awaiting?: (status: PublishedRealmStatus) => PublishedRealmStatus;
+      }
+    | StallOutcome
+  > {
     const url = spec.publishedRealmURL;
     const publishedFor = publishedForKey(realm, spec);
     const existing = await readRealmEpochRow(this.options.pool, url);
@@ -320,14 +343,14 @@ export class PublishedRealmReconciler {
         ? ` Skipped ${plural(result.skipped.length, 'entry', 'entries')}: ${result.skipped.slice(0, 3).map((s) => `${s.path} (${s.reason})`).join('; ')}${result.skipped.length > 3 ? '; …' : ''}.`
         : '';
     await this.options.kube.recordEvent(realm, 'Normal', reason, Actions.Publish, `${existing?.content_version ? 'Republished' : 'Published'} ${what} at epoch ${result.epoch}, digest ${result.digest}.${skipped}`);
-    await this.writeStatus(realm, (s) => {
+    const awaiting = (s: PublishedRealmStatus): PublishedRealmStatus => {
       const { replicas: _previousEpochs, ...rest } = s;
       return {
         ...markReconciling(rest, generation(realm), Reasons.AwaitingAcknowledgement, `Published epoch ${result.epoch} (${what}); waiting for every live replica to acknowledge it.`),
         ...contentFields(state),
       };
-    });
-    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered };
+    };
+    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered, awaiting };
   }
 
   /**
@@ -621,6 +644,17 @@ export class PublishedRealmReconciler {
 
   private log(realm: PublishedRealm): Logger {
     return this.options.logger.child({ publishedRealm: `${realm.metadata.namespace}/${realm.metadata.name}` });
+  }
+}
+
+/** Whether `waiting` resolves complete within `ms` (a rejection is left to whoever awaits it). */
+async function completesWithin(waiting: Promise<WaitForAcksResult>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([waiting.then((acks) => acks.complete, () => false), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
