@@ -131,7 +131,15 @@ export class ConsistencyChecker {
   /** No mark will come with a time earlier than this. */
   private settledUntil = -Infinity;
 
-  constructor(private readonly onViolation?: (v: Violation) => void) {}
+  /**
+   * @param onViolation told of each violation (at most 50), e.g. to snapshot logs;
+   * @param onJudged told of every read a Ready applied to, with that Ready (scenarios count
+   *   what a cut-off replica answered after the Ready that did not wait for it).
+   */
+  constructor(
+    private readonly onViolation?: (v: Violation) => void,
+    private readonly onJudged?: (read: ReadRecord, required: ReadyMark) => void,
+  ) {}
 
   /**
    * Records T_i (`at`, when Ready was decided); with `realm`, reads from then on must also be
@@ -243,6 +251,7 @@ export class ConsistencyChecker {
     const c = this.counts;
     const required = this.requiredAt(read.start);
     if (!required || required.absent) return;
+    this.onJudged?.(read, required);
     if (read.status !== 200) {
       c.errorsAfterReady += 1;
       c.errorsAfterReadyByReplica[read.replica] = (c.errorsAfterReadyByReplica[read.replica] ?? 0) + 1;

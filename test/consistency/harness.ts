@@ -22,7 +22,7 @@ import { startOperator, waitForHTTP, type OperatorProcess } from '../support/ope
 import { startRealmServer, type Misbehaviour, type RealmServerProcess } from '../support/realm-server-process.js';
 import { createSourceRealm, makeRealmsRoot, writeFiles } from '../support/realms.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
-import { ConsistencyChecker, now, percentile, type CheckerCounts, type ReadRecord, type Regression, type Violation } from './checker.js';
+import { ConsistencyChecker, now, percentile, type CheckerCounts, type ReadRecord, type ReadyMark, type Regression, type Violation } from './checker.js';
 import { REALM_FILES, realmContent } from './content.js';
 import { ReadyDecisions } from './ready-time.js';
 import { Reader, sleep } from './reader.js';
@@ -117,6 +117,10 @@ export class ScenarioEnv {
   readonly notes: string[] = [];
   /** When each Ready was decided, from the operators' logs. */
   private readonly decisions = new ReadyDecisions();
+  /** When each replica was paused or partitioned (`to`: resumed or healed). */
+  private readonly cutOff = new Map<string, Array<{ from: number; to?: number }>>();
+  /** Reads of a cut-off replica after a Ready decided while it was cut off, by outcome. */
+  readonly cutOffReads = { fresh: 0, stale: 0, error: 0 };
   /** Operators and replicas that exited without being asked to (crashes): each with its last output. */
   readonly unexpectedExits: string[] = [];
   private readonly expectedExits = new WeakSet<OperatorProcess>();
@@ -159,7 +163,7 @@ export class ScenarioEnv {
     this.sourceURL = `http://localhost:4201/consistency-src-${options.name}/`;
     this.publishedURL = `http://${PUBLISHED_HOST}${this.realmPath}`;
     this.kube = loadKubeconfig(testKubeconfigPath());
-    this.checker = new ConsistencyChecker((v) => this.collectEvidence(v));
+    this.checker = this.newChecker();
     this.checkers.add(this.checker);
     this.readTargets.push({ realmPath: this.realmPath, files: REALM_FILES, checker: this.checker });
   }
@@ -200,6 +204,26 @@ export class ScenarioEnv {
     await fs.copyFile(testKubeconfigPath(), this.kubeconfigForOperators);
     await fs.chown(dir, uid, uid);
     await fs.chown(this.kubeconfigForOperators, uid, uid);
+  }
+
+  /** A checker that snapshots evidence of violations and counts reads of cut-off replicas. */
+  newChecker(): ConsistencyChecker {
+    return new ConsistencyChecker(
+      (v) => this.collectEvidence(v),
+      (read, required) => this.countCutOffRead(read, required),
+    );
+  }
+
+  /**
+   * A read of a replica that was paused or partitioned when the read started, judged against a
+   * Ready decided while it was cut off (so a Ready that did not wait for it): counted by outcome,
+   * so a scenario can show the fence was exercised (a stale one is also a violation).
+   */
+  private countCutOffRead(read: ReadRecord, required: ReadyMark): void {
+    const cut = this.cutOff.get(read.replica)?.some((w) => w.from <= read.start && (w.to === undefined || read.start <= w.to) && w.from < required.at);
+    if (!cut) return;
+    const outcome = read.status !== 200 ? 'error' : read.revision !== undefined && read.revision < required.revision ? 'stale' : 'fresh';
+    this.cutOffReads[outcome] += 1;
   }
 
   /** Starts readers of `target` on every replica (now, if reading has started, and on replicas started later). */
@@ -279,11 +303,24 @@ export class ScenarioEnv {
   /** SIGSTOP / SIGCONT: the process freezes with its sockets open (a paused VM, a GC stall, a stopped container). */
   pauseReplica(id: string): void {
     this.markFaulted(id);
+    this.beginCutOff(id);
     if (!this.replica(id).proc.child.kill('SIGSTOP')) throw new Error(`could not SIGSTOP replica ${id}`);
   }
 
   resumeReplica(id: string): void {
     if (!this.replica(id).proc.child.kill('SIGCONT')) throw new Error(`could not SIGCONT replica ${id}`);
+    this.endCutOff(id);
+  }
+
+  private beginCutOff(id: string): void {
+    const windows = this.cutOff.get(id) ?? [];
+    windows.push({ from: now() });
+    this.cutOff.set(id, windows);
+  }
+
+  private endCutOff(id: string): void {
+    const open = this.cutOff.get(id)?.at(-1);
+    if (open && open.to === undefined) open.to = now();
   }
 
   /** Cuts `id` off PostgreSQL (its proxy stops moving bytes, sockets stay open) while it keeps serving HTTP; `healReplica` undoes it. */
@@ -291,6 +328,7 @@ export class ScenarioEnv {
     const proxy = this.replica(id).proxy;
     if (!proxy) throw new Error(`replica ${id} was not started viaProxy`);
     this.markFaulted(id);
+    this.beginCutOff(id);
     proxy.blackhole();
   }
 
@@ -298,6 +336,7 @@ export class ScenarioEnv {
     const proxy = this.replica(id).proxy;
     if (!proxy) throw new Error(`replica ${id} was not started viaProxy`);
     proxy.heal();
+    this.endCutOff(id);
   }
 
   /** The epoch `id` last acknowledged for `realmURL` (0 when none). */
@@ -609,6 +648,7 @@ export class ScenarioEnv {
       latency: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), max: latencies.length ? Math.max(...latencies) : NaN },
       pollLag: { p50: percentile(lags, 50), max: lags.length ? Math.max(...lags) : NaN },
       faulted: [...this.faulted].sort(),
+      cutOffReads: { ...this.cutOffReads },
       wallMs: now() - this.started,
       violations: this.checker.violations,
       corruptReads: this.checker.corruptReads,
@@ -689,6 +729,8 @@ export interface ScenarioResult {
   pollLag: { p50: number; max: number };
   /** Replicas the scenario faulted (their errors after a Ready are allowed). */
   faulted: string[];
+  /** Reads of a paused or partitioned replica, started while it was cut off, after a Ready decided meanwhile. */
+  cutOffReads: { fresh: number; stale: number; error: number };
   wallMs: number;
   violations: Violation[];
   corruptReads: unknown[];
@@ -753,7 +795,7 @@ export function formatResult(r: ScenarioResult): string {
     `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}, of which before the poll saw it ${c.checkedBeforeSeen}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
     `  VIOLATIONS ${c.violations}, ERRORS AFTER READY ${c.errorsAfterReady} ${JSON.stringify(c.errorsAfterReadyByReplica)} (allowed only from faulted replicas ${JSON.stringify(r.faulted)}), REGRESSIONS ${c.regressions} ${JSON.stringify(c.regressionsByReplica)}, corrupt ${c.corrupt}, wrong replica ${c.wrongReplica}`,
     `  replicas connect as ${r.replicaSessions ? `${r.replicaSessions.login} (member of ${r.replicaSessions.memberOf.join(', ')}); listener sessions' users ${JSON.stringify(r.replicaSessions.listenerUsers)}` : '(not recorded)'}`,
-    `  faults ${JSON.stringify(r.faults)}`,
+    `  faults ${JSON.stringify(r.faults)}; reads of cut-off replicas after a Ready that did not wait for them ${JSON.stringify(r.cutOffReads)}`,
     `  per replica ${JSON.stringify(r.perReplica)}`,
     ...Object.entries(r.extra).map(
       ([name, x]) =>

@@ -7,7 +7,6 @@
 import { RealmsLayout } from '../../src/dataplane/layout.js';
 import type { Misbehaviour } from '../support/realm-server-process.js';
 import { createSourceRealm } from '../support/realms.js';
-import { ConsistencyChecker } from './checker.js';
 import { REALM_FILES, realmContent } from './content.js';
 import type { RealmObjectTarget, ScenarioEnv } from './harness.js';
 import { sleep } from './reader.js';
@@ -102,7 +101,7 @@ export function severalRealms(publishes: number): Promise<ScenarioRun> {
     const layout = new RealmsLayout(env.realmsRoot);
     const realm = async (name: string, host: string, urlPath: string): Promise<RealmObjectTarget> => {
       const sourceURL = `http://localhost:4201/consistency-src-multi-${name}/`;
-      const checker = new ConsistencyChecker((v) => env.collectEvidence(v));
+      const checker = env.newChecker();
       const target: RealmObjectTarget = {
         name,
         sourceURL,

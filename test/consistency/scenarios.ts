@@ -11,7 +11,6 @@ import { RealmsLayout } from '../../src/dataplane/layout.js';
 import { startEmbeddedPostgres } from '../support/embedded-postgres.js';
 import type { OperatorProcess } from '../support/operator-process.js';
 import { createSourceRealm, writeFiles } from '../support/realms.js';
-import { ConsistencyChecker } from './checker.js';
 import { fileContent } from './content.js';
 import { formatResult, ScenarioEnv, withTimeout, type RealmObjectTarget, type ScenarioEnvOptions, type ScenarioResult } from './harness.js';
 import { sleep } from './reader.js';
@@ -242,7 +241,7 @@ export function nestedRealm(publishes: number): Promise<ScenarioRun> {
     { name: 'nested', publishes, extraSourceFiles: (revision) => Object.fromEntries(NESTED_FILES.map((f) => [`${NESTED_SEGMENT}${f}`, fileContent(f, revision)])) },
     async (env) => {
       const layout = new RealmsLayout(env.realmsRoot);
-      const checker = new ConsistencyChecker((v) => env.collectEvidence(v));
+      const checker = env.newChecker();
       const sourceURL = 'http://localhost:4201/consistency-src-nested-inner/';
       const inner: RealmObjectTarget = {
         name: 'inner',

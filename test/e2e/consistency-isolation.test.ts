@@ -25,6 +25,15 @@ beforeAll(async () => {
   await installCRD();
 }, 60_000);
 
+/**
+ * The cut-off replica was read after a Ready that did not wait for it, while still cut off, and
+ * answered fresh content or an error, never stale content.
+ */
+function expectFenced({ result }: ScenarioRun): void {
+  expect(result.cutOffReads.stale).toBe(0);
+  expect(result.cutOffReads.fresh + result.cutOffReads.error).toBeGreaterThan(0);
+}
+
 /** The stale reads of a run, by replica (main realm). */
 function staleByReplica({ result }: ScenarioRun): Record<string, number> {
   const by: Record<string, number> = {};
@@ -39,8 +48,9 @@ test(`h. a replica partitioned from PostgreSQL (blackholed proxy) while it serve
   expect(run.result.faults['replica partitioned from PostgreSQL']).toBe(partitions);
   expect(run.result.faults['Ready without the partitioned replica']).toBe(partitions);
   expect(run.result.faults['partition healed, replica resynced']).toBe(partitions);
-  // Errors came only from the partitioned replica, and it was read after Ready while cut off.
+  // Errors could come only from the partitioned replica, and it was read after Ready while cut off.
   expect(run.result.faulted).toHaveLength(1);
+  expectFenced(run);
 }, budget(12_000));
 
 test(`i. a replica SIGSTOPped past its lease and SIGCONTed after Ready: ${PUBLISHES} publishes, Ready without it, 0 stale reads`, async () => {
@@ -50,6 +60,7 @@ test(`i. a replica SIGSTOPped past its lease and SIGCONTed after Ready: ${PUBLIS
   expect(run.result.faults['replica SIGSTOPped']).toBe(pauses);
   expect(run.result.faults['Ready without the paused replica']).toBe(pauses);
   expect(run.result.faults['replica SIGCONTed past its lease']).toBe(pauses);
+  expectFenced(run);
 }, budget(12_000));
 
 test(`j. three realms on three hosts, one unpublished and republished: ${PUBLISHES} publishes, 0 stale reads in any realm`, async () => {
@@ -82,4 +93,6 @@ test('l. proof: a faulty replica that ignores its lease while partitioned from P
   expect(run.result.publishes).toBe(PROOF_PUBLISHES);
   expect(run.result.counts.violations).toBeGreaterThan(0);
   expect(Object.keys(staleByReplica(run))).toEqual([faulty]);
+  // ... served while it was cut off, after the Ready that no longer waited for it.
+  expect(run.result.cutOffReads.stale).toBeGreaterThan(0);
 }, budget(12_000, PROOF_PUBLISHES));

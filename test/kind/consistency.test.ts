@@ -8,7 +8,14 @@
  *
  * Each fault runs while revisions are published back to back, and one more publish follows it.
  * Required: every publish reaches Ready, and no read that started after Ready for revision N
- * returned an older revision (0 stale reads), nor a torn file, nor another pod's answer.
+ * returned an older revision (0 stale reads), nor a torn file, nor another pod's answer; no pod
+ * went back to an older revision of a file (0 regressions); and reads after a Ready failed (non-200
+ * or transport error) only on pods the test faulted (deleted, killed, scaled down, rolled away).
+ *
+ * T_N here is when the driver's poll saw Ready (the operator in the cluster logs at info, without
+ * the debug line test/consistency/ready-time.ts reads), on the readers' clock (`Date.now()`):
+ * reads between the status write and the poll are not checked in this suite; the process-level
+ * suite (test/e2e/consistency*.test.ts) checks them.
  */
 import { ConsistencyChecker, now, percentile } from '../consistency/checker.js';
 import { checkBody, REALM_FILES, realmContent } from '../consistency/content.js';
@@ -44,11 +51,16 @@ let revision = 0;
 const publishes: Array<{ revision: number; latencyMs: number; during: string }> = [];
 const faults: Array<{ name: string; detail: string; publishes: number; reads: number; ms: number }> = [];
 
+/** Pods the test faulted: only these may fail reads after a Ready. */
+const faultedPods = new Set<string>();
+
 async function publishNext(during: string): Promise<void> {
   revision += 1;
   const sent = now();
+  checker.settle(sent);
   const published = revision;
-  await realm.publish(published, (at) => checker.markReady(published, at));
+  // On the readers' clock (the argument is another clock's time of the same moment).
+  await realm.publish(published, () => checker.markReady(published, now()));
   publishes.push({ revision: published, latencyMs: now() - sent, during });
 }
 
@@ -90,7 +102,8 @@ function summary(): string {
   return [
     `kind consistency: ${publishes.length} publishes, every one Ready; publish→Ready p50 ${ms(percentile(latencies, 50))}, p95 ${ms(percentile(latencies, 95))}, max ${ms(Math.max(...latencies))}`,
     `  reads ${c.reads}: ok ${c.ok} (checked after a Ready ${c.checkedAfterReady}), transport errors ${c.transportErrors}, non-200 ${JSON.stringify(c.non200)}, cache ${JSON.stringify(c.cache)}`,
-    `  STALE READS AFTER READY (violations) ${c.violations}, corrupt ${c.corrupt}, wrong pod ${c.wrongReplica}, regressions before a Ready (allowed) ${c.regressions}`,
+    `  STALE READS AFTER READY (violations) ${c.violations}, corrupt ${c.corrupt}, wrong pod ${c.wrongReplica}, REGRESSIONS ${c.regressions} ${JSON.stringify(c.regressionsByReplica)}`,
+    `  ERRORS AFTER READY ${c.errorsAfterReady} ${JSON.stringify(c.errorsAfterReadyByReplica)} (allowed only from faulted pods ${JSON.stringify([...faultedPods])})`,
     ...faults.map((f) => `  fault ${f.name}: ${f.detail}; ${f.publishes} publishes, ${f.reads} reads, ${(f.ms / 1000).toFixed(1)} s`),
     `  per pod ${JSON.stringify(checker.replicaCounts())}`,
     `  port-forwards per pod ${JSON.stringify(Object.fromEntries(readers?.forwardsByPod ?? []))}`,
@@ -102,6 +115,8 @@ function summary(): string {
     ),
     ...checker.corruptReads.slice(0, 3).map((r) => `  corrupt: ${JSON.stringify(r).slice(0, 400)}`),
     ...checker.errorSamples.slice(0, 3).map((r) => `  error sample: ${r.replica} ${r.file} ${r.status ?? ''} ${r.error ?? ''}`.slice(0, 300)),
+    ...checker.errorAfterReadySamples.slice(0, 5).map((x) => `  error after Ready for ${x.readyRevision}: ${x.read.replica} ${x.read.file} ${x.read.status ?? 'transport'} ${x.read.error ?? ''} ${x.startAfterReadyMs} ms after`.slice(0, 300)),
+    ...checker.regressionSamples.slice(0, 5).map((x) => `  regression: ${x.read.replica} ${x.read.file} revision ${x.previous.revision} then ${x.read.revision}`),
   ].join('\n');
 }
 
@@ -110,7 +125,7 @@ beforeAll(async () => {
   toolbox = await Toolbox.start('consistency');
   realm = new KindRealm(toolbox, { name: 'consistency', host: HOST, content: realmContent, readyTimeoutMs: 180_000 });
   await realm.prepare();
-  await realm.create((at) => checker.markReady(0, at));
+  await realm.create(() => checker.markReady(0, now()));
   readers = new PodReaders({ host: HOST, realmPath: realm.realmPath, files: REALM_FILES, checker, pauseMs: 25 }).start();
   await waitFor(async () => readers!.pods().length >= BASE_REPLICAS, 120_000, () => `readers on ${BASE_REPLICAS} pods; have ${readers!.pods().join(', ')}; ${readers!.problems.join(' | ')}`, 500);
 }, 360_000);
@@ -119,6 +134,7 @@ let summarized = false;
 
 afterAll(async () => {
   await readers?.stop();
+  checker.finish();
   if (readers && !summarized) console.log(summary());
   const warnings = await kubectl(['get', 'events', '-n', SYSTEM_NAMESPACE, '--field-selector', 'type=Warning']);
   if (warnings.stdout) console.log(`Warning events in ${SYSTEM_NAMESPACE}:\n${warnings.stdout.slice(-4000)}`);
@@ -140,13 +156,17 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   });
 
   await duringPublishes(`scale realm-server ${SCALED_REPLICAS} -> ${BASE_REPLICAS}`, async () => {
+    const before = (await realmServerPods()).map((p) => p.name);
     await scaleRealmServers(BASE_REPLICAS);
     await waitRealmServersSettled(BASE_REPLICAS);
+    const after = new Set((await realmServerPods()).map((p) => p.name));
+    for (const pod of before) if (!after.has(pod)) faultedPods.add(pod);
     return `${BASE_REPLICAS} ready pods`;
   });
 
   await duringPublishes('delete a realm-server pod (graceful)', async () => {
     const victim = (await realmServerPods())[0]!.name;
+    faultedPods.add(victim);
     await must(['delete', 'pod', '-n', SYSTEM_NAMESPACE, victim, '--wait=true', '--timeout=120s']);
     await waitRealmServersSettled(BASE_REPLICAS);
     return `deleted ${victim}`;
@@ -154,6 +174,7 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
 
   await duringPublishes('kill -9 a realm-server container', async () => {
     const victim = (await realmServerPods()).at(-1)!.name;
+    faultedPods.add(victim);
     const { restartsBefore, node } = await killContainerProcess(SYSTEM_NAMESPACE, victim, 'realm-server');
     const restarted = await waitFor(
       async () => {
@@ -172,6 +193,7 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
 
   await duringPublishes('rollout restart realm-server', async () => {
     const before = new Set((await listPods(SYSTEM_NAMESPACE, 'app.kubernetes.io/name=realm-server,pod-template-hash')).map((p) => p.name));
+    for (const pod of before) faultedPods.add(pod);
     await must(['rollout', 'restart', '-n', SYSTEM_NAMESPACE, 'deployment/realm-server']);
     await waitRealmServersSettled(BASE_REPLICAS);
     const after = (await realmServerPods()).map((p) => p.name);
@@ -199,6 +221,7 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   // Readers keep reading the last revision for a moment, so reads after the last Ready are checked too.
   await sleep(3000);
   await readers!.stop();
+  checker.finish();
   console.log(summary());
   summarized = true;
 
@@ -206,6 +229,9 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   expect(publishes.length).toBe(revision);
   expect(faults.map((f) => f.name)).toHaveLength(6);
   expect({ violations: counts.violations, corrupt: counts.corrupt, wrongPod: counts.wrongReplica }).toEqual({ violations: 0, corrupt: 0, wrongPod: 0 });
+  // No pod went back to an older revision; no pod the test left alone failed a read after a Ready.
+  expect({ regressions: counts.regressions, samples: checker.regressionSamples }).toEqual({ regressions: 0, samples: [] });
+  expect(checker.errorsAfterReadyExcept(faultedPods)).toEqual({});
   expect(counts.checkedAfterReady).toBeGreaterThan(100);
   // Readers followed the Deployment: the 3 first pods, the 2 scaled up, the replacements; every pod
   // that was ever Ready was read.

@@ -1,8 +1,9 @@
 /**
  * A consistency reader (test/consistency/reader.ts) on every realm-server pod, kept in step with
  * the Deployment as it scales, rolls and loses pods: every second the pods are listed; each
- * running pod (terminating ones too: they still answer requests) gets a `kubectl port-forward` on
- * 127.0.0.1 and a Reader through it, named after the pod (which is also the replica id the
+ * running pod once it has been Ready (its listener resynced, as a Service would route to it), and
+ * terminating ones too (they still answer requests), gets a `kubectl port-forward` on 127.0.0.1
+ * and a Reader through it, named after the pod (which is also the replica id the
  * realm server reports in `x-replica-id`). A forward that ends (its pod is gone, or its container
  * died) stops its reader; the pod gets a new one if it is still running.
  */
@@ -67,6 +68,8 @@ export class PodReaders {
     for (const pod of pods) {
       if (this.stopped || this.attached.has(pod.name) || this.starting.has(pod.name)) continue;
       if (!pod.containers.some((c) => c.name === 'realm-server' && c.running)) continue;
+      // Not before it was Ready once: errors of a server still starting are not what Ready promises.
+      if (!this.podsSeenReady.has(pod.name)) continue;
       // A forward that keeps failing (container restarting) is retried every 2 s, not every sync.
       if (Date.now() - (this.lastStart.get(pod.name) ?? 0) < 2000) continue;
       this.lastStart.set(pod.name, Date.now());
