@@ -163,7 +163,7 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         digestLines.push(`d ${JSON.stringify(entry)} ${modeBits(mode)}`);
         directoryModes.push({ dest: path.join(dir, entry), mode });
       },
-      async linkUnchanged(entry, seen) {
+      async takeWithoutReading(entry, seen) {
         const source = sourceFingerprint(seen);
         const recorded = options.previous && unchangedEntry(options.previous.manifest, entry, source);
         if (!options.previous || !recorded) return false;
@@ -241,8 +241,12 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
 export async function measureSourceRealm(sourceDir: string, options: WalkOptions): Promise<{ fileCount: number; totalBytes: number }> {
   const { fileCount, totalBytes } = await walkSourceRealm(sourceDir, options, {
     async directory() {},
+    // Counted from lstat, never opened: one call per file (staging enforces the limits again on what it copies).
+    async takeWithoutReading() {
+      return true;
+    },
     async file(_entry, _input, _mode, count, stat) {
-      count(Number(stat.size)); // not read: the size stands for the content
+      count(Number(stat.size));
     },
     async symlink() {},
   });
@@ -254,10 +258,10 @@ interface EntrySink {
   directory(entry: string, mode: number): Promise<void>;
   /**
    * Called for a regular file before it is opened, with what `lstat` saw; true when the sink took
-   * it without reading it (a republish hard-linking an unchanged file). The file still counts
-   * against the limits.
+   * it without reading it (a republish hard-linking an unchanged file; measuring sizes). The file
+   * still counts against the limits, with the size lstat saw.
    */
-  linkUnchanged?(entry: string, seen: BigIntStats): Promise<boolean>;
+  takeWithoutReading?(entry: string, seen: BigIntStats): Promise<boolean>;
   /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. `stat` is the open file's. */
   file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: BigIntStats): Promise<void>;
   /** `target` is the realm-local path the link resolves to. */
@@ -379,7 +383,7 @@ async function walkSourceRealm(
     let input: FileHandle | undefined;
     try {
       // Unchanged since the previous version: linked, never opened (so nothing is read at all).
-      if (await sink.linkUnchanged?.(item.rel, seen)) {
+      if (await sink.takeWithoutReading?.(item.rel, seen)) {
         read = reserved;
         return;
       }
