@@ -18,6 +18,7 @@ import { assertSchema } from '../dataplane/schema-check.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
+import { createRealmController } from '../reconciler/realm/controller.js';
 import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, loadDefaultConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
@@ -89,6 +90,23 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       logger, // the Controller adds `controller` itself
       metricsRegistry: registry,
     });
+    // Realms (source realms): on when the Realm CRD is installed. REALM_SERVER_URL gives Realms without spec.serverURL their server.
+    const realmController = await createRealmController({
+      connection,
+      plane: { pool, layout: new RealmsLayout(config.realmsRoot), logger: logger.child({ controller: 'realm' }), durable: config.durable },
+      logger,
+      registry,
+      ownWrites,
+      identity: config.identity,
+      ...(config.watchNamespace ? { watchNamespace: config.watchNamespace } : {}),
+      concurrency: config.maxConcurrentReconciles,
+      resyncPeriodMs: config.resyncPeriod,
+      drainTimeoutMs: config.shutdownTimeout,
+      ackWaitMs: config.ackWait,
+      ackRequeueMs: config.ackRequeue,
+      stalledRetryMs: config.stalledRetry,
+      ...(process.env.REALM_SERVER_URL ? { defaultServerURL: process.env.REALM_SERVER_URL } : {}),
+    });
     const leaderElector = config.leaderElection
       ? new LeaderElector({
           kubeConfig: connection,
@@ -123,6 +141,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     });
     injectProcessFault(logger);
     manager.add(informer).add(controller);
+    if (realmController) manager.add(realmController.informer).add(realmController.controller);
     if (endpointSlices) manager.add(endpointSlices);
     const metricsServer = await serveMetrics({
       address: config.metricsBindAddress,
@@ -138,7 +157,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       removeProcessGuard();
       metricsServer?.close();
       // Series counts the rate limit held back are written now, not lost with the process.
-      await Promise.race([kube.events.close(), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      await Promise.race([Promise.all([kube.events.close(), realmController?.kube.events.close()]), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
       reconciler.close();
       connection.destroy();
     }

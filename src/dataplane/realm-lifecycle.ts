@@ -1,0 +1,441 @@
+/**
+ * Creating, adopting and deleting a Boxel source realm: what the `Realm` controller runs.
+ *
+ * Create writes exactly what Boxel's `createRealm` writes (cardstack/boxel
+ * packages/realm-server/handlers/create-realm.ts): under the realm URL's lock, the owner's
+ * permissions (read, write, realm-owner), `realm_metadata`, `realm.json` (name, background, icon)
+ * and the initial `index.json` in `<root>/<owner>/<endpoint>/`, and the `realm_registry` row (kind
+ * `source`) with `NOTIFY realm_registry 'upsert:<url>'`. Boxel then mounts the realm, whose
+ * start-up enqueues one `from-scratch-index` job (packages/runtime-common/realm-index-updater.ts
+ * `publishFullIndex` through jobs/reindex-realm.ts, at `userInitiatedPriority`); the operator
+ * enqueues that same job in the same transaction. Boxel has registered no Matrix user for a source
+ * realm since commit fd6228f5ec ("Simplify setup to require a single session room"), so neither does
+ * the operator. Two departures, both refusals: a URL that contains or is inside another realm's
+ * (Boxel checks only the server root), and one already managed by another Realm object.
+ *
+ * Delete does what Boxel's delete handler does (handlers/handle-delete-realm.ts, with
+ * lib/realm-registry-writes.ts and handlers/realm-destruction-utils.ts): under the source realm's
+ * lock, in one transaction, the published realms made from it lose their registry rows (one
+ * `NOTIFY realm_registry 'delete:<source>'`), permissions and database artifacts, then the source
+ * loses its own (registry row with its NOTIFY, claimed domains soft-deleted, unlisted slug,
+ * permissions, artifacts). After the commit the files go, then the wildcard `realm_file_changes
+ * '<url>:*'` for every removed published realm and then the source. The operator draws an epoch for
+ * each removed realm in that last transaction, after the files are gone, so replicas that
+ * acknowledge it are known to have dropped their caches after the removal.
+ *
+ * The operator's own marker is a `realm_operator.realm_epochs` row for the source URL whose
+ * `claimed_by` names the Realm object, written in the create (or adopt) transaction: a retried
+ * reconcile after a crash recognizes its own realm instead of refusing it as a collision.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type pg from 'pg';
+import { assertRealmURL, findOverlappingRealmURLs } from '../wire/realm-url.js';
+import { JOBS_CHANNEL } from '../wire/channels.js';
+import { withRealmLock, notify, type Queryable } from './db.js';
+import { notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
+import type { DataPlane } from './publish.js';
+import { recoverPublishedRealm } from './publish.js';
+import { PUBLISHED_DIRECTORY_NAME } from './realm-identity.js';
+import { PublishError, readRealmEpochRow, readRegistryRow, recordUnpublishedEpoch, safePublishedDiskId, safeSourceDiskId } from './realm-state.js';
+import { chooseFromScratchCoalesce, DEFAULT_REINDEX_PRIORITY, DEFAULT_REINDEX_TIMEOUT_SECONDS, indexingConcurrencyGroup, REINDEX_JOB_TYPE } from './reindex.js';
+import { sourceDiskIdProblem } from './safe-paths.js';
+
+/** Where a source realm lives: its URL, its registry owner and its directory. */
+export interface SourceRealmLocation {
+  url: string;
+  /** Boxel's `getMatrixUsername(owner)`: the user id without `@` and `:<server>`. */
+  ownerUsername: string;
+  /** `<owner>/<endpoint>`, relative to the realms root. */
+  diskId: string;
+}
+
+/** A create or adopt refused for a reason a person must fix; `field` names the spec field to change. */
+export class RealmRefusedError extends PublishError {
+  constructor(
+    readonly reason: 'URLTaken' | 'URLOverlapsRealm' | 'URLAlreadyManaged' | 'RealmNotFound' | 'RealmMissing' | 'OwnerMismatch' | 'UnsafeLocation',
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RealmRefusedError';
+  }
+}
+
+/**
+ * Boxel's create-realm URL and directory: `new URL('<server path>/<owner>/<endpoint>/', serverURL)`
+ * and `<root>/<owner>/<endpoint>`. Refuses an owner whose localpart would not be one safe path
+ * segment (Matrix localparts may contain `/` and `.`). Pure.
+ */
+export function sourceRealmLocation(serverURL: string, ownerUserId: string, endpoint: string): SourceRealmLocation {
+  const ownerUsername = ownerUserId.replace(/^@/, '').replace(/:.*$/, '');
+  const diskId = `${ownerUsername}/${endpoint}`;
+  const problem = sourceDiskIdProblem(diskId);
+  if (problem || ownerUsername.includes('/')) {
+    throw new RealmRefusedError(
+      'UnsafeLocation',
+      'spec.owner',
+      `the realm directory ${JSON.stringify(diskId)} made from spec.owner's localpart ${JSON.stringify(ownerUsername)} ${problem ?? 'has more than one path segment'}; the owner's localpart must be one path segment (no "/", not "." or "..")`,
+    );
+  }
+  const server = new URL(serverURL);
+  const url = assertRealmURL(new URL(`${server.pathname.replace(/\/$/, '')}/${ownerUsername}/${endpoint}/`, server).href, 'the realm URL');
+  return { url, ownerUsername, diskId };
+}
+
+/** `fs-extra`'s `writeJSONSync` format, which Boxel writes realm.json and index.json with: compact JSON and a final newline. */
+function boxelJSON(value: unknown): string {
+  return `${JSON.stringify(value)}\n`;
+}
+
+/** The `realm.json` Boxel's create-realm writes (a RealmConfig card); icon and background only when given. */
+export function initialRealmJSON(info: { name: string; iconURL?: string; backgroundURL?: string }): string {
+  return boxelJSON({
+    data: {
+      type: 'card',
+      attributes: {
+        cardInfo: { name: info.name },
+        ...(info.iconURL ? { iconURL: info.iconURL } : {}),
+        ...(info.backgroundURL ? { backgroundURL: info.backgroundURL } : {}),
+      },
+      meta: { adoptsFrom: { module: '@cardstack/base/realm-config', name: 'RealmConfig' } },
+    },
+  });
+}
+
+/** The `index.json` Boxel's create-realm writes (a Workspace card). */
+export const INITIAL_INDEX_JSON = boxelJSON({ data: { type: 'card', meta: { adoptsFrom: { module: '@cardstack/base/workspace', name: 'Workspace' } } } });
+
+export interface CreateSourceRealmRequest extends SourceRealmLocation {
+  /** The owner's Matrix user id; gets read, write and realm-owner. */
+  ownerUserId: string;
+  name: string;
+  backgroundURL?: string;
+  iconURL?: string;
+  publishable: boolean;
+  /** `<namespace>/<name>/<uid>` of the Realm object. */
+  claimant: string;
+  /** The server's origin realm URL (`<origin>/`), which Boxel refuses to create under. */
+  serverRootURL: string;
+}
+
+export interface CreateSourceRealmResult {
+  /** False when this claimant had already created (or adopted) it: nothing was written. */
+  created: boolean;
+  /** The initial index job (created, or recorded by the first create). */
+  indexJobId: number | null;
+}
+
+/** Creates the source realm as Boxel's create-realm does (see the file comment); idempotent for its claimant. */
+export async function createSourceRealm(plane: DataPlane, request: CreateSourceRealmRequest): Promise<CreateSourceRealmResult> {
+  const { url } = request;
+  const dir = plane.layout.sourceDir(request.diskId);
+  return withRealmLock(
+    plane.pool,
+    url,
+    async (tx) => {
+      const marker = await readRealmEpochRow(tx, url, true);
+      const existing = await readRegistryRow(tx, url);
+      if (existing && marker?.claimed_by === request.claimant) return { created: false, indexJobId: marker.reindex_job_id === null ? null : Number(marker.reindex_job_id) };
+      assertClaimable(url, marker?.claimed_by ?? null, request.claimant);
+      if (!existing && marker?.claimed_by === request.claimant) {
+        // The marker is written with the registry row, so the realm was deleted outside the operator.
+        throw new RealmRefusedError(
+          'RealmMissing',
+          'metadata.name',
+          `${url} was created by this Realm but is no longer registered (deleted outside the operator, e.g. in Boxel); it is not recreated on its own: delete this Realm and create it again to make a new, empty realm`,
+        );
+      }
+      if (existing) {
+        throw new RealmRefusedError(
+          'URLTaken',
+          'spec.endpoint',
+          `a ${existing.kind} realm is already registered at ${url}; choose another spec.endpoint, or set spec.adopt to true to manage the existing realm without touching its files`,
+        );
+      }
+      const atRoot = await readRegistryRow(tx, request.serverRootURL);
+      if (atRoot) {
+        throw new RealmRefusedError('URLTaken', 'spec.serverURL', `a realm is already mounted at the origin of this server (${atRoot.url}), and Boxel creates no realm under it; use another spec.serverURL`);
+      }
+      const overlapping = findOverlappingRealmURLs(url, (await tx.query<{ url: string }>('SELECT url FROM realm_registry')).rows.map((r) => r.url));
+      if (overlapping.length > 0) {
+        throw new RealmRefusedError(
+          'URLOverlapsRealm',
+          'spec.endpoint',
+          `${url} contains or is inside the registered realm${overlapping.length > 1 ? 's' : ''} ${overlapping.join(', ')}: replicas would route its requests differently; choose another spec.endpoint or spec.serverURL`,
+        );
+      }
+      await tx.query(
+        `INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner) VALUES ($1, $2, true, true, true)
+         ON CONFLICT (realm_url, username) DO UPDATE SET read = true, write = true, realm_owner = true`,
+        [url, request.ownerUserId],
+      );
+      // Boxel resets every mutable column on conflict, so a row left by an earlier realm at this URL does not bleed in.
+      await tx.query(
+        `INSERT INTO realm_metadata (url, publishable, show_as_catalog) VALUES ($1, $2, NULL)
+         ON CONFLICT (url) DO UPDATE SET publishable = EXCLUDED.publishable, show_as_catalog = NULL, updated_at = now()`,
+        [url, request.publishable],
+      );
+      await fs.mkdir(dir, { recursive: true });
+      await fs.writeFile(path.join(dir, 'realm.json'), initialRealmJSON(request));
+      await fs.writeFile(path.join(dir, 'index.json'), INITIAL_INDEX_JSON);
+      await tx.query(
+        `INSERT INTO realm_registry (url, kind, disk_id, owner_username, pinned) VALUES ($1, 'source', $2, $3, false) ON CONFLICT (url) DO NOTHING`,
+        [url, request.diskId, request.ownerUsername],
+      );
+      await notifyRealmRegistry(tx, 'upsert', url);
+      const indexJobId = await enqueueInitialIndex(tx, url, request.ownerUsername);
+      await writeMarker(tx, url, request.claimant, indexJobId);
+      return { created: true, indexJobId };
+    },
+    plane.lock,
+  );
+}
+
+/**
+ * Takes over an existing Boxel source realm: checks it is a source realm of this owner and records
+ * the claim; writes nothing of Boxel's and touches no file. Returns its registry row's disk id.
+ */
+export async function adoptSourceRealm(plane: DataPlane, request: { url: string; ownerUsername: string; claimant: string }): Promise<{ diskId: string }> {
+  return withRealmLock(
+    plane.pool,
+    request.url,
+    async (tx) => {
+      const existing = await readRegistryRow(tx, request.url);
+      if (!existing) {
+        throw new RealmRefusedError('RealmNotFound', 'spec.adopt', `no realm is registered at ${request.url} to adopt; set spec.adopt to false to create it, or fix spec.owner, spec.endpoint or spec.serverURL`);
+      }
+      if (existing.kind !== 'source') {
+        throw new RealmRefusedError('URLTaken', 'spec.endpoint', `${request.url} is a ${existing.kind} realm, not a source realm; only source realms can be adopted`);
+      }
+      if (existing.owner_username !== request.ownerUsername) {
+        throw new RealmRefusedError('OwnerMismatch', 'spec.owner', `${request.url} is owned by ${existing.owner_username} in realm_registry, not by ${request.ownerUsername}; set spec.owner to that user's Matrix id`);
+      }
+      const marker = await readRealmEpochRow(tx, request.url, true);
+      assertClaimable(request.url, marker?.claimed_by ?? null, request.claimant);
+      await writeMarker(tx, request.url, request.claimant, marker?.reindex_job_id === null || marker === undefined ? null : Number(marker.reindex_job_id));
+      return { diskId: safeSourceDiskId(request.url, existing.disk_id) };
+    },
+    plane.lock,
+  );
+}
+
+/** Refuses a URL another Realm object manages. */
+function assertClaimable(url: string, claimedBy: string | null, claimant: string): void {
+  if (claimedBy && claimedBy !== claimant) {
+    throw new RealmRefusedError(
+      'URLAlreadyManaged',
+      'spec.endpoint',
+      `${url} is managed by the Realm ${claimedBy.split('/').slice(0, 2).join('/')}; delete one of the two Realms (deleting this one leaves the realm alone)`,
+    );
+  }
+}
+
+async function writeMarker(db: Queryable, url: string, claimant: string, indexJobId: number | null): Promise<void> {
+  await db.query(
+    `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, claimed_by, reindex_epoch, reindex_job_id) VALUES ($1, 0, $2, 0, $3)
+     ON CONFLICT (realm_url) DO UPDATE SET claimed_by = EXCLUDED.claimed_by,
+       reindex_job_id = COALESCE(realm_operator.realm_epochs.reindex_job_id, EXCLUDED.reindex_job_id), updated_at = now()`,
+    [url, claimant, indexJobId],
+  );
+}
+
+/**
+ * The job a new realm's start-up enqueues (Boxel's `enqueueReindexRealmJob` without a forced
+ * refresh): `from-scratch-index` in `indexing:<url>`, args `{realmURL, realmUsername,
+ * clearLastModified: false}`, `userInitiatedPriority`, the from-scratch timeout, under the queue's
+ * group lock; a still-pending job of the group is joined by Boxel's coalesce rule. NOTIFY `jobs`
+ * is delivered at COMMIT.
+ */
+async function enqueueInitialIndex(tx: pg.PoolClient, url: string, realmUsername: string): Promise<number> {
+  const group = indexingConcurrencyGroup(url);
+  await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [group]);
+  const incoming = {
+    jobType: REINDEX_JOB_TYPE,
+    priority: DEFAULT_REINDEX_PRIORITY,
+    timeout: DEFAULT_REINDEX_TIMEOUT_SECONDS,
+    args: { realmURL: url, realmUsername, clearLastModified: false },
+  };
+  const { rows: pending } = await tx.query<{ id: number; job_type: string; priority: number; timeout: number; args: unknown }>(
+    `SELECT j.id, j.job_type, j.priority, j.timeout, j.args FROM jobs j
+     WHERE j.status = 'unfulfilled' AND j.concurrency_group = $1 ORDER BY j.created_at, j.id FOR UPDATE`,
+    [group],
+  );
+  const decision = chooseFromScratchCoalesce(
+    incoming,
+    pending.map((r) => ({ id: Number(r.id), jobType: r.job_type, priority: r.priority, timeout: r.timeout, args: r.args })),
+  );
+  let jobId: number;
+  if (decision.type === 'join') {
+    await tx.query('UPDATE jobs SET priority = $2, timeout = $3, args = $4 WHERE id = $1', [decision.jobId, decision.update.priority, decision.update.timeout, JSON.stringify(decision.update.args)]);
+    jobId = decision.jobId;
+  } else {
+    const { rows } = await tx.query<{ id: number }>(
+      'INSERT INTO jobs (job_type, args, concurrency_group, timeout, priority) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+      [incoming.jobType, JSON.stringify(incoming.args), group, incoming.timeout, incoming.priority],
+    );
+    jobId = Number(rows[0]!.id);
+  }
+  await notify(tx, JOBS_CHANNEL);
+  return jobId;
+}
+
+/** A realm removed by a delete: its URL and directory relative to the realms root. */
+export interface RemovedRealm {
+  url: string;
+  /** `<owner>/<endpoint>` for the source realm, `_published/<id>` for a published one. */
+  diskId: string;
+  /** The epoch replicas acknowledge for its removal, once drawn. */
+  epoch?: number;
+}
+
+/**
+ * Boxel's delete, database part: one transaction under the source realm's lock. Returns the
+ * removed realms, published ones first and the source last; empty when the source realm is not
+ * registered (already deleted). Refuses a realm that is not a source realm.
+ */
+export async function deleteSourceRealmRows(plane: DataPlane, sourceURL: string): Promise<RemovedRealm[]> {
+  const url = assertRealmURL(sourceURL, 'the realm URL');
+  return withRealmLock(
+    plane.pool,
+    url,
+    async (tx) => {
+      const source = await readRegistryRow(tx, url);
+      if (!source) return [];
+      if (source.kind !== 'source') throw new PublishError(`${url} is a ${source.kind} realm in realm_registry, not a source realm; refusing to delete it`);
+      const sourceDiskId = safeSourceDiskId(url, source.disk_id);
+      const tables = await presentTables(tx);
+      // The RETURNING set drives the per-published clean-up, as in Boxel (no window between a SELECT and the DELETE).
+      const { rows: published } = await tx.query<{ url: string; disk_id: string }>(
+        `DELETE FROM realm_registry WHERE source_url = $1 AND kind = 'published' RETURNING url, disk_id`,
+        [url],
+      );
+      await notifyRealmRegistry(tx, 'delete', url);
+      const removed: RemovedRealm[] = [];
+      for (const row of published) {
+        const diskId = safePublishedDiskId('realm_registry.disk_id', row.url, row.disk_id);
+        await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [row.url]);
+        await removeRealmDatabaseArtifacts(tx, row.url, tables);
+        // The operator's record of content it published there: nothing is published any more.
+        await recordUnpublishedEpoch(tx, row.url);
+        removed.push({ url: row.url, diskId: `${PUBLISHED_DIRECTORY_NAME}/${diskId}` });
+      }
+      await tx.query(`DELETE FROM realm_registry WHERE url = $1 AND kind <> 'bootstrap'`, [url]);
+      await notifyRealmRegistry(tx, 'delete', url);
+      if (tables.has('claimed_domains_for_sites')) {
+        await tx.query('UPDATE claimed_domains_for_sites SET removed_at = $2 WHERE source_realm_url = $1 AND removed_at IS NULL', [url, Math.floor(Date.now() / 1000)]);
+      }
+      if (tables.has('unlisted_realm_paths')) await tx.query('DELETE FROM unlisted_realm_paths WHERE source_realm_url = $1', [url]);
+      await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
+      await removeRealmDatabaseArtifacts(tx, url, tables);
+      removed.push({ url, diskId: sourceDiskId });
+      return removed;
+    },
+    plane.lock,
+  );
+}
+
+/** Boxel's tables that only a Boxel database has (a standalone one made by migrations.ts lacks them). */
+const OPTIONAL_TABLES = [
+  'claimed_domains_for_sites',
+  'unlisted_realm_paths',
+  'boxel_index_working',
+  'prerendered_html',
+  'prerendered_html_working',
+  'realm_meta',
+  'realm_generations',
+  'realm_file_meta',
+] as const;
+
+async function presentTables(db: Queryable): Promise<Set<string>> {
+  const { rows } = await db.query<{ name: string }>(`SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL`, [[...OPTIONAL_TABLES]]);
+  return new Set(rows.map((r) => r.name));
+}
+
+/** Boxel's `userInitiatedJobCancellationResult` (packages/runtime-common/job-utils.ts). */
+const USER_CANCELLATION_RESULT = { status: 418, message: 'User initiated job cancellation' };
+
+/**
+ * Boxel's `removeRealmDatabaseArtifacts` (handlers/realm-destruction-utils.ts): both job lanes of
+ * the realm drained (running jobs cancelled as `forceCancelJobById` does, pending ones deleted with
+ * their reservations), then its modules, index, prerendered HTML, meta, generations, file meta and
+ * metadata rows.
+ */
+async function removeRealmDatabaseArtifacts(tx: Queryable, url: string, tables: ReadonlySet<string>): Promise<void> {
+  for (const group of [indexingConcurrencyGroup(url), `prerender-html:${url}`]) {
+    const { rows: running } = await tx.query<{ id: number }>(
+      `SELECT DISTINCT j.id FROM jobs j JOIN job_reservations jr ON jr.job_id = j.id
+       WHERE j.concurrency_group = $1 AND j.status = 'unfulfilled' AND jr.completed_at IS NULL AND jr.locked_until > now() ORDER BY j.id`,
+      [group],
+    );
+    for (const { id } of running) {
+      await tx.query(`UPDATE jobs SET result = $2, status = 'rejected', finished_at = now() WHERE id = $1`, [id, JSON.stringify(USER_CANCELLATION_RESULT)]);
+      await tx.query('UPDATE job_reservations SET completed_at = now() WHERE job_id = $1 AND completed_at IS NULL', [id]);
+      await notify(tx, 'jobs_finished');
+    }
+    await tx.query(`DELETE FROM job_reservations WHERE job_id IN (SELECT id FROM jobs WHERE concurrency_group = $1 AND status = 'unfulfilled')`, [group]);
+    await tx.query(`DELETE FROM jobs WHERE concurrency_group = $1 AND status = 'unfulfilled'`, [group]);
+  }
+  await tx.query('DELETE FROM modules WHERE resolved_realm_url = $1', [url]);
+  if (tables.has('boxel_index_working')) await tx.query('DELETE FROM boxel_index_working WHERE realm_url = $1', [url]);
+  await tx.query('DELETE FROM boxel_index WHERE realm_url = $1', [url]);
+  for (const table of ['prerendered_html_working', 'prerendered_html', 'realm_meta', 'realm_generations', 'realm_file_meta'] as const) {
+    if (tables.has(table)) await tx.query(`DELETE FROM ${table} WHERE realm_url = $1`, [url]);
+  }
+  await tx.query('DELETE FROM realm_metadata WHERE url = $1', [url]);
+}
+
+/**
+ * Boxel's delete, file part (after the commit): removes each removed realm's directory. A published
+ * realm the operator published is a symlink into its content versions: the link goes as in Boxel,
+ * and {@link recoverPublishedRealm} then trashes the versions nothing refers to any more.
+ */
+export async function removeDeletedRealmFiles(plane: DataPlane, removed: readonly RemovedRealm[]): Promise<void> {
+  for (const realm of removed) {
+    const target = realm.diskId.startsWith(`${PUBLISHED_DIRECTORY_NAME}/`)
+      ? path.join(plane.layout.publishedRoot, safePublishedDiskId('realm_registry.disk_id', realm.url, realm.diskId.slice(PUBLISHED_DIRECTORY_NAME.length + 1)))
+      : plane.layout.sourceDir(realm.diskId);
+    await fs.rm(target, { recursive: true, force: true });
+    if (target.startsWith(plane.layout.publishedRoot) && (await readRealmEpochRow(plane.pool, realm.url))) await recoverPublishedRealm(plane, realm.url);
+  }
+}
+
+/**
+ * Boxel's delete, last part: the wildcard `realm_file_changes '<url>:*'` for every removed realm,
+ * published ones first, in one transaction that also draws each one's epoch (after the files are
+ * gone). Returns the realms with their epochs, for the acknowledgement wait.
+ */
+export async function announceDeletedRealms(pool: pg.Pool, removed: readonly RemovedRealm[]): Promise<RemovedRealm[]> {
+  const client = await pool.connect();
+  let discard: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const announced: RemovedRealm[] = [];
+    for (const realm of removed) {
+      const { rows } = await client.query<{ epoch: string }>(
+        `INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))
+         ON CONFLICT (realm_url) DO UPDATE SET epoch = nextval('realm_operator.epoch_seq'), claimed_by = NULL, updated_at = now() RETURNING epoch`,
+        [realm.url],
+      );
+      await notifyAllFileChanges(client, realm.url);
+      announced.push({ ...realm, epoch: Number(rows[0]!.epoch) });
+    }
+    await client.query('COMMIT');
+    return announced;
+  } catch (error) {
+    await client.query('ROLLBACK').catch((rollbackError: Error) => (discard = rollbackError));
+    throw error;
+  } finally {
+    client.release(discard);
+  }
+}
+
+/** Lets go of a realm without touching it (deletionPolicy Retain): only the operator's claim goes. */
+export async function releaseSourceRealm(pool: pg.Pool, url: string, claimant: string): Promise<void> {
+  await pool.query('UPDATE realm_operator.realm_epochs SET claimed_by = NULL, updated_at = now() WHERE realm_url = $1 AND claimed_by = $2', [url, claimant]);
+}
+
+/** The Realm object holding the URL's claim, if any (`<namespace>/<name>/<uid>`). */
+export async function readRealmClaim(db: Queryable, url: string): Promise<string | null> {
+  return (await readRealmEpochRow(db, url))?.claimed_by ?? null;
+}

@@ -1,0 +1,340 @@
+/**
+ * The Realm reconciler: a Boxel source realm as a resource, on the same runtime as PublishedRealm
+ * (informer → controller → `reconcile(key)`), with the same kstatus conditions, Events and
+ * status/finalizer client (../published-realm/kube.ts, ../published-realm/conditions.ts).
+ *
+ * Flow for an object that exists:
+ *   fetch → (being deleted? see below) → validate spec (invalid: Stalled InvalidSpec) → the URL
+ *   `<serverURL>/<owner>/<endpoint>/` (no serverURL and no operator default: Stalled) → finalizer
+ *   → create as Boxel does, or adopt (refusals: Stalled with the reason and the field to change)
+ *   → Ready (Created / Adopted).
+ *
+ * Deletion, with `deletionPolicy: Delete` (the default for a realm the object created): Boxel's
+ * delete in the database (recorded in status.deletion, so a restarted operator finishes it), the
+ * files, the wildcard NOTIFYs with an epoch per removed realm, then the wait until every live
+ * replica acknowledged each epoch; only then is the finalizer released. With `Retain` (the default
+ * for an adopted realm) the realm is left as it is. A realm this object does not hold the claim of
+ * (refused, or another object's) is never deleted.
+ *
+ * The data-plane side is src/dataplane/realm-lifecycle.ts.
+ */
+import type { Logger } from 'pino';
+import type { PublishedRealmStatus } from '../../api/v1alpha1/published-realm-types.js';
+import { effectiveDeletionPolicy, parseRealmSpec, REALM_FINALIZER, type Realm, type RealmSpec, type RealmStatus } from '../../api/v1alpha1/realm-types.js';
+import { waitForReplicaAcks } from '../../dataplane/acknowledgements.js';
+import type { DataPlane } from '../../dataplane/publish.js';
+import {
+  adoptSourceRealm,
+  announceDeletedRealms,
+  createSourceRealm,
+  deleteSourceRealmRows,
+  readRealmClaim,
+  RealmRefusedError,
+  releaseSourceRealm,
+  removeDeletedRealmFiles,
+  sourceRealmLocation,
+  type RemovedRealm,
+  type SourceRealmLocation,
+} from '../../dataplane/realm-lifecycle.js';
+import { UnsafeDatabaseValueError } from '../../dataplane/realm-state.js';
+import { invalidSpecMessage, markReady, markReconciling, markStalled, plural, transitionEvent } from '../published-realm/conditions.js';
+import type { CustomResourceKube, ObjectKey } from '../published-realm/kube.js';
+import { StallBackoff } from '../published-realm/stall-backoff.js';
+
+export type RealmKube = CustomResourceKube<Realm, RealmStatus>;
+
+/**
+ * Reasons, CamelCase and stable.
+ * - Ready=True: `Created` (this object created the realm), `Adopted` (it manages an existing one).
+ * - Reconciling: `Deleting` (the deletion is under way), `AwaitingAcknowledgement` (the realms are
+ *   gone; waiting for live replicas to drop their caches before releasing the finalizer).
+ * - Stalled (a person must act; re-checked with growing delays): `InvalidSpec`, `ServerURLUnknown`
+ *   (no spec.serverURL and no operator REALM_SERVER_URL), `URLChanged` (the default server URL
+ *   changed under a created realm), `URLTaken` (a realm is already at the URL: adopt it or choose
+ *   another endpoint), `URLOverlapsRealm`, `URLAlreadyManaged` (another Realm object has it),
+ *   `RealmNotFound` (nothing to adopt), `RealmMissing` (created, then deleted outside the operator;
+ *   not recreated on its own), `OwnerMismatch`, `UnsafeLocation`, `UnsafeDatabaseValue`.
+ * Event-only: `RealmCreated`, `RealmAdopted`, `RealmDeleted`, `RealmRetained`, `NotDeleted`.
+ */
+export const RealmReasons = {
+  Created: 'Created',
+  Adopted: 'Adopted',
+  Deleting: 'Deleting',
+  AwaitingAcknowledgement: 'AwaitingAcknowledgement',
+  InvalidSpec: 'InvalidSpec',
+  ServerURLUnknown: 'ServerURLUnknown',
+  URLChanged: 'URLChanged',
+  UnsafeDatabaseValue: 'UnsafeDatabaseValue',
+  RealmCreated: 'RealmCreated',
+  RealmAdopted: 'RealmAdopted',
+  RealmDeleted: 'RealmDeleted',
+  RealmRetained: 'RealmRetained',
+  NotDeleted: 'NotDeleted',
+} as const;
+
+const Actions = { Reconcile: 'Reconcile', Create: 'Create', Adopt: 'Adopt', Delete: 'Delete' } as const;
+
+export interface RealmReconcilerOptions {
+  kube: RealmKube;
+  /** The informer's copy, read instead of a GET (see PublishedRealmReconcilerOptions.cached). */
+  cached?: (key: ObjectKey) => Realm | undefined;
+  plane: DataPlane;
+  logger: Logger;
+  /** The realm server URL for Realms without spec.serverURL (the operator's REALM_SERVER_URL). */
+  defaultServerURL?: string;
+  /** How long one reconcile waits for acknowledgements of a deletion before requeueing. Default 10 s. */
+  ackWaitMs?: number;
+  /** Requeue delay while replicas have not all acknowledged. Default 2 s. */
+  ackRequeueMs?: number;
+  /** First re-check delay of a Stalled Realm; doubles per re-check up to 10 minutes. Default 30 s. */
+  stalledRetryMs?: number;
+}
+
+export class RealmReconciler {
+  private readonly stalls: StallBackoff;
+  private readonly latest = new Map<string, Realm>();
+
+  constructor(private readonly options: RealmReconcilerOptions) {
+    const initialMs = options.stalledRetryMs ?? 30_000;
+    this.stalls = new StallBackoff({ initialMs, maxMs: Math.max(initialMs, 10 * 60_000) });
+  }
+
+  async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
+    const id = `${key.namespace}/${key.name}`;
+    const realm = this.options.cached?.(key) ?? (await this.options.kube.get(key));
+    if (!realm) {
+      this.stalls.reset(id);
+      return {};
+    }
+    this.latest.set(id, realm);
+    try {
+      if (realm.metadata.deletionTimestamp) {
+        this.stalls.reset(id);
+        return await this.finalize(realm, signal);
+      }
+      return await this.ensureRealm(realm);
+    } finally {
+      this.latest.delete(id);
+    }
+  }
+
+  private async ensureRealm(realm: Realm): Promise<{ requeueAfterMs?: number }> {
+    const parsed = parseRealmSpec(realm.spec);
+    if (!parsed.ok) {
+      await this.stall(realm, RealmReasons.InvalidSpec, invalidSpecMessage(parsed.problems).replace('edit the PublishedRealm', 'edit the Realm').replace(' Nothing was published.', ' Nothing was created.'));
+      return {};
+    }
+    const spec = parsed.spec;
+    const located = this.locate(realm, spec);
+    if ('refusal' in located) return this.stallWithBackoff(realm, located.refusal);
+    const { location } = located;
+    await this.setFinalizer(realm, true);
+    try {
+      if (spec.adopt) {
+        const { diskId } = await adoptSourceRealm(this.options.plane, { url: location.url, ownerUsername: location.ownerUsername, claimant: claimantOf(realm) });
+        const before = realm.status?.adopted === true && realm.status.url === location.url;
+        await this.writeStatus(realm, (s) => ({
+          ...ready(s, realm, RealmReasons.Adopted, `Adopted the Boxel realm ${location.url} (directory ${diskId}); its files were not touched. Deleting this Realm ${policyNote(spec)}.`),
+          url: location.url,
+          diskId,
+          adopted: true,
+        }));
+        if (!before) await this.options.kube.recordEvent(realm, 'Normal', RealmReasons.RealmAdopted, Actions.Adopt, `Adopted ${location.url}.`);
+      } else {
+        const name = spec.name ?? spec.endpoint;
+        const result = await createSourceRealm(this.options.plane, {
+          ...location,
+          ownerUserId: spec.owner,
+          name,
+          ...(spec.backgroundURL ? { backgroundURL: spec.backgroundURL } : {}),
+          ...(spec.iconURL ? { iconURL: spec.iconURL } : {}),
+          publishable: spec.publishable,
+          claimant: claimantOf(realm),
+          serverRootURL: `${new URL(location.url).origin}/`,
+        });
+        await this.writeStatus(realm, (s) => ({
+          ...ready(s, realm, RealmReasons.Created, `Created ${location.url} for ${spec.owner} in ${location.diskId}, as Boxel's create-realm does; its initial index is job ${result.indexJobId}. Deleting this Realm ${policyNote(spec)}.`),
+          url: location.url,
+          diskId: location.diskId,
+          adopted: false,
+          ...(result.indexJobId !== null ? { indexJobId: result.indexJobId } : {}),
+        }));
+        if (result.created) {
+          await this.options.kube.recordEvent(realm, 'Normal', RealmReasons.RealmCreated, Actions.Create, `Created ${location.url} (realm.json "${name}", index job ${result.indexJobId}).`);
+          this.log(realm).info({ url: location.url, indexJobId: result.indexJobId }, 'created realm');
+        }
+      }
+    } catch (error) {
+      const refusal = refusalOf(error);
+      if (!refusal) throw error;
+      return this.stallWithBackoff(realm, refusal);
+    }
+    this.stalls.reset(`${realm.metadata.namespace}/${realm.metadata.name}`);
+    return {};
+  }
+
+  /** The realm's location, or why it cannot be known (or would move a realm already made). */
+  private locate(realm: Realm, spec: RealmSpec): { location: SourceRealmLocation } | { refusal: { reason: string; message: string } } {
+    const serverURL = spec.serverURL ?? this.options.defaultServerURL;
+    if (!serverURL) {
+      return {
+        refusal: {
+          reason: RealmReasons.ServerURLUnknown,
+          message: 'spec.serverURL: no realm server URL; set spec.serverURL (e.g. "https://app.boxel.ai/"), or start the operator with REALM_SERVER_URL. Nothing was created.',
+        },
+      };
+    }
+    let location: SourceRealmLocation;
+    try {
+      location = sourceRealmLocation(serverURL, spec.owner, spec.endpoint);
+    } catch (error) {
+      const refusal = refusalOf(error);
+      if (!refusal) throw error;
+      return { refusal };
+    }
+    if (realm.status?.url && realm.status.url !== location.url) {
+      return {
+        refusal: {
+          reason: RealmReasons.URLChanged,
+          message: `This Realm manages ${realm.status.url}, but its spec now gives ${location.url} (the operator's REALM_SERVER_URL changed?): a realm cannot move. Set spec.serverURL to the server of ${realm.status.url}, or restore REALM_SERVER_URL.`,
+        },
+      };
+    }
+    return { location };
+  }
+
+  /**
+   * Deletion: with Delete, Boxel's delete and the acknowledged invalidation, then the finalizer;
+   * with Retain, only the operator's claim goes. A realm this object does not hold is left alone.
+   */
+  private async finalize(realm: Realm, signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
+    if (!realm.metadata.finalizers?.includes(REALM_FINALIZER)) return {};
+    const parsed = parseRealmSpec(realm.spec);
+    const url = realm.status?.url;
+    const claimant = claimantOf(realm);
+    const inProgress = realm.status?.deletion?.removed;
+    if (!url || (!inProgress && (await readRealmClaim(this.options.plane.pool, url)) !== claimant)) {
+      if (url) await this.options.kube.recordEvent(realm, 'Warning', RealmReasons.NotDeleted, Actions.Delete, `${url} is not managed by this Realm (refused or another Realm's); left it as it is.`);
+      await this.setFinalizer(realm, false);
+      return {};
+    }
+    const policy = parsed.ok ? effectiveDeletionPolicy(parsed.spec) : realm.status?.adopted ? 'Retain' : 'Delete';
+    if (policy === 'Retain' && !inProgress) {
+      await releaseSourceRealm(this.options.plane.pool, url, claimant);
+      await this.options.kube.recordEvent(realm, 'Normal', RealmReasons.RealmRetained, Actions.Delete, `deletionPolicy Retain: left ${url} (rows and files) as it is.`);
+      await this.setFinalizer(realm, false);
+      return {};
+    }
+
+    let removed: RemovedRealm[] | undefined = inProgress;
+    if (!removed) {
+      const rows = await deleteSourceRealmRows(this.options.plane, url);
+      // Empty: the rows went in an earlier attempt whose record was lost; the source's own files and NOTIFY are still due.
+      const diskId = realm.status?.diskId ?? (parsed.ok ? diskIdOf(parsed.spec) : undefined);
+      removed = rows.length > 0 ? rows : diskId ? [{ url, diskId }] : [];
+      const committed = removed;
+      await this.writeStatus(realm, (s) => ({
+        ...reconciling(s, realm, RealmReasons.Deleting, `Deleted ${url} and ${plural(committed.length - 1, 'published realm')} from the database; removing files and telling replicas.`),
+        deletion: { removed: committed, committedAt: new Date().toISOString() },
+      }));
+    }
+    if (removed.some((r) => r.epoch === undefined)) {
+      await removeDeletedRealmFiles(this.options.plane, removed);
+      removed = await announceDeletedRealms(this.options.plane.pool, removed);
+      const announced = removed;
+      await this.writeStatus(realm, (s) => ({ ...s, deletion: { ...s.deletion, removed: announced } }));
+    }
+
+    const waits = await Promise.all(
+      removed.map((r) => waitForReplicaAcks(this.options.plane.pool, { realmURL: r.url, epoch: r.epoch!, timeoutMs: this.options.ackWaitMs ?? 10_000, signal })),
+    );
+    const missing = [...new Set(waits.flatMap((w) => w.missing))];
+    if (missing.length > 0) {
+      await this.writeStatus(realm, (s) =>
+        reconciling(
+          s,
+          realm,
+          RealmReasons.AwaitingAcknowledgement,
+          `Deleted ${plural(removed.length, 'realm')}; waiting for ${plural(missing.length, 'live replica')} to drop their caches: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}. A replica that stops renewing its lease stops counting once the lease expires.`,
+        ),
+      );
+      return { requeueAfterMs: this.options.ackRequeueMs ?? 2_000 };
+    }
+    const notifyOnly = waits.every((w) => w.mode === 'notify-only');
+    await this.options.kube.recordEvent(
+      realm,
+      'Normal',
+      RealmReasons.RealmDeleted,
+      Actions.Delete,
+      `Deleted ${url} and ${plural(removed.length - 1, 'published realm')} made from it, as Boxel's delete-realm does; ${notifyOnly ? 'no replica is registered, so replicas were only told by NOTIFY' : 'every live replica acknowledged'}.`,
+    );
+    this.log(realm).info({ url, removed: removed.map((r) => r.url) }, 'deleted realm');
+    await this.setFinalizer(realm, false);
+    return {};
+  }
+
+  /** Stalled, re-checked after a growing delay (the cause may be fixed outside the spec). */
+  private async stallWithBackoff(realm: Realm, refusal: { reason: string; message: string }): Promise<{ requeueAfterMs: number }> {
+    await this.stall(realm, refusal.reason, refusal.message);
+    return { requeueAfterMs: this.stalls.next(`${realm.metadata.namespace}/${realm.metadata.name}`, `${realm.metadata.uid}/${realm.metadata.generation}`) };
+  }
+
+  private async stall(realm: Realm, reason: string, message: string): Promise<void> {
+    await this.writeStatus(realm, (s) => markStalled(s as PublishedRealmStatus, generation(realm), reason, message) as RealmStatus);
+  }
+
+  private async writeStatus(realm: Realm, mutate: (status: RealmStatus) => RealmStatus): Promise<void> {
+    const id = `${realm.metadata.namespace}/${realm.metadata.name}`;
+    const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, mutate, this.latest.get(id));
+    if (written && this.latest.has(id)) this.latest.set(id, written.after);
+    if (!written || written.before === written.after) return;
+    const event = transitionEvent(written.before.status as PublishedRealmStatus, written.after.status as PublishedRealmStatus);
+    if (event && event.reason !== RealmReasons.Created && event.reason !== RealmReasons.Adopted && event.reason !== RealmReasons.Deleting) {
+      await this.options.kube.recordEvent(written.after, event.type, event.reason, Actions.Reconcile, event.message);
+    }
+  }
+
+  private async setFinalizer(realm: Realm, present: boolean): Promise<void> {
+    const id = `${realm.metadata.namespace}/${realm.metadata.name}`;
+    const patched = await this.options.kube.setFinalizer(this.latest.get(id) ?? realm, REALM_FINALIZER, present);
+    if (patched && this.latest.has(id)) this.latest.set(id, patched);
+  }
+
+  private log(realm: Realm): Logger {
+    return this.options.logger.child({ realm: `${realm.metadata.namespace}/${realm.metadata.name}` });
+  }
+}
+
+function generation(realm: Realm): number {
+  return realm.metadata.generation ?? 0;
+}
+
+export function claimantOf(realm: Realm): string {
+  return `${realm.metadata.namespace}/${realm.metadata.name}/${realm.metadata.uid}`;
+}
+
+function ready(status: RealmStatus, realm: Realm, reason: string, message: string): RealmStatus {
+  return markReady(status as PublishedRealmStatus, generation(realm), reason, message) as RealmStatus;
+}
+
+function reconciling(status: RealmStatus, realm: Realm, reason: string, message: string): RealmStatus {
+  return markReconciling(status as PublishedRealmStatus, generation(realm), reason, message) as RealmStatus;
+}
+
+function policyNote(spec: RealmSpec): string {
+  return effectiveDeletionPolicy(spec) === 'Delete'
+    ? 'deletes the realm as Boxel\'s delete-realm does, with every realm published from it (deletionPolicy Delete)'
+    : 'leaves the realm as it is (deletionPolicy Retain)';
+}
+
+/** `<owner localpart>/<endpoint>`: the directory create-realm uses, for a deletion whose status lost it. */
+function diskIdOf(spec: RealmSpec): string {
+  return `${spec.owner.replace(/^@/, '').replace(/:.*$/, '')}/${spec.endpoint}`;
+}
+
+/** A refusal a person must fix, as a Stalled reason and message naming the field; undefined for anything else. */
+function refusalOf(error: unknown): { reason: string; message: string } | undefined {
+  if (error instanceof RealmRefusedError) return { reason: error.reason, message: `${error.field}: ${error.message}.` };
+  if (error instanceof UnsafeDatabaseValueError) return { reason: RealmReasons.UnsafeDatabaseValue, message: `${error.message}.` };
+  return undefined;
+}
