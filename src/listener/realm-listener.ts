@@ -129,7 +129,8 @@ export interface RealmListenerOptions {
   metricsRegistry?: Registry;
 }
 
-export type ListenerState = 'stopped' | 'connecting' | 'resyncing' | 'ready' | 'backoff';
+/** `stopping`: {@link RealmListener.stop} was called; the cache is no longer trusted, deregistration follows. */
+export type ListenerState = 'stopped' | 'connecting' | 'resyncing' | 'ready' | 'backoff' | 'stopping';
 
 export interface ListenerStatus {
   replicaId: string;
@@ -162,6 +163,8 @@ export class RealmListener extends EventEmitter {
   private readonly metrics: ListenerMetrics;
   private state: ListenerState = 'stopped';
   private stopping = false;
+  /** The stop in progress, if any. */
+  private stopInProgress: Promise<void> | undefined;
   private loop: Promise<void> | undefined;
   private connection: Connection | undefined;
   /** performance.now() after which the lease may have expired in the database. */
@@ -205,7 +208,7 @@ export class RealmListener extends EventEmitter {
 
   /** Whether the realm server may serve from (and fill) its caches right now. */
   get cacheTrusted(): boolean {
-    if (this.state !== 'ready') return false;
+    if (this.state !== 'ready' || this.stopping) return false;
     return !this.options.acknowledge || performance.now() < this.leaseValidUntil;
   }
 
@@ -257,12 +260,29 @@ export class RealmListener extends EventEmitter {
     });
   }
 
-  /** Stops the loop, deregisters the replica (best effort) and closes the connection. */
-  async stop(): Promise<void> {
+  /**
+   * Stops trusting the cache, then deregisters the replica (best effort), stops the loop and
+   * closes the connection. The order matters: once the row is gone the operator stops waiting for
+   * this replica, so an embedding server that still serves during shutdown must already see
+   * `cacheTrusted` false (state `stopping`, `not-ready` emitted) by then, or it could serve stale
+   * bytes after a Ready that no longer waited for it.
+   */
+  stop(): Promise<void> {
+    // A second call while stopping waits for the first (failing the connection early would lose the deregistration).
+    this.stopInProgress ??= this.stopOnce().finally(() => (this.stopInProgress = undefined));
+    return this.stopInProgress;
+  }
+
+  private async stopOnce(): Promise<void> {
+    if (!this.loop) return;
+    const wasReady = this.state === 'ready';
+    this.setState('stopping');
     this.stopping = true;
+    clearTimeout(this.fenceTimer);
+    this.leaseValidUntil = 0;
     this.wakeBackoff?.();
     const connection = this.connection;
-    if (connection && this.options.acknowledge && this.state === 'ready') {
+    if (connection && this.options.acknowledge && wasReady) {
       await withTimeout(deregisterReplica(connection.client, this.replicaId), this.options.heartbeatTimeoutMs, 'deregister').catch(
         (error: Error) => this.logger.warn({ err: error }, 'could not deregister on stop; the lease will expire'),
       );
@@ -584,6 +604,8 @@ export class RealmListener extends EventEmitter {
 
   private setState(state: ListenerState): void {
     if (this.state === state) return;
+    // Once stopping, only `stopped` follows: a resync finishing meanwhile must not report ready.
+    if (this.stopping && state !== 'stopped') return;
     const wasReady = this.state === 'ready';
     this.state = state;
     this.metrics.ready.set({ replica: this.replicaId }, state === 'ready' ? 1 : 0);
