@@ -55,6 +55,23 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     });
     const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, connection, logger, registry) : undefined;
     const ownWrites = new OwnWrites();
+    // Realms (source realms): on when the Realm CRD is installed. REALM_SERVER_URL gives Realms without spec.serverURL their server.
+    const realmController = await createRealmController({
+      connection,
+      plane: { pool, layout: new RealmsLayout(config.realmsRoot), logger: logger.child({ controller: 'realm' }), durable: config.durable },
+      logger,
+      registry,
+      ownWrites,
+      identity: config.identity,
+      ...(config.watchNamespace ? { watchNamespace: config.watchNamespace } : {}),
+      concurrency: config.maxConcurrentReconciles,
+      resyncPeriodMs: config.resyncPeriod,
+      drainTimeoutMs: config.shutdownTimeout,
+      ackWaitMs: config.ackWait,
+      ackRequeueMs: config.ackRequeue,
+      stalledRetryMs: config.stalledRetry,
+      ...(process.env.REALM_SERVER_URL ? { defaultServerURL: process.env.REALM_SERVER_URL } : {}),
+    });
     const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity, ownWrites);
     const reconciler = new PublishedRealmReconciler({
       kube,
@@ -75,6 +92,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ...(config.matrix ? { registerRealmUser: (username: string) => registerRealmUser({ ...config.matrix!, username }) } : {}),
       ...(config.matrixServerName ? { matrixServerName: config.matrixServerName } : {}),
       ...publishAuthorization(config, logger),
+      // spec.sourceRealmRef: the Realm from the informer's cache, else the API server.
+      ...(realmController ? { readRealm: async (key: { namespace: string; name: string }) => realmController.informer.get(key) ?? (await realmController.kube.get(key)) } : {}),
     });
     const controller = new Controller({
       name: CONTROLLER_NAME,
@@ -89,23 +108,6 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       predicates: [notOwnWrite(ownWrites), specOrLifecycleChanged()],
       logger, // the Controller adds `controller` itself
       metricsRegistry: registry,
-    });
-    // Realms (source realms): on when the Realm CRD is installed. REALM_SERVER_URL gives Realms without spec.serverURL their server.
-    const realmController = await createRealmController({
-      connection,
-      plane: { pool, layout: new RealmsLayout(config.realmsRoot), logger: logger.child({ controller: 'realm' }), durable: config.durable },
-      logger,
-      registry,
-      ownWrites,
-      identity: config.identity,
-      ...(config.watchNamespace ? { watchNamespace: config.watchNamespace } : {}),
-      concurrency: config.maxConcurrentReconciles,
-      resyncPeriodMs: config.resyncPeriod,
-      drainTimeoutMs: config.shutdownTimeout,
-      ackWaitMs: config.ackWait,
-      ackRequeueMs: config.ackRequeue,
-      stalledRetryMs: config.stalledRetry,
-      ...(process.env.REALM_SERVER_URL ? { defaultServerURL: process.env.REALM_SERVER_URL } : {}),
     });
     const leaderElector = config.leaderElection
       ? new LeaderElector({

@@ -38,7 +38,8 @@ describe('the PublishedRealm CRD', () => {
     expect(spec.properties.reindex.properties.priority.default).toBe(10);
     expect(spec.properties.reindex.properties.timeoutSeconds.default).toBe(3600);
     expect(spec.properties.reindex.properties.enabled.default).toBe(true);
-    expect(spec.required).toEqual(['sourceRealmURL', 'publishedRealmURL']);
+    // sourceRealmURL or sourceRealmRef: exactly one, by CEL (x-kubernetes-validations on spec).
+    expect(spec.required).toEqual(['publishedRealmURL']);
     expect(spec.properties.publishedRealmURL.maxLength).toBe(2048);
     expect(spec.properties.publishedRealmURL['x-kubernetes-validations']).toContainEqual(expect.objectContaining({ rule: 'self == oldSelf' }));
   });
@@ -197,7 +198,8 @@ describe('the CRD\'s CEL URL rules refuse what zod refuses (so kubectl apply ref
 
 describe('spec validation (the controller\'s second check)', () => {
   test.each([
-    [{ publishedRealmURL: 'http://h/b/' }, 'spec.sourceRealmURL: Invalid input: expected string, received undefined'],
+    [{ publishedRealmURL: 'http://h/b/' }, 'spec: set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)'],
+    [{ sourceRealmURL: 'http://h/a/', sourceRealmRef: { name: 'a' }, publishedRealmURL: 'http://h/b/' }, 'spec: set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)'],
     [{ sourceRealmURL: 'http://h/a', publishedRealmURL: 'http://h/b/' }, 'spec.sourceRealmURL: does not end with "/"; use "http://h/a/"'],
     [{ sourceRealmURL: 'http://h/a/', publishedRealmURL: 'http://h/a/' }, 'spec: sourceRealmURL and publishedRealmURL must differ'],
     [{ sourceRealmURL: 'http://h/a/', publishedRealmURL: 'http://h:80/b/' }, 'spec.publishedRealmURL: is not in canonical form; use "http://h/b/" (lower-case scheme and host, no default port, no dot segments)'],

@@ -136,8 +136,15 @@ export const publishedRealmSpecSchema = z
   .object({
     sourceRealmURL: realmURL(
       'sourceRealmURL',
-      'URL of the source realm to publish, exactly as registered in realm_registry: http(s), canonical, ending in "/".',
-    ),
+      'URL of the source realm to publish, exactly as registered in realm_registry: http(s), canonical, ending in "/". Set exactly one of sourceRealmURL and sourceRealmRef.',
+    ).optional(),
+    sourceRealmRef: z
+      .object({ name: z.string().min(1).max(253).meta({ description: 'Name of the Realm.' }) })
+      .optional()
+      .meta({
+        description:
+          'A Realm in this namespace whose realm to publish, instead of sourceRealmURL (set exactly one). While that Realm is missing or being deleted, nothing is published or republished (Stalled).',
+      }),
     publishedRealmURL: realmURL(
       'publishedRealmURL',
       'URL the realm is published at: http(s), canonical, ending in "/". Immutable; to publish elsewhere, create another PublishedRealm.',
@@ -176,7 +183,8 @@ export const publishedRealmSpecSchema = z
   .meta({
     description: 'What to publish and where.',
     'x-kubernetes-validations': [
-      { rule: 'self.sourceRealmURL != self.publishedRealmURL', message: 'sourceRealmURL and publishedRealmURL must differ' },
+      { rule: 'has(self.sourceRealmURL) != has(self.sourceRealmRef)', message: 'set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)' },
+      { rule: '!has(self.sourceRealmURL) || self.sourceRealmURL != self.publishedRealmURL', message: 'sourceRealmURL and publishedRealmURL must differ' },
     ],
   });
 
@@ -228,7 +236,10 @@ export const publishedRealmStatusSchema = z
   })
   .meta({ description: 'What the operator observed and did.' });
 
-export type PublishedRealmSpec = z.output<typeof publishedRealmSpecSchema>;
+/** A parsed spec: its source is sourceRealmURL or sourceRealmRef. */
+export type PublishedRealmSpecInput = z.output<typeof publishedRealmSpecSchema>;
+/** A spec with its source resolved to a URL (src/reconciler/realm/source-ref.ts). */
+export type PublishedRealmSpec = PublishedRealmSpecInput & { sourceRealmURL: string };
 export type PublishedRealmStatus = z.output<typeof publishedRealmStatusSchema>;
 export type Condition = z.output<typeof conditionSchema>;
 
@@ -253,9 +264,12 @@ export interface PublishedRealm {
 }
 
 /** Validates a spec; on failure returns every problem as `spec.<path>: <message>`. */
-export function parsePublishedRealmSpec(spec: unknown): { ok: true; spec: PublishedRealmSpec } | { ok: false; problems: string[] } {
+export function parsePublishedRealmSpec(spec: unknown): { ok: true; spec: PublishedRealmSpecInput } | { ok: false; problems: string[] } {
   const result = publishedRealmSpecSchema.safeParse(spec);
   if (result.success) {
+    if ((result.data.sourceRealmURL === undefined) === (result.data.sourceRealmRef === undefined)) {
+      return { ok: false, problems: ['spec: set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)'] };
+    }
     if (result.data.sourceRealmURL === result.data.publishedRealmURL) {
       return { ok: false, problems: ['spec: sourceRealmURL and publishedRealmURL must differ'] };
     }

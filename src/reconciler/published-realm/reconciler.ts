@@ -77,6 +77,7 @@ import {
 import { isStatus, type ObjectKey, type PublishedRealmKube } from './kube.js';
 import { matchPublishedFor, publishedForKey, upgradePublishedFor } from './published-for.js';
 import { StallBackoff } from './stall-backoff.js';
+import { resolveSourceRealmURL, type ReadRealm } from '../realm/source-ref.js';
 
 export interface ReconcileResult {
   requeueAfterMs?: number;
@@ -139,6 +140,8 @@ export interface PublishedRealmReconcilerOptions {
   matrixServerName?: string;
   /** Boxel's authorization rules (see DataPlane.authorization); unset: not checked. */
   authorization?: DataPlane['authorization'];
+  /** Reads a Realm, for spec.sourceRealmRef; unset (no Realm controller): a sourceRealmRef is Stalled. */
+  readRealm?: ReadRealm;
 }
 
 type StallOutcome = { ok: false; result: ReconcileResult };
@@ -207,13 +210,20 @@ export class PublishedRealmReconciler {
       await this.stall(realm, Reasons.InvalidSpec, invalidSpecMessage(parsed.problems));
       return {};
     }
-    const spec = parsed.spec;
-    if (spec.suspend) {
+    if (parsed.spec.suspend) {
       this.stalls.reset(stallKey);
       await this.writeStatus(realm, (s) => markSuspended(s, generation(realm), suspendedMessage(s)));
       this.log(realm).debug('suspended; not reconciling');
       return {};
     }
+    // spec.sourceRealmRef: the named Realm's URL; a Realm gone or being deleted stalls, never republishes.
+    const source = await resolveSourceRealmURL(parsed.spec, realm.metadata.namespace, this.options.readRealm);
+    if (!source.ok) {
+      if (!source.transient) return (await this.stallWithBackoff(realm, source.reason, source.message)).result;
+      await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), source.reason, source.message));
+      return { requeueAfterMs: this.ackRequeueMs };
+    }
+    const spec = source.spec;
     const published = await this.ensurePublished(realm, spec);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
