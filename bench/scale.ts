@@ -13,10 +13,12 @@
  *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there; SCALE_NODE_OPTIONS=<node flags>)
  */
 import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
+import { KeepAliveConnection, kubeRequest, resourcePath } from '../src/runtime/index.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
 import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
 import {
+  RESOURCE,
   apiRequestsByVerb,
   CpuMeter,
   createAll,
@@ -38,6 +40,8 @@ const RUNS = Number(process.env.SCALE_RUNS ?? 1);
 const CONCURRENCY = process.env.SCALE_CONCURRENCY;
 const DURABLE = process.env.SCALE_DURABLE ?? 'false';
 const CPU_PROF = process.env.SCALE_CPU_PROF;
+/** Skip the API floor (the same requests from a bare client, no operator): SCALE_API_FLOOR=0. */
+const API_FLOOR = process.env.SCALE_API_FLOOR !== '0';
 /** Extra Node options for the operator (e.g. --max-semi-space-size=1 to trade GC work for memory). */
 const NODE_FLAGS = [process.env.SCALE_NODE_OPTIONS, CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : undefined].filter(Boolean).join(' ');
 const startedAt = new Date();
@@ -68,6 +72,7 @@ let cluster: BenchCluster | undefined;
 let operator: OperatorProcess | undefined;
 const realms = await makeRealmsRoot();
 const results: RunResult[] = [];
+let floor: ApiFloor | undefined;
 try {
   cluster = await startBenchCluster();
   process.stderr.write(`scale: control plane up in ${cluster.plane.startedInMs} ms; creating ${COUNT} source realms\n`);
@@ -78,6 +83,10 @@ try {
     results.push(await oneRun(cluster, run));
     const r = results.at(-1)!;
     process.stderr.write(`scale run ${run + 1}/${RUNS}: ${COUNT} Ready in ${r.readyMs} ms, peak RSS ${r.peakRssMB} MB; restart idle in ${r.restartIdleMs} ms, ${r.republishes} republishes\n`);
+  }
+  if (API_FLOOR) {
+    floor = await apiFloor(cluster, results.at(-1)!);
+    process.stderr.write(`scale API floor: the same requests from a bare client in ${floor.wallMs} ms, ${floor.cpu.apiserver + floor.cpu.etcd} s of API server + etcd CPU\n`);
   }
 } finally {
   await operator?.stop('SIGKILL');
@@ -207,6 +216,101 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
   };
 }
 
+interface ApiFloor {
+  wallMs: number;
+  cpu: { apiserver: number; etcd: number; client: number };
+  /** Requests per object, as sent. */
+  perObject: { create: number; patch: number; statusPuts: number; events: number };
+  parallel: number;
+}
+
+/**
+ * The Kubernetes side's floor: the requests the operator's convergence made per object (create,
+ * finalizer PATCH, status PUTs, Event POSTs, rounded from the run's apiserver_request_total), sent
+ * by a bare client with kept-alive connections and nothing else between them, while a watch client
+ * (the bench's own) and a second watch (as the operator's informer) receive every change. Its API
+ * server + etcd CPU is what no operator could save without sending fewer requests.
+ */
+async function apiFloor(cluster: BenchCluster, measured: RunResult): Promise<ApiFloor> {
+  const namespace = `scale-floor-${Math.random().toString(36).slice(2, 7)}`;
+  await createNamespace(cluster, namespace);
+  const per = {
+    create: 1,
+    patch: Math.round((measured.requests.publishedrealms.PATCH ?? 0) / COUNT),
+    statusPuts: Math.round((measured.requests.publishedrealms.PUT ?? 0) / COUNT),
+    events: Math.round((measured.requests.events.POST ?? 0) / COUNT),
+  };
+  const parallel = Number(CONCURRENCY ?? 4);
+  const connection = new KeepAliveConnection(cluster.connection);
+  const watcher = new ReadyWatcher(cluster.connection, namespace);
+  const informerLike = new ReadyWatcher(cluster.connection, namespace);
+  await watcher.start();
+  await informerLike.start();
+  const path = resourcePath(RESOURCE, namespace);
+  const meter = new CpuMeter();
+  const pids = [cluster.plane.pids.apiserver, cluster.plane.pids.etcd, process.pid];
+  await meter.sample(pids);
+  const started = performance.now();
+  let next = 0;
+  const one = async (i: number) => {
+    const name = `floor-${i}`;
+    let object = await kubeRequest<{ metadata: { resourceVersion: string; uid: string; generation: number } }>(connection, {
+      method: 'POST',
+      path,
+      body: publishedRealmManifest(namespace, name, { sourceRealmURL: `http://localhost:4201/floor/${i}/`, publishedRealmURL: `http://pub.localhost/${namespace}/${i}/` }),
+    });
+    for (let p = 0; p < per.patch; p++) {
+      object = await kubeRequest(connection, {
+        method: 'PATCH',
+        path: `${path}/${name}`,
+        contentType: 'application/json-patch+json',
+        body: [{ op: 'test', path: '/metadata/resourceVersion', value: object.metadata.resourceVersion }, { op: 'add', path: '/metadata/finalizers', value: [`floor.example/f${p}`] }],
+      });
+    }
+    for (let w = 0; w < per.statusPuts; w++) {
+      const last = w === per.statusPuts - 1;
+      const condition = { type: 'Ready', status: last ? 'True' : 'False', reason: last ? 'Published' : `Step${w}`, message: `API floor step ${w}`, observedGeneration: object.metadata.generation, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
+      object = await kubeRequest(connection, { method: 'PUT', path: `${path}/${name}/status`, body: { ...object, status: { conditions: [condition] } } });
+    }
+    for (let e = 0; e < per.events; e++) {
+      await kubeRequest(connection, {
+        method: 'POST',
+        path: `/apis/events.k8s.io/v1/namespaces/${namespace}/events`,
+        body: {
+          apiVersion: 'events.k8s.io/v1',
+          kind: 'Event',
+          metadata: { name: `${name}.${e}`, namespace },
+          eventTime: new Date().toISOString().replace('Z', '000Z'),
+          reportingController: 'realm-operator.dev/bench-floor',
+          reportingInstance: 'bench',
+          action: 'Floor',
+          reason: `Floor${e}`,
+          note: 'API floor',
+          type: 'Normal',
+          regarding: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PublishedRealm', name, namespace, uid: object.metadata.uid },
+        },
+      });
+    }
+  };
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < COUNT) await one(next++);
+    }),
+  );
+  await watcher.waitForReady(COUNT, 600_000);
+  const wallMs = Math.round(watcher.lastReadyAt() - (performance.timeOrigin + started));
+  await meter.sample(pids);
+  watcher.stop();
+  informerLike.stop();
+  connection.destroy();
+  return {
+    wallMs,
+    cpu: { apiserver: round1(meter.used([cluster.plane.pids.apiserver])), etcd: round1(meter.used([cluster.plane.pids.etcd])), client: round1(meter.used([process.pid])) },
+    perObject: per,
+    parallel,
+  };
+}
+
 function round1(value: number): number {
   return Math.round(value * 10) / 10;
 }
@@ -275,8 +379,17 @@ const costTable: BenchTable = {
     ...verbs((r) => r.reconcileResults).map(([result, n]) => [`reconciles with result ${result} per object`, n] as (string | number)[]),
     ['database transactions per object', perObject(m((r) => r.dbTransactions))],
     ['restart: operator CPU until idle (s)', m((r) => r.restartOperatorCpu)],
+    ...(floor
+      ? [
+          [`API floor: the same requests from a bare client (${floor.perObject.create} create, ${floor.perObject.patch} PATCH, ${floor.perObject.statusPuts} status PUT, ${floor.perObject.events} Event POST per object, ${floor.parallel} at a time) → all Ready (s)`, round1(floor.wallMs / 1000)],
+          ['API floor: kube-apiserver CPU (s)', floor.cpu.apiserver],
+          ['API floor: etcd CPU (s)', floor.cpu.etcd],
+        ]
+      : []),
   ],
-  note: 'CPU from /proc/<pid>/stat (user + system) of each process, sampled every second over the convergence; requests from kube-apiserver\'s apiserver_request_total (the bench\'s own creates, list and watch included); transactions from pg_stat_database.',
+  note:
+    'CPU from /proc/<pid>/stat (user + system) of each process, sampled every second over the convergence; requests from kube-apiserver\'s apiserver_request_total (the bench\'s own creates, list and watch included); transactions from pg_stat_database. ' +
+    'API floor: after the runs, in a fresh namespace, the same number of requests per object sent by a bare kept-alive client with nothing between them (no database, no staging), two watch clients receiving every change as the bench and the operator\'s informer do.',
 };
 printTable(table);
 printTable(costTable);
@@ -290,8 +403,12 @@ const profileHow = 'Profile: SCALE_REALMS=1000 SCALE_CPU_PROF=/tmp/prof npx tsx 
 const readyWhy =
   `CPU the convergence needs, measured per process: operator ${cpuOf((r) => r.cpu.operator)} s + kube-apiserver ${cpuOf((r) => r.cpu.apiserver)} s + etcd ${cpuOf((r) => r.cpu.etcd)} s + PostgreSQL ${cpuOf((r) => r.cpu.postgres)} s, ` +
   `so at least ${floorS} s on ${cores} otherwise idle cores (the load average was ${machineLoad} at the start: other work shares them). ` +
-  'Per object the API server serves a create, a finalizer PATCH, three status PUTs (Publishing, AwaitingAcknowledgement from the commit, Ready: the kstatus sequence README promises) and two Events, each also sent to every watcher; ' +
-  `the operator's share is mostly PostgreSQL round trips (about ${perObject(m((r) => r.dbTransactions))} transactions per object: claim, checks, the publish transaction, acks, re-authorization) and staging. ${profileHow}`;
+  `Per object the API server serves a create, a finalizer PATCH, ${perObject(m((r) => r.requests.publishedrealms.PUT ?? 0))} status PUTs (Publishing, then Ready; AwaitingAcknowledgement in between only when the acknowledgements take longer than 100 ms) and ${perObject(m((r) => r.requests.events.POST ?? 0))} Event POSTs, each change also sent to every watcher; ` +
+  `the operator's share is mostly PostgreSQL round trips (about ${perObject(m((r) => r.dbTransactions))} transactions per object: claim, checks, the publish transaction, acks, re-authorization) and staging. ` +
+  (floor
+    ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. `
+    : '') +
+  profileHow;
 const goals: BenchGoal[] = [
   {
     goal: `${COUNT} PublishedRealms → all Ready`,
@@ -332,6 +449,6 @@ const file = await writeResults({
   tables: [table, costTable],
   series: [],
   goals,
-  raw: { count: COUNT, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results },
+  raw: { count: COUNT, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
 });
 console.log(`\nwrote ${file}`);
