@@ -14,7 +14,7 @@ JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
 WITH_TEST_ENV := npx tsx test/support/with-test-env.ts --kube --
 
-.PHONY: help install typecheck build test test-unit test-integration test-e2e bench $(BENCHES) bench-lock bench-report demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
+.PHONY: help install typecheck build test test-unit test-integration test-e2e gitops-tools chart bench $(BENCHES) bench-lock bench-report demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -33,13 +33,13 @@ typecheck: install ## Type-check src, test and bench (tsc --noEmit)
 build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
-test: typecheck build kube-assets synapse ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
+test: typecheck build kube-assets synapse gitops-tools ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
 	$(WITH_TEST_ENV) bash -c '$(JEST) --selectProjects unit integration && $(JEST) --selectProjects e2e --runInBand'
 
 test-unit: install ## Unit tests only (pure logic)
 	$(JEST) --selectProjects unit
 
-test-integration: build kube-assets synapse ## Integration tests only (real PostgreSQL, Kubernetes API server and Synapse)
+test-integration: build kube-assets synapse gitops-tools ## Integration tests only (real PostgreSQL, Kubernetes API server and Synapse)
 	$(WITH_TEST_ENV) $(JEST) --selectProjects integration
 
 test-e2e: build kube-assets ## End-to-end tests only: the operator as a process, one suite at a time (they load the machine)
@@ -47,6 +47,12 @@ test-e2e: build kube-assets ## End-to-end tests only: the operator as a process,
 
 kube-assets: ## Build or locate etcd/kube-apiserver/kubectl
 	bash hack/kube-assets.sh
+
+gitops-tools: ## Build/install the tools the GitOps and Helm tests run (kstatus-check, helm, lua5.1), cached
+	bash hack/gitops-tools.sh
+
+chart: install kube-assets ## Regenerate charts/realm-operator from deploy/base and the CRDs
+	npx tsx hack/generate-chart.ts
 
 synapse: ## Install Synapse (Matrix homeserver for the tests) into a cached venv, once
 	bash hack/synapse.sh
