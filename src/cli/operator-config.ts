@@ -61,6 +61,8 @@ export const operatorConfigSchema = z.object({
   resyncPeriod: duration.default(10 * 60_000),
   ackWait: duration.default(10_000),
   ackRequeue: duration.default(2_000),
+  // How long past a replica's lease_expires_at it still counts as live (docs/protocol.md).
+  replicaLeaseGrace: duration.default(2_000),
   stalledRetry: duration.default(30_000),
   shutdownTimeout: duration.default(30_000),
   logLevel: logLevelSchema,
@@ -164,6 +166,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, DocumentedSetting
   resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD', description: 'Every object is reconciled again at least this often (the authorization re-check, drift repair)', default: '10m' },
   ackWait: { flag: '--ack-wait', env: 'ACK_WAIT', description: 'How long one reconcile waits for every live replica\'s acknowledgement before requeueing', default: '10s' },
   ackRequeue: { flag: '--ack-requeue', env: 'ACK_REQUEUE', description: 'Requeue delay while some live replica has not acknowledged yet', default: '2s' },
+  replicaLeaseGrace: { flag: '--replica-lease-grace', env: 'REPLICA_LEASE_GRACE', description: 'A replica whose lease expired less than this long ago still counts as live (room for clock steps, failovers and pauses; docs/protocol.md)', default: '2s' },
   stalledRetry: { flag: '--stalled-retry', env: 'STALLED_RETRY', description: 'First re-check of a Stalled object whose cause may be fixed outside its spec; doubles up to 10m', default: '30s' },
   shutdownTimeout: { flag: '--shutdown-timeout', env: 'SHUTDOWN_TIMEOUT', description: 'On SIGTERM, how long in-flight reconciles may finish before the process exits', default: '30s' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL', description: 'Log level: fatal, error, warn, info, debug or trace (JSON logs on stderr)', default: 'info' },

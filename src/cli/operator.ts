@@ -12,6 +12,7 @@ import { pino, type Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
 import type { PublishAuthorization } from '../dataplane/authorization.js';
+import { setReplicaLeaseGrace } from '../dataplane/ack-status.js';
 import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
@@ -38,6 +39,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
   const pool = createPool({ connectionString: config.databaseURL, max: config.maxConcurrentReconciles * 3 + 2, keepAlive: true }, (error) =>
     logger.warn({ err: error }, 'a database connection failed; work using it is retried'),
   );
+  // Every liveness read goes through this pool (ack waits, live pods): a replica's lease counts this much longer.
+  setReplicaLeaseGrace(pool, config.replicaLeaseGrace);
   try {
     await assertSchema(pool);
     // One pool of kept-alive connections for every request the runtime and the reconciler make.
@@ -71,6 +74,13 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ackRequeueMs: config.ackRequeue,
       stalledRetryMs: config.stalledRetry,
       ...(process.env.REALM_SERVER_URL ? { defaultServerURL: process.env.REALM_SERVER_URL } : {}),
+      // PublishedRealms naming the Realm in sourceRealmRef: reconciled now (the controller exists by the time this is called).
+      onSourceChanged: (key) => {
+        for (const object of informer.list()) {
+          const ref = (object.spec as { sourceRealmRef?: { name?: unknown } } | undefined)?.sourceRealmRef;
+          if (object.metadata.namespace === key.namespace && ref?.name === key.name) controller.queue.add(formatKey(object.metadata));
+        }
+      },
     });
     const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity, ownWrites);
     const reconciler = new PublishedRealmReconciler({

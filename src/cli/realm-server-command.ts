@@ -6,6 +6,7 @@ import os from 'node:os';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { RealmsLayout } from '../dataplane/layout.js';
+import { defaultFenceMarginMs, leaseTimingProblems } from '../listener/fence.js';
 import { RealmServer } from '../realm-server/realm-server.js';
 import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseSettings, REQUIRED, type DocumentedSetting } from './config.js';
 import { parseBindAddress } from './operator-config.js';
@@ -24,6 +25,8 @@ const schema = z.object({
   replicaID: z.string().min(1).max(200).default(`${os.hostname()}-${process.pid}`),
   leaseDuration: duration.default(15_000),
   heartbeatInterval: duration.default(2_000),
+  // Unset: max(500 ms, 10 % of the lease) (src/listener/fence.ts).
+  fenceMargin: duration.optional(),
   logLevel: logLevelSchema,
 });
 
@@ -37,12 +40,13 @@ export const REALM_SERVER_SETTINGS: Record<keyof z.infer<typeof schema>, Documen
   replicaID: { flag: '--replica-id', env: 'POD_NAME', description: 'This replica\'s id in realm_operator.replicas and its acknowledgements (the pod name in a cluster)', default: '<hostname>-<pid>' },
   leaseDuration: { flag: '--lease-duration', env: 'LISTENER_LEASE_DURATION', description: 'The replica\'s lease: it stops serving from its cache (fences itself) when it cannot renew it for this long', default: '15s' },
   heartbeatInterval: { flag: '--heartbeat-interval', env: 'LISTENER_HEARTBEAT_INTERVAL', description: 'How often the replica renews its lease over the listener connection', default: '2s' },
+  fenceMargin: { flag: '--fence-margin', env: 'LISTENER_FENCE_MARGIN', description: 'The replica stops trusting its cache this long before its lease would end (room for clock steps, slow clocks and pauses; docs/protocol.md)', default: 'unset: max(500ms, 10% of the lease)' },
   logLevel: { flag: '--log-level', env: 'LOG_LEVEL', description: 'Log level: fatal, error, warn, info, debug or trace (JSON logs on stderr)', default: 'info' },
 };
 
 export const realmServerFlagOptions = flagOptions(REALM_SERVER_SETTINGS);
 
-export type RealmServerConfig = z.infer<typeof schema> & { bind: BindAddress; management: BindAddress };
+export type RealmServerConfig = z.infer<typeof schema> & { fenceMargin: number; bind: BindAddress; management: BindAddress };
 type BindAddress = { host: string; port: number };
 
 /** The realm server's settings from flags and environment; a {@link ConfigError} names what to fix. */
@@ -55,7 +59,14 @@ export function loadRealmServerConfig(flags: Record<string, string | boolean | u
       `--management-listen / MANAGEMENT_LISTEN_ADDRESS: ${config.managementListen} is the serving port (--listen ${config.listen}); metrics and readiness are never served there, choose another port (default :9090)`,
     ]);
   }
-  return { ...config, bind, management };
+  const fenceMargin = config.fenceMargin ?? defaultFenceMarginMs(config.leaseDuration);
+  const named = (setting: DocumentedSetting) => `${setting.flag} / ${setting.env}`;
+  const timing = leaseTimingProblems(
+    { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval, fenceMarginMs: fenceMargin },
+    { leaseDurationMs: named(REALM_SERVER_SETTINGS.leaseDuration), heartbeatIntervalMs: named(REALM_SERVER_SETTINGS.heartbeatInterval), fenceMarginMs: named(REALM_SERVER_SETTINGS.fenceMargin) },
+  );
+  if (timing.length > 0) throw new ConfigError(timing);
+  return { ...config, fenceMargin, bind, management };
 }
 
 export async function runRealmServer(flags: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv): Promise<void> {
@@ -67,7 +78,7 @@ export async function runRealmServer(flags: Record<string, string | boolean | un
     replicaId: config.replicaID,
     serveSourceRealms: config.serveSourceRealms,
     logger,
-    listener: { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval },
+    listener: { leaseDurationMs: config.leaseDuration, heartbeatIntervalMs: config.heartbeatInterval, fenceMarginMs: config.fenceMargin },
   });
   await server.startManagement(config.management.port, config.management.host);
   await server.start(config.bind.port, config.bind.host);

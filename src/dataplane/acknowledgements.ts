@@ -5,9 +5,18 @@
  */
 import type pg from 'pg';
 import { sharedReplicaAckWaiter, type WaitForAcksOptions, type WaitForAcksResult } from './ack-waiter.js';
+import { liveReplicaCondition, replicaLeaseGraceOf } from './ack-status.js';
 import type { Queryable } from './db.js';
 
-export { readReplicaAckStatus, readReplicaAckStatuses, type RealmEpoch, type ReplicaAckStatus } from './ack-status.js';
+export {
+  DEFAULT_REPLICA_LEASE_GRACE_MS,
+  readReplicaAckStatus,
+  readReplicaAckStatuses,
+  replicaLeaseGraceOf,
+  setReplicaLeaseGrace,
+  type RealmEpoch,
+  type ReplicaAckStatus,
+} from './ack-status.js';
 export { ReplicaAckWaiter, sharedReplicaAckWaiter, type ReplicaAckWaiterOptions, type ReplicaAckWaiterStats, type WaitForAcksOptions, type WaitForAcksResult } from './ack-waiter.js';
 
 /**
@@ -19,19 +28,23 @@ export async function waitForReplicaAcks(pool: pg.Pool, options: WaitForAcksOpti
   return sharedReplicaAckWaiter(pool).wait(options);
 }
 
-/** Deletes replicas whose lease expired more than `olderThanMs` ago (their acks cascade). */
+/**
+ * Deletes replicas whose lease expired more than `olderThanMs` ago (their acks cascade); never one
+ * still within the lease grace, which still counts as live.
+ */
 export async function pruneExpiredReplicas(db: Queryable, olderThanMs: number): Promise<number> {
   const { rowCount } = await db.query(
     `DELETE FROM realm_operator.replicas WHERE lease_expires_at < now() - make_interval(secs => $1::double precision / 1000)`,
-    [olderThanMs],
+    [Math.max(olderThanMs, replicaLeaseGraceOf(db))],
   );
   return rowCount ?? 0;
 }
 
-/** Pod names of live registered replicas (from the `pod` field of their registration metadata). */
+/** Pod names of live registered replicas (from the `pod` field of their registration metadata; live as in ack-status.ts, grace included). */
 export async function readLiveReplicaPods(db: Queryable): Promise<Set<string>> {
   const { rows } = await db.query<{ pod: string | null; replica_id: string }>(
-    `SELECT replica_id, metadata->>'pod' AS pod FROM realm_operator.replicas WHERE lease_expires_at > now()`,
+    `SELECT replica_id, metadata->>'pod' AS pod FROM realm_operator.replicas r WHERE ${liveReplicaCondition('r', '$1')}`,
+    [replicaLeaseGraceOf(db)],
   );
   return new Set(rows.map((r) => r.pod ?? r.replica_id));
 }

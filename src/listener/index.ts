@@ -23,6 +23,7 @@ export {
   type RealmRegistryChange,
 } from '../wire/payloads.js';
 export { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+export { defaultFenceMarginMs, fenceDeadline, leaseTimingProblems, type LeaseTiming } from './fence.js';
 export { listenerMetrics, type ListenerMetrics } from './metrics.js';
 export {
   RealmListener,

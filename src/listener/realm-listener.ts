@@ -47,6 +47,7 @@ import {
 } from '../wire/payloads.js';
 import { parseRealmEpochHint, REALM_EPOCH_HINT_CHANNEL, type RealmEpochHint } from '../wire/epoch-hint.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffPolicy } from './backoff.js';
+import { defaultFenceMarginMs, fenceDeadline, leaseTimingProblems } from './fence.js';
 import { LogLimiter } from './log-limiter.js';
 import { listenerMetrics, type ListenerMetrics } from './metrics.js';
 import {
@@ -101,6 +102,14 @@ export interface RealmListenerOptions {
   acknowledge?: boolean;
   /** Lease length. Default 15 s. */
   leaseDurationMs?: number;
+  /**
+   * How long before the lease would end (by the local clock, counted from when the renewal was
+   * sent) the replica stops trusting its cache: room for a database clock that steps forward, a
+   * failover to a host whose clock is ahead, a slow local clock, and a pause between checking
+   * `cacheTrusted` and answering. Default max(500 ms, 10 % of the lease); must be shorter than the
+   * lease, and lease − margin longer than the heartbeat interval. See src/listener/fence.ts.
+   */
+  fenceMarginMs?: number;
   /** Heartbeat (and lease renewal) period. Default 2 s. */
   heartbeatIntervalMs?: number;
   /** A heartbeat slower than this counts as a dead connection. Default 5 s. */
@@ -156,7 +165,7 @@ interface Connection {
 export class RealmListener extends EventEmitter {
   readonly replicaId: string;
   private readonly options: Required<
-    Pick<RealmListenerOptions, 'acknowledge' | 'leaseDurationMs' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'connectTimeoutMs' | 'backoff'>
+    Pick<RealmListenerOptions, 'acknowledge' | 'leaseDurationMs' | 'fenceMarginMs' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'connectTimeoutMs' | 'backoff'>
   > &
     RealmListenerOptions;
   private readonly logger: Logger;
@@ -191,9 +200,11 @@ export class RealmListener extends EventEmitter {
       connectTimeoutMs: 5_000,
       backoff: DEFAULT_BACKOFF,
       ...options,
+      fenceMarginMs: options.fenceMarginMs ?? defaultFenceMarginMs(options.leaseDurationMs ?? 15_000),
     };
-    if (this.options.acknowledge && this.options.heartbeatIntervalMs >= this.options.leaseDurationMs) {
-      throw new Error('heartbeatIntervalMs must be shorter than leaseDurationMs, or the lease lapses between renewals');
+    if (this.options.acknowledge) {
+      const problems = leaseTimingProblems(this.options);
+      if (problems.length > 0) throw new Error(`RealmListener: ${problems.join('; ')}`);
     }
     this.replicaId = options.replicaId;
     this.logger = (options.logger ?? pino({ name: 'realm-listener' })).child({ replica: options.replicaId });
@@ -424,11 +435,12 @@ export class RealmListener extends EventEmitter {
 
   /**
    * The database computed its expiry from `now()` inside the renewal, which is no earlier than
-   * `sentAt` here, so expiring locally at `sentAt + lease` fences us before the operator stops
-   * waiting for us.
+   * `sentAt` here; fencing `fenceMarginMs` before `sentAt + lease` keeps us fenced before the
+   * operator stops waiting for us even when the clocks disagree by less than the margin (plus the
+   * operator's grace). See fence.ts.
    */
   private extendLease(sentAt: number): void {
-    this.leaseValidUntil = sentAt + this.options.leaseDurationMs;
+    this.leaseValidUntil = fenceDeadline(sentAt, this.options.leaseDurationMs, this.options.fenceMarginMs);
     clearTimeout(this.fenceTimer);
     this.fenceTimer = setTimeout(() => this.onLeaseLapsed(), Math.max(0, this.leaseValidUntil - performance.now()) + 1);
     this.fenceTimer.unref();
