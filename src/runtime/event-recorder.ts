@@ -191,6 +191,7 @@ interface SeriesState {
 }
 
 const NOTE_LIMIT_BYTES = 1024;
+const SWEEP_EVERY_MS = 1000;
 
 export class EventRecorder {
   private readonly tracker: SeriesTracker;
@@ -201,6 +202,7 @@ export class EventRecorder {
   private readonly rateLimit: TokenBucketPolicy;
   private readonly windowMs: number;
   private lastNanos = 0n;
+  private sweptAt = -Infinity;
   private closed = false;
 
   constructor(private readonly options: EventRecorderOptions) {
@@ -345,8 +347,13 @@ export class EventRecorder {
     return bucket;
   }
 
-  /** Bounds memory: closed series and full buckets are forgotten. */
+  /**
+   * Bounds memory: closed series and full buckets are forgotten. At most once a second: it walks
+   * every series and bucket, which at a thousand objects cost more than recording the Event.
+   */
   private sweep(now: number): void {
+    if (now - this.sweptAt < SWEEP_EVERY_MS) return;
+    this.sweptAt = now;
     for (const key of this.tracker.sweep(now)) {
       const state = this.series.get(key);
       if (state && !state.flushTimer) this.series.delete(key);
