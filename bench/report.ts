@@ -95,7 +95,8 @@ function slug(text: string): string {
 
 function machineLine(r: BenchResults): string {
   const m = r.machine;
-  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}, load average ${m.loadAverage1m} (1 min) at the end of the run`;
+  const load = m.loadAverage1mAtStart !== undefined ? `load average (1 min) ${m.loadAverage1mAtStart} at the start and ${m.loadAverage1m} at the end of the run` : `load average ${m.loadAverage1m} (1 min) at the end of the run`;
+  return `${m.cpus} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.kernel}, Node ${m.node}, ${load}`;
 }
 
 function renderTable(table: BenchTable): string {
@@ -131,6 +132,21 @@ const out: string[] = [
 ];
 const goalRows = ok.flatMap(({ results: r }) => r.goals.map((g) => [r.bench, g.goal, g.target, g.measured, g.met ? '✅ met' : '❌ missed']));
 out.push(goalRows.length > 0 ? markdownTable(['Bench', 'Goal', 'Target', 'Measured', ''], goalRows) : '_No bench has recorded goals yet._');
+const timed = ok.filter(({ results: r }) => r.bench in EXPECTED);
+if (timed.length > 0) {
+  const seconds = timed.reduce((total, { results: r }) => total + r.durationSeconds, 0);
+  const loads = ok.flatMap(({ results: r }) => [r.machine.loadAverage1mAtStart, r.machine.loadAverage1m]).filter((l): l is number => l !== undefined);
+  out.push(
+    '',
+    `**\`make bench\` in time:** the ${timed.length} benches' own run times sum to ${formatNumber(Math.round(seconds / 6) / 10)} min ` +
+      `(${timed.map(({ results: r }) => `${r.bench} ${formatNumber(r.durationSeconds)} s`).join(', ')}; plus \`make build\` and the report, seconds each) — ` +
+      `${seconds <= 30 * 60 ? '✅ within' : '❌ over'} the 30 minutes \`make bench\` may take.`,
+    '',
+    `**The machine was shared.** These runs had the machine's ${ok[0]!.results.machine.cpus} cores to share with other sessions' builds and test suites running at the same time: ` +
+      `1-minute load averages between ${formatNumber(Math.min(...loads))} and ${formatNumber(Math.max(...loads))} were recorded around them (each bench's own below). ` +
+      'Absolute times are inflated and noisy for it, CPU seconds less so; ratios within one run are what to compare.',
+  );
+}
 const missing = Object.keys(EXPECTED).filter((bench) => !ok.some((l) => l.results.bench === bench));
 if (missing.length > 0) {
   out.push('', `Not run yet (no results file): ${missing.map((b) => `\`${b}\` (\`${EXPECTED[b]}\`)`).join(', ')}.`);

@@ -43,7 +43,10 @@ const CPU_PROF = process.env.SCALE_CPU_PROF;
 /** Skip the API floor (the same requests from a bare client, no operator): SCALE_API_FLOOR=0. */
 const API_FLOOR = process.env.SCALE_API_FLOOR !== '0';
 /** Extra Node options for the operator (e.g. --max-semi-space-size=1 to trade GC work for memory). */
-const NODE_FLAGS = [process.env.SCALE_NODE_OPTIONS, CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : undefined].filter(Boolean).join(' ');
+/** Every operator counts its SQL statements (bench/lib/count-queries.cjs) into this directory. */
+const QUERY_COUNTS = await (await import('node:fs/promises')).mkdtemp(`${(await import('node:os')).tmpdir()}/scale-queries-`);
+const COUNT_QUERIES = `--require ${new URL('./lib/count-queries.cjs', import.meta.url).pathname}`;
+const NODE_FLAGS = [process.env.SCALE_NODE_OPTIONS, CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : undefined, COUNT_QUERIES].filter(Boolean).join(' ');
 const startedAt = new Date();
 const machineLoad = Math.round((await import('node:os')).loadavg()[0]! * 10) / 10;
 
@@ -63,6 +66,9 @@ interface RunResult {
   /** API requests during convergence, by resource and verb. */
   requests: { publishedrealms: Record<string, number>; events: Record<string, number> };
   dbTransactions: number;
+  /** SQL statements the operator sent until all Ready, and the most frequent ones (text, count). */
+  dbStatements: number;
+  topStatements: Array<[string, number]>;
   /** Reconciles until all Ready, by controller_runtime_reconcile_total's result label. */
   reconcileResults: Record<string, number>;
 }
@@ -117,7 +123,7 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
       leaderElectionNamespace: leaseNamespace,
       namespace,
       extraArgs: ['--log-level', 'info', '--durable', DURABLE, ...(CONCURRENCY ? ['--max-concurrent-reconciles', CONCURRENCY] : [])],
-      ...(NODE_FLAGS ? { env: { NODE_OPTIONS: NODE_FLAGS } } : {}),
+      env: { NODE_OPTIONS: NODE_FLAGS, COUNT_QUERIES_DIR: QUERY_COUNTS },
     });
 
   operator = await start(`scale-${run}-a`);
@@ -171,8 +177,14 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
   const epochsBefore = await epochs(namespace);
   if (epochsBefore.size !== COUNT) throw new Error(`expected ${COUNT} published epochs, found ${epochsBefore.size}`);
 
+  const firstPid = operator.child.pid!;
   const stopped = await operator.stop('SIGTERM');
   if (stopped.code !== 0) throw new Error(`the operator exited with ${JSON.stringify(stopped)} on SIGTERM`);
+  // Written at exit: everything the first operator sent (its start-up's few statements included).
+  const statements = (await (await import('node:fs/promises')).readFile(`${QUERY_COUNTS}/queries-${firstPid}.txt`, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => [line.slice(line.indexOf('\t') + 1), Number(line.slice(0, line.indexOf('\t')))] as [string, number]);
 
   // Restart: from spawning the process until its queue is idle with every key reconciled once.
   const restarted = performance.now();
@@ -212,6 +224,8 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
     restartOperatorCpu: round1(restartMeter.used([restartPid])),
     requests,
     dbTransactions,
+    dbStatements: statements.reduce((total, [, n]) => total + n, 0),
+    topStatements: statements.slice(0, 6),
     reconcileResults,
   };
 }
@@ -378,6 +392,8 @@ const costTable: BenchTable = {
     ...verbs((r) => r.requests.events).map(([verb, n]) => [`Event ${verb} per object`, n] as (string | number)[]),
     ...verbs((r) => r.reconcileResults).map(([result, n]) => [`reconciles with result ${result} per object`, n] as (string | number)[]),
     ['database transactions per object', perObject(m((r) => r.dbTransactions))],
+    ['SQL statements the operator sent per object', perObject(m((r) => r.dbStatements))],
+    ...results[0]!.topStatements.map(([text, n]) => [`  of which ${text.length >= 110 ? `${text}…` : text}`, perObject(n)] as (string | number)[]),
     ['restart: operator CPU until idle (s)', m((r) => r.restartOperatorCpu)],
     ...(floor
       ? [
@@ -404,7 +420,7 @@ const readyWhy =
   `CPU the convergence needs, measured per process: operator ${cpuOf((r) => r.cpu.operator)} s + kube-apiserver ${cpuOf((r) => r.cpu.apiserver)} s + etcd ${cpuOf((r) => r.cpu.etcd)} s + PostgreSQL ${cpuOf((r) => r.cpu.postgres)} s, ` +
   `so at least ${floorS} s on ${cores} otherwise idle cores (the load average was ${machineLoad} at the start: other work shares them). ` +
   `Per object the API server serves a create, a finalizer PATCH, ${perObject(m((r) => r.requests.publishedrealms.PUT ?? 0))} status PUTs (Publishing, then Ready; AwaitingAcknowledgement in between only when the acknowledgements take longer than 100 ms) and ${perObject(m((r) => r.requests.events.POST ?? 0))} Event POSTs, each change also sent to every watcher; ` +
-  `the operator's share is mostly PostgreSQL round trips (about ${perObject(m((r) => r.dbTransactions))} transactions per object: claim, checks, the publish transaction, acks, re-authorization) and staging. ` +
+  `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the checks run before the claim and again inside publishRealm and under the lock — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the publish transaction, acks, re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
   (floor
     ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. `
     : '') +

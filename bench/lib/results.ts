@@ -57,7 +57,12 @@ export interface MachineInfo {
   node: string;
   kernel: string;
   loadAverage1m: number;
+  /** The 1-minute load average when the bench process started (other work on a shared machine shows here). */
+  loadAverage1mAtStart?: number;
 }
+
+/** Taken when a bench imports this module, i.e. as it starts. */
+const LOAD_AT_START = Math.round(os.loadavg()[0]! * 100) / 100;
 
 export function machineInfo(): MachineInfo {
   const cpus = os.cpus();
@@ -68,6 +73,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     kernel: `${os.type()} ${os.release()}`,
     loadAverage1m: Math.round(os.loadavg()[0]! * 100) / 100,
+    loadAverage1mAtStart: LOAD_AT_START,
   };
 }
 

@@ -1,0 +1,28 @@
+/**
+ * BENCHMARK ONLY — a preload that counts the SQL statements a Node process sends through `pg`, by
+ * text (first 110 characters), and writes the counts to $COUNT_QUERIES_DIR/queries-<pid>.txt every
+ * 2 s and at exit. How the scale bench's "queries per object" were counted:
+ *
+ *   COUNT_QUERIES_DIR=/tmp/q SCALE_REALMS=100 SCALE_NODE_OPTIONS="--require $PWD/bench/lib/count-queries.cjs" npx tsx bench/scale.ts
+ */
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const pg = require('pg');
+
+const dir = process.env.COUNT_QUERIES_DIR || '/tmp';
+const counts = new Map();
+const query = pg.Client.prototype.query;
+pg.Client.prototype.query = function countedQuery(config, values, callback) {
+  const text = typeof config === 'string' ? config : (config && (config.text || config.name)) || String(config);
+  const key = text.replace(/\s+/g, ' ').slice(0, 110);
+  counts.set(key, (counts.get(key) || 0) + 1);
+  return query.call(this, config, values, callback);
+};
+const dump = () =>
+  fs.writeFileSync(
+    path.join(dir, `queries-${process.pid}.txt`),
+    [...counts].sort((a, b) => b[1] - a[1]).map(([text, n]) => `${n}\t${text}`).join('\n') + '\n',
+  );
+setInterval(dump, 2000).unref();
+process.on('exit', dump);
