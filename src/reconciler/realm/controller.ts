@@ -10,7 +10,7 @@ import { GROUP, REALM_KIND, REALM_PLURAL, VERSION, type Realm, type RealmStatus 
 import type { DataPlane } from '../../dataplane/publish.js';
 import { Controller, Informer, kubeRequest, notOwnWrite, specOrLifecycleChanged, type KubeConnection, type OwnWrites } from '../../runtime/index.js';
 import { realmURLProblem } from '../../wire/realm-url.js';
-import { CustomResourceKube } from '../published-realm/kube.js';
+import { CustomResourceKube, type ObjectKey } from '../published-realm/kube.js';
 import { RealmReconciler } from './reconciler.js';
 
 export const REALM_CONTROLLER_NAME = 'realm';
@@ -31,6 +31,8 @@ export interface RealmControllerOptions {
   stalledRetryMs: number;
   /** The realm server URL for Realms without spec.serverURL (REALM_SERVER_URL). */
   defaultServerURL?: string;
+  /** See RealmReconcilerOptions.onSourceChanged. */
+  onSourceChanged?: (key: ObjectKey) => void;
 }
 
 export interface RealmControllerParts {
@@ -80,6 +82,7 @@ export async function createRealmController(options: RealmControllerOptions): Pr
     ackRequeueMs: options.ackRequeueMs,
     stalledRetryMs: options.stalledRetryMs,
     ...(options.defaultServerURL ? { defaultServerURL: options.defaultServerURL } : {}),
+    ...(options.onSourceChanged ? { onSourceChanged: options.onSourceChanged } : {}),
   });
   const controller = new Controller({
     name: REALM_CONTROLLER_NAME,

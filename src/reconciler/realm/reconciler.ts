@@ -88,6 +88,12 @@ export interface RealmReconcilerOptions {
   ackRequeueMs?: number;
   /** First re-check delay of a Stalled Realm; doubles per re-check up to 10 minutes. Default 30 s. */
   stalledRetryMs?: number;
+  /**
+   * Told when a Realm becomes Ready or starts or finishes being deleted, so the PublishedRealms
+   * naming it in sourceRealmRef are reconciled at once (publish, or go Stalled) rather than at
+   * their next resync.
+   */
+  onSourceChanged?: (key: ObjectKey) => void;
 }
 
 export class RealmReconciler {
@@ -170,6 +176,7 @@ export class RealmReconciler {
       return this.stallWithBackoff(realm, refusal);
     }
     this.stalls.reset(`${realm.metadata.namespace}/${realm.metadata.name}`);
+    if (!isReady(realm)) this.options.onSourceChanged?.(keyOf(realm));
     return {};
   }
 
@@ -228,6 +235,7 @@ export class RealmReconciler {
 
     let removed: RemovedRealm[] | undefined = inProgress;
     if (!removed) {
+      this.options.onSourceChanged?.(keyOf(realm));
       const rows = await deleteSourceRealmRows(this.options.plane, url);
       // Empty: the rows went in an earlier attempt whose record was lost; the source's own files and NOTIFY are still due.
       const diskId = realm.status?.diskId ?? (parsed.ok ? diskIdOf(parsed.spec) : undefined);
@@ -270,6 +278,7 @@ export class RealmReconciler {
     );
     this.log(realm).info({ url, removed: removed.map((r) => r.url) }, 'deleted realm');
     await this.setFinalizer(realm, false);
+    this.options.onSourceChanged?.(keyOf(realm));
     return {};
   }
 
@@ -303,6 +312,15 @@ export class RealmReconciler {
   private log(realm: Realm): Logger {
     return this.options.logger.child({ realm: `${realm.metadata.namespace}/${realm.metadata.name}` });
   }
+}
+
+function keyOf(realm: Realm): ObjectKey {
+  return { namespace: realm.metadata.namespace, name: realm.metadata.name };
+}
+
+/** Whether the object as read at the start of this reconcile was already Ready (no change to tell). */
+function isReady(realm: Realm): boolean {
+  return realm.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True' && c.observedGeneration === realm.metadata.generation) ?? false;
 }
 
 function generation(realm: Realm): number {
