@@ -377,8 +377,27 @@ export class ScenarioEnv {
     }
   }
 
-  private newReader(proc: RealmServerProcess, target: ReadTarget): Reader {
+  /**
+   * Starts `count` extra readers of the main realm on replica `id`, each on its own connection,
+   * and returns what stops them (once their reads in flight end). A replica's regular reader has
+   * one request in flight at a time, and a cut-off replica may hold that one for the whole cut:
+   * probes started after a Ready make sure that reads which START while it is cut off are judged.
+   */
+  probeReplica(id: string, count = 3): () => Promise<void> {
+    const replica = this.replica(id);
+    const probes = Array.from({ length: count }, () => this.newReader(replica.proc, this.readTargets[0]!, { requestTimeoutMs: 10_000 }).start());
+    // Among the replica's readers, so teardown stops them too.
+    replica.readers.push(...probes);
+    this.count('probe readers started on a cut-off replica', count);
+    return async () => {
+      replica.readers = replica.readers.filter((reader) => !probes.includes(reader));
+      await Promise.all(probes.map((probe) => probe.stop()));
+    };
+  }
+
+  private newReader(proc: RealmServerProcess, target: ReadTarget, extra: { requestTimeoutMs?: number } = {}): Reader {
     return new Reader({
+      ...extra,
       replicaId: proc.replicaId,
       port: proc.port,
       host: target.host ?? PUBLISHED_HOST,

@@ -29,7 +29,8 @@ async function countReadyWithout(env: ScenarioEnv, replica: string, what: string
  * neither hear the invalidation nor renew its lease while it goes on serving HTTP. The publish must
  * reach Ready without it (once its lease lapsed), and while it stays cut off (and after it heals)
  * it must never answer a read started after Ready with older content: it fences (refuses, or
- * serves what is on disk). Then the partition heals, the replica resyncs, and an even publish
+ * serves what is on disk). Probe readers started right after Ready make sure reads that start
+ * while it is cut off are judged (its regular reader's request may hang for the whole cut). Then the partition heals, the replica resyncs, and an even publish
  * follows with every replica.
  */
 export function partitionedReplica(publishes: number, misbehave?: Misbehaviour): Promise<ScenarioRun> {
@@ -47,10 +48,15 @@ export function partitionedReplica(publishes: number, misbehave?: Misbehaviour):
       env.count('replica partitioned from PostgreSQL');
       await sleep(100 + Math.floor(Math.random() * 300));
       await env.publish(i);
-      await countReadyWithout(env, cut, 'partitioned');
-      await sleep(HOLD_AFTER_READY_MS);
-      env.healReplica(cut);
+      const stopProbes = env.probeReplica(cut);
+      try {
+        await countReadyWithout(env, cut, 'partitioned');
+        await sleep(HOLD_AFTER_READY_MS);
+      } finally {
+        env.healReplica(cut);
+      }
       await env.replica(cut).proc.waitReady(30_000);
+      await stopProbes();
       env.count('partition healed, replica resynced');
     }
   });
@@ -76,8 +82,10 @@ export function pausedReplica(publishes: number): Promise<ScenarioRun> {
       env.pauseReplica(paused);
       env.count('replica SIGSTOPped');
       await sleep(100 + Math.floor(Math.random() * 300));
+      let stopProbes = async () => {};
       try {
         await env.publish(i);
+        stopProbes = env.probeReplica(paused);
         await countReadyWithout(env, paused, 'paused');
         await sleep(HOLD_AFTER_READY_MS);
       } finally {
@@ -85,6 +93,7 @@ export function pausedReplica(publishes: number): Promise<ScenarioRun> {
       }
       env.count('replica SIGCONTed past its lease');
       await env.replica(paused).proc.waitReady(30_000);
+      await stopProbes();
     }
   });
 }

@@ -48,7 +48,9 @@ export async function runScenario(
   let failure: unknown;
   try {
     await options.prepare?.(env);
-    await Promise.all(Array.from({ length: options.replicas ?? 3 }, (_, index) => env.startReplica(options.replicaOptions?.(index))));
+    // All settled before a failure is thrown: a replica still starting when teardown ran would outlive it.
+    const started = await Promise.allSettled(Array.from({ length: options.replicas ?? 3 }, (_, index) => env.startReplica(options.replicaOptions?.(index))));
+    for (const outcome of started) if (outcome.status === 'rejected') throw outcome.reason;
     await env.startOperator();
     await env.createRealm();
     await env.recordReplicaSessions();
