@@ -90,7 +90,7 @@ export interface CheckerCounts {
   /** Non-200 answers and transport errors of reads that started after some T_i (and not while absent). */
   errorsAfterReady: number;
   errorsAfterReadyByReplica: Record<string, number>;
-  /** Times a replica served an older revision of a file than it had served before. */
+  /** Times a replica served an older revision of a file than it had served before (to a read that ended before this one started). */
   regressions: number;
   regressionsByReplica: Record<string, number>;
 }
@@ -124,6 +124,7 @@ export class ConsistencyChecker {
   readonly errorAfterReadySamples: Array<{ read: ReadRecord; readyRevision: number; startAfterReadyMs: number }> = [];
   readonly regressionSamples: Regression[] = [];
   private readonly recent = new Map<string, ReadRecord[]>();
+  /** Per replica and file, the read of the newest revision so far. */
   private readonly lastRevision = new Map<string, ReadRecord & { revision: number }>();
   private readonly perReplica = new Map<string, { reads: number; ok: number; hits: number; errors: number }>();
   /** Reads not judged yet (a mark earlier than their start may still come), with the replica's reads before them. */
@@ -232,12 +233,18 @@ export class ConsistencyChecker {
     else this.pending.push({ read, before });
   }
 
-  /** Per replica and file, in the order the replica's reader issued them (one request at a time). */
+  /**
+   * Per replica and file: a read that started after a read of a newer revision had ended. Reads
+   * that overlap in time may return either (probe readers read the same files concurrently).
+   */
   private checkRegression(read: ReadRecord & { revision: number }): void {
     const key = `${read.replica}\u0000${read.file}`;
     const previous = this.lastRevision.get(key);
-    this.lastRevision.set(key, read);
-    if (previous === undefined || read.revision >= previous.revision) return;
+    if (previous === undefined || read.revision >= previous.revision) {
+      this.lastRevision.set(key, read);
+      return;
+    }
+    if (read.start <= previous.end) return;
     this.counts.regressions += 1;
     this.counts.regressionsByReplica[read.replica] = (this.counts.regressionsByReplica[read.replica] ?? 0) + 1;
     if (this.regressionSamples.length < KEEP_SAMPLES) {
