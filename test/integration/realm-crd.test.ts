@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { GROUP, REALM_PLURAL } from '../../src/api/v1alpha1/realm-types.js';
-import { must } from '../support/e2e.js';
+import { installCRD, must } from '../support/e2e.js';
 import { kubectl } from '../support/kube.js';
 
 const namespace = `realm-crd-${randomBytes(3).toString('hex')}`;
@@ -19,6 +19,7 @@ function realm(name: string, spec: Record<string, unknown>): string {
 beforeAll(async () => {
   await must(['apply', '--server-side', '-f', REALM_CRD_FILE]);
   await must(['wait', '--for=condition=Established', `crd/${REALM_PLURAL}.${GROUP}`, '--timeout=30s']);
+  await installCRD();
   await must(['create', 'namespace', namespace]);
 }, 60_000);
 
@@ -60,5 +61,27 @@ describe('Realm admission', () => {
     expect(removed.stderr).toContain('serverURL is immutable');
     // The fields that are not part of the URL may change.
     await must(['apply', '-f', '-'], realm('fixed', { owner: '@alice:boxel.ai', endpoint: 'notes', serverURL: 'http://localhost:4201/', deletionPolicy: 'Retain', name: 'Notes' }));
+  });
+});
+
+describe('PublishedRealm sourceRealmRef admission', () => {
+  const published = (name: string, spec: Record<string, unknown>) =>
+    JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'PublishedRealm', metadata: { name, namespace }, spec: { publishedRealmURL: 'http://pub.localhost/x/', ...spec } });
+
+  test('a Realm reference instead of a URL is admitted', async () => {
+    await must(['apply', '-f', '-'], published('by-ref', { sourceRealmRef: { name: 'notes' } }));
+  });
+
+  test('both or neither of sourceRealmURL and sourceRealmRef are refused with one message', async () => {
+    for (const spec of [{}, { sourceRealmURL: 'http://localhost:4201/alice/notes/', sourceRealmRef: { name: 'notes' } }]) {
+      const result = await kubectl(['apply', '-f', '-'], { input: published('both-or-neither', spec) });
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain('set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)');
+    }
+  });
+
+  test('the shipped sample (a Realm and a PublishedRealm by reference) is valid', async () => {
+    const sample = path.resolve(import.meta.dirname, '../../deploy/samples/realm.yaml');
+    await must(['apply', '--dry-run=server', '-n', 'default', '-f', sample]);
   });
 });
