@@ -14,7 +14,7 @@ JEST := $(NODE_ESM) node_modules/jest/bin/jest.js --ci
 WITH_POSTGRES := npx tsx test/support/with-postgres.ts --
 WITH_TEST_ENV := npx tsx test/support/with-test-env.ts --kube --
 
-.PHONY: help install typecheck build test test-unit test-integration test-e2e gitops-tools chart bench $(BENCHES) bench-lock bench-report demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
+.PHONY: help install typecheck build test test-unit test-integration test-e2e gitops-tools chart monitoring-tools install-kubectl-realm bench $(BENCHES) bench-lock bench-report demo migrate clean crds kube-assets synapse kind-up kind-down image kind-load deploy e2e-kind
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ typecheck: install ## Type-check src, test and bench (tsc --noEmit)
 build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
-test: typecheck build kube-assets synapse gitops-tools ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
+test: typecheck build kube-assets synapse gitops-tools monitoring-tools ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
 	$(WITH_TEST_ENV) bash -c '$(JEST) --selectProjects unit integration && $(JEST) --selectProjects e2e --runInBand'
 
 test-unit: install ## Unit tests only (pure logic)
@@ -56,6 +56,15 @@ chart: install kube-assets ## Regenerate charts/realm-operator from deploy/base 
 
 synapse: ## Install Synapse (Matrix homeserver for the tests) into a cached venv, once
 	bash hack/synapse.sh
+
+monitoring-tools: ## Build promtool from the Go module proxy and fetch the Prometheus Operator CRDs (monitoring tests), cached
+	bash hack/promtool.sh
+	bash hack/prometheus-operator-crds.sh
+
+KUBECTL_PLUGIN_DIR ?= $(HOME)/.local/bin
+install-kubectl-realm: build ## Put the `kubectl realm` plugin on PATH: symlink bin/kubectl-realm into KUBECTL_PLUGIN_DIR (~/.local/bin)
+	mkdir -p '$(KUBECTL_PLUGIN_DIR)' && ln -sf '$(CURDIR)/bin/kubectl-realm' '$(KUBECTL_PLUGIN_DIR)/kubectl-realm'
+	@echo "installed $(KUBECTL_PLUGIN_DIR)/kubectl-realm; try: kubectl realm status -A"
 
 # Benchmarks print tables (medians, p99, ratios against baselines measured in the same run) and
 # write raw data to bench/results/; `make bench-report` renders docs/benchmarks.md from it.
