@@ -10,7 +10,7 @@
 # ${REALM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/realm-operator}/gitops-tools, so a
 # second run is instant; the kstatus-check build is keyed by a hash of its sources.
 #
-# Usage: hack/gitops-tools.sh                 # prints the tools directory
+# Usage: hack/gitops-tools.sh [kstatus-check|helm|lua5.1]...   # default: all three
 #        PATH="$(hack/gitops-tools.sh | tail -n1):$PATH"
 set -euo pipefail
 
@@ -28,9 +28,12 @@ die() {
 }
 
 mkdir -p "$CACHE_ROOT" "$BIN_DIR"
-# One builder at a time (make and a test may both call this).
-exec 9>"$CACHE_ROOT/.lock"
-flock 9
+# One builder per tool at a time (make and tests may call this at once); a test that needs only
+# one tool does not wait for another's build.
+lock() {
+  exec 9>"$CACHE_ROOT/.$1.lock"
+  flock 9
+}
 
 go_env() {
   command -v go >/dev/null 2>&1 || die "'go' is not on PATH (Go >= 1.26 builds kstatus-check and helm from the module proxy)"
@@ -40,6 +43,7 @@ go_env() {
 }
 
 ensure_kstatus_check() {
+  lock kstatus-check
   local key out
   key="$( (cat "$KSTATUS_SRC/go.mod" "$KSTATUS_SRC/go.sum" "$KSTATUS_SRC"/*.go; go env GOVERSION) | sha256sum | cut -c1-16)"
   out="$CACHE_ROOT/kstatus-check-$key/kstatus-check"
@@ -58,6 +62,7 @@ ensure_kstatus_check() {
 }
 
 ensure_helm() {
+  lock helm
   local out="$CACHE_ROOT/helm-$HELM_VERSION/helm"
   if [[ ! -x "$out" ]]; then
     go_env
@@ -79,6 +84,7 @@ ensure_helm() {
 }
 
 ensure_lua() {
+  lock lua5.1
   local lua
   lua="$(command -v lua5.1 || true)"
   if [[ -z "$lua" ]]; then
@@ -95,7 +101,14 @@ ensure_lua() {
   ln -sfn "$lua" "$BIN_DIR/lua5.1"
 }
 
-ensure_lua
-ensure_kstatus_check
-ensure_helm
+tools=("$@")
+[[ ${#tools[@]} -gt 0 ]] || tools=(lua5.1 kstatus-check helm)
+for tool in "${tools[@]}"; do
+  case "$tool" in
+    lua5.1) ensure_lua ;;
+    kstatus-check) ensure_kstatus_check ;;
+    helm) ensure_helm ;;
+    *) die "unknown tool '$tool' (kstatus-check, helm, lua5.1)" ;;
+  esac
+done
 echo "$BIN_DIR"
