@@ -239,12 +239,12 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
 
     const version = newVersionName();
     const publishedAt = Date.now();
-    const { result, timing } = await withRealmLockTimed(
+    const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockTimed(
       plane.pool,
       publishedURL,
       async (tx) => {
         await step('locked');
-        const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL);
+        const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes');
         // The checks again: the registry and claims may have changed while we staged.
         await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
         if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
@@ -281,7 +281,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
         return { epoch, previousVersion: committed.committedVersion };
       },
       plane.lock,
-    );
+    ));
     await step('committed');
     // Only speeds up the next publish, so a failure is logged, never the publish's.
     await writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
@@ -368,12 +368,12 @@ export async function unpublishRealm(
 ): Promise<UnpublishResult> {
   const url = assertRealmURL(publishedRealmURL, 'publishedRealmURL');
   const step = async (name: UnpublishStep) => plane.onStep?.(name, url);
-  const outcome = await withRealmLock(
+  const outcome = await afterLinkRepairs(plane, url, () => withRealmLock(
     plane.pool,
     url,
     async (tx) => {
       await step('locked');
-      await reconcileFilesWithDatabase(plane, tx, url);
+      await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
       const registry = await readRegistryRow(tx, url);
       if (registry && registry.kind !== 'published') {
         throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to unpublish it`);
@@ -400,7 +400,7 @@ export async function unpublishRealm(
       return { unpublished: true, epoch };
     },
     plane.lock,
-  );
+  ));
   await step('committed');
   await collectGarbage(plane, url);
   await step('cleaned');
@@ -443,7 +443,10 @@ export interface RecoveryResult {
  */
 export async function recoverPublishedRealm(plane: DataPlane, realmURL: string): Promise<RecoveryResult> {
   const url = assertRealmURL(realmURL, 'realmURL');
-  const { recovered, cleanedUp } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url), plane.lock);
+  const repaired: string[] = [];
+  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes'), plane.lock), repaired);
+  const recovered = [...repaired, ...cleaned.recovered];
+  const cleanedUp = cleaned.cleanedUp;
   await emptyTrash(plane.layout, plane.logger);
   if (recovered.length > 0) plane.logger.warn({ realm: url, actions: recovered, cleanedUp }, 'recovered an interrupted publish');
   else if (cleanedUp.length > 0) plane.logger.debug({ realm: url, actions: cleanedUp }, 'cleaned up published realm versions');
@@ -461,15 +464,93 @@ async function collectGarbage(plane: DataPlane, url: string): Promise<void> {
 }
 
 /**
+ * The published link disagrees with what the database committed (an interrupted publish or
+ * unpublish): fixing it changes what readers see, so it is done in a transaction of its own,
+ * never inside a publish's or unpublish's, which could still abort and lose the invalidation.
+ */
+export class LinkRepairNeededError extends Error {
+  constructor(
+    readonly realmURL: string,
+    readonly problem: string,
+  ) {
+    super(`${realmURL}: ${problem}; repairing it in a transaction of its own first`);
+    this.name = 'LinkRepairNeededError';
+  }
+}
+
+/**
+ * How {@link reconcileFilesWithDatabase} treats a link readers would see change:
+ * - `refuse-fixes`: throw {@link LinkRepairNeededError} before touching anything (inside a
+ *   publish, unpublish or clean-up transaction), then do the routine clean-up;
+ * - `fix-only`: make that one fix with its epoch bump and NOTIFY and nothing else, so the
+ *   transaction commits them unless the COMMIT itself fails.
+ */
+type ReconcileMode = 'refuse-fixes' | 'fix-only';
+
+/** A whole-realm invalidation on its own: a new epoch and the wildcard NOTIFY, committed alone. */
+async function invalidateRealmAlone(plane: DataPlane, url: string): Promise<void> {
+  await withRealmLock(
+    plane.pool,
+    url,
+    async (tx) => {
+      await bumpEpoch(tx, url);
+      await notifyAllFileChanges(tx, url);
+    },
+    plane.lock,
+  );
+}
+
+/**
+ * Fixes the published link in its own locked transaction: the fix, the epoch bump and the wildcard
+ * NOTIFY commit together and alone. If the transaction fails after the link was changed (the COMMIT
+ * lost with the connection), the invalidation is sent again on its own before the error is thrown.
+ */
+async function repairPublishedLink(plane: DataPlane, url: string): Promise<string[]> {
+  const touched = { link: false };
+  try {
+    const { recovered } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'fix-only', touched), plane.lock);
+    return recovered;
+  } catch (error) {
+    if (touched.link) {
+      await invalidateRealmAlone(plane, url).catch((again: Error) =>
+        plane.logger.error({ err: again, realm: url }, 'the published link was repaired but its invalidation could not be committed; the next publish invalidates the realm'),
+      );
+    }
+    throw error;
+  }
+}
+
+/**
+ * Runs `attempt` (a locked transaction that reconciles with `refuse-fixes` first); when the link
+ * needs a fix, commits that fix with its invalidation on its own ({@link repairPublishedLink}) and
+ * runs `attempt` again. What was repaired is appended to `repaired`.
+ */
+async function afterLinkRepairs<T>(plane: DataPlane, url: string, attempt: () => Promise<T>, repaired: string[] = []): Promise<T> {
+  for (let repairs = 0; ; repairs += 1) {
+    try {
+      return await attempt();
+    } catch (error) {
+      // Another publisher interrupted between our repair and our transaction, again and again: give up, the caller retries.
+      if (!(error instanceof LinkRepairNeededError) || repairs >= 3) throw error;
+      repaired.push(...(await repairPublishedLink(plane, url)));
+    }
+  }
+}
+
+/**
  * The recovery core, run inside a locked transaction. Only renames to the trash, so it is cheap.
- * When it changes what readers can see it also bumps the epoch and NOTIFYs, because replicas may
- * have cached the uncommitted content. Every path component it reads from the database is checked
+ * A fix that changes what readers can see (the link re-pointed to the committed version, or an
+ * uncommitted first publish's link removed) also bumps the epoch and NOTIFYs, because replicas may
+ * have cached the uncommitted content; it is made only in `fix-only` mode, in a transaction of its
+ * own (see {@link ReconcileMode}). Every path component it reads from the database is checked
  * first; a bad one fails this realm's recovery before anything on disk is touched.
  */
 async function reconcileFilesWithDatabase(
   plane: DataPlane,
   tx: pg.PoolClient,
   url: string,
+  mode: ReconcileMode,
+  touched: { link: boolean } = { link: false },
 ): Promise<{ committedVersion: string | null; recovered: string[]; cleanedUp: string[] }> {
   const recovered: string[] = [];
   const cleanedUp: string[] = [];
@@ -479,8 +560,10 @@ async function reconcileFilesWithDatabase(
   const previous = row?.previous_version ? safeVersionName('realm_operator.realm_epochs.previous_version', url, row.previous_version) : null;
   await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
 
-  const abandoned = await removeAbandonedStaging(tx, plane.layout);
-  if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
+  if (mode === 'refuse-fixes') {
+    const abandoned = await removeAbandonedStaging(tx, plane.layout);
+    if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
+  }
   if (!diskId) return { committedVersion: null, recovered, cleanedUp };
   await removeScratchLinks(plane.layout, diskId);
   const link = await readPublishedLink(plane.layout, diskId);
@@ -491,11 +574,15 @@ async function reconcileFilesWithDatabase(
           `committed content version ${committed} of ${url} is missing from ${plane.layout.versionsDir(diskId)}; publish again to replace it`,
         );
       }
+      const fix = `re-pointed the published link from ${describeLink(link)} to committed version ${committed}`;
+      if (mode === 'refuse-fixes') throw new LinkRepairNeededError(url, `the published link points at ${describeLink(link)}, not committed version ${committed}`);
+      touched.link = true;
       await swapPublishedLink(plane.layout, diskId, committed, plane.logger);
-      recovered.push(`re-pointed the published link from ${describeLink(link)} to committed version ${committed}`);
+      recovered.push(fix);
       await bumpEpoch(tx, url);
       await notifyAllFileChanges(tx, url);
     }
+    if (mode === 'fix-only') return { committedVersion: committed, recovered, cleanedUp };
     const keep = new Set([committed, ...(previous ? [previous] : [])]);
     const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
     if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
@@ -506,11 +593,14 @@ async function reconcileFilesWithDatabase(
   const registry = await readRegistryRow(tx, url);
   if (registry) return { committedVersion: null, recovered, cleanedUp }; // published by Boxel itself: nothing of ours to undo
   if (link.kind === 'version') {
+    if (mode === 'refuse-fixes') throw new LinkRepairNeededError(url, `the published link points at uncommitted version ${link.version}`);
+    touched.link = true;
     await removePublishedLink(plane.layout, diskId);
     recovered.push(`removed the uncommitted published link to ${link.version}`);
     await bumpEpoch(tx, url);
     await notifyAllFileChanges(tx, url);
   }
+  if (mode === 'fix-only') return { committedVersion: null, recovered, cleanedUp };
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
   await removeManifestsExcept(plane.layout, diskId, new Set());
