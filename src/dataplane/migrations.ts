@@ -327,6 +327,17 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_for t
     name: "boxel tables in Boxel's current shape",
     sql: BOXEL_CURRENT_SHAPE_SQL,
   },
+  {
+    version: 5,
+    name: 'the generation each publish committed, to fence publishes of older generations',
+    sql: `
+-- Which object (its claimant, "<namespace>/<name>/<uid>") and which of its generations the last
+-- committed publish was for. A publish of the same object's generation at or below it is refused
+-- under the realm lock: a leader paused mid-publish must not commit over a newer leader's publish.
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_generation bigint;
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_generation_of text;
+`,
+  },
 ];
 
 /**

@@ -46,9 +46,11 @@ import {
 import type { Queryable } from './db.js';
 import {
   assertClaim,
+  assertNotSuperseded,
   bumpEpoch,
   type ClaimOptions,
   insertPublishedRealmPermissions,
+  type PublishFence,
   PublishError,
   PublishNotAuthorizedError,
   readOverlappingRealmURLs,
@@ -136,6 +138,23 @@ export interface PublishRequest {
   claim?: ClaimOptions;
   /** Recorded with the publish in `realm_epochs.published_for` (the controller uses `<uid>/spec-<digest>`). */
   publishedFor?: string;
+  /**
+   * The object and generation this publish is for (the controller: its claimant and
+   * `metadata.generation`): refused with {@link SupersededPublishError} when the realm already
+   * holds a publish of the same object at this generation or a newer one. Unset: not fenced.
+   */
+  fence?: PublishFence;
+}
+
+export interface PublishOptions {
+  /**
+   * Aborts the publish (the controller's reconcile signal: leadership lost, or shutdown gave up
+   * waiting). Checked at each step boundary up to the swap, and last under the lock just before
+   * the swap: from the swap to COMMIT the publish goes on, as the fence check under the same lock
+   * already made committing safe, and stopping there would leave readers on uncommitted content
+   * until the next repair. Throws the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 export interface PublishResult {
@@ -207,10 +226,16 @@ async function resolvePublisher(db: Queryable, sourceURL: string, source: Regist
 }
 
 /** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
-export async function publishRealm(plane: DataPlane, request: PublishRequest): Promise<PublishResult> {
+export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal }: PublishOptions = {}): Promise<PublishResult> {
   const started = performance.now();
+  signal?.throwIfAborted();
   const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher } = await checkPublishable(plane, request);
-  const step = async (name: PublishStep) => plane.onStep?.(name, publishedURL);
+  // Before copying: a newer generation already published makes the copy pointless (checked again under the lock).
+  assertNotSuperseded(publishedURL, await readRealmEpochRow(plane.pool, publishedURL), request.fence);
+  const step = async (name: PublishStep) => {
+    if (name === 'staged' || name === 'reserved' || name === 'locked' || name === 'installed') signal?.throwIfAborted();
+    await plane.onStep?.(name, publishedURL);
+  };
 
   const token = newStagingToken();
   const guard = await holdStagingGuard(plane.pool, token);
@@ -262,8 +287,12 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
         }
         await upsertPublishedRealmMetadata(tx, publishedURL);
         await clearRealmDefinitions(tx, publishedURL);
+        // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
+        assertNotSuperseded(publishedURL, await readRealmEpochRow(tx, publishedURL, true), request.fence);
         await installStagedVersion(plane.layout, staged.dir, diskId, version);
         await step('installed');
+        // The last abort check: past the swap the publish commits (see PublishOptions.signal).
+        signal?.throwIfAborted();
         await swapPublishedLink(plane.layout, diskId, version, plane.logger);
         await step('swapped');
         const epoch = await recordPublishedEpoch(tx, publishedURL, {
@@ -274,6 +303,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest): P
           fileCount: staged.fileCount,
           totalBytes,
           publishedFor: request.publishedFor ?? null,
+          ...(request.fence ? { fence: request.fence } : {}),
         });
         await notifyRealmRegistry(tx, 'upsert', publishedURL);
         await notifyAllFileChanges(tx, publishedURL);
@@ -365,8 +395,11 @@ export async function unpublishRealm(
   claim: ClaimOptions = {},
   /** Who unpublishes (a Matrix user id); unset: the source realm's owner. Checked only with `plane.authorization`. */
   publisher?: string,
+  /** Aborted (leadership lost): nothing is removed; checked before the lock and under it before the unlink. The claim fences a late unpublish. */
+  { signal }: PublishOptions = {},
 ): Promise<UnpublishResult> {
   const url = assertRealmURL(publishedRealmURL, 'publishedRealmURL');
+  signal?.throwIfAborted();
   const step = async (name: UnpublishStep) => plane.onStep?.(name, url);
   const outcome = await afterLinkRepairs(plane, url, () => withRealmLock(
     plane.pool,
@@ -385,6 +418,7 @@ export async function unpublishRealm(
       if (plane.authorization && registry?.source_url) await authorizeUnpublishOf(tx, registry.source_url, publisher);
       await tx.query('DELETE FROM realm_registry WHERE url = $1', [url]);
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
+      signal?.throwIfAborted();
       await tombstoneRealmIndex(tx, url);
       await clearRealmDefinitions(tx, url);
       const diskId = registry

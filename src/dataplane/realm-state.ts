@@ -31,6 +31,42 @@ export interface RealmEpochRow {
   reindex_job_id: string | null;
   claimed_by: string | null;
   published_for: string | null;
+  /** Present once migration 5 ran: see {@link PublishFence}. */
+  published_generation?: string | null;
+  published_generation_of?: string | null;
+}
+
+/**
+ * Which object a publish is for and which of its generations (a PublishedRealm's claimant and
+ * `metadata.generation`). Recorded with the publish; a later publish of the same object with a
+ * generation at or below the recorded one is refused ({@link SupersededPublishError}).
+ */
+export interface PublishFence {
+  of: string;
+  generation: number;
+}
+
+/**
+ * The realm already holds a publish of this object at the same or a newer generation, committed
+ * by someone else meanwhile (a new leader, while this publisher was paused): this one must not
+ * commit over it. Not a {@link PublishError}: nothing is wrong with the spec, the newer one won.
+ */
+export class SupersededPublishError extends Error {
+  constructor(
+    readonly realmURL: string,
+    readonly generation: number,
+    readonly recordedGeneration: number,
+  ) {
+    super(`${realmURL}: generation ${recordedGeneration} is already published, so this publish of generation ${generation} is not committed (the newer generation wins)`);
+    this.name = 'SupersededPublishError';
+  }
+}
+
+/** Throws {@link SupersededPublishError} when `row` records a publish of `fence.of` at `fence.generation` or newer. */
+export function assertNotSuperseded(url: string, row: Pick<RealmEpochRow, 'published_generation' | 'published_generation_of'> | undefined, fence: PublishFence | undefined): void {
+  if (!fence || !row || row.published_generation_of !== fence.of || row.published_generation === null || row.published_generation === undefined) return;
+  const recorded = Number(row.published_generation);
+  if (recorded >= fence.generation) throw new SupersededPublishError(url, fence.generation, recorded);
 }
 
 export class PublishError extends Error {
@@ -299,14 +335,16 @@ export async function recordPublishedEpoch(
     fileCount: number;
     totalBytes: number;
     publishedFor: string | null;
+    fence?: PublishFence;
   },
 ): Promise<number> {
   const { rows } = await db.query<{ epoch: string }>(
     `UPDATE realm_operator.realm_epochs SET
        epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
-       content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_at = now(), updated_at = now()
+       content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_generation = $9, published_generation_of = $10,
+       published_at = now(), updated_at = now()
      WHERE realm_url = $1 RETURNING epoch`,
-    [url, content.diskId, content.version, content.previousVersion, content.digest, content.fileCount, content.totalBytes, content.publishedFor],
+    [url, content.diskId, content.version, content.previousVersion, content.digest, content.fileCount, content.totalBytes, content.publishedFor, content.fence?.generation ?? null, content.fence?.of ?? null],
   );
   if (!rows[0]) throw new PublishError(`realm_operator.realm_epochs row for ${url} is missing; it is reserved before the swap`);
   return Number(rows[0].epoch);
@@ -318,7 +356,7 @@ export async function recordUnpublishedEpoch(db: Queryable, url: string): Promis
     `UPDATE realm_operator.realm_epochs SET
        epoch = nextval('realm_operator.epoch_seq'), content_version = NULL, previous_version = NULL,
        content_digest = NULL, file_count = NULL, total_bytes = NULL, published_at = NULL, claimed_by = NULL,
-       published_for = NULL, updated_at = now()
+       published_for = NULL, published_generation = NULL, published_generation_of = NULL, updated_at = now()
      WHERE realm_url = $1 RETURNING epoch`,
     [url],
   );

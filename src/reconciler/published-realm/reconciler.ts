@@ -53,6 +53,7 @@ import {
   RealmTooLargeError,
   reservePublishedDiskId,
   RealmURLOverlapError,
+  SupersededPublishError,
   UnsafeDatabaseValueError,
   URLTakenByRealmError,
   type ClaimOptions,
@@ -200,7 +201,7 @@ export class PublishedRealmReconciler {
     }
     if (realm.metadata.deletionTimestamp) {
       this.stalls.reset(stallKey);
-      return this.finalize(realm);
+      return this.finalize(realm, signal);
     }
 
     const parsed = parsePublishedRealmSpec(realm.spec);
@@ -224,7 +225,7 @@ export class PublishedRealmReconciler {
       return { requeueAfterMs: this.ackRequeueMs };
     }
     const spec = source.spec;
-    const published = await this.ensurePublished(realm, spec);
+    const published = await this.ensurePublished(realm, spec, signal);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
     const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
@@ -282,6 +283,8 @@ export class PublishedRealmReconciler {
   private async ensurePublished(
     realm: PublishedRealm,
     spec: PublishedRealmSpec,
+    /** Aborts when leadership is lost (or shutdown gave up waiting): the publish stops before its swap. */
+    signal?: AbortSignal,
   ): Promise<
     | {
         ok: true;
@@ -335,8 +338,18 @@ export class PublishedRealmReconciler {
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`));
     let result;
     try {
-      result = await publishRealm(this.plane, request);
+      // Fenced by generation: a newer generation of this object committed meanwhile (by a new
+      // leader while this one was paused) is never overwritten by this one.
+      result = await publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal });
     } catch (error) {
+      // Another leader owns this object now, or shutdown gave up on us: write nothing, that status is theirs.
+      if (signal?.aborted) throw error;
+      if (error instanceof SupersededPublishError) {
+        // The newer generation won; this copy of the object is stale. Its reconcile (already
+        // queued by the watch) writes status; the requeue only makes sure it happens.
+        this.log(realm).info({ generation: error.generation, publishedGeneration: error.recordedGeneration }, 'a newer generation is already published; not committing this one');
+        return { ok: false, result: { requeueAfterMs: this.ackRequeueMs } };
+      }
       // The checks passed a moment ago; the registry or the source changed while we copied.
       const stalled = await this.stallFor(realm, error);
       if (stalled) return stalled;
@@ -553,7 +566,7 @@ export class PublishedRealmReconciler {
   }
 
   /** Deletion: unpublish (unless another object owns the URL), then release the finalizer. */
-  private async finalize(realm: PublishedRealm): Promise<ReconcileResult> {
+  private async finalize(realm: PublishedRealm, signal?: AbortSignal): Promise<ReconcileResult> {
     if (!realm.metadata.finalizers?.includes(UNPUBLISH_FINALIZER)) return {};
     const url = (realm.spec as { publishedRealmURL?: unknown } | undefined)?.publishedRealmURL;
     const parsed = parsePublishedRealmSpec(realm.spec);
@@ -571,7 +584,7 @@ export class PublishedRealmReconciler {
       }
       try {
         const publisher = parsed.ok ? parsed.spec.publisher : undefined;
-        const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) }, publisher);
+        const result = await unpublishRealm(this.plane, target, { claimant: claimantOf(realm) }, publisher, { signal });
         if (result.unpublished) await this.options.kube.recordEvent(realm, 'Normal', Reasons.Unpublished, Actions.Unpublish, `Unpublished ${target} (epoch ${result.epoch}).`);
       } catch (error) {
         if (error instanceof ClaimConflictError || error instanceof PublishNotAuthorizedError) {
