@@ -37,7 +37,18 @@ const HEALTH_LUA = path.join(ROOT, 'deploy/argocd/health.lua');
 const ARGOCD_CM = path.join(ROOT, 'deploy/argocd/argocd-cm.yaml');
 
 /** The states every resource is driven through (issue 12). */
-type State = 'new' | 'publishing' | 'awaiting acks' | 'Ready' | 'spec changed' | 'Stalled' | 'suspended' | 'deleting' | 'deleting, awaiting acks';
+type State =
+  | 'new'
+  | 'publishing'
+  | 'awaiting acks'
+  | 'Ready'
+  | 'spec changed'
+  | 'Stalled'
+  | 'suspended'
+  | 'deleting'
+  | 'deleting, awaiting acks'
+  | 'source Realm not Ready'
+  | 'source Realm deleted';
 type KStatus = 'InProgress' | 'Failed' | 'Current' | 'Terminating' | 'Unknown';
 type ArgoHealth = 'Healthy' | 'Progressing' | 'Degraded' | 'Suspended' | 'Missing' | 'Unknown';
 type FluxVerdict = 'Current' | 'InProgress' | 'Failed';
@@ -68,6 +79,9 @@ const EXPECTED: Expected[] = [
   { kind: 'PublishedRealm', state: 'Stalled', kstatus: 'Failed', argo: 'Degraded' },
   { kind: 'PublishedRealm', state: 'suspended', kstatus: 'InProgress', argo: 'Suspended' },
   { kind: 'PublishedRealm', state: 'deleting', kstatus: 'Terminating', argo: 'Progressing' },
+  // spec.sourceRealmRef: a Realm not created yet is waited for; a deleted one needs a person.
+  { kind: 'PublishedRealm', state: 'source Realm not Ready', kstatus: 'InProgress', argo: 'Progressing' },
+  { kind: 'PublishedRealm', state: 'source Realm deleted', kstatus: 'Failed', argo: 'Degraded' },
   // A Realm is created in one reconcile (no publishing or acknowledgement phase) and has no
   // suspend; replicas acknowledge its deletion.
   { kind: 'Realm', state: 'new', kstatus: 'Current', argo: 'Progressing' },
@@ -140,6 +154,10 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
     authorization: undefined,
     ackWaitMs: 200,
     ackRequeueMs: 60_000,
+    readRealm: async ({ namespace: ns, name }) => {
+      const list = await kubeRequest<{ items: Realm[] }>(kube, { path: `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${REALM_PLURAL}?fieldSelector=metadata.name%3D${name}` });
+      return list.items[0];
+    },
   });
   try {
     const key = { namespace, name: 'site' };
@@ -195,6 +213,24 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
     const stalled = await getRealm(missing.name);
     expect(stalled.status?.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True' });
     states.set('Stalled', stalled);
+
+    const byRef = async (name: string, realmName: string) => {
+      await kubeRequest(kube, {
+        method: 'POST',
+        path: collection,
+        body: { apiVersion: API_VERSION, kind: KIND, metadata: { name, namespace }, spec: { sourceRealmRef: { name: realmName }, publishedRealmURL: `http://gitops.localhost/${name}-${namespace}/`, reindex: { enabled: false } } },
+      });
+      await reconciler.reconcile({ namespace, name });
+      return getRealm(name);
+    };
+    // A Realm the Realm controller has not created yet.
+    await kubeRequest(kube, { method: 'POST', path: `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${REALM_PLURAL}`, body: { apiVersion: API_VERSION, kind: REALM_KIND, metadata: { name: 'pending', namespace }, spec: { owner: '@gitops:localhost', endpoint: 'pending' } } });
+    const waiting = await byRef('waits-for-realm', 'pending');
+    expect(readyReason(waiting)).toBe('SourceRealmNotReady');
+    states.set('source Realm not Ready', waiting);
+    const orphaned = await byRef('realm-deleted', 'deleted-realm');
+    expect(orphaned.status?.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'SourceRealmNotFound' });
+    states.set('source Realm deleted', orphaned);
   } finally {
     reconciler.close();
   }
