@@ -287,7 +287,7 @@ describe('the API server refuses invalid manifests with readable messages', () =
     ['credentials', { ...ok, publishedRealmURL: 'http://u:p@pub.localhost/a/' }, 'publishedRealmURL must not contain credentials'],
     ['not a URL', { ...ok, sourceRealmURL: 'just words/' }, 'sourceRealmURL must be an absolute URL'],
     ['the same URL twice', { ...ok, publishedRealmURL: ok.sourceRealmURL }, 'sourceRealmURL and publishedRealmURL must differ'],
-    ['a missing sourceRealmURL', { publishedRealmURL: ok.publishedRealmURL }, 'spec.sourceRealmURL: Required value'],
+    ['a missing source (neither sourceRealmURL nor sourceRealmRef)', { publishedRealmURL: ok.publishedRealmURL }, 'set exactly one of sourceRealmURL (a URL) and sourceRealmRef (a Realm in this namespace)'],
     ['an oversized URL', { ...ok, publishedRealmURL: `http://pub.localhost/${'a'.repeat(2100)}/` }, 'spec.publishedRealmURL: Too long: may not be more than 2048'],
     ['an oversized revision', { ...ok, revision: 'r'.repeat(300) }, 'revision must be at most 253 characters'],
     ['a priority out of range', { ...ok, reindex: { priority: 5000 } }, 'spec.reindex.priority: Invalid value: 5000: spec.reindex.priority in body should be less than or equal to 1000'],

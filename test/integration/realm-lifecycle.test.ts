@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { GROUP, REALM_FINALIZER, REALM_KIND, REALM_PLURAL, VERSION, type Realm, type RealmStatus } from '../../src/api/v1alpha1/realm-types.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
-import { INITIAL_INDEX_JSON, initialRealmJSON } from '../../src/dataplane/realm-lifecycle.js';
+import { deleteSourceRealmRows, INITIAL_INDEX_JSON, initialRealmJSON } from '../../src/dataplane/realm-lifecycle.js';
 import { CustomResourceKube } from '../../src/reconciler/published-realm/kube.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
@@ -257,6 +257,26 @@ describe('deleting a Realm', () => {
       expect(wildcards.slice(0, 3).sort()).toEqual(published.map((url) => `${url}:*`).sort());
       expect(wildcards).toHaveLength(4);
       expect(wildcards[3]).toBe(`${source}:*`);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  test('a deletion whose database part committed before the operator died is finished by the next reconcile', async () => {
+    await apply('crashy', { owner: OWNER, endpoint: 'crashy' });
+    await reconcile('crashy');
+    const url = `${SERVER}alice/crashy/`;
+    const dir = path.join(realms.root, 'alice', 'crashy');
+    expect(await exists(dir)).toBe(true);
+    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/crashy` });
+    // The committed transaction of a reconcile that died before recording it in status.
+    expect((await deleteSourceRealmRows(dataPlane(db.pool, realms.layout), url)).map((r) => r.url)).toEqual([url]);
+    const listener = await recordNotifications(db.url, ['realm_file_changes']);
+    try {
+      for (let attempt = 0; attempt < 10 && (await read('crashy')); attempt++) await reconcile('crashy');
+      expect(await read('crashy')).toBeUndefined();
+      expect(await exists(dir)).toBe(false);
+      await listener.waitFor((n) => n.payload === `${url}:*`);
     } finally {
       await listener.close();
     }
