@@ -33,13 +33,13 @@ typecheck: install ## Type-check src, test and bench (tsc --noEmit)
 build: install ## Compile to dist/ with type declarations
 	$(NPM) run build
 
-test: typecheck build kube-assets synapse gitops-tools monitoring-tools ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
+test: typecheck build kube-assets synapse gitops-tools monitoring-tools model-tools ## Type-check; unit, integration and end-to-end tests (real PostgreSQL, kube-apiserver and Synapse)
 	$(WITH_TEST_ENV) bash -c '$(JEST) --selectProjects unit integration && $(JEST) --selectProjects e2e --runInBand'
 
 test-unit: install ## Unit tests only (pure logic)
 	$(JEST) --selectProjects unit
 
-test-integration: build kube-assets synapse gitops-tools ## Integration tests only (real PostgreSQL, Kubernetes API server and Synapse)
+test-integration: build kube-assets synapse gitops-tools model-tools ## Integration tests only (real PostgreSQL, Kubernetes API server and Synapse)
 	$(WITH_TEST_ENV) $(JEST) --selectProjects integration
 
 test-e2e: build kube-assets ## End-to-end tests only: the operator as a process, one suite at a time (they load the machine)
@@ -47,6 +47,13 @@ test-e2e: build kube-assets ## End-to-end tests only: the operator as a process,
 
 kube-assets: ## Build or locate etcd/kube-apiserver/kubectl
 	bash hack/kube-assets.sh
+
+.PHONY: model model-tools
+model-tools: ## Install Spin for the protocol model (Debian's package, unpacked once into ~/.cache/realm-operator)
+	bash hack/model.sh --install >/dev/null
+
+model: model-tools ## Model-check the invalidation protocol (model/) and that every mutant fails; MODEL=full for all faults at once
+	bash hack/model.sh
 
 gitops-tools: ## Build/install the tools the GitOps and Helm tests run (kstatus-check, helm, lua5.1), cached
 	bash hack/gitops-tools.sh
