@@ -35,7 +35,7 @@ import { JOBS_CHANNEL } from '../wire/channels.js';
 import { withRealmLock, notify, type Queryable } from './db.js';
 import { notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import type { DataPlane } from './publish.js';
-import { recoverPublishedRealm } from './publish.js';
+import { emptyTrash, removeManifestsExcept, trashVersionsExcept } from './published-content.js';
 import { PUBLISHED_DIRECTORY_NAME } from './realm-identity.js';
 import { PublishError, readRealmEpochRow, readRegistryRow, recordUnpublishedEpoch, safePublishedDiskId, safeSourceDiskId } from './realm-state.js';
 import { chooseFromScratchCoalesce, DEFAULT_REINDEX_PRIORITY, DEFAULT_REINDEX_TIMEOUT_SECONDS, indexingConcurrencyGroup, REINDEX_JOB_TYPE } from './reindex.js';
@@ -388,16 +388,33 @@ async function removeRealmDatabaseArtifacts(tx: Queryable, url: string, tables: 
 /**
  * Boxel's delete, file part (after the commit): removes each removed realm's directory. A published
  * realm the operator published is a symlink into its content versions: the link goes as in Boxel,
- * and {@link recoverPublishedRealm} then trashes the versions nothing refers to any more.
+ * then, under that realm's lock, its versions and manifests (nothing refers to them any more: the
+ * database part recorded it unpublished), and its disk id is forgotten, as recovery does for an
+ * unpublished realm. No NOTIFY here: the announcement follows ({@link announceDeletedRealms}).
  */
 export async function removeDeletedRealmFiles(plane: DataPlane, removed: readonly RemovedRealm[]): Promise<void> {
   for (const realm of removed) {
-    const target = realm.diskId.startsWith(`${PUBLISHED_DIRECTORY_NAME}/`)
-      ? path.join(plane.layout.publishedRoot, safePublishedDiskId('realm_registry.disk_id', realm.url, realm.diskId.slice(PUBLISHED_DIRECTORY_NAME.length + 1)))
-      : plane.layout.sourceDir(realm.diskId);
-    await fs.rm(target, { recursive: true, force: true });
-    if (target.startsWith(plane.layout.publishedRoot) && (await readRealmEpochRow(plane.pool, realm.url))) await recoverPublishedRealm(plane, realm.url);
+    if (!realm.diskId.startsWith(`${PUBLISHED_DIRECTORY_NAME}/`)) {
+      await fs.rm(plane.layout.sourceDir(realm.diskId), { recursive: true, force: true });
+      continue;
+    }
+    const diskId = safePublishedDiskId('realm_registry.disk_id', realm.url, realm.diskId.slice(PUBLISHED_DIRECTORY_NAME.length + 1));
+    await fs.rm(path.join(plane.layout.publishedRoot, diskId), { recursive: true, force: true });
+    await withRealmLock(
+      plane.pool,
+      realm.url,
+      async (tx) => {
+        const row = await readRealmEpochRow(tx, realm.url, true);
+        if (!row?.disk_id || row.content_version) return; // not ours, or published again since
+        const ours = safePublishedDiskId('realm_operator.realm_epochs.disk_id', realm.url, row.disk_id);
+        await trashVersionsExcept(plane.layout, ours, new Set());
+        await removeManifestsExcept(plane.layout, ours, new Set());
+        await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [realm.url]);
+      },
+      plane.lock,
+    );
   }
+  await emptyTrash(plane.layout, plane.logger);
 }
 
 /**

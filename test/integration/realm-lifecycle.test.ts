@@ -18,7 +18,7 @@ import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { must } from '../support/e2e.js';
 import { kubectl, testKubeConfig } from '../support/kube.js';
-import { createSourceRealm, dataPlane, insertIndexEntries, makeRealmsRoot, readTree, recordNotifications, silentLogger, writeFiles } from '../support/realms.js';
+import { createSourceRealm, dataPlane, eventually, insertIndexEntries, makeRealmsRoot, readTree, recordNotifications, silentLogger, writeFiles } from '../support/realms.js';
 
 const kube = testKubeConfig();
 const namespace = `realm-life-${randomBytes(3).toString('hex')}`;
@@ -88,6 +88,14 @@ async function rowsFor(url: string) {
     index: await q('SELECT url FROM boxel_index WHERE realm_url = $1'),
     jobs: await q(`SELECT job_type, args, concurrency_group, priority, timeout, status FROM jobs WHERE concurrency_group = 'indexing:' || $1 ORDER BY id`),
   };
+}
+
+/** The events.k8s.io Events about a Realm, as `reason/type`. */
+async function eventsOf(name: string): Promise<string[]> {
+  const list = await kubeRequest<{ items: Array<{ reason: string; type: string; regarding: { name: string; kind: string } }> }>(kube, {
+    path: `/apis/events.k8s.io/v1/namespaces/${namespace}/events`,
+  });
+  return list.items.filter((e) => e.regarding.kind === REALM_KIND && e.regarding.name === name).map((e) => `${e.reason}/${e.type}`);
 }
 
 const exists = (target: string) => fs.lstat(target).then(() => true, () => false);
@@ -175,6 +183,15 @@ describe('creating a Realm', () => {
     await bare.reconcile({ namespace, name: 'no-server' });
     expect(condition(await read('no-server'), 'Stalled')).toMatchObject({ reason: 'ServerURLUnknown' });
     expect(await exists(path.join(realms.root, 'alice', 'no-server'))).toBe(false);
+  });
+});
+
+describe('Events', () => {
+  test('creating records RealmCreated; a refusal records a Warning with the Stalled reason; deleting records RealmDeleted', async () => {
+    await eventually(async () => (await eventsOf('notes')).includes('RealmCreated/Normal'), 10_000, () => 'RealmCreated for notes');
+    await eventually(async () => (await eventsOf('taken')).includes('URLTaken/Warning'), 10_000, () => 'URLTaken for taken');
+    await deleteAndFinalize('notes');
+    await eventually(async () => (await eventsOf('notes')).includes('RealmDeleted/Normal'), 10_000, () => 'RealmDeleted for notes');
   });
 });
 
