@@ -34,6 +34,8 @@ import { applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
 import type { RealmsLayout } from './layout.js';
 import {
   installStagedVersion,
+  listVersions,
+  moveToTrash,
   newVersionName,
   readPublishedLink,
   emptyTrash,
@@ -264,6 +266,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
 
     const version = newVersionName();
     const publishedAt = Date.now();
+    // Installed but never linked when the transaction ends without a swap: removed at once, as no
+    // reader can have seen it (left behind, recovery would take it for one that was linked).
+    let installedUnlinked = false;
     const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockTimed(
       plane.pool,
       publishedURL,
@@ -289,11 +294,14 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         await clearRealmDefinitions(tx, publishedURL);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, await readRealmEpochRow(tx, publishedURL, true), request.fence);
+        signal?.throwIfAborted();
         await installStagedVersion(plane.layout, staged.dir, diskId, version);
+        installedUnlinked = true;
         await step('installed');
         // The last abort check: past the swap the publish commits (see PublishOptions.signal).
         signal?.throwIfAborted();
-        await swapPublishedLink(plane.layout, diskId, version, plane.logger);
+        installedUnlinked = false;
+        const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger);
         await step('swapped');
         const epoch = await recordPublishedEpoch(tx, publishedURL, {
           diskId,
@@ -308,17 +316,21 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         await notifyRealmRegistry(tx, 'upsert', publishedURL);
         await notifyAllFileChanges(tx, publishedURL);
         await step('recorded');
-        return { epoch, previousVersion: committed.committedVersion };
+        return { epoch, previousVersion: committed.committedVersion, superseded: [committed.previousVersion, adopted].filter((v): v is string => !!v) };
       },
       plane.lock,
-    ));
+    )).catch(async (error: unknown) => {
+      if (installedUnlinked) await moveToTrash(plane.layout, plane.layout.versionDir(diskId, version)).catch(() => undefined);
+      throw error;
+    });
     await step('committed');
     // Only speeds up the next publish, so a failure is logged, never the publish's.
     await writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
       plane.logger.warn({ err: error, realm: publishedURL, version }, 'could not record the staging manifest; the next publish copies every file'),
     );
 
-    await collectGarbage(plane, publishedURL);
+    // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
+    await collectGarbage(plane, publishedURL, result.superseded);
     await step('cleaned');
     const totalMs = performance.now() - started;
     plane.logger.info(
@@ -406,13 +418,14 @@ export async function unpublishRealm(
     url,
     async (tx) => {
       await step('locked');
-      await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
+      const before = await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
+      const wasCommitted = [before.committedVersion, before.previousVersion].filter((v): v is string => v !== null);
       const registry = await readRegistryRow(tx, url);
       if (registry && registry.kind !== 'published') {
         throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to unpublish it`);
       }
       const epochRow = await readRealmEpochRow(tx, url, true);
-      if (!registry && !epochRow?.content_version) return { unpublished: false, epoch: Number(epochRow?.epoch ?? 0) };
+      if (!registry && !epochRow?.content_version) return { unpublished: false, epoch: Number(epochRow?.epoch ?? 0), wasCommitted };
       // Never unpublish a URL another PublishedRealm publishes (a duplicate being deleted).
       assertClaim(url, epochRow, claim);
       if (plane.authorization && registry?.source_url) await authorizeUnpublishOf(tx, registry.source_url, publisher);
@@ -431,15 +444,16 @@ export async function unpublishRealm(
       const epoch = await recordUnpublishedEpoch(tx, url);
       await notifyRealmRegistry(tx, 'delete', url);
       await notifyAllFileChanges(tx, url);
-      return { unpublished: true, epoch };
+      return { unpublished: true, epoch, wasCommitted };
     },
     plane.lock,
   ));
   await step('committed');
-  await collectGarbage(plane, url);
+  // Its versions were committed once; this unpublish's epoch already invalidated them.
+  await collectGarbage(plane, url, outcome.wasCommitted);
   await step('cleaned');
   plane.logger.info({ realm: url, epoch: outcome.epoch, unpublished: outcome.unpublished }, 'unpublished realm');
-  return { publishedRealmURL: url, ...outcome };
+  return { publishedRealmURL: url, unpublished: outcome.unpublished, epoch: outcome.epoch };
 }
 
 /**
@@ -476,11 +490,16 @@ export interface RecoveryResult {
  * it first and last. Warns only when something was actually interrupted.
  */
 export async function recoverPublishedRealm(plane: DataPlane, realmURL: string): Promise<RecoveryResult> {
-  const url = assertRealmURL(realmURL, 'realmURL');
-  const repaired: string[] = [];
-  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes'), plane.lock), repaired);
-  const recovered = [...repaired, ...cleaned.recovered];
-  const cleanedUp = cleaned.cleanedUp;
+  return recover(plane, assertRealmURL(realmURL, 'realmURL'), []);
+}
+
+/** {@link recoverPublishedRealm}; `superseded`: versions known to have been committed once (their removal needs no invalidation). */
+async function recover(plane: DataPlane, url: string, superseded: readonly string[]): Promise<RecoveryResult> {
+  const repaired: Repairs = { recovered: [], cleanedUp: [] };
+  const known = new Set(superseded);
+  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes', undefined, known), plane.lock), repaired);
+  const recovered = [...repaired.recovered, ...cleaned.recovered];
+  const cleanedUp = [...repaired.cleanedUp, ...cleaned.cleanedUp];
   await emptyTrash(plane.layout, plane.logger);
   if (recovered.length > 0) plane.logger.warn({ realm: url, actions: recovered, cleanedUp }, 'recovered an interrupted publish');
   else if (cleanedUp.length > 0) plane.logger.debug({ realm: url, actions: cleanedUp }, 'cleaned up published realm versions');
@@ -488,9 +507,9 @@ export async function recoverPublishedRealm(plane: DataPlane, realmURL: string):
 }
 
 /** Post-commit clean-up: the same reconciliation, which also trashes superseded versions. */
-async function collectGarbage(plane: DataPlane, url: string): Promise<void> {
+async function collectGarbage(plane: DataPlane, url: string, superseded: readonly string[]): Promise<void> {
   try {
-    await recoverPublishedRealm(plane, url);
+    await recover(plane, url, superseded);
   } catch (error) {
     // The publish itself has committed; leftovers are removed by the next publish or recovery.
     plane.logger.warn({ err: error, realm: url }, 'post-publish clean-up failed');
@@ -539,11 +558,13 @@ async function invalidateRealmAlone(plane: DataPlane, url: string): Promise<void
  * NOTIFY commit together and alone. If the transaction fails after the link was changed (the COMMIT
  * lost with the connection), the invalidation is sent again on its own before the error is thrown.
  */
-async function repairPublishedLink(plane: DataPlane, url: string): Promise<string[]> {
+async function repairPublishedLink(plane: DataPlane, url: string): Promise<Repairs> {
   const touched = { link: false };
   try {
-    const { recovered } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'fix-only', touched), plane.lock);
-    return recovered;
+    const { recovered, strays, diskId } = await withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'fix-only', touched), plane.lock);
+    // Only now, after the invalidation committed: while a stray version exists, the next recovery invalidates again.
+    for (const version of strays) await moveToTrash(plane.layout, plane.layout.versionDir(diskId!, version));
+    return { recovered, cleanedUp: strays.length > 0 ? [`removed superseded or uncommitted versions ${strays.join(', ')}`] : [] };
   } catch (error) {
     if (touched.link) {
       await invalidateRealmAlone(plane, url).catch((again: Error) =>
@@ -559,25 +580,39 @@ async function repairPublishedLink(plane: DataPlane, url: string): Promise<strin
  * needs a fix, commits that fix with its invalidation on its own ({@link repairPublishedLink}) and
  * runs `attempt` again. What was repaired is appended to `repaired`.
  */
-async function afterLinkRepairs<T>(plane: DataPlane, url: string, attempt: () => Promise<T>, repaired: string[] = []): Promise<T> {
+async function afterLinkRepairs<T>(plane: DataPlane, url: string, attempt: () => Promise<T>, repaired: Repairs = { recovered: [], cleanedUp: [] }): Promise<T> {
   for (let repairs = 0; ; repairs += 1) {
     try {
       return await attempt();
     } catch (error) {
       // Another publisher interrupted between our repair and our transaction, again and again: give up, the caller retries.
       if (!(error instanceof LinkRepairNeededError) || repairs >= 3) throw error;
-      repaired.push(...(await repairPublishedLink(plane, url)));
+      const done = await repairPublishedLink(plane, url);
+      repaired.recovered.push(...done.recovered);
+      repaired.cleanedUp.push(...done.cleanedUp);
     }
   }
 }
 
+/** What repairs did: reader-visible fixes (warned about) and the strays removed after them. */
+interface Repairs {
+  recovered: string[];
+  cleanedUp: string[];
+}
+
 /**
  * The recovery core, run inside a locked transaction. Only renames to the trash, so it is cheap.
- * A fix that changes what readers can see (the link re-pointed to the committed version, or an
- * uncommitted first publish's link removed) also bumps the epoch and NOTIFYs, because replicas may
- * have cached the uncommitted content; it is made only in `fix-only` mode, in a transaction of its
- * own (see {@link ReconcileMode}). Every path component it reads from the database is checked
- * first; a bad one fails this realm's recovery before anything on disk is touched.
+ *
+ * Readers may have seen (and replicas cached) content that never committed when the link points
+ * anywhere but the committed version, or when a version directory exists that is neither the
+ * committed nor the previous version nor in `known` (versions the caller knows were committed
+ * once): a *stray*, installed by a publish that did not commit, which may have been linked and
+ * put back by a repair whose COMMIT was lost. Either calls for a fix with an epoch bump and the
+ * wildcard NOTIFY (the link re-pointed, or an uncommitted first publish's link removed); it is
+ * made only in `fix-only` mode, in a transaction of its own (see {@link ReconcileMode}), and the
+ * strays are trashed only after that COMMIT ({@link repairPublishedLink}). A stray that was never
+ * linked costs one needless invalidation, never a missed one. Every path component it reads from
+ * the database is checked first; a bad one fails this realm's recovery before anything on disk is touched.
  */
 async function reconcileFilesWithDatabase(
   plane: DataPlane,
@@ -585,9 +620,11 @@ async function reconcileFilesWithDatabase(
   url: string,
   mode: ReconcileMode,
   touched: { link: boolean } = { link: false },
-): Promise<{ committedVersion: string | null; recovered: string[]; cleanedUp: string[] }> {
+  known: ReadonlySet<string> = new Set(),
+): Promise<{ committedVersion: string | null; previousVersion: string | null; recovered: string[]; cleanedUp: string[]; strays: string[]; diskId: string | undefined }> {
   const recovered: string[] = [];
   const cleanedUp: string[] = [];
+  const strays: string[] = [];
   const row = await readRealmEpochRow(tx, url, true);
   const diskId = row?.disk_id ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id) : undefined;
   const committed = row?.content_version ? safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version) : null;
@@ -598,49 +635,52 @@ async function reconcileFilesWithDatabase(
     const abandoned = await removeAbandonedStaging(tx, plane.layout);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
-  if (!diskId) return { committedVersion: null, recovered, cleanedUp };
+  const result = (committedVersion: string | null) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId });
+  if (!diskId) return result(null);
   await removeScratchLinks(plane.layout, diskId);
   const link = await readPublishedLink(plane.layout, diskId);
-  if (committed) {
-    if (!(link.kind === 'version' && link.version === committed)) {
-      if (!(await versionExists(plane.layout, diskId, committed))) {
-        throw new PublishError(
-          `committed content version ${committed} of ${url} is missing from ${plane.layout.versionsDir(diskId)}; publish again to replace it`,
-        );
-      }
-      const fix = `re-pointed the published link from ${describeLink(link)} to committed version ${committed}`;
-      if (mode === 'refuse-fixes') throw new LinkRepairNeededError(url, `the published link points at ${describeLink(link)}, not committed version ${committed}`);
-      touched.link = true;
-      await swapPublishedLink(plane.layout, diskId, committed, plane.logger);
-      recovered.push(fix);
-      await bumpEpoch(tx, url);
-      await notifyAllFileChanges(tx, url);
+  // Nothing of ours committed and a registry row: published by Boxel itself, nothing of ours to undo.
+  if (!committed && (await readRegistryRow(tx, url))) return result(null);
+  const keep = new Set(committed ? [committed, ...(previous ? [previous] : [])] : []);
+  strays.push(...(await listVersions(plane.layout, diskId)).filter((version) => !keep.has(version) && !known.has(version)));
+  const linkWrong = committed ? !(link.kind === 'version' && link.version === committed) : link.kind === 'version';
+  if (linkWrong || strays.length > 0) {
+    if (committed && linkWrong && !(await versionExists(plane.layout, diskId, committed))) {
+      throw new PublishError(`committed content version ${committed} of ${url} is missing from ${plane.layout.versionsDir(diskId)}; publish again to replace it`);
     }
-    if (mode === 'fix-only') return { committedVersion: committed, recovered, cleanedUp };
-    const keep = new Set([committed, ...(previous ? [previous] : [])]);
-    const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
-    if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
-    await removeManifestsExcept(plane.layout, diskId, keep);
-    return { committedVersion: committed, recovered, cleanedUp };
-  }
-  // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
-  const registry = await readRegistryRow(tx, url);
-  if (registry) return { committedVersion: null, recovered, cleanedUp }; // published by Boxel itself: nothing of ours to undo
-  if (link.kind === 'version') {
-    if (mode === 'refuse-fixes') throw new LinkRepairNeededError(url, `the published link points at uncommitted version ${link.version}`);
-    touched.link = true;
-    await removePublishedLink(plane.layout, diskId);
-    recovered.push(`removed the uncommitted published link to ${link.version}`);
+    if (mode === 'refuse-fixes') {
+      const problem = linkWrong ? `the published link points at ${describeLink(link)}, not ${committed ? `committed version ${committed}` : 'nothing'}` : `versions ${strays.join(', ')} were installed by a publish that did not commit`;
+      throw new LinkRepairNeededError(url, problem);
+    }
+    if (linkWrong) {
+      touched.link = true;
+      if (committed) {
+        await swapPublishedLink(plane.layout, diskId, committed, plane.logger);
+        recovered.push(`re-pointed the published link from ${describeLink(link)} to committed version ${committed}`);
+      } else {
+        await removePublishedLink(plane.layout, diskId);
+        recovered.push(`removed the uncommitted published link to ${(link as { version: string }).version}`);
+      }
+    } else {
+      recovered.push(`invalidated the realm: versions ${strays.join(', ')} were installed by a publish that did not commit, and readers may have seen them`);
+    }
     await bumpEpoch(tx, url);
     await notifyAllFileChanges(tx, url);
   }
-  if (mode === 'fix-only') return { committedVersion: null, recovered, cleanedUp };
+  if (mode === 'fix-only') return result(committed);
+  if (committed) {
+    const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
+    if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
+    await removeManifestsExcept(plane.layout, diskId, keep);
+    return result(committed);
+  }
+  // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
   await removeManifestsExcept(plane.layout, diskId, new Set());
   // The next first publish gets a new disk id, as in Boxel.
   await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);
-  return { committedVersion: null, recovered, cleanedUp };
+  return result(null);
 }
 
 async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {

@@ -56,15 +56,16 @@ export async function versionExists(layout: RealmsLayout, diskId: string, versio
  * old or the new content, never neither. A real directory left by Boxel is first moved into the
  * versions directory; that one-time adoption has a sub-millisecond gap, logged as a warning.
  */
-export async function swapPublishedLink(layout: RealmsLayout, diskId: string, version: string, logger?: Logger): Promise<void> {
+export async function swapPublishedLink(layout: RealmsLayout, diskId: string, version: string, logger?: Logger): Promise<{ adopted?: string }> {
   const link = layout.publishedDir(diskId);
   await fs.mkdir(layout.linkScratchDir, { recursive: true });
   const scratch = path.join(layout.linkScratchDir, `${diskId}.${randomBytes(4).toString('hex')}`);
   await fs.symlink(layout.linkTarget(diskId, version), scratch);
+  let adopted: string | undefined;
   try {
     const current = await readPublishedLink(layout, diskId);
     if (current.kind === 'directory') {
-      const adopted = `adopted-${Date.now()}`;
+      adopted = `adopted-${Date.now()}`;
       logger?.warn({ link, adopted }, 'adopting a published realm directory the operator did not create; readers may see it missing for an instant');
       await fs.rename(link, layout.versionDir(diskId, adopted));
     }
@@ -74,6 +75,8 @@ export async function swapPublishedLink(layout: RealmsLayout, diskId: string, ve
     throw error;
   }
   await fsyncPath(layout.publishedRoot);
+  // The adopted directory is the content that was published: a version that was committed, by Boxel.
+  return adopted ? { adopted } : {};
 }
 
 /** Removes the published symlink (unpublish): one atomic unlink. */
@@ -82,6 +85,16 @@ export async function removePublishedLink(layout: RealmsLayout, diskId: string):
   const state = await readPublishedLink(layout, diskId);
   if (state.kind === 'directory') await removeTree(link);
   else if (state.kind !== 'missing') await fs.rm(link, { force: true });
+}
+
+/** The names in `diskId`'s versions directory (none when it does not exist). */
+export async function listVersions(layout: RealmsLayout, diskId: string): Promise<string[]> {
+  try {
+    return (await fs.readdir(layout.versionsDir(diskId))).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }
 
 /**

@@ -10,8 +10,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
-import { readPublishedLink } from '../../src/dataplane/published-content.js';
+import { publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { readPublishedLink, swapPublishedLink } from '../../src/dataplane/published-content.js';
 import { ClaimConflictError } from '../../src/dataplane/realm-state.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
 import { createSourceRealm, eventually, openDataPlaneFixture, recordNotifications, writeFiles, type DataPlaneFixture } from '../support/realms.js';
@@ -119,6 +119,29 @@ test('an unpublish refused after repairing the link (another claimant): the repa
     expect(epochAfter).toBeGreaterThan(epochBefore);
     await notifications.waitFor((n) => n.payload === `${publishedURL}:*`);
     await eventually(() => replica.acked.includes(epochAfter), 10_000, () => `the replica to acknowledge epoch ${epochAfter}`);
+  } finally {
+    await notifications.close();
+  }
+});
+
+test('a repair whose COMMIT was lost after it re-pointed the link: the stray uncommitted version makes the next recovery invalidate again', async () => {
+  const { publishedURL, first } = await interruptedRepublish('lost-commit');
+  // What a repair leaves when it dies between re-pointing the link and its COMMIT: the link back
+  // on the committed version, the database unchanged, the uncommitted version still there.
+  await swapPublishedLink(fixture.layout, first.diskId, first.version);
+  const replica = await startReplica(publishedURL);
+  const notifications = await recordNotifications(fixture.db.url, ['realm_file_changes']);
+  try {
+    const epochBefore = await epochOf(publishedURL);
+    const result = await recoverPublishedRealm(fixture.plane, publishedURL);
+    expect(result.recovered).toEqual([expect.stringMatching(/^invalidated the realm: versions v\d+-[0-9a-f]{8} were installed by a publish that did not commit/)]);
+    const epochAfter = await epochOf(publishedURL);
+    expect(epochAfter).toBeGreaterThan(epochBefore);
+    await notifications.waitFor((n) => n.payload === `${publishedURL}:*`);
+    await eventually(() => replica.acked.includes(epochAfter), 10_000, () => `the replica to acknowledge epoch ${epochAfter}`);
+    // Now clean: no stray left, so nothing more to invalidate.
+    expect((await recoverPublishedRealm(fixture.plane, publishedURL)).recovered).toEqual([]);
+    expect(await epochOf(publishedURL)).toBe(epochAfter);
   } finally {
     await notifications.close();
   }
