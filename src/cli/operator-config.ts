@@ -7,6 +7,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { MATRIX_SETTINGS, type MatrixRegistrationSettings } from '../matrix/realm-user.js';
 import { parseDomainOverrides, type DomainOverrides } from '../wire/publish-policy.js';
+import { realmURLProblem } from '../wire/realm-url.js';
 import { collectSettings, ConfigError, databaseURLSchema, durationSchema, flagOptions, logLevelSchema, parseDuration, parseSettings, REQUIRED, type DocumentedSetting, type SettingName } from './config.js';
 
 const duration = durationSchema;
@@ -70,6 +71,14 @@ export const operatorConfigSchema = z.object({
   maxRealmFiles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').default(100_000),
   maxRealmBytes: byteSizeSchema.default(4 * 2 ** 30),
   copyHardLinkedFiles: booleanLike.default(false),
+  // Boxel's serverURL: Realms without spec.serverURL get <this>/<owner>/<endpoint>/.
+  realmServerURL: z
+    .string()
+    .superRefine((value, ctx) => {
+      const problem = realmURLProblem(value, 'REALM_SERVER_URL');
+      if (problem) ctx.addIssue({ code: 'custom', message: `${problem.problem}; ${problem.fix}` });
+    })
+    .optional(),
   realmServerService: z
     .string()
     .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be <namespace>/<service>, e.g. boxel/realm-server')
@@ -174,6 +183,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, DocumentedSetting
   maxRealmFiles: { flag: '--max-realm-files', env: 'MAX_REALM_FILES', description: 'Largest realm, in files, that is published; more is Stalled RealmTooLarge', default: '100000' },
   maxRealmBytes: { flag: '--max-realm-bytes', env: 'MAX_REALM_BYTES', description: 'Largest realm, in bytes (or Ki/Mi/Gi/Ti), that is published; more is Stalled RealmTooLarge', default: '4Gi' },
   copyHardLinkedFiles: { flag: '--copy-hard-linked-files', env: 'COPY_HARD_LINKED_FILES', boolean: true, description: 'Copy files with several hard links (skipped by default, with the reason, as they may be shared with another realm)', default: 'false' },
+  realmServerURL: { flag: '--realm-server-url', env: 'REALM_SERVER_URL', description: 'Boxel\'s realm server URL (its serverURL): Realms without spec.serverURL are created at <this>/<owner>/<endpoint>/', default: 'unset: Realms must give spec.serverURL' },
   realmServerService: { flag: '--realm-server-service', env: 'REALM_SERVER_SERVICE', description: '<namespace>/<service> of the realm servers: ready pods that never register make a publish PublishedNotifyOnly instead of a wait', default: 'unset: only registered replicas are counted' },
   matrixURL: { flag: '--matrix-url', env: 'MATRIX_URL', description: 'Matrix homeserver base URL: published realms\' users are registered there as Boxel does (with the two secrets)', default: 'unset: realm users are not registered' },
   matrixRegistrationSecretFile: { flag: '--matrix-registration-secret-file', env: 'MATRIX_REGISTRATION_SHARED_SECRET_FILE', description: 'File holding Synapse\'s registration_shared_secret (or the variable MATRIX_REGISTRATION_SHARED_SECRET)', default: 'unset' },

@@ -58,7 +58,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     });
     const endpointSlices = config.realmServerService ? realmServerEndpoints(config.realmServerService, connection, logger, registry) : undefined;
     const ownWrites = new OwnWrites();
-    // Realms (source realms): on when the Realm CRD is installed. REALM_SERVER_URL gives Realms without spec.serverURL their server.
+    // Realms (source realms): on when the Realm CRD is installed. --realm-server-url gives Realms without spec.serverURL their server.
     const realmController = await createRealmController({
       connection,
       plane: { pool, layout: new RealmsLayout(config.realmsRoot), logger: logger.child({ controller: 'realm' }), durable: config.durable },
@@ -73,7 +73,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ackWaitMs: config.ackWait,
       ackRequeueMs: config.ackRequeue,
       stalledRetryMs: config.stalledRetry,
-      ...(process.env.REALM_SERVER_URL ? { defaultServerURL: process.env.REALM_SERVER_URL } : {}),
+      ...(config.realmServerURL ? { defaultServerURL: config.realmServerURL } : {}),
       // PublishedRealms naming the Realm in sourceRealmRef: reconciled now (the controller exists by the time this is called).
       onSourceChanged: (key) => {
         for (const object of informer.list()) {

@@ -183,6 +183,14 @@ describe('Matrix settings (realm users of published realms)', () => {
     expect(() => loadOperatorConfig({}, { ...required, PUBLISHED_REALM_DOMAIN_OVERRIDES: '{"https://app.boxel.ai/mike/site/":7}' })).toThrow('"https://app.boxel.ai/mike/site/": 7 is not a domain');
   });
 
+  test("REALM_SERVER_URL (Boxel's serverURL for Realms without spec.serverURL): optional; a URL Boxel could not serve realms under is refused with the fix", () => {
+    expect(loadOperatorConfig({}, required).realmServerURL).toBeUndefined();
+    expect(loadOperatorConfig({}, { ...required, REALM_SERVER_URL: 'https://app.boxel.ai/' }).realmServerURL).toBe('https://app.boxel.ai/');
+    expect(loadOperatorConfig({ 'realm-server-url': 'http://localhost:4201/' }, required).realmServerURL).toBe('http://localhost:4201/');
+    expect(() => loadOperatorConfig({}, { ...required, REALM_SERVER_URL: 'https://app.boxel.ai' })).toThrow(/--realm-server-url \/ REALM_SERVER_URL: .*does not end with "\/"; use "https:\/\/app.boxel.ai\/"/);
+    expect(() => loadOperatorConfig({ 'realm-server-url': 'ftp://app.boxel.ai/' }, required)).toThrow(/--realm-server-url \/ REALM_SERVER_URL: .*scheme "ftp" is not allowed/);
+  });
+
   test('a partial set is refused, naming what is missing', () => {
     expect(() => loadOperatorConfig({ 'matrix-url': 'http://synapse:8008' }, required)).toThrow(
       'Matrix is configured only in part: also set --matrix-registration-secret-file / MATRIX_REGISTRATION_SHARED_SECRET_FILE (or MATRIX_REGISTRATION_SHARED_SECRET) and --realm-secret-seed-file / REALM_SECRET_SEED_FILE (or REALM_SECRET_SEED)',
