@@ -34,6 +34,8 @@
  *   HANDOVERS leader lease handovers                  MAXGEN    last spec generation (gen 1 is published at start)
  *   NOTIME    no clock at all: leases never lapse, no heartbeats (the slices that explore failures)
  *   START_READY  replicas start registered and resynced (their start-up is explored elsewhere)
+ *   TIMED     how many replicas (from 0) have a lease that runs by the clock (default all);
+ *             the others never lapse
  */
 
 #define NREP 2            /* the properties below name replicas 0 and 1 */
@@ -87,6 +89,9 @@
 #endif
 #endif
 
+#ifndef TIMED
+#define TIMED NREP      /* replicas 0 .. TIMED-1 have leases that run by the clock */
+#endif
 #define MAXC 8          /* content ids 1..MAXC-1 (one per swapped-in version) */
 #define NONE 255
 #define QCAP 10
@@ -238,7 +243,7 @@ end:
      fi;
      m = 0
 #ifndef NOTIME
-  :: atomic { st[i] == READY && pend[i] == NONE -> pend[i] = LEASE - MARGIN }   /* heartbeat sent */
+  :: atomic { i < TIMED && st[i] == READY && pend[i] == NONE -> pend[i] = LEASE - MARGIN }   /* heartbeat sent */
   :: atomic { st[i] == READY && pend[i] != NONE ->                            /* renewLease runs */
        if
        :: registered[i] && dbLeft[i] > GRACE -> dbLeft[i] = LEASE + GRACE; locLeft[i] = pend[i]; pend[i] = NONE
@@ -395,14 +400,14 @@ end:
   do
 #ifndef NOTIME
   :: atomic {                                  /* one tick of real time */
-       for (i : 0 .. NREP - 1) {
+       for (i : 0 .. TIMED - 1) {
          if :: registered[i] && dbLeft[i] > 0 -> dbLeft[i]-- :: else -> skip fi;
          if :: locLeft[i] > 0 -> locLeft[i]-- :: else -> skip fi;
          if :: pend[i] != NONE && pend[i] > 0 -> pend[i]-- :: else -> skip fi
        }
        i = 0 }
   :: atomic { skewLeft > 0 -> skewLeft--;      /* the DB clock steps forward (or fails over ahead) */
-       for (i : 0 .. NREP - 1) { if :: registered[i] && dbLeft[i] > 0 -> dbLeft[i]-- :: else -> skip fi }
+       for (i : 0 .. TIMED - 1) { if :: registered[i] && dbLeft[i] > 0 -> dbLeft[i]-- :: else -> skip fi }
        i = 0 }
   :: atomic { lagLeft[0] > 0 && locLeft[0] > 0 -> lag(0) }    /* replica 0's clock stands still (pause, slow rate) */
   :: atomic { lagLeft[1] > 0 && locLeft[1] > 0 -> lag(1) }
@@ -442,7 +447,8 @@ init {
   atomic {
     commitIdx[1] = 1;
     for (i : 0 .. NREP - 1) {
-      pend[i] = NONE; lagLeft[i] = LAG;
+      pend[i] = NONE;
+      if :: i < TIMED -> lagLeft[i] = LAG :: else -> skip fi;
 #ifdef START_READY
       /* replicas already registered and resynced at position 1 (their start-up is explored by
          the slices without START_READY, and after every connection loss) */
