@@ -97,9 +97,19 @@ export function jsonSchemaOf(schema: z.ZodType): JSONSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JSONSchema;
 }
 
+/**
+ * `status` defaults to `{observedGeneration: 0}`: the API server fills it in on every read of an
+ * object the operator has not written yet. kstatus (Flux's health) calls an object with no status
+ * at all Current, so without this a just-applied object passes `wait: true` before the operator
+ * has looked at it; observedGeneration 0 < generation makes it InProgress (docs/gitops.md).
+ */
+export function withPendingStatusDefault(status: JSONSchema): JSONSchema {
+  return { ...status, default: { observedGeneration: 0 } };
+}
+
 export function buildPublishedRealmCRD(): Record<string, unknown> {
   const spec = withDefaultsAndRanges(toStructuralSchema(jsonSchemaOf(publishedRealmSpecSchema)));
-  const status = toStructuralSchema(jsonSchemaOf(publishedRealmStatusSchema));
+  const status = withPendingStatusDefault(toStructuralSchema(jsonSchemaOf(publishedRealmStatusSchema)));
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',

@@ -3,7 +3,7 @@
  * same structural-schema conversion as PublishedRealm's (crd.ts). `make crds` writes it to crds/.
  */
 import { stringify } from 'yaml';
-import { buildPublishedRealmCRD, jsonSchemaOf, toStructuralSchema, withDefaultsAndRanges } from './crd.js';
+import { buildPublishedRealmCRD, jsonSchemaOf, toStructuralSchema, withDefaultsAndRanges, withPendingStatusDefault } from './crd.js';
 import { GROUP, REALM_KIND, REALM_PLURAL, REALM_SHORT_NAMES, REALM_SINGULAR, realmSpecSchema, realmStatusSchema, VERSION } from './realm-types.js';
 
 /**
@@ -39,7 +39,7 @@ export function buildRealmCRD(): Record<string, unknown> {
                 ...root.properties,
                 // kubectl explain shows each field's default and range, as for PublishedRealm.
                 spec: withDefaultsAndRanges(toStructuralSchema(jsonSchemaOf(realmSpecSchema))),
-                status: toStructuralSchema(jsonSchemaOf(realmStatusSchema)),
+                status: withPendingStatusDefault(toStructuralSchema(jsonSchemaOf(realmStatusSchema))),
               },
             },
           },
