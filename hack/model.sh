@@ -14,7 +14,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MODEL_FILE="$ROOT/model/realm-invalidation.pml"
+MODEL_FILE="${MODEL_FILE:-$ROOT/model/realm-invalidation.pml}"  # another file: to check that a broken model fails
 CACHE="${REALM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/realm-operator}"
 MODE="${MODEL:-bounded}"
 log() { printf '%s\n' "$*" >&2; }
@@ -95,7 +95,8 @@ MUTANTS=(
   "FENCE_AT_COMMIT:leaders"
 )
 
-PAN_MEMORY_MB="${MODEL_MEMORY_MB:-4096}"
+PAN_MEMORY_MB="${MODEL_MEMORY_MB:-$([[ $MODE == full ]] && echo 12288 || echo 4096)}"
+PAN_HASH_BITS="$([[ $MODE == full ]] && echo 28 || echo 26)"
 
 # verify NAME FLAGS... : builds and runs one depth-first verifier (it stops at the first
 # violation); sets STATES, CPU (seconds of CPU time), ERRORS, DEPTH (the counterexample's length:
@@ -111,7 +112,7 @@ verify() {
   (cd "$dir" && "$SPIN" -a "$@" model.pml >spin.out 2>&1) || { cat "$dir/spin.out" >&2; log "model: spin -a failed for $name"; exit 1; }
   (cd "$dir" && gcc "${cflags[@]}" -o pan pan.c) || { log "model: gcc failed for $name"; exit 1; }
   local TIMEFORMAT='%U %S'
-  { time (cd "$dir" && ./pan -m2000000 -w26 >pan.out 2>&1 || true); } 2>"$dir/cpu"
+  { time (cd "$dir" && ./pan -m2000000 -w"$PAN_HASH_BITS" >pan.out 2>&1 || true); } 2>"$dir/cpu"
   CPU="$(awk '{printf "%.1f", $1 + $2}' "$dir/cpu")"
   ERRORS="$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$dir/pan.out" | tail -n1)"
   STATES="$(awk '/states, stored/ {print $1; exit}' "$dir/pan.out")"
