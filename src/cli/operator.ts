@@ -20,6 +20,7 @@ import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
 import { createRealmController } from '../reconciler/realm/controller.js';
+import { registerStateMetrics } from '../reconciler/state-metrics.js';
 import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, loadDefaultConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
 import { parseBindAddress, type OperatorConfig } from './operator-config.js';
@@ -82,6 +83,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
         }
       },
     });
+    // Per-object conditions and acknowledgements, read from the informers' caches at scrape time.
+    registerStateMetrics(registry, { publishedRealms: informer, realms: realmController?.informer });
     const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity, ownWrites);
     const reconciler = new PublishedRealmReconciler({
       kube,

@@ -1,0 +1,150 @@
+/**
+ * Per-object state metrics, as kube-state-metrics and CloudNativePG export them: every
+ * PublishedRealm's and Realm's conditions (with when each last changed), and a PublishedRealm's
+ * acknowledgement counts and published content. Computed from the informers' caches when
+ * Prometheus scrapes, never pushed by the reconcilers, so the values cannot drift from the objects
+ * and a deleted object's series disappear with it.
+ *
+ * Cardinality: per object one `..._condition` and one `..._last_transition_timestamp_seconds`
+ * series per condition type it has (Ready, and Reconciling, Stalled or RealmUserRegistered when
+ * present: at most 4), plus for a PublishedRealm one info series, two replica series and up to four
+ * content gauges. A reason change replaces a series (reason is a label), it does not add one.
+ */
+import { Gauge, type Registry } from 'prom-client';
+import type { PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
+import type { Realm } from '../api/v1alpha1/realm-types.js';
+
+export const STATE_METRIC_NAMES = {
+  condition: 'realm_operator_resource_condition',
+  lastTransition: 'realm_operator_resource_condition_last_transition_timestamp_seconds',
+  publishedRealmInfo: 'realm_operator_published_realm_info',
+  publishedRealmReplicas: 'realm_operator_published_realm_replicas',
+  publishedRealmEpoch: 'realm_operator_published_realm_epoch',
+  publishedRealmPublished: 'realm_operator_published_realm_published_timestamp_seconds',
+  publishedRealmFiles: 'realm_operator_published_realm_files',
+  publishedRealmBytes: 'realm_operator_published_realm_bytes',
+  realmInfo: 'realm_operator_realm_info',
+} as const;
+
+export type StateMetricName = (typeof STATE_METRIC_NAMES)[keyof typeof STATE_METRIC_NAMES];
+
+/** One sample: metric, labels, value. */
+export interface StateSeries {
+  metric: StateMetricName;
+  labels: Record<string, string>;
+  value: number;
+}
+
+export type ResourceKind = 'PublishedRealm' | 'Realm';
+
+/** The cached objects of one kind (an Informer, or anything listing objects). */
+export interface ObjectLister<T> {
+  list(): T[];
+}
+
+type Conditions = NonNullable<NonNullable<PublishedRealm['status']>['conditions']>;
+
+function seconds(timestamp: string | undefined): number | undefined {
+  if (!timestamp) return undefined;
+  const ms = Date.parse(timestamp);
+  return Number.isFinite(ms) ? ms / 1000 : undefined;
+}
+
+function conditionSeries(kind: ResourceKind, metadata: { namespace: string; name: string }, conditions: Conditions | undefined): StateSeries[] {
+  const series: StateSeries[] = [];
+  const object = { kind, namespace: metadata.namespace, name: metadata.name };
+  for (const condition of conditions ?? []) {
+    series.push({ metric: STATE_METRIC_NAMES.condition, labels: { ...object, type: condition.type, status: condition.status, reason: condition.reason ?? '' }, value: 1 });
+    const since = seconds(condition.lastTransitionTime);
+    if (since !== undefined) series.push({ metric: STATE_METRIC_NAMES.lastTransition, labels: { ...object, type: condition.type }, value: since });
+  }
+  return series;
+}
+
+/** The series a PublishedRealm contributes (pure: the object in, the samples out). */
+export function publishedRealmSeries(object: PublishedRealm): StateSeries[] {
+  const { namespace, name } = object.metadata;
+  const series = conditionSeries('PublishedRealm', object.metadata, object.status?.conditions);
+  const spec = (object.spec ?? {}) as { publishedRealmURL?: unknown };
+  const status = object.status;
+  series.push({
+    metric: STATE_METRIC_NAMES.publishedRealmInfo,
+    labels: { namespace, name, url: typeof spec.publishedRealmURL === 'string' ? spec.publishedRealmURL : '', revision: status?.publishedRevision ?? '' },
+    value: 1,
+  });
+  if (status?.replicas) {
+    series.push({ metric: STATE_METRIC_NAMES.publishedRealmReplicas, labels: { namespace, name, state: 'acknowledged' }, value: status.replicas.acknowledged });
+    series.push({ metric: STATE_METRIC_NAMES.publishedRealmReplicas, labels: { namespace, name, state: 'expected' }, value: status.replicas.expected });
+  }
+  if (status?.epoch !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmEpoch, labels: { namespace, name }, value: status.epoch });
+  const publishedAt = seconds(status?.publishedAt);
+  if (publishedAt !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmPublished, labels: { namespace, name }, value: publishedAt });
+  if (status?.fileCount !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmFiles, labels: { namespace, name }, value: status.fileCount });
+  if (status?.totalBytes !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmBytes, labels: { namespace, name }, value: status.totalBytes });
+  return series;
+}
+
+/** The series a Realm contributes. */
+export function realmSeries(object: Realm): StateSeries[] {
+  const { namespace, name } = object.metadata;
+  const series = conditionSeries('Realm', object.metadata, object.status?.conditions);
+  series.push({
+    metric: STATE_METRIC_NAMES.realmInfo,
+    labels: { namespace, name, url: object.status?.url ?? '', adopted: object.status?.adopted ? 'true' : 'false' },
+    value: 1,
+  });
+  return series;
+}
+
+const HELP: Record<StateMetricName, { help: string; labels: string[] }> = {
+  realm_operator_resource_condition: {
+    help: 'A PublishedRealm\'s or Realm\'s condition: 1 for its current status and reason (one series per object and condition type)',
+    labels: ['kind', 'namespace', 'name', 'type', 'status', 'reason'],
+  },
+  realm_operator_resource_condition_last_transition_timestamp_seconds: {
+    help: 'When a PublishedRealm\'s or Realm\'s condition last changed status (lastTransitionTime), in Unix seconds',
+    labels: ['kind', 'namespace', 'name', 'type'],
+  },
+  realm_operator_published_realm_info: { help: 'A PublishedRealm\'s URL (spec.publishedRealmURL) and last published revision; always 1', labels: ['namespace', 'name', 'url', 'revision'] },
+  realm_operator_published_realm_replicas: {
+    help: 'Live realm-server replicas that acknowledged the latest publish of a PublishedRealm, and those expected to (status.replicas)',
+    labels: ['namespace', 'name', 'state'],
+  },
+  realm_operator_published_realm_epoch: { help: 'A PublishedRealm\'s invalidation epoch after its last publish (status.epoch)', labels: ['namespace', 'name'] },
+  realm_operator_published_realm_published_timestamp_seconds: { help: 'When a PublishedRealm\'s content was last published (status.publishedAt), in Unix seconds', labels: ['namespace', 'name'] },
+  realm_operator_published_realm_files: { help: 'Files in a PublishedRealm\'s published content (status.fileCount)', labels: ['namespace', 'name'] },
+  realm_operator_published_realm_bytes: { help: 'Bytes in a PublishedRealm\'s published content (status.totalBytes)', labels: ['namespace', 'name'] },
+  realm_operator_realm_info: { help: 'A Realm\'s URL (status.url) and whether it was adopted; always 1', labels: ['namespace', 'name', 'url', 'adopted'] },
+};
+
+export interface StateMetricsSources {
+  publishedRealms: ObjectLister<PublishedRealm>;
+  /** Absent when the Realm CRD is not installed (the Realm controller is off). */
+  realms?: ObjectLister<Realm> | undefined;
+}
+
+/** Every series the cached objects give, in one pass (for the collector and the tests). */
+export function stateSeries(sources: StateMetricsSources): StateSeries[] {
+  return [...sources.publishedRealms.list().flatMap(publishedRealmSeries), ...(sources.realms?.list().flatMap(realmSeries) ?? [])];
+}
+
+/**
+ * Registers the state metrics on `registry`. Every operator replica runs the informers, so
+ * standbys report the same series as the leader: aggregate with `max by (kind, namespace, name, …)`
+ * as the alerts do.
+ */
+export function registerStateMetrics(registry: Registry, sources: StateMetricsSources): void {
+  for (const metric of Object.values(STATE_METRIC_NAMES)) {
+    new Gauge({
+      name: metric,
+      help: HELP[metric].help,
+      labelNames: HELP[metric].labels,
+      registers: [registry],
+      collect(this: Gauge<string>) {
+        // Reset first: objects deleted since the last scrape must not keep their series.
+        this.reset();
+        for (const series of stateSeries(sources)) if (series.metric === metric) this.set(series.labels, series.value);
+      },
+    });
+  }
+}
