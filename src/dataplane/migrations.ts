@@ -338,6 +338,35 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_gener
 ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS published_generation_of text;
 `,
   },
+  {
+    version: 6,
+    name: 'kept published versions, for instant rollback',
+    sql: `
+-- Every published version the operator keeps on disk for rollback, written in the publish's own
+-- transaction (so a row exists exactly for versions that committed) and deleted by the post-commit
+-- clean-up that trashes the directory. The live version is realm_epochs.content_version.
+CREATE TABLE IF NOT EXISTS realm_operator.published_versions (
+  realm_url text NOT NULL,
+  version text NOT NULL,
+  disk_id text NOT NULL,
+  -- The epoch the version was first published at.
+  epoch bigint NOT NULL,
+  content_digest text NOT NULL,
+  file_count integer NOT NULL,
+  total_bytes bigint NOT NULL,
+  published_at timestamptz NOT NULL DEFAULT now(),
+  published_for text,
+  -- spec.revision of the publish that made it, as text.
+  revision text,
+  PRIMARY KEY (realm_url, version)
+);
+-- How many versions (and bytes) to keep, recorded with each publish or rollback so recovery and
+-- clean-up, which run without the PublishedRealm's spec, trim by the same rule. NULL: keep none
+-- beyond the live one.
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS history_limit integer;
+ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS history_max_bytes bigint;
+`,
+  },
 ];
 
 /**

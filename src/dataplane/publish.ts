@@ -73,6 +73,16 @@ import {
   upsertPublishedRealmMetadata,
 } from './realm-state.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
+import {
+  forgetKeptVersions,
+  type HistoryPolicy,
+  readHistoryPolicy,
+  readKeptVersions,
+  recordHistoryPolicy,
+  recordKeptVersion,
+  selectKeptVersions,
+  VersionNotKeptError,
+} from './published-versions.js';
 import { readManifestFile, writeManifestFile } from './staging-manifest.js';
 import {
   measureSourceRealm,
@@ -146,6 +156,10 @@ export interface PublishRequest {
    * holds a publish of the same object at this generation or a newer one. Unset: not fenced.
    */
   fence?: PublishFence;
+  /** How many published versions to keep for rollback (published-versions.ts); unset: only the live one. */
+  history?: HistoryPolicy;
+  /** Recorded with the kept version (the controller: spec.revision), for listings. */
+  revision?: string;
 }
 
 export interface PublishOptions {
@@ -313,6 +327,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
           publishedFor: request.publishedFor ?? null,
           ...(request.fence ? { fence: request.fence } : {}),
         });
+        await recordKeptVersion(tx, publishedURL, { version, diskId, epoch, digest, fileCount: staged.fileCount, totalBytes, publishedFor: request.publishedFor ?? null, revision: request.revision ?? null });
+        await recordHistoryPolicy(tx, publishedURL, request.history);
         await notifyRealmRegistry(tx, 'upsert', publishedURL);
         await notifyAllFileChanges(tx, publishedURL);
         await step('recorded');
@@ -394,6 +410,108 @@ export interface UnpublishResult {
   /** False when there was nothing published at the URL. */
   unpublished: boolean;
   epoch: number;
+}
+
+export interface RollbackRequest {
+  publishedRealmURL: string;
+  /** A kept version (published-versions.ts) to make live again. */
+  version: string;
+  claim?: ClaimOptions;
+  /** Recorded in `realm_epochs.published_for` (the controller: `<uid>/rollback-<version>`). */
+  publishedFor?: string;
+  /** Fenced by generation exactly as a publish ({@link PublishRequest.fence}). */
+  fence?: PublishFence;
+  /** The history policy to record (the spec's): it keeps trimming by it. */
+  history?: HistoryPolicy;
+}
+
+export interface RollbackResult {
+  publishedRealmURL: string;
+  diskId: string;
+  version: string;
+  /** The version that was live before. */
+  previousVersion: string;
+  epoch: number;
+  fileCount: number;
+  totalBytes: number;
+  digest: string;
+  timing: { lockWaitMs: number; lockHeldMs: number; totalMs: number };
+}
+
+/**
+ * Makes a kept version live again: the same locked transaction as a publish, without staging or
+ * copying anything. Under the realm lock: recovery first, the claim and the generation fence, the
+ * version must be kept (a row in `published_versions` for this disk id, and its directory), then
+ * `clearRealmDefinitions`, the symlink swap to the kept directory, a new epoch recording it as
+ * committed (its digest and counts), and the registry and wildcard NOTIFYs, all told at COMMIT.
+ * The caller waits for acknowledgements and enqueues the reindex as after a publish. Throws
+ * {@link VersionNotKeptError} for a version that is not kept.
+ */
+export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, { signal }: PublishOptions = {}): Promise<RollbackResult> {
+  const started = performance.now();
+  const url = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
+  signal?.throwIfAborted();
+  const step = async (name: PublishStep) => {
+    if (name === 'locked') signal?.throwIfAborted();
+    await plane.onStep?.(name, url);
+  };
+  const { result, timing } = await afterLinkRepairs(plane, url, () => withRealmLockTimed(
+    plane.pool,
+    url,
+    async (tx) => {
+      await step('locked');
+      const committed = await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
+      const row = await readRealmEpochRow(tx, url, true);
+      const diskId = committed.diskId;
+      if (!row?.content_version || !committed.committedVersion || !diskId) {
+        throw new PublishError(`${url} is not published by the operator, so there is nothing to roll back; remove spec.rollbackTo to publish it`);
+      }
+      assertClaim(url, row, request.claim ?? {});
+      assertNotSuperseded(url, row, request.fence);
+      const kept = await readKeptVersions(tx, url, diskId);
+      const target = kept.find((v) => v.version === request.version);
+      if (!target || !(await versionExists(plane.layout, diskId, target.version))) throw new VersionNotKeptError(url, request.version, kept.map((v) => v.version));
+      await clearRealmDefinitions(tx, url);
+      // The last abort check: past the swap the rollback commits (see PublishOptions.signal).
+      signal?.throwIfAborted();
+      await swapPublishedLink(plane.layout, diskId, target.version, plane.logger);
+      await step('swapped');
+      const live = committed.committedVersion;
+      const epoch = await recordPublishedEpoch(tx, url, {
+        diskId,
+        version: target.version,
+        // Readers that resolved the link just before the swap keep the version that was live.
+        previousVersion: live === target.version ? committed.previousVersion : live,
+        digest: target.digest,
+        fileCount: target.fileCount,
+        totalBytes: target.totalBytes,
+        publishedFor: request.publishedFor ?? null,
+        ...(request.fence ? { fence: request.fence } : {}),
+      });
+      await recordHistoryPolicy(tx, url, request.history);
+      await notifyRealmRegistry(tx, 'upsert', url);
+      await notifyAllFileChanges(tx, url);
+      await step('recorded');
+      return { epoch, diskId, target, live, superseded: [committed.previousVersion].filter((v): v is string => !!v) };
+    },
+    plane.lock,
+  ));
+  await step('committed');
+  await collectGarbage(plane, url, result.superseded);
+  await step('cleaned');
+  const totalMs = performance.now() - started;
+  plane.logger.info({ realm: url, epoch: result.epoch, version: result.target.version, from: result.live, lockHeldMs: timing.heldMs, totalMs: Math.round(totalMs * 10) / 10 }, 'rolled back realm');
+  return {
+    publishedRealmURL: url,
+    diskId: result.diskId,
+    version: result.target.version,
+    previousVersion: result.live,
+    epoch: result.epoch,
+    fileCount: result.target.fileCount,
+    totalBytes: result.target.totalBytes,
+    digest: result.target.digest,
+    timing: { lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
+  };
 }
 
 /**
@@ -641,7 +759,9 @@ async function reconcileFilesWithDatabase(
   const link = await readPublishedLink(plane.layout, diskId);
   // Nothing of ours committed and a registry row: published by Boxel itself, nothing of ours to undo.
   if (!committed && (await readRegistryRow(tx, url))) return result(null);
-  const keep = new Set(committed ? [committed, ...(previous ? [previous] : [])] : []);
+  // Kept versions (for rollback) committed once, like the previous one: neither is a stray.
+  const keptRows = committed ? await readKeptVersions(tx, url, diskId) : [];
+  const keep = new Set(committed ? [committed, ...(previous ? [previous] : []), ...keptRows.map((v) => v.version)] : []);
   strays.push(...(await listVersions(plane.layout, diskId)).filter((version) => !keep.has(version) && !known.has(version)));
   const linkWrong = committed ? !(link.kind === 'version' && link.version === committed) : link.kind === 'version';
   if (linkWrong || strays.length > 0) {
@@ -669,6 +789,16 @@ async function reconcileFilesWithDatabase(
   }
   if (mode === 'fix-only') return result(committed);
   if (committed) {
+    // The history policy: drop the rows of versions it no longer keeps (and of kept versions whose
+    // directory is gone), then trash every directory that is neither live, previous nor kept.
+    const onDisk = new Set(await listVersions(plane.layout, diskId));
+    const present = keptRows.filter((v) => onDisk.has(v.version));
+    const { kept, trimmed } = selectKeptVersions(present, committed, await readHistoryPolicy(tx, url));
+    const gone = keptRows.filter((v) => !onDisk.has(v.version)).map((v) => v.version);
+    await forgetKeptVersions(tx, url, [...trimmed, ...gone]);
+    for (const version of [...trimmed, ...gone]) keep.delete(version);
+    for (const version of [committed, ...(previous ? [previous] : []), ...kept]) keep.add(version);
+    if (trimmed.length > 0) cleanedUp.push(`trimmed kept versions ${trimmed.join(', ')} (history limit or byte budget)`);
     const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
     if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
     await removeManifestsExcept(plane.layout, diskId, keep);
@@ -677,6 +807,7 @@ async function reconcileFilesWithDatabase(
   // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
+  await forgetKeptVersions(tx, url, 'all');
   await removeManifestsExcept(plane.layout, diskId, new Set());
   // The next first publish gets a new disk id, as in Boxel.
   await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);

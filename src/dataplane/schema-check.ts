@@ -16,7 +16,8 @@ export const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   'public.realm_metadata': ['url', 'publishable', 'updated_at'],
   'public.realm_user_permissions': ['realm_url', 'username', 'read', 'write', 'realm_owner'],
   'public.boxel_index': ['url', 'realm_url', 'type', 'generation', 'is_deleted', 'has_error', 'error_doc', 'diagnostics', 'last_modified'],
-  'realm_operator.realm_epochs': ['realm_url', 'epoch', 'disk_id', 'claimed_by', 'published_for', 'published_generation', 'published_generation_of', 'content_version', 'previous_version', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'reindex_epoch', 'reindex_job_id'],
+  'realm_operator.realm_epochs': ['realm_url', 'epoch', 'disk_id', 'claimed_by', 'published_for', 'published_generation', 'published_generation_of', 'content_version', 'previous_version', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'reindex_epoch', 'reindex_job_id', 'history_limit', 'history_max_bytes'],
+  'realm_operator.published_versions': ['realm_url', 'version', 'disk_id', 'epoch', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'published_for', 'revision'],
   'realm_operator.replicas': ['replica_id', 'lease_expires_at', 'lease_duration_ms', 'renewed_at', 'cache_started_epoch', 'cache_started_at', 'metadata'],
   'realm_operator.replica_acks': ['replica_id', 'realm_url', 'epoch', 'acked_at'],
 };
