@@ -52,23 +52,46 @@ function refuse(refusal: PolicyRefusal): never {
   throw new PublishNotAuthorizedError(refusal.rule, refusal.message);
 }
 
+/**
+ * The rows the publish rules read that every check needs, in one statement: whether the publisher
+ * holds realm-owner on the source, whether the source is publishable, and the published URL's
+ * existing source (a `published` registry row; its `source_url`, else the URL itself) with the
+ * publisher's realm-owner on that.
+ */
+async function readPublishFacts(
+  db: Queryable,
+  request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
+): Promise<{ ownsSource: boolean; publishable: boolean; existingSource: string | undefined; ownsExistingSource: boolean }> {
+  const { rows } = await db.query<{ owns_source: boolean | null; publishable: boolean | null; existing_source: string | null; owns_existing_source: boolean | null }>(
+    `SELECT
+       (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = $3) AS owns_source,
+       (SELECT publishable FROM realm_metadata WHERE url = $1) AS publishable,
+       existing.source AS existing_source,
+       (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = existing.source AND username = $3) AS owns_existing_source
+     FROM (SELECT 1) AS one
+     LEFT JOIN (SELECT COALESCE(source_url, url) AS source FROM realm_registry WHERE url = $2 AND kind = 'published') AS existing ON true`,
+    [request.sourceRealmURL, request.publishedRealmURL, request.publisher],
+  );
+  const row = rows[0]!;
+  return { ownsSource: row.owns_source === true, publishable: row.publishable === true, existingSource: row.existing_source ?? undefined, ownsExistingSource: row.owns_existing_source === true };
+}
+
 /** Every publish rule, in Boxel's order; throws {@link PublishNotAuthorizedError} naming the first that fails. */
 export async function authorizePublish(
   db: Queryable,
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
 ): Promise<void> {
+  const facts = await readPublishFacts(db, request);
   // Boxel's override: on the source's own custom host, a publisher with write skips the domain,
   // realm-owner and own-space rules; otherwise the ordinary rules apply, as in Boxel.
   const overrideHost = policy.domainOverrides ? matchingDomainOverride(policy.domainOverrides, request.sourceRealmURL, request.publishedRealmURL) : undefined;
   const overridden = overrideHost !== undefined && overrideAllowsPublisher(await readWritePermissions(db, request.sourceRealmURL), request.publisher);
-  if (!overridden) await authorizeOrdinaryPublish(db, policy, request, overrideHost);
-  if (!(await isPublishable(db, request.sourceRealmURL))) refuse(notPublishable(request.sourceRealmURL));
+  if (!overridden) await authorizeOrdinaryPublish(db, policy, request, overrideHost, facts.ownsSource);
+  if (!facts.publishable) refuse(notPublishable(request.sourceRealmURL));
   // A URL already published from another source (by Boxel, or another publisher) is adopted only by an owner of that source.
-  const { rows } = await db.query<{ source_url: string | null }>(`SELECT source_url FROM realm_registry WHERE url = $1 AND kind = 'published'`, [request.publishedRealmURL]);
-  const existingSource = rows[0]?.source_url ?? (rows[0] ? request.publishedRealmURL : undefined);
-  if (existingSource !== undefined && existingSource !== request.sourceRealmURL && !(await holdsRealmOwner(db, existingSource, request.publisher))) {
-    refuse(notOwnerOfExisting(request.publisher, request.publishedRealmURL, existingSource));
+  if (facts.existingSource !== undefined && facts.existingSource !== request.sourceRealmURL && !facts.ownsExistingSource) {
+    refuse(notOwnerOfExisting(request.publisher, request.publishedRealmURL, facts.existingSource));
   }
 }
 
@@ -78,10 +101,11 @@ async function authorizeOrdinaryPublish(
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
   overrideHost: string | undefined,
+  ownsSource: boolean,
 ): Promise<void> {
   const domain = checkPublishedRealmDomain(request.publishedRealmURL, policy.publishedRealmDomains);
   if (domain) refuse(overrideHost ? overrideNeedsWrite(request.publisher, request.sourceRealmURL, request.publishedRealmURL, overrideHost) : domain);
-  if (!(await holdsRealmOwner(db, request.sourceRealmURL, request.publisher))) refuse(notRealmOwner(request.publisher, request.sourceRealmURL, 'publish'));
+  if (!ownsSource) refuse(notRealmOwner(request.publisher, request.sourceRealmURL, 'publish'));
   const ownSpace = checkOwnSpacePath({
     ...request,
     spaceDomain: policy.spaceDomain,

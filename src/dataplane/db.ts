@@ -65,13 +65,14 @@ export async function withRealmLockTimed<T>(
   const client = await pool.connect();
   let discard: Error | undefined;
   try {
-    await client.query('BEGIN');
-    if (options.lockTimeoutMs !== undefined) {
-      const timeout = `${Math.max(1, Math.round(options.lockTimeoutMs))}ms`;
-      await client.query(`SELECT set_config('lock_timeout', $1, true)`, [timeout]);
-    }
+    // BEGIN, the timeout and the lock in one round trip (a simple query of several statements;
+    // they run in order and the first error stops the rest). Both values are formed here from
+    // numbers, never from input text, so they are written as literals.
+    const key = advisoryLockKey(realmURL);
+    if (!/^-?\d+$/.test(key)) throw new Error(`advisory lock key ${JSON.stringify(key)} is not an integer`);
+    const timeout = options.lockTimeoutMs === undefined ? '' : `SELECT set_config('lock_timeout', '${Math.max(1, Math.round(options.lockTimeoutMs))}ms', true); `;
     const waitStart = performance.now();
-    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryLockKey(realmURL)]);
+    await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)`);
     const lockedAt = performance.now();
     const result = await fn(client);
     await client.query('COMMIT');

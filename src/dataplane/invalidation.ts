@@ -36,9 +36,13 @@ export async function notifyAllFileChanges(db: Queryable, realmURL: string): Pro
  */
 export async function clearRealmDefinitions(db: Queryable, realmURL: string): Promise<number> {
   assertRealmURL(realmURL);
-  const { rowCount } = await db.query('DELETE FROM modules WHERE resolved_realm_url = $1', [realmURL]);
-  await notify(db, MODULE_CACHE_INVALIDATED_CHANNEL, formatRealmDefinitionsInvalidation(realmURL));
-  return rowCount ?? 0;
+  // One statement: the NOTIFY is sent at COMMIT either way, after the DELETE it announces.
+  const { rows } = await db.query<{ deleted: string }>(
+    `WITH deleted AS (DELETE FROM modules WHERE resolved_realm_url = $1 RETURNING 1)
+     SELECT (SELECT count(*) FROM deleted) AS deleted, pg_notify($2, $3)`,
+    [realmURL, MODULE_CACHE_INVALIDATED_CHANNEL, formatRealmDefinitionsInvalidation(realmURL)],
+  );
+  return Number(rows[0]?.deleted ?? 0);
 }
 
 /** Drops specific modules' definitions, chunked under Boxel's 7000-byte payload budget. */

@@ -81,16 +81,38 @@ export class RealmsLayout {
    * version directory or a symlink swap could land outside the volume.
    */
   async assertNoSymlinkedOperatorDirs(diskId?: string): Promise<void> {
-    const realRoot = await fs.realpath(this.root);
     const dirs = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir, this.manifestsRoot];
     if (diskId !== undefined) dirs.push(this.versionsDir(diskId), this.manifestsDir(diskId));
-    for (const dir of dirs) {
-      const expected = path.join(realRoot, path.relative(this.root, dir));
-      const real = await realpathOfExisting(dir);
-      if (real !== expected) {
-        throw new PublishError(
-          `${dir} resolves to ${real}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
+    // One lstat per path component below the root (shared by the dirs) instead of a realpath of
+    // each dir, which walks the whole path from `/` every time (a publish runs this three times):
+    // no component below the root being a symlink is exactly what realpath would confirm.
+    const kinds = new Map<string, Promise<'dir' | 'missing' | 'symlink'>>();
+    const kindOf = (component: string) => {
+      let kind = kinds.get(component);
+      if (!kind) {
+        kind = fs.lstat(component).then(
+          (stat) => (stat.isSymbolicLink() ? 'symlink' : 'dir'),
+          (error: NodeJS.ErrnoException) => {
+            if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return 'missing';
+            throw error;
+          },
         );
+        kinds.set(component, kind);
+      }
+      return kind;
+    };
+    for (const dir of dirs) {
+      let component = this.root;
+      for (const segment of path.relative(this.root, dir).split(path.sep)) {
+        component = path.join(component, segment);
+        const kind = await kindOf(component);
+        if (kind === 'missing') break;
+        if (kind === 'symlink') {
+          const expected = path.join(await fs.realpath(this.root), path.relative(this.root, dir));
+          throw new PublishError(
+            `${dir} resolves to ${await realpathOfExisting(dir)}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
+          );
+        }
       }
     }
   }
