@@ -28,6 +28,7 @@ const GRAFANA_VARIABLES: Record<string, string> = {
   $__range: '6h',
   $namespace: '.*',
   $operator_job: '.*',
+  $object_namespace: '.*',
 };
 
 export function withGrafanaVariables(expr: string): string {
