@@ -129,6 +129,7 @@ export function buildPublishedRealmCRD(): Record<string, unknown> {
             { name: 'Published', type: 'string', jsonPath: '.spec.publishedRealmURL' },
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: 'Files', type: 'integer', jsonPath: '.status.fileCount' },
+            { name: 'Version', type: 'string', jsonPath: '.status.liveVersion' },
             { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
             { name: 'Epoch', type: 'integer', jsonPath: '.status.epoch', priority: 1 },
             { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },

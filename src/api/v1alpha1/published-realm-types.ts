@@ -132,6 +132,21 @@ export const reindexSpecSchema = z
   })
   .meta({ description: 'How the published realm is re-indexed after each publish.' });
 
+/** A content version name the operator creates for a publish (`v<ms>-<hex8>`), as kept for rollback. */
+export const CONTENT_VERSION_PATTERN = '^v[0-9]{1,15}-[0-9a-f]{8}$';
+
+export const historySpecSchema = z
+  .object({
+    limit: z.number().int().min(1).max(20).default(3).meta({
+      description: 'How many published versions to keep for rollback, the live one included (1 to 20). Older ones are deleted after each publish or rollback.',
+    }),
+    maxBytes: z.number().int().min(0).optional().meta({
+      description:
+        'Byte budget of the kept versions (each counted at its full totalBytes, though files unchanged between versions share disk blocks). The live version is always kept; older ones beyond the budget are deleted. Unset: no budget.',
+    }),
+  })
+  .meta({ description: 'Which published versions are kept for spec.rollbackTo.' });
+
 export const publishedRealmSpecSchema = z
   .object({
     sourceRealmURL: realmURL(
@@ -178,6 +193,19 @@ export const publishedRealmSpecSchema = z
           'Deprecated and ignored: Boxel records the published realm\'s own realm user (realm/_published_<disk id>) as its owner, so the operator does too. Still accepted so existing objects stay valid; set spec.publisher for the publishing user.',
       }),
     reindex: reindexSpecSchema.optional(),
+    history: historySpecSchema.optional(),
+    rollbackTo: z
+      .string()
+      .max(40)
+      .superRefine((value, ctx) => {
+        if (!new RegExp(CONTENT_VERSION_PATTERN).test(value)) ctx.addIssue({ code: 'custom', message: 'spec.rollbackTo must be a kept version id such as "v1764130000000-0a1b2c3d" (see status.versions or `kubectl realm versions <name>`)' });
+      })
+      .optional()
+      .meta({
+        description:
+          'A kept version (status.versions[].version) to serve instead of the latest publish: one atomic swap, no copy, then the same acknowledged invalidation and reindex as a publish (Ready reason RolledBack). While set, changes to revision do not republish; remove it to publish the current contents of the source realm again. A version that is not kept is Stalled (VersionNotKept).',
+        'x-kubernetes-validations': [{ rule: `self.matches('${CONTENT_VERSION_PATTERN}')`, message: 'rollbackTo must be a kept version id such as "v1764130000000-0a1b2c3d" (see status.versions or `kubectl realm versions <name>`)' }],
+      }),
     suspend: z.boolean().default(false).meta({ description: 'Stop reconciling: no publish, no republish, no status changes. Deletion still unpublishes.' }),
   })
   .meta({
@@ -215,6 +243,19 @@ export const replicaStatusSchema = z
   })
   .meta({ description: 'Acknowledged invalidation of the latest publish.' });
 
+export const keptVersionSchema = z
+  .object({
+    version: z.string().meta({ description: 'The version id, for spec.rollbackTo.' }),
+    epoch: z.number().int().min(0).meta({ description: 'The epoch it was first published at.' }),
+    digest: z.string().meta({ description: 'sha256 over its files: paths, modes and contents.' }),
+    fileCount: z.number().int().min(0).meta({ description: 'Files in it.' }),
+    totalBytes: z.number().int().min(0).meta({ description: 'Bytes in it.' }),
+    publishedAt: z.string().meta({ description: 'When it was published.', format: 'date-time' }),
+    revision: z.string().optional().meta({ description: 'spec.revision it was published for.' }),
+    live: z.boolean().meta({ description: 'True for the version served now.' }),
+  })
+  .meta({ description: 'A published version kept for rollback.' });
+
 export const publishedRealmStatusSchema = z
   .object({
     observedGeneration: z.number().int().min(0).optional().meta({ description: 'The metadata.generation this status describes.' }),
@@ -233,6 +274,12 @@ export const publishedRealmStatusSchema = z
     epoch: z.number().int().min(0).optional().meta({ description: 'The realm\'s invalidation epoch after the last publish.' }),
     replicas: replicaStatusSchema.optional(),
     reindexJobId: z.number().int().min(0).optional().meta({ description: 'id of the jobs row of the reindex enqueued after the last publish.' }),
+    liveVersion: z.string().optional().meta({ description: 'The content version served now (after a publish or a rollback).' }),
+    versions: z
+      .array(keptVersionSchema)
+      .max(20)
+      .optional()
+      .meta({ description: 'The kept published versions, newest first; spec.rollbackTo may name any of them.' }),
   })
   .meta({ description: 'What the operator observed and did.' });
 

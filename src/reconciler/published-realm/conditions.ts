@@ -33,17 +33,22 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  *   succeeds (Boxel registers the user before writing its permission rows); a realm published
  *   before Matrix was configured waits for it before Ready. Stalled with the same reason when the
  *   homeserver returns another user id than the one the permission row would name (both named).
+ * - `RolledBack` (Ready=True): `spec.rollbackTo`'s kept version is live and acknowledged (as for
+ *   `Published`; its message says when replicas could only be told by NOTIFY).
+ * - `RollingBack` (Reconciling): swapping to the kept version named by `spec.rollbackTo`.
  * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
  * - Stalled (a person must act; re-checked with growing delays, never copying anything):
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the
  *   URL), `URLTakenByRealm` (the URL is registered as a source or bootstrap realm),
  *   `URLOverlapsRealm` (the URL contains or is inside another realm's), `RealmTooLarge`
  *   (over the operator's --max-realm-files/--max-realm-bytes), `UnsafeDatabaseValue`,
+ *   `VersionNotKept` (`spec.rollbackTo` names a version that is not kept, or nothing is published yet),
  *   `NotAuthorized` (a Boxel authorization rule refused the publish, or fails now for a realm
  *   already published, which then stays published as it is: the message names the rule and the fix).
  *
  * Event-only reasons (one per action):
  * - `ContentPublished` / `ContentRepublished` (action `Publish`): a publish committed, with the counts.
+ * - `ContentRolledBack` (action `Rollback`): a rollback to a kept version committed.
  * - `ReindexEnqueued` (action `Reindex`): the reindex job for an epoch was enqueued.
  * - `RealmUserRegistered` (action `RegisterRealmUser`): the realm user was registered on Matrix.
  *
@@ -56,6 +61,10 @@ export const Reasons = {
   Publishing: 'Publishing',
   PublishFailed: 'PublishFailed',
   AwaitingAcknowledgement: 'AwaitingAcknowledgement',
+  RolledBack: 'RolledBack',
+  RollingBack: 'RollingBack',
+  VersionNotKept: 'VersionNotKept',
+  ContentRolledBack: 'ContentRolledBack',
   Suspended: 'Suspended',
   InvalidSpec: 'InvalidSpec',
   SourceRealmUnavailable: 'SourceRealmUnavailable',
@@ -75,7 +84,7 @@ export const Reasons = {
 } as const;
 
 /** Event `action`s: what the operator did or tried. */
-export const Actions = { Reconcile: 'Reconcile', Publish: 'Publish', Reindex: 'Reindex', Unpublish: 'Unpublish', RegisterRealmUser: 'RegisterRealmUser' } as const;
+export const Actions = { Reconcile: 'Reconcile', Publish: 'Publish', Rollback: 'Rollback', Reindex: 'Reindex', Unpublish: 'Unpublish', RegisterRealmUser: 'RegisterRealmUser' } as const;
 
 export interface ConditionInput {
   type: string;
@@ -156,7 +165,7 @@ export function readySummary(status: PublishedRealmStatus | undefined): string {
 }
 
 /** In-progress reasons that get no transition Event (the publish's own Events say it). */
-const QUIET_REASONS: ReadonlySet<string> = new Set([Reasons.Publishing, Reasons.AwaitingAcknowledgement]);
+const QUIET_REASONS: ReadonlySet<string> = new Set([Reasons.Publishing, Reasons.RollingBack, Reasons.AwaitingAcknowledgement]);
 
 /**
  * The Event to record for a status change, if any: when Ready's status or reason, or Stalled,

@@ -61,6 +61,8 @@ import {
 } from '../../dataplane/realm-state.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../dataplane/realm-identity.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
+import { rollbackRealm } from '../../dataplane/publish.js';
+import { DEFAULT_HISTORY_LIMIT, readKeptVersions, VersionNotKeptError, type HistoryPolicy } from '../../dataplane/published-versions.js';
 import type { RegisteredRealmUser } from '../../matrix/realm-user.js';
 import {
   Actions,
@@ -225,7 +227,8 @@ export class PublishedRealmReconciler {
       return { requeueAfterMs: this.ackRequeueMs };
     }
     const spec = source.spec;
-    const published = await this.ensurePublished(realm, spec, signal);
+    // spec.rollbackTo: serve a kept version instead of publishing spec.revision (see ensureRolledBack).
+    const published = spec.rollbackTo !== undefined ? await this.ensureRolledBack(realm, spec, spec.rollbackTo, signal) : await this.ensurePublished(realm, spec, signal);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
     const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
@@ -255,8 +258,11 @@ export class PublishedRealmReconciler {
 
     const unregistered = await this.unregisteredReplicaPods();
     const notifyOnly = acks.mode === 'notify-only' || unregistered.length > 0;
-    const reason = notifyOnly ? Reasons.PublishedNotifyOnly : Reasons.Published;
-    const what = `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${plural(published.state.file_count ?? 0, 'file')})`;
+    const rolledBack = spec.rollbackTo !== undefined;
+    const reason = rolledBack ? Reasons.RolledBack : notifyOnly ? Reasons.PublishedNotifyOnly : Reasons.Published;
+    const what = rolledBack
+      ? `Rolled back to kept version ${spec.rollbackTo} at epoch ${published.state.epoch} (${plural(published.state.file_count ?? 0, 'file')}); remove spec.rollbackTo to publish spec.revision again`
+      : `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${plural(published.state.file_count ?? 0, 'file')})`;
     const message =
       unregistered.length > 0
         ? `${what}; ${plural(acks.acknowledged.length, 'registered replica')} acknowledged, but ${plural(unregistered.length, 'ready realm-server pod')} ${unregistered.length === 1 ? 'does' : 'do'} not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), e.g. unmodified Boxel servers: they were told by NOTIFY only, so their caches cannot be confirmed clean.`
@@ -264,12 +270,15 @@ export class PublishedRealmReconciler {
           ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
           : `${what}; ${acks.acknowledged.length === 1 ? 'the 1 live replica' : `all ${acks.acknowledged.length} live replicas`} dropped ${acks.acknowledged.length === 1 ? 'its cache' : 'their caches'}.`;
     const withoutUser = realmUser.registered ? '' : ` ${realmUser.note}`;
+    const versions = await this.versionsStatus(spec.publishedRealmURL, published.state);
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message + withoutUser),
       ...contentStatus(published.state, acks, unregistered),
+      ...versions,
       // The generation whose spec was published: kept across changes that need no publish (suspend).
       publishedGeneration: published.publishedNow || s.publishedGeneration === undefined ? generation(realm) : s.publishedGeneration,
-      ...(spec.revision !== undefined ? { publishedRevision: String(spec.revision) } : {}),
+      // A rollback serves an older revision: publishedRevision keeps saying what was last published.
+      ...(spec.revision !== undefined && !rolledBack ? { publishedRevision: String(spec.revision) } : {}),
       ...(reindexJobId !== undefined ? { reindexJobId } : {}),
     }));
     return {};
@@ -315,6 +324,8 @@ export class PublishedRealmReconciler {
       sourceRealmURL: spec.sourceRealmURL,
       publishedRealmURL: url,
       publishedFor,
+      history: historyPolicyOf(spec),
+      ...(spec.revision !== undefined ? { revision: String(spec.revision) } : {}),
       ...(spec.publisher !== undefined ? { publisher: spec.publisher } : {}),
     };
     const checked = await this.checkBeforeCopy(realm, request);
@@ -374,6 +385,72 @@ export class PublishedRealmReconciler {
       };
     };
     return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered, awaiting };
+  }
+
+  /**
+   * Serves the kept version `version` (spec.rollbackTo) unless it is already live: one locked swap
+   * with no copy ({@link rollbackRealm}), fenced by generation like a publish; the caller then waits
+   * for acknowledgements and reindexes exactly as after a publish. Nothing published by this object
+   * yet, or a version that is not kept: Stalled VersionNotKept (only a spec change fixes it).
+   */
+  private async ensureRolledBack(realm: PublishedRealm, spec: PublishedRealmSpec, version: string, signal?: AbortSignal): ReturnType<PublishedRealmReconciler['ensurePublished']> {
+    const url = spec.publishedRealmURL;
+    const existing = await readRealmEpochRow(this.options.pool, url);
+    if (!existing?.content_version || existing.claimed_by !== claimantOf(realm)) {
+      await this.stall(realm, Reasons.VersionNotKept, `spec.rollbackTo is ${version}, but this PublishedRealm has published nothing at ${url} yet, so no version is kept; remove spec.rollbackTo to publish.`);
+      return { ok: false, result: {} };
+    }
+    if (existing.content_version === version) return { ok: true, state: existing, publishedNow: false };
+    await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.RollingBack, `Rolling back ${url} to kept version ${version}.`));
+    let result;
+    try {
+      result = await rollbackRealm(
+        this.plane,
+        { publishedRealmURL: url, version, claim: { claimant: claimantOf(realm) }, publishedFor: `${realm.metadata.uid}/rollback-${version}`, fence: { of: claimantOf(realm), generation: generation(realm) }, history: historyPolicyOf(spec) },
+        { signal },
+      );
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      if (error instanceof SupersededPublishError) return { ok: false, result: { requeueAfterMs: this.ackRequeueMs } };
+      if (error instanceof VersionNotKeptError) {
+        await this.stall(realm, Reasons.VersionNotKept, `${error.message}.`);
+        return { ok: false, result: {} };
+      }
+      const stalled = await this.stallFor(realm, error);
+      if (stalled) return stalled;
+      await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.PublishFailed, `Rolling back failed and will be retried: ${(error as Error).message}`));
+      throw error;
+    }
+    const state = await readRealmEpochRow(this.options.pool, url);
+    if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after rolling back`);
+    await this.options.kube.recordEvent(realm, 'Normal', Reasons.ContentRolledBack, Actions.Rollback, `Rolled back from ${result.previousVersion} to kept version ${version} at epoch ${result.epoch} (no copy), digest ${result.digest}.`);
+    const awaiting = (s: PublishedRealmStatus): PublishedRealmStatus => {
+      const { replicas: _previousEpochs, ...rest } = s;
+      return {
+        ...markReconciling(rest, generation(realm), Reasons.AwaitingAcknowledgement, `Rolled back to kept version ${version} at epoch ${result.epoch}; waiting for every live replica to acknowledge it.`),
+        ...contentFields(state),
+      };
+    };
+    return { ok: true, state, publishedNow: true, awaiting };
+  }
+
+  /** status.liveVersion and status.versions: the kept versions, newest first, the live one marked. */
+  private async versionsStatus(url: string, state: RealmEpochRow): Promise<Partial<PublishedRealmStatus>> {
+    if (!state.content_version) return {};
+    const kept = await readKeptVersions(this.options.pool, url, state.disk_id ?? undefined);
+    return {
+      liveVersion: state.content_version,
+      versions: kept.slice(0, 20).map((v) => ({
+        version: v.version,
+        epoch: v.epoch,
+        digest: v.digest,
+        fileCount: v.fileCount,
+        totalBytes: v.totalBytes,
+        publishedAt: v.publishedAt.toISOString(),
+        ...(v.revision !== null ? { revision: v.revision } : {}),
+        live: v.version === state.content_version,
+      })),
+    };
   }
 
   /**
@@ -679,6 +756,11 @@ async function completesWithin(waiting: Promise<WaitForAcksResult>, ms: number):
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The spec's history policy with its default (the CRD defaults limit; an object admitted without that default gets it here). */
+function historyPolicyOf(spec: PublishedRealmSpec): HistoryPolicy {
+  return { limit: spec.history?.limit ?? DEFAULT_HISTORY_LIMIT, ...(spec.history?.maxBytes !== undefined ? { maxBytes: spec.history.maxBytes } : {}) };
 }
 
 function generation(realm: PublishedRealm): number {
