@@ -3,9 +3,15 @@
  * real realm-server replicas publish and republish a realm, then every alert expression of
  * deploy/monitoring/prometheus-rule.yaml and every query of the Grafana dashboard is checked
  * against what their metrics endpoints serve (sample lines, and the families their `# TYPE` lines
- * declare: a labelled counter has no sample until its first event).
+ * declare: a labelled counter has no sample until its first event). The suite also leaves objects
+ * in the states the per-object alerts watch (Ready after acknowledgements, a PublishedRealm Stalled
+ * on a taken URL, a Realm Stalled with nothing to adopt) and checks the operator's state metrics say
+ * exactly what the objects' status says, and forget an object once it is deleted.
  */
+import path from 'node:path';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
+import { REALM_PLURAL } from '../../src/api/v1alpha1/realm-types.js';
+import { STATE_METRIC_NAMES } from '../../src/reconciler/state-metrics.js';
 import { dashboardQueries, metricNamesIn, ruleGroups, scrapedMetricNames } from '../support/monitoring.js';
 import { must, setUpE2E, type E2EEnvironment } from '../support/e2e.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../support/operator-process.js';
@@ -17,6 +23,21 @@ const published = 'http://metrics.localhost/site/';
 let env: E2EEnvironment;
 let operator: OperatorProcess;
 const replicas: RealmServerProcess[] = [];
+const REALM_CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`);
+
+interface ObjectCondition {
+  type: string;
+  status: string;
+  reason: string;
+}
+
+async function conditionsOf(plural: string, name: string): Promise<ObjectCondition[]> {
+  return JSON.parse(await must(['get', `${plural}.${GROUP}`, name, '-n', env.namespace, '-o', 'json'])).status?.conditions ?? [];
+}
+
+async function stalledReason(plural: string, name: string): Promise<string | undefined> {
+  return (await conditionsOf(plural, name)).find((c) => c.type === 'Stalled' && c.status === 'True')?.reason;
+}
 
 /** Families a text exposition declares, with the sample names a histogram or summary family has. */
 function declaredMetricNames(exposition: string): Set<string> {
@@ -42,6 +63,9 @@ async function ready(revision: number): Promise<boolean> {
 
 beforeAll(async () => {
   env = await setUpE2E('metrics');
+  // The Realm CRD before the operator starts, so it runs the Realm controller (and reports Realms).
+  await must(['apply', '--server-side', '-f', REALM_CRD_FILE]);
+  await must(['wait', '--for=condition=Established', `crd/${REALM_PLURAL}.${GROUP}`, '--timeout=30s']);
   await createSourceRealm(env.db.pool, env.realms.layout, source, { 'index.json': '{}', 'a.json': '{"a":1}' });
   for (const replicaId of ['metrics-replica-0', 'metrics-replica-1']) {
     const replica = await startRealmServer({ databaseURL: env.db.url, realmsRoot: env.realms.root, replicaId });
@@ -60,7 +84,22 @@ beforeAll(async () => {
   // A republish: both replicas acknowledge an invalidation, so the ack histograms have samples.
   await must(['patch', `${PLURAL}.${GROUP}`, 'site', '-n', env.namespace, '--type=merge', '-p', '{"spec":{"revision":2}}']);
   await eventually(() => ready(2), 90_000, () => 'revision 2 Ready');
-}, 240_000);
+  // Objects a person must fix: a second PublishedRealm on the same URL, and a Realm adopting nothing.
+  await must(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: `${GROUP}/v1alpha1`,
+    kind: 'PublishedRealm',
+    metadata: { name: 'site-again', namespace: env.namespace },
+    spec: { sourceRealmURL: source, publishedRealmURL: published, revision: 1 },
+  }));
+  await must(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: `${GROUP}/v1alpha1`,
+    kind: 'Realm',
+    metadata: { name: 'nothing-here', namespace: env.namespace },
+    spec: { owner: '@alice:localhost', endpoint: 'nothing-here', serverURL: 'http://localhost:4201/', adopt: true },
+  }));
+  await eventually(async () => (await stalledReason(PLURAL, 'site-again')) === 'URLAlreadyPublished', 60_000, () => 'site-again Stalled URLAlreadyPublished');
+  await eventually(async () => (await stalledReason(REALM_PLURAL, 'nothing-here')) !== undefined, 60_000, () => 'Realm nothing-here Stalled');
+}, 300_000);
 
 afterAll(async () => {
   await operator?.stop();
@@ -106,4 +145,43 @@ test('every metric a dashboard query selects is exported by the operator or the 
   const used = new Set(queries.flatMap((q) => [...metricNamesIn(q.expr)]));
   expect([...used].filter((n) => fromOperator.has(n)).length).toBeGreaterThan(5);
   expect([...used].filter((n) => fromReplicas.has(n) && !fromOperator.has(n)).length).toBeGreaterThan(5);
+});
+
+test('the operator\'s state metrics say what each object\'s status says', async () => {
+  const text = await scrape(`${operator.metricsURL}/metrics`);
+  const lines = new Set(text.split('\n'));
+  const objects = [
+    { kind: 'PublishedRealm', plural: PLURAL, name: 'site' },
+    { kind: 'PublishedRealm', plural: PLURAL, name: 'site-again' },
+    { kind: 'Realm', plural: REALM_PLURAL, name: 'nothing-here' },
+  ];
+  const missing: string[] = [];
+  for (const { kind, plural, name } of objects) {
+    const conditions = await conditionsOf(plural, name);
+    expect(conditions.length).toBeGreaterThan(0);
+    for (const c of conditions) {
+      const line = `realm_operator_resource_condition{kind="${kind}",namespace="${env.namespace}",name="${name}",type="${c.type}",status="${c.status}",reason="${c.reason}"} 1`;
+      if (!lines.has(line)) missing.push(line);
+    }
+  }
+  expect(missing).toEqual([]);
+  expect(text).toContain(`realm_operator_resource_condition{kind="PublishedRealm",namespace="${env.namespace}",name="site",type="Ready",status="True",reason="Published"} 1`);
+  expect(text).toContain(`realm_operator_resource_condition{kind="PublishedRealm",namespace="${env.namespace}",name="site-again",type="Stalled",status="True",reason="URLAlreadyPublished"} 1`);
+  expect(text).toMatch(new RegExp(`^realm_operator_resource_condition\\{kind="Realm",namespace="${env.namespace}",name="nothing-here",type="Stalled",status="True",reason="\\w+"\\} 1$`, 'm'));
+  // Both replicas acknowledged revision 2.
+  expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="acknowledged"} 2`);
+  expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="expected"} 2`);
+  expect(text).toContain(`realm_operator_published_realm_info{namespace="${env.namespace}",name="site",url="${published}",revision="2"} 1`);
+  // Every state metric has samples here, not only a declared family.
+  for (const metric of Object.values(STATE_METRIC_NAMES)) expect({ metric, sampled: new RegExp(`^${metric}\\{`, 'm').test(text) }).toEqual({ metric, sampled: true });
+});
+
+test('a deleted object leaves the operator\'s scrape', async () => {
+  await must(['delete', `${PLURAL}.${GROUP}`, 'site-again', '-n', env.namespace, '--timeout=60s']);
+  await eventually(
+    async () => !(await scrape(`${operator.metricsURL}/metrics`)).includes(`name="site-again"`),
+    30_000,
+    () => 'no series for site-again',
+  );
+  expect(await scrape(`${operator.metricsURL}/metrics`)).toContain(`name="site",type="Ready"`);
 });
