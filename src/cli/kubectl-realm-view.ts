@@ -3,7 +3,7 @@
  * the API server and, when given a database URL, the acknowledgement tables).
  */
 import { parseArgs } from 'node:util';
-import type { PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
+import { CONTENT_VERSION_PATTERN, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
 
 export const USAGE = `usage: kubectl realm <command> [flags]
 
@@ -11,8 +11,9 @@ commands:
   status [name]            each PublishedRealm's live version (revision, epoch, digest, files,
                            published at) and each replica's acknowledgement
   versions <name>          the published versions kept for rollback
-  rollback <name> --to-version <n>
-                           make a kept version live again
+  rollback <name> --to-version <id> [--wait]
+                           make a kept version live again (sets spec.rollbackTo); --wait
+                           waits until it is Ready (every live replica acknowledged)
 
 flags:
   -n, --namespace <ns>     namespace (default: the kubeconfig context's, else "default")
@@ -24,15 +25,14 @@ flags:
   -h, --help               this help
 `;
 
-/** What versions and rollback say until the operator keeps published versions (issue 12, item 2). */
-export const NO_KEPT_VERSIONS =
-  'this operator version does not keep published versions yet: every publish replaces the live content, so there is nothing to list or roll back to. To publish the source realm again, change spec.revision';
+/** What versions says for an object with no kept versions in its status. */
+export const NO_KEPT_VERSIONS = 'no kept versions yet: the operator lists them in status.versions after its first publish (spec.history.limit sets how many are kept)';
 
 export type PluginCommand =
   | { command: 'help' }
   | { command: 'status'; name?: string; allNamespaces: boolean; common: CommonFlags }
   | { command: 'versions'; name: string; common: CommonFlags }
-  | { command: 'rollback'; name: string; toVersion: number; common: CommonFlags };
+  | { command: 'rollback'; name: string; toVersion: string; wait: boolean; common: CommonFlags };
 
 export interface CommonFlags {
   namespace?: string;
@@ -60,6 +60,7 @@ export function parsePluginArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
         context: { type: 'string' },
         'database-url': { type: 'string' },
         'to-version': { type: 'string' },
+        wait: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -79,6 +80,7 @@ export function parsePluginArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   if (values['all-namespaces'] && command !== 'status') throw new UsageError(`--all-namespaces is for status only; give ${command} a name and -n <namespace>`);
   if (values['all-namespaces'] && values.namespace) throw new UsageError('give --namespace or --all-namespaces, not both');
   if (values['to-version'] !== undefined && command !== 'rollback') throw new UsageError(`--to-version is for rollback only`);
+  if (values.wait && command !== 'rollback') throw new UsageError(`--wait is for rollback only`);
   switch (command) {
     case 'status':
       return { command, ...(name ? { name } : {}), allNamespaces: Boolean(values['all-namespaces']), common };
@@ -86,11 +88,11 @@ export function parsePluginArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
       if (!name) throw new UsageError('versions needs a PublishedRealm name: kubectl realm versions <name>');
       return { command, name, common };
     case 'rollback': {
-      if (!name) throw new UsageError('rollback needs a PublishedRealm name: kubectl realm rollback <name> --to-version <n>');
+      if (!name) throw new UsageError('rollback needs a PublishedRealm name: kubectl realm rollback <name> --to-version <id>');
       const text = values['to-version'];
-      if (text === undefined) throw new UsageError('rollback needs --to-version <n>: the version to make live (kubectl realm versions <name> lists them)');
-      if (!/^[1-9][0-9]{0,8}$/.test(text)) throw new UsageError(`--to-version ${JSON.stringify(text)} is not a version number; give a positive whole number from kubectl realm versions <name>`);
-      return { command, name, toVersion: Number(text), common };
+      if (text === undefined) throw new UsageError('rollback needs --to-version <id>: the version to make live (kubectl realm versions <name> lists them)');
+      if (!new RegExp(CONTENT_VERSION_PATTERN).test(text)) throw new UsageError(`--to-version ${JSON.stringify(text)} is not a version id; give one such as v1764130000000-0a1b2c3d from kubectl realm versions <name>`);
+      return { command, name, toVersion: text, wait: Boolean(values.wait), common };
     }
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}: use status, versions or rollback (kubectl realm --help)`);
@@ -217,6 +219,34 @@ export function formatStatusDetail(realm: PublishedRealm, acks?: ReplicaAck[]): 
       );
     }
   }
-  lines.push(`  Kept versions:     none (${NO_KEPT_VERSIONS.split(':')[0]})`);
+  const kept = s.versions ?? [];
+  lines.push(`  Kept versions:     ${kept.length === 0 ? 'none yet' : `${kept.length} (kubectl realm versions ${realm.metadata.name})`}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** `kubectl realm versions <name>`: the kept versions, newest first, the live one marked. */
+export function formatVersions(realm: PublishedRealm): string {
+  const kept = realm.status?.versions ?? [];
+  if (kept.length === 0) return `${realm.metadata.namespace}/${realm.metadata.name}: ${NO_KEPT_VERSIONS}.\n`;
+  const rows = kept.map((v) => [v.live ? '*' : '', v.version, String(v.epoch), v.revision ?? '-', String(v.fileCount), humanBytes(v.totalBytes), v.publishedAt, v.digest.slice(0, 19)]);
+  return table([['LIVE', 'VERSION', 'EPOCH', 'REVISION', 'FILES', 'SIZE', 'PUBLISHED AT', 'DIGEST'], ...rows]);
+}
+
+/** Why `rollback` refuses `version` for this object before patching anything; undefined when it is kept. */
+export function rollbackRefusal(realm: PublishedRealm, version: string): string | undefined {
+  const kept = realm.status?.versions ?? [];
+  if (kept.some((v) => v.version === version)) return undefined;
+  return `${version} is not a kept version of ${realm.metadata.namespace}/${realm.metadata.name} (kept: ${kept.length > 0 ? kept.map((v) => v.version).join(', ') : 'none'}); choose one from kubectl realm versions ${realm.metadata.name}`;
+}
+
+/** What `rollback --wait` sees in the object after its patch: still going, done, or stuck. */
+export function rollbackProgress(realm: PublishedRealm, generation: number): { state: 'waiting' } | { state: 'ready'; message: string } | { state: 'stalled'; message: string } {
+  const s = realm.status;
+  if (!s || (s.observedGeneration ?? 0) < generation) return { state: 'waiting' };
+  const condition = (type: string) => s.conditions?.find((c) => c.type === type);
+  const stalled = condition('Stalled');
+  if (stalled?.status === 'True') return { state: 'stalled', message: `${stalled.reason}: ${stalled.message}` };
+  const ready = condition('Ready');
+  if (ready?.status === 'True' && ready.observedGeneration !== undefined && ready.observedGeneration >= generation) return { state: 'ready', message: ready.message };
+  return { state: 'waiting' };
 }

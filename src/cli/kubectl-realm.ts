@@ -1,15 +1,15 @@
 #!/usr/bin/env node
 /**
  * `kubectl realm` (a kubectl plugin: bin/kubectl-realm on PATH runs this): each PublishedRealm's
- * live version and each replica's acknowledgement; `versions` and `rollback` refuse until the
- * operator keeps published versions. Reads the API server with the runtime's client (kubeconfig
+ * live version and each replica's acknowledgement; `versions` lists the kept versions (status.versions)
+ * and `rollback` sets spec.rollbackTo by a merge patch, optionally waiting for Ready. Reads the API server with the runtime's client (kubeconfig
  * in client-go's order) and, given --database-url / DATABASE_URL, the acknowledgement tables.
  */
 import pg from 'pg';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
 import { kubeRequest, type KubeConnection } from '../runtime/kube-client.js';
 import { loadDefaultConnection, loadKubeconfig, StaticKubeConnection } from '../runtime/kubeconfig.js';
-import { formatStatusDetail, formatStatusTable, NO_KEPT_VERSIONS, parsePluginArgs, UsageError, USAGE, type CommonFlags, type ReplicaAck } from './kubectl-realm-view.js';
+import { formatStatusDetail, formatStatusTable, formatVersions, parsePluginArgs, rollbackProgress, rollbackRefusal, UsageError, USAGE, type CommonFlags, type ReplicaAck } from './kubectl-realm-view.js';
 
 async function connect(flags: CommonFlags): Promise<{ connection: KubeConnection; namespace: string }> {
   let connection: KubeConnection | undefined;
@@ -68,11 +68,40 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.command === 'versions' || parsed.command === 'rollback') {
-    // Arguments are checked first (above); the object must exist, so a typo is not mistaken for the missing feature.
     const { connection, namespace } = await connect(parsed.common);
-    await kubeRequest(connection, { path: `${basePath(namespace)}/${encodeURIComponent(parsed.name)}` });
-    process.stderr.write(`kubectl realm ${parsed.command}: ${NO_KEPT_VERSIONS}.\n`);
-    return 1;
+    const path = `${basePath(namespace)}/${encodeURIComponent(parsed.name)}`;
+    const realm = await kubeRequest<PublishedRealm>(connection, { path });
+    if (parsed.command === 'versions') {
+      process.stdout.write(formatVersions(realm));
+      return 0;
+    }
+    const refusal = rollbackRefusal(realm, parsed.toVersion);
+    if (refusal) {
+      process.stderr.write(`kubectl realm rollback: ${refusal}.\n`);
+      return 1;
+    }
+    // resourceVersion: refused (409) if the object changed since it was read, so the check above holds.
+    const patched = await kubeRequest<PublishedRealm>(connection, {
+      method: 'PATCH',
+      path,
+      contentType: 'application/merge-patch+json',
+      body: { metadata: { resourceVersion: realm.metadata.resourceVersion }, spec: { rollbackTo: parsed.toVersion } },
+    });
+    const target = patched.metadata.generation ?? 0;
+    process.stdout.write(`${namespace}/${parsed.name}: spec.rollbackTo set to ${parsed.toVersion} (generation ${target})\n`);
+    if (!parsed.wait) return 0;
+    for (;;) {
+      const progress = rollbackProgress(await kubeRequest<PublishedRealm>(connection, { path }), target);
+      if (progress.state === 'ready') {
+        process.stdout.write(`Ready: ${progress.message}\n`);
+        return 0;
+      }
+      if (progress.state === 'stalled') {
+        process.stderr.write(`kubectl realm rollback: Stalled ${progress.message}\n`);
+        return 1;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
   const { connection, namespace } = await connect(parsed.common);
   if (parsed.name) {

@@ -133,18 +133,42 @@ test('status of an object that does not exist fails naming it', async () => {
   expect(result.stderr).toMatch(/404 NotFound.*"nope" not found/);
 });
 
-test('versions and rollback parse their arguments, then refuse clearly: versions are not kept yet', async () => {
-  for (const args of [['versions', 'blog', '-n', NS], ['rollback', 'blog', '-n', NS, '--to-version', '2']]) {
-    const result = await plugin(args);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain('this operator version does not keep published versions yet');
-  }
+test('versions lists the kept versions from status; rollback refuses one not kept, then sets spec.rollbackTo', async () => {
+  const V1 = 'v1764130000000-0a1b2c3d';
+  const V2 = 'v1764130099999-ffffffff';
+  const versions = [
+    { version: V2, epoch: 43, digest: `sha256:${'b'.repeat(64)}`, fileCount: 3, totalBytes: 2048, publishedAt: now, revision: '8', live: true },
+    { version: V1, epoch: 42, digest: `sha256:${'a'.repeat(64)}`, fileCount: 2, totalBytes: 100, publishedAt: now, revision: '7', live: false },
+  ];
+  await createRealm(NS, 'history', { sourceRealmURL: 'http://localhost:4201/alice/history/', publishedRealmURL: 'http://alice.localhost:4201/history/' }, { ...readyStatus, liveVersion: V2, versions });
+  const listed = await plugin(['versions', 'history', '-n', NS]);
+  expect(listed.code).toBe(0);
+  const lines = listed.stdout.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^LIVE\s+VERSION\s+EPOCH/);
+  expect(lines[1]).toMatch(new RegExp(`^\\*\\s+${V2}\\s+43\\s+8`));
+  expect(lines[2]).toMatch(new RegExp(`^\\s+${V1}\\s+42\\s+7`));
+  // The printer column shows the live version.
+  expect((await must(['get', `${PLURAL}.${GROUP}`, 'history', '-n', NS])).split('\n')[0]).toMatch(/\bVERSION\b/);
+  expect(await must(['get', `${PLURAL}.${GROUP}`, 'history', '-n', NS, '--no-headers'])).toContain(V2);
+
+  const notKept = await plugin(['rollback', 'history', '-n', NS, '--to-version', 'v1700000000000-00000000']);
+  expect(notKept.code).toBe(1);
+  expect(notKept.stderr).toContain(`is not a kept version of ${NS}/history (kept: ${V2}, ${V1})`);
+  expect(await must(['get', `${PLURAL}.${GROUP}`, 'history', '-n', NS, '-o', 'jsonpath={.spec.rollbackTo}'])).toBe('');
+
+  const rolled = await plugin(['rollback', 'history', '-n', NS, '--to-version', V1]);
+  expect(rolled).toEqual(expect.objectContaining({ code: 0, stdout: expect.stringContaining(`spec.rollbackTo set to ${V1}`) }));
+  expect(await must(['get', `${PLURAL}.${GROUP}`, 'history', '-n', NS, '-o', 'jsonpath={.spec.rollbackTo}'])).toBe(V1);
+
   const missingVersion = await plugin(['rollback', 'blog', '-n', NS]);
-  expect(missingVersion).toEqual(expect.objectContaining({ code: 2, stderr: expect.stringContaining('rollback needs --to-version <n>') }));
+  expect(missingVersion).toEqual(expect.objectContaining({ code: 2, stderr: expect.stringContaining('rollback needs --to-version <id>') }));
   const badVersion = await plugin(['rollback', 'blog', '-n', NS, '--to-version', 'latest']);
-  expect(badVersion).toEqual(expect.objectContaining({ code: 2, stderr: expect.stringContaining('--to-version "latest" is not a version number') }));
-  // A typo in the name is not mistaken for the missing feature.
+  expect(badVersion).toEqual(expect.objectContaining({ code: 2, stderr: expect.stringContaining('--to-version "latest" is not a version id') }));
   expect(await plugin(['versions', 'blgo', '-n', NS])).toEqual(expect.objectContaining({ code: 1, stderr: expect.stringMatching(/"blgo" not found/) }));
+  // The API server itself refuses a malformed rollbackTo (CEL), naming the field and the fix.
+  const refused = await kubectl(['patch', `${PLURAL}.${GROUP}`, 'history', '-n', NS, '--type=merge', '-p', '{"spec":{"rollbackTo":"latest"}}']);
+  expect(refused.code).not.toBe(0);
+  expect(refused.stderr).toContain('rollbackTo must be a kept version id');
 });
 
 test('help and unknown commands', async () => {

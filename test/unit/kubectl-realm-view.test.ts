@@ -1,5 +1,5 @@
 /** `kubectl realm` argument parsing and output (pure; the integration test runs the plugin through kubectl). */
-import { formatStatusDetail, formatStatusTable, NO_KEPT_VERSIONS, parsePluginArgs, UsageError } from '../../src/cli/kubectl-realm-view.js';
+import { formatStatusDetail, formatStatusTable, formatVersions, NO_KEPT_VERSIONS, parsePluginArgs, rollbackProgress, rollbackRefusal, UsageError } from '../../src/cli/kubectl-realm-view.js';
 import type { PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 
 test('status takes an optional name, a namespace or all namespaces, and DATABASE_URL as the default database', () => {
@@ -17,8 +17,10 @@ test.each([
   [['status', '-A', '-n', 'x'], /not both/],
   [['versions'], /versions needs a PublishedRealm name/],
   [['versions', 'a', '-A'], /--all-namespaces is for status only/],
-  [['rollback', 'a'], /rollback needs --to-version <n>/],
-  [['rollback', 'a', '--to-version', '0'], /"0" is not a version number/],
+  [['rollback', 'a'], /rollback needs --to-version <id>/],
+  [['rollback', 'a', '--to-version', '3'], /"3" is not a version id/],
+  [['rollback', 'a', '--to-version', 'adopted-1764130000000'], /is not a version id/],
+  [['versions', 'a', '--wait'], /--wait is for rollback only/],
   [['status', '--to-version', '2'], /--to-version is for rollback only/],
   [['status', 'a', 'b'], /unexpected argument "b"/],
   [['stauts'], /unknown command "stauts"/],
@@ -28,9 +30,41 @@ test.each([
   expect(() => parsePluginArgs(argv)).toThrow(message);
 });
 
-test('rollback parses its version; the refusal says versions are not kept yet', () => {
-  expect(parsePluginArgs(['rollback', 'blog', '--to-version', '3'])).toEqual({ command: 'rollback', name: 'blog', toVersion: 3, common: {} });
-  expect(NO_KEPT_VERSIONS).toMatch(/^this operator version does not keep published versions yet/);
+test('rollback parses its version id and --wait', () => {
+  expect(parsePluginArgs(['rollback', 'blog', '--to-version', 'v1764130000000-0a1b2c3d'])).toEqual({ command: 'rollback', name: 'blog', toVersion: 'v1764130000000-0a1b2c3d', wait: false, common: {} });
+  expect(parsePluginArgs(['rollback', 'blog', '--to-version', 'v1764130000000-0a1b2c3d', '--wait'])).toMatchObject({ wait: true });
+});
+
+const V1 = 'v1764130000000-0a1b2c3d';
+const V2 = 'v1764130099999-ffffffff';
+const kept = [
+  { version: V2, epoch: 9, digest: `sha256:${'b'.repeat(64)}`, fileCount: 3, totalBytes: 2048, publishedAt: '2026-11-26T05:00:00.000Z', revision: '8', live: false },
+  { version: V1, epoch: 5, digest: `sha256:${'a'.repeat(64)}`, fileCount: 2, totalBytes: 100, publishedAt: '2026-11-25T05:00:00.000Z', revision: '7', live: true },
+];
+
+test('versions lists kept versions newest first with the live one marked; none says so', () => {
+  const out = formatVersions({ ...realm({ versions: kept }) });
+  const lines = out.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^LIVE\s+VERSION\s+EPOCH\s+REVISION\s+FILES\s+SIZE\s+PUBLISHED AT\s+DIGEST/);
+  expect(lines[1]).toMatch(new RegExp(`^\\s+${V2}\\s+9\\s+8\\s+3\\s+2\\.0 KiB`));
+  expect(lines[2]).toMatch(new RegExp(`^\\*\\s+${V1}\\s+5\\s+7\\s+2\\s`));
+  expect(formatVersions(realm())).toBe(`ns/blog: ${NO_KEPT_VERSIONS}.\n`);
+});
+
+test('rollback refuses a version that is not kept, naming the kept ones', () => {
+  expect(rollbackRefusal(realm({ versions: kept }), V1)).toBeUndefined();
+  expect(rollbackRefusal(realm({ versions: kept }), 'v1-00000000')).toBe(`v1-00000000 is not a kept version of ns/blog (kept: ${V2}, ${V1}); choose one from kubectl realm versions blog`);
+  expect(rollbackRefusal(realm(), V1)).toMatch(/kept: none/);
+});
+
+test('rollback --wait: waiting until the patched generation is observed Ready; Stalled ends it', () => {
+  const t = '2026-11-26T05:00:00Z';
+  const ready = (g: number) => ({ type: 'Ready', status: 'True' as const, reason: 'RolledBack', message: 'Rolled back', lastTransitionTime: t, observedGeneration: g });
+  expect(rollbackProgress(realm({ observedGeneration: 1, conditions: [ready(1)] }), 2)).toEqual({ state: 'waiting' });
+  expect(rollbackProgress(realm({ observedGeneration: 2, conditions: [{ ...ready(2), status: 'False', reason: 'RollingBack' }] }), 2)).toEqual({ state: 'waiting' });
+  expect(rollbackProgress(realm({ observedGeneration: 2, conditions: [ready(2)] }), 2)).toEqual({ state: 'ready', message: 'Rolled back' });
+  const stalled = { type: 'Stalled', status: 'True' as const, reason: 'VersionNotKept', message: 'not kept', lastTransitionTime: t, observedGeneration: 2 };
+  expect(rollbackProgress(realm({ observedGeneration: 2, conditions: [{ ...ready(2), status: 'False' }, stalled] }), 2)).toEqual({ state: 'stalled', message: 'VersionNotKept: not kept' });
 });
 
 const realm = (status?: PublishedRealm['status']): PublishedRealm => ({
