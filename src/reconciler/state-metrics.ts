@@ -96,7 +96,8 @@ export function realmSeries(object: Realm): StateSeries[] {
   return series;
 }
 
-const HELP: Record<StateMetricName, { help: string; labels: string[] }> = {
+/** Each state metric's help text and label names. */
+export const STATE_METRICS: Record<StateMetricName, { help: string; labels: readonly string[] }> = {
   realm_operator_resource_condition: {
     help: 'A PublishedRealm\'s or Realm\'s condition: 1 for its current status and reason (one series per object and condition type)',
     labels: ['kind', 'namespace', 'name', 'type', 'status', 'reason'],
@@ -137,8 +138,8 @@ export function registerStateMetrics(registry: Registry, sources: StateMetricsSo
   for (const metric of Object.values(STATE_METRIC_NAMES)) {
     new Gauge({
       name: metric,
-      help: HELP[metric].help,
-      labelNames: HELP[metric].labels,
+      help: STATE_METRICS[metric].help,
+      labelNames: [...STATE_METRICS[metric].labels],
       registers: [registry],
       collect(this: Gauge<string>) {
         // Reset first: objects deleted since the last scrape must not keep their series.
