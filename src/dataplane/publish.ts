@@ -25,7 +25,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { assertRealmURL } from '../wire/realm-url.js';
+import { assertRealmURL, findOverlappingRealmURLs } from '../wire/realm-url.js';
 import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from './authorization.js';
 import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
@@ -53,9 +53,11 @@ import {
   type ClaimOptions,
   insertPublishedRealmPermissions,
   type PublishFence,
+  type PublishTargetRows,
   PublishError,
   PublishNotAuthorizedError,
-  readOverlappingRealmURLs,
+  readPublishTargetRows,
+  readRealmEpochRowAndRegistryDiskId,
   readRealmEpochRow,
   readRegistryRow,
   readSourceOwnerUserId,
@@ -63,6 +65,7 @@ import {
   URLTakenByRealmError,
   recordPublishedEpoch,
   recordUnpublishedEpoch,
+  type RealmEpochRow,
   type RegistryRow,
   reservePublishedDiskId,
   safePublishedDiskId,
@@ -72,6 +75,7 @@ import {
   upsertPublishedRegistryRow,
   upsertPublishedRealmMetadata,
 } from './realm-state.js';
+import { publishedDiskIdProblem } from './safe-paths.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
 import {
   forgetKeptVersions,
@@ -171,6 +175,13 @@ export interface PublishOptions {
    * until the next repair. Throws the signal's reason.
    */
   signal?: AbortSignal;
+  /**
+   * What {@link checkPublishable} returned for this same request, when the caller ran it just
+   * before (the reconciler does, before it claims the URL): the checks are then not repeated
+   * before copying. The database checks (authorization included) run again under the lock either
+   * way, and staging enforces the size limits itself.
+   */
+  checked?: PublishableSource;
 }
 
 export interface PublishResult {
@@ -214,20 +225,21 @@ export async function checkPublishable(plane: DataPlane, request: PublishRequest
   const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
   const sourceURL = assertRealmURL(request.sourceRealmURL, 'sourceRealmURL');
   if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
-  const source = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {});
+  const target = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {});
+  const { source } = target;
   const directory = await resolveSourceDirectory(plane, sourceURL, source);
   await plane.layout.assertNoSymlinkedOperatorDirs();
   const { maxFiles, maxBytes } = plane.limits ?? {};
   if (maxFiles !== undefined || maxBytes !== undefined) {
     await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
   }
-  const publisher = await resolvePublisher(plane.pool, sourceURL, source, request.publisher);
+  const publisher = resolvePublisher(sourceURL, source, target.sourceOwnerUserId, request.publisher);
   if (plane.authorization) await authorizePublish(plane.pool, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
   return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher };
 }
 
-/** The publishing user: the request's, else the source realm owner's Matrix id, else its bare username. */
-async function resolvePublisher(db: Queryable, sourceURL: string, source: RegistryRow, requested: string | undefined): Promise<string> {
+/** The publishing user: the request's, else the source realm owner's Matrix id (`ownerUserId`), else its bare username. */
+function resolvePublisher(sourceURL: string, source: RegistryRow, ownerUserId: string | undefined, requested: string | undefined): string {
   if (requested !== undefined) {
     if (!matrixServerNameOf(requested)) {
       throw new PublishError(`publisher ${JSON.stringify(requested)} is not a Matrix user id; write it as @localpart:server (e.g. @alice:boxel.ai)`);
@@ -238,16 +250,20 @@ async function resolvePublisher(db: Queryable, sourceURL: string, source: Regist
   if (!owner) {
     throw new PublishError(`source realm ${sourceURL} has no owner_username in realm_registry; set the publisher (@localpart:server) or fix the registry row`);
   }
-  return (await readSourceOwnerUserId(db, sourceURL, owner)) ?? owner;
+  return ownerUserId ?? owner;
 }
 
 /** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
-export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal }: PublishOptions = {}): Promise<PublishResult> {
+export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal, checked }: PublishOptions = {}): Promise<PublishResult> {
   const started = performance.now();
   signal?.throwIfAborted();
-  const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher } = await checkPublishable(plane, request);
-  // Before copying: a newer generation already published makes the copy pointless (checked again under the lock).
-  assertNotSuperseded(publishedURL, await readRealmEpochRow(plane.pool, publishedURL), request.fence);
+  const source = checked && isCheckedFor(checked, request) ? checked : await checkPublishable(plane, request);
+  const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher } = source;
+  // Read once before copying, as hints (all checked again under the lock): the fence, the previous
+  // version to link from, and whether the disk id is already reserved.
+  const before = await readRealmEpochRowAndRegistryDiskId(plane.pool, publishedURL);
+  // A newer generation already published makes the copy pointless.
+  assertNotSuperseded(publishedURL, before, request.fence);
   const step = async (name: PublishStep) => {
     if (name === 'staged' || name === 'reserved' || name === 'locked' || name === 'installed') signal?.throwIfAborted();
     await plane.onStep?.(name, publishedURL);
@@ -263,7 +279,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       copyHardLinkedFiles: plane.copyHardLinkedFiles,
       realmName: sourceURL,
       onEntry: plane.onStagingEntry,
-      previous: plane.incremental === false ? undefined : await readPreviousVersion(plane, publishedURL),
+      previous: plane.incremental === false ? undefined : await readPreviousVersion(plane, publishedURL, before),
       racyMarginMs: plane.racyMarginMs,
     });
     // Into the staged copy only, before it is swapped in: the source's realm.json is never touched.
@@ -275,7 +291,11 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     const stageMs = performance.now() - started;
     await step('staged');
 
-    const diskId = await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL, request.claim), plane.lock);
+    // The disk id must be recorded (committed) before any file is moved; a reservation already
+    // committed for this claimant (the reconciler claims the URL just before) is used as it is,
+    // and checked under the lock below.
+    const reserved = reservedDiskId(before, request.claim);
+    const diskId = reserved ?? (await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL, request.claim), plane.lock));
     await step('reserved');
 
     const version = newVersionName();
@@ -289,11 +309,15 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       async (tx) => {
         await step('locked');
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes');
+        // A reservation taken from before the copy must still be the committed one (read under the lock).
+        if (reserved !== undefined && committed.diskId !== reserved) {
+          throw new Error(`the disk id reserved for ${publishedURL} changed while staging (now ${committed.diskId ?? 'none'}, not ${reserved}); the publish is retried`);
+        }
         // The checks again: the registry and claims may have changed while we staged.
-        await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
+        const target = await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
         if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
         // A registry row already there (ours, or Boxel's own publish) keeps its owner and permissions.
-        const isFirstPublish = !(await readRegistryRow(tx, publishedURL));
+        const isFirstPublish = !target.published;
         const realmUsername = publishedRealmUsername(diskId);
         await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt });
         if (isFirstPublish) {
@@ -307,7 +331,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         await upsertPublishedRealmMetadata(tx, publishedURL);
         await clearRealmDefinitions(tx, publishedURL);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
-        assertNotSuperseded(publishedURL, await readRealmEpochRow(tx, publishedURL, true), request.fence);
+        assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
         signal?.throwIfAborted();
         await installStagedVersion(plane.layout, staged.dir, diskId, version);
         installedUnlinked = true;
@@ -388,28 +412,6 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       await guard.release();
     }
   }
-}
-
-/**
- * The version published now at `url` and its staging manifest, to link unchanged files from; read
- * without the lock, as a hint: a version removed meanwhile only makes links fail, and files are
- * then copied. Nothing when never published by us, or its manifest is missing or malformed.
- */
-async function readPreviousVersion(plane: DataPlane, url: string): Promise<PreviousVersion | undefined> {
-  const row = await readRealmEpochRow(plane.pool, url);
-  if (!row?.disk_id || !row.content_version) return undefined;
-  const diskId = safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id);
-  const version = safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version);
-  await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
-  const manifest = await readManifestFile(plane.layout.manifestPath(diskId, version));
-  return manifest ? { dir: plane.layout.versionDir(diskId, version), manifest } : undefined;
-}
-
-export interface UnpublishResult {
-  publishedRealmURL: string;
-  /** False when there was nothing published at the URL. */
-  unpublished: boolean;
-  epoch: number;
 }
 
 export interface RollbackRequest {
@@ -512,6 +514,47 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
     digest: result.target.digest,
     timing: { lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
   };
+}
+
+/**
+ * The version published now at `url` and its staging manifest, to link unchanged files from; read
+ * without the lock, as a hint: a version removed meanwhile only makes links fail, and files are
+ * then copied. Nothing when never published by us, or its manifest is missing or malformed.
+ */
+async function readPreviousVersion(plane: DataPlane, url: string, row: RealmEpochRow | undefined): Promise<PreviousVersion | undefined> {
+  if (!row?.disk_id || !row.content_version) return undefined;
+  const diskId = safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id);
+  const version = safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version);
+  await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
+  const manifest = await readManifestFile(plane.layout.manifestPath(diskId, version));
+  return manifest ? { dir: plane.layout.versionDir(diskId, version), manifest } : undefined;
+}
+
+/** `checked` is {@link checkPublishable}'s answer for this request's URLs and publisher. */
+function isCheckedFor(checked: PublishableSource, request: PublishRequest): boolean {
+  return (
+    checked.sourceRealmURL === request.sourceRealmURL &&
+    checked.publishedRealmURL === request.publishedRealmURL &&
+    (request.publisher === undefined || checked.publisher === request.publisher)
+  );
+}
+
+/**
+ * The disk id already reserved (committed) for this publish, when the reservation needs no new
+ * write: the epoch row names one, it agrees with the registry row, and it is claimed by this
+ * claimant (a take-over or a first claim writes the claim). Undefined: reserve it now.
+ */
+function reservedDiskId(row: (RealmEpochRow & { registry_disk_id: string | null }) | undefined, claim: ClaimOptions = {}): string | undefined {
+  if (!row?.disk_id || (row.registry_disk_id !== null && row.registry_disk_id !== row.disk_id)) return undefined;
+  if (claim.claimant !== undefined && row.claimed_by !== claim.claimant) return undefined;
+  return publishedDiskIdProblem(row.disk_id) === undefined ? row.disk_id : undefined;
+}
+
+export interface UnpublishResult {
+  publishedRealmURL: string;
+  /** False when there was nothing published at the URL. */
+  unpublished: boolean;
+  epoch: number;
 }
 
 /**
@@ -739,7 +782,7 @@ async function reconcileFilesWithDatabase(
   mode: ReconcileMode,
   touched: { link: boolean } = { link: false },
   known: ReadonlySet<string> = new Set(),
-): Promise<{ committedVersion: string | null; previousVersion: string | null; recovered: string[]; cleanedUp: string[]; strays: string[]; diskId: string | undefined }> {
+): Promise<{ committedVersion: string | null; previousVersion: string | null; recovered: string[]; cleanedUp: string[]; strays: string[]; diskId: string | undefined; epochRow: RealmEpochRow | undefined }> {
   const recovered: string[] = [];
   const cleanedUp: string[] = [];
   const strays: string[] = [];
@@ -753,7 +796,8 @@ async function reconcileFilesWithDatabase(
     const abandoned = await removeAbandonedStaging(tx, plane.layout);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
-  const result = (committedVersion: string | null) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId });
+  // The row as read FOR UPDATE: its fence and claim columns are the locked ones (recovery changes only `disk_id` and `epoch`).
+  const result = (committedVersion: string | null) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row });
   if (!diskId) return result(null);
   await removeScratchLinks(plane.layout, diskId);
   const link = await readPublishedLink(plane.layout, diskId);
@@ -834,18 +878,19 @@ function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): stri
 }
 
 /**
- * The database checks of {@link checkPublishable}, cheap enough to repeat under the realm lock.
- * Returns the source realm's registry row.
+ * The database checks of {@link checkPublishable}, cheap enough to repeat under the realm lock:
+ * one statement ({@link readPublishTargetRows}). Returns the rows it read (the source realm's
+ * registry row is there).
  */
-async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions): Promise<RegistryRow> {
-  const source = await readRegistryRow(db, sourceURL);
+async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions): Promise<PublishTargetRows & { source: RegistryRow }> {
+  const rows = await readPublishTargetRows(db, sourceURL, publishedURL);
+  const { source, published } = rows;
   if (!source) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
   if (source.kind !== 'source') throw new PublishError(`${sourceURL} is a ${source.kind} realm, not a source realm; sourceRealmURL must name a source realm`);
-  const published = await readRegistryRow(db, publishedURL);
   if (published && published.kind !== 'published') {
     throw new URLTakenByRealmError(publishedURL, published.kind);
   }
-  assertClaim(publishedURL, await readRealmEpochRow(db, publishedURL), claim);
+  assertClaim(publishedURL, { claimed_by: rows.claimedBy }, claim);
   // A URL already registered is left as it is: Boxel (or an earlier publish) made that layout.
   // Boxel (cardstack/boxel, realm-server) never nests on purpose but does not forbid it either:
   // create-realm refuses only a realm mounted at the server's origin, source realms are
@@ -853,10 +898,10 @@ async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL
   // takes the first cached realm that matches (the registry fallback the longest) — which is
   // exactly why a nested URL serves different realms on different replicas.
   if (!published) {
-    const overlapping = await readOverlappingRealmURLs(db, publishedURL);
+    const overlapping = findOverlappingRealmURLs(publishedURL, rows.overlapCandidates);
     if (overlapping.length > 0) throw new RealmURLOverlapError(publishedURL, overlapping);
   }
-  return source;
+  return { ...rows, source };
 }
 
 /** The source realm's real directory; refuses a `disk_id` or symlink that leads outside the realms root. */

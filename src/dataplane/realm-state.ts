@@ -241,6 +241,15 @@ export async function readRealmEpochRow(db: Queryable, url: string, forUpdate = 
   return rows[0];
 }
 
+/** {@link readRealmEpochRow} (never locking) with the URL's `realm_registry.disk_id`, in one statement; undefined without an epoch row. */
+export async function readRealmEpochRowAndRegistryDiskId(db: Queryable, url: string): Promise<(RealmEpochRow & { registry_disk_id: string | null }) | undefined> {
+  const { rows } = await db.query<RealmEpochRow & { registry_disk_id: string | null }>(
+    'SELECT e.*, (SELECT disk_id FROM realm_registry WHERE url = $1) AS registry_disk_id FROM realm_operator.realm_epochs e WHERE e.realm_url = $1',
+    [url],
+  );
+  return rows[0];
+}
+
 /**
  * Settles which `disk_id` a publish of `url` will use and records it before any file is moved, so
  * a crash in the middle of a first publish leaves a directory recovery can find. Reuses the

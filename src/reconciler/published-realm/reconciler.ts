@@ -43,7 +43,7 @@ import { readLiveReplicaPods, waitForReplicaAcks, type WaitForAcksResult } from 
 import { reauthorizePublished } from '../../dataplane/authorization.js';
 import { withRealmLock } from '../../dataplane/db.js';
 import type { RealmsLayout } from '../../dataplane/layout.js';
-import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type PublishRequest } from '../../dataplane/publish.js';
+import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type PublishableSource, type PublishRequest } from '../../dataplane/publish.js';
 import {
   ClaimConflictError,
   PublishError,
@@ -351,7 +351,8 @@ export class PublishedRealmReconciler {
     try {
       // Fenced by generation: a newer generation of this object committed meanwhile (by a new
       // leader while this one was paused) is never overwritten by this one.
-      result = await publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal });
+      // `checked`: the checks just run are not repeated before copying (they are under the lock).
+      result = await publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked });
     } catch (error) {
       // Another leader owns this object now, or shutdown gave up on us: write nothing, that status is theirs.
       if (signal?.aborted) throw error;
@@ -506,12 +507,12 @@ export class PublishedRealmReconciler {
   }
 
   /** Runs every check that can refuse the publish; takes over the URL from a claimant that is gone. */
-  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions; publisher: string } | StallOutcome> {
+  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions; publisher: string; checked: PublishableSource } | StallOutcome> {
     let claim: ClaimOptions = { claimant: claimantOf(realm) };
     for (;;) {
       try {
         const checked = await checkPublishable(this.plane, { ...request, claim });
-        return { ok: true, claim, publisher: checked.publisher };
+        return { ok: true, claim, publisher: checked.publisher, checked };
       } catch (error) {
         if (error instanceof ClaimConflictError && !claim.takeOverFrom && (await this.claimantIsGone(error.claimedBy))) {
           claim = { ...claim, takeOverFrom: error.claimedBy };
