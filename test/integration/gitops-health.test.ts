@@ -29,7 +29,7 @@ import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { installCRD, must } from '../support/e2e.js';
 import { testKubeConfig } from '../support/kube.js';
-import { createSourceRealm, dataPlane, makeRealmsRoot, silentLogger } from '../support/realms.js';
+import { createSourceRealm, dataPlane, makeRealmsRoot, silentLogger, writeFiles } from '../support/realms.js';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -44,6 +44,9 @@ type State =
   | 'Ready'
   | 'spec changed'
   | 'Stalled'
+  | 'rolling back'
+  | 'rolled back'
+  | 'rollback version not kept'
   | 'suspended'
   | 'deleting'
   | 'deleting, awaiting acks'
@@ -78,6 +81,10 @@ const EXPECTED: Expected[] = [
   { kind: 'PublishedRealm', state: 'spec changed', kstatus: 'InProgress', argo: 'Progressing' },
   { kind: 'PublishedRealm', state: 'Stalled', kstatus: 'Failed', argo: 'Degraded' },
   { kind: 'PublishedRealm', state: 'suspended', kstatus: 'InProgress', argo: 'Suspended' },
+  // spec.rollbackTo: swapping and awaiting acks is progress, RolledBack is Ready, a version that is not kept needs a person.
+  { kind: 'PublishedRealm', state: 'rolling back', kstatus: 'InProgress', argo: 'Progressing' },
+  { kind: 'PublishedRealm', state: 'rolled back', kstatus: 'Current', argo: 'Healthy' },
+  { kind: 'PublishedRealm', state: 'rollback version not kept', kstatus: 'Failed', argo: 'Degraded' },
   { kind: 'PublishedRealm', state: 'deleting', kstatus: 'Terminating', argo: 'Progressing' },
   // spec.sourceRealmRef: a Realm not created yet is waited for; a deleted one needs a person.
   { kind: 'PublishedRealm', state: 'source Realm not Ready', kstatus: 'InProgress', argo: 'Progressing' },
@@ -141,7 +148,7 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
   const states = new Map<State, unknown>();
   const source = `http://localhost:4201/gitops/src-${namespace}/`;
   const publishedURL = `http://gitops.localhost/${namespace}/`;
-  await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' }, `gitops/${namespace}`);
+  const sourceDir = await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' }, `gitops/${namespace}`);
   const recording = new RecordingKube(kube, silentLogger, 'gitops-health-test');
   const reconciler = new PublishedRealmReconciler({
     kube: recording,
@@ -184,8 +191,38 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
     states.set('Ready', ready);
 
     const mergePatch = (body: unknown) => kubeRequest<PublishedRealm>(kube, { method: 'PATCH', path: `${collection}/${key.name}`, contentType: 'application/merge-patch+json', body });
+    const ackAndReconcile = async () => {
+      const epoch = await db.pool.query<{ epoch: string }>('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [publishedURL]);
+      await recordAck(db.pool, REPLICA, publishedURL, Number(epoch.rows[0]!.epoch));
+      await reconciler.reconcile(key);
+      return getRealm(key.name);
+    };
+    // A second publish, then spec.rollbackTo the first version.
+    const v1 = ready.status!.liveVersion!;
+    await writeFiles(sourceDir, { 'index.json': '{"v":2}' });
+    await mergePatch({ spec: { revision: 2 } });
+    await reconciler.reconcile(key);
+    expect(readyReason(await ackAndReconcile())).toBe('Published');
+    await mergePatch({ spec: { rollbackTo: v1 } });
+    await reconciler.reconcile(key);
+    const rollingBack = recording.written.find((r) => readyReason(r) === 'RollingBack');
+    expect(rollingBack).toBeDefined();
+    states.set('rolling back', rollingBack);
+    const rolledBack = await ackAndReconcile();
+    expect(readyReason(rolledBack)).toBe('RolledBack');
+    states.set('rolled back', rolledBack);
+    await mergePatch({ spec: { rollbackTo: 'v1700000000000-00000000' } });
+    await reconciler.reconcile(key);
+    const notKept = await getRealm(key.name);
+    expect(notKept.status?.conditions?.find((c) => c.type === 'Stalled')).toMatchObject({ status: 'True', reason: 'VersionNotKept' });
+    states.set('rollback version not kept', notKept);
+    await mergePatch({ spec: { rollbackTo: v1 } });
+    await reconciler.reconcile(key);
+    const back = await getRealm(key.name);
+    expect(readyReason(back)).toBe('RolledBack');
+
     const changed = await mergePatch({ spec: { reindex: { enabled: true } } });
-    expect(changed.metadata.generation).toBe((ready.metadata.generation ?? 0) + 1);
+    expect(changed.metadata.generation).toBe((back.metadata.generation ?? 0) + 1);
     states.set('spec changed', changed);
 
     await mergePatch({ spec: { suspend: true } });
