@@ -7,7 +7,7 @@
  *
  * Cardinality: per object one `..._condition` and one `..._last_transition_timestamp_seconds`
  * series per condition type it has (Ready, and Reconciling, Stalled or RealmUserRegistered when
- * present: at most 4), plus for a PublishedRealm one info series, two replica series and up to four
+ * present: at most 3), plus for a PublishedRealm one info series, two replica series and up to five
  * content gauges. A reason change replaces a series (reason is a label), it does not add one.
  */
 import { Gauge, type Registry } from 'prom-client';
@@ -23,6 +23,7 @@ export const STATE_METRIC_NAMES = {
   publishedRealmPublished: 'realm_operator_published_realm_published_timestamp_seconds',
   publishedRealmFiles: 'realm_operator_published_realm_files',
   publishedRealmBytes: 'realm_operator_published_realm_bytes',
+  publishedRealmVersionsKept: 'realm_operator_published_realm_versions_kept',
   realmInfo: 'realm_operator_realm_info',
 } as const;
 
@@ -69,7 +70,13 @@ export function publishedRealmSeries(object: PublishedRealm): StateSeries[] {
   const status = object.status;
   series.push({
     metric: STATE_METRIC_NAMES.publishedRealmInfo,
-    labels: { namespace, name, url: typeof spec.publishedRealmURL === 'string' ? spec.publishedRealmURL : '', revision: status?.publishedRevision ?? '' },
+    labels: {
+      namespace,
+      name,
+      url: typeof spec.publishedRealmURL === 'string' ? spec.publishedRealmURL : '',
+      revision: status?.publishedRevision ?? '',
+      live_version: status?.liveVersion ?? '',
+    },
     value: 1,
   });
   if (status?.replicas) {
@@ -81,6 +88,7 @@ export function publishedRealmSeries(object: PublishedRealm): StateSeries[] {
   if (publishedAt !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmPublished, labels: { namespace, name }, value: publishedAt });
   if (status?.fileCount !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmFiles, labels: { namespace, name }, value: status.fileCount });
   if (status?.totalBytes !== undefined) series.push({ metric: STATE_METRIC_NAMES.publishedRealmBytes, labels: { namespace, name }, value: status.totalBytes });
+  if (status?.versions) series.push({ metric: STATE_METRIC_NAMES.publishedRealmVersionsKept, labels: { namespace, name }, value: status.versions.length });
   return series;
 }
 
@@ -106,7 +114,10 @@ export const STATE_METRICS: Record<StateMetricName, { help: string; labels: read
     help: 'When a PublishedRealm\'s or Realm\'s condition last changed status (lastTransitionTime), in Unix seconds',
     labels: ['kind', 'namespace', 'name', 'type'],
   },
-  realm_operator_published_realm_info: { help: 'A PublishedRealm\'s URL (spec.publishedRealmURL) and last published revision; always 1', labels: ['namespace', 'name', 'url', 'revision'] },
+  realm_operator_published_realm_info: {
+    help: 'A PublishedRealm\'s URL (spec.publishedRealmURL), last published revision and the content version served now (status.liveVersion); always 1',
+    labels: ['namespace', 'name', 'url', 'revision', 'live_version'],
+  },
   realm_operator_published_realm_replicas: {
     help: 'Live realm-server replicas that acknowledged the latest publish of a PublishedRealm, and those expected to (status.replicas)',
     labels: ['namespace', 'name', 'state'],
@@ -115,6 +126,7 @@ export const STATE_METRICS: Record<StateMetricName, { help: string; labels: read
   realm_operator_published_realm_published_timestamp_seconds: { help: 'When a PublishedRealm\'s content was last published (status.publishedAt), in Unix seconds', labels: ['namespace', 'name'] },
   realm_operator_published_realm_files: { help: 'Files in a PublishedRealm\'s published content (status.fileCount)', labels: ['namespace', 'name'] },
   realm_operator_published_realm_bytes: { help: 'Bytes in a PublishedRealm\'s published content (status.totalBytes)', labels: ['namespace', 'name'] },
+  realm_operator_published_realm_versions_kept: { help: 'Published versions a PublishedRealm keeps for rollback (status.versions)', labels: ['namespace', 'name'] },
   realm_operator_realm_info: { help: 'A Realm\'s URL (status.url) and whether it was adopted; always 1', labels: ['namespace', 'name', 'url', 'adopted'] },
 };
 

@@ -171,7 +171,9 @@ test('the operator\'s state metrics say what each object\'s status says', async 
   // Both replicas acknowledged revision 2.
   expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="acknowledged"} 2`);
   expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="expected"} 2`);
-  expect(text).toContain(`realm_operator_published_realm_info{namespace="${env.namespace}",name="site",url="${published}",revision="2"} 1`);
+  const siteStatus = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'site', '-n', env.namespace, '-o', 'json'])).status;
+  expect(text).toContain(`realm_operator_published_realm_info{namespace="${env.namespace}",name="site",url="${published}",revision="2",live_version="${siteStatus.liveVersion ?? ''}"} 1`);
+  expect(text).toContain(`realm_operator_published_realm_epoch{namespace="${env.namespace}",name="site"} ${siteStatus.epoch}`);
   // Every state metric has samples here, not only a declared family.
   for (const metric of Object.values(STATE_METRIC_NAMES)) expect({ metric, sampled: new RegExp(`^${metric}\\{`, 'm').test(text) }).toEqual({ metric, sampled: true });
 });

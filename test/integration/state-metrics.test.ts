@@ -84,7 +84,7 @@ test('a PublishedRealm\'s conditions and acknowledgements are in the scrape, fol
   }));
   const object = `kind="PublishedRealm",namespace="${namespace}",name="site"`;
   // No status yet: the object is known (info series) but has no condition series.
-  await scrapeShows([`realm_operator_published_realm_info{namespace="${namespace}",name="site",url="http://site.localhost/",revision=""} 1`], [new RegExp(`realm_operator_resource_condition\\{${object}`)]);
+  await scrapeShows([`realm_operator_published_realm_info{namespace="${namespace}",name="site",url="http://site.localhost/",revision="",live_version=""} 1`], [new RegExp(`realm_operator_resource_condition\\{${object}`)]);
 
   await writeStatus(PLURAL, 'site', {
     conditions: [condition('Ready', 'False', 'AwaitingAcknowledgement', '2026-03-01T10:00:00Z'), condition('Reconciling', 'True', 'AwaitingAcknowledgement', '2026-03-01T10:00:00Z')],

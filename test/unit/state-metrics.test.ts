@@ -25,6 +25,11 @@ const awaiting: PublishedRealm = {
     fileCount: 3,
     totalBytes: 1234,
     replicas: { acknowledged: 1, expected: 3, missing: ['r-1', 'r-2'], mode: 'Acknowledged' },
+    liveVersion: 'v7',
+    versions: [
+      { version: 'v7', epoch: 7, digest: 'sha256:b', fileCount: 3, totalBytes: 1234, publishedAt: '2026-01-01T00:00:05.500Z', revision: '2', live: true },
+      { version: 'v6', epoch: 6, digest: 'sha256:a', fileCount: 2, totalBytes: 1000, publishedAt: '2025-12-31T00:00:00Z', revision: '1', live: false },
+    ],
   },
 };
 
@@ -49,20 +54,21 @@ test('a PublishedRealm awaiting acknowledgements: its conditions, when they chan
     { metric: 'realm_operator_resource_condition_last_transition_timestamp_seconds', labels: { ...object, type: 'Ready' }, value: 1767225600 },
     { metric: 'realm_operator_resource_condition', labels: { ...object, type: 'Reconciling', status: 'True', reason: 'AwaitingAcknowledgement' }, value: 1 },
     { metric: 'realm_operator_resource_condition_last_transition_timestamp_seconds', labels: { ...object, type: 'Reconciling' }, value: 1767225610 },
-    { metric: 'realm_operator_published_realm_info', labels: { namespace: 'boxel', name: 'site', url: 'https://site.example/', revision: '2' }, value: 1 },
+    { metric: 'realm_operator_published_realm_info', labels: { namespace: 'boxel', name: 'site', url: 'https://site.example/', revision: '2', live_version: 'v7' }, value: 1 },
     { metric: 'realm_operator_published_realm_replicas', labels: { namespace: 'boxel', name: 'site', state: 'acknowledged' }, value: 1 },
     { metric: 'realm_operator_published_realm_replicas', labels: { namespace: 'boxel', name: 'site', state: 'expected' }, value: 3 },
     { metric: 'realm_operator_published_realm_epoch', labels: { namespace: 'boxel', name: 'site' }, value: 7 },
     { metric: 'realm_operator_published_realm_published_timestamp_seconds', labels: { namespace: 'boxel', name: 'site' }, value: 1767225605.5 },
     { metric: 'realm_operator_published_realm_files', labels: { namespace: 'boxel', name: 'site' }, value: 3 },
     { metric: 'realm_operator_published_realm_bytes', labels: { namespace: 'boxel', name: 'site' }, value: 1234 },
+    { metric: 'realm_operator_published_realm_versions_kept', labels: { namespace: 'boxel', name: 'site' }, value: 2 },
   ]);
 });
 
 test('a new PublishedRealm without status gives only its info series (no condition, no replica counts)', () => {
   const fresh: PublishedRealm = { ...awaiting, metadata: { name: 'new', namespace: 'boxel' }, spec: { publishedRealmURL: 42 } };
   delete fresh.status;
-  expect(publishedRealmSeries(fresh)).toEqual([{ metric: 'realm_operator_published_realm_info', labels: { namespace: 'boxel', name: 'new', url: '', revision: '' }, value: 1 }]);
+  expect(publishedRealmSeries(fresh)).toEqual([{ metric: 'realm_operator_published_realm_info', labels: { namespace: 'boxel', name: 'new', url: '', revision: '', live_version: '' }, value: 1 }]);
 });
 
 test('a Stalled Realm: kind Realm, the reason as a label, its URL in the info series', () => {
