@@ -580,7 +580,9 @@ export async function unpublishRealm(
     async (tx) => {
       await step('locked');
       const before = await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
-      const wasCommitted = [before.committedVersion, before.previousVersion].filter((v): v is string => v !== null);
+      // Kept versions committed once too: removing them after the unpublish needs no invalidation of its own.
+      const kept = before.diskId ? (await readKeptVersions(tx, url, before.diskId)).map((v) => v.version) : [];
+      const wasCommitted = [before.committedVersion, before.previousVersion, ...kept].filter((v): v is string => v !== null);
       const registry = await readRegistryRow(tx, url);
       if (registry && registry.kind !== 'published') {
         throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to unpublish it`);

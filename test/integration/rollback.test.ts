@@ -11,7 +11,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { publishRealm, recoverPublishedRealm, rollbackRealm, type PublishStep } from '../../src/dataplane/publish.js';
+import { publishRealm, recoverPublishedRealm, rollbackRealm, unpublishRealm, type PublishStep } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
 import { type HistoryPolicy, readKeptVersions, VersionNotKeptError } from '../../src/dataplane/published-versions.js';
 import { SupersededPublishError } from '../../src/dataplane/realm-state.js';
@@ -201,4 +201,14 @@ describe.each(ROLLBACK_STEPS)('rollback killed after step "%s"', (step) => {
     await rollbackRealm(fixture.plane, { publishedRealmURL: publishedURL, version: target.version, history: { limit: 3 } });
     expect(await readPublishedLink(fixture.layout, diskId)).toEqual({ kind: 'version', version: target.version });
   });
+});
+
+test('unpublishing a realm with kept versions removes them all with the unpublish epoch alone (no extra invalidation)', async () => {
+  const { publishedURL, results } = await publishSeries('unpublish', [content(1), content(2), content(3)]);
+  const unpublished = await unpublishRealm(fixture.plane, publishedURL);
+  expect(unpublished.unpublished).toBe(true);
+  // The kept versions were committed once: their removal needs no repair, so the epoch stays the unpublish's.
+  expect(await epochOf(publishedURL)).toBe(unpublished.epoch);
+  expect(await readKeptVersions(fixture.db.pool, publishedURL)).toEqual([]);
+  await expect(fs.stat(fixture.layout.versionsDir(results[0]!.diskId))).rejects.toMatchObject({ code: 'ENOENT' });
 });
