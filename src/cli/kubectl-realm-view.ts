@@ -185,6 +185,7 @@ export function formatStatusDetail(realm: PublishedRealm, acks?: ReplicaAck[]): 
   } else {
     lines.push('  Live version:');
     lines.push(`    Revision:        ${s.publishedRevision ?? '(unset)'}${s.publishedGeneration !== undefined && generation !== undefined && s.publishedGeneration !== generation ? ` (published from generation ${s.publishedGeneration}; the object is at ${generation})` : ''}`);
+    lines.push(`    Version:         ${s.liveVersion ?? '-'}${rolledBackTo(realm) ? ' (rolled back: spec.rollbackTo is set)' : ''}`);
     lines.push(`    Epoch:           ${s.epoch ?? '-'}`);
     lines.push(`    Digest:          ${s.contentDigest ?? '-'}`);
     lines.push(`    Files:           ${s.fileCount ?? '-'} (${humanBytes(s.totalBytes)})`);
@@ -222,6 +223,11 @@ export function formatStatusDetail(realm: PublishedRealm, acks?: ReplicaAck[]): 
   const kept = s.versions ?? [];
   lines.push(`  Kept versions:     ${kept.length === 0 ? 'none yet' : `${kept.length} (kubectl realm versions ${realm.metadata.name})`}`);
   return `${lines.join('\n')}\n`;
+}
+
+function rolledBackTo(realm: PublishedRealm): string | undefined {
+  const to = (realm.spec as { rollbackTo?: unknown } | undefined)?.rollbackTo;
+  return typeof to === 'string' ? to : undefined;
 }
 
 /** `kubectl realm versions <name>`: the kept versions, newest first, the live one marked. */

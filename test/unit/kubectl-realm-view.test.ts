@@ -93,3 +93,12 @@ test('per-replica rows judge each live replica against the live epoch, counting 
   expect(text).toMatch(/^ +d +no +- +- +lease expired$/m);
   expect(text).toContain('(published from generation 1; the object is at 2)');
 });
+
+test('the live version and the kept versions in status <name>; a rollback says so', () => {
+  const text = formatStatusDetail(realm({ epoch: 10, liveVersion: V1, versions: kept }));
+  expect(text).toContain(`    Version:         ${V1}\n`);
+  expect(text).toContain('  Kept versions:     2 (kubectl realm versions blog)');
+  const rolled = formatStatusDetail({ ...realm({ epoch: 10, liveVersion: V1, versions: kept }), spec: { sourceRealmURL: 'http://h/a/', publishedRealmURL: 'http://h/b/', rollbackTo: V1 } });
+  expect(rolled).toContain(`    Version:         ${V1} (rolled back: spec.rollbackTo is set)`);
+  expect(formatStatusDetail(realm({ epoch: 10 }))).toContain('  Kept versions:     none yet');
+});
