@@ -8,7 +8,12 @@
  * on a taken URL, a Realm Stalled with nothing to adopt) and checks the operator's state metrics say
  * exactly what the objects' status says, and forget an object once it is deleted.
  */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { stringify } from 'yaml';
 import { GROUP, PLURAL } from '../../src/api/v1alpha1/published-realm-types.js';
 import { REALM_PLURAL } from '../../src/api/v1alpha1/realm-types.js';
 import { STATE_METRIC_NAMES } from '../../src/reconciler/state-metrics.js';
@@ -23,6 +28,8 @@ const published = 'http://metrics.localhost/site/';
 let env: E2EEnvironment;
 let operator: OperatorProcess;
 const replicas: RealmServerProcess[] = [];
+const run = promisify(execFile);
+const REPO = path.resolve(import.meta.dirname, '../..');
 const REALM_CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`);
 
 interface ObjectCondition {
@@ -177,6 +184,60 @@ test('the operator\'s state metrics say what each object\'s status says', async 
   // Every state metric has samples here, not only a declared family.
   for (const metric of Object.values(STATE_METRIC_NAMES)) expect({ metric, sampled: new RegExp(`^${metric}\\{`, 'm').test(text) }).toEqual({ metric, sampled: true });
 });
+
+/**
+ * The operator's real state series, as promtool input: constant for 30 minutes, the transition
+ * timestamps moved so that promtool's clock (which starts at 0) reads as "now" at the start.
+ */
+function stateSeriesAsPromtoolInput(exposition: string, namespace: string, nowSeconds: number): Array<{ series: string; values: string }> {
+  const input: Array<{ series: string; values: string }> = [];
+  for (const [, name, labels, value] of exposition.matchAll(/^(realm_operator_(?:resource|published_realm|realm)_\w+)\{(.*)\} (\S+)$/gm)) {
+    if (!labels!.includes(`namespace="${namespace}"`)) continue;
+    const shifted = name!.endsWith('_timestamp_seconds') ? Number(value) - nowSeconds : Number(value);
+    input.push({ series: `${name}{${labels}}`, values: `${shifted}x30` });
+  }
+  return input;
+}
+
+test('the per-object alerts, evaluated by promtool on the operator\'s real series, fire for the Stalled objects only', async () => {
+  const { stdout } = await run('bash', [path.join(REPO, 'hack/promtool.sh')], { maxBuffer: 16 * 2 ** 20 });
+  const promtool = stdout.trim().split('\n').at(-1)!;
+  const text = await scrape(`${operator.metricsURL}/metrics`);
+  const input = stateSeriesAsPromtoolInput(text, env.namespace, Date.now() / 1000);
+  expect(input.length).toBeGreaterThan(10);
+  const objectAlerts = ruleGroups().groups.find((g) => g.name === 'realm-operator.objects')!.rules.map((r) => r.alert!);
+  const firing = `count by (alertname, severity, kind, namespace, name, reason) (ALERTS{alertstate="firing",alertname=~"${[...new Set(objectAlerts)].join('|')}"})`;
+  const stalled = async (plural: string, name: string) => (await stalledReason(plural, name))!;
+  const sample = (kind: string, name: string, reason: string) => ({
+    labels: `{alertname="RealmOperatorResourceStalled",severity="warning",kind="${kind}",namespace="${env.namespace}",name="${name}",reason="${reason}"}`,
+    value: 1,
+  });
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'realm-alerts-'));
+  try {
+    await fs.writeFile(path.join(dir, 'rules.yaml'), stringify(ruleGroups()));
+    await fs.writeFile(path.join(dir, 'live.test.yaml'), stringify({
+      rule_files: ['rules.yaml'],
+      evaluation_interval: '1m',
+      tests: [{
+        interval: '1m',
+        input_series: input,
+        promql_expr_test: [
+          // Just now: nothing has lasted long enough.
+          { expr: firing, eval_time: '4m', exp_samples: [] },
+          // A quarter of an hour on: the two refused requests are warnings; the Ready site is quiet.
+          { expr: firing, eval_time: '16m', exp_samples: [sample('PublishedRealm', 'site-again', await stalled(PLURAL, 'site-again')), sample('Realm', 'nothing-here', await stalled(REALM_PLURAL, 'nothing-here'))] },
+        ],
+      }],
+    }));
+    const result = await run(promtool, ['test', 'rules', 'live.test.yaml'], { cwd: dir }).then(
+      ({ stdout: out }) => ({ code: 0, out }),
+      (error: { code?: number; stdout?: string; stderr?: string }) => ({ code: error.code ?? -1, out: `${error.stdout ?? ''}${error.stderr ?? ''}` }),
+    );
+    expect(result).toEqual({ code: 0, out: expect.stringContaining('SUCCESS') });
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}, 30 * 60_000);
 
 test('a deleted object leaves the operator\'s scrape', async () => {
   await must(['delete', `${PLURAL}.${GROUP}`, 'site-again', '-n', env.namespace, '--timeout=60s']);
