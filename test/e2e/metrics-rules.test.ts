@@ -28,6 +28,8 @@ const published = 'http://metrics.localhost/site/';
 let env: E2EEnvironment;
 let operator: OperatorProcess;
 const replicas: RealmServerProcess[] = [];
+/** A replica that hangs (SIGSTOP) with a long lease: live, so publishes wait for it, but never acknowledging. */
+let hung: RealmServerProcess | undefined;
 const run = promisify(execFile);
 const REPO = path.resolve(import.meta.dirname, '../..');
 const REALM_CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`);
@@ -106,11 +108,31 @@ beforeAll(async () => {
   }));
   await eventually(async () => (await stalledReason(PLURAL, 'site-again')) === 'URLAlreadyPublished', 60_000, () => 'site-again Stalled URLAlreadyPublished');
   await eventually(async () => (await stalledReason(REALM_PLURAL, 'nothing-here')) !== undefined, 60_000, () => 'Realm nothing-here Stalled');
+  // A publish that waits for a hung replica: live (its 10-minute lease holds) but stopped, so it
+  // never acknowledges and the PublishedRealm stays AwaitingAcknowledgement with 2 of 3.
+  hung = await startRealmServer({ databaseURL: env.db.url, realmsRoot: env.realms.root, replicaId: 'metrics-replica-hung', leaseDuration: '10m', heartbeatInterval: '1s' });
+  await hung.waitReady();
+  hung.child.kill('SIGSTOP');
+  await must(['apply', '-f', '-'], JSON.stringify({
+    apiVersion: `${GROUP}/v1alpha1`,
+    kind: 'PublishedRealm',
+    metadata: { name: 'waiting', namespace: env.namespace },
+    spec: { sourceRealmURL: source, publishedRealmURL: 'http://metrics.localhost/waiting/', revision: 1 },
+  }));
+  await eventually(
+    async () => {
+      const status = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'waiting', '-n', env.namespace, '-o', 'json'])).status ?? {};
+      const reconciling = (status.conditions ?? []).find((c: ObjectCondition) => c.type === 'Reconciling' && c.status === 'True');
+      return reconciling?.reason === 'AwaitingAcknowledgement' && status.replicas?.acknowledged === 2 && status.replicas?.expected === 3;
+    },
+    90_000,
+    () => 'waiting AwaitingAcknowledgement with 2 of 3 replicas',
+  );
 }, 300_000);
 
 afterAll(async () => {
   await operator?.stop();
-  await Promise.all(replicas.map((r) => r.stop()));
+  await Promise.all([...replicas, ...(hung ? [hung] : [])].map((r) => r.stop()));
   await env?.cleanup();
 });
 
@@ -161,6 +183,7 @@ test('the operator\'s state metrics say what each object\'s status says', async 
     { kind: 'PublishedRealm', plural: PLURAL, name: 'site' },
     { kind: 'PublishedRealm', plural: PLURAL, name: 'site-again' },
     { kind: 'Realm', plural: REALM_PLURAL, name: 'nothing-here' },
+    { kind: 'PublishedRealm', plural: PLURAL, name: 'waiting' },
   ];
   const missing: string[] = [];
   for (const { kind, plural, name } of objects) {
@@ -178,6 +201,9 @@ test('the operator\'s state metrics say what each object\'s status says', async 
   // Both replicas acknowledged revision 2.
   expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="acknowledged"} 2`);
   expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="site",state="expected"} 2`);
+  expect(text).toContain(`realm_operator_resource_condition{kind="PublishedRealm",namespace="${env.namespace}",name="waiting",type="Reconciling",status="True",reason="AwaitingAcknowledgement"} 1`);
+  expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="waiting",state="acknowledged"} 2`);
+  expect(text).toContain(`realm_operator_published_realm_replicas{namespace="${env.namespace}",name="waiting",state="expected"} 3`);
   const siteStatus = JSON.parse(await must(['get', `${PLURAL}.${GROUP}`, 'site', '-n', env.namespace, '-o', 'json'])).status;
   expect(text).toContain(`realm_operator_published_realm_info{namespace="${env.namespace}",name="site",url="${published}",revision="2",live_version="${siteStatus.liveVersion ?? ''}"} 1`);
   expect(text).toContain(`realm_operator_published_realm_epoch{namespace="${env.namespace}",name="site"} ${siteStatus.epoch}`);
@@ -199,7 +225,7 @@ function stateSeriesAsPromtoolInput(exposition: string, namespace: string, nowSe
   return input;
 }
 
-test('the per-object alerts, evaluated by promtool on the operator\'s real series, fire for the Stalled objects only', async () => {
+test('the per-object alerts, evaluated by promtool on the operator\'s real series, fire for the Stalled objects and the unacknowledged publish only', async () => {
   const { stdout } = await run('bash', [path.join(REPO, 'hack/promtool.sh')], { maxBuffer: 16 * 2 ** 20 });
   const promtool = stdout.trim().split('\n').at(-1)!;
   const text = await scrape(`${operator.metricsURL}/metrics`);
@@ -224,8 +250,17 @@ test('the per-object alerts, evaluated by promtool on the operator\'s real serie
         promql_expr_test: [
           // Just now: nothing has lasted long enough.
           { expr: firing, eval_time: '4m', exp_samples: [] },
-          // A quarter of an hour on: the two refused requests are warnings; the Ready site is quiet.
-          { expr: firing, eval_time: '16m', exp_samples: [sample('PublishedRealm', 'site-again', await stalled(PLURAL, 'site-again')), sample('Realm', 'nothing-here', await stalled(REALM_PLURAL, 'nothing-here'))] },
+          // A quarter of an hour on: the two refused requests are warnings, the publish waiting for the
+          // hung replica is critical (one replica missing); the Ready site is quiet.
+          {
+            expr: firing,
+            eval_time: '16m',
+            exp_samples: [
+              sample('PublishedRealm', 'site-again', await stalled(PLURAL, 'site-again')),
+              sample('Realm', 'nothing-here', await stalled(REALM_PLURAL, 'nothing-here')),
+              { labels: `{alertname="RealmOperatorReplicasNotAcknowledging",severity="critical",namespace="${env.namespace}",name="waiting"}`, value: 1 },
+            ],
+          },
         ],
       }],
     }));
