@@ -16,7 +16,8 @@ import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
 import { KeepAliveConnection, kubeRequest, resourcePath } from '../src/runtime/index.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
-import { printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
+import path from 'node:path';
+import { printTable, RESULTS_DIR, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
 import {
   RESOURCE,
   apiRequestsByVerb,
@@ -407,8 +408,45 @@ const costTable: BenchTable = {
     'CPU from /proc/<pid>/stat (user + system) of each process, sampled every second over the convergence; requests from kube-apiserver\'s apiserver_request_total (the bench\'s own creates, list and watch included); transactions from pg_stat_database. ' +
     'API floor: after the runs, in a fresh namespace, the same number of requests per object sent by a bare kept-alive client with nothing between them (no database, no staging), two watch clients receiving every change as the bench and the operator\'s informer do.',
 };
+/**
+ * The run recorded in bench/results/scale.json before this one (the committed results), at the same
+ * object count: its figures beside this run's, so a change's effect is read from one table.
+ */
+async function previousRunTable(): Promise<BenchTable | undefined> {
+  let before: { startedAt: string; raw: { count: number; runs: RunResult[] } };
+  try {
+    before = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(RESULTS_DIR, 'scale.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (before.raw?.count !== COUNT || !before.raw.runs?.length) return undefined;
+  const pm = (pick: (r: RunResult) => number) => median(before.raw.runs.map(pick));
+  const rows: Array<[string, (pick: typeof m) => number]> = [
+    ['created → all Ready (s)', (f) => round1(f((r) => r.readyMs) / 1000)],
+    ['SQL statements the operator sent per object', (f) => Math.round((f((r) => r.dbStatements) / COUNT) * 100) / 100],
+    ['database transactions per object', (f) => Math.round((f((r) => r.dbTransactions) / COUNT) * 100) / 100],
+    ['operator CPU (s)', (f) => f((r) => r.cpu.operator)],
+    ['kube-apiserver CPU (s)', (f) => f((r) => r.cpu.apiserver)],
+    ['etcd CPU (s)', (f) => f((r) => r.cpu.etcd)],
+    ['PostgreSQL CPU (s)', (f) => f((r) => r.cpu.postgres)],
+    [`CPU floor on ${cores} idle cores (s)`, (f) => round1(f((r) => r.cpu.operator + r.cpu.apiserver + r.cpu.etcd + r.cpu.postgres) / cores)],
+    ['restart: spawn → queue idle (s)', (f) => round1(f((r) => r.restartIdleMs) / 1000)],
+    ['restart: operator CPU until idle (s)', (f) => f((r) => r.restartOperatorCpu)],
+  ];
+  return {
+    title: `This run beside the previous recorded run of ${COUNT} objects (bench/results/scale.json as it was before this run)`,
+    columns: ['metric', `previous (${before.startedAt})`, 'this run', 'this / previous'],
+    rows: rows.map(([label, value]) => {
+      const [was, now] = [value(pm), value(m)];
+      return [label, was, now, was > 0 ? Math.round((now / was) * 100) / 100 : '–'];
+    }),
+    note: 'Medians of each run set. The machine is shared: compare the load averages in the two runs\' headers (docs/benchmarks.md keeps only the latest; git log has the earlier).',
+  };
+}
+const previousTable = await previousRunTable();
 printTable(table);
 printTable(costTable);
+if (previousTable) printTable(previousTable);
 const readyMs = m((r) => r.readyMs);
 const rss = Math.max(...results.map((r) => r.peakRssMB));
 const idleMs = m((r) => r.restartIdleMs);
@@ -420,7 +458,7 @@ const readyWhy =
   `CPU the convergence needs, measured per process: operator ${cpuOf((r) => r.cpu.operator)} s + kube-apiserver ${cpuOf((r) => r.cpu.apiserver)} s + etcd ${cpuOf((r) => r.cpu.etcd)} s + PostgreSQL ${cpuOf((r) => r.cpu.postgres)} s, ` +
   `so at least ${floorS} s on ${cores} otherwise idle cores (the load average was ${machineLoad} at the start: other work shares them). ` +
   `Per object the API server serves a create, a finalizer PATCH, ${perObject(m((r) => r.requests.publishedrealms.PUT ?? 0))} status PUTs (Publishing, then Ready; AwaitingAcknowledgement in between only when the acknowledgements take longer than 100 ms) and ${perObject(m((r) => r.requests.events.POST ?? 0))} Event POSTs, each change also sent to every watcher; ` +
-  `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the checks run before the claim and again inside publishRealm and under the lock — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the publish transaction, acks, re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
+  `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the claim, the publish and its post-commit clean-up are a locked transaction each, the checks run once before the claim and again under the lock (the registry, claim and overlap rows in one statement, Boxel's authorization facts in another) — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the publish transaction, acks, re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
   (floor
     ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. `
     : '') +
@@ -462,7 +500,7 @@ const file = await writeResults({
   command: 'make bench-scale',
   startedAt: startedAt.toISOString(),
   durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-  tables: [table, costTable],
+  tables: [table, costTable, ...(previousTable ? [previousTable] : [])],
   series: [],
   goals,
   raw: { count: COUNT, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
