@@ -270,7 +270,9 @@ export class PublishedRealmReconciler {
           ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
           : `${what}; ${acks.acknowledged.length === 1 ? 'the 1 live replica' : `all ${acks.acknowledged.length} live replicas`} dropped ${acks.acknowledged.length === 1 ? 'its cache' : 'their caches'}.`;
     const withoutUser = realmUser.registered ? '' : ` ${realmUser.note}`;
-    const versions = await this.versionsStatus(spec.publishedRealmURL, published.state);
+    // The kept versions change only with the live one (publish, rollback and their clean-up): read them then, not on every resync.
+    const versionsKnown = !published.publishedNow && (realm.status?.versions ?? []).some((v) => v.live && v.version === published.state.content_version);
+    const versions = versionsKnown ? {} : await this.versionsStatus(spec.publishedRealmURL, published.state);
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message + withoutUser),
       ...contentStatus(published.state, acks, unregistered),
@@ -808,6 +810,7 @@ function contentFields(state: RealmEpochRow): Partial<PublishedRealmStatus> {
     ...(state.file_count !== null ? { fileCount: state.file_count } : {}),
     ...(state.total_bytes !== null ? { totalBytes: Number(state.total_bytes) } : {}),
     ...(state.content_digest ? { contentDigest: state.content_digest } : {}),
+    ...(state.content_version ? { liveVersion: state.content_version } : {}),
     epoch: Number(state.epoch),
   };
 }
