@@ -413,7 +413,7 @@ const costTable: BenchTable = {
  * object count: its figures beside this run's, so a change's effect is read from one table.
  */
 async function previousRunTable(): Promise<BenchTable | undefined> {
-  let before: { startedAt: string; raw: { count: number; runs: RunResult[] } };
+  let before: { startedAt: string; raw: { count: number; runs: RunResult[] }; machine?: { loadAverage1m?: number; loadAverage1mAtStart?: number } };
   try {
     before = JSON.parse(await (await import('node:fs/promises')).readFile(path.join(RESULTS_DIR, 'scale.json'), 'utf8'));
   } catch {
@@ -440,7 +440,9 @@ async function previousRunTable(): Promise<BenchTable | undefined> {
       const [was, now] = [value(pm), value(m)];
       return [label, was, now, was > 0 ? Math.round((now / was) * 100) / 100 : '–'];
     }),
-    note: 'Medians of each run set. The machine is shared: compare the load averages in the two runs\' headers (docs/benchmarks.md keeps only the latest; git log has the earlier).',
+    note:
+      `Medians of each run set. The machine is shared: 1-minute load average ${before.machine?.loadAverage1mAtStart ?? '?'} at the start and ${before.machine?.loadAverage1m ?? '?'} at the end of the previous run, ` +
+      `${machineLoad} at the start of this one (its end is in the header above).`,
   };
 }
 const previousTable = await previousRunTable();
@@ -458,7 +460,7 @@ const readyWhy =
   `CPU the convergence needs, measured per process: operator ${cpuOf((r) => r.cpu.operator)} s + kube-apiserver ${cpuOf((r) => r.cpu.apiserver)} s + etcd ${cpuOf((r) => r.cpu.etcd)} s + PostgreSQL ${cpuOf((r) => r.cpu.postgres)} s, ` +
   `so at least ${floorS} s on ${cores} otherwise idle cores (the load average was ${machineLoad} at the start: other work shares them). ` +
   `Per object the API server serves a create, a finalizer PATCH, ${perObject(m((r) => r.requests.publishedrealms.PUT ?? 0))} status PUTs (Publishing, then Ready; AwaitingAcknowledgement in between only when the acknowledgements take longer than 100 ms) and ${perObject(m((r) => r.requests.events.POST ?? 0))} Event POSTs, each change also sent to every watcher; ` +
-  `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the claim, the publish and its post-commit clean-up are a locked transaction each, the checks run once before the claim and again under the lock (the registry, claim and overlap rows in one statement, Boxel's authorization facts in another) — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the publish transaction, acks, re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
+  `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the claim, the publish and its post-commit clean-up are a locked transaction each, the checks run once before the claim and again under the lock (the registry, claim and overlap rows in one statement, Boxel's authorization facts in another) — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the acknowledgement reads and, on later reconciles, the re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
   (floor
     ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. `
     : '') +
