@@ -7,17 +7,21 @@
  * and returns revision 0 is a stale read. The content numbers are chosen so the rolled-back content
  * is the higher revision, which is what the checker's "revision >= required" judges.
  */
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { ConsistencyChecker, now } from '../consistency/checker.js';
 import { REALM_FILES, realmContent } from '../consistency/content.js';
 import type { ScenarioEnv } from '../consistency/harness.js';
 import { runScenario } from '../consistency/scenarios.js';
-import { kubectl } from '../support/kube.js';
+import { kubectl, testKubeconfigPath, testKubectlPath } from '../support/kube.js';
 import { writeFiles } from '../support/realms.js';
 
 const CRD_FILE = path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${PLURAL}.yaml`);
+const BIN = path.resolve(import.meta.dirname, '../../bin');
+const execFileAsync = promisify(execFile);
 
 async function must(args: string[]): Promise<string> {
   const result = await kubectl(args);
@@ -64,11 +68,16 @@ test('rollback under readers on 3 replicas: 0 stale reads after Ready RolledBack
     // Readers judged by their own checker: nothing is required until the rollback is Ready.
     env.addReadTarget('rollback', { realmPath: env.realmPath, files: REALM_FILES, checker: rollbackChecker });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    await kubeRequest(env.kube, { method: 'PATCH', path: objectPath(env), contentType: 'application/merge-patch+json', body: { spec: { rollbackTo: v1 } } });
+    // As a user does it: the kubectl plugin sets spec.rollbackTo and waits until Ready.
+    const plugin = await execFileAsync(testKubectlPath(), ['realm', 'rollback', env.objectName, '-n', env.namespace, '--to-version', v1, '--wait'], {
+      env: { ...process.env, PATH: `${BIN}:${process.env.PATH}`, KUBECONFIG: testKubeconfigPath(), DATABASE_URL: '' },
+    });
+    const seenAt = now();
+    expect(plugin.stdout).toMatch(/^Ready: Rolled back to kept version/m);
     const rolled = await waitReady(env, 'RolledBack');
     expect(rolled.realm.status).toMatchObject({ liveVersion: v1 });
-    // Reads starting after Ready was seen must return revision 1 (>= 1), never 0.
-    rollbackChecker.markReady(1, rolled.seenAt, { seenAt: rolled.seenAt });
+    // Reads starting after the plugin returned (it saw Ready) must return revision 1 (>= 1), never 0.
+    rollbackChecker.markReady(1, seenAt, { seenAt });
     await new Promise((resolve) => setTimeout(resolve, 1500));
   });
   rollbackChecker.finish();
