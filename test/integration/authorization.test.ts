@@ -13,6 +13,7 @@ import { PublishNotAuthorizedError } from '../../src/dataplane/realm-state.js';
 import { PublishedRealmKube } from '../../src/reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../../src/reconciler/published-realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
+import { readPublishedLink } from '../../src/dataplane/published-content.js';
 import { installCRD } from '../support/e2e.js';
 import { testKubeConfig } from '../support/kube.js';
 import { createSourceRealm, dataPlane, openDataPlaneFixture, silentLogger, SOURCE_OWNER_USER_ID, type DataPlaneFixture } from '../support/realms.js';
@@ -358,6 +359,32 @@ describe('publish authorization in the reconciler (real API server)', () => {
     await fixture.db.pool.query('UPDATE realm_metadata SET publishable = true WHERE url = $1', [source]);
     await reconcileUntilReady('recheck');
     expect(copies).toBe(before + 1);
+  });
+
+  test('rollback is authorized like a publish: a publisher that lost realm-owner cannot switch the served version (Stalled NotAuthorized, the live version stays); restored, it rolls back', async () => {
+    const source = await newSource({ 'index.json': '{"v":1}' });
+    const url = 'https://rollback-auth.boxel.site/';
+    await apply('rollback-auth', { sourceRealmURL: source, publishedRealmURL: url, publisher: SOURCE_OWNER_USER_ID, revision: 1 });
+    const first = await reconcileUntilReady('rollback-auth');
+    const v1 = first.status!.liveVersion!;
+    await kubeRequest(kube, { method: 'PATCH', path: `${collection}/rollback-auth`, contentType: 'application/merge-patch+json', body: { spec: { revision: 2 } } });
+    const second = await reconcileUntilReady('rollback-auth');
+    const v2 = second.status!.liveVersion!;
+    expect(second.status!.versions!.map((v) => v.version)).toEqual([v2, v1]);
+
+    await fixture.db.pool.query('UPDATE realm_user_permissions SET realm_owner = false WHERE realm_url = $1 AND username = $2', [source, SOURCE_OWNER_USER_ID]);
+    await kubeRequest(kube, { method: 'PATCH', path: `${collection}/rollback-auth`, contentType: 'application/merge-patch+json', body: { spec: { rollbackTo: v1 } } });
+    await reconciler.reconcile({ namespace, name: 'rollback-auth' });
+    const refused = await read('rollback-auth');
+    expect(condition(refused, 'Stalled')).toMatchObject({ status: 'True', reason: 'NotAuthorized' });
+    expect(condition(refused, 'Stalled')!.message).toContain(`does not hold realm-owner on the source realm ${source}`);
+    expect(await readPublishedLink(fixture.layout, second.status!.diskId!)).toEqual({ kind: 'version', version: v2 });
+    expect((await fixture.db.pool.query('SELECT epoch FROM realm_operator.realm_epochs WHERE realm_url = $1', [url])).rows).toEqual([{ epoch: String(second.status!.epoch) }]);
+
+    await fixture.db.pool.query('UPDATE realm_user_permissions SET realm_owner = true WHERE realm_url = $1 AND username = $2', [source, SOURCE_OWNER_USER_ID]);
+    const rolled = await reconcileUntilReady('rollback-auth');
+    expect(condition(rolled, 'Ready')).toMatchObject({ status: 'True', reason: 'RolledBack' });
+    expect(await readPublishedLink(fixture.layout, second.status!.diskId!)).toEqual({ kind: 'version', version: v1 });
   });
 
   test('deleting a PublishedRealm whose publisher no longer holds realm-owner leaves it published with a NotUnpublished Warning', async () => {

@@ -403,6 +403,10 @@ export class PublishedRealmReconciler {
       await this.stall(realm, Reasons.VersionNotKept, `spec.rollbackTo is ${version}, but this PublishedRealm has published nothing at ${url} yet, so no version is kept; remove spec.rollbackTo to publish.`);
       return { ok: false, result: {} };
     }
+    // Boxel's rules as for any publish: a publisher that lost realm-owner (or a source no longer
+    // publishable) may not choose which content is served either; the live version stays.
+    const refused = await this.reauthorize(realm, spec, existing);
+    if (refused) return refused;
     if (existing.content_version === version) return { ok: true, state: existing, publishedNow: false };
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.RollingBack, `Rolling back ${url} to kept version ${version}.`));
     let result;
