@@ -6,7 +6,7 @@
  * (Boxel's `_info` reports `realm_metadata.publishable`; a missing row or NULL is not publishable).
  */
 import type { Queryable } from './db.js';
-import { PublishNotAuthorizedError, readRegistryRow, readSourceOwnerUserId } from './realm-state.js';
+import { PublishNotAuthorizedError, readPublishTargetRows, type PublishAuthorizationFacts } from './realm-state.js';
 import {
   checkOwnSpacePath,
   checkPublishedRealmDomain,
@@ -61,7 +61,7 @@ function refuse(refusal: PolicyRefusal): never {
 async function readPublishFacts(
   db: Queryable,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
-): Promise<{ ownsSource: boolean; publishable: boolean; existingSource: string | undefined; ownsExistingSource: boolean }> {
+): Promise<PublishAuthorizationFacts> {
   const { rows } = await db.query<{ owns_source: boolean | null; publishable: boolean | null; existing_source: string | null; owns_existing_source: boolean | null }>(
     `SELECT
        (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = $3) AS owns_source,
@@ -76,13 +76,18 @@ async function readPublishFacts(
   return { ownsSource: row.owns_source === true, publishable: row.publishable === true, existingSource: row.existing_source ?? undefined, ownsExistingSource: row.owns_existing_source === true };
 }
 
-/** Every publish rule, in Boxel's order; throws {@link PublishNotAuthorizedError} naming the first that fails. */
+/**
+ * Every publish rule, in Boxel's order; throws {@link PublishNotAuthorizedError} naming the first
+ * that fails. `read`: the facts already read for this request's publisher in the same transaction
+ * (`readPublishTargetRows`), saving their statement.
+ */
 export async function authorizePublish(
   db: Queryable,
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher: string },
+  read?: PublishAuthorizationFacts & { publisher: string | null },
 ): Promise<void> {
-  const facts = await readPublishFacts(db, request);
+  const facts = read && read.publisher === request.publisher ? read : await readPublishFacts(db, request);
   // Boxel's override: on the source's own custom host, a publisher with write skips the domain,
   // realm-owner and own-space rules; otherwise the ordinary rules apply, as in Boxel.
   const overrideHost = policy.domainOverrides ? matchingDomainOverride(policy.domainOverrides, request.sourceRealmURL, request.publishedRealmURL) : undefined;
@@ -136,7 +141,10 @@ export async function reauthorizePublished(
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher?: string },
 ): Promise<void> {
-  const publisher = request.publisher ?? (await sourceOwnerOf(db, request.sourceRealmURL));
+  // One statement: the source owner (for an unset publisher) and the rules' facts together.
+  const read = await readPublishTargetRows(db, request.sourceRealmURL, request.publishedRealmURL, request.publisher);
+  const owner = read.source?.owner_username;
+  const publisher = request.publisher ?? (owner ? (read.sourceOwnerUserId ?? owner) : undefined);
   if (publisher === undefined) {
     throw new PublishNotAuthorizedError(
       'realm-owner',
@@ -144,12 +152,5 @@ export async function reauthorizePublished(
         'set spec.publisher to a Matrix user id that owns the source realm',
     );
   }
-  await authorizePublish(db, policy, { sourceRealmURL: request.sourceRealmURL, publishedRealmURL: request.publishedRealmURL, publisher });
-}
-
-/** The source realm owner's Matrix id (its own realm-owner row), else its bare username; undefined without a registry row. */
-async function sourceOwnerOf(db: Queryable, sourceRealmURL: string): Promise<string | undefined> {
-  const source = await readRegistryRow(db, sourceRealmURL);
-  if (!source?.owner_username) return undefined;
-  return (await readSourceOwnerUserId(db, sourceRealmURL, source.owner_username)) ?? source.owner_username;
+  await authorizePublish(db, policy, { sourceRealmURL: request.sourceRealmURL, publishedRealmURL: request.publishedRealmURL, publisher }, read.authorization);
 }

@@ -225,7 +225,7 @@ export async function checkPublishable(plane: DataPlane, request: PublishRequest
   const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
   const sourceURL = assertRealmURL(request.sourceRealmURL, 'sourceRealmURL');
   if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
-  const target = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {});
+  const target = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {}, request.publisher);
   const { source } = target;
   const directory = await resolveSourceDirectory(plane, sourceURL, source);
   await plane.layout.assertNoSymlinkedOperatorDirs();
@@ -234,7 +234,7 @@ export async function checkPublishable(plane: DataPlane, request: PublishRequest
     await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
   }
   const publisher = resolvePublisher(sourceURL, source, target.sourceOwnerUserId, request.publisher);
-  if (plane.authorization) await authorizePublish(plane.pool, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
+  if (plane.authorization) await authorizePublish(plane.pool, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher }, target.authorization);
   return { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher };
 }
 
@@ -314,8 +314,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
           throw new Error(`the disk id reserved for ${publishedURL} changed while staging (now ${committed.diskId ?? 'none'}, not ${reserved}); the publish is retried`);
         }
         // The checks again: the registry and claims may have changed while we staged.
-        const target = await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {});
-        if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher });
+        const target = await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {}, publisher);
+        if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher }, target.authorization);
         // A registry row already there (ours, or Boxel's own publish) keeps its owner and permissions.
         const isFirstPublish = !target.published;
         const realmUsername = publishedRealmUsername(diskId);
@@ -881,11 +881,11 @@ function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): stri
 
 /**
  * The database checks of {@link checkPublishable}, cheap enough to repeat under the realm lock:
- * one statement ({@link readPublishTargetRows}). Returns the rows it read (the source realm's
- * registry row is there).
+ * one statement ({@link readPublishTargetRows}), which also reads Boxel's authorization facts for
+ * `publisher` (unset: the source owner). Returns the rows it read (the source realm's registry row is there).
  */
-async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions): Promise<PublishTargetRows & { source: RegistryRow }> {
-  const rows = await readPublishTargetRows(db, sourceURL, publishedURL);
+async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions, publisher: string | undefined): Promise<PublishTargetRows & { source: RegistryRow }> {
+  const rows = await readPublishTargetRows(db, sourceURL, publishedURL, publisher);
   const { source, published } = rows;
   if (!source) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
   if (source.kind !== 'source') throw new PublishError(`${sourceURL} is a ${source.kind} realm, not a source realm; sourceRealmURL must name a source realm`);

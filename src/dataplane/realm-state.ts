@@ -198,6 +198,24 @@ export interface PublishTargetRows {
   overlapCandidates: string[];
   /** The source owner's Matrix id, as {@link readSourceOwnerUserId} reads it. */
   sourceOwnerUserId: string | undefined;
+  /**
+   * Boxel's authorization facts (authorization.ts) for `publisher` (the requested one, else the
+   * source owner's Matrix id, else its bare username), read in the same statement so the checks
+   * and the rules cost one round trip.
+   */
+  authorization: PublishAuthorizationFacts & { publisher: string | null };
+}
+
+/** What Boxel's publish rules read from the database for one publisher (see authorization.ts). */
+export interface PublishAuthorizationFacts {
+  /** The publisher's own permission row on the source has realm-owner. */
+  ownsSource: boolean;
+  /** `realm_metadata.publishable` of the source is true. */
+  publishable: boolean;
+  /** The published URL's registered source (a `published` row's `source_url`, else the URL itself); undefined when not registered as published. */
+  existingSource: string | undefined;
+  /** The publisher holds realm-owner on `existingSource`. */
+  ownsExistingSource: boolean;
 }
 
 const REGISTRY_COLUMNS = ['id', 'url', 'kind', 'disk_id', 'owner_username', 'source_url', 'last_published_at'] as const;
@@ -207,18 +225,25 @@ const REGISTRY_COLUMNS = ['id', 'url', 'kind', 'disk_id', 'owner_username', 'sou
  * registry rows, the published URL's claim, the overlap candidates (only when the published URL is
  * not registered) and the source owner's Matrix id. Each column keeps its own type.
  */
-export async function readPublishTargetRows(db: Queryable, sourceURL: string, publishedURL: string): Promise<PublishTargetRows> {
+export async function readPublishTargetRows(db: Queryable, sourceURL: string, publishedURL: string, publisher?: string): Promise<PublishTargetRows> {
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
   const { rows } = await db.query<Record<string, unknown>>(
     `SELECT ${registryColumns('s')}, ${registryColumns('p')}, e.claimed_by,
        CASE WHEN p.url IS NULL THEN ARRAY(SELECT url FROM realm_registry WHERE url <> $2 AND (starts_with($2, url) OR starts_with(url, $2)) ORDER BY url) END AS overlap_candidates,
-       (SELECT username FROM realm_user_permissions
-        WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS source_owner_user_id
+       owner.user_id AS source_owner_user_id, who.publisher,
+       (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = who.publisher) AS owns_source,
+       (SELECT publishable FROM realm_metadata WHERE url = $1) AS publishable,
+       existing.source AS existing_source,
+       (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = existing.source AND username = who.publisher) AS owns_existing_source
      FROM (SELECT 1) AS one
      LEFT JOIN realm_registry s ON s.url = $1
      LEFT JOIN realm_registry p ON p.url = $2
-     LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2`,
-    [sourceURL, publishedURL],
+     LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2
+     CROSS JOIN LATERAL (SELECT (SELECT username FROM realm_user_permissions
+        WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id) AS owner
+     CROSS JOIN LATERAL (SELECT COALESCE($3::text, owner.user_id, NULLIF(s.owner_username, '')) AS publisher) AS who
+     CROSS JOIN LATERAL (SELECT CASE WHEN p.kind = 'published' THEN COALESCE(p.source_url, p.url) END AS source) AS existing`,
+    [sourceURL, publishedURL, publisher ?? null],
   );
   const row = rows[0]!;
   const registry = (alias: string): RegistryRow | undefined =>
@@ -230,6 +255,13 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
     claimedBy: (row.claimed_by as string | null) ?? null,
     overlapCandidates: (row.overlap_candidates as string[] | null) ?? [],
     sourceOwnerUserId: source?.owner_username ? ((row.source_owner_user_id as string | null) ?? undefined) : undefined,
+    authorization: {
+      publisher: (row.publisher as string | null) ?? null,
+      ownsSource: row.owns_source === true,
+      publishable: row.publishable === true,
+      existingSource: (row.existing_source as string | null) ?? undefined,
+      ownsExistingSource: row.owns_existing_source === true,
+    },
   };
 }
 
