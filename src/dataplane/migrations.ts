@@ -367,6 +367,31 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS history_limit i
 ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS history_max_bytes bigint;
 `,
   },
+  {
+    version: 7,
+    name: 'what a committed Realm deletion still has to do',
+    sql: `
+-- One row per realm a Realm deletion removed (the published realms made from the source, then the
+-- source), written in the delete transaction itself, so a crash after COMMIT loses nothing: any
+-- operator process finishes it from here (files, wildcard NOTIFY with an epoch, acknowledgements)
+-- and deletes the rows last. position is Boxel's order: published realms first, the source last.
+CREATE TABLE IF NOT EXISTS realm_operator.pending_realm_removals (
+  realm_url text PRIMARY KEY,
+  source_url text NOT NULL,
+  kind text NOT NULL CHECK (kind IN ('published', 'source')),
+  -- Relative to the realms root: <owner>/<endpoint> or _published/<id>.
+  disk_id text NOT NULL,
+  position integer NOT NULL,
+  -- The Realm object ("<namespace>/<name>/<uid>") whose deletion this is.
+  claimed_by text,
+  files_removed boolean NOT NULL DEFAULT false,
+  -- Drawn with the wildcard NOTIFY, in one transaction; NULL until then.
+  epoch bigint,
+  committed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS pending_realm_removals_source ON realm_operator.pending_realm_removals (source_url, position);
+`,
+  },
 ];
 
 /**

@@ -37,9 +37,9 @@ import { notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import type { DataPlane } from './publish.js';
 import { emptyTrash, removeManifestsExcept, trashVersionsExcept } from './published-content.js';
 import { PUBLISHED_DIRECTORY_NAME } from './realm-identity.js';
-import { PublishError, readRealmEpochRow, readRegistryRow, recordUnpublishedEpoch, safePublishedDiskId, safeSourceDiskId } from './realm-state.js';
+import { PublishError, readRealmEpochRow, readRegistryRow, recordUnpublishedEpoch, safePublishedDiskId, safeSourceDiskId, UnsafeDatabaseValueError } from './realm-state.js';
 import { chooseFromScratchCoalesce, DEFAULT_REINDEX_PRIORITY, DEFAULT_REINDEX_TIMEOUT_SECONDS, indexingConcurrencyGroup, REINDEX_JOB_TYPE } from './reindex.js';
-import { sourceDiskIdProblem } from './safe-paths.js';
+import { publishedDiskIdProblem, sourceDiskIdProblem } from './safe-paths.js';
 
 /** Where a source realm lives: its URL, its registry owner and its directory. */
 export interface SourceRealmLocation {
@@ -289,19 +289,51 @@ export interface RemovedRealm {
   epoch?: number;
 }
 
+/** A removed realm as `realm_operator.pending_realm_removals` records what is left to do for it. */
+export interface PendingRealmRemoval extends RemovedRealm {
+  kind: 'published' | 'source';
+  /** The Realm object (`<namespace>/<name>/<uid>`) whose deletion it is. */
+  claimedBy: string | null;
+  filesRemoved: boolean;
+}
+
 /**
- * Boxel's delete, database part: one transaction under the source realm's lock. Returns the
- * removed realms, published ones first and the source last; empty when the source realm is not
- * registered (already deleted). Refuses a realm that is not a source realm.
+ * The points of a Realm deletion a crash test stops at: `committed` (the delete transaction with
+ * its pending rows), `files-removed` (after each realm's directory), `announced` (the wildcard
+ * NOTIFYs and epochs committed), `acknowledged` (every live replica acknowledged), `drained` (the
+ * pending rows deleted; the finalizer is next).
  */
-export async function deleteSourceRealmRows(plane: DataPlane, sourceURL: string): Promise<RemovedRealm[]> {
+export type RealmDeletionStep = 'committed' | 'files-removed' | 'announced' | 'acknowledged' | 'drained';
+export type RealmDeletionStepHook = (step: RealmDeletionStep, realmURL: string) => void | Promise<void>;
+
+/**
+ * Boxel's delete, database part: one transaction under the source realm's lock, which also
+ * records every removed realm in `realm_operator.pending_realm_removals` (published ones first,
+ * the source last), so what follows the commit survives a crash. Returns the pending removals of
+ * the source (those of an earlier attempt when the source is no longer registered). When the
+ * source is not registered and nothing is pending, `fallbackDiskId` (the directory the Realm
+ * object recorded) is queued for removal; without it nothing is. Refuses a realm that is not a
+ * source realm.
+ */
+export async function deleteSourceRealmRows(
+  plane: DataPlane,
+  sourceURL: string,
+  options: { claimant?: string; fallbackDiskId?: string } = {},
+): Promise<PendingRealmRemoval[]> {
   const url = assertRealmURL(sourceURL, 'the realm URL');
   return withRealmLock(
     plane.pool,
     url,
     async (tx) => {
       const source = await readRegistryRow(tx, url);
-      if (!source) return [];
+      if (!source) {
+        const pending = await readPendingRealmRemovals(tx, url);
+        if (pending.length > 0 || !options.fallbackDiskId) return pending;
+        // Deleted outside the operator (e.g. in Boxel): its directory and NOTIFY may still be due.
+        const removed = [{ url, diskId: safeSourceDiskId(url, options.fallbackDiskId) }];
+        await insertPendingRealmRemovals(tx, url, removed, options.claimant ?? null);
+        return readPendingRealmRemovals(tx, url);
+      }
       if (source.kind !== 'source') throw new PublishError(`${url} is a ${source.kind} realm in realm_registry, not a source realm; refusing to delete it`);
       const sourceDiskId = safeSourceDiskId(url, source.disk_id);
       const tables = await presentTables(tx);
@@ -329,9 +361,65 @@ export async function deleteSourceRealmRows(plane: DataPlane, sourceURL: string)
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
       await removeRealmDatabaseArtifacts(tx, url, tables);
       removed.push({ url, diskId: sourceDiskId });
-      return removed;
+      await insertPendingRealmRemovals(tx, url, removed, options.claimant ?? null);
+      return readPendingRealmRemovals(tx, url);
     },
     plane.lock,
+  );
+}
+
+/**
+ * Queues removed realms of a source (in order; the source itself last) for the post-commit work.
+ * A realm already queued keeps its row and progress. Also how a deletion an older operator
+ * recorded only in the Realm's status is taken over.
+ */
+export async function insertPendingRealmRemovals(db: Queryable, sourceURL: string, removed: readonly RemovedRealm[], claimedBy: string | null): Promise<void> {
+  for (const [position, realm] of removed.entries()) {
+    const kind = realm.url === sourceURL ? 'source' : 'published';
+    await db.query(
+      `INSERT INTO realm_operator.pending_realm_removals (realm_url, source_url, kind, disk_id, position, claimed_by, epoch)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (realm_url) DO NOTHING`,
+      [realm.url, sourceURL, kind, checkedRemovalDiskId(realm.url, kind, realm.diskId), position, claimedBy, realm.epoch ?? null],
+    );
+  }
+}
+
+/** The source's pending removals in Boxel's order (published realms first, the source last); disk ids checked. */
+export async function readPendingRealmRemovals(db: Queryable, sourceURL: string): Promise<PendingRealmRemoval[]> {
+  const { rows } = await db.query<{ realm_url: string; kind: 'published' | 'source'; disk_id: string; claimed_by: string | null; files_removed: boolean; epoch: string | null }>(
+    `SELECT realm_url, kind, disk_id, claimed_by, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position, realm_url`,
+    [sourceURL],
+  );
+  return rows.map((r) => ({
+    url: r.realm_url,
+    kind: r.kind,
+    diskId: checkedRemovalDiskId(r.realm_url, r.kind, r.disk_id),
+    claimedBy: r.claimed_by,
+    filesRemoved: r.files_removed,
+    ...(r.epoch === null ? {} : { epoch: Number(r.epoch) }),
+  }));
+}
+
+/** Sources with pending removals and the Realm objects they belong to (for finishing deletions whose object is gone). */
+export async function listPendingRealmRemovalSources(db: Queryable): Promise<Array<{ sourceURL: string; claimedBy: string | null }>> {
+  const { rows } = await db.query<{ source_url: string; claimed_by: string | null }>(
+    `SELECT DISTINCT source_url, claimed_by FROM realm_operator.pending_realm_removals WHERE kind = 'source' ORDER BY source_url`,
+  );
+  return rows.map((r) => ({ sourceURL: r.source_url, claimedBy: r.claimed_by }));
+}
+
+/** A disk id is used as a path only if it is one the data plane writes: `<owner>/<endpoint>` or `_published/<one segment>`. */
+function checkedRemovalDiskId(url: string, kind: 'published' | 'source', diskId: string): string {
+  const prefix = `${PUBLISHED_DIRECTORY_NAME}/`;
+  const problem =
+    kind === 'source' ? sourceDiskIdProblem(diskId) : diskId.startsWith(prefix) ? publishedDiskIdProblem(diskId.slice(prefix.length)) : `is not under ${prefix}`;
+  if (!problem) return diskId;
+  throw new UnsafeDatabaseValueError(
+    'realm_operator.pending_realm_removals.disk_id',
+    url,
+    diskId,
+    problem,
+    `Set it to the removed realm's directory relative to the realms root (<owner>/<endpoint>, or ${prefix}<id>), or delete the row if the directory is already gone.`,
   );
 }
 
@@ -386,57 +474,73 @@ async function removeRealmDatabaseArtifacts(tx: Queryable, url: string, tables: 
 }
 
 /**
- * Boxel's delete, file part (after the commit): removes each removed realm's directory. A published
- * realm the operator published is a symlink into its content versions: the link goes as in Boxel,
- * then, under that realm's lock, its versions and manifests (nothing refers to them any more: the
- * database part recorded it unpublished), and its disk id is forgotten, as recovery does for an
- * unpublished realm. No NOTIFY here: the announcement follows ({@link announceDeletedRealms}).
+ * Boxel's delete, file part (after the commit): removes the directory of each pending realm whose
+ * files are not yet marked removed, marking each as it goes (a crash repeats at most one removal,
+ * which is idempotent). A published realm the operator published is a symlink into its content
+ * versions: the link goes as in Boxel, then, under that realm's lock, its versions and manifests
+ * (nothing refers to them any more: the database part recorded it unpublished), and its disk id is
+ * forgotten, as recovery does for an unpublished realm. No NOTIFY here: the announcement follows
+ * ({@link announcePendingRealmRemovals}).
  */
-export async function removeDeletedRealmFiles(plane: DataPlane, removed: readonly RemovedRealm[]): Promise<void> {
-  for (const realm of removed) {
-    if (!realm.diskId.startsWith(`${PUBLISHED_DIRECTORY_NAME}/`)) {
-      await fs.rm(plane.layout.sourceDir(realm.diskId), { recursive: true, force: true });
-      continue;
-    }
-    const diskId = safePublishedDiskId('realm_registry.disk_id', realm.url, realm.diskId.slice(PUBLISHED_DIRECTORY_NAME.length + 1));
-    await fs.rm(path.join(plane.layout.publishedRoot, diskId), { recursive: true, force: true });
-    await withRealmLock(
-      plane.pool,
-      realm.url,
-      async (tx) => {
-        const row = await readRealmEpochRow(tx, realm.url, true);
-        if (!row?.disk_id || row.content_version) return; // not ours, or published again since
-        const ours = safePublishedDiskId('realm_operator.realm_epochs.disk_id', realm.url, row.disk_id);
-        await trashVersionsExcept(plane.layout, ours, new Set());
-        await removeManifestsExcept(plane.layout, ours, new Set());
-        await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [realm.url]);
-      },
-      plane.lock,
-    );
+export async function removePendingRealmFiles(plane: DataPlane, sourceURL: string, onStep?: RealmDeletionStepHook): Promise<void> {
+  for (const realm of await readPendingRealmRemovals(plane.pool, sourceURL)) {
+    if (realm.filesRemoved) continue;
+    await removeRealmDirectory(plane, realm);
+    await plane.pool.query('UPDATE realm_operator.pending_realm_removals SET files_removed = true WHERE realm_url = $1 AND source_url = $2', [realm.url, sourceURL]);
+    await onStep?.('files-removed', realm.url);
   }
   await emptyTrash(plane.layout, plane.logger);
 }
 
+async function removeRealmDirectory(plane: DataPlane, realm: PendingRealmRemoval): Promise<void> {
+  if (realm.kind === 'source') {
+    await fs.rm(plane.layout.sourceDir(realm.diskId), { recursive: true, force: true });
+    return;
+  }
+  const diskId = realm.diskId.slice(PUBLISHED_DIRECTORY_NAME.length + 1);
+  await fs.rm(path.join(plane.layout.publishedRoot, diskId), { recursive: true, force: true });
+  await withRealmLock(
+    plane.pool,
+    realm.url,
+    async (tx) => {
+      const row = await readRealmEpochRow(tx, realm.url, true);
+      if (!row?.disk_id || row.content_version) return; // not ours, or published again since
+      const ours = safePublishedDiskId('realm_operator.realm_epochs.disk_id', realm.url, row.disk_id);
+      await trashVersionsExcept(plane.layout, ours, new Set());
+      await removeManifestsExcept(plane.layout, ours, new Set());
+      await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [realm.url]);
+    },
+    plane.lock,
+  );
+}
+
 /**
- * Boxel's delete, last part: the wildcard `realm_file_changes '<url>:*'` for every removed realm,
- * published ones first, in one transaction that also draws each one's epoch (after the files are
- * gone). Returns the realms with their epochs, for the acknowledgement wait.
+ * Boxel's delete, last part: the wildcard `realm_file_changes '<url>:*'` for every pending realm
+ * not yet announced, published ones first, in one transaction that draws each one's epoch (after
+ * the files are gone) and records it in its row; the NOTIFYs and the epochs commit together, so a
+ * crash sends all or none. The rows are locked, so two processes finishing the same deletion
+ * announce once. Returns all the source's pending removals, with their epochs.
  */
-export async function announceDeletedRealms(pool: pg.Pool, removed: readonly RemovedRealm[]): Promise<RemovedRealm[]> {
+export async function announcePendingRealmRemovals(pool: pg.Pool, sourceURL: string): Promise<PendingRealmRemoval[]> {
   const client = await pool.connect();
   let discard: Error | undefined;
   try {
     await client.query('BEGIN');
-    const announced: RemovedRealm[] = [];
-    for (const realm of removed) {
-      const { rows } = await client.query<{ epoch: string }>(
+    const { rows } = await client.query<{ realm_url: string }>(
+      `SELECT realm_url FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position, realm_url FOR UPDATE`,
+      [sourceURL],
+    );
+    const pending = await readPendingRealmRemovals(client, sourceURL);
+    for (const realm of pending.filter((r) => r.epoch === undefined && rows.some((row) => row.realm_url === r.url))) {
+      const { rows: drawn } = await client.query<{ epoch: string }>(
         `INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))
          ON CONFLICT (realm_url) DO UPDATE SET epoch = nextval('realm_operator.epoch_seq'), claimed_by = NULL, updated_at = now() RETURNING epoch`,
         [realm.url],
       );
       await notifyAllFileChanges(client, realm.url);
-      announced.push({ ...realm, epoch: Number(rows[0]!.epoch) });
+      await client.query('UPDATE realm_operator.pending_realm_removals SET epoch = $2 WHERE realm_url = $1', [realm.url, drawn[0]!.epoch]);
     }
+    const announced = await readPendingRealmRemovals(client, sourceURL);
     await client.query('COMMIT');
     return announced;
   } catch (error) {
@@ -445,6 +549,11 @@ export async function announceDeletedRealms(pool: pg.Pool, removed: readonly Rem
   } finally {
     client.release(discard);
   }
+}
+
+/** The deletion is done (files gone, announced, acknowledged): its pending rows go. Only announced rows are deleted. */
+export async function finishPendingRealmRemovals(db: Queryable, sourceURL: string): Promise<void> {
+  await db.query('DELETE FROM realm_operator.pending_realm_removals WHERE source_url = $1 AND epoch IS NOT NULL AND files_removed', [sourceURL]);
 }
 
 /** Lets go of a realm without touching it (deletionPolicy Retain): only the operator's claim goes. */

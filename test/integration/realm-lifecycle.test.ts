@@ -279,21 +279,29 @@ describe('deleting a Realm', () => {
     }
   });
 
-  test('a deletion whose database part committed before the operator died is finished by the next reconcile', async () => {
+  test('a deletion whose database part committed before the operator died is finished by the next reconcile, published realms included', async () => {
     await apply('crashy', { owner: OWNER, endpoint: 'crashy' });
     await reconcile('crashy');
     const url = `${SERVER}alice/crashy/`;
     const dir = path.join(realms.root, 'alice', 'crashy');
+    const published = ['http://crashy-a.test/', 'http://crashy-b.test/'];
+    for (const publishedURL of published) await publishRealm(dataPlane(db.pool, realms.layout), { sourceRealmURL: url, publishedRealmURL: publishedURL });
+    const publishedDirs = (await db.pool.query<{ disk_id: string }>(`SELECT disk_id FROM realm_registry WHERE source_url = $1`, [url])).rows.map((r) =>
+      path.join(realms.layout.publishedRoot, r.disk_id),
+    );
+    expect(publishedDirs).toHaveLength(2);
     expect(await exists(dir)).toBe(true);
     await kubeRequest(kube, { method: 'DELETE', path: `${collection}/crashy` });
     // The committed transaction of a reconcile that died before recording it in status.
-    expect((await deleteSourceRealmRows(dataPlane(db.pool, realms.layout), url)).map((r) => r.url)).toEqual([url]);
+    expect((await deleteSourceRealmRows(dataPlane(db.pool, realms.layout), url)).map((r) => r.url).sort()).toEqual([...published, url].sort());
     const listener = await recordNotifications(db.url, ['realm_file_changes']);
     try {
       for (let attempt = 0; attempt < 10 && (await read('crashy')); attempt++) await reconcile('crashy');
       expect(await read('crashy')).toBeUndefined();
       expect(await exists(dir)).toBe(false);
-      await listener.waitFor((n) => n.payload === `${url}:*`);
+      for (const publishedDir of publishedDirs) expect(await exists(publishedDir)).toBe(false);
+      for (const realmURL of [...published, url]) await listener.waitFor((n) => n.payload === `${realmURL}:*`);
+      expect((await db.pool.query('SELECT realm_url FROM realm_operator.pending_realm_removals WHERE source_url = $1', [url])).rows).toEqual([]);
     } finally {
       await listener.close();
     }

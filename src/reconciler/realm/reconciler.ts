@@ -25,14 +25,20 @@ import { waitForReplicaAcks } from '../../dataplane/acknowledgements.js';
 import type { DataPlane } from '../../dataplane/publish.js';
 import {
   adoptSourceRealm,
-  announceDeletedRealms,
+  announcePendingRealmRemovals,
   createSourceRealm,
   deleteSourceRealmRows,
+  finishPendingRealmRemovals,
+  insertPendingRealmRemovals,
+  listPendingRealmRemovalSources,
+  readPendingRealmRemovals,
   readRealmClaim,
   RealmRefusedError,
   releaseSourceRealm,
-  removeDeletedRealmFiles,
+  removePendingRealmFiles,
   sourceRealmLocation,
+  type PendingRealmRemoval,
+  type RealmDeletionStepHook,
   type RemovedRealm,
   type SourceRealmLocation,
 } from '../../dataplane/realm-lifecycle.js';
@@ -94,6 +100,14 @@ export interface RealmReconcilerOptions {
    * their next resync.
    */
   onSourceChanged?: (key: ObjectKey) => void;
+  /** Called after each step of a deletion; crash tests stop the process there. */
+  onDeletionStep?: RealmDeletionStepHook;
+  /**
+   * How often a reconcile also finishes deletions whose Realm object is gone (its finalizer removed
+   * by hand): the first reconcile after start-up, at once when a reconciled Realm is gone, then at
+   * most this often. Default 5 minutes; 0 turns the background sweep off.
+   */
+  orphanSweepMs?: number;
 }
 
 export class RealmReconciler {
@@ -108,6 +122,7 @@ export class RealmReconciler {
   async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
     const id = `${key.namespace}/${key.name}`;
     const realm = this.options.cached?.(key) ?? (await this.options.kube.get(key));
+    this.sweepOrphanedRemovals(!realm);
     if (!realm) {
       this.stalls.reset(id);
       return {};
@@ -213,62 +228,104 @@ export class RealmReconciler {
   /**
    * Deletion: with Delete, Boxel's delete and the acknowledged invalidation, then the finalizer;
    * with Retain, only the operator's claim goes. A realm this object does not hold is left alone.
+   *
+   * What a committed deletion still has to do is `realm_operator.pending_realm_removals`, written in
+   * the delete transaction: rows there are finished whatever status says (a crash after the COMMIT
+   * and before the status write loses nothing). status.deletion mirrors them for kubectl users.
+   * No rows but status.deletion: the rows were finished (deleted only after every acknowledgement),
+   * or an older operator recorded the deletion only in status, which is taken over into the table.
    */
   private async finalize(realm: Realm, signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
     if (!realm.metadata.finalizers?.includes(REALM_FINALIZER)) return {};
     const parsed = parseRealmSpec(realm.spec);
     const url = realm.status?.url;
     const claimant = claimantOf(realm);
-    const inProgress = realm.status?.deletion?.removed;
-    if (!url || (!inProgress && (await readRealmClaim(this.options.plane.pool, url)) !== claimant)) {
+    const pool = this.options.plane.pool;
+    let pending = url ? await readPendingRealmRemovals(pool, url) : [];
+    const recorded = realm.status?.deletion?.removed;
+    if (url && pending.length === 0 && recorded?.length) {
+      // Announced in full: the rows were finished after every acknowledgement; only the finalizer is left.
+      if (recorded.every((r) => r.epoch !== undefined)) return this.awaitAcksAndRelease(realm, url, recorded, signal);
+      // Not announced: the claim is still this object's (announcing drops it), so nobody reused the directories.
+      await insertPendingRealmRemovals(pool, url, recorded, claimant);
+      pending = await readPendingRealmRemovals(pool, url);
+    }
+    if (!url || (pending.length === 0 && (await readRealmClaim(pool, url)) !== claimant)) {
       if (url) await this.options.kube.recordEvent(realm, 'Warning', RealmReasons.NotDeleted, Actions.Delete, `${url} is not managed by this Realm (refused or another Realm's); left it as it is.`);
       await this.setFinalizer(realm, false);
       return {};
     }
     const policy = parsed.ok ? effectiveDeletionPolicy(parsed.spec) : realm.status?.adopted ? 'Retain' : 'Delete';
-    if (policy === 'Retain' && !inProgress) {
-      await releaseSourceRealm(this.options.plane.pool, url, claimant);
+    if (policy === 'Retain' && pending.length === 0) {
+      await releaseSourceRealm(pool, url, claimant);
       await this.options.kube.recordEvent(realm, 'Normal', RealmReasons.RealmRetained, Actions.Delete, `deletionPolicy Retain: left ${url} (rows and files) as it is.`);
       await this.setFinalizer(realm, false);
       return {};
     }
-
-    let removed: RemovedRealm[] | undefined = inProgress;
-    if (!removed) {
+    if (pending.length === 0) {
       this.options.onSourceChanged?.(keyOf(realm));
-      const rows = await deleteSourceRealmRows(this.options.plane, url);
-      // Empty: the rows went in an earlier attempt whose record was lost; the source's own files and NOTIFY are still due.
-      const diskId = realm.status?.diskId ?? (parsed.ok ? diskIdOf(parsed.spec) : undefined);
-      removed = rows.length > 0 ? rows : diskId ? [{ url, diskId }] : [];
-      const committed = removed;
+      const fallbackDiskId = realm.status?.diskId ?? (parsed.ok ? diskIdOf(parsed.spec) : undefined);
+      pending = await deleteSourceRealmRows(this.options.plane, url, { claimant, ...(fallbackDiskId ? { fallbackDiskId } : {}) });
+      await this.options.onDeletionStep?.('committed', url);
+      if (pending.length === 0) {
+        await this.setFinalizer(realm, false);
+        return {};
+      }
+    }
+    return this.finishRemovals(realm, url, pending, signal);
+  }
+
+  /** The post-commit part of a deletion, from the pending rows: files, announcement, acknowledgements, rows, finalizer. */
+  private async finishRemovals(realm: Realm, url: string, pending: PendingRealmRemoval[], signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
+    const hook = this.options.onDeletionStep;
+    if (!sameRemovals(realm.status?.deletion?.removed, pending)) {
+      const committed = pending.map(removedOf);
       await this.writeStatus(realm, (s) => ({
         ...reconciling(s, realm, RealmReasons.Deleting, `Deleted ${url} and ${plural(committed.length - 1, 'published realm')} from the database; removing files and telling replicas.`),
-        deletion: { removed: committed, committedAt: new Date().toISOString() },
+        deletion: { ...s.deletion, removed: committed, committedAt: s.deletion?.committedAt ?? new Date().toISOString() },
       }));
     }
-    if (removed.some((r) => r.epoch === undefined)) {
-      await removeDeletedRealmFiles(this.options.plane, removed);
-      removed = await announceDeletedRealms(this.options.plane.pool, removed);
-      const announced = removed;
+    if (pending.some((r) => !r.filesRemoved)) await removePendingRealmFiles(this.options.plane, url, hook);
+    if (pending.some((r) => r.epoch === undefined)) {
+      pending = await announcePendingRealmRemovals(this.options.plane.pool, url);
+      await hook?.('announced', url);
+      const announced = pending.map(removedOf);
       await this.writeStatus(realm, (s) => ({ ...s, deletion: { ...s.deletion, removed: announced } }));
     }
+    const acks = await this.awaitAcks(realm, pending, signal);
+    if (acks.requeue) return acks.requeue;
+    await hook?.('acknowledged', url);
+    await finishPendingRealmRemovals(this.options.plane.pool, url);
+    await hook?.('drained', url);
+    return this.release(realm, url, pending, acks.notifyOnly);
+  }
 
+  /** Every removed realm's epoch acknowledged by every live replica; otherwise AwaitingAcknowledgement and a requeue. */
+  private async awaitAcks(realm: Realm, removed: readonly RemovedRealm[], signal?: AbortSignal): Promise<{ requeue?: { requeueAfterMs: number }; notifyOnly: boolean }> {
     const waits = await Promise.all(
       removed.map((r) => waitForReplicaAcks(this.options.plane.pool, { realmURL: r.url, epoch: r.epoch!, timeoutMs: this.options.ackWaitMs ?? 10_000, signal })),
     );
     const missing = [...new Set(waits.flatMap((w) => w.missing))];
-    if (missing.length > 0) {
-      await this.writeStatus(realm, (s) =>
-        reconciling(
-          s,
-          realm,
-          RealmReasons.AwaitingAcknowledgement,
-          `Deleted ${plural(removed.length, 'realm')}; waiting for ${plural(missing.length, 'live replica')} to drop their caches: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}. A replica that stops renewing its lease stops counting once the lease expires.`,
-        ),
-      );
-      return { requeueAfterMs: this.options.ackRequeueMs ?? 2_000 };
-    }
     const notifyOnly = waits.every((w) => w.mode === 'notify-only');
+    if (missing.length === 0) return { notifyOnly };
+    await this.writeStatus(realm, (s) =>
+      reconciling(
+        s,
+        realm,
+        RealmReasons.AwaitingAcknowledgement,
+        `Deleted ${plural(removed.length, 'realm')}; waiting for ${plural(missing.length, 'live replica')} to drop their caches: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', …' : ''}. A replica that stops renewing its lease stops counting once the lease expires.`,
+      ),
+    );
+    return { requeue: { requeueAfterMs: this.options.ackRequeueMs ?? 2_000 }, notifyOnly };
+  }
+
+  /** A deletion whose rows were finished (or an older operator's, announced in full): acknowledgements, then the finalizer. */
+  private async awaitAcksAndRelease(realm: Realm, url: string, removed: readonly RemovedRealm[], signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
+    const acks = await this.awaitAcks(realm, removed, signal);
+    return acks.requeue ?? this.release(realm, url, removed, acks.notifyOnly);
+  }
+
+  private async release(realm: Realm, url: string, removed: readonly RemovedRealm[], notifyOnly: boolean): Promise<{ requeueAfterMs?: number }> {
     await this.options.kube.recordEvent(
       realm,
       'Normal',
@@ -280,6 +337,47 @@ export class RealmReconciler {
     await this.setFinalizer(realm, false);
     this.options.onSourceChanged?.(keyOf(realm));
     return {};
+  }
+
+  /**
+   * Finishes every deletion whose pending rows belong to no existing Realm object (the object is
+   * gone, or is a different one by uid): files, announcement, acknowledgements, then the rows.
+   * Rows still waiting for acknowledgements stay for the next sweep. Returns the sources finished.
+   */
+  async finishOrphanedRemovals(signal?: AbortSignal): Promise<string[]> {
+    const finished: string[] = [];
+    for (const { sourceURL, claimedBy } of await listPendingRealmRemovalSources(this.options.plane.pool)) {
+      const [namespace, name, uid] = (claimedBy ?? '').split('/');
+      if (namespace && name && uid) {
+        const owner = await this.options.kube.get({ namespace, name });
+        if (owner?.metadata.uid === uid) continue; // its own reconcile finishes it
+      }
+      await removePendingRealmFiles(this.options.plane, sourceURL, this.options.onDeletionStep);
+      const announced = await announcePendingRealmRemovals(this.options.plane.pool, sourceURL);
+      const waits = await Promise.all(
+        announced.map((r) => waitForReplicaAcks(this.options.plane.pool, { realmURL: r.url, epoch: r.epoch!, timeoutMs: this.options.ackWaitMs ?? 10_000, signal })),
+      );
+      if (waits.some((w) => w.missing.length > 0)) continue;
+      await finishPendingRealmRemovals(this.options.plane.pool, sourceURL);
+      this.options.logger.warn({ url: sourceURL, claimedBy, removed: announced.map((r) => r.url) }, 'finished a Realm deletion whose object is gone');
+      finished.push(sourceURL);
+    }
+    return finished;
+  }
+
+  private lastOrphanSweep: number | undefined;
+  private orphanSweep: Promise<unknown> | undefined;
+
+  /** Runs {@link finishOrphanedRemovals} in the background: now when `due`, else at most every orphanSweepMs. */
+  private sweepOrphanedRemovals(due: boolean): void {
+    const now = Date.now();
+    const every = this.options.orphanSweepMs ?? 5 * 60_000;
+    if (this.orphanSweep || every <= 0) return;
+    if (!due && this.lastOrphanSweep !== undefined && now - this.lastOrphanSweep < every) return;
+    this.lastOrphanSweep = now;
+    this.orphanSweep = this.finishOrphanedRemovals()
+      .catch((error: Error) => this.options.logger.error({ err: error }, 'finishing deletions of Realms that are gone failed; retried at the next sweep'))
+      .finally(() => (this.orphanSweep = undefined));
   }
 
   /** Stalled, re-checked after a growing delay (the cause may be fixed outside the spec). */
@@ -343,6 +441,16 @@ function policyNote(spec: RealmSpec): string {
   return effectiveDeletionPolicy(spec) === 'Delete'
     ? 'deletes the realm as Boxel\'s delete-realm does, with every realm published from it (deletionPolicy Delete)'
     : 'leaves the realm as it is (deletionPolicy Retain)';
+}
+
+/** A pending removal as status.deletion lists it. */
+function removedOf(realm: PendingRealmRemoval): RemovedRealm {
+  return { url: realm.url, diskId: realm.diskId, ...(realm.epoch === undefined ? {} : { epoch: realm.epoch }) };
+}
+
+/** Whether status.deletion already lists exactly these removals (URLs, directories, epochs). */
+function sameRemovals(recorded: readonly RemovedRealm[] | undefined, pending: readonly PendingRealmRemoval[]): boolean {
+  return JSON.stringify(recorded ?? []) === JSON.stringify(pending.map(removedOf));
 }
 
 /** `<owner localpart>/<endpoint>`: the directory create-realm uses, for a deletion whose status lost it. */

@@ -1,0 +1,221 @@
+/**
+ * A Realm deletion whose operator is SIGKILLed after each step (a child process, against the run's
+ * real kube-apiserver and PostgreSQL, with a real replica listener acknowledging): after the
+ * delete transaction commits, after one realm's files, after the wildcard NOTIFYs, after the
+ * acknowledgements, after the pending rows are finished. A fresh operator process then finishes
+ * the deletion: every directory gone, every wildcard NOTIFY seen by a LISTEN client, each epoch
+ * acknowledged by the replica, the finalizer released, no pending rows left.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Registry } from 'prom-client';
+import { GROUP, REALM_KIND, REALM_PLURAL, VERSION, type Realm, type RealmStatus } from '../../src/api/v1alpha1/realm-types.js';
+import { publishRealm } from '../../src/dataplane/publish.js';
+import type { RealmDeletionStep } from '../../src/dataplane/realm-lifecycle.js';
+import { RealmListener } from '../../src/listener/realm-listener.js';
+import { CustomResourceKube } from '../../src/reconciler/published-realm/kube.js';
+import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
+import { kubeRequest } from '../../src/runtime/kube-client.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { must } from '../support/e2e.js';
+import { kubectl, testKubeConfig } from '../support/kube.js';
+import { dataPlane, eventually, makeRealmsRoot, recordNotifications, silentLogger, writeFiles } from '../support/realms.js';
+import { RecordingCaches } from '../support/recording-caches.js';
+
+const kube = testKubeConfig();
+const namespace = `realm-crash-${randomBytes(3).toString('hex')}`;
+const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${REALM_PLURAL}`;
+const SERVER = 'http://realms.test:4201/';
+const OWNER = '@alice:localhost';
+
+let db: TestDatabase;
+let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
+let reconciler: RealmReconciler;
+const listeners: RealmListener[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  realms = await makeRealmsRoot();
+  await must(['apply', '--server-side', '-f', path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`)]);
+  await must(['wait', '--for=condition=Established', `crd/${REALM_PLURAL}.${GROUP}`, '--timeout=30s']);
+  await must(['create', 'namespace', namespace]);
+  reconciler = new RealmReconciler({
+    kube: new CustomResourceKube<Realm, RealmStatus>(kube, silentLogger, 'realm-delete-crash-test', undefined, { kind: REALM_KIND, plural: REALM_PLURAL }),
+    plane: dataPlane(db.pool, realms.layout),
+    logger: silentLogger,
+    defaultServerURL: SERVER,
+    ackWaitMs: 5_000,
+    orphanSweepMs: 0,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const listener of listeners) await listener.stop();
+  await kubectl(['delete', 'namespace', namespace, '--wait=false']);
+  await db?.drop();
+  await realms?.cleanup();
+});
+
+async function read(name: string): Promise<Realm | undefined> {
+  try {
+    return await kubeRequest<Realm>(kube, { path: `${collection}/${name}` });
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+    throw error;
+  }
+}
+
+const exists = (target: string) => fs.lstat(target).then(() => true, () => false);
+
+/** A replica (the real listener library) caching every given realm; it acknowledges what it drops. */
+async function startReplica(urls: string[]): Promise<{ replicaId: string; caches: RecordingCaches }> {
+  const caches = new RecordingCaches();
+  for (const url of urls) caches.add(url);
+  const replicaId = `delete-crash-${randomBytes(3).toString('hex')}`;
+  const listener = new RealmListener({ connection: db.url, replicaId, caches, logger: silentLogger, metricsRegistry: new Registry(), heartbeatIntervalMs: 200, leaseDurationMs: 5_000 });
+  listeners.push(listener);
+  listener.start();
+  await listener.waitUntilReady(10_000);
+  return { replicaId, caches };
+}
+
+/**
+ * A Realm `name` with two realms the operator published from it, their directories and the
+ * source's; returns the URLs (published first, the source last) and the directories.
+ */
+async function realmWithPublishedRealms(name: string): Promise<{ urls: string[]; dirs: string[] }> {
+  await kubeRequest(kube, { method: 'POST', path: collection, body: { apiVersion: `${GROUP}/${VERSION}`, kind: REALM_KIND, metadata: { name, namespace }, spec: { owner: OWNER, endpoint: name } } });
+  await reconciler.reconcile({ namespace, name });
+  const source = `${SERVER}alice/${name}/`;
+  const sourceDir = path.join(realms.root, 'alice', name);
+  await writeFiles(sourceDir, { 'page.json': '{"title":"hello"}' });
+  const published = [`http://${name}-a.pub.test/`, `http://${name}-b.pub.test/`];
+  for (const url of published) await publishRealm(dataPlane(db.pool, realms.layout), { sourceRealmURL: source, publishedRealmURL: url });
+  const { rows } = await db.pool.query<{ disk_id: string }>(`SELECT disk_id FROM realm_registry WHERE source_url = $1 ORDER BY url`, [source]);
+  const dirs = [...rows.map((r) => path.join(realms.layout.publishedRoot, r.disk_id)), sourceDir];
+  for (const dir of dirs) expect(await exists(dir)).toBe(true);
+  return { urls: [...published, source], dirs };
+}
+
+/** Runs the deleting operator as a child; resolves with how it ended once its database sessions are gone. */
+async function runOperator(name: string, crashAt?: RealmDeletionStep, crashAfter = 1): Promise<{ signal: NodeJS.Signals | null; code: number | null; output: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../support/realm-delete-crash-child.ts')], {
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      REALMS_ROOT: realms.root,
+      NAMESPACE: namespace,
+      NAME: name,
+      SERVER_URL: SERVER,
+      ...(crashAt ? { CRASH_AT: crashAt, CRASH_AFTER: String(crashAfter) } : {}),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const ended = await new Promise<{ signal: NodeJS.Signals | null; code: number | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  // PostgreSQL notices the dead client (and drops its advisory locks) a moment later.
+  await eventually(async () => {
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'realm-delete-crash-child'`);
+    return rows[0].n === 0;
+  }, 10_000, () => 'the crashed operator\'s database sessions to end');
+  return { ...ended, output };
+}
+
+async function pendingRows(source: string): Promise<Array<{ realm_url: string; files_removed: boolean; epoch: string | null }>> {
+  const { rows } = await db.pool.query(`SELECT realm_url, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position`, [source]);
+  return rows;
+}
+
+/** The epoch each URL's wildcard NOTIFY went with, from realm_epochs (dropped claim: announced). */
+async function replicaAcks(replicaId: string, urls: string[]): Promise<Record<string, boolean>> {
+  const { rows } = await db.pool.query<{ realm_url: string; acked: boolean }>(
+    `SELECT e.realm_url, EXISTS (SELECT 1 FROM realm_operator.replica_acks a WHERE a.replica_id = $1 AND a.realm_url = e.realm_url AND a.epoch >= e.epoch) AS acked
+       FROM realm_operator.realm_epochs e WHERE e.realm_url = ANY($2::text[])`,
+    [replicaId, urls],
+  );
+  return Object.fromEntries(urls.map((url) => [url, rows.find((r) => r.realm_url === url)?.acked ?? false]));
+}
+
+const CRASHES: Array<{ step: RealmDeletionStep; after?: number; label: string }> = [
+  { step: 'committed', label: 'after the delete transaction commits, before any file' },
+  { step: 'files-removed', after: 1, label: 'after the first realm\'s files' },
+  { step: 'files-removed', after: 3, label: 'after every realm\'s files, before the NOTIFYs' },
+  { step: 'announced', label: 'after the wildcard NOTIFYs, before the acknowledgements' },
+  { step: 'acknowledged', label: 'after the acknowledgements, before the pending rows go' },
+  { step: 'drained', label: 'after the pending rows go, before the finalizer is released' },
+];
+
+describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $label', ({ step, after, index }) => {
+  test('a fresh operator process finishes the deletion: nothing left behind, every realm announced and acknowledged', async () => {
+    const name = `crash-${index}`;
+    const { urls, dirs } = await realmWithPublishedRealms(name);
+    const source = urls[urls.length - 1]!;
+    const { replicaId } = await startReplica(urls);
+    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
+    try {
+      await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+      const crashed = await runOperator(name, step, after);
+      expect({ signal: crashed.signal, output: crashed.output }).toEqual({ signal: 'SIGKILL', output: '' });
+      // The crash left the deletion unfinished: the object is still held.
+      expect((await read(name))?.metadata.finalizers).toContain('realm-operator.dev/delete-realm');
+      // Whatever the crash point, the database part committed and its rows say what is left.
+      expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = ANY($1::text[])', [urls])).rows).toEqual([]);
+      expect((await pendingRows(source)).length).toBe(step === 'drained' ? 0 : urls.length);
+
+      const finished = await runOperator(name);
+      expect({ code: finished.code, output: finished.output }).toEqual({ code: 0, output: 'completed without crashing\n' });
+      expect(await read(name)).toBeUndefined();
+      for (const dir of dirs) expect(await exists(dir)).toBe(false);
+      expect(await pendingRows(source)).toEqual([]);
+      for (const url of urls) await notifications.waitFor((n) => n.payload === `${url}:*`);
+      expect(await replicaAcks(replicaId, urls)).toEqual(Object.fromEntries(urls.map((url) => [url, true])));
+      // Boxel's order: the published realms' wildcards before the source's.
+      const wildcards = notifications.received.map((n) => n.payload).filter((p) => urls.some((url) => p === `${url}:*`));
+      expect(wildcards[wildcards.length - 1]).toBe(`${source}:*`);
+    } finally {
+      await notifications.close();
+    }
+  }, 120_000);
+});
+
+describe('a deletion whose Realm object is gone', () => {
+  test('finishOrphanedRemovals (run by any operator process) finishes it from the pending rows', async () => {
+    const name = 'orphan';
+    const { urls, dirs } = await realmWithPublishedRealms(name);
+    const source = urls[urls.length - 1]!;
+    const { replicaId } = await startReplica(urls);
+    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
+    try {
+      await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+      expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
+      // Someone removes the finalizer by hand: the object goes, its deletion is still pending.
+      await must(['patch', 'realm', name, '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+      await eventually(async () => (await read(name)) === undefined, 10_000, () => `${name} to be gone`);
+      expect(await pendingRows(source)).toHaveLength(urls.length);
+
+      expect(await reconciler.finishOrphanedRemovals()).toEqual([source]);
+      for (const dir of dirs) expect(await exists(dir)).toBe(false);
+      expect(await pendingRows(source)).toEqual([]);
+      for (const url of urls) await notifications.waitFor((n) => n.payload === `${url}:*`);
+      expect(await replicaAcks(replicaId, urls)).toEqual(Object.fromEntries(urls.map((url) => [url, true])));
+    } finally {
+      await notifications.close();
+    }
+  }, 120_000);
+
+  test('leaves alone the pending rows of a Realm that still exists', async () => {
+    const name = 'alive';
+    const { urls, dirs } = await realmWithPublishedRealms(name);
+    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+    expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
+    expect(await reconciler.finishOrphanedRemovals()).toEqual([]);
+    for (const dir of dirs) expect(await exists(dir)).toBe(true);
+    expect(await pendingRows(urls[urls.length - 1]!)).toHaveLength(urls.length);
+    expect((await runOperator(name)).code).toBe(0);
+    for (const dir of dirs) expect(await exists(dir)).toBe(false);
+  }, 120_000);
+});
