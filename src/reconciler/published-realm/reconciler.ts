@@ -61,7 +61,8 @@ import {
 } from '../../dataplane/realm-state.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../dataplane/realm-identity.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
-import { rollbackRealm } from '../../dataplane/publish.js';
+import { recoverPublishedRealm, rollbackRealm } from '../../dataplane/publish.js';
+import { publishedFilesDisagree } from '../../dataplane/published-check.js';
 import { DEFAULT_HISTORY_LIMIT, readKeptVersions, VersionNotKeptError, type HistoryPolicy } from '../../dataplane/published-versions.js';
 import type { RegisteredRealmUser } from '../../matrix/realm-user.js';
 import {
@@ -317,7 +318,7 @@ export class PublishedRealmReconciler {
       if (existing.claimed_by === claimantOf(realm)) await this.setFinalizer(realm, true);
       const refused = await this.reauthorize(realm, spec, existing);
       if (refused) return refused;
-      return { ok: true, state: existing, publishedNow: false };
+      return { ok: true, state: await this.recoveredIfInterrupted(realm, url, existing), publishedNow: false };
     }
 
     // The owner is Boxel's: the realm's own user (the data plane derives it); the publisher gets
@@ -407,7 +408,7 @@ export class PublishedRealmReconciler {
     // publishable) may not choose which content is served either; the live version stays.
     const refused = await this.reauthorize(realm, spec, existing);
     if (refused) return refused;
-    if (existing.content_version === version) return { ok: true, state: existing, publishedNow: false };
+    if (existing.content_version === version) return { ok: true, state: await this.recoveredIfInterrupted(realm, url, existing), publishedNow: false };
     await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.RollingBack, `Rolling back ${url} to kept version ${version}.`));
     let result;
     try {
@@ -439,6 +440,21 @@ export class PublishedRealmReconciler {
       };
     };
     return { ok: true, state, publishedNow: true, awaiting };
+  }
+
+  /**
+   * The spec is already published, but a publish that died after its swap (or a repair whose
+   * COMMIT was lost) may have left readers on content that never committed: recovery puts the
+   * files back with a new epoch and the wildcard NOTIFY, and the caller then waits for the
+   * acknowledgements of that epoch, so Ready is never reported over uncommitted content.
+   */
+  private async recoveredIfInterrupted(realm: PublishedRealm, url: string, state: RealmEpochRow): Promise<RealmEpochRow> {
+    if (!(await publishedFilesDisagree(this.plane, state))) return state;
+    const recovery = await recoverPublishedRealm(this.plane, url);
+    this.log(realm).warn({ actions: recovery.actions }, 'published files disagreed with the database; recovered before reporting Ready');
+    const after = await readRealmEpochRow(this.options.pool, url);
+    if (!after?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} after recovery`);
+    return after;
   }
 
   /** status.liveVersion and status.versions: the kept versions, newest first, the live one marked. */
