@@ -199,9 +199,14 @@ test('a Realm is created on REALM_SERVER_URL, published by sourceRealmRef and se
   const reads = readers.reads;
   readers = undefined;
 
+  const count = (list: Read[], status: number | undefined) => list.filter((r) => r.status === status).length;
+  const after = reads.filter((r) => r.start > releasedAt);
+  console.log(
+    `kind realm delete: ${reads.length} reads on ${pods.length} pods; before the release 200: ${count(reads, 200) - count(after, 200)}, 404: ${count(reads, 404) - count(after, 404)}; ` +
+      `after the release ${after.length}: 200 (stale) ${count(after, 200)}, 404 ${count(after, 404)}, other ${after.length - count(after, 200) - count(after, 404)}`,
+  );
   expect(reads.filter((r) => r.start <= releasedAt && r.status === 200 && r.revision === 0).length).toBeGreaterThanOrEqual(20);
   // No stale 200 after the release; every read then is Boxel's "no such realm": 404.
-  const after = reads.filter((r) => r.start > releasedAt);
   expect(after.filter((r) => r.status === 200)).toEqual([]);
   expect(after.filter((r) => r.status !== 404)).toEqual([]);
   expect(new Set(after.map((r) => `${r.pod} ${r.realm}`)).size).toBe(pods.length * 2);

@@ -99,8 +99,10 @@ export class PodReaders {
 
   private async detach(pod: string, attached: Attached): Promise<void> {
     if (this.attached.get(pod) === attached) this.attached.delete(pod);
-    await attached.forward.stop();
+    // The reader first: it finishes its read in flight, which closing the forward under it would turn
+    // into a transport error on a healthy pod (an error after Ready).
     await attached.reader.stop();
+    await attached.forward.stop();
   }
 
   async stop(): Promise<void> {
