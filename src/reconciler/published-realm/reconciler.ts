@@ -274,6 +274,12 @@ export class PublishedRealmReconciler {
     // The kept versions change only with the live one (publish, rollback and their clean-up): read them then, not on every resync.
     const versionsKnown = !published.publishedNow && (realm.status?.versions ?? []).some((v) => v.live && v.version === published.state.content_version);
     const versions = versionsKnown ? {} : await this.versionsStatus(spec.publishedRealmURL, published.state);
+    const wasReady = realm.status?.conditions?.find((c) => c.type === 'Ready');
+    // Info, once per Ready decision (not on every resync): just before the write, so its time is a lower
+    // bound of Ready's that in-cluster tests read with `kubectl logs` (the operator runs at info there).
+    if (wasReady?.status !== 'True' || wasReady.reason !== reason || wasReady.observedGeneration !== generation(realm) || realm.status?.epoch !== Number(published.state.epoch)) {
+      this.log(realm).info({ epoch: Number(published.state.epoch), reason }, 'writing Ready');
+    }
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message + withoutUser),
       ...contentStatus(published.state, acks, unregistered),
