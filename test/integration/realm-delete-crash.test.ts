@@ -11,22 +11,19 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Registry } from 'prom-client';
-import { GROUP, REALM_KIND, REALM_PLURAL, VERSION, type Realm, type RealmStatus } from '../../src/api/v1alpha1/realm-types.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
 import type { RealmDeletionStep } from '../../src/dataplane/realm-lifecycle.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { CustomResourceKube } from '../../src/reconciler/published-realm/kube.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
-import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { must } from '../support/e2e.js';
-import { kubectl, testKubeConfig } from '../support/kube.js';
+import { kubectl } from '../support/kube.js';
+import { realmKube, realmObjects, setUpRealmNamespace } from '../support/realm-objects.js';
 import { dataPlane, eventually, makeRealmsRoot, recordNotifications, silentLogger, writeFiles } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
 
-const kube = testKubeConfig();
 const namespace = `realm-crash-${randomBytes(3).toString('hex')}`;
-const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${REALM_PLURAL}`;
+const objects = realmObjects(namespace);
 const SERVER = 'http://realms.test:4201/';
 const OWNER = '@alice:localhost';
 
@@ -38,11 +35,9 @@ const listeners: RealmListener[] = [];
 beforeAll(async () => {
   db = await createTestDatabase();
   realms = await makeRealmsRoot();
-  await must(['apply', '--server-side', '-f', path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`)]);
-  await must(['wait', '--for=condition=Established', `crd/${REALM_PLURAL}.${GROUP}`, '--timeout=30s']);
-  await must(['create', 'namespace', namespace]);
+  await setUpRealmNamespace(namespace);
   reconciler = new RealmReconciler({
-    kube: new CustomResourceKube<Realm, RealmStatus>(kube, silentLogger, 'realm-delete-crash-test', undefined, { kind: REALM_KIND, plural: REALM_PLURAL }),
+    kube: realmKube('realm-delete-crash-test'),
     plane: dataPlane(db.pool, realms.layout),
     logger: silentLogger,
     defaultServerURL: SERVER,
@@ -58,14 +53,7 @@ afterAll(async () => {
   await realms?.cleanup();
 });
 
-async function read(name: string): Promise<Realm | undefined> {
-  try {
-    return await kubeRequest<Realm>(kube, { path: `${collection}/${name}` });
-  } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-    throw error;
-  }
-}
+const read = objects.read;
 
 const exists = (target: string) => fs.lstat(target).then(() => true, () => false);
 
@@ -86,7 +74,7 @@ async function startReplica(urls: string[]): Promise<{ replicaId: string; caches
  * source's; returns the URLs (published first, the source last) and the directories.
  */
 async function realmWithPublishedRealms(name: string): Promise<{ urls: string[]; dirs: string[] }> {
-  await kubeRequest(kube, { method: 'POST', path: collection, body: { apiVersion: `${GROUP}/${VERSION}`, kind: REALM_KIND, metadata: { name, namespace }, spec: { owner: OWNER, endpoint: name } } });
+  await objects.create(name, { owner: OWNER, endpoint: name });
   await reconciler.reconcile({ namespace, name });
   const source = `${SERVER}alice/${name}/`;
   const sourceDir = path.join(realms.root, 'alice', name);
@@ -130,7 +118,7 @@ async function pendingRows(source: string): Promise<Array<{ realm_url: string; f
   return rows;
 }
 
-/** The epoch each URL's wildcard NOTIFY went with, from realm_epochs (dropped claim: announced). */
+/** Per URL: whether the replica acknowledged an epoch at or after the realm's current one (drawn by the announcement). */
 async function replicaAcks(replicaId: string, urls: string[]): Promise<Record<string, boolean>> {
   const { rows } = await db.pool.query<{ realm_url: string; acked: boolean }>(
     `SELECT e.realm_url, EXISTS (SELECT 1 FROM realm_operator.replica_acks a WHERE a.replica_id = $1 AND a.realm_url = e.realm_url AND a.epoch >= e.epoch) AS acked
@@ -138,6 +126,18 @@ async function replicaAcks(replicaId: string, urls: string[]): Promise<Record<st
     [replicaId, urls],
   );
   return Object.fromEntries(urls.map((url) => [url, rows.find((r) => r.realm_url === url)?.acked ?? false]));
+}
+
+/** The end state of a finished deletion: directories gone, no pending rows, every wildcard seen, every epoch acknowledged by the replica. */
+async function expectDeletionFinished(
+  { urls, dirs }: { urls: string[]; dirs: string[] },
+  replicaId: string,
+  notifications: Awaited<ReturnType<typeof recordNotifications>>,
+): Promise<void> {
+  for (const dir of dirs) expect(await exists(dir)).toBe(false);
+  expect(await pendingRows(urls[urls.length - 1]!)).toEqual([]);
+  for (const url of urls) await notifications.waitFor((n) => n.payload === `${url}:*`);
+  expect(await replicaAcks(replicaId, urls)).toEqual(Object.fromEntries(urls.map((url) => [url, true])));
 }
 
 const CRASHES: Array<{ step: RealmDeletionStep; after?: number; label: string }> = [
@@ -152,12 +152,13 @@ const CRASHES: Array<{ step: RealmDeletionStep; after?: number; label: string }>
 describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $label', ({ step, after, index }) => {
   test('a fresh operator process finishes the deletion: nothing left behind, every realm announced and acknowledged', async () => {
     const name = `crash-${index}`;
-    const { urls, dirs } = await realmWithPublishedRealms(name);
+    const realm = await realmWithPublishedRealms(name);
+    const { urls } = realm;
     const source = urls[urls.length - 1]!;
     const { replicaId } = await startReplica(urls);
     const notifications = await recordNotifications(db.url, ['realm_file_changes']);
     try {
-      await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+      await objects.remove(name);
       const crashed = await runOperator(name, step, after);
       expect({ signal: crashed.signal, output: crashed.output }).toEqual({ signal: 'SIGKILL', output: '' });
       // The crash left the deletion unfinished: the object is still held.
@@ -169,10 +170,7 @@ describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $lab
       const finished = await runOperator(name);
       expect({ code: finished.code, output: finished.output }).toEqual({ code: 0, output: 'completed without crashing\n' });
       expect(await read(name)).toBeUndefined();
-      for (const dir of dirs) expect(await exists(dir)).toBe(false);
-      expect(await pendingRows(source)).toEqual([]);
-      for (const url of urls) await notifications.waitFor((n) => n.payload === `${url}:*`);
-      expect(await replicaAcks(replicaId, urls)).toEqual(Object.fromEntries(urls.map((url) => [url, true])));
+      await expectDeletionFinished(realm, replicaId, notifications);
       // Boxel's order: the published realms' wildcards before the source's.
       const wildcards = notifications.received.map((n) => n.payload).filter((p) => urls.some((url) => p === `${url}:*`));
       expect(wildcards[wildcards.length - 1]).toBe(`${source}:*`);
@@ -185,12 +183,13 @@ describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $lab
 describe('a deletion whose Realm object is gone', () => {
   test('finishOrphanedRemovals (run by any operator process) finishes it from the pending rows', async () => {
     const name = 'orphan';
-    const { urls, dirs } = await realmWithPublishedRealms(name);
+    const realm = await realmWithPublishedRealms(name);
+    const { urls } = realm;
     const source = urls[urls.length - 1]!;
     const { replicaId } = await startReplica(urls);
     const notifications = await recordNotifications(db.url, ['realm_file_changes']);
     try {
-      await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+      await objects.remove(name);
       expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
       // Someone removes the finalizer by hand: the object goes, its deletion is still pending.
       await must(['patch', 'realm', name, '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
@@ -198,10 +197,7 @@ describe('a deletion whose Realm object is gone', () => {
       expect(await pendingRows(source)).toHaveLength(urls.length);
 
       expect(await reconciler.finishOrphanedRemovals()).toEqual([source]);
-      for (const dir of dirs) expect(await exists(dir)).toBe(false);
-      expect(await pendingRows(source)).toEqual([]);
-      for (const url of urls) await notifications.waitFor((n) => n.payload === `${url}:*`);
-      expect(await replicaAcks(replicaId, urls)).toEqual(Object.fromEntries(urls.map((url) => [url, true])));
+      await expectDeletionFinished(realm, replicaId, notifications);
     } finally {
       await notifications.close();
     }
@@ -210,7 +206,7 @@ describe('a deletion whose Realm object is gone', () => {
   test('leaves alone the pending rows of a Realm that still exists', async () => {
     const name = 'alive';
     const { urls, dirs } = await realmWithPublishedRealms(name);
-    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+    await objects.remove(name);
     expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
     expect(await reconciler.finishOrphanedRemovals()).toEqual([]);
     for (const dir of dirs) expect(await exists(dir)).toBe(true);

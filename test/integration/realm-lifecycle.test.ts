@@ -9,20 +9,18 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { GROUP, REALM_FINALIZER, REALM_KIND, REALM_PLURAL, VERSION, type Realm, type RealmStatus } from '../../src/api/v1alpha1/realm-types.js';
+import { REALM_FINALIZER, REALM_KIND, type Realm } from '../../src/api/v1alpha1/realm-types.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
 import { deleteSourceRealmRows, INITIAL_INDEX_JSON, initialRealmJSON } from '../../src/dataplane/realm-lifecycle.js';
-import { CustomResourceKube } from '../../src/reconciler/published-realm/kube.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { must } from '../support/e2e.js';
 import { kubectl, testKubeConfig } from '../support/kube.js';
+import { realmKube, realmObjects, setUpRealmNamespace } from '../support/realm-objects.js';
 import { createSourceRealm, dataPlane, eventually, insertIndexEntries, makeRealmsRoot, readTree, recordNotifications, silentLogger, writeFiles } from '../support/realms.js';
 
 const kube = testKubeConfig();
 const namespace = `realm-life-${randomBytes(3).toString('hex')}`;
-const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${REALM_PLURAL}`;
 const SERVER = 'http://realms.test:4201/';
 const OWNER = '@alice:localhost';
 
@@ -33,11 +31,9 @@ let reconciler: RealmReconciler;
 beforeAll(async () => {
   db = await createTestDatabase();
   realms = await makeRealmsRoot();
-  await must(['apply', '--server-side', '-f', path.resolve(import.meta.dirname, '../../crds', `${GROUP}_${REALM_PLURAL}.yaml`)]);
-  await must(['wait', '--for=condition=Established', `crd/${REALM_PLURAL}.${GROUP}`, '--timeout=30s']);
-  await must(['create', 'namespace', namespace]);
+  await setUpRealmNamespace(namespace);
   reconciler = new RealmReconciler({
-    kube: new CustomResourceKube<Realm, RealmStatus>(kube, silentLogger, 'realm-lifecycle-test', undefined, { kind: REALM_KIND, plural: REALM_PLURAL }),
+    kube: realmKube('realm-lifecycle-test'),
     plane: dataPlane(db.pool, realms.layout),
     logger: silentLogger,
     defaultServerURL: SERVER,
@@ -51,18 +47,9 @@ afterAll(async () => {
   await realms?.cleanup();
 });
 
-async function apply(name: string, spec: Record<string, unknown>): Promise<Realm> {
-  return kubeRequest<Realm>(kube, { method: 'POST', path: collection, body: { apiVersion: `${GROUP}/${VERSION}`, kind: REALM_KIND, metadata: { name, namespace }, spec } });
-}
-
-async function read(name: string): Promise<Realm | undefined> {
-  try {
-    return await kubeRequest<Realm>(kube, { path: `${collection}/${name}` });
-  } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return undefined;
-    throw error;
-  }
-}
+const objects = realmObjects(namespace);
+const apply = objects.create;
+const read = objects.read;
 
 async function reconcile(name: string) {
   return reconciler.reconcile({ namespace, name });
@@ -70,7 +57,7 @@ async function reconcile(name: string) {
 
 /** Deletes the object and reconciles until it is gone (the finalizer released). */
 async function deleteAndFinalize(name: string): Promise<void> {
-  await kubeRequest(kube, { method: 'DELETE', path: `${collection}/${name}` });
+  await objects.remove(name);
   for (let attempt = 0; attempt < 10 && (await read(name)); attempt++) await reconcile(name);
   expect(await read(name)).toBeUndefined();
 }
@@ -175,7 +162,7 @@ describe('creating a Realm', () => {
 
   test('without spec.serverURL or an operator default: Stalled ServerURLUnknown', async () => {
     const bare = new RealmReconciler({
-      kube: new CustomResourceKube<Realm, RealmStatus>(kube, silentLogger, 'realm-lifecycle-test', undefined, { kind: REALM_KIND, plural: REALM_PLURAL }),
+      kube: realmKube('realm-lifecycle-test'),
       plane: dataPlane(db.pool, realms.layout),
       logger: silentLogger,
     });
@@ -291,7 +278,7 @@ describe('deleting a Realm', () => {
     );
     expect(publishedDirs).toHaveLength(2);
     expect(await exists(dir)).toBe(true);
-    await kubeRequest(kube, { method: 'DELETE', path: `${collection}/crashy` });
+    await objects.remove('crashy');
     // The committed transaction of a reconcile that died before recording it in status.
     expect((await deleteSourceRealmRows(dataPlane(db.pool, realms.layout), url)).map((r) => r.url).sort()).toEqual([...published, url].sort());
     const listener = await recordNotifications(db.url, ['realm_file_changes']);

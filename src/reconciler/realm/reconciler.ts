@@ -349,7 +349,12 @@ export class RealmReconciler {
     for (const { sourceURL, claimedBy } of await listPendingRealmRemovalSources(this.options.plane.pool)) {
       const [namespace, name, uid] = (claimedBy ?? '').split('/');
       if (namespace && name && uid) {
-        const owner = await this.options.kube.get({ namespace, name });
+        const owner = await this.options.kube.get({ namespace, name }).catch((error: Error) => error);
+        if (owner instanceof Error) {
+          // Not readable (e.g. a namespace this operator does not watch): not known to be gone.
+          this.options.logger.warn({ url: sourceURL, claimedBy, err: owner }, 'cannot tell whether the Realm of a pending deletion exists; left it');
+          continue;
+        }
         if (owner?.metadata.uid === uid) continue; // its own reconcile finishes it
       }
       await removePendingRealmFiles(this.options.plane, sourceURL, this.options.onDeletionStep);
