@@ -35,11 +35,6 @@ export async function holdsRealmOwner(db: Queryable, realmURL: string, userId: s
   return rows[0]?.realm_owner === true;
 }
 
-export async function isPublishable(db: Queryable, realmURL: string): Promise<boolean> {
-  const { rows } = await db.query<{ publishable: boolean | null }>('SELECT publishable FROM realm_metadata WHERE url = $1', [realmURL]);
-  return rows[0]?.publishable === true;
-}
-
 /** The source realm's server-issued unlisted slug, when Boxel's `unlisted_realm_paths` table exists and has one. */
 export async function readUnlistedSlug(db: Queryable, sourceRealmURL: string): Promise<string | null> {
   const table = await db.query<{ present: boolean }>(`SELECT to_regclass('unlisted_realm_paths') IS NOT NULL AS present`);

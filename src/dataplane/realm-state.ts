@@ -3,7 +3,6 @@
  * our `realm_operator.realm_epochs` (which content version is committed, and the epoch).
  */
 import { randomUUID } from 'node:crypto';
-import { findOverlappingRealmURLs } from '../wire/realm-url.js';
 import type { Queryable } from './db.js';
 import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
@@ -194,7 +193,7 @@ export interface PublishTargetRows {
   published: RegistryRow | undefined;
   /** `realm_operator.realm_epochs.claimed_by` of the published URL. */
   claimedBy: string | null;
-  /** Registered URLs that may overlap the published one (narrowed by prefix; see {@link readOverlappingRealmURLs}); read only when it is not registered. */
+  /** Registered URLs that may overlap the published one (narrowed by prefix in SQL; `findOverlappingRealmURLs` in wire/realm-url.ts is the rule); read only when it is not registered. */
   overlapCandidates: string[];
   /** The source owner's Matrix id, as {@link readSourceOwnerUserId} reads it. */
   sourceOwnerUserId: string | undefined;
@@ -306,21 +305,6 @@ export async function reservePublishedDiskId(db: Queryable, url: string, claim: 
     [url, diskId, claim.claimant ?? null],
   );
   return diskId;
-}
-
-/**
- * Registered realm URLs that contain `url` or that `url` contains (never `url` itself). The SQL
- * narrows by prefix; {@link findOverlappingRealmURLs} is the rule.
- */
-export async function readOverlappingRealmURLs(db: Queryable, url: string): Promise<string[]> {
-  const { rows } = await db.query<{ url: string }>(
-    'SELECT url FROM realm_registry WHERE url <> $1 AND (starts_with($1, url) OR starts_with(url, $1)) ORDER BY url',
-    [url],
-  );
-  return findOverlappingRealmURLs(
-    url,
-    rows.map((row) => row.url),
-  );
 }
 
 type PublishedDiskIdColumn = 'realm_registry.disk_id' | 'realm_operator.realm_epochs.disk_id';
