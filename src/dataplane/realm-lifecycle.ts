@@ -21,7 +21,10 @@
  * permissions, artifacts). After the commit the files go, then the wildcard `realm_file_changes
  * '<url>:*'` for every removed published realm and then the source. The operator draws an epoch for
  * each removed realm in that last transaction, after the files are gone, so replicas that
- * acknowledge it are known to have dropped their caches after the removal.
+ * acknowledge it are known to have dropped their caches after the removal. The delete transaction
+ * also records each removed realm in `realm_operator.pending_realm_removals`; the steps after the
+ * commit work from those rows and mark their progress there, so a crash after any of them loses
+ * nothing (the rows go only once every replica acknowledged).
  *
  * The operator's own marker is a `realm_operator.realm_epochs` row for the source URL whose
  * `claimed_by` names the Realm object, written in the create (or adopt) transaction: a retried
@@ -554,6 +557,12 @@ export async function announcePendingRealmRemovals(pool: pg.Pool, sourceURL: str
 /** The deletion is done (files gone, announced, acknowledged): its pending rows go. Only announced rows are deleted. */
 export async function finishPendingRealmRemovals(db: Queryable, sourceURL: string): Promise<void> {
   await db.query('DELETE FROM realm_operator.pending_realm_removals WHERE source_url = $1 AND epoch IS NOT NULL AND files_removed', [sourceURL]);
+}
+
+/** The removed realms with the epoch each one's removal was announced at (its `realm_epochs.epoch`; 0 when it has none). */
+export async function withAnnouncedEpochs(db: Queryable, removed: readonly RemovedRealm[]): Promise<RemovedRealm[]> {
+  const { rows } = await db.query<{ realm_url: string; epoch: string }>('SELECT realm_url, epoch FROM realm_operator.realm_epochs WHERE realm_url = ANY($1::text[])', [removed.map((r) => r.url)]);
+  return removed.map((r) => ({ ...r, epoch: r.epoch ?? Number(rows.find((row) => row.realm_url === r.url)?.epoch ?? 0) }));
 }
 
 /** Lets go of a realm without touching it (deletionPolicy Retain): only the operator's claim goes. */

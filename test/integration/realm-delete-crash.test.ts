@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Registry } from 'prom-client';
 import { publishRealm } from '../../src/dataplane/publish.js';
-import type { RealmDeletionStep } from '../../src/dataplane/realm-lifecycle.js';
+import { announcePendingRealmRemovals, deleteSourceRealmRows, removePendingRealmFiles, type RealmDeletionStep, type RemovedRealm } from '../../src/dataplane/realm-lifecycle.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -213,5 +213,55 @@ describe('a deletion whose Realm object is gone', () => {
     expect(await pendingRows(urls[urls.length - 1]!)).toHaveLength(urls.length);
     expect((await runOperator(name)).code).toBe(0);
     for (const dir of dirs) expect(await exists(dir)).toBe(false);
+  }, 120_000);
+});
+
+describe('a deletion recorded only in status (as an older operator kept it)', () => {
+  /** Commits the delete transaction and then forgets its rows, recording the removals only in status.deletion, without epochs. */
+  async function statusOnlyDeletion(name: string, announce: boolean): Promise<{ urls: string[]; dirs: string[]; removed: RemovedRealm[] }> {
+    const { urls, dirs } = await realmWithPublishedRealms(name);
+    const source = urls[urls.length - 1]!;
+    await objects.remove(name);
+    const plane = dataPlane(db.pool, realms.layout);
+    const removed = (await deleteSourceRealmRows(plane, source)).map(({ url, diskId }) => ({ url, diskId }));
+    if (announce) {
+      await removePendingRealmFiles(plane, source);
+      await announcePendingRealmRemovals(db.pool, source);
+    }
+    await db.pool.query('DELETE FROM realm_operator.pending_realm_removals WHERE source_url = $1', [source]);
+    await realmKube('older-operator').updateStatus({ namespace, name }, (s) => ({ ...s, deletion: { removed, committedAt: new Date().toISOString() } }));
+    return { urls, dirs, removed };
+  }
+
+  test('not yet announced (the claim still held): taken over into the table and finished', async () => {
+    const name = 'legacy-pending';
+    const realm = await statusOnlyDeletion(name, false);
+    const { replicaId } = await startReplica(realm.urls);
+    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
+    try {
+      for (const dir of realm.dirs) expect(await exists(dir)).toBe(true);
+      expect((await runOperator(name)).code).toBe(0);
+      expect(await read(name)).toBeUndefined();
+      await expectDeletionFinished(realm, replicaId, notifications);
+    } finally {
+      await notifications.close();
+    }
+  }, 120_000);
+
+  test('already announced (the claim dropped), status without the epochs: only the wait is left; a directory made since at the same place stays', async () => {
+    const name = 'legacy-announced';
+    const realm = await statusOnlyDeletion(name, true);
+    const sourceDir = realm.dirs[realm.dirs.length - 1]!;
+    await writeFiles(sourceDir, { 'realm.json': '{"made":"since"}' });
+    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
+    try {
+      expect((await runOperator(name)).code).toBe(0);
+      expect(await read(name)).toBeUndefined();
+      expect(await fs.readFile(path.join(sourceDir, 'realm.json'), 'utf8')).toBe('{"made":"since"}');
+      expect(await pendingRows(realm.urls[realm.urls.length - 1]!)).toEqual([]);
+      expect(notifications.received).toEqual([]);
+    } finally {
+      await notifications.close();
+    }
   }, 120_000);
 });

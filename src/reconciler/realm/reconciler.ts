@@ -10,9 +10,11 @@
  *   → Ready (Created / Adopted).
  *
  * Deletion, with `deletionPolicy: Delete` (the default for a realm the object created): Boxel's
- * delete in the database (recorded in status.deletion, so a restarted operator finishes it), the
- * files, the wildcard NOTIFYs with an epoch per removed realm, then the wait until every live
- * replica acknowledged each epoch; only then is the finalizer released. With `Retain` (the default
+ * delete in the database, which records what is left in realm_operator.pending_realm_removals in
+ * the same transaction, so an operator restarted after any step finishes it from there; then the
+ * files, the wildcard NOTIFYs with an epoch per removed realm, the wait until every live replica
+ * acknowledged each epoch, the rows deleted; only then is the finalizer released. status.deletion
+ * mirrors the rows for people. With `Retain` (the default
  * for an adopted realm) the realm is left as it is. A realm this object does not hold the claim of
  * (refused, or another object's) is never deleted.
  *
@@ -37,6 +39,7 @@ import {
   releaseSourceRealm,
   removePendingRealmFiles,
   sourceRealmLocation,
+  withAnnouncedEpochs,
   type PendingRealmRemoval,
   type RealmDeletionStepHook,
   type RemovedRealm,
@@ -246,7 +249,10 @@ export class RealmReconciler {
     if (url && pending.length === 0 && recorded?.length) {
       // Announced in full: the rows were finished after every acknowledgement; only the finalizer is left.
       if (recorded.every((r) => r.epoch !== undefined)) return this.awaitAcksAndRelease(realm, url, recorded, signal);
-      // Not announced: the claim is still this object's (announcing drops it), so nobody reused the directories.
+      // Announcing drops the claim. Still claimed: nothing was announced (an older operator's
+      // deletion, kept only in status), so nobody can have reused the directories: take it over.
+      // Not claimed: it was announced and status (or the cache) missed the epochs: only the wait is left.
+      if ((await readRealmClaim(pool, url)) !== claimant) return this.awaitAcksAndRelease(realm, url, await withAnnouncedEpochs(pool, recorded), signal);
       await insertPendingRealmRemovals(pool, url, recorded, claimant);
       pending = await readPendingRealmRemovals(pool, url);
     }
