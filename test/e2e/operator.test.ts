@@ -115,8 +115,8 @@ describe('PublishedRealm lifecycle', () => {
     expect((await events('blog')).find((e) => e.reason === 'ContentPublished')!.message).toMatch(/^Published 2 files \(9 bytes\) at epoch \d+/);
     // The printer columns show what a person needs.
     const table = await must(['get', `${PLURAL}.${GROUP}`, 'blog', '-n', NS]);
-    expect(table.split('\n')[0]).toMatch(/NAME\s+SOURCE\s+PUBLISHED\s+READY\s+FILES\s+AGE/);
-    expect(table.split('\n')[1]).toMatch(new RegExp(`blog\\s+${source}\\s+${published}\\s+True\\s+2\\s+`));
+    expect(table.split('\n')[0]).toMatch(/NAME\s+SOURCE\s+PUBLISHED\s+READY\s+FILES\s+VERSION\s+AGE/);
+    expect(table.split('\n')[1]).toMatch(new RegExp(`blog\\s+${source}\\s+${published}\\s+True\\s+2\\s+${realm.status!.liveVersion}\\s+`));
   });
 
   test('a new revision republishes new content at a higher epoch; metadata-only changes and restarts republish nothing', async () => {
