@@ -128,6 +128,20 @@ async function replicaAcks(replicaId: string, urls: string[]): Promise<Record<st
   return Object.fromEntries(urls.map((url) => [url, rows.find((r) => r.realm_url === url)?.acked ?? false]));
 }
 
+/** Runs `body` with a replica acknowledging the realms and a LISTEN client recording the wildcard NOTIFYs. */
+async function withReplicaWatching(
+  urls: string[],
+  body: (watch: { replicaId: string; notifications: Awaited<ReturnType<typeof recordNotifications>> }) => Promise<void>,
+): Promise<void> {
+  const { replicaId } = await startReplica(urls);
+  const notifications = await recordNotifications(db.url, ['realm_file_changes']);
+  try {
+    await body({ replicaId, notifications });
+  } finally {
+    await notifications.close();
+  }
+}
+
 /** The end state of a finished deletion: directories gone, no pending rows, every wildcard seen, every epoch acknowledged by the replica. */
 async function expectDeletionFinished(
   { urls, dirs }: { urls: string[]; dirs: string[] },
@@ -155,28 +169,24 @@ describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $lab
     const realm = await realmWithPublishedRealms(name);
     const { urls } = realm;
     const source = urls[urls.length - 1]!;
-    const { replicaId } = await startReplica(urls);
-    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
-    try {
-      await objects.remove(name);
-      const crashed = await runOperator(name, step, after);
-      expect({ signal: crashed.signal, output: crashed.output }).toEqual({ signal: 'SIGKILL', output: '' });
-      // The crash left the deletion unfinished: the object is still held.
-      expect((await read(name))?.metadata.finalizers).toContain('realm-operator.dev/delete-realm');
-      // Whatever the crash point, the database part committed and its rows say what is left.
-      expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = ANY($1::text[])', [urls])).rows).toEqual([]);
-      expect((await pendingRows(source)).length).toBe(step === 'drained' ? 0 : urls.length);
+    await withReplicaWatching(urls, async ({ replicaId, notifications }) => {
+        await objects.remove(name);
+        const crashed = await runOperator(name, step, after);
+        expect({ signal: crashed.signal, output: crashed.output }).toEqual({ signal: 'SIGKILL', output: '' });
+        // The crash left the deletion unfinished: the object is still held.
+        expect((await read(name))?.metadata.finalizers).toContain('realm-operator.dev/delete-realm');
+        // Whatever the crash point, the database part committed and its rows say what is left.
+        expect((await db.pool.query('SELECT 1 FROM realm_registry WHERE url = ANY($1::text[])', [urls])).rows).toEqual([]);
+        expect((await pendingRows(source)).length).toBe(step === 'drained' ? 0 : urls.length);
 
-      const finished = await runOperator(name);
-      expect({ code: finished.code, output: finished.output }).toEqual({ code: 0, output: 'completed without crashing\n' });
-      expect(await read(name)).toBeUndefined();
-      await expectDeletionFinished(realm, replicaId, notifications);
-      // Boxel's order: the published realms' wildcards before the source's.
-      const wildcards = notifications.received.map((n) => n.payload).filter((p) => urls.some((url) => p === `${url}:*`));
-      expect(wildcards[wildcards.length - 1]).toBe(`${source}:*`);
-    } finally {
-      await notifications.close();
-    }
+        const finished = await runOperator(name);
+        expect({ code: finished.code, output: finished.output }).toEqual({ code: 0, output: 'completed without crashing\n' });
+        expect(await read(name)).toBeUndefined();
+        await expectDeletionFinished(realm, replicaId, notifications);
+        // Boxel's order: the published realms' wildcards before the source's.
+        const wildcards = notifications.received.map((n) => n.payload).filter((p) => urls.some((url) => p === `${url}:*`));
+        expect(wildcards[wildcards.length - 1]).toBe(`${source}:*`);
+    });
   }, 120_000);
 });
 
@@ -186,21 +196,17 @@ describe('a deletion whose Realm object is gone', () => {
     const realm = await realmWithPublishedRealms(name);
     const { urls } = realm;
     const source = urls[urls.length - 1]!;
-    const { replicaId } = await startReplica(urls);
-    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
-    try {
-      await objects.remove(name);
-      expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
-      // Someone removes the finalizer by hand: the object goes, its deletion is still pending.
-      await must(['patch', 'realm', name, '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
-      await eventually(async () => (await read(name)) === undefined, 10_000, () => `${name} to be gone`);
-      expect(await pendingRows(source)).toHaveLength(urls.length);
+    await withReplicaWatching(urls, async ({ replicaId, notifications }) => {
+        await objects.remove(name);
+        expect((await runOperator(name, 'committed')).signal).toBe('SIGKILL');
+        // Someone removes the finalizer by hand: the object goes, its deletion is still pending.
+        await must(['patch', 'realm', name, '-n', namespace, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+        await eventually(async () => (await read(name)) === undefined, 10_000, () => `${name} to be gone`);
+        expect(await pendingRows(source)).toHaveLength(urls.length);
 
-      expect(await reconciler.finishOrphanedRemovals()).toEqual([source]);
-      await expectDeletionFinished(realm, replicaId, notifications);
-    } finally {
-      await notifications.close();
-    }
+        expect(await reconciler.finishOrphanedRemovals()).toEqual([source]);
+        await expectDeletionFinished(realm, replicaId, notifications);
+    });
   }, 120_000);
 
   test('leaves alone the pending rows of a Realm that still exists', async () => {
@@ -236,16 +242,12 @@ describe('a deletion recorded only in status (as an older operator kept it)', ()
   test('not yet announced (the claim still held): taken over into the table and finished', async () => {
     const name = 'legacy-pending';
     const realm = await statusOnlyDeletion(name, false);
-    const { replicaId } = await startReplica(realm.urls);
-    const notifications = await recordNotifications(db.url, ['realm_file_changes']);
-    try {
-      for (const dir of realm.dirs) expect(await exists(dir)).toBe(true);
-      expect((await runOperator(name)).code).toBe(0);
-      expect(await read(name)).toBeUndefined();
-      await expectDeletionFinished(realm, replicaId, notifications);
-    } finally {
-      await notifications.close();
-    }
+    await withReplicaWatching(realm.urls, async ({ replicaId, notifications }) => {
+        for (const dir of realm.dirs) expect(await exists(dir)).toBe(true);
+        expect((await runOperator(name)).code).toBe(0);
+        expect(await read(name)).toBeUndefined();
+        await expectDeletionFinished(realm, replicaId, notifications);
+    });
   }, 120_000);
 
   test('already announced (the claim dropped), status without the epochs: only the wait is left; a directory made since at the same place stays', async () => {
