@@ -147,7 +147,28 @@ export function stateSeries(sources: StateMetricsSources): StateSeries[] {
  * as the alerts do.
  */
 export function registerStateMetrics(registry: Registry, sources: StateMetricsSources): void {
-  for (const metric of Object.values(STATE_METRIC_NAMES)) {
+  // One pass over the caches per scrape, not one per gauge: a scrape collects the gauges in
+  // registration order, so the first gauge's collect() groups every series by metric and the
+  // others of the same scrape reuse that (also dropped at the next macrotask, so a gauge read on
+  // its own never sees an older scrape's objects).
+  const metrics = Object.values(STATE_METRIC_NAMES);
+  let scrape: Map<string, StateSeries[]> | undefined;
+  const seriesOf = (metric: StateMetricName): StateSeries[] => {
+    if (!scrape || metric === metrics[0]) {
+      const grouped = new Map<string, StateSeries[]>();
+      for (const series of stateSeries(sources)) {
+        const list = grouped.get(series.metric);
+        if (list) list.push(series);
+        else grouped.set(series.metric, [series]);
+      }
+      scrape = grouped;
+      setImmediate(() => {
+        scrape = undefined;
+      });
+    }
+    return scrape.get(metric) ?? [];
+  };
+  for (const metric of metrics) {
     new Gauge({
       name: metric,
       help: STATE_METRICS[metric].help,
@@ -156,7 +177,7 @@ export function registerStateMetrics(registry: Registry, sources: StateMetricsSo
       collect(this: Gauge<string>) {
         // Reset first: objects deleted since the last scrape must not keep their series.
         this.reset();
-        for (const series of stateSeries(sources)) if (series.metric === metric) this.set(series.labels, series.value);
+        for (const series of seriesOf(metric)) this.set(series.labels, series.value);
       },
     });
   }
