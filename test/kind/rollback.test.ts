@@ -13,14 +13,16 @@
  * 2 is still V2 (2) until the clear is requested, then the republish (4). So after the rollback's
  * Ready (when the plugin returned) a read of revision 2 or 0 is a stale read, and a pod that served
  * the rolled-back content and then V2's again regressed; the one step back the rollback itself
- * takes (revision 2 → 1) is progress in rank. T is when the plugin (or the driver's poll) saw Ready:
- * reads between the status write and that moment are not judged here (see consistency.test.ts).
+ * takes (revision 2 → 1) is progress in rank. The rollback's T is when the operator decided Ready:
+ * its info line `writing Ready` (epoch, reason RolledBack), logged just before the status write,
+ * read with `kubectl logs`, so reads between the write and the plugin's return are judged too
+ * (`checkedBeforeSeen`). The other Readys' T is when the driver's poll saw them.
  */
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import path from 'node:path';
 import { ConsistencyChecker, now, type ReadRecord } from '../consistency/checker.js';
 import { checkBody, REALM_FILES, realmContent } from '../consistency/content.js';
-import { api, closeApi, getFromEveryRealmServer, kindKubeconfig, kubectlBinary, operatorLogs, realmServerPods, run, waitFor } from '../support/kind.js';
+import { api, closeApi, getFromEveryRealmServer, kindKubeconfig, kubectlBinary, operatorLogs, readyDecidedAt, realmServerPods, run, waitFor } from '../support/kind.js';
 import { KindRealm, readyCondition } from '../support/kind-realm.js';
 import { PodReaders } from '../support/kind-readers.js';
 import { Toolbox } from '../support/kind-toolbox.js';
@@ -126,8 +128,13 @@ test('kubectl realm rollback --wait under readers on every pod: 0 stale reads af
   const rolledBackSeen = now();
   expect({ code: plugin.code, stderr: plugin.stderr }).toEqual({ code: 0, stderr: '' });
   expect(plugin.stdout).toMatch(/^Ready: Rolled back to kept version/m);
-  checker.markReady(3, rolledBackSeen, { seenAt: rolledBackSeen });
   const rolledBack = await waitReadyWith('RolledBack', (o) => o.status?.liveVersion === v1);
+  // T is when the operator decided Ready (its info line before the status write), not when the plugin saw it.
+  const decidedAt = await readyDecidedAt(`${realm.namespace}/${realm.objectName}`, rolledBack.status!.epoch!, 'RolledBack');
+  expect(decidedAt).toBeDefined();
+  expect(decidedAt!).toBeGreaterThan(checker.rollbackRequestedAt);
+  expect(decidedAt!).toBeLessThanOrEqual(rolledBackSeen);
+  checker.markReady(3, decidedAt!, { seenAt: rolledBackSeen });
   expect((rolledBack.spec as { rollbackTo?: string }).rollbackTo).toBe(v1);
   await expectEveryPodServes(1);
   await readOn(150);
@@ -145,7 +152,7 @@ test('kubectl realm rollback --wait under readers on every pod: 0 stale reads af
   await readers!.stop();
   checker.finish();
   const c = checker.counts;
-  const summary = `kind rollback: reads ${c.reads}, ok ${c.ok}, checked after a Ready ${c.checkedAfterReady}, stale ${c.violations}, regressions ${c.regressions}, corrupt ${c.corrupt}, wrong pod ${c.wrongReplica}, errors after Ready ${c.errorsAfterReady}; per pod ${JSON.stringify(checker.replicaCounts())}`;
+  const summary = `kind rollback: reads ${c.reads}, ok ${c.ok}, checked after a Ready ${c.checkedAfterReady} (before the plugin saw the rollback's Ready ${c.checkedBeforeSeen}), stale ${c.violations}, regressions ${c.regressions}, corrupt ${c.corrupt}, wrong pod ${c.wrongReplica}, errors after Ready ${c.errorsAfterReady}; per pod ${JSON.stringify(checker.replicaCounts())}`;
   console.log(summary);
   expect({ violations: c.violations, samples: checker.violations.slice(0, 3) }).toEqual({ violations: 0, samples: [] });
   expect({ regressions: c.regressions, samples: checker.regressionSamples.slice(0, 3) }).toEqual({ regressions: 0, samples: [] });

@@ -217,6 +217,24 @@ export async function operatorLogs(lines = 40): Promise<string> {
   return result.stdout + result.stderr;
 }
 
+/**
+ * When the operator decided Ready for `publishedRealm` (namespace/name) at `epoch` with `reason`:
+ * the time of its info line `writing Ready`, logged just before the status write, so a lower bound
+ * of the write on the pods' clock (the host's: kind nodes are containers). Every operator pod's log
+ * is searched; the earliest line wins. Undefined when no pod logged it.
+ */
+export async function readyDecidedAt(publishedRealm: string, epoch: number, reason: string): Promise<number | undefined> {
+  const result = await kubectl(['logs', '-n', SYSTEM_NAMESPACE, '-l', 'app.kubernetes.io/component=operator', '-c', 'operator', '--tail=-1', '--max-log-requests=4']);
+  if (result.code !== 0) throw new Error(`kubectl logs of the operator pods failed (${result.code}): ${result.stderr.slice(0, 2000)}`);
+  const times = result.stdout
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line.msg === 'writing Ready' && line.publishedRealm === publishedRealm && line.epoch === epoch && line.reason === reason && typeof line.time === 'number')
+    .map((line) => line.time as number);
+  return times.length > 0 ? Math.min(...times) : undefined;
+}
+
 // --- kill -9 from the node --------------------------------------------------------------------
 
 /**
