@@ -375,8 +375,11 @@ ALTER TABLE realm_operator.realm_epochs ADD COLUMN IF NOT EXISTS history_max_byt
 -- source), written in the delete transaction itself, so a crash after COMMIT loses nothing: any
 -- operator process finishes it from here (files, wildcard NOTIFY with an epoch, acknowledgements)
 -- and deletes the rows last. position is Boxel's order: published realms first, the source last.
+-- A URL may have rows of two deletions (a realm created again at a URL whose earlier removal is
+-- still waiting for acknowledgements), so rows are keyed by id.
 CREATE TABLE IF NOT EXISTS realm_operator.pending_realm_removals (
-  realm_url text PRIMARY KEY,
+  id bigserial PRIMARY KEY,
+  realm_url text NOT NULL,
   source_url text NOT NULL,
   kind text NOT NULL CHECK (kind IN ('published', 'source')),
   -- Relative to the realms root: <owner>/<endpoint> or _published/<id>.
@@ -389,7 +392,7 @@ CREATE TABLE IF NOT EXISTS realm_operator.pending_realm_removals (
   epoch bigint,
   committed_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS pending_realm_removals_source ON realm_operator.pending_realm_removals (source_url, position);
+CREATE INDEX IF NOT EXISTS pending_realm_removals_source ON realm_operator.pending_realm_removals (source_url, id);
 `,
   },
 ];

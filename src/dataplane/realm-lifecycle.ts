@@ -294,6 +294,8 @@ export interface RemovedRealm {
 
 /** A removed realm as `realm_operator.pending_realm_removals` records what is left to do for it. */
 export interface PendingRealmRemoval extends RemovedRealm {
+  /** The row's id. */
+  id: number;
   kind: 'published' | 'source';
   /** The Realm object (`<namespace>/<name>/<uid>`) whose deletion it is. */
   claimedBy: string | null;
@@ -331,7 +333,8 @@ export async function deleteSourceRealmRows(
       const source = await readRegistryRow(tx, url);
       if (!source) {
         const pending = await readPendingRealmRemovals(tx, url);
-        if (pending.length > 0 || !options.fallbackDiskId) return pending;
+        // Rows of this claimant, or of a caller without one: this deletion committed before (its record elsewhere was lost).
+        if (pending.some((r) => r.claimedBy === (options.claimant ?? null) || r.claimedBy === null) || !options.fallbackDiskId) return pending;
         // Deleted outside the operator (e.g. in Boxel): its directory and NOTIFY may still be due.
         const removed = [{ url, diskId: safeSourceDiskId(url, options.fallbackDiskId) }];
         await insertPendingRealmRemovals(tx, url, removed, options.claimant ?? null);
@@ -373,7 +376,7 @@ export async function deleteSourceRealmRows(
 
 /**
  * Queues removed realms of a source (in order; the source itself last) for the post-commit work.
- * A realm already queued keeps its row and progress. Also how a deletion an older operator
+ * Also how a deletion an older operator
  * recorded only in the Realm's status is taken over.
  */
 export async function insertPendingRealmRemovals(db: Queryable, sourceURL: string, removed: readonly RemovedRealm[], claimedBy: string | null): Promise<void> {
@@ -381,7 +384,7 @@ export async function insertPendingRealmRemovals(db: Queryable, sourceURL: strin
     const kind = realm.url === sourceURL ? 'source' : 'published';
     await db.query(
       `INSERT INTO realm_operator.pending_realm_removals (realm_url, source_url, kind, disk_id, position, claimed_by, epoch)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (realm_url) DO NOTHING`,
+       VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [realm.url, sourceURL, kind, checkedRemovalDiskId(realm.url, kind, realm.diskId), position, claimedBy, realm.epoch ?? null],
     );
   }
@@ -389,11 +392,12 @@ export async function insertPendingRealmRemovals(db: Queryable, sourceURL: strin
 
 /** The source's pending removals in Boxel's order (published realms first, the source last); disk ids checked. */
 export async function readPendingRealmRemovals(db: Queryable, sourceURL: string): Promise<PendingRealmRemoval[]> {
-  const { rows } = await db.query<{ realm_url: string; kind: 'published' | 'source'; disk_id: string; claimed_by: string | null; files_removed: boolean; epoch: string | null }>(
-    `SELECT realm_url, kind, disk_id, claimed_by, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position, realm_url`,
+  const { rows } = await db.query<{ id: string; realm_url: string; kind: 'published' | 'source'; disk_id: string; claimed_by: string | null; files_removed: boolean; epoch: string | null }>(
+    `SELECT id, realm_url, kind, disk_id, claimed_by, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY id`,
     [sourceURL],
   );
   return rows.map((r) => ({
+    id: Number(r.id),
     url: r.realm_url,
     kind: r.kind,
     diskId: checkedRemovalDiskId(r.realm_url, r.kind, r.disk_id),
@@ -489,7 +493,7 @@ export async function removePendingRealmFiles(plane: DataPlane, sourceURL: strin
   for (const realm of await readPendingRealmRemovals(plane.pool, sourceURL)) {
     if (realm.filesRemoved) continue;
     await removeRealmDirectory(plane, realm);
-    await plane.pool.query('UPDATE realm_operator.pending_realm_removals SET files_removed = true WHERE realm_url = $1 AND source_url = $2', [realm.url, sourceURL]);
+    await plane.pool.query('UPDATE realm_operator.pending_realm_removals SET files_removed = true WHERE id = $1', [realm.id]);
     await onStep?.('files-removed', realm.url);
   }
   await emptyTrash(plane.layout, plane.logger);
@@ -529,19 +533,17 @@ export async function announcePendingRealmRemovals(pool: pg.Pool, sourceURL: str
   let discard: Error | undefined;
   try {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ realm_url: string }>(
-      `SELECT realm_url FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position, realm_url FOR UPDATE`,
-      [sourceURL],
-    );
+    // Locks the rows first: a second process finishing the same deletion waits here, then sees the epochs.
+    await client.query(`SELECT id FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY id FOR UPDATE`, [sourceURL]);
     const pending = await readPendingRealmRemovals(client, sourceURL);
-    for (const realm of pending.filter((r) => r.epoch === undefined && rows.some((row) => row.realm_url === r.url))) {
+    for (const realm of pending.filter((r) => r.epoch === undefined)) {
       const { rows: drawn } = await client.query<{ epoch: string }>(
         `INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq'))
          ON CONFLICT (realm_url) DO UPDATE SET epoch = nextval('realm_operator.epoch_seq'), claimed_by = NULL, updated_at = now() RETURNING epoch`,
         [realm.url],
       );
       await notifyAllFileChanges(client, realm.url);
-      await client.query('UPDATE realm_operator.pending_realm_removals SET epoch = $2 WHERE realm_url = $1', [realm.url, drawn[0]!.epoch]);
+      await client.query('UPDATE realm_operator.pending_realm_removals SET epoch = $2 WHERE id = $1', [realm.id, drawn[0]!.epoch]);
     }
     const announced = await readPendingRealmRemovals(client, sourceURL);
     await client.query('COMMIT');

@@ -18,7 +18,7 @@ export const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   'public.boxel_index': ['url', 'realm_url', 'type', 'generation', 'is_deleted', 'has_error', 'error_doc', 'diagnostics', 'last_modified'],
   'realm_operator.realm_epochs': ['realm_url', 'epoch', 'disk_id', 'claimed_by', 'published_for', 'published_generation', 'published_generation_of', 'content_version', 'previous_version', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'reindex_epoch', 'reindex_job_id', 'history_limit', 'history_max_bytes'],
   'realm_operator.published_versions': ['realm_url', 'version', 'disk_id', 'epoch', 'content_digest', 'file_count', 'total_bytes', 'published_at', 'published_for', 'revision'],
-  'realm_operator.pending_realm_removals': ['realm_url', 'source_url', 'kind', 'disk_id', 'position', 'claimed_by', 'files_removed', 'epoch', 'committed_at'],
+  'realm_operator.pending_realm_removals': ['id', 'realm_url', 'source_url', 'kind', 'disk_id', 'position', 'claimed_by', 'files_removed', 'epoch', 'committed_at'],
   'realm_operator.replicas': ['replica_id', 'lease_expires_at', 'lease_duration_ms', 'renewed_at', 'cache_started_epoch', 'cache_started_at', 'metadata'],
   'realm_operator.replica_acks': ['replica_id', 'realm_url', 'epoch', 'acked_at'],
 };

@@ -114,7 +114,7 @@ async function runOperator(name: string, crashAt?: RealmDeletionStep, crashAfter
 }
 
 async function pendingRows(source: string): Promise<Array<{ realm_url: string; files_removed: boolean; epoch: string | null }>> {
-  const { rows } = await db.pool.query(`SELECT realm_url, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY position`, [source]);
+  const { rows } = await db.pool.query(`SELECT realm_url, files_removed, epoch FROM realm_operator.pending_realm_removals WHERE source_url = $1 ORDER BY id`, [source]);
   return rows;
 }
 
@@ -267,3 +267,24 @@ describe('a deletion recorded only in status (as an older operator kept it)', ()
     }
   }, 120_000);
 });
+
+test('a realm created again at a URL whose earlier removal was interrupted after its NOTIFYs: both deletions finish, the new directory included', async () => {
+  const first = await realmWithPublishedRealms('again');
+  const source = first.urls[first.urls.length - 1]!;
+  const sourceDir = first.dirs[first.dirs.length - 1]!;
+  await objects.remove('again');
+  expect((await runOperator('again', 'announced')).signal).toBe('SIGKILL');
+  // Announced: the claim is dropped, so a new Realm may create the realm at the same URL again.
+  await objects.create('again-2', { owner: OWNER, endpoint: 'again' });
+  await reconciler.reconcile({ namespace, name: 'again-2' });
+  expect((await read('again-2'))?.status?.url).toBe(source);
+  expect(await exists(path.join(sourceDir, 'realm.json'))).toBe(true);
+
+  await objects.remove('again-2');
+  expect((await runOperator('again-2')).code).toBe(0);
+  expect((await runOperator('again')).code).toBe(0);
+  expect(await read('again')).toBeUndefined();
+  expect(await read('again-2')).toBeUndefined();
+  for (const dir of first.dirs) expect(await exists(dir)).toBe(false);
+  expect(await pendingRows(source)).toEqual([]);
+}, 120_000);

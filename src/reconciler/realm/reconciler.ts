@@ -245,8 +245,11 @@ export class RealmReconciler {
     const claimant = claimantOf(realm);
     const pool = this.options.plane.pool;
     let pending = url ? await readPendingRealmRemovals(pool, url) : [];
+    // Rows of an earlier deletion at the same URL (another object's, still awaiting acknowledgements) are
+    // finished along with this one's, but do not stand for it: this object's delete transaction is still due.
+    let started = pending.some((r) => r.claimedBy === claimant);
     const recorded = realm.status?.deletion?.removed;
-    if (url && pending.length === 0 && recorded?.length) {
+    if (url && !started && recorded?.length) {
       // Announced in full: the rows were finished after every acknowledgement; only the finalizer is left.
       if (recorded.every((r) => r.epoch !== undefined)) return this.awaitAcksAndRelease(realm, url, recorded, signal);
       // Announcing drops the claim. Still claimed: nothing was announced (an older operator's
@@ -255,20 +258,21 @@ export class RealmReconciler {
       if ((await readRealmClaim(pool, url)) !== claimant) return this.awaitAcksAndRelease(realm, url, await withAnnouncedEpochs(pool, recorded), signal);
       await insertPendingRealmRemovals(pool, url, recorded, claimant);
       pending = await readPendingRealmRemovals(pool, url);
+      started = true;
     }
-    if (!url || (pending.length === 0 && (await readRealmClaim(pool, url)) !== claimant)) {
+    if (!url || (!started && (await readRealmClaim(pool, url)) !== claimant)) {
       if (url) await this.options.kube.recordEvent(realm, 'Warning', RealmReasons.NotDeleted, Actions.Delete, `${url} is not managed by this Realm (refused or another Realm's); left it as it is.`);
       await this.setFinalizer(realm, false);
       return {};
     }
     const policy = parsed.ok ? effectiveDeletionPolicy(parsed.spec) : realm.status?.adopted ? 'Retain' : 'Delete';
-    if (policy === 'Retain' && pending.length === 0) {
+    if (policy === 'Retain' && !started) {
       await releaseSourceRealm(pool, url, claimant);
       await this.options.kube.recordEvent(realm, 'Normal', RealmReasons.RealmRetained, Actions.Delete, `deletionPolicy Retain: left ${url} (rows and files) as it is.`);
       await this.setFinalizer(realm, false);
       return {};
     }
-    if (pending.length === 0) {
+    if (!started) {
       this.options.onSourceChanged?.(keyOf(realm));
       const fallbackDiskId = realm.status?.diskId ?? (parsed.ok ? diskIdOf(parsed.spec) : undefined);
       pending = await deleteSourceRealmRows(this.options.plane, url, { claimant, ...(fallbackDiskId ? { fallbackDiskId } : {}) });
