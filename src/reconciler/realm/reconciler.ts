@@ -297,7 +297,9 @@ export class RealmReconciler {
     }
     if (pending.some((r) => !r.filesRemoved)) await removePendingRealmFiles(this.options.plane, url, hook);
     if (pending.some((r) => r.epoch === undefined)) {
-      pending = await announcePendingRealmRemovals(this.options.plane.pool, url);
+      const announcedRows = await announcePendingRealmRemovals(this.options.plane.pool, url);
+      // Empty: another process (the orphan sweep) finished these rows meanwhile; their epochs are in realm_epochs.
+      pending = announcedRows.length > 0 ? announcedRows : (await withAnnouncedEpochs(this.options.plane.pool, pending)).map((r, i) => ({ ...pending[i]!, epoch: r.epoch! }));
       await hook?.('announced', url);
       const announced = pending.map(removedOf);
       await this.writeStatus(realm, (s) => ({ ...s, deletion: { ...s.deletion, removed: announced } }));
