@@ -158,6 +158,9 @@ describe('what a compromised replica cannot do', () => {
     ['read the migration history\'s table for writing', `DELETE FROM realm_operator.schema_migrations`],
     ['rewrite an acknowledgement\'s owner', `UPDATE realm_operator.replica_acks SET replica_id = 'someone-else'`],
     ['create a table in realm_operator', `CREATE TABLE realm_operator.mine (x int)`],
+    // Its disk_id is a path the operator removes: a replica must not be able to name one.
+    ['queue a directory for removal', `INSERT INTO realm_operator.pending_realm_removals (realm_url, source_url, kind, disk_id, position) VALUES ('http://x/', 'http://x/', 'source', '../../etc', 0)`],
+    ['read the pending removals', `SELECT disk_id FROM realm_operator.pending_realm_removals`],
   ])('refused: %s', async (_what, sql) => {
     expect(await attempt(url, sql)).toBe(INSUFFICIENT_PRIVILEGE);
   });

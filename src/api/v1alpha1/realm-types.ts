@@ -114,7 +114,7 @@ export const realmStatusSchema = z
         committedAt: z.string().optional().meta({ description: 'When the database deletion committed.', format: 'date-time' }),
       })
       .optional()
-      .meta({ description: 'Progress of the deletion, so a restarted operator finishes it: removing files, telling replicas, waiting for their acknowledgements.' }),
+      .meta({ description: 'Progress of the deletion, for people (kubectl): removing files, telling replicas, waiting for their acknowledgements. The operator resumes from realm_operator.pending_realm_removals, written in the delete transaction.' }),
   })
   .meta({ description: 'What the operator observed and did.' });
 
