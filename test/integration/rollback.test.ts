@@ -156,8 +156,8 @@ test('rollback is fenced by generation like a publish', async () => {
 const ROLLBACK_STEPS: PublishStep[] = ['locked', 'swapped', 'recorded', 'committed', 'cleaned'];
 
 async function crashRollback(crashAt: string, publishedURL: string, version: string): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../support/rollback-crash-child.ts')], {
-    env: { ...process.env, DATABASE_URL: fixture.db.url, REALMS_ROOT: fixture.realms.root, PUBLISHED_URL: publishedURL, VERSION: version, CRASH_AT: crashAt },
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '../support/crash-child.ts')], {
+    env: { ...process.env, DATABASE_URL: fixture.db.url, REALMS_ROOT: fixture.realms.root, OPERATION: 'rollback', PUBLISHED_URL: publishedURL, VERSION: version, CRASH_AT: crashAt },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -1,13 +1,14 @@
 /**
- * Child process for crash-injection tests: runs one publish or unpublish and SIGKILLs itself when
- * the named step completes, so no `finally`, ROLLBACK or clean-up of ours runs — as in a real crash.
+ * Child process for crash-injection tests: runs one publish, unpublish or rollback and SIGKILLs itself
+ * when the named step completes, so no `finally`, ROLLBACK or clean-up of ours runs — as in a real crash.
  *
- * env: DATABASE_URL, REALMS_ROOT, OPERATION (publish|unpublish), SOURCE_URL, PUBLISHED_URL, CRASH_AT
+ * env: DATABASE_URL, REALMS_ROOT, OPERATION (publish|unpublish|rollback), SOURCE_URL (publish),
+ * PUBLISHED_URL, VERSION (rollback), CRASH_AT
  */
 import pg from 'pg';
 import { pino } from 'pino';
 import { RealmsLayout } from '../../src/dataplane/layout.js';
-import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { publishRealm, rollbackRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 
 const env = (name: string): string => {
   const value = process.env[name];
@@ -26,8 +27,11 @@ const plane: DataPlane = {
     if (step === crashAt) process.kill(process.pid, 'SIGKILL');
   },
 };
-if (env('OPERATION') === 'publish') {
+const operation = env('OPERATION');
+if (operation === 'publish') {
   await publishRealm(plane, { sourceRealmURL: env('SOURCE_URL'), publishedRealmURL: env('PUBLISHED_URL') });
+} else if (operation === 'rollback') {
+  await rollbackRealm(plane, { publishedRealmURL: env('PUBLISHED_URL'), version: env('VERSION'), history: { limit: 3 } });
 } else {
   await unpublishRealm(plane, env('PUBLISHED_URL'));
 }
