@@ -107,16 +107,31 @@ export function withPendingStatusDefault(status: JSONSchema): JSONSchema {
   return { ...status, default: { observedGeneration: 0 } };
 }
 
-export function buildPublishedRealmCRD(): Record<string, unknown> {
-  const spec = withDefaultsAndRanges(toStructuralSchema(jsonSchemaOf(publishedRealmSpecSchema)));
-  const status = withPendingStatusDefault(toStructuralSchema(jsonSchemaOf(publishedRealmStatusSchema)));
+/** What differs between our CRDs; everything else (group, version, scope, status subresource, category) is shared. */
+export interface CRDDefinition {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  description: string;
+  printerColumns: Array<Record<string, unknown>>;
+  spec: z.ZodType;
+  status: z.ZodType;
+}
+
+/**
+ * A CRD of ours from its names and zod schemas: spec with defaults and ranges for kubectl explain,
+ * status defaulted to pending (withPendingStatusDefault).
+ */
+export function buildCRD(definition: CRDDefinition): Record<string, unknown> {
+  const { kind, plural, singular, shortNames } = definition;
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: `${PLURAL}.${GROUP}` },
+    metadata: { name: `${plural}.${GROUP}` },
     spec: {
       group: GROUP,
-      names: { kind: KIND, listKind: `${KIND}List`, plural: PLURAL, singular: SINGULAR, shortNames: SHORT_NAMES, categories: ['boxel'] },
+      names: { kind, listKind: `${kind}List`, plural, singular, shortNames, categories: ['boxel'] },
       scope: 'Namespaced',
       versions: [
         {
@@ -124,27 +139,18 @@ export function buildPublishedRealmCRD(): Record<string, unknown> {
           served: true,
           storage: true,
           subresources: { status: {} },
-          additionalPrinterColumns: [
-            { name: 'Source', type: 'string', jsonPath: '.spec.sourceRealmURL' },
-            { name: 'Published', type: 'string', jsonPath: '.spec.publishedRealmURL' },
-            { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
-            { name: 'Files', type: 'integer', jsonPath: '.status.fileCount' },
-            { name: 'Version', type: 'string', jsonPath: '.status.liveVersion' },
-            { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
-            { name: 'Epoch', type: 'integer', jsonPath: '.status.epoch', priority: 1 },
-            { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-          ],
+          additionalPrinterColumns: definition.printerColumns,
           schema: {
             openAPIV3Schema: {
-              description: 'PublishedRealm publishes a Boxel source realm at a URL and keeps every realm-server replica\'s caches consistent with it.',
+              description: definition.description,
               type: 'object',
               required: ['spec'],
               properties: {
                 apiVersion: { type: 'string', description: 'APIVersion defines the versioned schema of this representation of an object.' },
                 kind: { type: 'string', description: 'Kind is a string value representing the REST resource this object represents.' },
                 metadata: { type: 'object' },
-                spec,
-                status,
+                spec: withDefaultsAndRanges(toStructuralSchema(jsonSchemaOf(definition.spec))),
+                status: withPendingStatusDefault(toStructuralSchema(jsonSchemaOf(definition.status))),
               },
             },
           },
@@ -152,6 +158,28 @@ export function buildPublishedRealmCRD(): Record<string, unknown> {
       ],
     },
   };
+}
+
+export function buildPublishedRealmCRD(): Record<string, unknown> {
+  return buildCRD({
+    kind: KIND,
+    plural: PLURAL,
+    singular: SINGULAR,
+    shortNames: SHORT_NAMES,
+    description: 'PublishedRealm publishes a Boxel source realm at a URL and keeps every realm-server replica\'s caches consistent with it.',
+    printerColumns: [
+      { name: 'Source', type: 'string', jsonPath: '.spec.sourceRealmURL' },
+      { name: 'Published', type: 'string', jsonPath: '.spec.publishedRealmURL' },
+      { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+      { name: 'Files', type: 'integer', jsonPath: '.status.fileCount' },
+      { name: 'Version', type: 'string', jsonPath: '.status.liveVersion' },
+      { name: 'Reason', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].reason', priority: 1 },
+      { name: 'Epoch', type: 'integer', jsonPath: '.status.epoch', priority: 1 },
+      { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
+    ],
+    spec: publishedRealmSpecSchema,
+    status: publishedRealmStatusSchema,
+  });
 }
 
 export function publishedRealmCRDYAML(): string {
