@@ -6,6 +6,7 @@
 #   ${REALM_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/realm-operator}/prometheus-operator-crds-<version>/
 # Prints that directory as the LAST line of stdout. Override the version with PROMETHEUS_OPERATOR_VERSION.
 set -euo pipefail
+# shellcheck source=hack/lib/cached-build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-build.sh"
 
 VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"

@@ -18,6 +18,7 @@
 # place only once `promtool --version` runs (hack/lib/cached-build.sh).
 # Needs Go (>= the go directive of that release, 1.26.7 for v0.316.0) and the module proxy.
 set -euo pipefail
+# shellcheck source=hack/lib/cached-build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-build.sh"
 
 PROMTOOL_VERSION="${PROMTOOL_VERSION:-v0.316.0}"

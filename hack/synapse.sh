@@ -11,6 +11,7 @@
 # Needs python3 (>= 3.10, with the venv module) and access to PyPI, nothing else.
 # Override the version with SYNAPSE_VERSION, the interpreter with PYTHON.
 set -euo pipefail
+# shellcheck source=hack/lib/cached-build.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/cached-build.sh"
 
 SYNAPSE_VERSION="${SYNAPSE_VERSION:-1.163.2}"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # hack/lib/cached-build.sh — sourced by the hack/*.sh scripts that provide a tool built or
 # installed once and reused (synapse.sh, promtool.sh, prometheus-operator-crds.sh).
 #
