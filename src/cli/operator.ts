@@ -156,7 +156,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     });
     injectProcessFault(logger);
     manager.add(informer).add(controller);
-    if (realmController) manager.add(realmController.informer).add(realmController.controller);
+    if (realmController) manager.add(realmController.informer).add(realmController.controller).add(realmController.orphanSweep);
     if (endpointSlices) manager.add(endpointSlices);
     const metricsServer = await serveMetrics({
       address: config.metricsBindAddress,

@@ -11,6 +11,7 @@ import type { DataPlane } from '../../dataplane/publish.js';
 import { Controller, Informer, kubeRequest, notOwnWrite, specOrLifecycleChanged, type KubeConnection, type OwnWrites } from '../../runtime/index.js';
 import { realmURLProblem } from '../../wire/realm-url.js';
 import { CustomResourceKube, type ObjectKey } from '../published-realm/kube.js';
+import { OrphanedRemovalSweep } from './orphaned-removal-sweep.js';
 import { RealmReconciler } from './reconciler.js';
 
 export const REALM_CONTROLLER_NAME = 'realm';
@@ -39,6 +40,8 @@ export interface RealmControllerParts {
   informer: Informer<Realm & { metadata: { name: string; namespace: string } }>;
   controller: Controller;
   kube: CustomResourceKube<Realm, RealmStatus>;
+  /** Finishes deletions whose Realm object is gone, even with no Realm left to reconcile (leader only). */
+  orphanSweep: OrphanedRemovalSweep;
 }
 
 /** Whether the API server serves `realms.realm-operator.dev` (the CRD is installed and established). */
@@ -96,6 +99,6 @@ export async function createRealmController(options: RealmControllerOptions): Pr
     metricsRegistry: options.registry,
   });
   options.logger.info({ defaultServerURL: options.defaultServerURL ?? '(unset: Realms need spec.serverURL)' }, 'Realm controller on');
-  return { informer, controller, kube };
+  return { informer, controller, kube, orphanSweep: new OrphanedRemovalSweep(reconciler) };
 }
 

@@ -106,9 +106,10 @@ export interface RealmReconcilerOptions {
   /** Called after each step of a deletion; crash tests stop the process there. */
   onDeletionStep?: RealmDeletionStepHook;
   /**
-   * How often a reconcile also finishes deletions whose Realm object is gone (its finalizer removed
-   * by hand): the first reconcile after start-up, at once when a reconciled Realm is gone, then at
-   * most this often. Default 5 minutes; 0 turns the background sweep off.
+   * How often deletions whose Realm object is gone (its finalizer removed by hand) are finished:
+   * by the leader's OrphanedRemovalSweep at start-up and then this often (so with no Realm left to
+   * reconcile too), by a reconcile at once when its Realm is gone, and by any reconcile at most this
+   * often. Default 5 minutes; 0 turns the sweep off.
    */
   orphanSweepMs?: number;
 }
@@ -125,7 +126,7 @@ export class RealmReconciler {
   async reconcile(key: ObjectKey, signal?: AbortSignal): Promise<{ requeueAfterMs?: number }> {
     const id = `${key.namespace}/${key.name}`;
     const realm = this.options.cached?.(key) ?? (await this.options.kube.get(key));
-    this.sweepOrphanedRemovals(!realm);
+    void this.sweepOrphanedRemovals(!realm);
     if (!realm) {
       this.stalls.reset(id);
       return {};
@@ -385,16 +386,25 @@ export class RealmReconciler {
   private lastOrphanSweep: number | undefined;
   private orphanSweep: Promise<unknown> | undefined;
 
-  /** Runs {@link finishOrphanedRemovals} in the background: now when `due`, else at most every orphanSweepMs. */
-  private sweepOrphanedRemovals(due: boolean): void {
+  /**
+   * Runs {@link finishOrphanedRemovals} in the background (one sweep at a time): now when `due`, else
+   * at most every orphanSweepMs. Resolves when the sweep it started (or found running) ends; never rejects.
+   */
+  sweepOrphanedRemovals(due: boolean): Promise<unknown> {
     const now = Date.now();
     const every = this.options.orphanSweepMs ?? 5 * 60_000;
-    if (this.orphanSweep || every <= 0) return;
-    if (!due && this.lastOrphanSweep !== undefined && now - this.lastOrphanSweep < every) return;
+    if (this.orphanSweep || every <= 0) return this.orphanSweep ?? Promise.resolve();
+    if (!due && this.lastOrphanSweep !== undefined && now - this.lastOrphanSweep < every) return Promise.resolve();
     this.lastOrphanSweep = now;
     this.orphanSweep = this.finishOrphanedRemovals()
       .catch((error: Error) => this.options.logger.error({ err: error }, 'finishing deletions of Realms that are gone failed; retried at the next sweep'))
       .finally(() => (this.orphanSweep = undefined));
+    return this.orphanSweep;
+  }
+
+  /** How often the background sweep runs (orphanSweepMs); 0 when off. */
+  get orphanSweepEveryMs(): number {
+    return Math.max(0, this.options.orphanSweepMs ?? 5 * 60_000);
   }
 
   /** Stalled, re-checked after a growing delay (the cause may be fixed outside the spec). */
