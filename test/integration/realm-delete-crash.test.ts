@@ -14,6 +14,7 @@ import { Registry } from 'prom-client';
 import { publishRealm } from '../../src/dataplane/publish.js';
 import { announcePendingRealmRemovals, deleteSourceRealmRows, removePendingRealmFiles, type RealmDeletionStep, type RemovedRealm } from '../../src/dataplane/realm-lifecycle.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
+import { OrphanedRemovalSweep } from '../../src/reconciler/realm/orphaned-removal-sweep.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { must } from '../support/e2e.js';
@@ -191,7 +192,7 @@ describe.each(CRASHES.map((c, i) => ({ ...c, index: i })))('operator killed $lab
 });
 
 describe('a deletion whose Realm object is gone', () => {
-  test('finishOrphanedRemovals (run by any operator process) finishes it from the pending rows', async () => {
+  test("the leader's sweep finishes it from the pending rows at start-up, with no Realm left to reconcile", async () => {
     const name = 'orphan';
     const realm = await realmWithPublishedRealms(name);
     const { urls } = realm;
@@ -204,8 +205,24 @@ describe('a deletion whose Realm object is gone', () => {
         await eventually(async () => (await read(name)) === undefined, 10_000, () => `${name} to be gone`);
         expect(await pendingRows(source)).toHaveLength(urls.length);
 
-        expect(await reconciler.finishOrphanedRemovals()).toEqual([source]);
-        await expectDeletionFinished(realm, replicaId, notifications);
+        // A new operator process: nothing to reconcile (no Realm object), only the leader's sweep runs.
+        const sweeper = new RealmReconciler({
+          kube: realmKube('realm-orphan-sweep-test'),
+          plane: dataPlane(db.pool, realms.layout),
+          logger: silentLogger,
+          defaultServerURL: SERVER,
+          ackWaitMs: 5_000,
+          orphanSweepMs: 60_000,
+        });
+        const stop = new AbortController();
+        const sweep = new OrphanedRemovalSweep(sweeper).start(stop.signal);
+        try {
+          await eventually(async () => (await pendingRows(source)).length === 0, 20_000, () => 'the sweep to finish the pending rows');
+          await expectDeletionFinished(realm, replicaId, notifications);
+        } finally {
+          stop.abort();
+          await sweep;
+        }
     });
   }, 120_000);
 
