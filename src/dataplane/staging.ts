@@ -29,6 +29,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { PublishError, RealmTooLargeError } from './realm-state.js';
 import { isWithin } from './safe-paths.js';
+import { linkUnchangedFiles, type LinkCandidate } from './staging/link-unchanged.js';
 import {
   DEFAULT_RACY_MARGIN_MS,
   isTrustedFingerprint,
@@ -163,6 +164,37 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         digestLines.push(`d ${JSON.stringify(entry)} ${modeBits(mode)}`);
         directoryModes.push({ dest: path.join(dir, entry), mode });
       },
+      async takeUnchanged(dirRel, dirRef, names, onEntry) {
+        const previous = options.previous;
+        if (!previous) return new Map();
+        const candidates: LinkCandidate[] = [];
+        for (const name of names) {
+          const recorded = previous.manifest.get(dirRel ? `${dirRel}/${name}` : name);
+          if (recorded) candidates.push({ name, recorded });
+        }
+        if (candidates.length === 0) return new Map();
+        const sizes = await writeSide(() =>
+          linkUnchangedFiles({
+            sourceDirRef: dirRef,
+            previousDir: path.join(previous.dir, dirRel),
+            stagedDir: path.join(dir, dirRel),
+            candidates,
+            allowHardLinkedSources: options.copyHardLinkedFiles ?? false,
+            ...(onEntry && { onEntry: (index: number, phase: 'examine' | 'open') => onEntry(candidates[index]!.name, phase) }),
+          }),
+        );
+        const taken = new Map<string, bigint>();
+        for (const [index, size] of sizes.entries()) {
+          if (size === undefined) continue;
+          const { name, recorded } = candidates[index]!;
+          const entry = dirRel ? `${dirRel}/${name}` : name;
+          manifest.set(entry, recorded);
+          digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(recorded.source.mode)} ${recorded.contentHash}`);
+          linkedFiles += 1;
+          taken.set(name, size);
+        }
+        return taken;
+      },
       async takeWithoutReading(entry, seen) {
         const source = sourceFingerprint(seen);
         const recorded = options.previous && unchangedEntry(options.previous.manifest, entry, source);
@@ -262,6 +294,19 @@ interface EntrySink {
    * still counts against the limits, with the size lstat saw.
    */
   takeWithoutReading?(entry: string, seen: BigIntStats): Promise<boolean>;
+  /**
+   * Called with a directory's listing before its entries are queued: takes, in one batch, the
+   * regular files it can stage without reading them (a republish hard-linking unchanged files; see
+   * staging/link-unchanged.ts), examining each exactly as the walk would and calling `onEntry`
+   * (when given) at the walk's hook points. Returns the names taken with the size `lstat` saw; the
+   * walk counts them against the limits and queues every other entry as usual.
+   */
+  takeUnchanged?(
+    dirRel: string,
+    dirRef: string,
+    names: string[],
+    onEntry: ((name: string, phase: 'examine' | 'open') => void | Promise<void>) | undefined,
+  ): Promise<Map<string, bigint>>;
   /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. `stat` is the open file's. */
   file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: BigIntStats): Promise<void>;
   /** `target` is the realm-local path the link resolves to. */
@@ -322,6 +367,19 @@ async function walkSourceRealm(
     for (const name of names.sort().reverse()) stack.push({ parent: dir, name, rel: rel ? `${rel}/${name}` : name });
     wakeAll();
   };
+  /** Lets the sink take what it can of a listing in one batch (counted here), then queues the rest. */
+  const takeAndEnqueue = async (dir: OpenDirectory, rel: string, names: string[]): Promise<void> => {
+    const onEntry = options.onEntry;
+    const hook = onEntry && ((name: string, phase: 'examine' | 'open') => onEntry({ path: rel ? `${rel}/${name}` : name, sourcePath: path.join(sourceDir, rel, name), phase }));
+    const taken = (await sink.takeUnchanged?.(rel, dir.ref, names, hook)) ?? new Map<string, bigint>();
+    for (const size of taken.values()) {
+      fileCount += 1;
+      totalBytes += Number(size);
+      if (limits.maxFiles !== undefined && fileCount > limits.maxFiles) throw tooLarge('files', limits.maxFiles);
+      if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
+    }
+    enqueueEntries(dir, rel, taken.size === 0 ? names : names.filter((name) => !taken.has(name)));
+  };
   const doneWithEntry = async (dir: OpenDirectory): Promise<void> => {
     dir.pendingEntries -= 1;
     if (dir.pendingEntries === 0) await dir.handle.close().catch(() => undefined);
@@ -349,7 +407,7 @@ async function walkSourceRealm(
       const names = await fs.readdir(dir.ref);
       // Create it in the copy before queueing its entries, which are written into it.
       await sink.directory(item.rel, permissionBits(opened));
-      enqueueEntries(dir, item.rel, names);
+      await takeAndEnqueue(dir, item.rel, names);
     } finally {
       await doneWithEntry(dir); // drops the listing's own reference
     }
@@ -443,11 +501,13 @@ async function walkSourceRealm(
 
   try {
     rootDir.pendingEntries = 1;
+    let rootNames: string[];
     try {
-      enqueueEntries(rootDir, '', await fs.readdir(rootDir.ref));
+      rootNames = await fs.readdir(rootDir.ref);
     } catch (error) {
       throw new PublishError(`source realm ${realm}: its directory could not be listed (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
     }
+    await takeAndEnqueue(rootDir, '', rootNames);
     await doneWithEntry(rootDir);
     const workers = await Promise.allSettled(Array.from({ length: Math.max(1, options.concurrency ?? 64) }, () => worker()));
     const crashed = workers.find((w): w is PromiseRejectedResult => w.status === 'rejected');

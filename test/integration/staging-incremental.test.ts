@@ -4,10 +4,16 @@
  * mtime back — and a publisher killed in the middle of such a staging leaves the live version whole.
  */
 import { spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
-import { publishRealm, recoverPublishedRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { publishRealm, recoverPublishedRealm, type DataPlane, type PublishResult } from '../../src/dataplane/publish.js';
 import { readPublishedLink } from '../../src/dataplane/published-content.js';
+import { RealmTooLargeError } from '../../src/dataplane/realm-state.js';
+import { filesLinkedInBatches } from '../../src/dataplane/staging/link-unchanged.js';
+import { readManifestFile } from '../../src/dataplane/staging-manifest.js';
+import { stageRealmFiles, type PreviousVersion } from '../../src/dataplane/staging.js';
 import { createSourceRealm, dataPlane, eventually, openDataPlaneFixture, readTree, type DataPlaneFixture } from '../support/realms.js';
 
 /** The racy margin these tests use, and how long they wait after writing for files to be trusted. */
@@ -130,6 +136,101 @@ test('a previous version tampered with (a file replaced by a symlink) is copied 
   const live = path.join(fixture.layout.publishedDir(second.diskId), 'card.gts');
   expect((await fs.lstat(live)).isFile()).toBe(true);
   expect(await fs.readFile(live, 'utf8')).toBe('card');
+});
+
+/** The version `result` published, as a republish links from it. */
+async function previousVersionOf(result: PublishResult): Promise<PreviousVersion> {
+  const manifest = await readManifestFile(fixture.layout.manifestPath(result.diskId, result.version));
+  expect(manifest).toBeDefined();
+  return { dir: fixture.layout.versionDir(result.diskId, result.version), manifest: manifest! };
+}
+
+test('unchanged files are linked in batches by the worker thread, in every directory, the root included', async () => {
+  const { source, published } = urls('batch');
+  const files: Record<string, string> = { 'index.json': '{}' };
+  for (let i = 0; i < 50; i++) files[`d${i % 3}/sub/c-${i}.gts`] = `card ${i}`;
+  const dir = await createSourceRealm(fixture.db.pool, fixture.layout, source, files);
+  await settle();
+  await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+  await fs.writeFile(path.join(dir, 'd1/sub/c-1.gts'), 'card 1 changed');
+  const before = filesLinkedInBatches();
+  const second = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+  expect(second).toMatchObject({ linkedFiles: 50, copiedFiles: 1, fileCount: 51 });
+  expect(filesLinkedInBatches() - before).toBe(50);
+  expect(await readTree(fixture.layout.publishedDir(second.diskId))).toEqual({ ...files, 'd1/sub/c-1.gts': 'card 1 changed' });
+});
+
+test('entries changed at the hook points of a batch are handled as the walk handles them: never anything from outside the realm', async () => {
+  const { source, published } = urls('batch-hooks');
+  const outside = await fs.mkdtemp(path.join(os.tmpdir(), 'outside-batch-'));
+  await fs.writeFile(path.join(outside, 'secret.txt'), 'OUTSIDE-SECRET');
+  const dir = await createSourceRealm(fixture.db.pool, fixture.layout, source, {
+    'index.json': '{}',
+    'cards/examine-symlink.gts': 'e1',
+    'cards/open-symlink.gts': 'o1',
+    'cards/examine-edit.gts': 'x1',
+    'cards/throws.gts': 't1',
+    'cards/kept.gts': 'k1',
+  });
+  await settle();
+  await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+  const calls: string[] = [];
+  const onStagingEntry: DataPlane['onStagingEntry'] = async ({ path: rel, phase }) => {
+    calls.push(`${phase} ${rel}`);
+    const once = calls.filter((c) => c === `${phase} ${rel}`).length === 1;
+    if (!once) return;
+    const file = path.join(dir, rel);
+    if (rel === 'cards/examine-symlink.gts' && phase === 'examine') {
+      await fs.rm(file);
+      await fs.symlink(path.join(outside, 'secret.txt'), file);
+    }
+    // After lstat saw it unchanged: the link brings in the realm's own bytes as they were then.
+    if (rel === 'cards/open-symlink.gts' && phase === 'open') {
+      await fs.rm(file);
+      await fs.symlink(path.join(outside, 'secret.txt'), file);
+    }
+    if (rel === 'cards/examine-edit.gts' && phase === 'examine') await fs.writeFile(file, 'x2');
+    if (rel === 'cards/throws.gts' && phase === 'examine') throw new Error('hook failed once');
+  };
+  try {
+    const second = await publishRealm({ ...plane, onStagingEntry }, { sourceRealmURL: source, publishedRealmURL: published });
+    expect(second.skipped).toEqual([{ path: 'cards/examine-symlink.gts', reason: expect.stringMatching(/^is a symlink that points outside the source realm/) }]);
+    expect(await readTree(fixture.layout.publishedDir(second.diskId))).toEqual({
+      'index.json': '{}',
+      'cards/open-symlink.gts': 'o1',
+      'cards/examine-edit.gts': 'x2',
+      'cards/throws.gts': 't1',
+      'cards/kept.gts': 'k1',
+    });
+    expect(second).toMatchObject({ linkedFiles: 4, copiedFiles: 1 });
+    // The hooks ran at the walk's points: a linked file was examined, then "opened" (linked), once each.
+    expect(calls.filter((c) => c.endsWith(' cards/kept.gts'))).toEqual(['examine cards/kept.gts', 'open cards/kept.gts']);
+    // An entry the batch passed on is examined again by the walk, hooks included.
+    expect(calls.filter((c) => c.endsWith(' cards/throws.gts'))).toEqual(['examine cards/throws.gts', 'examine cards/throws.gts', 'open cards/throws.gts']);
+  } finally {
+    await fs.rm(outside, { recursive: true, force: true });
+  }
+});
+
+test('files linked in a batch count against the size limits: staging stops at the limit and leaves nothing behind', async () => {
+  const { source, published } = urls('batch-limits');
+  const files: Record<string, string> = {};
+  for (let i = 0; i < 20; i++) files[`cards/c-${i}.gts`] = 'x'.repeat(100);
+  const dir = await createSourceRealm(fixture.db.pool, fixture.layout, source, files);
+  await settle();
+  const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+  const previous = await previousVersionOf(first);
+  const stage = (limits: { maxFiles?: number; maxBytes?: number }) =>
+    stageRealmFiles(dir, fixture.layout.stagingRoot, randomInt(1, 2 ** 31 - 1), { durable: false, previous, limits, racyMarginMs: MARGIN_MS });
+  await expect(stage({ maxFiles: 19 })).rejects.toThrow(RealmTooLargeError);
+  await expect(stage({ maxBytes: 1999 })).rejects.toThrow(RealmTooLargeError);
+  expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
+  const fits = await stage({ maxFiles: 20, maxBytes: 2000 });
+  try {
+    expect(fits).toMatchObject({ fileCount: 20, totalBytes: 2000, linkedFiles: 20, copiedFiles: 0 });
+  } finally {
+    await fs.rm(fits.dir, { recursive: true, force: true });
+  }
 });
 
 test('a publisher killed mid-way through an incremental staging leaves the live version whole; the next publish completes', async () => {
