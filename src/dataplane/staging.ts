@@ -33,9 +33,11 @@ import { linkUnchangedFiles, type LinkCandidate } from './staging/link-unchanged
 import {
   DEFAULT_RACY_MARGIN_MS,
   isTrustedFingerprint,
-  sameStaged,
   sourceFingerprint,
   stagedFingerprint,
+  stagedKey,
+  sourceKey,
+  sourceKeyMode,
   type StagedFingerprint,
   type StagingManifest,
   unchangedEntry,
@@ -189,7 +191,7 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
           const { name, recorded } = candidates[index]!;
           const entry = dirRel ? `${dirRel}/${name}` : name;
           manifest.set(entry, recorded);
-          digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(recorded.source.mode)} ${recorded.contentHash}`);
+          digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(sourceKeyMode(recorded.source))} ${recorded.contentHash}`);
           linkedFiles += 1;
           taken.set(name, size);
         }
@@ -208,7 +210,7 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         // The link must have brought in the very inode the previous version staged (link(2) does
         // not follow a symlink put in its place, and a replaced file has another inode).
         const linked = await fs.lstat(dest, { bigint: true }).catch(() => undefined);
-        if (!linked?.isFile() || linked.size !== source.size || !sameStaged(recorded.staged, stagedFingerprint(linked))) {
+        if (!linked?.isFile() || linked.size !== source.size || recorded.staged !== stagedKey(stagedFingerprint(linked))) {
           await writeSide(() => fs.rm(dest, { force: true }));
           return false;
         }
@@ -223,7 +225,7 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         const after = await input.stat({ bigint: true });
         const before = sourceFingerprint(opened);
         if (isTrustedFingerprint(before, sourceFingerprint(after), copyStartedNs, options.racyMarginMs ?? DEFAULT_RACY_MARGIN_MS)) {
-          manifest.set(entry, { source: before, staged, contentHash });
+          manifest.set(entry, { source: sourceKey(before), staged: stagedKey(staged), contentHash });
         }
         digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(mode)} ${contentHash}`);
         if (durable) toSync.push(dest);

@@ -2,6 +2,9 @@ import {
   isTrustedFingerprint,
   parseManifest,
   serializeManifest,
+  sourceKey,
+  sourceKeyMode,
+  stagedKey,
   unchangedEntry,
   type ManifestEntry,
   type SourceFingerprint,
@@ -10,7 +13,7 @@ import {
 
 const NS_PER_MS = 1_000_000n;
 const base: SourceFingerprint = { dev: 2049n, ino: 1234n, size: 10n, mtimeNs: 1_700_000_000_000_000_000n, ctimeNs: 1_700_000_000_000_000_000n, mode: 0o644 };
-const entry: ManifestEntry = { source: base, staged: { dev: 2049n, ino: 99n, mtimeNs: 1_700_000_100_000_000_000n }, contentHash: 'a'.repeat(64) };
+const entry: ManifestEntry = { source: sourceKey(base), staged: stagedKey({ dev: 2049n, ino: 99n, mtimeNs: 1_700_000_100_000_000_000n }), contentHash: 'a'.repeat(64) };
 
 describe('isTrustedFingerprint', () => {
   const copyStarted = base.ctimeNs + 5_000n * NS_PER_MS;
@@ -46,16 +49,34 @@ describe('unchangedEntry', () => {
   });
 });
 
+describe('fingerprint keys', () => {
+  test('print every field in decimal, in a fixed order, u64 extremes and nanoseconds beyond double precision included', () => {
+    expect(sourceKey({ ...base, ino: 2n ** 64n - 1n, ctimeNs: 1_700_000_000_123_456_789n })).toBe('2049:18446744073709551615:10:1700000000000000000:1700000000123456789:420');
+    expect(stagedKey({ dev: 1n, ino: 2n, mtimeNs: 3n })).toBe('1:2:3');
+    expect(sourceKeyMode(sourceKey({ ...base, mode: 0o751 }))).toBe(0o751);
+  });
+});
+
 describe('manifest files', () => {
   test('round-trips every field exactly (nanoseconds beyond double precision included)', () => {
-    const manifest: StagingManifest = new Map([['x/y "z".json', { ...entry, source: { ...base, ctimeNs: 1_700_000_000_123_456_789n } }]]);
+    const manifest: StagingManifest = new Map([['x/y "z".json', { ...entry, source: sourceKey({ ...base, ctimeNs: 1_700_000_000_123_456_789n }) }]]);
     expect(parseManifest(serializeManifest(manifest))).toEqual(manifest);
+  });
+  test('reads a manifest as the previous release wrote it (format 1, values as decimal strings)', () => {
+    const written = JSON.stringify({ format: 1, entries: { 'cards/a.gts': ['2049', '1234', '10', '1700000000000000000', '1700000000123456789', 420, 'b'.repeat(64), '2049', '99', '1700000100000000000'] } });
+    expect(parseManifest(written)).toEqual(
+      new Map([['cards/a.gts', { source: '2049:1234:10:1700000000000000000:1700000000123456789:420', staged: '2049:99:1700000100000000000', contentHash: 'b'.repeat(64) }]]),
+    );
+    expect(serializeManifest(parseManifest(written)!)).toBe(written);
   });
   test.each([
     ['not JSON', '{'],
     ['another format', JSON.stringify({ format: 2, entries: {} })],
     ['a short entry', JSON.stringify({ format: 1, entries: { a: ['1'] } })],
     ['a non-decimal number', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '-5', 420, 'a'.repeat(64), '1', '2', '3'] } })],
+    ['a hexadecimal number', JSON.stringify({ format: 1, entries: { a: ['1', '2', '0x3', '4', '5', 420, 'a'.repeat(64), '1', '2', '3'] } })],
+    ['a separator inside a value', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 420, 'a'.repeat(64), '1:2', '2', '3'] } })],
+    ['a number where a string belongs', JSON.stringify({ format: 1, entries: { a: [1, '2', '3', '4', '5', 420, 'a'.repeat(64), '1', '2', '3'] } })],
     ['a bad hash', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 420, 'xyz', '1', '2', '3'] } })],
     ['a mode out of range', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 4096, 'a'.repeat(64), '1', '2', '3'] } })],
   ])('rejects %s as a whole (the next publish copies everything)', (_what, text) => {

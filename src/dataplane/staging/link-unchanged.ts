@@ -52,18 +52,15 @@ export class LinkVolumeError extends Error {
   }
 }
 
-/** Fingerprint values per candidate, in the worker's order. */
-const RECORDED_FIELDS = 9;
-
 // Plain JavaScript (a string, so it runs the same from src/ under tsx or Jest and from dist/).
-// Request: { id, sourceDirRef, previousDir, stagedDir, names, recorded: BigUint64Array, allowHardLinked, hookFlag? }.
+// Request: { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked, hookFlag? }, the keys
+// as sourceKey() and stagedKey() in staging-manifest.ts print them (built alike below).
 // Reply: { id, sizes: BigInt64Array (-1 = not taken) } | { id, volumeError: { code, message } }; { id, hook: { index, phase } } before each hook point.
 const WORKER_SOURCE = String.raw`
 const fs = require('node:fs');
 const { parentPort } = require('node:worker_threads');
-const u64 = (value) => BigInt.asUintN(64, value);
 parentPort.on('message', (request) => {
-  const { id, sourceDirRef, previousDir, stagedDir, names, recorded, allowHardLinked } = request;
+  const { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked } = request;
   const flag = request.hookFlag ? new Int32Array(request.hookFlag) : undefined;
   const hook = (index, phase) => {
     if (!flag) return true;
@@ -74,7 +71,6 @@ parentPort.on('message', (request) => {
   };
   const sizes = new BigInt64Array(names.length).fill(-1n);
   for (let i = 0; i < names.length; i++) {
-    const r = i * ${RECORDED_FIELDS};
     if (!hook(i, 'examine')) continue;
     let seen;
     try {
@@ -83,8 +79,7 @@ parentPort.on('message', (request) => {
       continue;
     }
     if (!seen.isFile() || (seen.nlink > 1n && !allowHardLinked)) continue;
-    if (u64(seen.dev) !== recorded[r] || u64(seen.ino) !== recorded[r + 1] || u64(seen.size) !== recorded[r + 2] ||
-        u64(seen.mtimeNs) !== recorded[r + 3] || u64(seen.ctimeNs) !== recorded[r + 4] || (seen.mode & 0o777n) !== recorded[r + 5]) continue;
+    if (seen.dev + ':' + seen.ino + ':' + seen.size + ':' + seen.mtimeNs + ':' + seen.ctimeNs + ':' + (seen.mode & 0o777n) !== sourceKeys[i]) continue;
     if (!hook(i, 'open')) continue;
     const dest = stagedDir + '/' + names[i];
     try {
@@ -96,8 +91,7 @@ parentPort.on('message', (request) => {
     try {
       linked = fs.lstatSync(dest, { bigint: true });
     } catch {}
-    if (linked && linked.isFile() && linked.size === seen.size && u64(linked.dev) === recorded[r + 6] &&
-        u64(linked.ino) === recorded[r + 7] && u64(linked.mtimeNs) === recorded[r + 8]) {
+    if (linked && linked.isFile() && linked.size === seen.size && linked.dev + ':' + linked.ino + ':' + linked.mtimeNs === stagedKeys[i]) {
       sizes[i] = seen.size;
       continue;
     }
@@ -164,11 +158,6 @@ function linkWorker(): LinkWorker {
  */
 export async function linkUnchangedFiles(batch: LinkBatch): Promise<Array<bigint | undefined>> {
   if (batch.candidates.length === 0) return [];
-  const recorded = new BigUint64Array(batch.candidates.length * RECORDED_FIELDS);
-  for (const [i, { recorded: entry }] of batch.candidates.entries()) {
-    const { source, staged } = entry;
-    recorded.set([source.dev, source.ino, source.size, source.mtimeNs, source.ctimeNs, BigInt(source.mode), staged.dev, staged.ino, staged.mtimeNs], i * RECORDED_FIELDS);
-  }
   const hookFlag = batch.onEntry ? new SharedArrayBuffer(4) : undefined;
   const state = linkWorker();
   const id = nextRequestId++;
@@ -198,11 +187,11 @@ export async function linkUnchangedFiles(batch: LinkBatch): Promise<Array<bigint
         previousDir: batch.previousDir,
         stagedDir: batch.stagedDir,
         names: batch.candidates.map((c) => c.name),
-        recorded,
+        sourceKeys: batch.candidates.map((c) => c.recorded.source),
+        stagedKeys: batch.candidates.map((c) => c.recorded.staged),
         allowHardLinked: batch.allowHardLinkedSources,
         hookFlag,
       },
-      [recorded.buffer],
     );
   });
   const linked = Array.from(sizes, (size) => (size < 0n ? undefined : size));
