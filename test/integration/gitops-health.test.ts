@@ -159,6 +159,8 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
     authorization: undefined,
     ackWaitMs: 200,
     ackRequeueMs: 60_000,
+    // Publishing is written before every publish, so the test sees that state (by default only a slow publish writes it).
+    publishingWriteAfterMs: 0,
     readRealm: async ({ namespace: ns, name }) => {
       const list = await kubeRequest<{ items: Realm[] }>(kube, { path: `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${REALM_PLURAL}?fieldSelector=metadata.name%3D${name}` });
       return list.items[0];

@@ -47,6 +47,8 @@ function reconciler(identity: string, onStep?: DataPlane['onStep']): PublishedRe
     durable: false,
     ackWaitMs: 2_000,
     ackRequeueMs: 1_000,
+    // Publishing written before the publish starts, as these tests compare status around it.
+    publishingWriteAfterMs: 0,
     ...(onStep ? { onStep } : {}),
   });
 }

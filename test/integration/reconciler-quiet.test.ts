@@ -157,17 +157,17 @@ describe('PublishedRealm reconciler (real API server and PostgreSQL)', () => {
   const source = 'http://localhost:4201/quiet/src/';
   const published = 'http://pub.localhost/quiet/src/';
 
-  test('publishes: ContentPublished Event with correct plurals, then Ready with its own reason', async () => {
+  test('publishes: one ContentPublished Event with correct plurals (Ready, reached in the same reconcile, gets none of its own), then Ready with its own reason', async () => {
     await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' });
     await apply('first', { sourceRealmURL: source, publishedRealmURL: published, revision: '1' });
     const realm = await waitForReason('first', 'PublishedNotifyOnly');
     expect(ready(realm)?.message).toContain('(1 file)');
-    await eventually(async () => (await events('first')).some((e) => e.reason === 'PublishedNotifyOnly'), 10_000, () => 'the Ready transition Event');
+    await eventually(async () => (await events('first')).some((e) => e.reason === 'ReindexEnqueued'), 10_000, () => 'the reindex Event');
     const recorded = await events('first');
     const published1 = recorded.find((e) => e.reason === 'ContentPublished');
     expect(published1).toMatchObject({ type: 'Normal', action: 'Publish' });
     expect(published1!.note).toMatch(/^Published 1 file \(2 bytes\) at epoch \d+/);
-    expect(recorded.map((e) => e.reason).sort()).toEqual(['ContentPublished', 'PublishedNotifyOnly', 'ReindexEnqueued']);
+    expect(recorded.map((e) => e.reason).sort()).toEqual(['ContentPublished', 'ReindexEnqueued']);
     expect(copies.get(published)).toBe(1);
   });
 

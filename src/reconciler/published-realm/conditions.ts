@@ -21,11 +21,14 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  * Reasons, CamelCase, stable: alerting and people key on them. Each names one thing.
  *
  * Condition reasons (`Ready`, and `Reconciling`/`Stalled` with the same reason). An Event with
- * the Ready reason is recorded when Ready's status or reason changes (not for the in-progress
- * `Publishing`/`AwaitingAcknowledgement`, which the publish Events cover):
+ * the Ready reason is recorded when Ready's status or reason changes — not for the in-progress
+ * `Publishing`/`RollingBack`/`AwaitingAcknowledgement`, nor for a Ready reached in the reconcile
+ * that published (the publish's own Event says it: one Event per successful publish):
  * - `Published` (Ready=True): every live replica acknowledged the current content.
  * - `PublishedNotifyOnly` (Ready=True): published, but some or all replicas could only be told by NOTIFY.
- * - `Publishing` (Reconciling): checks passed; copying and committing the content.
+ * - `Publishing` (Reconciling): checks passed; copying and committing the content. Written only
+ *   when the publish takes longer than a moment (100 ms by default); a faster one goes straight
+ *   to `AwaitingAcknowledgement` or Ready (Reconciling is implied meanwhile: observedGeneration lags).
  * - `AwaitingAcknowledgement` (Reconciling): committed; waiting for live replicas to drop their caches.
  * - `PublishFailed` (Reconciling, Warning Event): a transient failure; retried with backoff.
  * - `RealmUserRegistrationFailed` (Reconciling, Warning Event): registering the realm user on
@@ -35,7 +38,8 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  *   homeserver returns another user id than the one the permission row would name (both named).
  * - `RolledBack` (Ready=True): `spec.rollbackTo`'s kept version is live and acknowledged (as for
  *   `Published`; its message says when replicas could only be told by NOTIFY).
- * - `RollingBack` (Reconciling): swapping to the kept version named by `spec.rollbackTo`.
+ * - `RollingBack` (Reconciling): swapping to the kept version named by `spec.rollbackTo` (written,
+ *   like `Publishing`, only when the swap takes longer than a moment).
  * - `Suspended` (Ready=False, neither Reconciling nor Stalled): `spec.suspend` is true.
  * - Stalled (a person must act; re-checked with growing delays, never copying anything):
  *   `InvalidSpec`, `SourceRealmUnavailable`, `URLAlreadyPublished` (another PublishedRealm has the

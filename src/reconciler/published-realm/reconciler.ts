@@ -117,6 +117,12 @@ export interface PublishedRealmReconcilerOptions {
    * the next write. Default 100 ms.
    */
   awaitingWriteAfterMs?: number;
+  /**
+   * How long a publish (or rollback) may run before status says Publishing (RollingBack); one done
+   * by then is followed by the next status directly, one status write fewer per publish. Default
+   * 100 ms; 0 writes it before every publish.
+   */
+  publishingWriteAfterMs?: number;
   /** First re-check delay for Stalled objects whose cause may be fixed outside the spec; doubles per re-check. Default 30 s. */
   stalledRetryMs?: number;
   /** Cap of the Stalled re-check delay. Default 10 minutes. */
@@ -155,6 +161,7 @@ export class PublishedRealmReconciler {
   private readonly ackWaitMs: number;
   private readonly ackRequeueMs: number;
   private readonly awaitingWriteAfterMs: number;
+  private readonly publishingWriteAfterMs: number;
   private readonly stalls: StallBackoff;
   /**
    * The object as the reconcile running for each key last read or wrote it (the controller runs
@@ -181,6 +188,7 @@ export class PublishedRealmReconciler {
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
     this.ackRequeueMs = options.ackRequeueMs ?? 2_000;
     this.awaitingWriteAfterMs = options.awaitingWriteAfterMs ?? 100;
+    this.publishingWriteAfterMs = options.publishingWriteAfterMs ?? 100;
     const initialMs = options.stalledRetryMs ?? 30_000;
     this.stalls = new StallBackoff({ initialMs, maxMs: Math.max(initialMs, options.stalledRetryMaxMs ?? 10 * 60_000) });
   }
@@ -280,6 +288,9 @@ export class PublishedRealmReconciler {
     if (wasReady?.status !== 'True' || wasReady.reason !== reason || wasReady.observedGeneration !== generation(realm) || realm.status?.epoch !== Number(published.state.epoch)) {
       this.log(realm).info({ epoch: Number(published.state.epoch), reason }, 'writing Ready');
     }
+    // One Event per successful publish: a Ready reached in the reconcile that published is told by
+    // the publish's own Event (ContentPublished, ContentRepublished, ContentRolledBack); Ready gets
+    // its transition Event when it comes later (the acknowledgements were parked) or on any other change.
     await this.writeStatus(realm, (s) => ({
       ...markReady(s, generation(realm), reason, message + withoutUser),
       ...contentStatus(published.state, acks, unregistered),
@@ -289,7 +300,7 @@ export class PublishedRealmReconciler {
       // A rollback serves an older revision: publishedRevision keeps saying what was last published.
       ...(spec.revision !== undefined && !rolledBack ? { publishedRevision: String(spec.revision) } : {}),
       ...(reindexJobId !== undefined ? { reindexJobId } : {}),
-    }));
+    }), { transitionEvent: !published.publishedNow });
     return {};
   }
 
@@ -355,13 +366,17 @@ export class PublishedRealmReconciler {
     if (!realmUser.ok) return realmUser;
 
     this.log(realm).debug({ generation: generation(realm) }, 'publishing');
-    await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`));
     let result;
     try {
       // Fenced by generation: a newer generation of this object committed meanwhile (by a new
       // leader while this one was paused) is never overwritten by this one.
       // `checked`: the checks just run are not repeated before copying (they are under the lock).
-      result = await publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked });
+      result = await this.withProgressStatus(
+        realm,
+        () => publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked }),
+        (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`),
+        signal,
+      );
     } catch (error) {
       // Another leader owns this object now, or shutdown gave up on us: write nothing, that status is theirs.
       if (signal?.aborted) throw error;
@@ -415,13 +430,18 @@ export class PublishedRealmReconciler {
     const refused = await this.reauthorize(realm, spec, existing);
     if (refused) return refused;
     if (existing.content_version === version) return { ok: true, state: await this.recoveredIfInterrupted(realm, url, existing), publishedNow: false };
-    await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.RollingBack, `Rolling back ${url} to kept version ${version}.`));
     let result;
     try {
-      result = await rollbackRealm(
-        this.plane,
-        { publishedRealmURL: url, version, claim: { claimant: claimantOf(realm) }, publishedFor: `${realm.metadata.uid}/rollback-${version}`, fence: { of: claimantOf(realm), generation: generation(realm) }, history: historyPolicyOf(spec) },
-        { signal },
+      result = await this.withProgressStatus(
+        realm,
+        () =>
+          rollbackRealm(
+            this.plane,
+            { publishedRealmURL: url, version, claim: { claimant: claimantOf(realm) }, publishedFor: `${realm.metadata.uid}/rollback-${version}`, fence: { of: claimantOf(realm), generation: generation(realm) }, history: historyPolicyOf(spec) },
+            { signal },
+          ),
+        (s) => markReconciling(s, generation(realm), Reasons.RollingBack, `Rolling back ${url} to kept version ${version}.`),
+        signal,
       );
     } catch (error) {
       if (signal?.aborted) throw error;
@@ -710,14 +730,47 @@ export class PublishedRealmReconciler {
     await this.writeStatus(realm, (s) => markStalled(s, generation(realm), reason, message));
   }
 
-  /** One status write when it changes anything; an Event when that was a transition (see {@link transitionEvent}). */
-  private async writeStatus(realm: PublishedRealm, mutate: (status: PublishedRealmStatus) => PublishedRealmStatus): Promise<void> {
+  /**
+   * One status write when it changes anything; an Event when that was a transition (see
+   * {@link transitionEvent}), unless `transitionEvent` is false (an Event of this reconcile already said it).
+   */
+  private async writeStatus(
+    realm: PublishedRealm,
+    mutate: (status: PublishedRealmStatus, live: PublishedRealm) => PublishedRealmStatus,
+    options: { transitionEvent?: boolean } = {},
+  ): Promise<void> {
     const key = `${realm.metadata.namespace}/${realm.metadata.name}`;
-    const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, (s) => mutate(s), this.latest.get(key));
+    const written = await this.options.kube.updateStatus({ namespace: realm.metadata.namespace, name: realm.metadata.name }, mutate, this.latest.get(key));
     if (written && this.latest.has(key)) this.latest.set(key, written.after);
-    if (!written || written.before === written.after) return;
+    if (!written || written.before === written.after || options.transitionEvent === false) return;
     const event = transitionEvent(written.before.status, written.after.status);
     if (event) await this.options.kube.recordEvent(written.after, event.type, event.reason, Actions.Reconcile, event.message);
+  }
+
+  /**
+   * Runs a publish (or rollback) and says so in status (Publishing, RollingBack) only when it is
+   * still running after `publishingWriteAfterMs`: one done by then goes straight to its next
+   * status, one PUT (and its watch fan-out) fewer per object. Reconciling stays True throughout —
+   * before the first write the object's observedGeneration lags its generation — so kstatus readers
+   * (Flux, Argo CD) see it in progress either way. 0: written before the work starts.
+   * A failed in-progress write does not stop a publish already under way (the next write says
+   * where it got to); nothing is written once `signal` aborted (another leader's status).
+   */
+  private async withProgressStatus<R>(realm: PublishedRealm, start: () => Promise<R>, mutate: (status: PublishedRealmStatus) => PublishedRealmStatus, signal?: AbortSignal): Promise<R> {
+    if (this.publishingWriteAfterMs <= 0) {
+      await this.writeStatus(realm, mutate);
+      return start();
+    }
+    const work = start();
+    if ((await settlesWithin(work, this.publishingWriteAfterMs)) || signal?.aborted) return work;
+    try {
+      // Written while the publish runs, so it may meet a newer generation (written by a new leader
+      // while this one was paused): that object's status is left alone.
+      await this.writeStatus(realm, (s, live) => (live.metadata.uid === realm.metadata.uid && generation(live) === generation(realm) ? mutate(s) : s));
+    } catch (error) {
+      this.log(realm).warn({ err: error }, 'could not write the in-progress status; the publish goes on');
+    }
+    return work;
   }
 
   /**
@@ -782,6 +835,17 @@ async function completesWithin(waiting: Promise<WaitForAcksResult>, ms: number):
   const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
   try {
     return await Promise.race([waiting.then((acks) => acks.complete, () => false), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether `work` settles (either way; its rejection is left to whoever awaits it) within `ms`. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
   } finally {
     clearTimeout(timer);
   }
