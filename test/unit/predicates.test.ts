@@ -81,4 +81,45 @@ describe('OwnWrites and notOwnWrite', () => {
     expect(accepts([notOwnWrite(writes), specOrLifecycleChanged()], { type: 'update', oldObject: at('19'), object: at('20') })).toBe(false);
     expect(writes.size).toBe(0);
   });
+
+  describe('a finalizer write whose watch event arrives before its answer', () => {
+    const obj = (version: string, finalizers: string[], extra: Record<string, unknown> = {}) => ({
+      metadata: { name: 'a', namespace: 'ns', uid: 'u1', generation: 1, resourceVersion: version, finalizers, ...extra },
+    });
+    const predicates = (writes: OwnWrites) => [notOwnWrite(writes), specOrLifecycleChanged()];
+
+    test('is dropped while the write is in flight, once', () => {
+      const writes = new OwnWrites();
+      writes.intendFinalizers(obj('5', []), ['x/unpublish']);
+      expect(accepts(predicates(writes), { type: 'update', oldObject: obj('5', []), object: obj('6', ['x/unpublish']) })).toBe(false);
+      // Consumed: a later finalizer change is someone else's.
+      expect(accepts(predicates(writes), { type: 'update', oldObject: obj('6', ['x/unpublish']), object: obj('7', []) })).toBe(true);
+    });
+
+    test('anything more than the declared finalizers is accepted: a spec change, other finalizers, deletion, labels; another object', () => {
+      const cases = [
+        obj('6', ['x/unpublish'], { generation: 2 }),
+        obj('6', ['x/unpublish', 'other/f']),
+        obj('6', ['x/unpublish'], { deletionTimestamp: '2026-01-01T00:00:00Z' }),
+        obj('6', ['x/unpublish'], { labels: { tier: 'gold' } }),
+        obj('6', ['x/unpublish'], { uid: 'u2' }),
+      ];
+      for (const object of cases) {
+        const writes = new OwnWrites();
+        writes.intendFinalizers(obj('5', []), ['x/unpublish']);
+        expect({ object, accepted: accepts(predicates(writes), { type: 'update', oldObject: obj('5', []), object }) }).toEqual({ object, accepted: true });
+      }
+    });
+
+    test('after settle, only the recorded version counts', () => {
+      const writes = new OwnWrites();
+      writes.intendFinalizers(obj('5', []), ['x/unpublish']);
+      writes.settle(obj('5', []));
+      expect(accepts(predicates(writes), { type: 'update', oldObject: obj('5', []), object: obj('6', ['x/unpublish']) })).toBe(true);
+      writes.intendFinalizers(obj('6', ['x/unpublish']), []);
+      writes.record(obj('7', []));
+      writes.settle(obj('6', []));
+      expect(accepts(predicates(writes), { type: 'update', oldObject: obj('6', ['x/unpublish']), object: obj('7', []) })).toBe(false);
+    });
+  });
 });

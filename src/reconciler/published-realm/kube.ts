@@ -116,6 +116,7 @@ export class CustomResourceKube<T extends KubeObjectWithStatus<S>, S extends obj
       const current = target.metadata.finalizers ?? [];
       if (current.includes(finalizer) === present) return undefined;
       const finalizers = present ? [...current, finalizer] : current.filter((f) => f !== finalizer);
+      this.ownWrites?.intendFinalizers(target, finalizers);
       try {
         const patched = await kubeRequest<T>(this.connection, {
           method: 'PATCH',
@@ -139,6 +140,8 @@ export class CustomResourceKube<T extends KubeObjectWithStatus<S>, S extends obj
           }
         }
         throw wrap(error, `${present ? 'adding' : 'removing'} finalizer ${finalizer} on ${realm.metadata.namespace}/${realm.metadata.name}`);
+      } finally {
+        this.ownWrites?.settle(target);
       }
     }
   }
