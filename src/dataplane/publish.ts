@@ -51,12 +51,12 @@ import {
   assertNotSuperseded,
   bumpEpoch,
   type ClaimOptions,
-  insertPublishedRealmPermissions,
   type PublishFence,
   type PublishTargetRows,
   PublishError,
   PublishNotAuthorizedError,
   readPublishTargetRows,
+  readLockedEpochRowAndRegistryRow,
   readRealmEpochRowAndRegistryDiskId,
   readRealmEpochRow,
   readRegistryRow,
@@ -73,17 +73,14 @@ import {
   safeVersionName,
   tombstoneRealmIndex,
   upsertPublishedRegistryRow,
-  upsertPublishedRealmMetadata,
 } from './realm-state.js';
 import { publishedDiskIdProblem } from './safe-paths.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
 import {
   forgetKeptVersions,
   type HistoryPolicy,
-  readHistoryPolicy,
   readKeptVersions,
-  recordHistoryPolicy,
-  recordKeptVersion,
+  recordedHistoryPolicy,
   selectKeptVersions,
   VersionNotKeptError,
 } from './published-versions.js';
@@ -308,27 +305,34 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       publishedURL,
       async (tx) => {
         await step('locked');
-        const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes');
+        // The checks' rows and the locked epoch row recovery starts from, in one statement.
+        const targetRows = await readPublishTargetRows(tx, sourceURL, publishedURL, publisher, { lockEpochRow: true });
+        const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes', undefined, undefined, {
+          publishing: true,
+          locked: { epochRow: targetRows.epochRow, registry: targetRows.published },
+        });
         // A reservation taken from before the copy must still be the committed one (read under the lock).
         if (reserved !== undefined && committed.diskId !== reserved) {
           throw new Error(`the disk id reserved for ${publishedURL} changed while staging (now ${committed.diskId ?? 'none'}, not ${reserved}); the publish is retried`);
         }
-        // The checks again: the registry and claims may have changed while we staged.
-        const target = await checkPublishTarget(tx, sourceURL, publishedURL, request.claim ?? {}, publisher);
+        // The checks again: the registry and claims may have changed while we staged. On the rows
+        // read before recovery, which (publishing) writes none of the rows they come from.
+        const target = assertPublishTarget(targetRows, sourceURL, publishedURL, request.claim ?? {});
         if (plane.authorization) await authorizePublish(tx, plane.authorization, { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, publisher }, target.authorization);
         // A registry row already there (ours, or Boxel's own publish) keeps its owner and permissions.
         const isFirstPublish = !target.published;
         const realmUsername = publishedRealmUsername(diskId);
-        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt });
+        let permissions: { realmUserId: string; publisherId: string } | undefined;
         if (isFirstPublish) {
           const serverName = plane.matrixServerName ?? matrixServerNameOf(publisher);
           // Without a server name the realm user's id cannot be formed; its bare username is the
           // closest stand-in (logged, so the row can be corrected once Matrix is configured).
           const realmUserId = serverName ? matrixUserId(realmUsername, serverName) : realmUsername;
           if (!serverName) plane.logger.warn({ realm: publishedURL, realmUsername, publisher }, 'no Matrix server name known: realm user permission row written with the bare username');
-          await insertPublishedRealmPermissions(tx, publishedURL, { realmUserId, publisherId: publisher });
+          permissions = { realmUserId, publisherId: publisher };
         }
-        await upsertPublishedRealmMetadata(tx, publishedURL);
+        // The registry row, realm_metadata and (first publish) the permissions rows: one statement.
+        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt }, permissions);
         await clearRealmDefinitions(tx, publishedURL);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
@@ -341,22 +345,31 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         installedUnlinked = false;
         const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger);
         await step('swapped');
-        const epoch = await recordPublishedEpoch(tx, publishedURL, {
-          diskId,
-          version,
-          previousVersion: committed.committedVersion,
-          digest,
-          fileCount: staged.fileCount,
-          totalBytes,
-          publishedFor: request.publishedFor ?? null,
-          ...(request.fence ? { fence: request.fence } : {}),
-        });
-        await recordKeptVersion(tx, publishedURL, { version, diskId, epoch, digest, fileCount: staged.fileCount, totalBytes, publishedFor: request.publishedFor ?? null, revision: request.revision ?? null });
-        await recordHistoryPolicy(tx, publishedURL, request.history);
-        await notifyRealmRegistry(tx, 'upsert', publishedURL);
+        // The epoch, the kept version, the history policy and the registry NOTIFY: one statement.
+        const epoch = await recordPublishedEpoch(
+          tx,
+          publishedURL,
+          {
+            diskId,
+            version,
+            previousVersion: committed.committedVersion,
+            digest,
+            fileCount: staged.fileCount,
+            totalBytes,
+            publishedFor: request.publishedFor ?? null,
+            ...(request.fence ? { fence: request.fence } : {}),
+          },
+          { keep: { revision: request.revision ?? null, forgetOthers: committed.clearedUncommitted }, history: { policy: request.history }, notifyRegistryUpsert: true },
+        );
         await notifyAllFileChanges(tx, publishedURL);
         await step('recorded');
-        return { epoch, previousVersion: committed.committedVersion, superseded: [committed.previousVersion, adopted].filter((v): v is string => !!v) };
+        const superseded = [committed.previousVersion, adopted].filter((v): v is string => !!v);
+        // Nothing for the post-commit clean-up to do (see below) when recovery under this lock found
+        // nothing of ours committed and removed every version, manifest and (with this statement's
+        // forgetOthers) kept row, and the swap replaced no directory: the realm now holds exactly
+        // this version, its kept row and (written next) its manifest, and the history policy always
+        // keeps the live version.
+        return { epoch, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0 };
       },
       plane.lock,
     )).catch(async (error: unknown) => {
@@ -370,7 +383,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     );
 
     // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
-    await collectGarbage(plane, publishedURL, result.superseded);
+    // A first publish has nothing to clean up but the trash its recovery filled (a locked transaction saved).
+    if (result.nothingToClean) await emptyTrash(plane.layout, plane.logger).catch((error: Error) => plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed'));
+    else await collectGarbage(plane, publishedURL, result.superseded);
     await step('cleaned');
     const totalMs = performance.now() - started;
     plane.logger.info(
@@ -463,7 +478,8 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
     async (tx) => {
       await step('locked');
       const committed = await reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes');
-      const row = await readRealmEpochRow(tx, url, true);
+      // Recovery's row, read FOR UPDATE: with committed content it changed none of its columns.
+      const row = committed.epochRow;
       const diskId = committed.diskId;
       if (!row?.content_version || !committed.committedVersion || !diskId) {
         throw new PublishError(`${url} is not published by the operator, so there is nothing to roll back; remove spec.rollbackTo to publish it`);
@@ -479,19 +495,22 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
       await swapPublishedLink(plane.layout, diskId, target.version, plane.logger);
       await step('swapped');
       const live = committed.committedVersion;
-      const epoch = await recordPublishedEpoch(tx, url, {
-        diskId,
-        version: target.version,
-        // Readers that resolved the link just before the swap keep the version that was live.
-        previousVersion: live === target.version ? committed.previousVersion : live,
-        digest: target.digest,
-        fileCount: target.fileCount,
-        totalBytes: target.totalBytes,
-        publishedFor: request.publishedFor ?? null,
-        ...(request.fence ? { fence: request.fence } : {}),
-      });
-      await recordHistoryPolicy(tx, url, request.history);
-      await notifyRealmRegistry(tx, 'upsert', url);
+      const epoch = await recordPublishedEpoch(
+        tx,
+        url,
+        {
+          diskId,
+          version: target.version,
+          // Readers that resolved the link just before the swap keep the version that was live.
+          previousVersion: live === target.version ? committed.previousVersion : live,
+          digest: target.digest,
+          fileCount: target.fileCount,
+          totalBytes: target.totalBytes,
+          publishedFor: request.publishedFor ?? null,
+          ...(request.fence ? { fence: request.fence } : {}),
+        },
+        { history: { policy: request.history }, notifyRegistryUpsert: true },
+      );
       await notifyAllFileChanges(tx, url);
       await step('recorded');
       return { epoch, diskId, target, live, superseded: [committed.previousVersion].filter((v): v is string => !!v) };
@@ -583,7 +602,8 @@ export async function unpublishRealm(
       // Kept versions committed once too: removing them after the unpublish needs no invalidation of its own.
       const kept = before.diskId ? (await readKeptVersions(tx, url, before.diskId)).map((v) => v.version) : [];
       const wasCommitted = [before.committedVersion, before.previousVersion, ...kept].filter((v): v is string => v !== null);
-      const registry = await readRegistryRow(tx, url);
+      // Recovery never writes realm_registry: the row it read under this lock is current.
+      const registry = before.registry;
       if (registry && registry.kind !== 'published') {
         throw new PublishError(`${url} is registered as a ${registry.kind} realm; refusing to unpublish it`);
       }
@@ -776,6 +796,11 @@ interface Repairs {
  * strays are trashed only after that COMMIT ({@link repairPublishedLink}). A stray that was never
  * linked costs one needless invalidation, never a missed one. Every path component it reads from
  * the database is checked first; a bad one fails this realm's recovery before anything on disk is touched.
+ *
+ * `publishing`: the caller's transaction goes on to record a publish ({@link recordPublishedEpoch},
+ * which writes `disk_id` and, told by `clearedUncommitted`, drops stale kept rows) or rolls back,
+ * so the rows recovery would reset when nothing of ours is committed are left to that statement:
+ * resetting them here could only be overwritten or rolled back.
  */
 async function reconcileFilesWithDatabase(
   plane: DataPlane,
@@ -784,11 +809,31 @@ async function reconcileFilesWithDatabase(
   mode: ReconcileMode,
   touched: { link: boolean } = { link: false },
   known: ReadonlySet<string> = new Set(),
-): Promise<{ committedVersion: string | null; previousVersion: string | null; recovered: string[]; cleanedUp: string[]; strays: string[]; diskId: string | undefined; epochRow: RealmEpochRow | undefined }> {
+  {
+    publishing = false,
+    locked,
+  }: {
+    publishing?: boolean;
+    /** The epoch row (read FOR UPDATE in this transaction) and registry row, when the caller read them already. */
+    locked?: { epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined };
+  } = {},
+): Promise<{
+  committedVersion: string | null;
+  previousVersion: string | null;
+  recovered: string[];
+  cleanedUp: string[];
+  strays: string[];
+  diskId: string | undefined;
+  epochRow: RealmEpochRow | undefined;
+  /** The realm's registry row, read with the epoch row. */
+  registry: RegistryRow | undefined;
+  /** Nothing of ours is committed and every version directory and manifest was removed (and, unless `publishing`, every kept row). */
+  clearedUncommitted: boolean;
+}> {
   const recovered: string[] = [];
   const cleanedUp: string[] = [];
   const strays: string[] = [];
-  const row = await readRealmEpochRow(tx, url, true);
+  const { epochRow: row, registry } = locked ?? (await readLockedEpochRowAndRegistryRow(tx, url));
   const diskId = row?.disk_id ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, row.disk_id) : undefined;
   const committed = row?.content_version ? safeVersionName('realm_operator.realm_epochs.content_version', url, row.content_version) : null;
   const previous = row?.previous_version ? safeVersionName('realm_operator.realm_epochs.previous_version', url, row.previous_version) : null;
@@ -799,12 +844,12 @@ async function reconcileFilesWithDatabase(
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
   // The row as read FOR UPDATE: its fence and claim columns are the locked ones (recovery changes only `disk_id` and `epoch`).
-  const result = (committedVersion: string | null) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row });
+  const result = (committedVersion: string | null, clearedUncommitted = false) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row, registry, clearedUncommitted });
   if (!diskId) return result(null);
   await removeScratchLinks(plane.layout, diskId);
   const link = await readPublishedLink(plane.layout, diskId);
   // Nothing of ours committed and a registry row: published by Boxel itself, nothing of ours to undo.
-  if (!committed && (await readRegistryRow(tx, url))) return result(null);
+  if (!committed && registry) return result(null);
   // Kept versions (for rollback) committed once, like the previous one: neither is a stray.
   const keptRows = committed ? await readKeptVersions(tx, url, diskId) : [];
   const keep = new Set(committed ? [committed, ...(previous ? [previous] : []), ...keptRows.map((v) => v.version)] : []);
@@ -839,7 +884,7 @@ async function reconcileFilesWithDatabase(
     // directory is gone), then trash every directory that is neither live, previous nor kept.
     const onDisk = new Set(await listVersions(plane.layout, diskId));
     const present = keptRows.filter((v) => onDisk.has(v.version));
-    const { kept, trimmed } = selectKeptVersions(present, committed, await readHistoryPolicy(tx, url));
+    const { kept, trimmed } = selectKeptVersions(present, committed, recordedHistoryPolicy(row));
     const gone = keptRows.filter((v) => !onDisk.has(v.version)).map((v) => v.version);
     await forgetKeptVersions(tx, url, [...trimmed, ...gone]);
     for (const version of [...trimmed, ...gone]) keep.delete(version);
@@ -853,11 +898,16 @@ async function reconcileFilesWithDatabase(
   // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
   const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
-  await forgetKeptVersions(tx, url, 'all');
   await removeManifestsExcept(plane.layout, diskId, new Set());
-  // The next first publish gets a new disk id, as in Boxel.
-  await tx.query('UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1', [url]);
-  return result(null);
+  if (!publishing) {
+    // One statement: the kept rows go, and the next first publish gets a new disk id, as in Boxel.
+    await tx.query(
+      `WITH forgotten AS (DELETE FROM realm_operator.published_versions WHERE realm_url = $1)
+       UPDATE realm_operator.realm_epochs SET disk_id = NULL, updated_at = now() WHERE realm_url = $1`,
+      [url],
+    );
+  }
+  return result(null, true);
 }
 
 async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {
@@ -885,7 +935,11 @@ function describeLink(link: Awaited<ReturnType<typeof readPublishedLink>>): stri
  * `publisher` (unset: the source owner). Returns the rows it read (the source realm's registry row is there).
  */
 async function checkPublishTarget(db: Queryable, sourceURL: string, publishedURL: string, claim: ClaimOptions, publisher: string | undefined): Promise<PublishTargetRows & { source: RegistryRow }> {
-  const rows = await readPublishTargetRows(db, sourceURL, publishedURL, publisher);
+  return assertPublishTarget(await readPublishTargetRows(db, sourceURL, publishedURL, publisher), sourceURL, publishedURL, claim);
+}
+
+/** The checks of {@link checkPublishTarget} on rows already read. */
+function assertPublishTarget(rows: PublishTargetRows, sourceURL: string, publishedURL: string, claim: ClaimOptions): PublishTargetRows & { source: RegistryRow } {
   const { source, published } = rows;
   if (!source) throw new PublishError(`source realm ${sourceURL} is not in realm_registry; create it in Boxel first or fix sourceRealmURL`);
   if (source.kind !== 'source') throw new PublishError(`${sourceURL} is a ${source.kind} realm, not a source realm; sourceRealmURL must name a source realm`);

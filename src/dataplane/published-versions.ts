@@ -117,34 +117,14 @@ export async function readKeptVersions(db: Queryable, url: string, diskId?: stri
   return rows.filter((row) => !versionNameProblem(row.version)).map(fromRow);
 }
 
-/** Records a just-published version as kept; in the publish's transaction. */
-export async function recordKeptVersion(db: Queryable, url: string, kept: Omit<KeptVersion, 'publishedAt'>): Promise<void> {
-  await db.query(
-    `INSERT INTO realm_operator.published_versions (realm_url, version, disk_id, epoch, content_digest, file_count, total_bytes, published_for, revision)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-     ON CONFLICT (realm_url, version) DO NOTHING`,
-    [url, kept.version, kept.diskId, kept.epoch, kept.digest, kept.fileCount, kept.totalBytes, kept.publishedFor, kept.revision],
-  );
-}
-
 export async function forgetKeptVersions(db: Queryable, url: string, versions: readonly string[] | 'all'): Promise<void> {
   if (versions === 'all') await db.query('DELETE FROM realm_operator.published_versions WHERE realm_url = $1', [url]);
   else if (versions.length > 0) await db.query('DELETE FROM realm_operator.published_versions WHERE realm_url = $1 AND version = ANY($2::text[])', [url, versions]);
 }
 
-/** Records the policy the clean-up of `url` trims by; in the publish's or rollback's transaction. */
-export async function recordHistoryPolicy(db: Queryable, url: string, policy: HistoryPolicy | undefined): Promise<void> {
-  await db.query('UPDATE realm_operator.realm_epochs SET history_limit = $2, history_max_bytes = $3 WHERE realm_url = $1', [url, policy?.limit ?? null, policy?.maxBytes ?? null]);
-}
-
-/** The policy last recorded for `url`; none recorded (or out of range): keep only the live version. */
-export async function readHistoryPolicy(db: Queryable, url: string): Promise<HistoryPolicy> {
-  const { rows } = await db.query<{ history_limit: number | null; history_max_bytes: string | null }>(
-    'SELECT history_limit, history_max_bytes FROM realm_operator.realm_epochs WHERE realm_url = $1',
-    [url],
-  );
-  const row = rows[0];
-  if (!row || row.history_limit === null) return NO_HISTORY;
-  const policy: HistoryPolicy = { limit: row.history_limit, ...(row.history_max_bytes !== null ? { maxBytes: Number(row.history_max_bytes) } : {}) };
+/** The policy recorded in an epoch row (its `history_limit`, `history_max_bytes`); none recorded (or out of range): keep only the live version. */
+export function recordedHistoryPolicy(row: { history_limit?: number | null; history_max_bytes?: string | null } | undefined): HistoryPolicy {
+  if (!row || row.history_limit === null || row.history_limit === undefined) return NO_HISTORY;
+  const policy: HistoryPolicy = { limit: row.history_limit, ...(row.history_max_bytes !== null && row.history_max_bytes !== undefined ? { maxBytes: Number(row.history_max_bytes) } : {}) };
   return historyPolicyProblem(policy) ? NO_HISTORY : policy;
 }

@@ -3,7 +3,10 @@
  * our `realm_operator.realm_epochs` (which content version is committed, and the epoch).
  */
 import { randomUUID } from 'node:crypto';
+import { REALM_REGISTRY_CHANNEL } from '../wire/channels.js';
+import { formatRealmRegistryPayload } from '../wire/payloads.js';
 import type { Queryable } from './db.js';
+import type { HistoryPolicy } from './published-versions.js';
 import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
 export interface RegistryRow {
@@ -33,6 +36,9 @@ export interface RealmEpochRow {
   /** Present once migration 5 ran: see {@link PublishFence}. */
   published_generation?: string | null;
   published_generation_of?: string | null;
+  /** Present once migration 6 ran: the history policy (published-versions.ts) the clean-up trims by. */
+  history_limit?: number | null;
+  history_max_bytes?: string | null;
 }
 
 /**
@@ -203,6 +209,8 @@ export interface PublishTargetRows {
    * and the rules cost one round trip.
    */
   authorization: PublishAuthorizationFacts & { publisher: string | null };
+  /** With `lockEpochRow`: the published URL's whole epoch row, read FOR UPDATE (undefined when absent). */
+  epochRow?: RealmEpochRow | undefined;
 }
 
 /** What Boxel's publish rules read from the database for one publisher (see authorization.ts). */
@@ -219,15 +227,24 @@ export interface PublishAuthorizationFacts {
 
 const REGISTRY_COLUMNS = ['id', 'url', 'kind', 'disk_id', 'owner_username', 'source_url', 'last_published_at'] as const;
 
+/** The columns {@link readPublishTargetRows} reads besides the epoch row's. */
+const TARGET_COLUMNS = new Set(['overlap_candidates', 'source_owner_user_id', 'publisher', 'owns_source', 'publishable', 'existing_source', 'owns_existing_source']);
+
 /**
  * The rows a publish's checks read, in one statement (one round trip instead of five): both
  * registry rows, the published URL's claim, the overlap candidates (only when the published URL is
  * not registered) and the source owner's Matrix id. Each column keeps its own type.
+ * `lockEpochRow` (under the realm lock): also the published URL's whole epoch row, locked FOR
+ * UPDATE, saving the locked transaction's own read of it.
  */
-export async function readPublishTargetRows(db: Queryable, sourceURL: string, publishedURL: string, publisher?: string): Promise<PublishTargetRows> {
+export async function readPublishTargetRows(db: Queryable, sourceURL: string, publishedURL: string, publisher?: string, { lockEpochRow = false }: { lockEpochRow?: boolean } = {}): Promise<PublishTargetRows> {
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
+  // FOR UPDATE through a sub-select: it may not name the nullable side of an outer join.
+  const epochs = lockEpochRow
+    ? { columns: 'e.*', join: 'LEFT JOIN LATERAL (SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $2 FOR UPDATE) AS e ON true' }
+    : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
   const { rows } = await db.query<Record<string, unknown>>(
-    `SELECT ${registryColumns('s')}, ${registryColumns('p')}, e.claimed_by,
+    `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
        CASE WHEN p.url IS NULL THEN ARRAY(SELECT url FROM realm_registry WHERE url <> $2 AND (starts_with($2, url) OR starts_with(url, $2)) ORDER BY url) END AS overlap_candidates,
        owner.user_id AS source_owner_user_id, who.publisher,
        (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = who.publisher) AS owns_source,
@@ -237,7 +254,7 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
      FROM (SELECT 1) AS one
      LEFT JOIN realm_registry s ON s.url = $1
      LEFT JOIN realm_registry p ON p.url = $2
-     LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2
+     ${epochs.join}
      CROSS JOIN LATERAL (SELECT (SELECT username FROM realm_user_permissions
         WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id) AS owner
      CROSS JOIN LATERAL (SELECT COALESCE($3::text, owner.user_id, NULLIF(s.owner_username, '')) AS publisher) AS who
@@ -248,7 +265,12 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
   const registry = (alias: string): RegistryRow | undefined =>
     row[`${alias}_url`] === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as RegistryRow);
   const source = registry('s');
+  const epochRow = (): RealmEpochRow | undefined =>
+    row.realm_url === null
+      ? undefined
+      : (Object.fromEntries(Object.entries(row).filter(([column]) => !TARGET_COLUMNS.has(column) && !/^[sp]_/.test(column))) as unknown as RealmEpochRow);
   return {
+    ...(lockEpochRow ? { epochRow: epochRow() } : {}),
     source,
     published: registry('p'),
     claimedBy: (row.claimed_by as string | null) ?? null,
@@ -282,16 +304,35 @@ export async function readRealmEpochRowAndRegistryDiskId(db: Queryable, url: str
 }
 
 /**
+ * The realm's epoch row, locked FOR UPDATE, and its `realm_registry` row, in one statement (one
+ * round trip instead of two); each undefined when absent.
+ */
+export async function readLockedEpochRowAndRegistryRow(db: Queryable, url: string): Promise<{ epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined }> {
+  // The epoch row through a locking sub-select: FOR UPDATE may not name the nullable side of an outer join.
+  const { rows } = await db.query<RealmEpochRow & Record<string, unknown>>(
+    `SELECT e.*, ${REGISTRY_COLUMNS.map((column) => `r.${column} AS registry_${column}`).join(', ')}
+     FROM (SELECT 1) AS one
+     LEFT JOIN LATERAL (SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
+     LEFT JOIN realm_registry r ON r.url = $1`,
+    [url],
+  );
+  const row = rows[0]!;
+  const registry = row.registry_url === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`registry_${column}`]])) as unknown as RegistryRow);
+  if (row.realm_url === null) return { epochRow: undefined, registry };
+  const epochRow = Object.fromEntries(Object.entries(row).filter(([column]) => !column.startsWith('registry_'))) as unknown as RealmEpochRow;
+  return { epochRow, registry };
+}
+
+/**
  * Settles which `disk_id` a publish of `url` will use and records it before any file is moved, so
  * a crash in the middle of a first publish leaves a directory recovery can find. Reuses the
  * registry's `disk_id` when the realm is already published, else a reserved one, else a new uuid.
  */
 export async function reservePublishedDiskId(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<string> {
-  const registry = await readRegistryRow(db, url);
+  const { registry, epochRow } = await readLockedEpochRowAndRegistryRow(db, url);
   if (registry && registry.kind !== 'published') {
     throw new URLTakenByRealmError(url, registry.kind);
   }
-  const epochRow = await readRealmEpochRow(db, url, true);
   assertClaim(url, epochRow, claim);
   const diskId = registry
     ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)
@@ -355,17 +396,45 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
 }
 
 /**
- * Inserts the published realm's registry row, or advances `last_published_at` on an existing one.
- * `owner_username` is written only by the insert: like Boxel's `upsertPublishedRealmInRegistry`
- * (cardstack/boxel packages/realm-server/lib/realm-registry-writes.ts), a republish — ours or over
- * a realm Boxel published — keeps the owner the first publish recorded.
+ * A publish's writes to Boxel's tables, in one statement: inserts the published realm's registry
+ * row or advances `last_published_at` on an existing one, marks its `realm_metadata` not
+ * publishable (as Boxel does for a published realm), and with `permissions` (a first publish)
+ * writes the three `realm_user_permissions` rows. `owner_username` is written only by the insert:
+ * like Boxel's `upsertPublishedRealmInRegistry` (cardstack/boxel
+ * packages/realm-server/lib/realm-registry-writes.ts), a republish — ours or over a realm Boxel
+ * published — keeps the owner the first publish recorded. The three tables have no foreign keys
+ * between them (Boxel's migrations), so writing them in one statement is the same as one by one.
+ *
+ * The permissions are the rows Boxel writes on a first publish (cardstack/boxel
+ * packages/realm-server/handlers/handle-publish-realm.ts, through `insertPermissions` in
+ * packages/runtime-common/db-queries/realm-permission-queries.ts, an upsert on the primary key):
+ * the realm's own Matrix user and the publishing user get read + realm-owner, everyone (`*`) gets
+ * read; `write` is false for all three. Boxel writes them only when the registry row is new.
  */
 export async function upsertPublishedRegistryRow(
   db: Queryable,
   row: { url: string; diskId: string; sourceURL: string; ownerUsername: string; publishedAtMs: number },
+  permissions?: { realmUserId: string; publisherId: string },
 ): Promise<RegistryRow> {
+  const permissionRows: Array<[string, boolean, boolean, boolean]> = permissions
+    ? [
+        [permissions.realmUserId, true, false, true],
+        [permissions.publisherId, true, false, true],
+        ['*', true, false, false],
+      ]
+    : [];
+  // One upsert may not write a row twice, so a user named twice (the publisher set to the realm
+  // user's id) is written once, with its last values, as the upserts one by one would leave it.
+  const byUser = [...new Map(permissionRows.map((permission) => [permission[0], permission])).values()];
   const { rows } = await db.query<RegistryRow>(
-    `INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
+    `WITH metadata AS (
+       INSERT INTO realm_metadata (url, publishable) VALUES ($1, false)
+       ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()),
+     permissions AS (
+       INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner)
+       SELECT $1, * FROM unnest($6::text[], $7::boolean[], $8::boolean[], $9::boolean[])
+       ON CONFLICT (realm_url, username) DO UPDATE SET read = EXCLUDED.read, write = EXCLUDED.write, realm_owner = EXCLUDED.realm_owner)
+     INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
      VALUES ($1, 'published', $2, $3, $4, $5)
      ON CONFLICT (url) DO UPDATE SET
        source_url = EXCLUDED.source_url,
@@ -373,26 +442,32 @@ export async function upsertPublishedRegistryRow(
        updated_at = now()
      WHERE realm_registry.kind = 'published' AND realm_registry.disk_id = EXCLUDED.disk_id
      RETURNING id, url, kind, disk_id, owner_username, source_url, last_published_at`,
-    [row.url, row.diskId, row.ownerUsername, row.sourceURL, row.publishedAtMs],
+    [row.url, row.diskId, row.ownerUsername, row.sourceURL, row.publishedAtMs, byUser.map((p) => p[0]), byUser.map((p) => p[1]), byUser.map((p) => p[2]), byUser.map((p) => p[3])],
   );
   // A race (the row changed between reading and writing it), not a refusal: retried with backoff.
+  // The metadata and permissions written with it are rolled back with the publish's transaction.
   if (!rows[0]) throw new Error(`realm_registry row for ${row.url} changed under the realm lock; the publish is retried`);
   return rows[0];
 }
 
-/** Boxel marks a published realm's metadata as not publishable itself. */
-export async function upsertPublishedRealmMetadata(db: Queryable, url: string): Promise<void> {
-  await db.query(
-    `INSERT INTO realm_metadata (url, publishable) VALUES ($1, false)
-     ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()`,
-    [url],
-  );
+/** What a publish or rollback records with its epoch, in the same statement (one round trip for all of them). */
+export interface PublishedEpochExtras {
+  /** Records the history policy the clean-up trims by (unset policy: only the live version); absent: left as it is. */
+  history?: { policy: HistoryPolicy | undefined };
+  /**
+   * Records the version as kept (`realm_operator.published_versions`, published-versions.ts) at
+   * the new epoch. `forgetOthers`: also drops the realm's other kept rows, for a publish whose
+   * recovery found nothing of ours committed and removed every version directory (their rows are stale).
+   */
+  keep?: { revision: string | null; forgetOthers: boolean };
+  /** Sends `realm_registry 'upsert:<url>'` (Boxel's registry NOTIFY), delivered at COMMIT before any later NOTIFY of the transaction. */
+  notifyRegistryUpsert?: boolean;
 }
 
 /**
- * Draws the next epoch from the global sequence and records the committed content. Must run after
- * the swap: a replica that reads the sequence at or past this epoch is then known to have cleared
- * its cache after the new content was in place.
+ * Draws the next epoch from the global sequence and records the committed content, with
+ * `extras` in the same statement. Must run after the swap: a replica that reads the sequence at or
+ * past this epoch is then known to have cleared its cache after the new content was in place.
  */
 export async function recordPublishedEpoch(
   db: Queryable,
@@ -407,14 +482,47 @@ export async function recordPublishedEpoch(
     publishedFor: string | null;
     fence?: PublishFence;
   },
+  extras: PublishedEpochExtras = {},
 ): Promise<number> {
+  // One statement text whatever the extras (booleans switch its parts), so PostgreSQL plans it once per connection.
+  // The data-modifying sub-statements all run, to completion, whether or not the final SELECT reads them.
   const { rows } = await db.query<{ epoch: string }>(
-    `UPDATE realm_operator.realm_epochs SET
-       epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
-       content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_generation = $9, published_generation_of = $10,
-       published_at = now(), updated_at = now()
-     WHERE realm_url = $1 RETURNING epoch`,
-    [url, content.diskId, content.version, content.previousVersion, content.digest, content.fileCount, content.totalBytes, content.publishedFor, content.fence?.generation ?? null, content.fence?.of ?? null],
+    `WITH recorded AS (
+       UPDATE realm_operator.realm_epochs SET
+         epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
+         content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_generation = $9, published_generation_of = $10,
+         history_limit = CASE WHEN $11::boolean THEN $12::integer ELSE history_limit END,
+         history_max_bytes = CASE WHEN $11::boolean THEN $13::bigint ELSE history_max_bytes END,
+         published_at = now(), updated_at = now()
+       WHERE realm_url = $1 RETURNING epoch),
+     forgotten AS (
+       DELETE FROM realm_operator.published_versions WHERE $14::boolean AND realm_url = $1 AND version <> $3),
+     kept AS (
+       INSERT INTO realm_operator.published_versions (realm_url, version, disk_id, epoch, content_digest, file_count, total_bytes, published_for, revision)
+       SELECT $1, $3, $2, epoch, $5, $6, $7, $8, $15 FROM recorded WHERE $16::boolean
+       ON CONFLICT (realm_url, version) DO NOTHING)
+     SELECT epoch, CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`,
+    [
+      url,
+      content.diskId,
+      content.version,
+      content.previousVersion,
+      content.digest,
+      content.fileCount,
+      content.totalBytes,
+      content.publishedFor,
+      content.fence?.generation ?? null,
+      content.fence?.of ?? null,
+      extras.history !== undefined,
+      extras.history?.policy?.limit ?? null,
+      extras.history?.policy?.maxBytes ?? null,
+      extras.keep?.forgetOthers === true,
+      extras.keep?.revision ?? null,
+      extras.keep !== undefined,
+      extras.notifyRegistryUpsert === true,
+      REALM_REGISTRY_CHANNEL,
+      formatRealmRegistryPayload('upsert', url),
+    ],
   );
   if (!rows[0]) throw new PublishError(`realm_operator.realm_epochs row for ${url} is missing; it is reserved before the swap`);
   return Number(rows[0].epoch);
@@ -441,31 +549,6 @@ export async function bumpEpoch(db: Queryable, url: string): Promise<number> {
     [url],
   );
   return rows[0] ? Number(rows[0].epoch) : 0;
-}
-
-/**
- * The three `realm_user_permissions` rows Boxel writes for a published realm on its first publish
- * (cardstack/boxel packages/realm-server/handlers/handle-publish-realm.ts, through `insertPermissions`
- * in packages/runtime-common/db-queries/realm-permission-queries.ts, an upsert on the primary key):
- * the realm's own Matrix user and the publishing user get read + realm-owner, everyone (`*`) gets
- * read; `write` is false for all three. Boxel writes them only when the registry row is new.
- */
-export async function insertPublishedRealmPermissions(db: Queryable, url: string, users: { realmUserId: string; publisherId: string }): Promise<void> {
-  const rows: Array<[string, boolean, boolean, boolean]> = [
-    [users.realmUserId, true, false, true],
-    [users.publisherId, true, false, true],
-    ['*', true, false, false],
-  ];
-  // One statement for the three rows. It may not upsert one row twice, so a user named twice (the
-  // publisher set to the realm user's id) is written once, with its last values, as the upserts one by one would leave it.
-  const byUser = new Map(rows.map((row) => [row[0], row]));
-  const values = [...byUser.values()];
-  await db.query(
-    `INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner)
-     SELECT $1, * FROM unnest($2::text[], $3::boolean[], $4::boolean[], $5::boolean[])
-     ON CONFLICT (realm_url, username) DO UPDATE SET read = EXCLUDED.read, write = EXCLUDED.write, realm_owner = EXCLUDED.realm_owner`,
-    [url, values.map((row) => row[0]), values.map((row) => row[1]), values.map((row) => row[2]), values.map((row) => row[3])],
-  );
 }
 
 /**

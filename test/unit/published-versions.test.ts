@@ -1,5 +1,5 @@
 /** Which published versions are kept for rollback: the pure rule the post-commit clean-up applies. */
-import { historyPolicyProblem, selectKeptVersions, type KeptVersion } from '../../src/dataplane/published-versions.js';
+import { historyPolicyProblem, recordedHistoryPolicy, selectKeptVersions, type KeptVersion } from '../../src/dataplane/published-versions.js';
 
 const version = (n: number, totalBytes = 100): KeptVersion => ({
   version: `v${1_764_130_000_000 + n}-0000000${n}`,
@@ -50,4 +50,14 @@ test.each([
 test('policies in range pass', () => {
   expect(historyPolicyProblem({ limit: 1 })).toBeUndefined();
   expect(historyPolicyProblem({ limit: 20, maxBytes: 0 })).toBeUndefined();
+});
+
+test('the history policy recorded in an epoch row: none, out of range or an older schema keep only the live version', () => {
+  expect(recordedHistoryPolicy({ history_limit: 5, history_max_bytes: '1000' })).toEqual({ limit: 5, maxBytes: 1000 });
+  expect(recordedHistoryPolicy({ history_limit: 3, history_max_bytes: null })).toEqual({ limit: 3 });
+  expect(recordedHistoryPolicy({ history_limit: null, history_max_bytes: '1000' })).toEqual({ limit: 1 });
+  expect(recordedHistoryPolicy({ history_limit: 21, history_max_bytes: null })).toEqual({ limit: 1 });
+  expect(recordedHistoryPolicy({ history_limit: 2, history_max_bytes: '-1' })).toEqual({ limit: 1 });
+  expect(recordedHistoryPolicy({})).toEqual({ limit: 1 });
+  expect(recordedHistoryPolicy(undefined)).toEqual({ limit: 1 });
 });
