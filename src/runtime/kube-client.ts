@@ -137,10 +137,14 @@ export function kubeWatch(connection: KubeConnection): WatchLike {
         res.setEncoding('utf8');
         let buffered = '';
         res.on('data', (chunk: string) => {
+          // The unfinished line so far has no newline: search only the new text, and cut the
+          // buffer once per chunk (a chunk holds many events when a thousand objects change at once).
+          let from = buffered.length;
           buffered += chunk;
-          for (let newline = buffered.indexOf('\n'); newline >= 0 && !finished; newline = buffered.indexOf('\n')) {
-            const line = buffered.slice(0, newline).trim();
-            buffered = buffered.slice(newline + 1);
+          let start = 0;
+          for (let newline = buffered.indexOf('\n', from); newline >= 0 && !finished; newline = buffered.indexOf('\n', from)) {
+            const line = buffered.slice(start, newline).trim();
+            start = from = newline + 1;
             if (!line) continue;
             let event: { type?: string; object?: unknown };
             try {
@@ -157,6 +161,7 @@ export function kubeWatch(connection: KubeConnection): WatchLike {
               return;
             }
           }
+          buffered = buffered.slice(start);
         });
         res.on('end', () => finish(null));
         res.on('error', finish);
