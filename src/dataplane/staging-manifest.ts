@@ -129,9 +129,8 @@ export function serializeManifest(manifest: StagingManifest): string {
 }
 
 const HEX_SHA256 = /^[0-9a-f]{64}$/;
-/** Five (a source key before its mode) or three (a staged key) unsigned decimals, `:`-separated; at most 20 digits, as a u64 prints. */
-const FIVE_DECIMALS = /^(?:(?:0|[1-9]\d{0,19}):){4}(?:0|[1-9]\d{0,19})$/;
-const THREE_DECIMALS = /^(?:(?:0|[1-9]\d{0,19}):){2}(?:0|[1-9]\d{0,19})$/;
+/** Eight unsigned decimals, `:`-separated (a source key before its mode, then a staged key); at most 20 digits each, as a u64 prints. */
+const EIGHT_DECIMALS = /^(?:(?:0|[1-9]\d{0,19}):){7}(?:0|[1-9]\d{0,19})$/;
 
 /**
  * Parses a manifest; anything malformed gives `undefined` (the next publish then copies every file,
@@ -155,11 +154,11 @@ export function parseManifest(text: string): StagingManifest | undefined {
     if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o777) return undefined;
     if (typeof contentHash !== 'string' || !HEX_SHA256.test(contentHash)) return undefined;
     // Typed first: a number or array would print as digits and pass the pattern.
-    for (const part of [dev, ino, size, mtimeNs, ctimeNs, stagedDev, stagedIno, stagedMtimeNs]) if (typeof part !== 'string') return undefined;
-    const source = `${dev}:${ino}:${size}:${mtimeNs}:${ctimeNs}`;
+    if (typeof dev !== 'string' || typeof ino !== 'string' || typeof size !== 'string' || typeof mtimeNs !== 'string' || typeof ctimeNs !== 'string') return undefined;
+    if (typeof stagedDev !== 'string' || typeof stagedIno !== 'string' || typeof stagedMtimeNs !== 'string') return undefined;
     const staged = `${stagedDev}:${stagedIno}:${stagedMtimeNs}`;
-    if (!FIVE_DECIMALS.test(source) || !THREE_DECIMALS.test(staged)) return undefined;
-    manifest.set(rel, { source: `${source}:${mode}`, staged, contentHash });
+    if (!EIGHT_DECIMALS.test(`${dev}:${ino}:${size}:${mtimeNs}:${ctimeNs}:${staged}`)) return undefined;
+    manifest.set(rel, { source: `${dev}:${ino}:${size}:${mtimeNs}:${ctimeNs}:${mode}`, staged, contentHash });
   }
   return manifest;
 }

@@ -170,9 +170,13 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
         const previous = options.previous;
         if (!previous) return new Map();
         const candidates: LinkCandidate[] = [];
+        const candidatePaths: string[] = [];
         for (const name of names) {
-          const recorded = previous.manifest.get(dirRel ? `${dirRel}/${name}` : name);
-          if (recorded) candidates.push({ name, recorded });
+          const rel = dirRel ? `${dirRel}/${name}` : name;
+          const recorded = previous.manifest.get(rel);
+          if (!recorded) continue;
+          candidates.push({ name, recorded });
+          candidatePaths.push(rel);
         }
         if (candidates.length === 0) return new Map();
         const sizes = await writeSide(() =>
@@ -185,11 +189,11 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
             ...(onEntry && { onEntry: (index: number, phase: 'examine' | 'open') => onEntry(candidates[index]!.name, phase) }),
           }),
         );
-        const taken = new Map<string, bigint>();
+        const taken = new Map<string, number>();
         for (const [index, size] of sizes.entries()) {
-          if (size === undefined) continue;
+          if (size < 0) continue; // left to the walk
           const { name, recorded } = candidates[index]!;
-          const entry = dirRel ? `${dirRel}/${name}` : name;
+          const entry = candidatePaths[index]!;
           manifest.set(entry, recorded);
           digestLines.push(`f ${JSON.stringify(entry)} ${modeBits(sourceKeyMode(recorded.source))} ${recorded.contentHash}`);
           linkedFiles += 1;
@@ -308,7 +312,7 @@ interface EntrySink {
     dirRef: string,
     names: string[],
     onEntry: ((name: string, phase: 'examine' | 'open') => void | Promise<void>) | undefined,
-  ): Promise<Map<string, bigint>>;
+  ): Promise<Map<string, number>>;
   /** `count(n)` adds `n` bytes read, and throws once the byte limit is passed. `stat` is the open file's. */
   file(entry: string, input: FileHandle, mode: number, count: (bytes: number) => void, stat: BigIntStats): Promise<void>;
   /** `target` is the realm-local path the link resolves to. */
@@ -373,10 +377,10 @@ async function walkSourceRealm(
   const takeAndEnqueue = async (dir: OpenDirectory, rel: string, names: string[]): Promise<void> => {
     const onEntry = options.onEntry;
     const hook = onEntry && ((name: string, phase: 'examine' | 'open') => onEntry({ path: rel ? `${rel}/${name}` : name, sourcePath: path.join(sourceDir, rel, name), phase }));
-    const taken = (await sink.takeUnchanged?.(rel, dir.ref, names, hook)) ?? new Map<string, bigint>();
+    const taken = (await sink.takeUnchanged?.(rel, dir.ref, names, hook)) ?? new Map<string, number>();
     for (const size of taken.values()) {
       fileCount += 1;
-      totalBytes += Number(size);
+      totalBytes += size;
       if (limits.maxFiles !== undefined && fileCount > limits.maxFiles) throw tooLarge('files', limits.maxFiles);
       if (limits.maxBytes !== undefined && totalBytes > limits.maxBytes) throw tooLarge('bytes', limits.maxBytes);
     }

@@ -16,7 +16,9 @@
  *
  * Hooks (`WalkOptions.onEntry`, tests only) run on the main thread at the same points as in the walk
  * (before `lstat`, and before the link for a file about to be linked) while the worker waits on a
- * shared flag; an entry whose hook throws is left to the walk, which runs the hook again.
+ * shared flag; an entry whose hook throws is left to the walk, which runs the hook again. The
+ * worker is the process's one and serves batches in turn, so a hook must not wait for another
+ * staging to progress.
  */
 import { Worker } from 'node:worker_threads';
 import type { ManifestEntry } from '../staging-manifest.js';
@@ -55,7 +57,7 @@ export class LinkVolumeError extends Error {
 // Plain JavaScript (a string, so it runs the same from src/ under tsx or Jest and from dist/).
 // Request: { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked, hookFlag? }, the keys
 // as sourceKey() and stagedKey() in staging-manifest.ts print them (built alike below).
-// Reply: { id, sizes: BigInt64Array (-1 = not taken) } | { id, volumeError: { code, message } }; { id, hook: { index, phase } } before each hook point.
+// Reply: { id, sizes: Float64Array (-1 = not taken) } | { id, volumeError: { code, message } }; { id, hook: { index, phase } } before each hook point.
 const WORKER_SOURCE = String.raw`
 const fs = require('node:fs');
 const { parentPort } = require('node:worker_threads');
@@ -69,7 +71,7 @@ parentPort.on('message', (request) => {
     Atomics.wait(flag, 0, 0);
     return Atomics.load(flag, 0) === 1;
   };
-  const sizes = new BigInt64Array(names.length).fill(-1n);
+  const sizes = new Float64Array(names.length).fill(-1);
   for (let i = 0; i < names.length; i++) {
     if (!hook(i, 'examine')) continue;
     let seen;
@@ -92,7 +94,7 @@ parentPort.on('message', (request) => {
       linked = fs.lstatSync(dest, { bigint: true });
     } catch {}
     if (linked && linked.isFile() && linked.size === seen.size && linked.dev + ':' + linked.ino + ':' + linked.mtimeNs === stagedKeys[i]) {
-      sizes[i] = seen.size;
+      sizes[i] = Number(seen.size);
       continue;
     }
     try {
@@ -107,7 +109,7 @@ parentPort.on('message', (request) => {
 `;
 
 interface Pending {
-  resolve(sizes: BigInt64Array): void;
+  resolve(sizes: Float64Array): void;
   reject(error: Error): void;
   onHook?: (index: number, phase: 'examine' | 'open') => void;
 }
@@ -132,7 +134,7 @@ function linkWorker(): LinkWorker {
   const worker = new Worker(WORKER_SOURCE, { eval: true });
   worker.unref(); // referenced only while a batch is pending (below)
   const state: LinkWorker = { worker, pending: new Map() };
-  worker.on('message', (message: { id: number; sizes?: BigInt64Array; volumeError?: { code?: string; message: string }; hook?: { index: number; phase: 'examine' | 'open' } }) => {
+  worker.on('message', (message: { id: number; sizes?: Float64Array; volumeError?: { code?: string; message: string }; hook?: { index: number; phase: 'examine' | 'open' } }) => {
     const pending = state.pending.get(message.id);
     if (!pending) return;
     if (message.hook) return pending.onHook?.(message.hook.index, message.hook.phase);
@@ -154,14 +156,14 @@ function linkWorker(): LinkWorker {
 
 /**
  * Links the unchanged candidates into `stagedDir`; for each candidate, the size `lstat` saw when it
- * was linked, or `undefined` when the walk must take care of it.
+ * was linked, or -1 when the walk must take care of it.
  */
-export async function linkUnchangedFiles(batch: LinkBatch): Promise<Array<bigint | undefined>> {
-  if (batch.candidates.length === 0) return [];
+export async function linkUnchangedFiles(batch: LinkBatch): Promise<Float64Array> {
+  if (batch.candidates.length === 0) return new Float64Array(0);
   const hookFlag = batch.onEntry ? new SharedArrayBuffer(4) : undefined;
   const state = linkWorker();
   const id = nextRequestId++;
-  const sizes = await new Promise<BigInt64Array>((resolve, reject) => {
+  const sizes = await new Promise<Float64Array>((resolve, reject) => {
     const onEntry = batch.onEntry;
     const onHook =
       onEntry &&
@@ -194,7 +196,6 @@ export async function linkUnchangedFiles(batch: LinkBatch): Promise<Array<bigint
       },
     );
   });
-  const linked = Array.from(sizes, (size) => (size < 0n ? undefined : size));
-  linkedInBatches += linked.filter((size) => size !== undefined).length;
-  return linked;
+  for (const size of sizes) if (size >= 0) linkedInBatches += 1;
+  return sizes;
 }
