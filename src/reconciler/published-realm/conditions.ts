@@ -27,7 +27,7 @@ export const REALM_USER_REGISTERED = 'RealmUserRegistered';
  * - `Published` (Ready=True): every live replica acknowledged the current content.
  * - `PublishedNotifyOnly` (Ready=True): published, but some or all replicas could only be told by NOTIFY.
  * - `Publishing` (Reconciling): checks passed; copying and committing the content. Written only
- *   when the publish takes longer than a moment (100 ms by default); a faster one goes straight
+ *   when the publish takes longer than a moment (1 s by default); a faster one goes straight
  *   to `AwaitingAcknowledgement` or Ready (Reconciling is implied meanwhile: observedGeneration lags).
  * - `AwaitingAcknowledgement` (Reconciling): committed; waiting for live replicas to drop their caches.
  * - `PublishFailed` (Reconciling, Warning Event): a transient failure; retried with backoff.
