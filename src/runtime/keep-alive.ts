@@ -10,16 +10,17 @@
  * the same TLS options, reused for every later request. Proxy agents (any non-`http(s).Agent`)
  * are left as they are.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type { Agent } from 'node:http';
+import type { AgentOptions, RequestOptions } from 'node:https';
 import type { KubeConnection } from './kube-client.js';
+import { http, https } from './node-http.js';
 
 /** How many sockets a keep-alive agent keeps open to the API server; requests beyond wait for one. */
 export const DEFAULT_MAX_SOCKETS = 64;
 
 export class KeepAliveConnection implements KubeConnection {
-  private readonly agents = new WeakMap<http.Agent, http.Agent>();
-  private readonly owned = new Set<http.Agent>();
+  private readonly agents = new WeakMap<Agent, Agent>();
+  private readonly owned = new Set<Agent>();
 
   constructor(
     private readonly inner: KubeConnection,
@@ -30,7 +31,7 @@ export class KeepAliveConnection implements KubeConnection {
     return this.inner.getCurrentCluster();
   }
 
-  async applyToHTTPSOptions(options: https.RequestOptions): Promise<void> {
+  async applyToHTTPSOptions(options: RequestOptions): Promise<void> {
     await this.inner.applyToHTTPSOptions(options);
     const agent = options.agent;
     if (!agent || !isPlainAgent(agent) || agent.keepAlive) return;
@@ -51,6 +52,6 @@ export class KeepAliveConnection implements KubeConnection {
   }
 }
 
-function isPlainAgent(agent: unknown): agent is http.Agent & { keepAlive?: boolean; options: https.AgentOptions } {
+function isPlainAgent(agent: unknown): agent is Agent & { keepAlive?: boolean; options: AgentOptions } {
   return (agent instanceof https.Agent || agent instanceof http.Agent) && (agent.constructor === https.Agent || agent.constructor === http.Agent);
 }

@@ -14,12 +14,13 @@
  * Errors: loading throws for a missing context, cluster or user, and for unreadable files.
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+import type { Agent, OutgoingHttpHeaders } from 'node:http';
+import type { AgentOptions, RequestOptions } from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { KubeConnection } from './kube-client.js';
+import { http, https } from './node-http.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -69,7 +70,7 @@ export interface ResolvedConnection {
 /** A connection from resolved settings; `loadKubeconfig` and `inClusterConnection` build one. */
 export class StaticKubeConnection implements KubeConnection {
   readonly settings: ResolvedConnection;
-  private readonly agent: http.Agent;
+  private readonly agent: Agent;
 
   constructor(settings: ResolvedConnection) {
     this.settings = settings;
@@ -82,10 +83,10 @@ export class StaticKubeConnection implements KubeConnection {
     return { server: this.settings.server };
   }
 
-  async applyToHTTPSOptions(options: https.RequestOptions): Promise<void> {
+  async applyToHTTPSOptions(options: RequestOptions): Promise<void> {
     Object.assign(options, this.tls());
     options.agent = this.agent;
-    const headers = (options.headers ??= {}) as http.OutgoingHttpHeaders;
+    const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
     const { tokenFile, token, username, password } = this.settings;
     const bearer = tokenFile ? (await fs.promises.readFile(tokenFile, 'utf8')).trim() : token;
     if (bearer) headers.authorization = `Bearer ${bearer}`;
@@ -97,7 +98,7 @@ export class StaticKubeConnection implements KubeConnection {
     this.agent.destroy();
   }
 
-  private tls(): https.AgentOptions {
+  private tls(): AgentOptions {
     const { ca, cert, key, insecureSkipTLSVerify, tlsServerName } = this.settings;
     return {
       ...(ca ? { ca } : {}),
