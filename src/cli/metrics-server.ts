@@ -11,6 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import { kubeRequest, type KubeConnection } from '../runtime/kube-client.js';
+import { prometheusExposition } from '../runtime/metrics.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { parseBindAddress } from './operator-config.js';
@@ -155,7 +156,8 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<http.
           res.writeHead(decision.status, { 'content-type': 'text/plain' }).end(decision.status === 401 ? 'Unauthorized\n' : 'Forbidden\n');
           return;
         }
-        const body = await registry.metrics();
+        // The state metrics' text is kept formatted between changes (see KeyedGauge).
+        const body = await prometheusExposition(registry);
         res.writeHead(200, { 'content-type': registry.contentType }).end(body);
       })
       .catch((error: Error) => {

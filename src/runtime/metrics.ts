@@ -3,7 +3,7 @@
  * so existing dashboards and alerts work unchanged. One set per registry, created on first use and
  * shared by every controller, queue and informer that reports into that registry.
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, type GaugeConfiguration } from 'prom-client';
 import type { WorkQueue, WorkQueueObserver } from './work-queue.js';
 
 export const RECONCILE_RESULTS = ['success', 'error', 'requeue', 'requeue_after'] as const;
@@ -154,4 +154,87 @@ export function workQueueMetrics(metrics: RuntimeMetrics, name: string): { obser
       };
     },
   };
+}
+
+/** A metric that keeps its Prometheus text exposition formatted between changes. */
+export interface PreformattedMetric {
+  prometheusText(): string;
+}
+
+function isPreformatted(metric: object): metric is PreformattedMetric {
+  return typeof (metric as Partial<PreformattedMetric>).prometheusText === 'function';
+}
+
+// prom-client's escaping (registry.js), so a kept line is byte for byte what the registry prints.
+const escapeText = (text: string) => text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+const escapeLabelValue = (value: string) => escapeText(value).replace(/"/g, '\\"');
+function sampleValue(value: number): string {
+  if (Number.isNaN(value)) return 'Nan';
+  if (!Number.isFinite(value)) return value < 0 ? '-Inf' : '+Inf';
+  return `${value}`;
+}
+
+/**
+ * A gauge whose series are set and removed by a caller-chosen key, each kept as its formatted
+ * exposition line, and the whole family's text kept until a series changes. For large, slowly
+ * changing families (the per-object state metrics: ~12,000 series at 1,000 objects): formatting
+ * them on every scrape cost ~45 ms of CPU per scrape and as much garbage as the text itself.
+ * `registry.metrics()` still works (through `get()`); `prometheusExposition` uses the kept text.
+ * `set`/`inc`/`remove` by labels are not for this gauge: use `put` and `drop`.
+ */
+export class KeyedGauge<T extends string> extends Gauge<T> {
+  private readonly samples = new Map<string, { labels: Partial<Record<T, string>>; value: number; line: string }>();
+  private text: string | undefined;
+  // prom-client's typings do not declare the metric's name and help; kept here for the text.
+  private readonly metricName: string;
+  private readonly metricHelp: string;
+
+  constructor(configuration: GaugeConfiguration<T>) {
+    super(configuration);
+    this.metricName = configuration.name;
+    this.metricHelp = configuration.help;
+  }
+
+  /** Sets the series `key` to `labels` and `value` (a no-op when already so). */
+  put(key: string, labels: Partial<Record<T, string>>, value: number): void {
+    const existing = this.samples.get(key);
+    if (existing && existing.value === value) return;
+    const formatted = Object.entries<string | undefined>(labels).map(([name, labelValue]) => `${name}="${escapeLabelValue(labelValue ?? '')}"`);
+    const line = `${this.metricName}${formatted.length ? `{${formatted.join(',')}}` : ''} ${sampleValue(value)}`;
+    this.samples.set(key, { labels, value, line });
+    this.text = undefined;
+  }
+
+  drop(key: string): void {
+    if (this.samples.delete(key)) this.text = undefined;
+  }
+
+  get size(): number {
+    return this.samples.size;
+  }
+
+  override async get() {
+    const metric = await super.get();
+    return { ...metric, values: [...this.samples.values()].map(({ labels, value }) => ({ labels, value })) };
+  }
+
+  prometheusText(): string {
+    if (this.text === undefined) {
+      let text = `# HELP ${escapeText(this.metricName)} ${escapeText(this.metricHelp)}\n# TYPE ${escapeText(this.metricName)} gauge`;
+      for (const { line } of this.samples.values()) text += `\n${line}`;
+      this.text = text;
+    }
+    return this.text;
+  }
+}
+
+/**
+ * `registry.metrics()` in the Prometheus text format, taking a `PreformattedMetric`'s kept text
+ * instead of formatting its samples again. The registry's default labels (`setDefaultLabels`, which
+ * the operator does not use) are not added to kept text; OpenMetrics falls back to the registry.
+ */
+export async function prometheusExposition(registry: Registry): Promise<string> {
+  if (registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return registry.metrics();
+  const families = await Promise.all(registry.getMetricsAsArray().map((metric) => (isPreformatted(metric) ? metric.prometheusText() : registry.getSingleMetricAsString(metric.name))));
+  return `${families.join('\n\n')}\n`;
 }

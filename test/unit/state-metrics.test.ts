@@ -1,13 +1,15 @@
 /**
- * The state metrics' mapping from objects to series, and the collector's scrape: one series per
- * condition with its status and reason, the transition time in seconds, acknowledgement counts,
- * and nothing left behind for an object that left the cache.
+ * The state metrics' mapping from objects to series, and the series kept from informer events: one
+ * series per condition with its status and reason, the transition time in seconds, acknowledgement
+ * counts, and nothing left behind for an object that left the cache.
  */
 import { expect, test } from '@jest/globals';
 import { Registry } from 'prom-client';
 import type { PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import type { Realm } from '../../src/api/v1alpha1/realm-types.js';
-import { publishedRealmSeries, realmSeries, registerStateMetrics } from '../../src/reconciler/state-metrics.js';
+import { publishedRealmSeries, realmSeries, registerStateMetrics, STATE_METRICS } from '../../src/reconciler/state-metrics.js';
+import type { InformerEventHandler } from '../../src/runtime/informer.js';
+import { prometheusExposition } from '../../src/runtime/metrics.js';
 
 const awaiting: PublishedRealm = {
   apiVersion: 'realm-operator.dev/v1alpha1',
@@ -87,23 +89,60 @@ test('an unparsable lastTransitionTime gives no timestamp series rather than NaN
   expect(realmSeries(odd).map((s) => s.metric)).toEqual(['realm_operator_resource_condition', 'realm_operator_realm_info']);
 });
 
-test('the collector reads the caches at each scrape: a changed reason replaces its series, a removed object leaves none', async () => {
-  const published = [awaiting];
-  const realms = [stalledRealm];
+/** Calls handlers as an Informer does (a late handler first sees every cached object as an add). */
+class FakeSource<T extends { metadata: { namespace: string; name: string } }> {
+  readonly cache = new Map<string, T>();
+  private readonly handlers = new Set<InformerEventHandler<T>>();
+  addEventHandler(handler: InformerEventHandler<T>): () => void {
+    this.handlers.add(handler);
+    for (const object of this.cache.values()) handler.onAdd?.(object);
+    return () => this.handlers.delete(handler);
+  }
+  put(object: T): void {
+    const key = `${object.metadata.namespace}/${object.metadata.name}`;
+    const old = this.cache.get(key);
+    this.cache.set(key, object);
+    for (const handler of this.handlers) {
+      if (old) handler.onUpdate?.(old, object);
+      else handler.onAdd?.(object);
+    }
+  }
+  remove(object: T, finalStateUnknown = false): void {
+    this.cache.delete(`${object.metadata.namespace}/${object.metadata.name}`);
+    for (const handler of this.handlers) handler.onDelete?.(object, finalStateUnknown);
+  }
+}
+
+/** A registry with the state metrics following a fake PublishedRealm source (no Realm source). */
+function publishedOnly() {
   const registry = new Registry();
-  registerStateMetrics(registry, { publishedRealms: { list: () => published }, realms: { list: () => realms } });
+  const published = new FakeSource<PublishedRealm>();
+  const stop = registerStateMetrics(registry, { publishedRealms: published });
+  return { registry, published, stop };
+}
+
+const samples = (text: string) => text.split('\n').filter((line) => line.startsWith('realm_operator_'));
+
+test('the series follow the objects\' events: a changed reason replaces its series, a removed object leaves none', async () => {
+  const published = new FakeSource<PublishedRealm>();
+  const realms = new FakeSource<Realm>();
+  realms.put(stalledRealm);
+  const registry = new Registry();
+  registerStateMetrics(registry, { publishedRealms: published, realms });
+  published.put(awaiting);
   const first = await registry.metrics();
   expect(first).toContain('realm_operator_resource_condition{kind="PublishedRealm",namespace="boxel",name="site",type="Reconciling",status="True",reason="AwaitingAcknowledgement"} 1');
   expect(first).toContain('realm_operator_resource_condition{kind="Realm",namespace="team",name="src",type="Stalled",status="True",reason="RealmMissing"} 1');
   expect(first).toContain('realm_operator_published_realm_replicas{namespace="boxel",name="site",state="expected"} 3');
 
-  published[0] = {
+  published.put({
     ...awaiting,
     status: { ...awaiting.status, conditions: [{ type: 'Ready', status: 'True', reason: 'Published', message: 'ok', lastTransitionTime: '2026-01-01T00:01:00Z' }] },
-  };
-  realms.length = 0;
+  });
+  realms.remove(stalledRealm);
   const second = await registry.metrics();
   expect(second).toContain('realm_operator_resource_condition{kind="PublishedRealm",namespace="boxel",name="site",type="Ready",status="True",reason="Published"} 1');
+  expect(second).toContain('realm_operator_resource_condition_last_transition_timestamp_seconds{kind="PublishedRealm",namespace="boxel",name="site",type="Ready"} 1767225660');
   expect(second).not.toMatch(/reason="AwaitingAcknowledgement"/);
   expect(second).not.toMatch(/type="Reconciling"/);
   expect(second).not.toMatch(/kind="Realm"/);
@@ -112,27 +151,62 @@ test('the collector reads the caches at each scrape: a changed reason replaces i
   expect(second).toMatch(/^# TYPE realm_operator_realm_info gauge$/m);
 });
 
+test('the scrape holds exactly the series the cached objects give, after any sequence of adds, updates and deletes', async () => {
+  const { registry, published } = publishedOnly();
+  const variant = (i: number, step: number): PublishedRealm => ({
+    ...awaiting,
+    metadata: { namespace: `ns-${i % 3}`, name: `site-${i}` },
+    status: {
+      ...awaiting.status,
+      conditions: step % 2 === 0 ? awaiting.status!.conditions! : [{ type: 'Ready', status: 'True', reason: 'Published', message: 'ok', lastTransitionTime: `2026-01-01T00:0${step}:00Z` }],
+      epoch: step,
+      ...(step === 3 ? { replicas: undefined, versions: undefined } : {}),
+    },
+  });
+  for (let step = 0; step < 5; step++) {
+    for (let i = 0; i < 30; i++) if ((i + step) % 4 !== 0) published.put(variant(i, step));
+    for (let i = 0; i < 30; i++) if ((i * 7 + step) % 5 === 0 && published.cache.has(`ns-${i % 3}/site-${i}`)) published.remove(variant(i, step), step === 4);
+    const expected = [...published.cache.values()].flatMap(publishedRealmSeries).map((s) => `${s.metric}{${Object.entries(s.labels).map(([k, v]) => `${k}="${v}"`).join(',')}} ${s.value}`);
+    const text = await registry.metrics();
+    expect(samples(text).sort()).toEqual(expected.sort());
+    // The kept text the endpoint serves is what the registry would format now.
+    expect(await prometheusExposition(registry)).toBe(text);
+  }
+});
+
+test('deleting every object leaves no series behind (1,000 objects added then removed)', async () => {
+  const { registry, published } = publishedOnly();
+  const objects = Array.from({ length: 1000 }, (_, i): PublishedRealm => ({ ...awaiting, metadata: { namespace: 'boxel', name: `site-${i}` } }));
+  for (const object of objects) published.put(object);
+  expect(samples(await registry.metrics())).toHaveLength(1000 * publishedRealmSeries(awaiting).length);
+  for (const object of objects) published.remove(object);
+  expect(samples(await registry.metrics())).toEqual([]);
+  const held = (await registry.getMetricsAsJSON()).filter((metric) => metric.name.startsWith('realm_operator_')).map((metric) => metric.values.length);
+  expect(held).toEqual(Object.keys(STATE_METRICS).map(() => 0));
+});
+
 test('without the Realm controller (CRD not installed) only PublishedRealms are reported', async () => {
-  const registry = new Registry();
-  registerStateMetrics(registry, { publishedRealms: { list: () => [awaiting] } });
+  const { registry, published } = publishedOnly();
+  published.put(awaiting);
   const text = await registry.metrics();
   expect(text).toContain('kind="PublishedRealm"');
   expect(text).not.toContain('kind="Realm"');
 });
 
-test('one pass over the caches per scrape, whatever the number of state metrics (a scrape every 100 ms of 1,000 objects must not walk them once per gauge)', async () => {
-  let lists = 0;
-  const registry = new Registry();
-  registerStateMetrics(registry, {
-    publishedRealms: {
-      list: () => {
-        lists += 1;
-        return [awaiting];
-      },
-    },
-  });
-  await registry.metrics();
-  expect(lists).toBe(1);
-  await registry.metrics();
-  expect(lists).toBe(2);
+test('after the returned stop, events no longer change the series', async () => {
+  const { registry, published, stop } = publishedOnly();
+  published.put(awaiting);
+  stop();
+  published.put({ ...awaiting, metadata: { namespace: 'boxel', name: 'other' } });
+  const text = await registry.metrics();
+  expect(text).toContain('name="site"');
+  expect(text).not.toContain('name="other"');
+});
+
+test('the kept text escapes label values as the registry does (quotes, backslashes, newlines in a URL)', async () => {
+  const { registry, published } = publishedOnly();
+  published.put({ ...awaiting, spec: { ...(awaiting.spec as object), publishedRealmURL: 'https://odd.example/"a"\\b\nc' } });
+  const text = await prometheusExposition(registry);
+  expect(text).toContain('url="https://odd.example/\\"a\\"\\\\b\\nc"');
+  expect(text).toBe(await registry.metrics());
 });
