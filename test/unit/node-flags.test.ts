@@ -3,7 +3,7 @@
  * image's ENTRYPOINT and bin/realm-operator are executed here with a stand-in `node` that prints
  * the arguments it was given, so a launcher that drifts from the constant fails.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,10 +28,33 @@ function argsOf(result: ReturnType<typeof spawnSync>): string[] {
 }
 
 describe('nodeFlagsFor', () => {
-  it('gives the operator command the lite-mode flags and every other command none', () => {
-    expect(OPERATOR_NODE_FLAGS).toContain('--lite-mode');
+  it('gives the operator command the memory flags and every other command none', () => {
+    expect(OPERATOR_NODE_FLAGS).toContain('--no-opt');
     expect(nodeFlagsFor('operator')).toEqual(OPERATOR_NODE_FLAGS);
     for (const command of ['realm-server', 'migrate', 'check-schema', 'seed-sample', undefined]) expect(nodeFlagsFor(command)).toEqual([]);
+  });
+});
+
+describe('a Node process with the operator flags', () => {
+  // --lite-mode (jitless) removes WebAssembly, and with it fetch (undici parses HTTP in WebAssembly):
+  // the operator registers realm users on Matrix with fetch.
+  it('still has WebAssembly, so fetch works', async () => {
+    const { createServer } = await import('node:http');
+    const server = createServer((_req, res) => res.end('reached'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    try {
+      const code = `fetch('http://127.0.0.1:${port}/').then(async (r) => process.stdout.write(typeof WebAssembly + ' ' + (await r.text())))`;
+      const child = spawn(process.execPath, [...OPERATOR_NODE_FLAGS, '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      let err = '';
+      child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      const status = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect({ status, out, err }).toEqual({ status: 0, out: 'object reached', err: '' });
+    } finally {
+      server.close();
+    }
   });
 });
 
