@@ -8,7 +8,7 @@
  * Which rows to keep is {@link selectKeptVersions}, a pure rule; the clean-up after each publish
  * and rollback applies it under the realm lock and trashes the directories it drops.
  */
-import type { Queryable } from './db.js';
+import { queryPrepared, type Queryable } from './db.js';
 import { PublishError } from './realm-state.js';
 import { versionNameProblem } from './safe-paths.js';
 
@@ -110,7 +110,8 @@ function fromRow(row: KeptVersionRow): KeptVersion {
 
 /** The kept versions of `url` on `diskId`, newest first; rows with names the operator never makes are ignored. */
 export async function readKeptVersions(db: Queryable, url: string, diskId?: string): Promise<KeptVersion[]> {
-  const { rows } = await db.query<KeptVersionRow>(
+  const { rows } = await queryPrepared<KeptVersionRow>(
+    db,
     `SELECT ${COLUMNS} FROM realm_operator.published_versions WHERE realm_url = $1 AND ($2::text IS NULL OR disk_id = $2) ORDER BY published_at DESC, epoch DESC`,
     [url, diskId ?? null],
   );

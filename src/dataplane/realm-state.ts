@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { REALM_REGISTRY_CHANNEL } from '../wire/channels.js';
 import { formatRealmRegistryPayload } from '../wire/payloads.js';
-import type { Queryable } from './db.js';
+import { queryPrepared, type Queryable } from './db.js';
 import type { HistoryPolicy } from './published-versions.js';
 import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
@@ -227,8 +227,37 @@ export interface PublishAuthorizationFacts {
 
 const REGISTRY_COLUMNS = ['id', 'url', 'kind', 'disk_id', 'owner_username', 'source_url', 'last_published_at'] as const;
 
-/** The columns {@link readPublishTargetRows} reads besides the epoch row's. */
-const TARGET_COLUMNS = new Set(['overlap_candidates', 'source_owner_user_id', 'publisher', 'owns_source', 'publishable', 'existing_source', 'owns_existing_source']);
+/**
+ * Every column of `realm_operator.realm_epochs` (migrations.ts), named rather than `*` so the
+ * statements that read them can be prepared ({@link queryPrepared}).
+ */
+const EPOCH_COLUMNS = [
+  'realm_url',
+  'epoch',
+  'disk_id',
+  'content_version',
+  'previous_version',
+  'content_digest',
+  'file_count',
+  'total_bytes',
+  'published_at',
+  'reindex_epoch',
+  'reindex_job_id',
+  'updated_at',
+  'claimed_by',
+  'published_for',
+  'published_generation',
+  'published_generation_of',
+  'history_limit',
+  'history_max_bytes',
+] as const;
+const EPOCH_SELECT = EPOCH_COLUMNS.join(', ');
+const epochColumnsOf = (alias: string) => EPOCH_COLUMNS.map((column) => `${alias}.${column}`).join(', ');
+
+/** The epoch row among a row's columns; undefined when the outer join found none. */
+function pickEpochRow(row: Record<string, unknown>): RealmEpochRow | undefined {
+  return row.realm_url === null || row.realm_url === undefined ? undefined : (Object.fromEntries(EPOCH_COLUMNS.map((column) => [column, row[column]])) as unknown as RealmEpochRow);
+}
 
 /**
  * The rows a publish's checks read, in one statement (one round trip instead of five): both
@@ -241,9 +270,10 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
   // FOR UPDATE through a sub-select: it may not name the nullable side of an outer join.
   const epochs = lockEpochRow
-    ? { columns: 'e.*', join: 'LEFT JOIN LATERAL (SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $2 FOR UPDATE) AS e ON true' }
+    ? { columns: epochColumnsOf('e'), join: `LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $2 FOR UPDATE) AS e ON true` }
     : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
-  const { rows } = await db.query<Record<string, unknown>>(
+  const { rows } = await queryPrepared<Record<string, unknown>>(
+    db,
     `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
        CASE WHEN p.url IS NULL THEN ARRAY(SELECT url FROM realm_registry WHERE url <> $2 AND (starts_with($2, url) OR starts_with(url, $2)) ORDER BY url) END AS overlap_candidates,
        owner.user_id AS source_owner_user_id, who.publisher,
@@ -265,12 +295,8 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
   const registry = (alias: string): RegistryRow | undefined =>
     row[`${alias}_url`] === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as RegistryRow);
   const source = registry('s');
-  const epochRow = (): RealmEpochRow | undefined =>
-    row.realm_url === null
-      ? undefined
-      : (Object.fromEntries(Object.entries(row).filter(([column]) => !TARGET_COLUMNS.has(column) && !/^[sp]_/.test(column))) as unknown as RealmEpochRow);
   return {
-    ...(lockEpochRow ? { epochRow: epochRow() } : {}),
+    ...(lockEpochRow ? { epochRow: pickEpochRow(row) } : {}),
     source,
     published: registry('p'),
     claimedBy: (row.claimed_by as string | null) ?? null,
@@ -287,17 +313,15 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
 }
 
 export async function readRealmEpochRow(db: Queryable, url: string, forUpdate = false): Promise<RealmEpochRow | undefined> {
-  const { rows } = await db.query<RealmEpochRow>(
-    `SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $1${forUpdate ? ' FOR UPDATE' : ''}`,
-    [url],
-  );
+  const { rows } = await queryPrepared<RealmEpochRow>(db, `SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1${forUpdate ? ' FOR UPDATE' : ''}`, [url]);
   return rows[0];
 }
 
 /** {@link readRealmEpochRow} (never locking) with the URL's `realm_registry.disk_id`, in one statement; undefined without an epoch row. */
 export async function readRealmEpochRowAndRegistryDiskId(db: Queryable, url: string): Promise<(RealmEpochRow & { registry_disk_id: string | null }) | undefined> {
-  const { rows } = await db.query<RealmEpochRow & { registry_disk_id: string | null }>(
-    'SELECT e.*, (SELECT disk_id FROM realm_registry WHERE url = $1) AS registry_disk_id FROM realm_operator.realm_epochs e WHERE e.realm_url = $1',
+  const { rows } = await queryPrepared<RealmEpochRow & { registry_disk_id: string | null }>(
+    db,
+    `SELECT ${epochColumnsOf('e')}, (SELECT disk_id FROM realm_registry WHERE url = $1) AS registry_disk_id FROM realm_operator.realm_epochs e WHERE e.realm_url = $1`,
     [url],
   );
   return rows[0];
@@ -309,18 +333,17 @@ export async function readRealmEpochRowAndRegistryDiskId(db: Queryable, url: str
  */
 export async function readLockedEpochRowAndRegistryRow(db: Queryable, url: string): Promise<{ epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined }> {
   // The epoch row through a locking sub-select: FOR UPDATE may not name the nullable side of an outer join.
-  const { rows } = await db.query<RealmEpochRow & Record<string, unknown>>(
-    `SELECT e.*, ${REGISTRY_COLUMNS.map((column) => `r.${column} AS registry_${column}`).join(', ')}
+  const { rows } = await queryPrepared<Record<string, unknown>>(
+    db,
+    `SELECT ${epochColumnsOf('e')}, ${REGISTRY_COLUMNS.map((column) => `r.${column} AS registry_${column}`).join(', ')}
      FROM (SELECT 1) AS one
-     LEFT JOIN LATERAL (SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
+     LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
      LEFT JOIN realm_registry r ON r.url = $1`,
     [url],
   );
   const row = rows[0]!;
   const registry = row.registry_url === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`registry_${column}`]])) as unknown as RegistryRow);
-  if (row.realm_url === null) return { epochRow: undefined, registry };
-  const epochRow = Object.fromEntries(Object.entries(row).filter(([column]) => !column.startsWith('registry_'))) as unknown as RealmEpochRow;
-  return { epochRow, registry };
+  return { epochRow: pickEpochRow(row), registry };
 }
 
 /**
@@ -339,7 +362,8 @@ export async function reservePublishedDiskId(db: Queryable, url: string, claim: 
     : epochRow?.disk_id
       ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, epochRow.disk_id)
       : randomUUID();
-  await db.query(
+  await queryPrepared(
+    db,
     `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by) VALUES ($1, 0, $2, $3)
      ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
        claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()`,
@@ -426,7 +450,8 @@ export async function upsertPublishedRegistryRow(
   // One upsert may not write a row twice, so a user named twice (the publisher set to the realm
   // user's id) is written once, with its last values, as the upserts one by one would leave it.
   const byUser = [...new Map(permissionRows.map((permission) => [permission[0], permission])).values()];
-  const { rows } = await db.query<RegistryRow>(
+  const { rows } = await queryPrepared<RegistryRow>(
+    db,
     `WITH metadata AS (
        INSERT INTO realm_metadata (url, publishable) VALUES ($1, false)
        ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()),
@@ -486,7 +511,8 @@ export async function recordPublishedEpoch(
 ): Promise<number> {
   // One statement text whatever the extras (booleans switch its parts), so PostgreSQL plans it once per connection.
   // The data-modifying sub-statements all run, to completion, whether or not the final SELECT reads them.
-  const { rows } = await db.query<{ epoch: string }>(
+  const { rows } = await queryPrepared<{ epoch: string }>(
+    db,
     `WITH recorded AS (
        UPDATE realm_operator.realm_epochs SET
          epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
