@@ -2,7 +2,9 @@
  * Profiles incremental republishes of one realm (default 10,000 files, one file changed each
  * time): a CPU profile of `publishRealm` alone, taken with node:inspector around the timed
  * publishes only (not the set-up), written as a .cpuprofile for Chrome DevTools or speedscope.
- * Where bench-staging's incremental republish goes beyond its hard-link floor.
+ * Where bench-staging's incremental republish goes beyond its hard-link floor. The profile is the
+ * main thread's: the link worker's synchronous calls (staging/link-unchanged.ts) are not in it, and
+ * show as idle time while the main thread waits for a batch.
  *
  *   npx tsx bench/profile-republish.ts    (PROFILE_FILES=10000 PROFILE_ROUNDS=5 PROFILE_OUT=/tmp/republish.cpuprofile)
  */
@@ -38,15 +40,17 @@ try {
   await session.post('Profiler.setSamplingInterval', { interval: 200 });
   await session.post('Profiler.start');
   const stageMs: number[] = [];
+  const linkedCopied: string[] = [];
   for (let round = 0; round < ROUNDS; round++) {
     await fs.writeFile(path.join(sourceDir, `dir-${round % 20}/card-${round}.json`), JSON.stringify({ round }));
     const result = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     stageMs.push(Math.round(result.timing.stageMs));
+    linkedCopied.push(`${result.linkedFiles}/${result.copiedFiles}`);
   }
   const { profile } = await session.post('Profiler.stop');
   await fs.writeFile(OUT, JSON.stringify(profile));
   session.disconnect();
-  console.log(`${ROUNDS} incremental republishes of ${FILES} files, staging ms: ${stageMs.join(' ')}; profile: ${OUT}`);
+  console.log(`${ROUNDS} incremental republishes of ${FILES} files, staging ms: ${stageMs.join(' ')} (linked/copied ${linkedCopied.join(' ')}); profile: ${OUT}`);
 } finally {
   await close();
   await realms.cleanup();

@@ -18,6 +18,9 @@
  * - The whole publish, with a {@link StagingVolumeError} (retried with backoff): any error writing
  *   the staged copy (ENOSPC, EIO, EDQUOT, EROFS, ...), and running out of file descriptors or
  *   memory (EMFILE, ENFILE, ENOMEM), which say nothing about the entry.
+ * A republish hard-links the files unchanged since the version published now instead of copying
+ * them, one batch per listed directory in a worker thread (staging/link-unchanged.ts; docs/staging.md).
+ *
  * No task is ever left running unawaited: a fixed set of workers drains one work list, each
  * catching its own entry's errors, and the workers are awaited with `Promise.allSettled`.
  */

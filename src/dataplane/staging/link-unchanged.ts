@@ -44,7 +44,7 @@ export interface LinkBatch {
 }
 
 /** Removing a link that proved wrong failed: the staged copy's volume is at fault. */
-export class LinkVolumeError extends Error {
+class LinkVolumeError extends Error {
   constructor(
     readonly code: string | undefined,
     message: string,
