@@ -11,7 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import { kubeRequest, type KubeConnection } from '../runtime/kube-client.js';
-import { prometheusExposition } from '../runtime/metrics.js';
+import { prometheusExpositionParts } from '../runtime/metrics.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { parseBindAddress } from './operator-config.js';
@@ -156,9 +156,11 @@ export async function serveMetrics(options: MetricsServerOptions): Promise<http.
           res.writeHead(decision.status, { 'content-type': 'text/plain' }).end(decision.status === 401 ? 'Unauthorized\n' : 'Forbidden\n');
           return;
         }
-        // The state metrics' text is kept formatted between changes (see KeyedGauge).
-        const body = await prometheusExposition(registry);
-        res.writeHead(200, { 'content-type': registry.contentType }).end(body);
+        // The state metrics' text is kept formatted between changes (see KeyedGauge) and sent as is.
+        const parts = await prometheusExpositionParts(registry);
+        res.writeHead(200, { 'content-type': registry.contentType, 'content-length': parts.reduce((length, part) => length + Buffer.byteLength(part), 0) });
+        for (const part of parts) res.write(part);
+        res.end();
       })
       .catch((error: Error) => {
         logger.warn({ err: error }, 'could not serve metrics');

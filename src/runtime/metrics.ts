@@ -156,13 +156,13 @@ export function workQueueMetrics(metrics: RuntimeMetrics, name: string): { obser
   };
 }
 
-/** A metric that keeps its Prometheus text exposition formatted between changes. */
+/** A metric that keeps its Prometheus text exposition formatted (UTF-8, no final newline) between changes. */
 export interface PreformattedMetric {
-  prometheusText(): string;
+  prometheusBytes(): Buffer;
 }
 
 function isPreformatted(metric: object): metric is PreformattedMetric {
-  return typeof (metric as Partial<PreformattedMetric>).prometheusText === 'function';
+  return typeof (metric as Partial<PreformattedMetric>).prometheusBytes === 'function';
 }
 
 // prom-client's escaping (registry.js), so a kept line is byte for byte what the registry prints.
@@ -176,15 +176,16 @@ function sampleValue(value: number): string {
 
 /**
  * A gauge whose series are set and removed by a caller-chosen key, each kept as its formatted
- * exposition line, and the whole family's text kept until a series changes. For large, slowly
- * changing families (the per-object state metrics: ~12,000 series at 1,000 objects): formatting
- * them on every scrape cost ~45 ms of CPU per scrape and as much garbage as the text itself.
- * `registry.metrics()` still works (through `get()`); `prometheusExposition` uses the kept text.
+ * exposition line, and the whole family's text kept as bytes until a series changes. For large,
+ * slowly changing families (the per-object state metrics: ~12,000 series at 1,000 objects):
+ * formatting them at every scrape cost ~45 ms of CPU per scrape, and a scrape's text (1.4 MB) is
+ * allocated outside V8's young generation, so frequent scrapes grew the heap until a full GC.
+ * `registry.metrics()` still works (through `get()`); `prometheusExpositionParts` uses the kept bytes.
  * `set`/`inc`/`remove` by labels are not for this gauge: use `put` and `drop`.
  */
 export class KeyedGauge<T extends string> extends Gauge<T> {
   private readonly samples = new Map<string, { labels: Partial<Record<T, string>>; value: number; line: string }>();
-  private text: string | undefined;
+  private bytes: Buffer | undefined;
   // prom-client's typings do not declare the metric's name and help; kept here for the text.
   private readonly metricName: string;
   private readonly metricHelp: string;
@@ -202,15 +203,11 @@ export class KeyedGauge<T extends string> extends Gauge<T> {
     const formatted = Object.entries<string | undefined>(labels).map(([name, labelValue]) => `${name}="${escapeLabelValue(labelValue ?? '')}"`);
     const line = `${this.metricName}${formatted.length ? `{${formatted.join(',')}}` : ''} ${sampleValue(value)}`;
     this.samples.set(key, { labels, value, line });
-    this.text = undefined;
+    this.bytes = undefined;
   }
 
   drop(key: string): void {
-    if (this.samples.delete(key)) this.text = undefined;
-  }
-
-  get size(): number {
-    return this.samples.size;
+    if (this.samples.delete(key)) this.bytes = undefined;
   }
 
   override async get() {
@@ -218,23 +215,41 @@ export class KeyedGauge<T extends string> extends Gauge<T> {
     return { ...metric, values: [...this.samples.values()].map(({ labels, value }) => ({ labels, value })) };
   }
 
-  prometheusText(): string {
-    if (this.text === undefined) {
-      let text = `# HELP ${escapeText(this.metricName)} ${escapeText(this.metricHelp)}\n# TYPE ${escapeText(this.metricName)} gauge`;
-      for (const { line } of this.samples.values()) text += `\n${line}`;
-      this.text = text;
+  prometheusBytes(): Buffer {
+    if (this.bytes === undefined) {
+      const lines = [`# HELP ${escapeText(this.metricName)} ${escapeText(this.metricHelp)}`, `# TYPE ${escapeText(this.metricName)} gauge`];
+      for (const { line } of this.samples.values()) lines.push(line);
+      this.bytes = Buffer.from(lines.join('\n'), 'utf8');
     }
-    return this.text;
+    return this.bytes;
   }
 }
 
 /**
- * `registry.metrics()` in the Prometheus text format, taking a `PreformattedMetric`'s kept text
- * instead of formatting its samples again. The registry's default labels (`setDefaultLabels`, which
- * the operator does not use) are not added to kept text; OpenMetrics falls back to the registry.
+ * `registry.metrics()` in the Prometheus text format as parts to send in order: a
+ * `PreformattedMetric`'s kept bytes as they are (not copied into one string per scrape), the other
+ * metrics formatted by the registry. The registry's default labels (`setDefaultLabels`, which the
+ * operator does not use) are not added to kept text; OpenMetrics falls back to the registry.
  */
+export async function prometheusExpositionParts(registry: Registry): Promise<Array<string | Buffer>> {
+  if (registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return [await registry.metrics()];
+  const families = await Promise.all(registry.getMetricsAsArray().map((metric) => (isPreformatted(metric) ? metric.prometheusBytes() : registry.getSingleMetricAsString(metric.name))));
+  const parts: Array<string | Buffer> = [];
+  let text = '';
+  for (const [index, family] of families.entries()) {
+    if (index > 0) text += '\n\n';
+    if (typeof family === 'string') text += family;
+    else {
+      if (text) parts.push(text);
+      parts.push(family);
+      text = '';
+    }
+  }
+  parts.push(`${text}\n`);
+  return parts;
+}
+
+/** The parts of `prometheusExpositionParts` as one string (what `registry.metrics()` gives). */
 export async function prometheusExposition(registry: Registry): Promise<string> {
-  if (registry.contentType !== Registry.PROMETHEUS_CONTENT_TYPE) return registry.metrics();
-  const families = await Promise.all(registry.getMetricsAsArray().map((metric) => (isPreformatted(metric) ? metric.prometheusText() : registry.getSingleMetricAsString(metric.name))));
-  return `${families.join('\n\n')}\n`;
+  return (await prometheusExpositionParts(registry)).map((part) => (typeof part === 'string' ? part : part.toString('utf8'))).join('');
 }

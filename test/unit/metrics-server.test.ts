@@ -1,4 +1,8 @@
-import { bearerToken, MetricsAccess, type AccessReviewer, type ReviewedUser } from '../../src/cli/metrics-server.js';
+import type { AddressInfo } from 'node:net';
+import { pino } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import { bearerToken, MetricsAccess, serveMetrics, type AccessReviewer, type ReviewedUser } from '../../src/cli/metrics-server.js';
+import { KeyedGauge } from '../../src/runtime/metrics.js';
 
 /** A reviewer that knows two tokens and counts the API calls it would have made. */
 function fakeReviewer(): AccessReviewer & { calls: string[]; allow: Set<string> } {
@@ -93,4 +97,31 @@ describe('metrics access (TokenReview + SubjectAccessReview, cached)', () => {
   test('bearer token parsing', () => {
     expect([bearerToken('Bearer abc'), bearerToken('BEARER abc '), bearerToken('Bearer'), bearerToken('Bearer a b'), bearerToken(undefined)]).toEqual(['abc', 'abc', undefined, undefined, undefined]);
   });
+});
+
+test('/metrics serves kept bytes and formatted families in registry order, with a Content-Length in bytes (non-ASCII label values)', async () => {
+  const registry = new Registry();
+  new Counter({ name: 'before_total', help: 'formatted by the registry — non-ASCII here too', registers: [registry] }).inc(2);
+  const kept = new KeyedGauge({ name: 'kept', help: 'kept as bytes', labelNames: ['name'], registers: [registry] });
+  new Counter({ name: 'after_total', help: 'formatted by the registry', registers: [registry] }).inc(3);
+  kept.put('a', { name: 'café ☕' }, 1);
+  kept.put('b', { name: 'plain' }, 2);
+  const server = (await serveMetrics({ address: '127.0.0.1:0', registry, logger: pino({ level: 'silent' }) }))!;
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+    const first = await fetch(url);
+    const body = await first.text();
+    expect(body).toBe(await registry.metrics());
+    expect(body).toContain('kept{name="café ☕"} 1');
+    expect(Number(first.headers.get('content-length'))).toBe(Buffer.byteLength(body));
+    // A change after a scrape is in the next one (the kept bytes are dropped on change).
+    kept.drop('a');
+    kept.put('b', { name: 'plain' }, 5);
+    const second = await (await fetch(url)).text();
+    expect(second).toBe(await registry.metrics());
+    expect(second).toContain('kept{name="plain"} 5');
+    expect(second).not.toContain('café');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
 });
