@@ -17,8 +17,10 @@
  * `Status` body's `reason`/`message`. Transport failures reject with Node's errors
  * (`ECONNREFUSED`, `ECONNRESET`, ...), an abort with an `AbortError`.
  */
-import http from 'node:http';
-import https from 'node:https';
+import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { RequestOptions } from 'node:https';
+// Through require, not an ESM import: see node-http.ts (an import loads undici, +4-5 MB RSS).
+import { http, https } from './node-http.js';
 
 /**
  * What the runtime needs to reach and authenticate to the API server. A client-node `KubeConfig`
@@ -27,7 +29,7 @@ import https from 'node:https';
 export interface KubeConnection {
   getCurrentCluster(): { server: string } | null;
   /** Adds TLS material, an `Authorization` header and an agent to `options`. */
-  applyToHTTPSOptions(options: https.RequestOptions): Promise<void>;
+  applyToHTTPSOptions(options: RequestOptions): Promise<void>;
 }
 
 export interface KubeRequest {
@@ -191,19 +193,19 @@ async function prepare(
   method: string,
   path: string,
   query: Record<string, string | number | boolean | undefined> = {},
-): Promise<{ url: URL; options: https.RequestOptions & { headers: http.OutgoingHttpHeaders } }> {
+): Promise<{ url: URL; options: RequestOptions & { headers: OutgoingHttpHeaders } }> {
   const cluster = connection.getCurrentCluster();
   if (!cluster) throw new Error('the kubeconfig has no current cluster');
   const url = new URL(cluster.server.replace(/\/+$/, '') + path);
   for (const [name, value] of Object.entries(query)) {
     if (value !== undefined) url.searchParams.set(name, String(value));
   }
-  const options: https.RequestOptions & { headers: http.OutgoingHttpHeaders } = { method, headers: { accept: 'application/json' } };
+  const options: RequestOptions & { headers: OutgoingHttpHeaders } = { method, headers: { accept: 'application/json' } };
   await connection.applyToHTTPSOptions(options);
   return { url, options };
 }
 
-function send(url: URL, options: https.RequestOptions, onResponse: (res: http.IncomingMessage) => void): http.ClientRequest {
+function send(url: URL, options: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
   return url.protocol === 'http:' ? http.request(url, options, onResponse) : https.request(url, options, onResponse);
 }
 
