@@ -121,6 +121,9 @@ type SerializedEntry = [string, string, string, string, string, number, string, 
 export function serializeManifest(manifest: StagingManifest): string {
   const entries: Record<string, SerializedEntry> = {};
   for (const [rel, { source, staged, contentHash }] of manifest) {
+    // A time before 1970 prints negative, which format 1 cannot hold (and a reader would refuse the
+    // whole manifest for): such a file is left out, so it is copied each time.
+    if (source.includes('-') || staged.includes('-')) continue;
     const [dev = '', ino = '', size = '', mtimeNs = '', ctimeNs = '', mode = ''] = source.split(':');
     const [stagedDev = '', stagedIno = '', stagedMtimeNs = ''] = staged.split(':');
     entries[rel] = [dev, ino, size, mtimeNs, ctimeNs, Number(mode), contentHash, stagedDev, stagedIno, stagedMtimeNs];

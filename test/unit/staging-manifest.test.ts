@@ -62,6 +62,13 @@ describe('manifest files', () => {
     const manifest: StagingManifest = new Map([['x/y "z".json', { ...entry, source: sourceKey({ ...base, ctimeNs: 1_700_000_000_123_456_789n }) }]]);
     expect(parseManifest(serializeManifest(manifest))).toEqual(manifest);
   });
+  test('leaves out a file with a time before 1970 (negative nanoseconds), keeping the others readable', () => {
+    const manifest: StagingManifest = new Map([
+      ['old.gts', { ...entry, source: sourceKey({ ...base, mtimeNs: -1_000_000_000n }) }],
+      ['new.gts', entry],
+    ]);
+    expect(parseManifest(serializeManifest(manifest))).toEqual(new Map([['new.gts', entry]]));
+  });
   test('reads a manifest as the previous release wrote it (format 1, values as decimal strings)', () => {
     const written = JSON.stringify({ format: 1, entries: { 'cards/a.gts': ['2049', '1234', '10', '1700000000000000000', '1700000000123456789', 420, 'b'.repeat(64), '2049', '99', '1700000100000000000'] } });
     expect(parseManifest(written)).toEqual(
