@@ -2,9 +2,9 @@
  * Hard-links, in one batch per listed directory, the files of a republish that did not change since
  * the previous version (see staging-manifest.ts for "unchanged"), with synchronous file-system calls
  * in one worker thread: per file that is `lstat` of the source, `link(2)` and `lstat` of the link,
- * about 10 µs of kernel time each, where the same calls through libuv's thread pool cost a
- * round trip, a promise and a wake-up apiece (three times the time at 10,000 files). The event loop
- * stays free meanwhile.
+ * where the same calls through libuv's thread pool cost a round trip, a promise and a wake-up
+ * apiece (1.8× the time at 10,000 files in bench-staging's floors). The event loop stays free
+ * meanwhile.
  *
  * The checks are the walk's own, made in the same order: the source entry, reached through the
  * listed directory's handle (`/proc/self/fd/<fd>/<name>`, the worker shares the process's
