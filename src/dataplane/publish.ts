@@ -59,6 +59,7 @@ import {
   readLockedEpochRowAndRegistryRow,
   readRealmEpochRowAndRegistryDiskId,
   readRealmEpochRow,
+  type DiskIdReservation,
   readRegistryRow,
   readSourceOwnerUserId,
   RealmURLOverlapError,
@@ -179,6 +180,12 @@ export interface PublishOptions {
    * way, and staging enforces the size limits itself.
    */
   checked?: PublishableSource;
+  /**
+   * What {@link reservePublishedDiskIdWithRow} returned for this URL, when the caller reserved the
+   * disk id just before (the reconciler does, when it claims the URL): its row is then the hint
+   * read before copying, instead of a read of its own. Everything in it is checked again under the lock.
+   */
+  reserved?: DiskIdReservation;
 }
 
 export interface PublishResult {
@@ -251,14 +258,14 @@ function resolvePublisher(sourceURL: string, source: RegistryRow, ownerUserId: s
 }
 
 /** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
-export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal, checked }: PublishOptions = {}): Promise<PublishResult> {
+export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal, checked, reserved }: PublishOptions = {}): Promise<PublishResult> {
   const started = performance.now();
   signal?.throwIfAborted();
   const source = checked && isCheckedFor(checked, request) ? checked : await checkPublishable(plane, request);
   const { sourceRealmURL: sourceURL, publishedRealmURL: publishedURL, directory, publisher } = source;
   // Read once before copying, as hints (all checked again under the lock): the fence, the previous
   // version to link from, and whether the disk id is already reserved.
-  const before = await readRealmEpochRowAndRegistryDiskId(plane.pool, publishedURL);
+  const before = reserved?.url === publishedURL ? reserved.row : await readRealmEpochRowAndRegistryDiskId(plane.pool, publishedURL);
   // A newer generation already published makes the copy pointless.
   assertNotSuperseded(publishedURL, before, request.fence);
   const step = async (name: PublishStep) => {
@@ -310,6 +317,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes', undefined, undefined, {
           publishing: true,
           locked: { epochRow: targetRows.epochRow, registry: targetRows.published },
+          ownStaging: `${STAGING_DIR_PREFIX}${token}`,
         });
         // A reservation taken from before the copy must still be the committed one (read under the lock).
         if (reserved !== undefined && committed.diskId !== reserved) {
@@ -812,10 +820,13 @@ async function reconcileFilesWithDatabase(
   {
     publishing = false,
     locked,
+    ownStaging,
   }: {
     publishing?: boolean;
     /** The epoch row (read FOR UPDATE in this transaction) and registry row, when the caller read them already. */
     locked?: { epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined };
+    /** The caller's own staging directory (its name under the staging root), held by its staging guard. */
+    ownStaging?: string;
   } = {},
 ): Promise<{
   committedVersion: string | null;
@@ -839,7 +850,9 @@ async function reconcileFilesWithDatabase(
   const previous = row?.previous_version ? safeVersionName('realm_operator.realm_epochs.previous_version', url, row.previous_version) : null;
   await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
 
-  if (mode === 'refuse-fixes') {
+  // The sweep tries one lock per staging directory. The caller's own copy is held by its guard, so
+  // it is never abandoned: when it is the only one there, the sweep could remove nothing.
+  if (mode === 'refuse-fixes' && (ownStaging === undefined || (await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[])).some((name) => name !== ownStaging))) {
     const abandoned = await removeAbandonedStaging(tx, plane.layout);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }

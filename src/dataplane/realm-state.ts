@@ -352,6 +352,21 @@ export async function readLockedEpochRowAndRegistryRow(db: Queryable, url: strin
  * registry's `disk_id` when the realm is already published, else a reserved one, else a new uuid.
  */
 export async function reservePublishedDiskId(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<string> {
+  return (await reservePublishedDiskIdWithRow(db, url, claim)).diskId;
+}
+
+/** A disk id reserved for `url` and the epoch row as the reservation left it, with the URL's `realm_registry.disk_id`. */
+export interface DiskIdReservation {
+  url: string;
+  diskId: string;
+  row: RealmEpochRow & { registry_disk_id: string | null };
+}
+
+/**
+ * {@link reservePublishedDiskId}, also returning the epoch row it wrote (no extra statement): a
+ * publish right after it passes that to {@link publishRealm} as `reserved`, saving its own read.
+ */
+export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<DiskIdReservation> {
   const { registry, epochRow } = await readLockedEpochRowAndRegistryRow(db, url);
   if (registry && registry.kind !== 'published') {
     throw new URLTakenByRealmError(url, registry.kind);
@@ -362,14 +377,15 @@ export async function reservePublishedDiskId(db: Queryable, url: string, claim: 
     : epochRow?.disk_id
       ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, epochRow.disk_id)
       : randomUUID();
-  await queryPrepared(
+  const { rows } = await queryPrepared<RealmEpochRow>(
     db,
     `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by) VALUES ($1, 0, $2, $3)
      ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
-       claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()`,
+       claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
+     RETURNING ${EPOCH_SELECT}`,
     [url, diskId, claim.claimant ?? null],
   );
-  return diskId;
+  return { url, diskId, row: { ...rows[0]!, registry_disk_id: registry?.disk_id ?? null } };
 }
 
 type PublishedDiskIdColumn = 'realm_registry.disk_id' | 'realm_operator.realm_epochs.disk_id';

@@ -4,10 +4,12 @@
  * rows the folded statements must still leave exactly as the statements one by one did.
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { createPool, withRealmLock } from '../../src/dataplane/db.js';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
-import { reservePublishedDiskId } from '../../src/dataplane/realm-state.js';
+import { reservePublishedDiskId, reservePublishedDiskIdWithRow } from '../../src/dataplane/realm-state.js';
+import { STAGING_DIR_PREFIX } from '../../src/dataplane/staging.js';
 import { createSourceRealm, dataPlane, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 /** A pool whose clients count every statement they send; `BEGIN; …` (one round trip) counts once and as a transaction. */
@@ -56,10 +58,10 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     counting.reset();
     await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row as a hint 1, the reservation 3 (lock, locked rows, write) + COMMIT,
-    // the staging guard 2, the publish transaction 7 + COMMIT (lock; the checks' rows with the
-    // locked epoch row; the staging sweep finding our own copy; Boxel's three tables; definitions;
-    // epoch with kept version, history policy and registry NOTIFY; wildcard NOTIFY). Was 31 in 3 transactions.
-    expect(counting.counts()).toEqual({ statements: 16, transactions: 2 });
+    // the staging guard 2, the publish transaction 6 + COMMIT (lock; the checks' rows with the
+    // locked epoch row; Boxel's three tables; definitions; epoch with kept version, history policy
+    // and registry NOTIFY; wildcard NOTIFY; no staging sweep with only our own copy there). Was 31 in 3 transactions.
+    expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
     // Nothing left for a clean-up to find.
     for (const dir of [fixture.layout.stagingRoot, fixture.layout.linkScratchDir, fixture.layout.trashDir]) expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -73,11 +75,44 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     counting.reset();
     const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row 1, the staging guard 2 (the reservation exists), the publish
-    // transaction 8 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
+    // transaction 7 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
     // the clean-up transaction 4 + COMMIT (lock, locked rows, kept versions, the rows the history
     // policy drops). Was 25 in 2 transactions.
-    expect(counting.counts()).toEqual({ statements: 18, transactions: 2 });
+    expect(counting.counts()).toEqual({ statements: 17, transactions: 2 });
     expect(await fs.readdir(fixture.layout.versionsDir(third.diskId))).toHaveLength(2);
+  });
+
+  test('a reservation passed to the publish saves its read of the epoch row; one for another URL is not used', async () => {
+    const source = 'http://localhost:4201/count/reserved-src/';
+    const published = 'http://pub.localhost/count/reserved/';
+    await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+    const claim = { claimant: 'ns/reserved/uid-1' };
+    const other = await withRealmLock(counting.pool, 'http://pub.localhost/count/other/', (tx) => reservePublishedDiskIdWithRow(tx, 'http://pub.localhost/count/other/', claim));
+    const reserved = await withRealmLock(counting.pool, published, (tx) => reservePublishedDiskIdWithRow(tx, published, claim));
+    expect(reserved.row).toMatchObject({ realm_url: published, disk_id: reserved.diskId, claimed_by: claim.claimant, content_version: null, registry_disk_id: null });
+    counting.reset();
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved });
+    // The checks 1, the staging guard 2, the publish transaction 6 + COMMIT.
+    expect(counting.counts()).toEqual({ statements: 10, transactions: 1 });
+    expect(first.diskId).toBe(reserved.diskId);
+    // Another URL's reservation is ignored: the publish reads its own hint and reserves as without one.
+    counting.reset();
+    const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved: other });
+    expect(again.diskId).toBe(reserved.diskId);
+    expect(counting.counts().statements).toBeGreaterThan(10);
+  });
+
+  test('a publish still removes staging abandoned by a publisher that died', async () => {
+    const source = 'http://localhost:4201/count/abandoned-src/';
+    const published = 'http://pub.localhost/count/abandoned/';
+    await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+    // A copy whose token no live publisher holds: its owner is gone.
+    const abandoned = path.join(fixture.layout.stagingRoot, `${STAGING_DIR_PREFIX}123456789`);
+    await fs.mkdir(path.join(abandoned, 'cards'), { recursive: true });
+    await fs.writeFile(path.join(abandoned, 'cards', 'a.json'), '{}');
+    await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
+    expect(await fs.readdir(fixture.layout.trashDir).catch(() => [])).toEqual([]);
   });
 
   test('a first publish at a URL whose earlier publication left kept rows drops them, keeping only its own version', async () => {
