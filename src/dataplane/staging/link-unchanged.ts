@@ -3,7 +3,7 @@
  * the previous version (see staging-manifest.ts for "unchanged"), with synchronous file-system calls
  * in one worker thread: per file that is `lstat` of the source, `link(2)` and `lstat` of the link,
  * where the same calls through libuv's thread pool cost a round trip, a promise and a wake-up
- * apiece (1.8× the time at 10,000 files in bench-staging's floors). The event loop stays free
+ * apiece (1.1–1.8× the time at 10,000 files in bench-staging's floors, more under load). The event loop stays free
  * meanwhile.
  *
  * The checks are the walk's own, made in the same order: the source entry, reached through the
