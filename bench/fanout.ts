@@ -253,7 +253,7 @@ for (const n of counts) {
   process.stderr.write(
     `N=${n}: receive p50 ${fmt(percentile(measured.receive, 50))} ms, receive+ack p50 ${fmt(percentile(measured.ack, 50))} ms, ` +
       `receive+ack+tell p50 ${fmt(percentile(measured.tell, 50))} ms, ` +
-      `acknowledged p50 ${fmt(percentile(measured.listener, 50))} ms, ${last.readsPerRound.toFixed(2)} status reads per publish\n`,
+      `acknowledged p50 ${fmt(percentile(measured.listener, 50))} ms, ${last.readsPerRound.toFixed(2)} status reads and ${last.notificationsPerRound.toFixed(2)} ack NOTIFYs per publish\n`,
   );
 }
 
@@ -261,8 +261,8 @@ const p = (values: number[], q: number) => Number(fmt(percentile(values, q)));
 const ratio = (a: number[], b: number[]) => Number((percentile(a, 50) / percentile(b, 50)).toFixed(2));
 const latency: BenchTable = {
   title: 'Acknowledged fan-out beside its floors (ms from COMMIT to the last of N; p50 / p99)',
-  columns: ['N', 'receive p50', 'p99', 'receive+ack p50', 'p99', 'receive+ack+tell p50', 'p99', 'replicas acked p50', 'p99', 'acknowledged p50', 'p99', 'status reads/publish'],
-  rows: perN.map(({ n, measured: m, readsPerRound }) => [
+  columns: ['N', 'receive p50', 'p99', 'receive+ack p50', 'p99', 'receive+ack+tell p50', 'p99', 'replicas acked p50', 'p99', 'acknowledged p50', 'p99', 'status reads/publish', 'ack NOTIFYs/publish'],
+  rows: perN.map(({ n, measured: m, readsPerRound, notificationsPerRound }) => [
     n,
     p(m.receive, 50),
     p(m.receive, 99),
@@ -275,11 +275,12 @@ const latency: BenchTable = {
     p(m.listener, 50),
     p(m.listener, 99),
     Number(readsPerRound.toFixed(2)),
+    Number(notificationsPerRound.toFixed(2)),
   ]),
   note:
     `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order. receive: bare LISTEN clients; ` +
     'receive+ack: bare clients that write one ack row; receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
-    'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row + NOTIFY), timed by each replica when its ack returned ' +
+    'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row; only the ack that completes the set NOTIFYs the operator), timed by each replica when its ack returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
     'complete (what a publish waits for). One process per replica in every fleet.',
 };
@@ -290,6 +291,7 @@ const ratios: BenchTable = {
 };
 const cpus = os.cpus().length;
 const readsOf = (n: number) => perN.find((x) => x.n === n)!.readsPerRound.toFixed(2);
+const notificationsOf = (n: number) => perN.find((x) => x.n === n)!.notificationsPerRound.toFixed(2);
 const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
   const r = ratio(m.listener, m.ack);
   const met = r <= GOAL_RATIO;
@@ -308,8 +310,9 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
             `where in one process without the fleet the library costs ${ratio(single.replica, single.ack)}× (ack written) and ` +
             `${ratio(single.acknowledged, single.ack)}× (operator's wait returned): the rest is ${n} Node process${n === 1 ? '' : 'es'} per fleet ` +
             `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
-            `lease heartbeats, a bigger process) more than a bare client. Nothing is left to skip per publish: the epoch comes with the NOTIFY ` +
-            `(no read), the ack is one statement, and the operator made ${readsOf(n)} status reads per publish (the first only; acks are counted from their NOTIFY).`,
+            `lease heartbeats, a bigger process) more than a bare client. Per publish: the epoch comes with the NOTIFY (no read), the ack is one ` +
+            `statement (plus an announcement after its commit when others were still missing), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
+            `(only the ack that completes the set is NOTIFYd: each NOTIFY wakes every LISTENing backend) and made ${readsOf(n)} status reads (the first, and one after that NOTIFY when others acked silently).`,
         }),
   };
 });
@@ -325,7 +328,7 @@ const inOneProcess: BenchTable = {
   ],
   note:
     `${single.ack.length} rounds each, interleaved, before any fleet started: no IPC and no other bench process, so the difference from the ` +
-    "bare client is the library's own work (two notifications, the ack statement with its NOTIFY, the operator's first status read), not scheduling.",
+    "bare client is the library's own work (two notifications, the ack statement with its NOTIFY — one replica's ack always completes the set — and the operator's first status read), not scheduling.",
 };
 for (const table of [latency, ratios, inOneProcess]) printTable(table);
 console.log('\nGoals');

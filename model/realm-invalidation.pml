@@ -184,13 +184,16 @@ inline ackNotify(i, e) {
   k = 0
 }
 
-/* recordAck: the row (a foreign key to the replica row) and the NOTIFY in one statement. */
+/* recordAck: the row (a foreign key to the replica row) and, in the same statement, the NOTIFY
+   only when no other live replica was missing in its snapshot (replica-registry.ts writeAck; the
+   announcement after its commit NOTIFYs the same payload). Which acks NOTIFY depends on timing
+   the model does not track, so any ack may or may not: safety must not rest on hearing them. */
 inline recordAck(i, e) {
   atomic {
     if
     :: registered[i] ->
        if :: ackE[i] < e -> ackE[i] = e :: else -> skip fi;
-       ackNotify(i, e)
+       if :: ackNotify(i, e) :: skip fi
     :: else -> teardown(i)     /* registration vanished: reconnect and re-register */
     fi
   }

@@ -7,10 +7,13 @@
  *
  * - one connection LISTENing on {@link REPLICA_ACKS_CHANNEL}, taken from the pool while at least
  *   one wait is active (kept a little longer so back-to-back publishes do not re-LISTEN);
- * - acks counted from their NOTIFY: a replica's ack notification says who acknowledged which
- *   epoch (replica-registry.ts recordAck), and it is sent by the statement that wrote the ack
- *   row, after it committed. A wait subtracts those replicas from the `missing` of its last read;
- *   when none is left it completes with no further query.
+ * - acks heard from their NOTIFY: a replica's ack notification says who acknowledged which
+ *   epoch (replica-registry.ts writeAck), and it is sent by the statement that wrote the ack row
+ *   (or, after it committed, by announceIfAllAcked), so it follows a committed ack. Replicas send
+ *   it only for the ack that completes the set as far as they can see (one NOTIFY per publish, not
+ *   N: each NOTIFY wakes every LISTENing backend in the database). A wait subtracts the notifier
+ *   from the `missing` of its last read; when none is left (one replica) it completes with no
+ *   further query, otherwise the others acked silently since that read and it reads again.
  * - coalesced re-reads for everything else (a cache start '*', a deregistration '-', an older
  *   replica's bare realm URL, the poll): notifications only mark waits dirty; one query (through
  *   the pool, never the LISTEN connection) then reads the status of every dirty wait, however
@@ -59,7 +62,7 @@ export interface ReplicaAckWaiterOptions {
 export interface ReplicaAckWaiterStats {
   /** Status queries run (one per burst of notifications, not one per ack). */
   reads: number;
-  /** Waits completed by an ack notification, with no status query after it. */
+  /** Waits completed by an ack notification, with no status query after it (the notifier was the last one missing). */
   completedByNotification: number;
   /** Notifications received on the ack channel. */
   notifications: number;
@@ -313,6 +316,7 @@ export class ReplicaAckWaiter {
 
   private onAck(ack: AckNotification): void {
     const now = performance.now();
+    let reread = false;
     for (const wait of this.waitsByRealm.get(ack.realmURL) ?? []) {
       if (wait.settled || ack.epoch < wait.options.epoch) continue;
       wait.ackedByNotification.add(ack.replicaId);
@@ -321,8 +325,14 @@ export class ReplicaAckWaiter {
       if (result.complete) {
         this.stats.completedByNotification += 1;
         this.settle(wait, result);
+      } else {
+        // Replicas NOTIFY only the ack that (as far as they could see) completes the set; the
+        // others wrote their rows silently since our last read, so read again (coalesced).
+        wait.dirty = true;
+        reread = true;
       }
     }
+    if (reread) this.scheduleFlush();
   }
 
   private onLost(client: pg.PoolClient, error: Error): void {

@@ -51,13 +51,14 @@ import { defaultFenceMarginMs, fenceDeadline, leaseTimingProblems } from './fenc
 import { LogLimiter } from './log-limiter.js';
 import { listenerMetrics, type ListenerMetrics } from './metrics.js';
 import {
+  announceIfAllAcked,
   deregisterReplica,
   readEpochPosition,
   readRealmEpoch,
-  recordAck,
   recordCacheStarted,
   registerReplica,
   renewLease,
+  writeAck,
 } from './replica-registry.js';
 
 /** What a cache may report back from {@link RealmCache.dropPath}. */
@@ -525,10 +526,14 @@ export class RealmListener extends EventEmitter {
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && acknowledge && epoch > 0) {
-      if (!(await recordAck(client, this.replicaId, realmURL, epoch))) throw new Error('replica registration vanished; re-registering');
+      const written = await writeAck(client, this.replicaId, realmURL, epoch);
+      if (written === 'unregistered') throw new Error('replica registration vanished; re-registering');
       const seconds = (performance.now() - received) / 1000;
       this.metrics.ackSeconds.observe(seconds);
       this.emit('acknowledged', { realmURL, epoch, seconds });
+      // Others were missing when it was written: if they all committed meanwhile, this replica's
+      // is the ack that completes the set and the operator must hear it (replica-registry.ts).
+      if (written === 'written') await announceIfAllAcked(client, this.replicaId, realmURL, epoch);
     }
     return true;
   }

@@ -63,33 +63,97 @@ export async function recordCacheStarted(db: Db, replicaId: string, position: nu
 }
 
 /**
- * Records that the replica dropped its cache of `realmURL` after reading `epoch`. False when the
- * replica is no longer registered (its row was pruned after its lease expired: the foreign key
- * refuses the row). The NOTIFY says who acknowledged what (`{"r":realm,"e":epoch,"id":replica}`),
- * so the operator's waiter can count the ack without re-reading the table
- * (src/dataplane/ack-waiter.ts).
+ * The SQL condition "replica `r` is live and not yet done with epoch `$epoch` of realm `$realm`"
+ * as the replica sees it (no operator grace: a lapsed lease is not waited for here, so at worst
+ * the operator is woken for a re-read that still finds it missing). `a` is its ack row, if any.
+ */
+const NOT_DONE = (epoch: string) =>
+  `r.lease_expires_at > now() AND COALESCE(a.epoch, 0) < ${epoch} AND COALESCE(r.cache_started_epoch, 0) < ${epoch}`;
+
+/** What {@link writeAck} found: the ack row written and whether the operator was told. */
+export type AckWrite =
+  /** Written, and NOTIFYd in the same statement: no other live replica was missing in its snapshot. */
+  | 'written-notified'
+  /** Written, not NOTIFYd: others were still missing in its snapshot; {@link announceIfAllAcked} after it commits. */
+  | 'written'
+  /** Not written: the replica's row is gone (pruned after its lease expired); it must re-register. */
+  | 'unregistered';
+
+/**
+ * Records that the replica dropped its cache of `realmURL` after reading `epoch`, and NOTIFYs
+ * {@link REPLICA_ACKS_CHANNEL} (`{"r":realm,"e":epoch,"id":replica}`) in the same statement only
+ * when, in the statement's snapshot, no other live replica is still missing the epoch.
+ *
+ * Why not every ack: each NOTIFYing commit takes PostgreSQL's database-wide notify lock and
+ * signals EVERY backend LISTENing in the database (PostgreSQL 17's SignalBackends does not look at
+ * channels), and every replica LISTENs there. N acks per publish were N × (N replicas + the
+ * operator) backend wake-ups: at 50 replicas that storm, not the acks, was most of the fan-out's
+ * time (bench/fanout.ts). The operator needs to hear only the ack that completes the set; the
+ * others it reads from the table (src/dataplane/ack-waiter.ts re-reads when a NOTIFY leaves a
+ * wait incomplete). Acks committing concurrently may each see the others missing, so a replica
+ * that got `written` runs {@link announceIfAllAcked} once its ack committed: the later of two
+ * commits then sees both. Safety never rests on a NOTIFY: the operator completes a wait only from
+ * committed rows (its reads, or a NOTIFY that follows the notifier's committed ack); a lost NOTIFY
+ * costs a poll interval, not a stale read.
  *
  * This is the one statement on a publish's critical path in every replica, so it is a named
  * (prepared once per connection) INSERT ... VALUES: measured on this machine, parse and plan plus
  * a CTE selecting the replica row first cost ~0.25 ms more per ack than the statement itself.
  */
-export async function recordAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<boolean> {
+export async function writeAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   try {
-    const { rows } = await db.query({
+    const { rows } = await db.query<{ others_missing: boolean }>({
       name: 'realm_operator_record_ack',
       text: `WITH acked AS (
          INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)
          ON CONFLICT (replica_id, realm_url) DO UPDATE
            SET epoch = GREATEST(realm_operator.replica_acks.epoch, EXCLUDED.epoch), acked_at = now()
-         RETURNING replica_id, realm_url, epoch)
-       SELECT pg_notify($4, json_build_object('r', realm_url, 'e', epoch, 'id', replica_id)::text) FROM acked`,
+         RETURNING replica_id, realm_url, epoch),
+       others_missing AS (
+         SELECT EXISTS (
+           SELECT 1 FROM realm_operator.replicas r
+             LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = $2
+            WHERE r.replica_id <> $1 AND ${NOT_DONE('$3')}) AS any)
+       SELECT others_missing.any AS others_missing,
+              CASE WHEN NOT others_missing.any THEN pg_notify($4, json_build_object('r', acked.realm_url, 'e', acked.epoch, 'id', acked.replica_id)::text) END
+         FROM acked, others_missing`,
       values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
     });
-    return rows.length === 1;
+    if (rows.length !== 1) return 'unregistered';
+    return rows[0]!.others_missing ? 'written' : 'written-notified';
   } catch (error) {
-    if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) return false;
+    if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) return 'unregistered';
     throw error;
   }
+}
+
+/**
+ * After an ack that was `written` (not NOTIFYd) has committed: NOTIFYs the operator, as that ack,
+ * if every live replica is now done with `epoch`. Run it on a connection outside a transaction,
+ * so its snapshot includes every ack that committed before ours. True when it NOTIFYd.
+ */
+export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<boolean> {
+  const { rows } = await db.query({
+    name: 'realm_operator_announce_acks',
+    text: `SELECT pg_notify($4, json_build_object('r', $2::text, 'e', $3::bigint, 'id', $1::text)::text)
+        WHERE NOT EXISTS (
+          SELECT 1 FROM realm_operator.replicas r
+            LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = $2
+           WHERE ${NOT_DONE('$3')})`,
+    values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
+  });
+  return rows.length === 1;
+}
+
+/**
+ * {@link writeAck}, then {@link announceIfAllAcked} when needed: the ack as one call. False when
+ * the replica is no longer registered (its row was pruned after its lease expired: the foreign
+ * key refuses the row). Outside a transaction (the announcement must follow the ack's commit).
+ */
+export async function recordAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<boolean> {
+  const written = await writeAck(db, replicaId, realmURL, epoch);
+  if (written === 'written') await announceIfAllAcked(db, replicaId, realmURL, epoch);
+  return written !== 'unregistered';
 }
 
 const FOREIGN_KEY_VIOLATION = '23503';

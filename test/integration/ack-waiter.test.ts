@@ -1,6 +1,6 @@
 /**
  * The shared acknowledgement waiter against a real PostgreSQL: one LISTEN connection for every
- * waiting publish, one status query per burst of acks, and a LISTEN connection that dies mid-wait
+ * waiting publish, one NOTIFY per completed set of acks and one status query per burst, and a LISTEN connection that dies mid-wait
  * (acks committed while it is down must still end the waits: resync re-reads the table).
  */
 import type pg from 'pg';
@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { recordAck } from '../../src/listener/replica-registry.js';
+import { announceIfAllAcked, recordAck, writeAck } from '../../src/listener/replica-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
@@ -70,6 +70,20 @@ async function ackListenerPids(): Promise<number[]> {
     [ACK_CHANNEL_LISTEN],
   );
   return rows.map((r) => r.pid);
+}
+
+/**
+ * Silent replicas registered, a realm published and ONE wait on it, polling effectively off (only
+ * a NOTIFY or its timeout ends it), once the waiter is LISTENing and its first read is done.
+ */
+async function waitOnNewRealm(name: string, replicaIds: string[], timeoutMs: number) {
+  for (const id of replicaIds) await registerSilentReplica(id);
+  const waiter = newWaiter();
+  const realmURL = `http://pub.localhost/${name}/`;
+  const epoch = await publishEpoch(realmURL);
+  const wait = waiter.wait({ realmURL, epoch, timeoutMs, pollIntervalMs: 60_000 });
+  await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+  return { waiter, realmURL, epoch, wait };
 }
 
 async function startListener(): Promise<RealmListener> {
@@ -141,13 +155,57 @@ describe('shared replica acknowledgement waiter', () => {
     return { waiter, burstReads: waiter.stats.reads - readsBefore, acks: realms.length * replicas.length, realms: realms.length };
   }
 
-  test('acks are counted from their NOTIFY (who acknowledged which epoch): a burst costs no status query', async () => {
+  test('only the ack that completes a realm\'s set is NOTIFYd (one per realm, not one per ack), and it ends the waits with one status query', async () => {
     const { waiter, burstReads, acks, realms } = await burstOfAcks('burst', async (client, id, realm, epoch) => {
       expect(await recordAck(client, id, realm, epoch)).toBe(true);
     });
-    expect(waiter.stats.notifications).toBe(acks);
-    expect(burstReads).toBe(0);
-    expect(waiter.stats.completedByNotification).toBe(realms);
+    expect(acks).toBe(realms * 8);
+    // Inside the burst's transaction each ack sees the ones before it: the 8th of each realm is the only one NOTIFYd.
+    expect(waiter.stats.notifications).toBe(realms);
+    // The other 7 acks of each realm were written silently since the first read: one re-read (two if the burst came in two pieces).
+    expect(burstReads).toBeGreaterThanOrEqual(1);
+    expect(burstReads).toBeLessThanOrEqual(2);
+    expect(waiter.stats.completedByNotification).toBe(0);
+  });
+
+  test('one replica: its ack NOTIFY ends the wait with no status query after it', async () => {
+    const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('alone', ['alone'], 20_000);
+    const readsBefore = waiter.stats.reads;
+    expect(await writeAck(db.pool, 'alone', realmURL, epoch)).toBe('written-notified');
+    expect(await wait).toMatchObject({ complete: true, acknowledged: ['alone'] });
+    expect(waiter.stats.reads).toBe(readsBefore);
+    expect(waiter.stats.completedByNotification).toBe(1);
+  });
+
+  test('two acks committing concurrently, each blind to the other: the announcement after the commit ends the wait', async () => {
+    // Polling is effectively off: only a NOTIFY can end this wait in time.
+    const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('race', ['race-a', 'race-b'], 20_000);
+    const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+    try {
+      await a.query('BEGIN');
+      await b.query('BEGIN');
+      expect(await writeAck(a, 'race-a', realmURL, epoch)).toBe('written'); // b's ack not yet visible
+      expect(await writeAck(b, 'race-b', realmURL, epoch)).toBe('written'); // nor a's
+      await a.query('COMMIT');
+      await b.query('COMMIT');
+      expect(waiter.stats.notifications).toBe(0);
+      // Each replica asks once its own ack committed; b's commit came last, and either sees both.
+      expect(await announceIfAllAcked(b, 'race-b', realmURL, epoch)).toBe(true);
+    } finally {
+      a.release();
+      b.release();
+    }
+    expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['race-a', 'race-b'] });
+    expect(waiter.stats.notifications).toBe(1);
+  });
+
+  test('an announcement while a live replica is still missing sends nothing', async () => {
+    for (const id of ['done', 'late']) await registerSilentReplica(id);
+    const realmURL = 'http://pub.localhost/not-yet/';
+    const epoch = await publishEpoch(realmURL);
+    expect(await writeAck(db.pool, 'done', realmURL, epoch)).toBe('written');
+    expect(await announceIfAllAcked(db.pool, 'done', realmURL, epoch)).toBe(false);
+    expect(await writeAck(db.pool, 'late', realmURL, epoch)).toBe('written-notified');
   });
 
   test('acks that name only their realm (older replicas) cost one status query per burst, not one per ack', async () => {
@@ -163,12 +221,7 @@ describe('shared replica acknowledgement waiter', () => {
   });
 
   test('an ack NOTIFY for an older epoch, another realm or a garbled payload never completes a wait by itself', async () => {
-    await registerSilentReplica('careful');
-    const waiter = newWaiter();
-    const realmURL = 'http://pub.localhost/careful/';
-    const epoch = await publishEpoch(realmURL);
-    const wait = waiter.wait({ realmURL, epoch, timeoutMs: 1500, pollIntervalMs: 60_000 });
-    await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
+    const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('careful', ['careful'], 1500);
     const send = (payload: string) => db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [payload]);
     await send(JSON.stringify({ r: realmURL, e: epoch - 1, id: 'careful' }));
     await send(JSON.stringify({ r: 'http://pub.localhost/elsewhere/', e: epoch, id: 'careful' }));
