@@ -21,8 +21,8 @@ ADD node_modules.tar ./
 COPY crds ./crds
 COPY dist ./dist
 USER 65532:65532
-# The operator command runs with src/cli/node-flags.ts's OPERATOR_NODE_FLAGS (V8's compiling tiers
-# off: a third less peak memory; see docs/memory.md), which NODE_OPTIONS may not carry; other roles
+# The operator command runs with src/cli/node-flags.ts's OPERATOR_NODE_FLAGS (V8's optimizing
+# compilers off: a third less peak memory; see docs/memory.md), which NODE_OPTIONS may not carry; other roles
 # with Node's defaults. `exec`: node is PID 1 and gets the signals. test/unit/node-flags.test.ts runs this line.
-ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = operator ]; then exec node --no-opt --no-maglev --no-sparkplug --optimize-for-size --regexp-interpret-all dist/cli/main.js \"$@\"; fi; exec node dist/cli/main.js \"$@\"", "realm-operator"]
+ENTRYPOINT ["/bin/sh", "-c", "if [ \"$1\" = operator ]; then exec node --no-opt --no-maglev --optimize-for-size --regexp-interpret-all dist/cli/main.js \"$@\"; fi; exec node dist/cli/main.js \"$@\"", "realm-operator"]
 CMD ["operator"]
