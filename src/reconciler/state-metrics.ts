@@ -157,13 +157,21 @@ function seriesKey(series: StateSeries): string {
  * `max by (kind, namespace, name, …)` as the alerts do.
  */
 export function registerStateMetrics(registry: Registry, sources: StateMetricsSources): () => void {
+  // Events only note which objects changed (and their latest state); the series are brought up to
+  // date when read, so a burst of status writes with no scrape in between (1,000 publishes) costs a
+  // map entry per event, and a scrape costs the objects changed since the previous one.
+  const changed = new Map<string, (() => StateSeries[]) | undefined>();
+  const reported = new Map<string, Array<{ gauge: KeyedGauge<string>; key: string }>>();
+  const update = () => {
+    for (const [objectKey, seriesNow] of changed) report(objectKey, seriesNow?.() ?? []);
+    changed.clear();
+  };
   const gauges = new Map<StateMetricName, KeyedGauge<string>>();
   for (const metric of Object.values(STATE_METRIC_NAMES)) {
-    gauges.set(metric, new KeyedGauge({ name: metric, help: STATE_METRICS[metric].help, labelNames: [...STATE_METRICS[metric].labels], registers: [registry] }));
+    gauges.set(metric, new KeyedGauge({ name: metric, help: STATE_METRICS[metric].help, labelNames: [...STATE_METRICS[metric].labels], registers: [registry] }, update));
   }
   // Which series each object has now, so an update touches only what changed and a delete removes
-  // exactly what the object had (no series left behind, nothing kept for it).
-  const reported = new Map<string, Array<{ gauge: KeyedGauge<string>; key: string }>>();
+  // exactly what the object had (no series left behind, nothing kept for it): `reported` above.
   const report = (objectKey: string, next: StateSeries[]): void => {
     const now = next.map((series) => ({ gauge: gauges.get(series.metric)!, key: seriesKey(series), series }));
     for (const old of reported.get(objectKey) ?? []) {
@@ -175,9 +183,14 @@ export function registerStateMetrics(registry: Registry, sources: StateMetricsSo
   };
   const follow = <T extends { metadata: { namespace: string; name: string } }>(kind: ResourceKind, source: StateObjectSource<T>, seriesOf: (object: T) => StateSeries[]) =>
     source.addEventHandler({
-      onAdd: (object) => report(`${kind}/${object.metadata.namespace}/${object.metadata.name}`, seriesOf(object)),
-      onUpdate: (_old, object) => report(`${kind}/${object.metadata.namespace}/${object.metadata.name}`, seriesOf(object)),
-      onDelete: (object) => report(`${kind}/${object.metadata.namespace}/${object.metadata.name}`, []),
+      onAdd: (object) => changed.set(`${kind}/${object.metadata.namespace}/${object.metadata.name}`, () => seriesOf(object)),
+      onUpdate: (_old, object) => changed.set(`${kind}/${object.metadata.namespace}/${object.metadata.name}`, () => seriesOf(object)),
+      onDelete: (object) => {
+        const objectKey = `${kind}/${object.metadata.namespace}/${object.metadata.name}`;
+        // Never scraped: nothing to remove, and nothing kept (no scrape must not mean a leak).
+        if (reported.has(objectKey)) changed.set(objectKey, undefined);
+        else changed.delete(objectKey);
+      },
     });
   const stops = [follow('PublishedRealm', sources.publishedRealms, publishedRealmSeries)];
   if (sources.realms) stops.push(follow('Realm', sources.realms, realmSeries));

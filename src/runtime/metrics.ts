@@ -190,7 +190,11 @@ export class KeyedGauge<T extends string> extends Gauge<T> {
   private readonly metricName: string;
   private readonly metricHelp: string;
 
-  constructor(configuration: GaugeConfiguration<T>) {
+  /** `beforeRead`: brings the series up to date, called whenever they are read (a scrape). */
+  constructor(
+    configuration: GaugeConfiguration<T>,
+    private readonly beforeRead: () => void = () => {},
+  ) {
     super(configuration);
     this.metricName = configuration.name;
     this.metricHelp = configuration.help;
@@ -211,11 +215,13 @@ export class KeyedGauge<T extends string> extends Gauge<T> {
   }
 
   override async get() {
+    this.beforeRead();
     const metric = await super.get();
     return { ...metric, values: [...this.samples.values()].map(({ labels, value }) => ({ labels, value })) };
   }
 
   prometheusBytes(): Buffer {
+    this.beforeRead();
     if (this.bytes === undefined) {
       const lines = [`# HELP ${escapeText(this.metricName)} ${escapeText(this.metricHelp)}`, `# TYPE ${escapeText(this.metricName)} gauge`];
       for (const { line } of this.samples.values()) lines.push(line);

@@ -178,6 +178,10 @@ test('deleting every object leaves no series behind (1,000 objects added then re
   const { registry, published } = publishedOnly();
   const objects = Array.from({ length: 1000 }, (_, i): PublishedRealm => ({ ...awaiting, metadata: { namespace: 'boxel', name: `site-${i}` } }));
   for (const object of objects) published.put(object);
+  // Objects added and deleted between two scrapes never show.
+  const transient = Array.from({ length: 100 }, (_, i): PublishedRealm => ({ ...awaiting, metadata: { namespace: 'boxel', name: `transient-${i}` } }));
+  for (const object of transient) published.put(object);
+  for (const object of transient) published.remove(object);
   expect(samples(await registry.metrics())).toHaveLength(1000 * publishedRealmSeries(awaiting).length);
   for (const object of objects) published.remove(object);
   expect(samples(await registry.metrics())).toEqual([]);
