@@ -10,9 +10,11 @@
  * NOTIFY happen, there is nobody to acknowledge); bench-fanout and bench-publish measure acks.
  *
  *   make bench-scale    (SCALE_REALMS=1000 SCALE_RUNS=1 SCALE_CONCURRENCY=<workers> SCALE_DURABLE=false;
- *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there; SCALE_NODE_OPTIONS=<node flags>)
+ *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there; SCALE_NODE_OPTIONS=<node flags>;
+ *                        SCALE_OPERATOR_FLAGS=shipped (default: OPERATOR_NODE_FLAGS, as the image runs it) | defaults (Node's))
  */
 import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
+import { OPERATOR_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { KeepAliveConnection, kubeRequest, resourcePath } from '../src/runtime/index.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
@@ -47,6 +49,9 @@ const API_FLOOR = process.env.SCALE_API_FLOOR !== '0';
 /** Every operator counts its SQL statements (bench/lib/count-queries.cjs) into this directory. */
 const QUERY_COUNTS = await (await import('node:fs/promises')).mkdtemp(`${(await import('node:os')).tmpdir()}/scale-queries-`);
 const COUNT_QUERIES = `--require ${new URL('./lib/count-queries.cjs', import.meta.url).pathname}`;
+/** The operator runs with the Node flags it ships with (src/cli/node-flags.ts) unless SCALE_OPERATOR_FLAGS=defaults. */
+const OPERATOR_FLAGS_MODE = process.env.SCALE_OPERATOR_FLAGS === 'defaults' ? 'defaults' : 'shipped';
+const OPERATOR_FLAGS: readonly string[] = OPERATOR_FLAGS_MODE === 'shipped' ? OPERATOR_NODE_FLAGS : [];
 const NODE_FLAGS = [process.env.SCALE_NODE_OPTIONS, CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : undefined, COUNT_QUERIES].filter(Boolean).join(' ');
 const startedAt = new Date();
 const machineLoad = Math.round((await import('node:os')).loadavg()[0]! * 10) / 10;
@@ -125,6 +130,7 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
       namespace,
       extraArgs: ['--log-level', 'info', '--durable', DURABLE, ...(CONCURRENCY ? ['--max-concurrent-reconciles', CONCURRENCY] : [])],
       env: { NODE_OPTIONS: NODE_FLAGS, COUNT_QUERIES_DIR: QUERY_COUNTS },
+      nodeFlags: OPERATOR_FLAGS,
     });
 
   operator = await start(`scale-${run}-a`);
@@ -368,8 +374,8 @@ const table: BenchTable = {
     ['restart: epochs changed', Math.max(...results.map((r) => r.epochsChanged)), ...results.map((r) => r.epochsChanged)],
   ],
   note:
-    `Timed by a watch client in the bench (Ready=True with observedGeneration = generation). Operator: dist/, default flags except ` +
-    `--durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
+    `Timed by a watch client in the bench (Ready=True with observedGeneration = generation). Operator: dist/, default options except ` +
+    `Node flags ${OPERATOR_FLAGS.length ? `as shipped (${OPERATOR_FLAGS.join(' ')}; src/cli/node-flags.ts)` : "Node's defaults (SCALE_OPERATOR_FLAGS=defaults)"}, --durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
     'Queue idle = every key reconciled once, workqueue_depth 0 and no active worker, polled from /metrics every 100 ms.',
 };
 const perObject = (n: number) => Math.round((n / COUNT) * 100) / 100;
@@ -479,7 +485,7 @@ const goals: BenchGoal[] = [
     measured: `${rss} MB (${m((r) => r.restartPeakRssMB)} MB after a restart with nothing to publish)`,
     met: rss <= 200,
     ...(rss > 200
-      ? { why: "Peak while publishing 1,000 realms with Node's default V8 heap sizing; the young generation alone may take tens of MB. SCALE_NODE_OPTIONS=--max-semi-space-size=1 measures the same run with it capped (bench-controller-runtime shows the effect on the runtime alone)." }
+      ? { why: `Peak while publishing 1,000 realms with ${OPERATOR_FLAGS.length ? 'the shipped Node flags (src/cli/node-flags.ts)' : "Node's default flags (SCALE_OPERATOR_FLAGS=defaults; the shipped flags turn V8's optimizing compilers off and cap the young generation)"}; docs/memory.md measures where the memory goes.` }
       : {}),
   },
   {
@@ -505,6 +511,6 @@ const file = await writeResults({
   tables: [table, costTable, ...(previousTable ? [previousTable] : [])],
   series: [],
   goals,
-  raw: { count: COUNT, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
+  raw: { count: COUNT, operatorNodeFlags: OPERATOR_FLAGS, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
 });
 console.log(`\nwrote ${file}`);

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { nodeFlagsFor } from '../../src/cli/node-flags.js';
 import { freePort } from './embedded-postgres.js';
 import { testKubeconfigPath } from './kube.js';
 
@@ -70,6 +71,11 @@ export interface OperatorOptions {
   env?: Record<string, string>;
   /** Run as this user and group id (a test running as root can start an unprivileged operator). */
   uid?: number;
+  /**
+   * Node flags before main.js. Default: the operator's as shipped (OPERATOR_NODE_FLAGS, what the
+   * image and bin/realm-operator pass), so the tests run the operator as it runs in production.
+   */
+  nodeFlags?: readonly string[];
 }
 
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
@@ -79,6 +85,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
   const child = spawn(
     node,
     [
+      ...(options.nodeFlags ?? nodeFlagsFor('operator')),
       main,
       'operator',
       '--realms-root', options.realmsRoot,
