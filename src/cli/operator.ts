@@ -83,7 +83,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
         }
       },
     });
-    // Per-object conditions and acknowledgements, read from the informers' caches at scrape time.
+    // Per-object conditions and acknowledgements: the informers' events note what changed, a scrape updates those series.
     registerStateMetrics(registry, { publishedRealms: informer, realms: realmController?.informer });
     const kube = new PublishedRealmKube(connection, logger.child({ component: 'events' }), config.identity, ownWrites);
     const reconciler = new PublishedRealmReconciler({

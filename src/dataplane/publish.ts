@@ -852,8 +852,10 @@ async function reconcileFilesWithDatabase(
 
   // The sweep tries one lock per staging directory. The caller's own copy is held by its guard, so
   // it is never abandoned: when it is the only one there, the sweep could remove nothing.
-  if (mode === 'refuse-fixes' && (ownStaging === undefined || (await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[])).some((name) => name !== ownStaging))) {
-    const abandoned = await removeAbandonedStaging(tx, plane.layout);
+  const stagingNames = mode === 'refuse-fixes' ? await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[]) : [];
+  const others = stagingNames.filter((name) => name !== ownStaging);
+  if (others.length > 0) {
+    const abandoned = await removeAbandonedStaging(tx, plane.layout, others);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
   // The row as read FOR UPDATE: its fence and claim columns are the locked ones (recovery changes only `disk_id` and `epoch`).

@@ -44,19 +44,23 @@ export async function holdStagingGuard(pool: pg.Pool, token: number): Promise<St
 
 /**
  * Moves to the trash the staging directories whose owner is gone. Run inside a transaction: the owner check
- * takes a transaction-scoped lock on each token, so no publisher can claim it while we delete.
+ * takes a transaction-scoped lock on each token, so no publisher can claim it while we delete. One
+ * statement tries every token (with many publishes at once there are as many live copies); a lock
+ * it could take is held until the transaction ends, like the per-token statements it replaces.
  */
-export async function removeAbandonedStaging(tx: Queryable, layout: RealmsLayout): Promise<string[]> {
-  const names = await fs.readdir(layout.stagingRoot).catch(() => [] as string[]);
-  const removed: string[] = [];
-  for (const name of names) {
+export async function removeAbandonedStaging(tx: Queryable, layout: RealmsLayout, names?: string[]): Promise<string[]> {
+  const tokens = new Map<number, string>();
+  for (const name of names ?? (await fs.readdir(layout.stagingRoot).catch(() => [] as string[]))) {
     const token = Number(name.slice(STAGING_DIR_PREFIX.length));
-    if (!name.startsWith(STAGING_DIR_PREFIX) || !Number.isInteger(token)) continue;
-    const { rows } = await tx.query<{ free: boolean }>('SELECT pg_try_advisory_xact_lock($1::int, $2::int) AS free', [STAGING_LOCK_CLASS, token]);
-    if (rows[0]?.free) {
-      await moveToTrash(layout, path.join(layout.stagingRoot, name));
-      removed.push(name);
-    }
+    if (name.startsWith(STAGING_DIR_PREFIX) && Number.isInteger(token) && token >= -(2 ** 31) && token < 2 ** 31) tokens.set(token, name);
+  }
+  if (tokens.size === 0) return [];
+  const { rows } = await tx.query<{ token: number }>('SELECT t AS token FROM unnest($2::int[]) AS t WHERE pg_try_advisory_xact_lock($1::int, t)', [STAGING_LOCK_CLASS, [...tokens.keys()]]);
+  const removed: string[] = [];
+  for (const { token } of rows) {
+    const name = tokens.get(token)!;
+    await moveToTrash(layout, path.join(layout.stagingRoot, name));
+    removed.push(name);
   }
   return removed;
 }

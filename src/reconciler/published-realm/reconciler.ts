@@ -51,7 +51,8 @@ import {
   readRealmEpochRow,
   readRegistryRow,
   RealmTooLargeError,
-  reservePublishedDiskId,
+  reservePublishedDiskIdWithRow,
+  type DiskIdReservation,
   RealmURLOverlapError,
   SupersededPublishError,
   UnsafeDatabaseValueError,
@@ -354,16 +355,17 @@ export class PublishedRealmReconciler {
     request.claim = checked.claim;
     // The URL's claim first, and only then the finalizer: an object refused before it holds the
     // claim never gets one, so deleting it is instant and unpublishes nothing.
-    let diskId: string;
+    // The reservation's row goes to publishRealm (`reserved`), which then skips its own read of it.
+    let reservation: DiskIdReservation;
     try {
-      diskId = await withRealmLock(this.options.pool, url, (tx) => reservePublishedDiskId(tx, url, checked.claim));
+      reservation = await withRealmLock(this.options.pool, url, (tx) => reservePublishedDiskIdWithRow(tx, url, checked.claim));
     } catch (error) {
       const stalled = await this.stallFor(realm, error);
       if (stalled) return stalled;
       throw error;
     }
     await this.setFinalizer(realm, true);
-    const realmUser = await this.registerBeforeFirstPublish(realm, url, diskId, checked.publisher);
+    const realmUser = await this.registerBeforeFirstPublish(realm, url, reservation.diskId, checked.publisher);
     if (!realmUser.ok) return realmUser;
 
     this.log(realm).debug({ generation: generation(realm) }, 'publishing');
@@ -374,7 +376,7 @@ export class PublishedRealmReconciler {
       // `checked`: the checks just run are not repeated before copying (they are under the lock).
       result = await this.withProgressStatus(
         realm,
-        () => publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked }),
+        () => publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked, reserved: reservation }),
         (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`),
         signal,
       );
