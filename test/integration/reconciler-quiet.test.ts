@@ -235,8 +235,15 @@ describe('PublishedRealm reconciler (real API server and PostgreSQL)', () => {
     // A real change still republishes.
     await patchSpec('first', { revision: '2' });
     await eventually(async () => (await epochOf(published)) > epoch, 30_000, () => 'republish for revision 2');
-    await waitForReason('first', 'PublishedNotifyOnly');
-    expect((await events('first')).filter((e) => e.reason === 'ContentRepublished')).toHaveLength(1);
+    // Ready's reason was PublishedNotifyOnly before the change too: wait for this generation's Ready.
+    await eventually(async () => {
+      const realm = await read('first');
+      return ready(realm)?.reason === 'PublishedNotifyOnly' && realm.status?.observedGeneration === realm.metadata.generation;
+    }, 30_000, () => 'Ready for revision 2');
+    // The Event is sent by the recorder's queue, not before the status write returns.
+    const republished = async () => (await events('first')).filter((e) => e.reason === 'ContentRepublished');
+    await eventually(async () => (await republished()).length > 0, 10_000, () => 'a ContentRepublished Event');
+    expect(await republished()).toHaveLength(1);
   });
 
   test('a publish recorded the old way (<uid>/<generation>) counts as published: reconciling it again copies nothing', async () => {
