@@ -7,8 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http, https } from '../runtime/node-http.js';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import { kubeRequest, type KubeConnection } from '../runtime/kube-client.js';
 import { prometheusExpositionParts } from '../runtime/metrics.js';
@@ -139,11 +139,11 @@ export interface MetricsServerOptions {
 }
 
 /** Serves `/metrics` until closed; `undefined` when the address is `0`. */
-export async function serveMetrics(options: MetricsServerOptions): Promise<Server | undefined> {
+export async function serveMetrics(options: MetricsServerOptions): Promise<http.Server | undefined> {
   const bind = parseBindAddress(options.address);
   if (!bind) return undefined;
   const { registry, logger, secure } = options;
-  const handler = (req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if ((req.url ?? '').split('?')[0] !== METRICS_PATH) {
       res.writeHead(404).end();
       return;

@@ -35,8 +35,7 @@
  * `x-realm-epoch` (the realm epoch known when the read began), `x-replica-id` and `x-cache`
  * (`hit`, `miss`, or `bypass` while fenced).
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http } from '../runtime/node-http.js';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type pg from 'pg';
 import { createPool } from '../dataplane/db.js';
@@ -74,8 +73,8 @@ export class RealmServer {
   private readonly logger: Logger;
   private readonly metrics: Registry;
   private readonly requests: Counter<'cache' | 'status'>;
-  private server: Server | undefined;
-  private management: Server | undefined;
+  private server: http.Server | undefined;
+  private management: http.Server | undefined;
 
   constructor(private readonly options: RealmServerOptions) {
     const base = options.logger ?? pino({ name: 'realm-server' });
@@ -183,7 +182,7 @@ export class RealmServer {
     await this.pool.end();
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') return this.reply(res, 405, 'method not allowed\n', 'none');
     const host = req.headers.host?.toLowerCase();
     if (!host || /[\s/\\@?#]/.test(host)) return this.reply(res, 400, 'a valid Host header is required\n', 'none');
@@ -192,7 +191,7 @@ export class RealmServer {
     await this.serveFile(`${this.options.scheme ?? 'http'}://${host}${checked.pathname}`, req, res);
   }
 
-  private async serveFile(url: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async serveFile(url: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     // Noted before the realm is resolved: a registry change after this point means the request
     // may have been resolved from what was known before, so it must not fill any cache.
     const registryGeneration = this.registry.currentGeneration;
@@ -312,14 +311,14 @@ export class RealmServer {
     return rows.map((r) => ({ url: r.url, kind: r.kind, diskId: r.disk_id, ...(r.source_url ? { sourceURL: r.source_url } : {}), epoch: Number(r.epoch ?? 0) }));
   }
 
-  private reply(res: ServerResponse, status: number, body: string, cache: string, headers: Record<string, string> = {}): void {
+  private reply(res: http.ServerResponse, status: number, body: string, cache: string, headers: Record<string, string> = {}): void {
     this.requests.inc({ cache, status: String(status) });
     res.writeHead(status, { ...headers, 'content-type': 'text/plain', 'x-replica-id': this.options.replicaId });
     res.end(body);
   }
 }
 
-function listen(server: Server, port: number, host: string): Promise<number> {
+function listen(server: http.Server, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

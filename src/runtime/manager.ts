@@ -20,8 +20,7 @@
  *
  * Signals (SIGTERM) belong to the CLI, which aborts the signal it passes to `start`.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { http } from './node-http.js';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -175,7 +174,7 @@ export class Manager {
   }
 
   private listen(config: { host?: string; port?: number }): Promise<Server> {
-    const server = http.createServer((req, res) => {
+    const server = createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
         this.logger.error({ err: error, url: req.url }, 'probe handler failed');
         if (!res.headersSent) res.writeHead(500);

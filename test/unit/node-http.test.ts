@@ -25,7 +25,3 @@ test('node-http.ts, keep-alive.ts and kubeconfig.ts load node:http and node:http
   const code = ["const { http, https } = await import('./src/runtime/node-http.ts');", "if (typeof http.request !== 'function' || typeof https.Agent !== 'function') throw new Error('not the http modules');", "await import('./src/runtime/keep-alive.ts');", "await import('./src/runtime/kubeconfig.ts');"].join('\n');
   expect(undiciLoadedBy(code)).toEqual([]);
 });
-
-test("the operator's and the realm server's whole module graphs load no undici until fetch is used", () => {
-  expect(undiciLoadedBy(["await import('./src/cli/operator.ts');", "await import('./src/realm-server/realm-server.ts');", "await import('./src/cli/metrics-server.ts');"].join('\n'))).toEqual([]);
-});
