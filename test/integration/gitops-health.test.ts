@@ -19,16 +19,17 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import YAML from 'yaml';
-import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type PublishedRealm, type PublishedRealmStatus } from '../../src/api/v1alpha1/published-realm-types.js';
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import { recordAck } from '../../src/listener/replica-registry.js';
 import { REALM_KIND, REALM_PLURAL, type Realm, type RealmStatus } from '../../src/api/v1alpha1/realm-types.js';
-import { CustomResourceKube, PublishedRealmKube, type ObjectKey } from '../../src/reconciler/published-realm/kube.js';
+import { CustomResourceKube } from '../../src/reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../../src/reconciler/published-realm/reconciler.js';
 import { RealmReconciler } from '../../src/reconciler/realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { installCRD, must } from '../support/e2e.js';
 import { testKubeConfig } from '../support/kube.js';
+import { StatusRecordingKube } from '../support/reconciler-suite.js';
 import { createSourceRealm, dataPlane, makeRealmsRoot, silentLogger, writeFiles } from '../support/realms.js';
 
 const run = promisify(execFile);
@@ -125,19 +126,6 @@ let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
 const observed = new Map<Kind, Map<State, unknown>>();
 const verdicts = new Map<string, Verdict>();
 
-/** Every status the reconciler wrote, as the API server returned it. */
-class RecordingKube extends PublishedRealmKube {
-  readonly written: PublishedRealm[] = [];
-  override async updateStatus(
-    key: ObjectKey,
-    mutate: (status: PublishedRealmStatus, realm: PublishedRealm) => PublishedRealmStatus,
-    known?: PublishedRealm,
-  ): ReturnType<PublishedRealmKube['updateStatus']> {
-    const result = await super.updateStatus(key, mutate, known);
-    if (result && result.after !== result.before) this.written.push(structuredClone(result.after));
-    return result;
-  }
-}
 
 const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;
 const getRealm = (name: string) => kubeRequest<PublishedRealm>(kube, { path: `${collection}/${name}` });
@@ -149,7 +137,7 @@ async function publishedRealmStates(): Promise<Map<State, unknown>> {
   const source = `http://localhost:4201/gitops/src-${namespace}/`;
   const publishedURL = `http://gitops.localhost/${namespace}/`;
   const sourceDir = await createSourceRealm(db.pool, realms.layout, source, { 'index.json': '{}' }, `gitops/${namespace}`);
-  const recording = new RecordingKube(kube, silentLogger, 'gitops-health-test');
+  const recording = new StatusRecordingKube(kube, silentLogger, 'gitops-health-test');
   const reconciler = new PublishedRealmReconciler({
     kube: recording,
     pool: db.pool,

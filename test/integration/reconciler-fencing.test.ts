@@ -15,9 +15,9 @@ import { readRealmEpochRow } from '../../src/dataplane/realm-state.js';
 import { PublishedRealmKube } from '../../src/reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../../src/reconciler/published-realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { installCRD } from '../support/e2e.js';
+import type { TestDatabase } from '../support/database.js';
 import { testKubeConfig } from '../support/kube.js';
+import { setUpReconcilerSuite, tearDownReconcilerSuite } from '../support/reconciler-suite.js';
 import { createSourceRealm, makeRealmsRoot, silentLogger, writeFiles } from '../support/realms.js';
 
 const kube = testKubeConfig();
@@ -26,17 +26,8 @@ const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`
 let db: TestDatabase;
 let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  await installCRD();
-  await kubeRequest(kube, { method: 'POST', path: '/api/v1/namespaces', body: { metadata: { name: namespace } } });
-});
-afterAll(async () => {
-  await kubeRequest(kube, { method: 'DELETE', path: `/api/v1/namespaces/${namespace}` }).catch(() => undefined);
-  await db.drop();
-  await realms.cleanup();
-});
+beforeAll(async () => ({ db, realms } = await setUpReconcilerSuite(namespace)));
+afterAll(() => tearDownReconcilerSuite(namespace, db && realms ? { db, realms } : undefined));
 
 function reconciler(identity: string, onStep?: DataPlane['onStep']): PublishedRealmReconciler {
   return new PublishedRealmReconciler({

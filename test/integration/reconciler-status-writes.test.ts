@@ -8,16 +8,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { GROUP, PLURAL, VERSION, type PublishedRealm, type PublishedRealmStatus } from '../../src/api/v1alpha1/published-realm-types.js';
+import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../../src/api/v1alpha1/published-realm-types.js';
 import type { DataPlane } from '../../src/dataplane/publish.js';
 import { readRealmEpochRow } from '../../src/dataplane/realm-state.js';
 import { recordAck } from '../../src/listener/replica-registry.js';
-import { PublishedRealmKube, type EventType, type ObjectKey } from '../../src/reconciler/published-realm/kube.js';
+import type { EventType, ObjectKey } from '../../src/reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler, type PublishedRealmReconcilerOptions } from '../../src/reconciler/published-realm/reconciler.js';
 import { kubeRequest } from '../../src/runtime/kube-client.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
-import { installCRD } from '../support/e2e.js';
+import type { TestDatabase } from '../support/database.js';
 import { testKubeConfig } from '../support/kube.js';
+import { setUpReconcilerSuite, StatusRecordingKube, tearDownReconcilerSuite } from '../support/reconciler-suite.js';
 import { createSourceRealm, eventually, makeRealmsRoot, silentLogger } from '../support/realms.js';
 
 const kube = testKubeConfig();
@@ -27,19 +27,12 @@ let db: TestDatabase;
 let realms: Awaited<ReturnType<typeof makeRealmsRoot>>;
 
 /** The reconciler's Kubernetes client, counting what it sends: status PUTs (by Ready reason), finalizer PATCHes, Events. */
-class CountingKube extends PublishedRealmKube {
-  readonly statusWrites: string[] = [];
+class CountingKube extends StatusRecordingKube {
   readonly recorded: Array<{ type: EventType; reason: string }> = [];
   finalizerPatches = 0;
 
-  override async updateStatus(
-    key: ObjectKey,
-    mutate: (status: PublishedRealmStatus, realm: PublishedRealm) => PublishedRealmStatus,
-    known?: PublishedRealm,
-  ): ReturnType<PublishedRealmKube['updateStatus']> {
-    const result = await super.updateStatus(key, mutate, known);
-    if (result && result.after !== result.before) this.statusWrites.push(result.after.status?.conditions?.find((c) => c.type === 'Ready')?.reason ?? '(none)');
-    return result;
+  get statusWrites(): string[] {
+    return this.written.map((realm) => realm.status?.conditions?.find((c) => c.type === 'Ready')?.reason ?? '(none)');
   }
 
   override async setFinalizer(realm: PublishedRealm, finalizer: string, present: boolean): Promise<PublishedRealm | undefined> {
@@ -54,17 +47,8 @@ class CountingKube extends PublishedRealmKube {
   }
 }
 
-beforeAll(async () => {
-  db = await createTestDatabase();
-  realms = await makeRealmsRoot();
-  await installCRD();
-  await kubeRequest(kube, { method: 'POST', path: '/api/v1/namespaces', body: { metadata: { name: namespace } } });
-});
-afterAll(async () => {
-  await kubeRequest(kube, { method: 'DELETE', path: `/api/v1/namespaces/${namespace}` }).catch(() => undefined);
-  await db.drop();
-  await realms.cleanup();
-});
+beforeAll(async () => ({ db, realms } = await setUpReconcilerSuite(namespace)));
+afterAll(() => tearDownReconcilerSuite(namespace, db && realms ? { db, realms } : undefined));
 
 async function createObject(name: string): Promise<{ key: ObjectKey; published: string }> {
   const source = `http://localhost:4201/status-writes/${name}/`;
