@@ -16,30 +16,30 @@ const OPERATOR_DIR = '.realm-operator';
 
 export class RealmsLayout {
   readonly root: string;
+  // The operator's fixed directories, joined once: a publish asks for them dozens of times.
+  readonly publishedRoot: string;
+  readonly operatorDir: string;
+  readonly stagingRoot: string;
+  /** Removed content is renamed here under the realm lock (O(1)) and deleted after it is released. */
+  readonly trashDir: string;
+  /** What each version was staged from (`<disk_id>/<version>.json`), for incremental republishes. */
+  readonly manifestsRoot: string;
+  /** Temporary symlinks are made here and renamed into `_published/`. */
+  readonly linkScratchDir: string;
+  private readonly versionsRoot: string;
+  /** Every path component below the root that {@link assertNoSymlinkedOperatorDirs} checks without a disk id, parents first. */
+  private readonly fixedComponents: readonly string[];
+
   constructor(root: string) {
     this.root = path.resolve(root);
-  }
-
-  get publishedRoot(): string {
-    return path.join(this.root, '_published');
-  }
-  get operatorDir(): string {
-    return path.join(this.publishedRoot, OPERATOR_DIR);
-  }
-  get stagingRoot(): string {
-    return path.join(this.operatorDir, 'staging');
-  }
-  /** Removed content is renamed here under the realm lock (O(1)) and deleted after it is released. */
-  get trashDir(): string {
-    return path.join(this.operatorDir, 'trash');
-  }
-  /** What each version was staged from (`<disk_id>/<version>.json`), for incremental republishes. */
-  get manifestsRoot(): string {
-    return path.join(this.operatorDir, 'manifests');
-  }
-  /** Temporary symlinks are made here and renamed into `_published/`. */
-  get linkScratchDir(): string {
-    return path.join(this.operatorDir, 'links');
+    this.publishedRoot = path.join(this.root, '_published');
+    this.operatorDir = path.join(this.publishedRoot, OPERATOR_DIR);
+    this.stagingRoot = path.join(this.operatorDir, 'staging');
+    this.trashDir = path.join(this.operatorDir, 'trash');
+    this.manifestsRoot = path.join(this.operatorDir, 'manifests');
+    this.linkScratchDir = path.join(this.operatorDir, 'links');
+    this.versionsRoot = path.join(this.operatorDir, 'versions');
+    this.fixedComponents = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir, this.manifestsRoot];
   }
 
   /**
@@ -78,41 +78,36 @@ export class RealmsLayout {
   /**
    * Checks that the operator's own directories for `diskId` (and `_published/` itself) are where
    * they appear to be: no component below the realms root may be a symlink, or a rename into a
-   * version directory or a symlink swap could land outside the volume.
+   * version directory or a symlink swap could land outside the volume. Checked afresh at every
+   * call (nothing is remembered between calls: a symlink swapped in later is caught by the next).
    */
   async assertNoSymlinkedOperatorDirs(diskId?: string): Promise<void> {
-    const dirs = [this.publishedRoot, this.operatorDir, this.stagingRoot, this.trashDir, this.linkScratchDir, this.manifestsRoot];
-    if (diskId !== undefined) dirs.push(this.versionsDir(diskId), this.manifestsDir(diskId));
-    // One lstat per path component below the root (shared by the dirs) instead of a realpath of
-    // each dir, which walks the whole path from `/` every time (a publish runs this three times):
-    // no component below the root being a symlink is exactly what realpath would confirm.
-    const kinds = new Map<string, Promise<'dir' | 'missing' | 'symlink'>>();
-    const kindOf = (component: string) => {
-      let kind = kinds.get(component);
-      if (!kind) {
-        kind = fs.lstat(component).then(
-          (stat) => (stat.isSymbolicLink() ? 'symlink' : 'dir'),
-          (error: NodeJS.ErrnoException) => {
-            if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return 'missing';
-            throw error;
-          },
-        );
-        kinds.set(component, kind);
+    // One lstat per path component below the root (no component being a symlink is exactly what a
+    // realpath of each dir would confirm, without walking from `/` every time). The components are
+    // listed parents first and all lstat'ed at once: each awaited in turn cost a thread-pool round
+    // trip and a wake-up apiece (~80 µs of CPU each, 24 per publish; ~40 µs at once), and the
+    // answers are then read in order, so the first symlink or missing directory from the root
+    // down decides, as before.
+    const components =
+      diskId === undefined ? this.fixedComponents : [...this.fixedComponents, this.versionsRoot, this.versionsDir(diskId), this.manifestsDir(diskId)];
+    const kinds = await Promise.all(components.map(componentKind));
+    const missing = new Set<string>();
+    for (const [index, component] of components.entries()) {
+      // Below a missing directory nothing exists yet to be a symlink: skipped, as a walk from the
+      // root would stop there (even if it was created after its parent's lstat).
+      if (missing.has(path.dirname(component))) {
+        missing.add(component);
+        continue;
       }
-      return kind;
-    };
-    for (const dir of dirs) {
-      let component = this.root;
-      for (const segment of path.relative(this.root, dir).split(path.sep)) {
-        component = path.join(component, segment);
-        const kind = await kindOf(component);
-        if (kind === 'missing') break;
-        if (kind === 'symlink') {
-          const expected = path.join(await fs.realpath(this.root), path.relative(this.root, dir));
-          throw new PublishError(
-            `${dir} resolves to ${await realpathOfExisting(dir)}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
-          );
-        }
+      const kind = kinds[index]!;
+      // An error is thrown only when reached: below a symlinked parent, the parent's refusal wins.
+      if (typeof kind === 'object') throw kind.error;
+      if (kind === 'missing') missing.add(component);
+      else if (kind === 'symlink') {
+        const expected = path.join(await fs.realpath(this.root), path.relative(this.root, component));
+        throw new PublishError(
+          `${component} resolves to ${await realpathOfExisting(component)}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
+        );
       }
     }
   }
@@ -121,7 +116,7 @@ export class RealmsLayout {
     return path.join(this.publishedRoot, assertDiskIdSegment(diskId));
   }
   versionsDir(diskId: string): string {
-    return path.join(this.operatorDir, 'versions', assertDiskIdSegment(diskId));
+    return path.join(this.versionsRoot, assertDiskIdSegment(diskId));
   }
   versionDir(diskId: string, version: string): string {
     return path.join(this.versionsDir(diskId), assertVersionName(version));
@@ -142,6 +137,16 @@ export class RealmsLayout {
     if (!target.startsWith(prefix)) return undefined;
     const version = target.slice(prefix.length);
     return versionNameProblem(version) === undefined ? version : undefined;
+  }
+}
+
+/** What an lstat of one of the operator's directories found; an error other than a missing path is returned, for the caller to throw in order. */
+async function componentKind(component: string): Promise<'dir' | 'missing' | 'symlink' | { error: unknown }> {
+  try {
+    return (await fs.lstat(component)).isSymbolicLink() ? 'symlink' : 'dir';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : { error };
   }
 }
 
