@@ -8,8 +8,10 @@
  * `client-key[-data]`, `token` and `tokenFile`, `username`/`password`. Not supported: exec and
  * auth-provider plugins, proxies — pass a client-node `KubeConfig` for those.
  *
- * Guarantees: a token file is read again for every request, so rotated service-account tokens
- * are picked up; one keep-alive agent per connection.
+ * Guarantees: a token file is read again once what was read is {@link TOKEN_FILE_MAX_AGE_MS} old
+ * (client-go's cached file token source: re-read every minute less 10 s of leeway), so rotated
+ * service-account tokens are picked up long before the old one expires (the kubelet rotates a
+ * projected token at 80 % of its lifetime, at least 10 minutes); one keep-alive agent per connection.
  *
  * Errors: loading throws for a missing context, cluster or user, and for unreadable files.
  */
@@ -23,6 +25,12 @@ import type { KubeConnection } from './kube-client.js';
 import { http, https } from './node-http.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/**
+ * How long a token read from a file is used before the file is read again. Reading it for every
+ * request cost four thread-pool round trips (open, stat, read, close) per API request.
+ */
+export const TOKEN_FILE_MAX_AGE_MS = 50_000;
 
 interface ClusterEntry {
   server?: string;
@@ -71,9 +79,14 @@ export interface ResolvedConnection {
 export class StaticKubeConnection implements KubeConnection {
   readonly settings: ResolvedConnection;
   private readonly agent: Agent;
+  private readonly now: () => number;
+  /** The token file's content and when it was read (monotonic ms); a read in flight is shared. */
+  private tokenRead: { token: Promise<string>; at: number } | undefined;
 
-  constructor(settings: ResolvedConnection) {
+  /** `now`: monotonic milliseconds, for the token file's age (tests pass a clock). */
+  constructor(settings: ResolvedConnection, now: () => number = () => performance.now()) {
     this.settings = settings;
+    this.now = now;
     this.agent = settings.server.startsWith('http:')
       ? new http.Agent({ keepAlive: true })
       : new https.Agent({ keepAlive: true, ...this.tls() });
@@ -88,7 +101,7 @@ export class StaticKubeConnection implements KubeConnection {
     options.agent = this.agent;
     const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
     const { tokenFile, token, username, password } = this.settings;
-    const bearer = tokenFile ? (await fs.promises.readFile(tokenFile, 'utf8')).trim() : token;
+    const bearer = tokenFile ? await this.tokenFromFile(tokenFile) : token;
     if (bearer) headers.authorization = `Bearer ${bearer}`;
     else if (username) options.auth = `${username}:${password ?? ''}`;
   }
@@ -96,6 +109,20 @@ export class StaticKubeConnection implements KubeConnection {
   /** Closes idle keep-alive sockets. */
   destroy(): void {
     this.agent.destroy();
+  }
+
+  private tokenFromFile(file: string): Promise<string> {
+    const now = this.now();
+    if (!this.tokenRead || now - this.tokenRead.at >= TOKEN_FILE_MAX_AGE_MS) {
+      const read = fs.promises.readFile(file, 'utf8').then((text) => text.trim());
+      const entry = { token: read, at: now };
+      this.tokenRead = entry;
+      // A failed read is not kept: the next request reads the file again.
+      read.catch(() => {
+        if (this.tokenRead === entry) this.tokenRead = undefined;
+      });
+    }
+    return this.tokenRead.token;
   }
 
   private tls(): AgentOptions {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, test } from '@jest/globals';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { KubeConnection } from '../../src/runtime/kube-client.js';
-import { loadDefaultConnection, loadKubeconfig, parseKubeconfig } from '../../src/runtime/kubeconfig.js';
+import { loadDefaultConnection, loadKubeconfig, parseKubeconfig, StaticKubeConnection, TOKEN_FILE_MAX_AGE_MS } from '../../src/runtime/kubeconfig.js';
 
 // Type-level: a client-node KubeConfig is a KubeConnection as it is (checked by tsc, no runtime import).
 export const clientNodeKubeConfigFits = (kc: KubeConfig): KubeConnection => kc;
@@ -52,7 +52,7 @@ contexts:
     connection.destroy();
   });
 
-  test('reads files relative to the kubeconfig, and the token file on every request (rotation)', async () => {
+  test('reads files relative to the kubeconfig, and the token file again once the token read is 50 s old (rotation)', async () => {
     fs.writeFileSync(path.join(dir, 'ca.crt'), 'FILE-CA');
     fs.writeFileSync(path.join(dir, 'token'), 'first\n');
     const file = path.join(dir, 'config');
@@ -65,13 +65,25 @@ users: [{ name: u, user: { tokenFile: token } }]
 contexts: [{ name: x, context: { cluster: c, user: u } }]
 `,
     );
-    const connection = loadKubeconfig(file);
+    const loaded = loadKubeconfig(file);
+    let clock = 1_000;
+    const connection = new StaticKubeConnection(loaded.settings, () => clock);
+    loaded.destroy();
     const first = await applied(connection);
     expect(first.ca?.toString()).toBe('FILE-CA');
     expect(first.rejectUnauthorized).toBe(false);
     expect(first.headers.authorization).toBe('Bearer first');
     fs.writeFileSync(path.join(dir, 'token'), 'second\n');
+    clock += TOKEN_FILE_MAX_AGE_MS - 1;
+    expect((await applied(connection)).headers.authorization).toBe('Bearer first');
+    clock += 1;
     expect((await applied(connection)).headers.authorization).toBe('Bearer second');
+    // A read that fails is not kept: the next request reads the file again.
+    fs.rmSync(path.join(dir, 'token'));
+    clock += TOKEN_FILE_MAX_AGE_MS;
+    await expect(applied(connection)).rejects.toMatchObject({ code: 'ENOENT' });
+    fs.writeFileSync(path.join(dir, 'token'), 'third\n');
+    expect((await applied(connection)).headers.authorization).toBe('Bearer third');
     connection.destroy();
   });
 
