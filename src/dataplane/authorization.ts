@@ -6,7 +6,7 @@
  * (Boxel's `_info` reports `realm_metadata.publishable`; a missing row or NULL is not publishable).
  */
 import type { Queryable } from './db.js';
-import { PublishNotAuthorizedError, readPublishTargetRows, type PublishAuthorizationFacts } from './realm-state.js';
+import { PublishNotAuthorizedError, readPublishTargetRows, type PublishAuthorizationFacts, type PublishTargetRows } from './realm-state.js';
 import {
   checkOwnSpacePath,
   checkPublishedRealmDomain,
@@ -135,9 +135,11 @@ export async function reauthorizePublished(
   db: Queryable,
   policy: PublishAuthorization,
   request: { sourceRealmURL: string; publishedRealmURL: string; publisher?: string },
+  /** `readPublishTargetRows` for this same request, when the caller just read them (the reconciler's first read). */
+  rows?: PublishTargetRows,
 ): Promise<void> {
   // One statement: the source owner (for an unset publisher) and the rules' facts together.
-  const read = await readPublishTargetRows(db, request.sourceRealmURL, request.publishedRealmURL, request.publisher);
+  const read = rows ?? (await readPublishTargetRows(db, request.sourceRealmURL, request.publishedRealmURL, request.publisher));
   const owner = read.source?.owner_username;
   const publisher = request.publisher ?? (owner ? (read.sourceOwnerUserId ?? owner) : undefined);
   if (publisher === undefined) {

@@ -80,6 +80,7 @@ import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
 import {
   forgetKeptVersions,
   type HistoryPolicy,
+  type KeptVersion,
   readKeptVersions,
   recordedHistoryPolicy,
   selectKeptVersions,
@@ -97,6 +98,14 @@ import {
   type SkippedEntry,
   type StageOptions,
 } from './staging.js';
+
+/**
+ * The staging directories (names under the staging root) whose publish runs in this process and
+ * holds its staging guard: added once the guard is held, removed before it is released. The sweep
+ * of abandoned staging skips them without a round trip (with many publishes at once, every publish
+ * would otherwise try every other one's lock).
+ */
+const liveStagingNames = new Set<string>();
 
 /** Named points in the sequence, for logs and for crash-injection tests. */
 export type PublishStep = 'staged' | 'reserved' | 'locked' | 'installed' | 'swapped' | 'recorded' | 'committed' | 'cleaned';
@@ -203,6 +212,13 @@ export interface PublishResult {
   linkedFiles: number;
   copiedFiles: number;
   timing: { stageMs: number; stageSyncMs: number; lockWaitMs: number; lockHeldMs: number; totalMs: number };
+  /**
+   * The epoch row as the publish committed it, when nothing after the COMMIT changed it (the
+   * post-commit clean-up repaired nothing): the caller need not read it again. Undefined: read it.
+   */
+  state?: RealmEpochRow;
+  /** The realm's kept versions, when the publish knows them exactly (a first publish: only its own). Undefined: read them. */
+  keptVersions?: KeptVersion[];
 }
 
 /** What {@link checkPublishable} found: the request's URLs, checked, and the source realm's real directory. */
@@ -225,11 +241,23 @@ export interface PublishableSource {
  * {@link RealmTooLargeError}, {@link UnsafeDatabaseValueError}, {@link PublishNotAuthorizedError}).
  * {@link publishRealm} runs it first and repeats the database checks (authorization included) under the realm lock.
  */
-export async function checkPublishable(plane: DataPlane, request: PublishRequest): Promise<PublishableSource> {
+export async function checkPublishable(
+  plane: DataPlane,
+  request: PublishRequest,
+  /**
+   * `readPublishTargetRows(pool, sourceRealmURL, publishedRealmURL, publisher)` for this request,
+   * when the caller has just read them (the reconciler's first read of a reconcile): checked
+   * instead of a read of their own. The locked re-check reads its own either way.
+   */
+  rows?: PublishTargetRows,
+): Promise<PublishableSource> {
   const publishedURL = assertRealmURL(request.publishedRealmURL, 'publishedRealmURL');
   const sourceURL = assertRealmURL(request.sourceRealmURL, 'sourceRealmURL');
   if (publishedURL === sourceURL) throw new PublishError('publishedRealmURL must differ from sourceRealmURL');
-  const target = await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {}, request.publisher);
+  // Rows read for other spellings of the URLs than the canonical ones are not used.
+  const target = rows && sourceURL === request.sourceRealmURL && publishedURL === request.publishedRealmURL
+    ? assertPublishTarget(rows, sourceURL, publishedURL, request.claim ?? {})
+    : await checkPublishTarget(plane.pool, sourceURL, publishedURL, request.claim ?? {}, request.publisher);
   const { source } = target;
   const directory = await resolveSourceDirectory(plane, sourceURL, source);
   await plane.layout.assertNoSymlinkedOperatorDirs();
@@ -275,6 +303,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
 
   const token = newStagingToken();
   const guard = await holdStagingGuard(plane.pool, token);
+  const stagingName = `${STAGING_DIR_PREFIX}${token}`;
+  liveStagingNames.add(stagingName);
   try {
     const staged = await stageRealmFiles(directory, plane.layout.stagingRoot, token, {
       logger: plane.logger,
@@ -313,11 +343,11 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       async (tx) => {
         await step('locked');
         // The checks' rows and the locked epoch row recovery starts from, in one statement.
-        const targetRows = await readPublishTargetRows(tx, sourceURL, publishedURL, publisher, { lockEpochRow: true });
+        const targetRows = await readPublishTargetRows(tx, sourceURL, publishedURL, publisher, { epochRow: 'lock' });
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes', undefined, undefined, {
           publishing: true,
           locked: { epochRow: targetRows.epochRow, registry: targetRows.published },
-          ownStaging: `${STAGING_DIR_PREFIX}${token}`,
+          ownStaging: stagingName,
         });
         // A reservation taken from before the copy must still be the committed one (read under the lock).
         if (reserved !== undefined && committed.diskId !== reserved) {
@@ -354,7 +384,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger);
         await step('swapped');
         // The epoch, the kept version, the history policy and the registry NOTIFY: one statement.
-        const epoch = await recordPublishedEpoch(
+        const recorded = await recordPublishedEpoch(
           tx,
           publishedURL,
           {
@@ -377,7 +407,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         // forgetOthers) kept row, and the swap replaced no directory: the realm now holds exactly
         // this version, its kept row and (written next) its manifest, and the history policy always
         // keeps the live version.
-        return { epoch, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0 };
+        return { epoch: Number(recorded.row.epoch), recorded, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0 };
       },
       plane.lock,
     )).catch(async (error: unknown) => {
@@ -392,8 +422,10 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
 
     // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
     // A first publish has nothing to clean up but the trash its recovery filled (a locked transaction saved).
+    // The recorded epoch row stays the realm's unless the clean-up had to repair (a new epoch).
+    let unchanged = true;
     if (result.nothingToClean) await emptyTrash(plane.layout, plane.logger).catch((error: Error) => plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed'));
-    else await collectGarbage(plane, publishedURL, result.superseded);
+    else unchanged = await collectGarbage(plane, publishedURL, result.superseded);
     await step('cleaned');
     const totalMs = performance.now() - started;
     plane.logger.info(
@@ -425,6 +457,25 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       linkedFiles: staged.linkedFiles,
       copiedFiles: staged.copiedFiles,
       timing: { stageMs, stageSyncMs: staged.timing.syncMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
+      ...(unchanged ? { state: result.recorded.row } : {}),
+      // A first publish with nothing to clean keeps exactly its own version (see nothingToClean above).
+      ...(result.nothingToClean && result.recorded.keptPublishedAt
+        ? {
+            keptVersions: [
+              {
+                version,
+                diskId,
+                epoch: result.epoch,
+                digest,
+                fileCount: staged.fileCount,
+                totalBytes,
+                publishedAt: result.recorded.keptPublishedAt,
+                publishedFor: request.publishedFor ?? null,
+                revision: request.revision ?? null,
+              },
+            ],
+          }
+        : {}),
     };
   } finally {
     try {
@@ -432,6 +483,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));
     } finally {
       // A copy left behind by a failed removal is then abandoned, and the next recovery removes it.
+      liveStagingNames.delete(stagingName);
       await guard.release();
     }
   }
@@ -461,6 +513,8 @@ export interface RollbackResult {
   totalBytes: number;
   digest: string;
   timing: { lockWaitMs: number; lockHeldMs: number; totalMs: number };
+  /** As {@link PublishResult.state}. */
+  state?: RealmEpochRow;
 }
 
 /**
@@ -503,7 +557,7 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
       await swapPublishedLink(plane.layout, diskId, target.version, plane.logger);
       await step('swapped');
       const live = committed.committedVersion;
-      const epoch = await recordPublishedEpoch(
+      const recorded = await recordPublishedEpoch(
         tx,
         url,
         {
@@ -517,16 +571,19 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
           publishedFor: request.publishedFor ?? null,
           ...(request.fence ? { fence: request.fence } : {}),
         },
-        { history: { policy: request.history }, notifyRegistryUpsert: true },
+        // last_published_at as Boxel's publish writes it whenever content goes live: the realm
+        // server's ETag for the published HTML is derived from it, so an unchanged one would let
+        // browsers keep the rolled-back-from page (304 Not Modified).
+        { history: { policy: request.history }, notifyRegistryUpsert: true, lastPublishedAtMs: Date.now() },
       );
       await notifyAllFileChanges(tx, url);
       await step('recorded');
-      return { epoch, diskId, target, live, superseded: [committed.previousVersion].filter((v): v is string => !!v) };
+      return { epoch: Number(recorded.row.epoch), recorded, diskId, target, live, superseded: [committed.previousVersion].filter((v): v is string => !!v) };
     },
     plane.lock,
   ));
   await step('committed');
-  await collectGarbage(plane, url, result.superseded);
+  const unchanged = await collectGarbage(plane, url, result.superseded);
   await step('cleaned');
   const totalMs = performance.now() - started;
   plane.logger.info({ realm: url, epoch: result.epoch, version: result.target.version, from: result.live, lockHeldMs: timing.heldMs, totalMs: Math.round(totalMs * 10) / 10 }, 'rolled back realm');
@@ -540,6 +597,7 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
     totalBytes: result.target.totalBytes,
     digest: result.target.digest,
     timing: { lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
+    ...(unchanged ? { state: result.recorded.row } : {}),
   };
 }
 
@@ -697,13 +755,18 @@ async function recover(plane: DataPlane, url: string, superseded: readonly strin
   return { actions: [...recovered, ...cleanedUp], recovered, cleanedUp };
 }
 
-/** Post-commit clean-up: the same reconciliation, which also trashes superseded versions. */
-async function collectGarbage(plane: DataPlane, url: string, superseded: readonly string[]): Promise<void> {
+/**
+ * Post-commit clean-up: the same reconciliation, which also trashes superseded versions. Returns
+ * whether it left the epoch row as the publish committed it (only a repair draws a new epoch);
+ * false also when it failed, as a repair may have committed before the failure.
+ */
+async function collectGarbage(plane: DataPlane, url: string, superseded: readonly string[]): Promise<boolean> {
   try {
-    await recover(plane, url, superseded);
+    return (await recover(plane, url, superseded)).recovered.length === 0;
   } catch (error) {
     // The publish itself has committed; leftovers are removed by the next publish or recovery.
     plane.logger.warn({ err: error, realm: url }, 'post-publish clean-up failed');
+    return false;
   }
 }
 
@@ -853,7 +916,9 @@ async function reconcileFilesWithDatabase(
   // The sweep tries one lock per staging directory. The caller's own copy is held by its guard, so
   // it is never abandoned: when it is the only one there, the sweep could remove nothing.
   const stagingNames = mode === 'refuse-fixes' ? await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[]) : [];
-  const others = stagingNames.filter((name) => name !== ownStaging);
+  // Copies staged by live publishes of this process are never abandoned either (each removes its
+  // own); only the rest, left by another or an earlier process, is worth a try of its lock.
+  const others = stagingNames.filter((name) => name !== ownStaging && !liveStagingNames.has(name));
   if (others.length > 0) {
     const abandoned = await removeAbandonedStaging(tx, plane.layout, others);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);

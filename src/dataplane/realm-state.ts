@@ -209,7 +209,7 @@ export interface PublishTargetRows {
    * and the rules cost one round trip.
    */
   authorization: PublishAuthorizationFacts & { publisher: string | null };
-  /** With `lockEpochRow`: the published URL's whole epoch row, read FOR UPDATE (undefined when absent). */
+  /** With `epochRow`: the published URL's whole epoch row (undefined when absent), read FOR UPDATE with `'lock'`. */
   epochRow?: RealmEpochRow | undefined;
 }
 
@@ -263,15 +263,25 @@ function pickEpochRow(row: Record<string, unknown>): RealmEpochRow | undefined {
  * The rows a publish's checks read, in one statement (one round trip instead of five): both
  * registry rows, the published URL's claim, the overlap candidates (only when the published URL is
  * not registered) and the source owner's Matrix id. Each column keeps its own type.
- * `lockEpochRow` (under the realm lock): also the published URL's whole epoch row, locked FOR
- * UPDATE, saving the locked transaction's own read of it.
+ * `epochRow`: also the published URL's whole epoch row — `'read'` (the reconciler's first read,
+ * which decides whether the spec is already published), or `'lock'` (under the realm lock) FOR
+ * UPDATE — saving a statement of its own.
  */
-export async function readPublishTargetRows(db: Queryable, sourceURL: string, publishedURL: string, publisher?: string, { lockEpochRow = false }: { lockEpochRow?: boolean } = {}): Promise<PublishTargetRows> {
+export async function readPublishTargetRows(
+  db: Queryable,
+  sourceURL: string,
+  publishedURL: string,
+  publisher?: string,
+  { epochRow }: { epochRow?: 'read' | 'lock' } = {},
+): Promise<PublishTargetRows> {
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
   // FOR UPDATE through a sub-select: it may not name the nullable side of an outer join.
-  const epochs = lockEpochRow
-    ? { columns: epochColumnsOf('e'), join: `LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $2 FOR UPDATE) AS e ON true` }
-    : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
+  const epochs =
+    epochRow === 'lock'
+      ? { columns: epochColumnsOf('e'), join: `LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $2 FOR UPDATE) AS e ON true` }
+      : epochRow === 'read'
+        ? { columns: epochColumnsOf('e'), join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' }
+        : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
   const { rows } = await queryPrepared<Record<string, unknown>>(
     db,
     `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
@@ -296,7 +306,7 @@ export async function readPublishTargetRows(db: Queryable, sourceURL: string, pu
     row[`${alias}_url`] === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as RegistryRow);
   const source = registry('s');
   return {
-    ...(lockEpochRow ? { epochRow: pickEpochRow(row) } : {}),
+    ...(epochRow ? { epochRow: pickEpochRow(row) } : {}),
     source,
     published: registry('p'),
     claimedBy: (row.claimed_by as string | null) ?? null,
@@ -503,12 +513,19 @@ export interface PublishedEpochExtras {
   keep?: { revision: string | null; forgetOthers: boolean };
   /** Sends `realm_registry 'upsert:<url>'` (Boxel's registry NOTIFY), delivered at COMMIT before any later NOTIFY of the transaction. */
   notifyRegistryUpsert?: boolean;
+  /**
+   * Sets `realm_registry.last_published_at` (milliseconds) of the URL's `published` row with this
+   * disk id, as Boxel's publish does whenever it makes content live (a rollback; a publish writes it
+   * with the registry upsert). Boxel's realm server derives the published HTML's ETag from it.
+   */
+  lastPublishedAtMs?: number;
 }
 
 /**
  * Draws the next epoch from the global sequence and records the committed content, with
  * `extras` in the same statement. Must run after the swap: a replica that reads the sequence at or
  * past this epoch is then known to have cleared its cache after the new content was in place.
+ * Returns the epoch row as it now is (the caller need not read it again after COMMIT).
  */
 export async function recordPublishedEpoch(
   db: Queryable,
@@ -524,10 +541,10 @@ export async function recordPublishedEpoch(
     fence?: PublishFence;
   },
   extras: PublishedEpochExtras = {},
-): Promise<number> {
+): Promise<RecordedEpoch> {
   // One statement text whatever the extras (booleans switch its parts), so PostgreSQL plans it once per connection.
   // The data-modifying sub-statements all run, to completion, whether or not the final SELECT reads them.
-  const { rows } = await queryPrepared<{ epoch: string }>(
+  const { rows } = await queryPrepared<RealmEpochRow & { notified: unknown; kept_published_at: Date | null }>(
     db,
     `WITH recorded AS (
        UPDATE realm_operator.realm_epochs SET
@@ -536,14 +553,18 @@ export async function recordPublishedEpoch(
          history_limit = CASE WHEN $11::boolean THEN $12::integer ELSE history_limit END,
          history_max_bytes = CASE WHEN $11::boolean THEN $13::bigint ELSE history_max_bytes END,
          published_at = now(), updated_at = now()
-       WHERE realm_url = $1 RETURNING epoch),
+       WHERE realm_url = $1 RETURNING ${EPOCH_SELECT}),
+     registry AS (
+       UPDATE realm_registry SET last_published_at = $20, updated_at = now()
+       WHERE $20::bigint IS NOT NULL AND url = $1 AND kind = 'published' AND disk_id = $2),
      forgotten AS (
        DELETE FROM realm_operator.published_versions WHERE $14::boolean AND realm_url = $1 AND version <> $3),
      kept AS (
        INSERT INTO realm_operator.published_versions (realm_url, version, disk_id, epoch, content_digest, file_count, total_bytes, published_for, revision)
        SELECT $1, $3, $2, epoch, $5, $6, $7, $8, $15 FROM recorded WHERE $16::boolean
-       ON CONFLICT (realm_url, version) DO NOTHING)
-     SELECT epoch, CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`,
+       ON CONFLICT (realm_url, version) DO NOTHING RETURNING published_at)
+     SELECT ${EPOCH_SELECT}, (SELECT published_at FROM kept) AS kept_published_at,
+       CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`,
     [
       url,
       content.diskId,
@@ -564,10 +585,20 @@ export async function recordPublishedEpoch(
       extras.notifyRegistryUpsert === true,
       REALM_REGISTRY_CHANNEL,
       formatRealmRegistryPayload('upsert', url),
+      extras.lastPublishedAtMs ?? null,
     ],
   );
   if (!rows[0]) throw new PublishError(`realm_operator.realm_epochs row for ${url} is missing; it is reserved before the swap`);
-  return Number(rows[0].epoch);
+  const { notified: _notified, kept_published_at: keptPublishedAt, ...row } = rows[0];
+  return { row, ...(keptPublishedAt ? { keptPublishedAt } : {}) };
+}
+
+/** What {@link recordPublishedEpoch} wrote. */
+export interface RecordedEpoch {
+  /** The epoch row as the statement left it. */
+  row: RealmEpochRow;
+  /** With `extras.keep`: when the kept version's row was written (absent when it was there already). */
+  keptPublishedAt?: Date;
 }
 
 /** Records that the realm has no published content (unpublish), drawing a new epoch. */

@@ -5,40 +5,17 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
-import { createPool, withRealmLock } from '../../src/dataplane/db.js';
+import { withRealmLock } from '../../src/dataplane/db.js';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
-import { reservePublishedDiskId, reservePublishedDiskIdWithRow } from '../../src/dataplane/realm-state.js';
+import { readKeptVersions } from '../../src/dataplane/published-versions.js';
+import { readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow } from '../../src/dataplane/realm-state.js';
 import { STAGING_DIR_PREFIX } from '../../src/dataplane/staging.js';
-import { createSourceRealm, dataPlane, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
-
-/** A pool whose clients count every statement they send; `BEGIN; …` (one round trip) counts once and as a transaction. */
-function countingPool(url: string): { pool: pg.Pool; counts: () => { statements: number; transactions: number }; reset: () => void } {
-  let statements = 0;
-  let transactions = 0;
-  const pool = createPool({ connectionString: url, max: 4 }, () => undefined);
-  pool.on('connect', (client) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      statements += 1;
-      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text?: string }).text ?? '';
-      if (/^BEGIN\b/.test(text)) transactions += 1;
-      return query(...args);
-    };
-  });
-  return {
-    pool,
-    counts: () => ({ statements, transactions }),
-    reset: () => {
-      statements = 0;
-      transactions = 0;
-    },
-  };
-}
+import { countingPool, type CountingPool } from '../support/counting-pool.js';
+import { createSourceRealm, dataPlane, openDataPlaneFixture, readTree, type DataPlaneFixture } from '../support/realms.js';
 
 describe('statements per publish (real PostgreSQL, real files)', () => {
   let fixture: DataPlaneFixture;
-  let counting: ReturnType<typeof countingPool>;
+  let counting: CountingPool;
   let plane: DataPlane;
 
   beforeAll(async () => {
@@ -100,6 +77,59 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved: other });
     expect(again.diskId).toBe(reserved.diskId);
     expect(counting.counts().statements).toBeGreaterThan(10);
+  });
+
+  test('a publish returns the epoch row it committed and (first publish) its kept version, as a read after it finds them', async () => {
+    const source = 'http://localhost:4201/count/returned-src/';
+    const published = 'http://pub.localhost/count/returned/';
+    await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, publishedFor: 'uid/spec-1', revision: '7', history: { limit: 3 } });
+    expect(first.state).toEqual(await readRealmEpochRow(fixture.db.pool, published));
+    expect(first.keptVersions).toEqual(await readKeptVersions(fixture.db.pool, published, first.diskId));
+    expect(first.keptVersions).toHaveLength(1);
+    // A republish knows its row, but not which kept rows its clean-up trimmed: the caller reads those.
+    const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, history: { limit: 3 } });
+    expect(again.state).toEqual(await readRealmEpochRow(fixture.db.pool, published));
+    expect(again.keptVersions).toBeUndefined();
+  });
+
+  test("a live publish's staging copy is neither swept nor tried by another publish of the same process", async () => {
+    const sourceA = 'http://localhost:4201/count/live-a-src/';
+    const sourceB = 'http://localhost:4201/count/live-b-src/';
+    const publishedA = 'http://pub.localhost/count/live-a/';
+    const publishedB = 'http://pub.localhost/count/live-b/';
+    await createSourceRealm(fixture.db.pool, fixture.layout, sourceA, { 'index.json': '{"a":1}' });
+    await createSourceRealm(fixture.db.pool, fixture.layout, sourceB, { 'index.json': '{"b":1}' });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let staged!: () => void;
+    const stagedA = new Promise<void>((resolve) => (staged = resolve));
+    // A stops after staging, its copy in the staging root and its guard held.
+    const holding: DataPlane = {
+      ...plane,
+      onStep: async (step, url) => {
+        if (step === 'staged' && url === publishedA) {
+          staged();
+          await held;
+        }
+      },
+    };
+    const publishingA = publishRealm(holding, { sourceRealmURL: sourceA, publishedRealmURL: publishedA });
+    try {
+      await stagedA;
+      const copyOfA = await fs.readdir(fixture.layout.stagingRoot);
+      expect(copyOfA).toHaveLength(1);
+      counting.reset();
+      await publishRealm(plane, { sourceRealmURL: sourceB, publishedRealmURL: publishedB });
+      // As with no other copy there: no sweep statement for A's copy, which is left alone.
+      expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
+      expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual(copyOfA);
+    } finally {
+      release();
+    }
+    const a = await publishingA;
+    expect(await readTree(fixture.layout.publishedDir(a.diskId))).toMatchObject({ 'index.json': '{"a":1}' });
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
   });
 
   test('a publish still removes staging abandoned by a publisher that died', async () => {

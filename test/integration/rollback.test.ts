@@ -126,6 +126,27 @@ test('rollback: link swapped to the kept directory with no copy, new epoch, wild
   }
 });
 
+test("rollback advances realm_registry.last_published_at as Boxel's publish does when content goes live (its HTML ETag), and returns the epoch row it committed", async () => {
+  const { publishedURL, results } = await publishSeries('last-published', [content(1), content(2)]);
+  const registryRow = async () => (await fixture.db.pool.query('SELECT last_published_at, disk_id, updated_at FROM realm_registry WHERE url = $1', [publishedURL])).rows[0];
+  const before = await registryRow();
+  expect(Number(before.last_published_at)).toBe(results[1]!.publishedAt);
+  const startedAt = Date.now();
+  const rolled = await rollbackRealm(fixture.plane, { publishedRealmURL: publishedURL, version: results[0]!.version, history: { limit: 3 } });
+  const after = await registryRow();
+  // Milliseconds since the epoch, as Boxel writes it (Date.now() when the content goes live).
+  expect(Number(after.last_published_at)).toBeGreaterThanOrEqual(startedAt);
+  expect(Number(after.last_published_at)).toBeGreaterThan(Number(before.last_published_at));
+  expect(after.disk_id).toBe(before.disk_id);
+  // The row the caller would otherwise read again after COMMIT.
+  const { rows } = await fixture.db.pool.query('SELECT * FROM realm_operator.realm_epochs WHERE realm_url = $1', [publishedURL]);
+  expect(rows[0]).toMatchObject(rolled.state!);
+  expect(rolled.state!.epoch).toBe(String(rolled.epoch));
+  // A refused rollback writes nothing.
+  await expect(rollbackRealm(fixture.plane, { publishedRealmURL: publishedURL, version: 'v-19700101T000000000Z-00000000' })).rejects.toBeInstanceOf(VersionNotKeptError);
+  expect(await registryRow()).toEqual(after);
+});
+
 test('a version that is not kept is refused before anything changes, naming the kept ones', async () => {
   const { publishedURL, results } = await publishSeries('refuse', [content(1), content(2), content(3)], { limit: 2 });
   const epoch = await epochOf(publishedURL);

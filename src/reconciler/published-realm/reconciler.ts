@@ -48,6 +48,7 @@ import {
   ClaimConflictError,
   PublishError,
   PublishNotAuthorizedError,
+  readPublishTargetRows,
   readRealmEpochRow,
   readRegistryRow,
   RealmTooLargeError,
@@ -58,13 +59,14 @@ import {
   UnsafeDatabaseValueError,
   URLTakenByRealmError,
   type ClaimOptions,
+  type PublishTargetRows,
   type RealmEpochRow,
 } from '../../dataplane/realm-state.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from '../../dataplane/realm-identity.js';
 import { enqueueReindex } from '../../dataplane/reindex.js';
 import { recoverPublishedRealm, rollbackRealm } from '../../dataplane/publish.js';
 import { publishedFilesDisagree } from '../../dataplane/published-check.js';
-import { DEFAULT_HISTORY_LIMIT, readKeptVersions, VersionNotKeptError, type HistoryPolicy } from '../../dataplane/published-versions.js';
+import { DEFAULT_HISTORY_LIMIT, readKeptVersions, VersionNotKeptError, type HistoryPolicy, type KeptVersion } from '../../dataplane/published-versions.js';
 import type { RegisteredRealmUser } from '../../matrix/realm-user.js';
 import {
   Actions,
@@ -283,7 +285,7 @@ export class PublishedRealmReconciler {
     const withoutUser = realmUser.registered ? '' : ` ${realmUser.note}`;
     // The kept versions change only with the live one (publish, rollback and their clean-up): read them then, not on every resync.
     const versionsKnown = !published.publishedNow && (realm.status?.versions ?? []).some((v) => v.live && v.version === published.state.content_version);
-    const versions = versionsKnown ? {} : await this.versionsStatus(spec.publishedRealmURL, published.state);
+    const versions = versionsKnown ? {} : await this.versionsStatus(spec.publishedRealmURL, published.state, published.keptVersions);
     const wasReady = realm.status?.conditions?.find((c) => c.type === 'Ready');
     // Info, once per Ready decision (not on every resync): just before the write, so its time is a lower
     // bound of Ready's that in-cluster tests read with `kubectl logs` (the operator runs at info there).
@@ -324,18 +326,23 @@ export class PublishedRealmReconciler {
         realmUserRegistered?: boolean;
         /** Set when this reconcile published: the AwaitingAcknowledgement status, written unless the acks come at once. */
         awaiting?: (status: PublishedRealmStatus) => PublishedRealmStatus;
+        /** The kept versions, when the publish knew them exactly (status.versions without a read). */
+        keptVersions?: KeptVersion[];
       }
     | StallOutcome
   > {
     const url = spec.publishedRealmURL;
     const publishedFor = publishedForKey(realm, spec);
-    const existing = await readRealmEpochRow(this.options.pool, url);
+    // One statement for the epoch row (already published?), Boxel's authorization facts (the
+    // re-check of a published realm) and the rows the checks before copying read (a new spec).
+    const rows = await readPublishTargetRows(this.options.pool, spec.sourceRealmURL, url, spec.publisher, { epochRow: 'read' });
+    const existing = rows.epochRow;
     const match = existing?.content_version ? matchPublishedFor(existing.published_for, realm, spec) : undefined;
     if (existing && match) {
       // Recorded by an earlier version for this same spec: the current key from now on, no republish.
       if (match === 'legacy') await upgradePublishedFor(this.options.pool, url, existing.published_for!, publishedFor);
       if (existing.claimed_by === claimantOf(realm)) await this.setFinalizer(realm, true);
-      const refused = await this.reauthorize(realm, spec, existing);
+      const refused = await this.reauthorize(realm, spec, existing, rows);
       if (refused) return refused;
       return { ok: true, state: await this.recoveredIfInterrupted(realm, url, existing), publishedNow: false };
     }
@@ -350,7 +357,7 @@ export class PublishedRealmReconciler {
       ...(spec.revision !== undefined ? { revision: String(spec.revision) } : {}),
       ...(spec.publisher !== undefined ? { publisher: spec.publisher } : {}),
     };
-    const checked = await this.checkBeforeCopy(realm, request);
+    const checked = await this.checkBeforeCopy(realm, request, rows);
     if (!checked.ok) return checked;
     request.claim = checked.claim;
     // The URL's claim first, and only then the finalizer: an object refused before it holds the
@@ -395,7 +402,8 @@ export class PublishedRealmReconciler {
       await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.PublishFailed, `Publishing failed and will be retried: ${(error as Error).message}`));
       throw error;
     }
-    const state = await readRealmEpochRow(this.options.pool, url);
+    // The row as the publish committed it, unless its clean-up had to change it since.
+    const state = result.state ?? (await readRealmEpochRow(this.options.pool, url));
     if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after publishing`);
     const what = `${plural(result.fileCount, 'file')} (${plural(result.totalBytes, 'byte')})`;
     // The Event first: it never throws, and a failed status write below is retried without republishing.
@@ -412,7 +420,7 @@ export class PublishedRealmReconciler {
         ...contentFields(state),
       };
     };
-    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered, awaiting };
+    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered, awaiting, ...(result.keptVersions ? { keptVersions: result.keptVersions } : {}) };
   }
 
   /**
@@ -423,14 +431,15 @@ export class PublishedRealmReconciler {
    */
   private async ensureRolledBack(realm: PublishedRealm, spec: PublishedRealmSpec, version: string, signal?: AbortSignal): ReturnType<PublishedRealmReconciler['ensurePublished']> {
     const url = spec.publishedRealmURL;
-    const existing = await readRealmEpochRow(this.options.pool, url);
+    const rows = await readPublishTargetRows(this.options.pool, spec.sourceRealmURL, url, spec.publisher, { epochRow: 'read' });
+    const existing = rows.epochRow;
     if (!existing?.content_version || existing.claimed_by !== claimantOf(realm)) {
       await this.stall(realm, Reasons.VersionNotKept, `spec.rollbackTo is ${version}, but this PublishedRealm has published nothing at ${url} yet, so no version is kept; remove spec.rollbackTo to publish.`);
       return { ok: false, result: {} };
     }
     // Boxel's rules as for any publish: a publisher that lost realm-owner (or a source no longer
     // publishable) may not choose which content is served either; the live version stays.
-    const refused = await this.reauthorize(realm, spec, existing);
+    const refused = await this.reauthorize(realm, spec, existing, rows);
     if (refused) return refused;
     if (existing.content_version === version) return { ok: true, state: await this.recoveredIfInterrupted(realm, url, existing), publishedNow: false };
     let result;
@@ -458,7 +467,7 @@ export class PublishedRealmReconciler {
       await this.writeStatus(realm, (s) => markReconciling(s, generation(realm), Reasons.PublishFailed, `Rolling back failed and will be retried: ${(error as Error).message}`));
       throw error;
     }
-    const state = await readRealmEpochRow(this.options.pool, url);
+    const state = result.state ?? (await readRealmEpochRow(this.options.pool, url));
     if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after rolling back`);
     await this.options.kube.recordEvent(realm, 'Normal', Reasons.ContentRolledBack, Actions.Rollback, `Rolled back from ${result.previousVersion} to kept version ${version} at epoch ${result.epoch} (no copy), digest ${result.digest}.`);
     const awaiting = (s: PublishedRealmStatus): PublishedRealmStatus => {
@@ -487,9 +496,9 @@ export class PublishedRealmReconciler {
   }
 
   /** status.liveVersion and status.versions: the kept versions, newest first, the live one marked. */
-  private async versionsStatus(url: string, state: RealmEpochRow): Promise<Partial<PublishedRealmStatus>> {
+  private async versionsStatus(url: string, state: RealmEpochRow, known?: KeptVersion[]): Promise<Partial<PublishedRealmStatus>> {
     if (!state.content_version) return {};
-    const kept = await readKeptVersions(this.options.pool, url, state.disk_id ?? undefined);
+    const kept = known ?? (await readKeptVersions(this.options.pool, url, state.disk_id ?? undefined));
     return {
       liveVersion: state.content_version,
       versions: kept.slice(0, 20).map((v) => ({
@@ -512,7 +521,7 @@ export class PublishedRealmReconciler {
    * Stalled NotAuthorized and nothing is republished; the published content is left as it is:
    * unpublishing on the operator's own initiative would take a live site down and lose it.
    */
-  private async reauthorize(realm: PublishedRealm, spec: PublishedRealmSpec, state: RealmEpochRow): Promise<StallOutcome | undefined> {
+  private async reauthorize(realm: PublishedRealm, spec: PublishedRealmSpec, state: RealmEpochRow, rows: PublishTargetRows): Promise<StallOutcome | undefined> {
     const policy = this.options.authorization;
     if (!policy) return undefined;
     try {
@@ -520,7 +529,7 @@ export class PublishedRealmReconciler {
         sourceRealmURL: spec.sourceRealmURL,
         publishedRealmURL: spec.publishedRealmURL,
         ...(spec.publisher !== undefined ? { publisher: spec.publisher } : {}),
-      });
+      }, rows);
       return undefined;
     } catch (error) {
       if (!(error instanceof PublishNotAuthorizedError)) throw error;
@@ -558,11 +567,16 @@ export class PublishedRealmReconciler {
   }
 
   /** Runs every check that can refuse the publish; takes over the URL from a claimant that is gone. */
-  private async checkBeforeCopy(realm: PublishedRealm, request: PublishRequest): Promise<{ ok: true; claim: ClaimOptions; publisher: string; checked: PublishableSource } | StallOutcome> {
+  private async checkBeforeCopy(
+    realm: PublishedRealm,
+    request: PublishRequest,
+    /** The rows this reconcile read for the request: a take-over re-checks them with its claim (the locked check reads them again). */
+    rows: PublishTargetRows,
+  ): Promise<{ ok: true; claim: ClaimOptions; publisher: string; checked: PublishableSource } | StallOutcome> {
     let claim: ClaimOptions = { claimant: claimantOf(realm) };
     for (;;) {
       try {
-        const checked = await checkPublishable(this.plane, { ...request, claim });
+        const checked = await checkPublishable(this.plane, { ...request, claim }, rows);
         return { ok: true, claim, publisher: checked.publisher, checked };
       } catch (error) {
         if (error instanceof ClaimConflictError && !claim.takeOverFrom && (await this.claimantIsGone(error.claimedBy))) {
