@@ -375,9 +375,35 @@ export interface DiskIdReservation {
 /**
  * {@link reservePublishedDiskId}, also returning the epoch row it wrote (no extra statement): a
  * publish right after it passes that to {@link publishRealm} as `reserved`, saving its own read.
+ * Run it in the realm's locked transaction (`withRealmLock`): a refusal it throws after its one
+ * statement relies on the rollback.
  */
 export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<DiskIdReservation> {
-  const { registry, epochRow } = await readLockedEpochRowAndRegistryRow(db, url);
+  // One statement (one round trip instead of two): the rows as they were, locked, and the write,
+  // made only when the checks below would pass — they run on the rows as they were, and one that
+  // fails throws, so the caller's transaction rolls back whatever the statement wrote.
+  const registryOf = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS registry_${column}`).join(', ');
+  const { rows } = await queryPrepared<Record<string, unknown>>(
+    db,
+    `WITH before AS (
+       SELECT ${epochColumnsOf('e')}, ${registryOf('r')}
+       FROM (SELECT 1) AS one
+       LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
+       LEFT JOIN realm_registry r ON r.url = $1),
+     written AS (
+       INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by)
+       SELECT $1, 0, CASE WHEN registry_url IS NOT NULL THEN registry_disk_id ELSE COALESCE(disk_id, $2) END, $3 FROM before
+       WHERE (registry_url IS NULL OR registry_kind = 'published')
+         AND (claimed_by IS NULL OR $3::text IS NULL OR claimed_by = $3 OR claimed_by = $4::text)
+       ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
+         claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
+       RETURNING ${EPOCH_SELECT})
+     SELECT before.*, ${EPOCH_COLUMNS.map((column) => `w.${column} AS written_${column}`).join(', ')} FROM before LEFT JOIN written w ON true`,
+    [url, randomUUID(), claim.claimant ?? null, claim.takeOverFrom ?? null],
+  );
+  const row = rows[0]!;
+  const epochRow = pickEpochRow(row);
+  const registry = row.registry_url === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`registry_${column}`]])) as unknown as RegistryRow);
   if (registry && registry.kind !== 'published') {
     throw new URLTakenByRealmError(url, registry.kind);
   }
@@ -386,16 +412,12 @@ export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, 
     ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)
     : epochRow?.disk_id
       ? safePublishedDiskId('realm_operator.realm_epochs.disk_id', url, epochRow.disk_id)
-      : randomUUID();
-  const { rows } = await queryPrepared<RealmEpochRow>(
-    db,
-    `INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by) VALUES ($1, 0, $2, $3)
-     ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
-       claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
-     RETURNING ${EPOCH_SELECT}`,
-    [url, diskId, claim.claimant ?? null],
-  );
-  return { url, diskId, row: { ...rows[0]!, registry_disk_id: registry?.disk_id ?? null } };
+      : undefined;
+  // The statement's conditions are the checks above: with them passed, it wrote the row.
+  if (row.written_realm_url === null) throw new Error(`realm_operator.realm_epochs row for ${url} was not written though its checks passed; the publish is retried`);
+  const writtenRow = Object.fromEntries(EPOCH_COLUMNS.map((column) => [column, row[`written_${column}`]])) as unknown as RealmEpochRow;
+  if (diskId !== undefined && writtenRow.disk_id !== diskId) throw new Error(`realm_operator.realm_epochs row for ${url} got disk id ${String(writtenRow.disk_id)}, not ${diskId}; the publish is retried`);
+  return { url, diskId: writtenRow.disk_id!, row: { ...writtenRow, registry_disk_id: registry?.disk_id ?? null } };
 }
 
 type PublishedDiskIdColumn = 'realm_registry.disk_id' | 'realm_operator.realm_epochs.disk_id';

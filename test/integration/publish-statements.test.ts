@@ -8,7 +8,7 @@ import path from 'node:path';
 import { withRealmLock } from '../../src/dataplane/db.js';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { readKeptVersions } from '../../src/dataplane/published-versions.js';
-import { readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow } from '../../src/dataplane/realm-state.js';
+import { ClaimConflictError, readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { STAGING_DIR_PREFIX } from '../../src/dataplane/staging.js';
 import { countingPool, type CountingPool } from '../support/counting-pool.js';
 import { createSourceRealm, dataPlane, openDataPlaneFixture, readTree, type DataPlaneFixture } from '../support/realms.js';
@@ -34,11 +34,12 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}', 'a.gts': 'export {}' });
     counting.reset();
     await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
-    // The checks 1, the epoch row as a hint 1, the reservation 3 (lock, locked rows, write) + COMMIT,
-    // the staging guard 2, the publish transaction 6 + COMMIT (lock; the checks' rows with the
-    // locked epoch row; Boxel's three tables; definitions; epoch with kept version, history policy
-    // and registry NOTIFY; wildcard NOTIFY; no staging sweep with only our own copy there). Was 31 in 3 transactions.
-    expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
+    // The checks 1, the epoch row as a hint 1, the reservation 2 (lock; the locked rows read and
+    // written in one statement) + COMMIT, the staging guard 2, the publish transaction 6 + COMMIT
+    // (lock; the checks' rows with the locked epoch row; Boxel's three tables; definitions; epoch
+    // with kept version, history policy and registry NOTIFY; wildcard NOTIFY; no staging sweep
+    // with only our own copy there). Was 31 in 3 transactions.
+    expect(counting.counts()).toEqual({ statements: 14, transactions: 2 });
     // Nothing left for a clean-up to find.
     for (const dir of [fixture.layout.stagingRoot, fixture.layout.linkScratchDir, fixture.layout.trashDir]) expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -122,7 +123,7 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
       counting.reset();
       await publishRealm(plane, { sourceRealmURL: sourceB, publishedRealmURL: publishedB });
       // As with no other copy there: no sweep statement for A's copy, which is left alone.
-      expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
+      expect(counting.counts()).toEqual({ statements: 14, transactions: 2 });
       expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual(copyOfA);
     } finally {
       release();
@@ -130,6 +131,40 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     const a = await publishingA;
     expect(await readTree(fixture.layout.publishedDir(a.diskId))).toMatchObject({ 'index.json': '{"a":1}' });
     expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
+  });
+
+  test('the reservation reads and writes in one statement, and a refusal it throws leaves the rows as they were', async () => {
+    const epochRow = async (url: string) => (await fixture.db.pool.query('SELECT disk_id, claimed_by FROM realm_operator.realm_epochs WHERE realm_url = $1', [url])).rows[0];
+    const reserve = (url: string, claim: { claimant?: string; takeOverFrom?: string }) => withRealmLock(counting.pool, url, (tx) => reservePublishedDiskIdWithRow(tx, url, claim));
+    const url = 'http://pub.localhost/count/reserve-rules/';
+    counting.reset();
+    const first = await reserve(url, { claimant: 'ns/a/uid-a' });
+    expect(counting.counts()).toEqual({ statements: 3, transactions: 1 });
+    expect(await epochRow(url)).toEqual({ disk_id: first.diskId, claimed_by: 'ns/a/uid-a' });
+    // Again by the same claimant: the same disk id, nothing else changes.
+    expect((await reserve(url, { claimant: 'ns/a/uid-a' })).diskId).toBe(first.diskId);
+    // Another claimant: refused, the claim kept.
+    await expect(reserve(url, { claimant: 'ns/b/uid-b' })).rejects.toBeInstanceOf(ClaimConflictError);
+    expect(await epochRow(url)).toEqual({ disk_id: first.diskId, claimed_by: 'ns/a/uid-a' });
+    // Taking over from the known-gone claimant: the same disk id, the new claim.
+    expect((await reserve(url, { claimant: 'ns/b/uid-b', takeOverFrom: 'ns/a/uid-a' })).diskId).toBe(first.diskId);
+    expect(await epochRow(url)).toEqual({ disk_id: first.diskId, claimed_by: 'ns/b/uid-b' });
+
+    // A URL registered as a source realm: refused, no epoch row written.
+    const sourceURL = 'http://localhost:4201/count/reserve-source/';
+    await createSourceRealm(fixture.db.pool, fixture.layout, sourceURL, { 'index.json': '{}' });
+    await expect(reserve(sourceURL, { claimant: 'ns/a/uid-a' })).rejects.toBeInstanceOf(URLTakenByRealmError);
+    expect(await epochRow(sourceURL)).toBeUndefined();
+
+    // A published registry row (Boxel's) with an unsafe disk id: refused, no epoch row written.
+    const boxels = 'http://pub.localhost/count/reserve-unsafe/';
+    await fixture.db.pool.query(`INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url) VALUES ($1, 'published', '../escape', 'o', $2)`, [boxels, sourceURL]);
+    await expect(reserve(boxels, { claimant: 'ns/a/uid-a' })).rejects.toBeInstanceOf(UnsafeDatabaseValueError);
+    expect(await epochRow(boxels)).toBeUndefined();
+    // With a safe one: Boxel's disk id is the one reserved.
+    await fixture.db.pool.query(`UPDATE realm_registry SET disk_id = 'boxels-disk-id' WHERE url = $1`, [boxels]);
+    const adopted = await reserve(boxels, { claimant: 'ns/a/uid-a' });
+    expect(adopted).toMatchObject({ diskId: 'boxels-disk-id', row: { disk_id: 'boxels-disk-id', registry_disk_id: 'boxels-disk-id', claimed_by: 'ns/a/uid-a', content_version: null } });
   });
 
   test('a publish still removes staging abandoned by a publisher that died', async () => {
