@@ -16,6 +16,7 @@ import { setReplicaLeaseGrace } from '../dataplane/ack-status.js';
 import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
+import { StagingSlots } from '../dataplane/staging-slots.js';
 import { registerRealmUser } from '../matrix/realm-user.js';
 import { PublishedRealmKube } from '../reconciler/published-realm/kube.js';
 import { PublishedRealmReconciler } from '../reconciler/published-realm/reconciler.js';
@@ -102,6 +103,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
       ...(endpointSlices ? { expectedReplicaPods: async () => readyEndpointPods(endpointSlices.list()) } : {}),
       realmLimits: { maxFiles: config.maxRealmFiles, maxBytes: config.maxRealmBytes },
       copyHardLinkedFiles: config.copyHardLinkedFiles,
+      stagingSlots: new StagingSlots(config.maxConcurrentStagings),
       ...(config.matrix ? { registerRealmUser: (username: string) => registerRealmUser({ ...config.matrix!, username }) } : {}),
       ...(config.matrixServerName ? { matrixServerName: config.matrixServerName } : {}),
       ...publishAuthorization(config, logger),

@@ -77,6 +77,7 @@ import {
 } from './realm-state.js';
 import { publishedDiskIdProblem } from './safe-paths.js';
 import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
+import type { StagingSlots } from './staging-slots.js';
 import {
   forgetKeptVersions,
   type HistoryPolicy,
@@ -124,6 +125,11 @@ export interface DataPlane {
   copyHardLinkedFiles?: boolean;
   /** Called as each step completes; tests use it to inject crashes. */
   onStep?: (step: PublishStep | UnpublishStep, realmURL: string) => void | Promise<void>;
+  /**
+   * Limits how many publishes stage (copy files) at once, shared by every publish on this plane
+   * (the operator's `--max-concurrent-stagings`); unset: no limit beyond the callers'.
+   */
+  stagingSlots?: StagingSlots;
   /** Called before staging examines each source entry; tests use it to change the tree mid-copy. */
   onStagingEntry?: StageOptions['onEntry'];
   /**
@@ -301,8 +307,16 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     await plane.onStep?.(name, publishedURL);
   };
 
+  // A staging slot first (when the plane limits copies), and only then the guard's connection.
+  const releaseSlot = plane.stagingSlots ? await plane.stagingSlots.acquire(signal) : () => undefined;
   const token = newStagingToken();
-  const guard = await holdStagingGuard(plane.pool, token);
+  let guard: Awaited<ReturnType<typeof holdStagingGuard>>;
+  try {
+    guard = await holdStagingGuard(plane.pool, token);
+  } catch (error) {
+    releaseSlot();
+    throw error;
+  }
   const stagingName = `${STAGING_DIR_PREFIX}${token}`;
   liveStagingNames.add(stagingName);
   try {
@@ -322,6 +336,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     if (optIn) staged.manifest.delete('realm.json');
     const digest = digestWithOptIn(staged.digest, optIn);
     const totalBytes = staged.totalBytes + (optIn?.byteDelta ?? 0);
+    // The copy is done: the rest (the locked section, acknowledgements) does not count against the copies at once.
+    releaseSlot();
     const stageMs = performance.now() - started;
     await step('staged');
 
@@ -478,6 +494,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         : {}),
     };
   } finally {
+    releaseSlot();
     try {
       // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
       await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));

@@ -9,9 +9,10 @@ import { withRealmLock } from '../../src/dataplane/db.js';
 import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { readKeptVersions } from '../../src/dataplane/published-versions.js';
 import { ClaimConflictError, readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
+import { StagingSlots } from '../../src/dataplane/staging-slots.js';
 import { STAGING_DIR_PREFIX } from '../../src/dataplane/staging.js';
 import { countingPool, type CountingPool } from '../support/counting-pool.js';
-import { createSourceRealm, dataPlane, openDataPlaneFixture, readTree, type DataPlaneFixture } from '../support/realms.js';
+import { createSourceRealm, dataPlane, eventually, openDataPlaneFixture, readTree, type DataPlaneFixture } from '../support/realms.js';
 
 describe('statements per publish (real PostgreSQL, real files)', () => {
   let fixture: DataPlaneFixture;
@@ -165,6 +166,37 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await fixture.db.pool.query(`UPDATE realm_registry SET disk_id = 'boxels-disk-id' WHERE url = $1`, [boxels]);
     const adopted = await reserve(boxels, { claimant: 'ns/a/uid-a' });
     expect(adopted).toMatchObject({ diskId: 'boxels-disk-id', row: { disk_id: 'boxels-disk-id', registry_disk_id: 'boxels-disk-id', claimed_by: 'ns/a/uid-a', content_version: null } });
+  });
+
+  test('with staging slots, a publish waits for a free one before copying; the copy done, the slot goes to the next', async () => {
+    const sources = ['a', 'b'].map((n) => `http://localhost:4201/count/slots-${n}-src/`);
+    const targets = ['a', 'b'].map((n) => `http://pub.localhost/count/slots-${n}/`);
+    for (const source of sources) await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+    const slots = new StagingSlots(1);
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const copying: string[] = [];
+    const limited: DataPlane = {
+      ...plane,
+      stagingSlots: slots,
+      // A holds its slot in the middle of its copy.
+      onStagingEntry: async (entry) => {
+        const which = entry.sourcePath.includes('slots-a-src') ? 'a' : 'b';
+        if (!copying.includes(which)) copying.push(which);
+        if (which === 'a') await held;
+      },
+    };
+    const a = publishRealm(limited, { sourceRealmURL: sources[0]!, publishedRealmURL: targets[0]! });
+    await eventually(() => copying.length === 1, 10_000, () => 'A copying');
+    const b = publishRealm(limited, { sourceRealmURL: sources[1]!, publishedRealmURL: targets[1]! });
+    await eventually(() => slots.usage.waiting === 1, 10_000, () => 'B waiting for the slot');
+    // B has not started copying (nor staged anything) while A holds the only slot.
+    expect(copying).toEqual(['a']);
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toHaveLength(1);
+    release();
+    await Promise.all([a, b]);
+    expect(copying).toEqual(['a', 'b']);
+    expect(slots.usage).toEqual({ busy: 0, waiting: 0 });
   });
 
   test('a publish still removes staging abandoned by a publisher that died', async () => {

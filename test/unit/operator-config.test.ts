@@ -20,7 +20,10 @@ describe('operator configuration', () => {
       healthProbeBindAddress: ':8081',
       resyncPeriod: 600_000,
       watchNamespace: '',
+      maxConcurrentStagings: 4,
     });
+    expect(loadOperatorConfig({ 'max-concurrent-stagings': '2' }, required).maxConcurrentStagings).toBe(2);
+    expect(() => loadOperatorConfig({}, { ...required, MAX_CONCURRENT_STAGINGS: '0' })).toThrow('--max-concurrent-stagings / MAX_CONCURRENT_STAGINGS: must be at least 1');
   });
 
   test('every problem is reported, naming flag and variable', () => {

@@ -135,6 +135,8 @@ export interface PublishedRealmReconcilerOptions {
   realmLimits?: { maxFiles?: number; maxBytes?: number };
   /** Copy files with more than one hard link (default false: skipped, with the reason). */
   copyHardLinkedFiles?: boolean;
+  /** Limits the publishes that copy files at once (`--max-concurrent-stagings`); unset: every reconcile may. */
+  stagingSlots?: DataPlane['stagingSlots'];
   /** fsync staged files (default true). */
   durable?: boolean;
   /** Called at each publish/unpublish step (fault-injection tests). */
@@ -188,6 +190,7 @@ export class PublishedRealmReconciler {
       ...(options.matrixServerName ? { matrixServerName: options.matrixServerName } : {}),
       ...(options.authorization ? { authorization: options.authorization } : {}),
       ...(options.copyHardLinkedFiles !== undefined ? { copyHardLinkedFiles: options.copyHardLinkedFiles } : {}),
+      ...(options.stagingSlots ? { stagingSlots: options.stagingSlots } : {}),
     };
     this.ackWaitMs = options.ackWaitMs ?? 10_000;
     this.ackRequeueMs = options.ackRequeueMs ?? 2_000;
