@@ -395,6 +395,24 @@ CREATE TABLE IF NOT EXISTS realm_operator.pending_realm_removals (
 CREATE INDEX IF NOT EXISTS pending_realm_removals_source ON realm_operator.pending_realm_removals (source_url, id);
 `,
   },
+  {
+    version: 8,
+    name: 'one completion NOTIFY per acknowledged epoch',
+    sql: `
+-- The last completion a replica announced for a realm (src/listener/replica-registry.ts): the
+-- epoch every live replica was done with, and how many registered replicas were done. A replica
+-- NOTIFYs the operator only when its upsert here moves (epoch, done) forward, so replicas whose
+-- acks commit together announce a completion once, not once each (each NOTIFY wakes every
+-- LISTENing backend). One row per realm; a row left by a deleted realm is harmless (epochs only
+-- grow).
+CREATE TABLE IF NOT EXISTS realm_operator.ack_announcements (
+  realm_url text PRIMARY KEY,
+  epoch bigint NOT NULL,
+  done integer NOT NULL,
+  announced_at timestamptz NOT NULL DEFAULT now()
+);
+`,
+  },
 ];
 
 /**
@@ -426,6 +444,11 @@ export const REPLICA_ROLE_GRANTS: ReadonlyArray<{ sql: string; holds: string }> 
     holds: `has_table_privilege($1, 'realm_operator.replica_acks', 'SELECT, INSERT')
       AND has_column_privilege($1, 'realm_operator.replica_acks', 'epoch', 'UPDATE')
       AND has_column_privilege($1, 'realm_operator.replica_acks', 'acked_at', 'UPDATE')`,
+  },
+  {
+    // writeAck / announceIfAllAcked: the completion claim (INSERT ... ON CONFLICT DO UPDATE ... RETURNING).
+    sql: `GRANT SELECT, INSERT, UPDATE ON realm_operator.ack_announcements TO ${REPLICA_ROLE}`,
+    holds: `has_table_privilege($1, 'realm_operator.ack_announcements', 'SELECT, INSERT, UPDATE')`,
   },
   {
     // readRealmEpoch and the realm server's registry join: read only.

@@ -70,9 +70,36 @@ export async function recordCacheStarted(db: Db, replicaId: string, position: nu
 const NOT_DONE = (epoch: string) =>
   `r.lease_expires_at > now() AND COALESCE(a.epoch, 0) < ${epoch} AND COALESCE(r.cache_started_epoch, 0) < ${epoch}`;
 
-/** What {@link writeAck} found: the ack row written and whether the operator was told. */
+/** "Replica `r` is done with epoch `$epoch`", whatever its lease: what a completion claim counts. */
+const DONE = (epoch: string) => `(COALESCE(a.epoch, 0) >= ${epoch} OR COALESCE(r.cache_started_epoch, 0) >= ${epoch})`;
+
+/** Registered replicas and their ack of realm `$realm`, if any. */
+const REPLICAS_WITH_ACK = (realm: string) =>
+  `realm_operator.replicas r LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = ${realm}`;
+
+/**
+ * The completion claim: a row of `realm_operator.ack_announcements` per realm holding the last
+ * (epoch, done count) announced. The upsert returns a row only when it moves that pair forward, so
+ * of the replicas that see the same completion only one NOTIFYs. Two claims at once: the second
+ * waits for the first's commit and then finds the pair already there (or claims it itself, when
+ * the first rolled back), so a claim that returns nothing means another statement that saw the
+ * same completion NOTIFYs it at its commit. `done` counts the registered replicas done with the
+ * epoch, lease or not: a replica within the operator's lease grace (not live to a replica, still
+ * waited for by the operator) that acks later raises it, so its completion is announced too.
+ */
+const CLAIM = (realm: string, epoch: string, done: string, when: string) => `
+  INSERT INTO realm_operator.ack_announcements AS c (realm_url, epoch, done)
+  SELECT ${realm}, ${epoch}, ${done} ${when}
+  ON CONFLICT (realm_url) DO UPDATE SET epoch = EXCLUDED.epoch, done = EXCLUDED.done, announced_at = now()
+    WHERE (c.epoch, c.done) < (EXCLUDED.epoch, EXCLUDED.done)
+  RETURNING 1`;
+
+/** What {@link writeAck} found: the ack row written and whether the set looked complete. */
 export type AckWrite =
-  /** Written, and NOTIFYd in the same statement: no other live replica was missing in its snapshot. */
+  /**
+   * Written, and no other live replica was missing in its snapshot: the completion was NOTIFYd in
+   * the same statement, unless another replica had already announced the same completion.
+   */
   | 'written-notified'
   /** Written, not NOTIFYd: others were still missing in its snapshot; {@link announceIfAllAcked} after it commits. */
   | 'written'
@@ -82,7 +109,8 @@ export type AckWrite =
 /**
  * Records that the replica dropped its cache of `realmURL` after reading `epoch`, and NOTIFYs
  * {@link REPLICA_ACKS_CHANNEL} (`{"r":realm,"e":epoch,"id":replica}`) in the same statement only
- * when, in the statement's snapshot, no other live replica is still missing the epoch.
+ * when, in the statement's snapshot, no other live replica is still missing the epoch, and no
+ * other replica already announced that completion (the claim, {@link CLAIM}).
  *
  * Why not every ack: each NOTIFYing commit takes PostgreSQL's database-wide notify lock and
  * signals EVERY backend LISTENing in the database (PostgreSQL 17's SignalBackends does not look at
@@ -92,13 +120,16 @@ export type AckWrite =
  * others it reads from the table (src/dataplane/ack-waiter.ts re-reads when a NOTIFY leaves a
  * wait incomplete). Acks committing concurrently may each see the others missing, so a replica
  * that got `written` runs {@link announceIfAllAcked} once its ack committed: the later of two
- * commits then sees both. Safety never rests on a NOTIFY: the operator completes a wait only from
- * committed rows (its reads, or a NOTIFY that follows the notifier's committed ack); a lost NOTIFY
- * costs a poll interval, not a stale read.
+ * commits then sees both. Several such announcements then see the same completion (at 50
+ * replicas, 9 per publish before the claim): the claim lets one of them NOTIFY. Safety never
+ * rests on a NOTIFY: the operator completes a wait only from committed rows (its reads, or a
+ * NOTIFY that follows the notifier's committed ack); a lost NOTIFY costs a poll interval, not a
+ * stale read.
  *
  * This is the one statement on a publish's critical path in every replica, so it is a named
  * (prepared once per connection) INSERT ... VALUES: measured on this machine, parse and plan plus
- * a CTE selecting the replica row first cost ~0.25 ms more per ack than the statement itself.
+ * a CTE selecting the replica row first cost ~0.25 ms more per ack than the statement itself. The
+ * claim's count runs only when the set looks complete (once per publish, not per ack).
  */
 export async function writeAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   try {
@@ -110,12 +141,15 @@ export async function writeAck(db: Db, replicaId: string, realmURL: string, epoc
            SET epoch = GREATEST(realm_operator.replica_acks.epoch, EXCLUDED.epoch), acked_at = now()
          RETURNING replica_id, realm_url, epoch),
        others_missing AS (
-         SELECT EXISTS (
-           SELECT 1 FROM realm_operator.replicas r
-             LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = $2
-            WHERE r.replica_id <> $1 AND ${NOT_DONE('$3')}) AS any)
+         SELECT EXISTS (SELECT 1 FROM ${REPLICAS_WITH_ACK('$2')} WHERE r.replica_id <> $1 AND ${NOT_DONE('$3')}) AS any),
+       announced AS (${CLAIM(
+         '$2',
+         '$3',
+         `1 + (SELECT count(*) FROM ${REPLICAS_WITH_ACK('$2')} WHERE r.replica_id <> $1 AND ${DONE('$3')})`,
+         'FROM others_missing WHERE NOT others_missing.any',
+       )})
        SELECT others_missing.any AS others_missing,
-              CASE WHEN NOT others_missing.any THEN pg_notify($4, json_build_object('r', acked.realm_url, 'e', acked.epoch, 'id', acked.replica_id)::text) END
+              (SELECT pg_notify($4, json_build_object('r', acked.realm_url, 'e', acked.epoch, 'id', acked.replica_id)::text) FROM announced) AS notified
          FROM acked, others_missing`,
       values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
     });
@@ -129,17 +163,17 @@ export async function writeAck(db: Db, replicaId: string, realmURL: string, epoc
 
 /**
  * After an ack that was `written` (not NOTIFYd) has committed: NOTIFYs the operator, as that ack,
- * if every live replica is now done with `epoch`. Run it on a connection outside a transaction,
- * so its snapshot includes every ack that committed before ours. True when it NOTIFYd.
+ * if every live replica is now done with `epoch` and no other replica announced that completion
+ * already. Run it on a connection outside a transaction, so its snapshot includes every ack that
+ * committed before ours. True when it NOTIFYd.
  */
 export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<boolean> {
   const { rows } = await db.query({
     name: 'realm_operator_announce_acks',
-    text: `SELECT pg_notify($4, json_build_object('r', $2::text, 'e', $3::bigint, 'id', $1::text)::text)
-        WHERE NOT EXISTS (
-          SELECT 1 FROM realm_operator.replicas r
-            LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = $2
-           WHERE ${NOT_DONE('$3')})`,
+    text: `WITH complete AS (
+         SELECT NOT EXISTS (SELECT 1 FROM ${REPLICAS_WITH_ACK('$2::text')} WHERE ${NOT_DONE('$3::bigint')}) AS yes),
+       announced AS (${CLAIM('$2::text', '$3::bigint', `(SELECT count(*) FROM ${REPLICAS_WITH_ACK('$2::text')} WHERE ${DONE('$3::bigint')})`, 'FROM complete WHERE complete.yes')})
+       SELECT pg_notify($4, json_build_object('r', $2::text, 'e', $3::bigint, 'id', $1::text)::text) FROM announced`,
     values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
   });
   return rows.length === 1;

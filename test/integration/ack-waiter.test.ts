@@ -3,9 +3,10 @@
  * waiting publish, one NOTIFY per completed set of acks and one status query per burst, and a LISTEN connection that dies mid-wait
  * (acks committed while it is down must still end the waits: resync re-reads the table).
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { DEFAULT_REPLICA_LEASE_GRACE_MS, setReplicaLeaseGrace } from '../../src/dataplane/ack-status.js';
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
@@ -84,6 +85,36 @@ async function waitOnNewRealm(name: string, replicaIds: string[], timeoutMs: num
   const wait = waiter.wait({ realmURL, epoch, timeoutMs, pollIntervalMs: 60_000 });
   await eventually(() => waiter.stats.reads >= 1 && waiter.listening, 5000, () => 'the first read');
   return { waiter, realmURL, epoch, wait };
+}
+
+/** Each replica's ack written in its own open transaction (each blind to the others'), then all committed. */
+async function blindAcks(clients: pg.PoolClient[], replicaIds: string[], realmURL: string, epoch: number, beforeCommit?: () => Promise<void>): Promise<void> {
+  for (const client of clients) await client.query('BEGIN');
+  for (const [i, client] of clients.entries()) expect(await writeAck(client, replicaIds[i]!, realmURL, epoch)).toBe('written');
+  await beforeCommit?.();
+  for (const client of clients) await client.query('COMMIT');
+}
+
+/**
+ * Every ack NOTIFY payload from now on; `untilSentinel` sends one more NOTIFY and returns what
+ * arrived before it (NOTIFYs are delivered in commit order, so nothing earlier is still on its way).
+ */
+async function ackNotificationsHeard(): Promise<{ untilSentinel(): Promise<unknown[]> }> {
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  cleanups.push(() => client.end());
+  const payloads: string[] = [];
+  let onSentinel: (() => void) | undefined;
+  client.on('notification', (m) => (m.payload === 'sentinel' ? onSentinel?.() : payloads.push(m.payload ?? '')));
+  await client.query(ACK_CHANNEL_LISTEN);
+  return {
+    async untilSentinel() {
+      const sentinel = new Promise<void>((resolve) => (onSentinel = resolve));
+      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', 'sentinel')`);
+      await sentinel;
+      return payloads.map((p) => JSON.parse(p) as unknown);
+    },
+  };
 }
 
 async function startListener(): Promise<RealmListener> {
@@ -197,6 +228,77 @@ describe('shared replica acknowledgement waiter', () => {
     }
     expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['race-a', 'race-b'] });
     expect(waiter.stats.notifications).toBe(1);
+  });
+
+  test('replicas that see the same completion announce it once: one NOTIFY per epoch, whoever claims first', async () => {
+    const heard = await ackNotificationsHeard();
+    for (const id of ['claim-a', 'claim-b', 'claim-c']) await registerSilentReplica(id);
+    const realmURL = 'http://pub.localhost/claim/';
+    const first = await publishEpoch(realmURL);
+    for (const id of ['claim-a', 'claim-b']) expect(await writeAck(db.pool, id, realmURL, first)).toBe('written');
+    // a and b announce after their own commits, as they do when their acks overlapped c's: all three see the same completion.
+    expect(await writeAck(db.pool, 'claim-c', realmURL, first)).toBe('written-notified');
+    expect(await announceIfAllAcked(db.pool, 'claim-a', realmURL, first)).toBe(false);
+    expect(await announceIfAllAcked(db.pool, 'claim-b', realmURL, first)).toBe(false);
+
+    const second = await publishEpoch(realmURL);
+    const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+    try {
+      await blindAcks([a, b], ['claim-a', 'claim-b'], realmURL, second, () =>
+        writeAck(db.pool, 'claim-c', realmURL, second).then((written) => expect(written).toBe('written')), // a's and b's not committed yet
+      );
+      // Two announcements at once: the second waits for the first's claim and, once it committed, sends nothing.
+      await a.query('BEGIN');
+      expect(await announceIfAllAcked(a, 'claim-a', realmURL, second)).toBe(true);
+      const late = announceIfAllAcked(b, 'claim-b', realmURL, second);
+      await a.query('COMMIT');
+      expect(await late).toBe(false);
+      expect(await announceIfAllAcked(db.pool, 'claim-c', realmURL, second)).toBe(false);
+    } finally {
+      a.release();
+      b.release();
+    }
+    expect(await heard.untilSentinel()).toEqual([
+      { r: realmURL, e: first, id: 'claim-c' },
+      { r: realmURL, e: second, id: 'claim-a' },
+    ]);
+  });
+
+  test('a claim rolled back leaves the completion to the announcement that waited for it', async () => {
+    const heard = await ackNotificationsHeard();
+    for (const id of ['undo-a', 'undo-b']) await registerSilentReplica(id);
+    const realmURL = 'http://pub.localhost/undo/';
+    const epoch = await publishEpoch(realmURL);
+    const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+    try {
+      await blindAcks([a, b], ['undo-a', 'undo-b'], realmURL, epoch);
+      await a.query('BEGIN');
+      expect(await announceIfAllAcked(a, 'undo-a', realmURL, epoch)).toBe(true);
+      const second = announceIfAllAcked(b, 'undo-b', realmURL, epoch);
+      await a.query('ROLLBACK'); // a's replica died before its commit: its NOTIFY is never sent
+      expect(await second).toBe(true);
+    } finally {
+      a.release();
+      b.release();
+    }
+    expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'undo-b' }]);
+  });
+
+  test("a replica within the operator's lease grace that acks after the completion was announced is announced again", async () => {
+    setReplicaLeaseGrace(db.pool, 600_000);
+    cleanups.push(async () => setReplicaLeaseGrace(db.pool, DEFAULT_REPLICA_LEASE_GRACE_MS));
+    await registerSilentReplica('graced-live');
+    // Lapsed for the replicas (no grace), still waited for by the operator (within its grace).
+    await db.pool.query(
+      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch)
+       VALUES ('graced-lapsed', now() - interval '5 seconds', 60000, 0)`,
+    );
+    const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('graced', [], 20_000);
+    expect(await writeAck(db.pool, 'graced-live', realmURL, epoch)).toBe('written-notified');
+    await eventually(() => waiter.stats.notifications === 1 && waiter.stats.reads >= 2, 5000, () => 'the first announcement and its re-read');
+    expect(await writeAck(db.pool, 'graced-lapsed', realmURL, epoch)).toBe('written-notified');
+    expect(await wait).toMatchObject({ complete: true, acknowledged: ['graced-lapsed', 'graced-live'] });
+    expect(waiter.stats.notifications).toBe(2);
   });
 
   test('an announcement while a live replica is still missing sends nothing', async () => {
