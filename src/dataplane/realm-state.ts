@@ -392,9 +392,9 @@ export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, 
        LEFT JOIN realm_registry r ON r.url = $1),
      written AS (
        INSERT INTO realm_operator.realm_epochs (realm_url, epoch, disk_id, claimed_by)
-       SELECT $1, 0, CASE WHEN registry_url IS NOT NULL THEN registry_disk_id ELSE COALESCE(disk_id, $2) END, $3 FROM before
+       SELECT $1, 0, CASE WHEN registry_url IS NOT NULL THEN registry_disk_id ELSE COALESCE(NULLIF(disk_id, ''), $2) END, $3 FROM before
        WHERE (registry_url IS NULL OR registry_kind = 'published')
-         AND (claimed_by IS NULL OR $3::text IS NULL OR claimed_by = $3 OR claimed_by = $4::text)
+         AND (COALESCE(claimed_by, '') = '' OR COALESCE($3::text, '') = '' OR claimed_by = $3 OR claimed_by = $4::text)
        ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
          claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
        RETURNING ${EPOCH_SELECT})
