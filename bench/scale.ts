@@ -11,7 +11,7 @@
  *
  *   make bench-scale    (SCALE_REALMS=1000 SCALE_RUNS=1 SCALE_CONCURRENCY=<workers> SCALE_DURABLE=false;
  *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there; SCALE_NODE_OPTIONS=<node flags>;
- *                        SCALE_OPERATOR_FLAGS=shipped (default: OPERATOR_NODE_FLAGS, as the image runs it) | defaults (Node's))
+ *                        SCALE_OPERATOR_FLAGS=shipped (default: OPERATOR_NODE_FLAGS, as the image runs it) | defaults (Node's) | '--flag …' (a variant))
  */
 import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
 import { OPERATOR_NODE_FLAGS } from '../src/cli/node-flags.js';
@@ -49,9 +49,14 @@ const API_FLOOR = process.env.SCALE_API_FLOOR !== '0';
 /** Every operator counts its SQL statements (bench/lib/count-queries.cjs) into this directory. */
 const QUERY_COUNTS = await (await import('node:fs/promises')).mkdtemp(`${(await import('node:os')).tmpdir()}/scale-queries-`);
 const COUNT_QUERIES = `--require ${new URL('./lib/count-queries.cjs', import.meta.url).pathname}`;
-/** The operator runs with the Node flags it ships with (src/cli/node-flags.ts) unless SCALE_OPERATOR_FLAGS=defaults. */
-const OPERATOR_FLAGS_MODE = process.env.SCALE_OPERATOR_FLAGS === 'defaults' ? 'defaults' : 'shipped';
-const OPERATOR_FLAGS: readonly string[] = OPERATOR_FLAGS_MODE === 'shipped' ? OPERATOR_NODE_FLAGS : [];
+/**
+ * The operator runs with the Node flags it ships with (src/cli/node-flags.ts) unless
+ * SCALE_OPERATOR_FLAGS=defaults (Node's) or SCALE_OPERATOR_FLAGS='--flag --flag…' (a variant to
+ * measure; V8 flags cannot go in NODE_OPTIONS).
+ */
+const OPERATOR_FLAGS_MODE = process.env.SCALE_OPERATOR_FLAGS === 'defaults' ? 'defaults' : process.env.SCALE_OPERATOR_FLAGS?.startsWith('--') ? 'custom' : 'shipped';
+const OPERATOR_FLAGS: readonly string[] =
+  OPERATOR_FLAGS_MODE === 'shipped' ? OPERATOR_NODE_FLAGS : OPERATOR_FLAGS_MODE === 'custom' ? process.env.SCALE_OPERATOR_FLAGS!.split(/\s+/).filter(Boolean) : [];
 const NODE_FLAGS = [process.env.SCALE_NODE_OPTIONS, CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : undefined, COUNT_QUERIES].filter(Boolean).join(' ');
 const startedAt = new Date();
 const machineLoad = Math.round((await import('node:os')).loadavg()[0]! * 10) / 10;
@@ -375,7 +380,7 @@ const table: BenchTable = {
   ],
   note:
     `Timed by a watch client in the bench (Ready=True with observedGeneration = generation). Operator: dist/, default options except ` +
-    `Node flags ${OPERATOR_FLAGS.length ? `as shipped (${OPERATOR_FLAGS.join(' ')}; src/cli/node-flags.ts)` : "Node's defaults (SCALE_OPERATOR_FLAGS=defaults)"}, --durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
+    `Node flags ${OPERATOR_FLAGS_MODE === 'shipped' ? `as shipped (${OPERATOR_FLAGS.join(' ')}; src/cli/node-flags.ts)` : OPERATOR_FLAGS_MODE === 'custom' ? `${OPERATOR_FLAGS.join(' ')} (SCALE_OPERATOR_FLAGS; not as shipped)` : "Node's defaults (SCALE_OPERATOR_FLAGS=defaults)"}, --durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
     'Queue idle = every key reconciled once, workqueue_depth 0 and no active worker, polled from /metrics every 100 ms.',
 };
 const perObject = (n: number) => Math.round((n / COUNT) * 100) / 100;

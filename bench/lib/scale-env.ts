@@ -4,6 +4,8 @@
  * when each object turns Ready=True for its generation, and peak memory of a process (VmHWM).
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
+import { build } from 'esbuild';
 import { GROUP, PLURAL, VERSION } from '../../src/api/v1alpha1/published-realm-types.js';
 import { kubeRequest, kubeWatch, loadKubeconfig, resourcePath, type StaticKubeConnection } from '../../src/runtime/index.js';
 import { startControlPlane, type ControlPlane } from '../../test/support/control-plane.js';
@@ -236,4 +238,22 @@ export function diffCounts(after: Record<string, number>, before: Record<string,
     if (delta > 0) out[key] = delta;
   }
   return out;
+}
+
+/**
+ * Bundles bench/lib/scale-status-only-operator.ts into `outfile` with esbuild (packages external,
+ * so it resolves pino, prom-client… from the repository's node_modules: put `outfile` under it), to
+ * be run by plain node as dist/ is, with no tsx loader in its memory.
+ */
+export async function bundleStatusOnlyOperator(outfile: string): Promise<void> {
+  await build({
+    entryPoints: [path.join(import.meta.dirname, 'scale-status-only-operator.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'warning',
+  });
 }
