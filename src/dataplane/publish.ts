@@ -937,7 +937,7 @@ async function reconcileFilesWithDatabase(
   // own); only the rest, left by another or an earlier process, is worth a try of its lock.
   const others = stagingNames.filter((name) => name !== ownStaging && !liveStagingNames.has(name));
   if (others.length > 0) {
-    const abandoned = await removeAbandonedStaging(tx, plane.layout, others);
+    const abandoned = await sweepAbandonedStaging(tx, plane.layout, others);
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
   // The row as read FOR UPDATE: its fence and claim columns are the locked ones (recovery changes only `disk_id` and `epoch`).
@@ -1005,6 +1005,24 @@ async function reconcileFilesWithDatabase(
     );
   }
   return result(null, true);
+}
+
+/**
+ * {@link removeAbandonedStaging}, for names listed a moment before: a copy listed while its
+ * publish (of another process, or of this one finishing just then) was still running can be gone
+ * by the time its lock is free — renamed into place or removed, the lock released after — and its
+ * rename to the trash then fails with ENOENT. That copy was not abandoned; the sweep ends there
+ * (the next one finds any other), and the publish or recovery running it goes on. Before, such a
+ * race failed the whole publish transaction, which was retried (5 of 1,000 publishes at
+ * `--max-concurrent-reconciles` 16 in bench-scale). Exported for its test.
+ */
+export async function sweepAbandonedStaging(tx: Queryable, layout: RealmsLayout, names: string[]): Promise<string[]> {
+  try {
+    return await removeAbandonedStaging(tx, layout, names);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
 }
 
 async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {

@@ -6,7 +6,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { withRealmLock } from '../../src/dataplane/db.js';
-import { publishRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
+import { publishRealm, sweepAbandonedStaging, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { readKeptVersions } from '../../src/dataplane/published-versions.js';
 import { ClaimConflictError, readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { StagingSlots } from '../../src/dataplane/staging-slots.js';
@@ -197,6 +197,17 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await Promise.all([a, b]);
     expect(copying).toEqual(['a', 'b']);
     expect(slots.usage).toEqual({ busy: 0, waiting: 0 });
+  });
+
+  test('the sweep takes a listed copy gone by the time its lock was free (its publish finished) for not abandoned, and does not fail', async () => {
+    // Listed, but renamed into place (or removed) by its publisher before the sweep's try of its lock: no directory left.
+    const vanished = `${STAGING_DIR_PREFIX}987654321`;
+    await expect(withRealmLock(counting.pool, 'http://pub.localhost/count/sweep-race/', (tx) => sweepAbandonedStaging(tx, fixture.layout, [vanished]))).resolves.toEqual([]);
+    // One that is there and abandoned is still removed.
+    const abandoned = `${STAGING_DIR_PREFIX}987654322`;
+    await fs.mkdir(path.join(fixture.layout.stagingRoot, abandoned), { recursive: true });
+    await expect(withRealmLock(counting.pool, 'http://pub.localhost/count/sweep-race/', (tx) => sweepAbandonedStaging(tx, fixture.layout, [abandoned]))).resolves.toEqual([abandoned]);
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
   });
 
   test('a publish still removes staging abandoned by a publisher that died', async () => {
