@@ -18,6 +18,10 @@
  * - status write + watch delivery: the job → Ready seen by the watch.
  *
  *   make bench-publish   (PUBLISH_SIZES=10,1000,10000 PUBLISH_COUNTS=50,50,10 PUBLISH_DURABLE=false)
+ *
+ * PUBLISH_KINDS=republish times republishes only (one first publish per size makes the version
+ * they link from, untimed), printed but not written to bench/results/: the quick loop while
+ * working on a republish.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -36,6 +40,7 @@ const startedAt = new Date();
 const sizes = (process.env.PUBLISH_SIZES ?? '10,1000,10000').split(',').map(Number);
 const countsFor = (process.env.PUBLISH_COUNTS ?? '50,50,10').split(',').map(Number);
 const durable = process.env.PUBLISH_DURABLE ?? 'false';
+const republishOnly = process.env.PUBLISH_KINDS === 'republish';
 const REPLICAS = 3;
 const PHASES = ['watch delivery + checks', 'staging', 'locked section', 'publish other', 'NOTIFY → acks', 'reindex enqueue', 'status write + watch'] as const;
 type Phase = (typeof PHASES)[number];
@@ -164,7 +169,8 @@ try {
     const sourceDir = await createSourceRealm(db.pool, realms.layout, sourceURL, files);
     await new Promise((resolve) => setTimeout(resolve, DEFAULT_RACY_MARGIN_MS + 200));
     const firsts: Sample[] = [];
-    for (let n = 0; n < count; n++) {
+    const firstCount = republishOnly ? 1 : count;
+    for (let n = 0; n < firstCount; n++) {
       const name = `first-${size}-${n}-${objectCounter++}`;
       const url = `http://pub.localhost/${namespace}/${name}/`;
       firsts.push(
@@ -178,9 +184,9 @@ try {
         }),
       );
     }
-    samples.set(`${size}/first publish`, firsts);
+    if (!republishOnly) samples.set(`${size}/first publish`, firsts);
     // Republishes of the last object, one file changed before each.
-    const name = `first-${size}-${count - 1}-${objectCounter - 1}`;
+    const name = `first-${size}-${firstCount - 1}-${objectCounter - 1}`;
     const url = `http://pub.localhost/${namespace}/${name}/`;
     const republishes: Sample[] = [];
     for (let n = 1; n <= count; n++) {
@@ -198,7 +204,7 @@ try {
       );
     }
     samples.set(`${size}/republish (1 changed)`, republishes);
-    process.stderr.write(`${size} files: ${count} first publishes and ${count} republishes\n`);
+    process.stderr.write(`${size} files: ${firstCount} first publishes and ${count} republishes\n`);
   }
 } finally {
   stopWatch?.();
@@ -225,7 +231,8 @@ const tables: BenchTable[] = [
 ];
 const goals: BenchGoal[] = [];
 for (const table of tables) printTable(table);
-const file = await writeResults({
+// A republish-only run is a partial one: printed, never written over the full run's results.
+const file = republishOnly ? undefined : await writeResults({
   bench: 'publish-latency',
   command: 'make bench-publish',
   startedAt: startedAt.toISOString(),
@@ -245,4 +252,4 @@ const file = await writeResults({
   goals,
   raw: Object.fromEntries([...samples].map(([key, list]) => [key, { totalMs: list.map((s) => Math.round(s.totalMs)) }])),
 });
-console.log(`\nresults: ${file}`);
+if (file) console.log(`\nresults: ${file}`);
