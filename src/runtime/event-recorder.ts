@@ -17,10 +17,16 @@
  *   without a token is kept in memory and written when the next token is due (or on `close()`),
  *   so counts stay right without writing on every occurrence.
  * - Writes for one series are sequential (the PATCH never races its CREATE).
+ * - Bounded memory, as client-go's EventCorrelator bounds its caches: series are keyed by a
+ *   digest of their identity (never by the note itself, which the series' state holds once, for
+ *   its CREATE), at most {@link MAX_CACHED_SERIES} series and as many per-object buckets are kept,
+ *   least recently used first out (client-go's LRU of 4096), and idle series and full buckets are
+ *   swept. An evicted series' next occurrence creates a new Event, as in client-go.
  *
  * API use: `create` and `patch` on `events.k8s.io` `events` in the regarding object's namespace;
  * nothing else. A series whose Event was deleted meanwhile (TTL) is created again.
  */
+import { createHash } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import { KubeApiError, kubeRequest, type KubeConnection } from './kube-client.js';
 import { formatMicroTime } from './lease-record.js';
@@ -61,6 +67,8 @@ export interface TokenBucketPolicy {
 export const DEFAULT_EVENT_RATE_LIMIT: TokenBucketPolicy = { burst: 25, refillEveryMs: 5 * 60_000 };
 /** client-go keeps an isomorphic event's series open this long after its last occurrence. */
 export const DEFAULT_SERIES_WINDOW_MS = 6 * 60_000;
+/** client-go's `maxLruCacheEntries`: open series, and per-object rate-limit buckets, kept at most. */
+export const MAX_CACHED_SERIES = 4096;
 
 /** A token bucket over an injected clock (pure). */
 export class TokenBucket {
@@ -102,10 +110,21 @@ export class TokenBucket {
   }
 }
 
-/** The identity of an event for aggregation (client-go's `eventKey`). */
+/**
+ * The identity of an event for aggregation (client-go's `eventKey`), as a fixed-size digest
+ * (sha256, base64url): the note is part of the identity, but a key that held it would keep every
+ * note twice for as long as its series is open (~0.4 MB at 1,000 objects).
+ */
 export function isomorphismKey(input: EventInput, reportingController: string): string {
   const ref = (r: ObjectReference | undefined) => (r ? [r.apiVersion, r.kind, r.namespace, r.name, r.uid, r.fieldPath] : null);
-  return JSON.stringify([ref(input.regarding), ref(input.related), input.type, input.reason, input.action, input.note, reportingController]);
+  const identity = JSON.stringify([ref(input.regarding), ref(input.related), input.type, input.reason, input.action, input.note, reportingController]);
+  return createHash('sha256').update(identity).digest('base64url');
+}
+
+/** Marks `key` most recently used in `map` (a Map iterates in insertion order: its first key is the least recently used). */
+function touch<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
 }
 
 /** What to do with one occurrence of an event. */
@@ -119,17 +138,26 @@ export type SeriesDecision = { write: 'create' } | { write: 'patch'; count: numb
 export class SeriesTracker {
   private readonly open = new Map<string, { count: number; lastObserved: number }>();
 
-  constructor(private readonly windowMs: number) {}
+  constructor(
+    private readonly windowMs: number,
+    /** Series kept at most; beyond it the least recently observed one is forgotten (client-go's LRU). */
+    private readonly maxEntries = MAX_CACHED_SERIES,
+  ) {}
 
-  observe(key: string, now: number): { count: number; isNew: boolean } {
+  /** `evicted`: the series forgotten to make room for this one, if any. */
+  observe(key: string, now: number): { count: number; isNew: boolean; evicted?: string } {
     const entry = this.open.get(key);
     if (entry && now - entry.lastObserved <= this.windowMs) {
       entry.count += 1;
       entry.lastObserved = now;
+      touch(this.open, key, entry);
       return { count: entry.count, isNew: false };
     }
-    this.open.set(key, { count: 1, lastObserved: now });
-    return { count: 1, isNew: true };
+    touch(this.open, key, { count: 1, lastObserved: now });
+    if (this.open.size <= this.maxEntries) return { count: 1, isNew: true };
+    const evicted = this.open.keys().next().value!;
+    this.open.delete(evicted);
+    return { count: 1, isNew: true, evicted };
   }
 
   /** Forgets a series (its create was dropped or failed: the next occurrence creates). */
@@ -197,6 +225,8 @@ export class EventRecorder {
   private readonly tracker: SeriesTracker;
   private readonly series = new Map<string, SeriesState>();
   private readonly buckets = new Map<string, TokenBucket>();
+  /** Series the tracker closed while a write held back for a token was pending. */
+  private readonly closedWithPendingWrite = new Set<string>();
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly rateLimit: TokenBucketPolicy;
@@ -219,7 +249,8 @@ export class EventRecorder {
     const now = this.now();
     this.sweep(now);
     const key = isomorphismKey(input, this.options.reportingController);
-    const { count, isNew } = this.tracker.observe(key, now);
+    const { count, isNew, evicted } = this.tracker.observe(key, now);
+    if (evicted !== undefined) this.forgetSeries(evicted);
     const bucket = this.bucketFor(input.regarding, now);
     if (isNew) {
       if (!bucket.take(now)) {
@@ -337,14 +368,27 @@ export class EventRecorder {
     return `${regardingName}.${this.lastNanos.toString(16)}`;
   }
 
+  /** A series the tracker evicted: its state goes too (a bump still held back for a token is lost, as in client-go's LRU). */
+  private forgetSeries(key: string): void {
+    const state = this.series.get(key);
+    if (!state) return;
+    clearTimeout(state.flushTimer);
+    state.flushTimer = undefined;
+    this.series.delete(key);
+  }
+
+  /** The object's bucket, most recently used; at most {@link MAX_CACHED_SERIES} are kept (client-go's spam filter LRU). */
   private bucketFor(regarding: ObjectReference, now: number): TokenBucket {
     const key = regarding.uid ?? `${regarding.apiVersion}/${regarding.kind}/${regarding.namespace}/${regarding.name}`;
-    let bucket = this.buckets.get(key);
-    if (!bucket) {
-      bucket = new TokenBucket(this.rateLimit, now);
-      this.buckets.set(key, bucket);
-    }
+    const bucket = this.buckets.get(key) ?? new TokenBucket(this.rateLimit, now);
+    touch(this.buckets, key, bucket);
+    if (this.buckets.size > MAX_CACHED_SERIES) this.buckets.delete(this.buckets.keys().next().value!);
     return bucket;
+  }
+
+  /** Series and buckets held (bounded by {@link MAX_CACHED_SERIES} each). */
+  get cachedEntries(): { series: number; buckets: number } {
+    return { series: this.series.size, buckets: this.buckets.size };
   }
 
   /**
@@ -354,9 +398,12 @@ export class EventRecorder {
   private sweep(now: number): void {
     if (now - this.sweptAt < SWEEP_EVERY_MS) return;
     this.sweptAt = now;
-    for (const key of this.tracker.sweep(now)) {
+    // A closed series whose held-back bump is still to be written goes on a later sweep, once written.
+    for (const key of [...this.tracker.sweep(now), ...this.closedWithPendingWrite]) {
       const state = this.series.get(key);
-      if (state && !state.flushTimer) this.series.delete(key);
+      this.closedWithPendingWrite.delete(key);
+      if (state?.flushTimer) this.closedWithPendingWrite.add(key);
+      else if (state && now - state.lastObserved > this.windowMs) this.series.delete(key);
     }
     if (this.buckets.size > 1000) for (const [key, bucket] of this.buckets) if (bucket.isFull(now)) this.buckets.delete(key);
   }

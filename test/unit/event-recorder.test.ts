@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { isomorphismKey, SeriesTracker, TokenBucket, truncateUTF8, type EventInput } from '../../src/runtime/event-recorder.js';
+import { isomorphismKey, MAX_CACHED_SERIES, SeriesTracker, TokenBucket, truncateUTF8, type EventInput } from '../../src/runtime/event-recorder.js';
 import { formatMicroTime } from '../../src/runtime/lease-record.js';
 
 const input: EventInput = {
@@ -37,6 +37,22 @@ describe('SeriesTracker (aggregation of isomorphic events)', () => {
     expect(tracker.observe('k', 17 * 60_000)).toEqual({ count: 1, isNew: true });
   });
 
+  test('keeps at most its bound of series, forgetting the least recently observed (client-go LRU)', () => {
+    const tracker = new SeriesTracker(6 * 60_000, 2);
+    expect(tracker.observe('a', 0)).toEqual({ count: 1, isNew: true });
+    tracker.observe('b', 1);
+    // 'a' observed again: now 'b' is the least recently used.
+    expect(tracker.observe('a', 2)).toEqual({ count: 2, isNew: false });
+    expect(tracker.observe('c', 3)).toEqual({ count: 1, isNew: true, evicted: 'b' });
+    expect(tracker.size).toBe(2);
+    expect(tracker.observe('a', 4)).toEqual({ count: 3, isNew: false });
+    expect(tracker.observe('b', 5)).toEqual({ count: 1, isNew: true, evicted: 'c' });
+    // The default bound is client-go's.
+    const bounded = new SeriesTracker(6 * 60_000);
+    for (let i = 0; i < MAX_CACHED_SERIES + 10; i++) bounded.observe(`k${i}`, i);
+    expect(bounded.size).toBe(MAX_CACHED_SERIES);
+  });
+
   test('sweep drops idle series; forget restarts one', () => {
     const tracker = new SeriesTracker(100);
     tracker.observe('a', 0);
@@ -62,6 +78,12 @@ describe('isomorphismKey', () => {
     expect(isomorphismKey(input, 'example.com/other')).not.toBe(base);
     // The regarding object's resourceVersion changes on every write; it must not split a series.
     expect(key({ regarding: { ...input.regarding, resourceVersion: '42' } })).toBe(base);
+  });
+  test('is a fixed-size digest, never the note itself (the cache must not hold every note again)', () => {
+    const long = key({ note: 'x'.repeat(1000) });
+    expect(long).not.toContain('xxxx');
+    expect(long.length).toBe(key({}).length);
+    expect(long.length).toBeLessThanOrEqual(64);
   });
 });
 
