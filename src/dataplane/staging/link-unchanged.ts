@@ -55,13 +55,19 @@ class LinkVolumeError extends Error {
 }
 
 // Plain JavaScript (a string, so it runs the same from src/ under tsx or Jest and from dist/).
-// Request: { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked, hookFlag? }, the keys
-// as sourceKey() and stagedKey() in staging-manifest.ts print them (built alike below).
-// Reply: { id, sizes: Float64Array (-1 = not taken) } | { id, volumeError: { code, message } }; { id, hook: { index, phase } } before each hook point.
+// Requests, by `kind`:
+// - 'link' { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked, hookFlag? }, the keys
+//   as sourceKey() and stagedKey() in staging-manifest.ts print them (built alike below).
+//   Reply: { id, sizes: Float64Array (-1 = not taken) } | { id, volumeError: { code, message } }; { id, hook: { index, phase } } before each hook point.
+// - 'measure' { id, sourceDirRef, names, allowHardLinked }: per name, the size lstat sees when it is a regular file the walk
+//   would count (one link unless hard-linked files are allowed), else -1. Reply: { id, sizes }.
+// - 'remove' { id, target }: removes the tree (rmSync is native: one call for the whole tree), first making read-only
+//   directories writable when removal fails on modes. Reply: { id, sizes: empty } | { id, volumeError }.
 const WORKER_SOURCE = String.raw`
 const fs = require('node:fs');
+const path = require('node:path');
 const { parentPort } = require('node:worker_threads');
-parentPort.on('message', (request) => {
+const link = (request) => {
   const { id, sourceDirRef, previousDir, stagedDir, names, sourceKeys, stagedKeys, allowHardLinked } = request;
   const flag = request.hookFlag ? new Int32Array(request.hookFlag) : undefined;
   const hook = (index, phase) => {
@@ -105,6 +111,49 @@ parentPort.on('message', (request) => {
     }
   }
   parentPort.postMessage({ id, sizes });
+};
+const measure = ({ id, sourceDirRef, names, allowHardLinked }) => {
+  const sizes = new Float64Array(names.length).fill(-1);
+  for (let i = 0; i < names.length; i++) {
+    let seen;
+    try {
+      seen = fs.lstatSync(sourceDirRef + '/' + names[i]);
+    } catch {
+      continue;
+    }
+    if (seen.isFile() && (seen.nlink === 1 || allowHardLinked)) sizes[i] = seen.size;
+  }
+  parentPort.postMessage({ id, sizes });
+};
+const makeWritable = (dir) => {
+  let stat;
+  try {
+    stat = fs.lstatSync(dir);
+  } catch {
+    return;
+  }
+  if (!stat.isDirectory()) return;
+  fs.chmodSync(dir, 0o700);
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) makeWritable(path.join(dir, entry.name));
+};
+const remove = ({ id, target }) => {
+  try {
+    try {
+      fs.rmSync(target, { recursive: true, force: true });
+    } catch (error) {
+      if (error.code !== 'EACCES' && error.code !== 'EPERM') throw error;
+      makeWritable(target);
+      fs.rmSync(target, { recursive: true, force: true });
+    }
+    parentPort.postMessage({ id, sizes: new Float64Array(0) });
+  } catch (error) {
+    parentPort.postMessage({ id, volumeError: { code: error.code, message: error.message } });
+  }
+};
+parentPort.on('message', (request) => {
+  if (request.kind === 'measure') measure(request);
+  else if (request.kind === 'remove') remove(request);
+  else link(request);
 });
 `;
 
@@ -154,6 +203,17 @@ function linkWorker(): LinkWorker {
   return state;
 }
 
+/** Sends one request to the worker; resolves with its sizes. */
+function request(message: Record<string, unknown>, onHook?: Pending['onHook']): Promise<Float64Array> {
+  const state = linkWorker();
+  const id = nextRequestId++;
+  return new Promise<Float64Array>((resolve, reject) => {
+    state.pending.set(id, { resolve, reject, ...(onHook && { onHook }) });
+    state.worker.ref();
+    state.worker.postMessage({ ...message, id });
+  });
+}
+
 /**
  * Links the unchanged candidates into `stagedDir`; for each candidate, the size `lstat` saw when it
  * was linked, or -1 when the walk must take care of it.
@@ -161,41 +221,61 @@ function linkWorker(): LinkWorker {
 export async function linkUnchangedFiles(batch: LinkBatch): Promise<Float64Array> {
   if (batch.candidates.length === 0) return new Float64Array(0);
   const hookFlag = batch.onEntry ? new SharedArrayBuffer(4) : undefined;
-  const state = linkWorker();
-  const id = nextRequestId++;
-  const sizes = await new Promise<Float64Array>((resolve, reject) => {
-    const onEntry = batch.onEntry;
-    const onHook =
-      onEntry &&
-      ((index: number, phase: 'examine' | 'open') => {
-        const flag = new Int32Array(hookFlag!);
-        const answer = (ok: boolean) => {
-          Atomics.store(flag, 0, ok ? 1 : 2);
-          Atomics.notify(flag, 0);
-        };
-        Promise.resolve()
-          .then(() => onEntry(index, phase))
-          .then(
-            () => answer(true),
-            () => answer(false),
-          );
-      });
-    state.pending.set(id, { resolve, reject, ...(onHook && { onHook }) });
-    state.worker.ref();
-    state.worker.postMessage(
-      {
-        id,
-        sourceDirRef: batch.sourceDirRef,
-        previousDir: batch.previousDir,
-        stagedDir: batch.stagedDir,
-        names: batch.candidates.map((c) => c.name),
-        sourceKeys: batch.candidates.map((c) => c.recorded.source),
-        stagedKeys: batch.candidates.map((c) => c.recorded.staged),
-        allowHardLinked: batch.allowHardLinkedSources,
-        hookFlag,
-      },
-    );
-  });
+  const onEntry = batch.onEntry;
+  const onHook =
+    onEntry &&
+    ((index: number, phase: 'examine' | 'open') => {
+      const flag = new Int32Array(hookFlag!);
+      const answer = (ok: boolean) => {
+        Atomics.store(flag, 0, ok ? 1 : 2);
+        Atomics.notify(flag, 0);
+      };
+      Promise.resolve()
+        .then(() => onEntry(index, phase))
+        .then(
+          () => answer(true),
+          () => answer(false),
+        );
+    });
+  const sizes = await request(
+    {
+      kind: 'link',
+      sourceDirRef: batch.sourceDirRef,
+      previousDir: batch.previousDir,
+      stagedDir: batch.stagedDir,
+      names: batch.candidates.map((c) => c.name),
+      sourceKeys: batch.candidates.map((c) => c.recorded.source),
+      stagedKeys: batch.candidates.map((c) => c.recorded.staged),
+      allowHardLinked: batch.allowHardLinkedSources,
+      hookFlag,
+    },
+    onHook,
+  );
   for (const size of sizes) if (size >= 0) linkedInBatches += 1;
   return sizes;
+}
+
+/**
+ * What measuring a listed directory can count without the walk: for each name, the size `lstat`
+ * sees (synchronously, in the worker) when it is a regular file the walk would count — one link,
+ * or any number with `allowHardLinked` — else -1 (directories, symlinks, anything else, errors:
+ * left to the walk, which examines them itself).
+ */
+export async function measureRegularFiles(sourceDirRef: string, names: string[], allowHardLinked: boolean): Promise<Float64Array> {
+  if (names.length === 0) return new Float64Array(0);
+  return request({ kind: 'measure', sourceDirRef, names, allowHardLinked });
+}
+
+/**
+ * Removes a tree in the worker: one native `rmSync` for the whole tree instead of a promise per
+ * entry on the event loop (read-only directories are made writable first when removal fails on
+ * modes). Rejects with the error's code and message when it cannot be removed.
+ */
+export async function removeTreeInWorker(target: string): Promise<void> {
+  try {
+    await request({ kind: 'remove', target });
+  } catch (error) {
+    if (error instanceof LinkVolumeError) throw Object.assign(new Error(`could not remove ${target}: ${error.message}`, { cause: error }), { code: error.code });
+    throw error;
+  }
 }
