@@ -4,14 +4,14 @@
  * root, size limits — and a randomized race against a concurrent mutator. No case may crash the
  * process (an unhandledRejection), leak a file from outside the realm, or leave a staging copy.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { checkPublishable, publishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { PublishError, RealmTooLargeError, UnsafeDatabaseValueError } from '../../src/dataplane/realm-state.js';
-import { stageRealmFiles, type StageOptions } from '../../src/dataplane/staging.js';
+import { measureSourceRealm, stageRealmFiles, type StageOptions } from '../../src/dataplane/staging.js';
 import type { RealmsLayout } from '../../src/dataplane/layout.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createSourceRealm, dataPlane, makeRealmsRoot, readTree, writeFiles } from '../support/realms.js';
@@ -387,6 +387,28 @@ describe('per-realm size limits', () => {
     expect(ok).toMatchObject({ fileCount: 5, totalBytes: 15 });
   });
 
+  test('the check before copying counts exactly what staging copies: regular files in subdirectories, not symlinks, FIFOs or hard-linked files', async () => {
+    const { source } = urls('measure');
+    const dir = await createSourceRealm(db.pool, layout, source, { 'a.txt': 'aa', 'sub/b.txt': 'bbb', 'sub/deeper/c.txt': 'c'.repeat(10), 'twice.txt': 'hard' });
+    await fs.link(path.join(dir, 'twice.txt'), path.join(dir, 'sub/twice-again.txt'));
+    await fs.symlink('a.txt', path.join(dir, 'link.txt'));
+    await fs.symlink(path.join(outside, 'secret.txt'), path.join(dir, 'sub/escape.txt'));
+    spawnSyncMkfifo(path.join(dir, 'sub/pipe'));
+    const root = await fs.realpath(dir);
+    for (const copyHardLinkedFiles of [false, true]) {
+      const measured = await measureSourceRealm(root, { copyHardLinkedFiles, realmName: source });
+      const token = randomInt(1, 2 ** 31 - 1);
+      const staged = await stageRealmFiles(root, layout.stagingRoot, token, { durable: false, copyHardLinkedFiles, realmName: source });
+      await fs.rm(staged.dir, { recursive: true, force: true });
+      expect(measured).toEqual({ fileCount: staged.fileCount, totalBytes: staged.totalBytes });
+      expect(measured).toEqual(copyHardLinkedFiles ? { fileCount: 5, totalBytes: 2 + 3 + 10 + 4 + 4 } : { fileCount: 3, totalBytes: 2 + 3 + 10 });
+    }
+    // The limit is enforced on those counts: 3 files fit, the fourth (hard-linked ones copied) does not.
+    await expect(measureSourceRealm(root, { limits: { maxFiles: 3 }, realmName: source })).resolves.toEqual({ fileCount: 3, totalBytes: 15 });
+    await expect(measureSourceRealm(root, { limits: { maxFiles: 4 }, copyHardLinkedFiles: true, realmName: source })).rejects.toThrow(RealmTooLargeError);
+    await expect(measureSourceRealm(root, { limits: { maxBytes: 14 }, realmName: source })).rejects.toThrow(RealmTooLargeError);
+  });
+
   test('staging itself stops at the limit (files added after the check) and leaves nothing behind', async () => {
     const { source } = urls('grows');
     const dir = await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a', 'b.txt': 'b' });
@@ -400,6 +422,11 @@ describe('per-realm size limits', () => {
     expect(await stagingEntries()).toEqual([]);
   });
 });
+
+function spawnSyncMkfifo(target: string): void {
+  const result = spawnSync('mkfifo', [target]);
+  if (result.status !== 0) throw new Error(`mkfifo ${target} failed: ${result.stderr}`);
+}
 
 function byPath<T extends { path: string }>(entries: T[]): T[] {
   return [...entries].sort((a, b) => a.path.localeCompare(b.path));
