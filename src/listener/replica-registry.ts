@@ -139,7 +139,9 @@ export type AckWrite =
  * This is the one statement on a publish's critical path in every replica, so it is a named
  * (prepared once per connection) INSERT ... VALUES: measured on this machine, parse and plan plus
  * a CTE selecting the replica row first cost ~0.25 ms more per ack than the statement itself. The
- * claim's count runs only when the set looks complete (once per publish, not per ack).
+ * claim runs only when the set looks complete (once per publish, not per ack), and not at all when
+ * no other replica is registered: nobody else can announce that completion (one that registers
+ * meanwhile NOTIFYs its own cache start), and the claim's upsert was a fifth of such an ack.
  */
 export async function writeAck(db: Db, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   try {
@@ -151,10 +153,12 @@ export async function writeAck(db: Db, replicaId: string, realmURL: string, epoc
            SET epoch = GREATEST(realm_operator.replica_acks.epoch, EXCLUDED.epoch), acked_at = now()
          RETURNING replica_id, realm_url, epoch),
        others_missing AS (SELECT ${SOME_NOT_DONE('$2', '$3', '$1')} AS any),
-       announced AS (${CLAIM('$2', '$3', `1 + ${ACKED_COUNT('$2', '$3')}`, 'FROM others_missing WHERE NOT others_missing.any')})
+       alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes),
+       announced AS (${CLAIM('$2', '$3', `1 + ${ACKED_COUNT('$2', '$3')}`, 'FROM others_missing, alone WHERE NOT others_missing.any AND NOT alone.yes')})
        SELECT others_missing.any AS others_missing,
-              (SELECT pg_notify($4, json_build_object('r', acked.realm_url, 'e', acked.epoch, 'id', acked.replica_id)::text) FROM announced) AS notified
-         FROM acked, others_missing`,
+              CASE WHEN NOT others_missing.any AND (alone.yes OR EXISTS (SELECT 1 FROM announced))
+                THEN pg_notify($4, json_build_object('r', acked.realm_url, 'e', acked.epoch, 'id', acked.replica_id)::text) END AS notified
+         FROM acked, others_missing, alone`,
       values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
     });
     if (rows.length !== 1) return 'unregistered';
