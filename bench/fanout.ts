@@ -14,9 +14,11 @@
  * The three kinds of round are interleaved in a shuffled order, so load from the rest of the
  * machine falls on all of them alike: ratios within the run are what counts.
  *
- *   make bench-fanout            (FANOUT_N=1,10,50 FANOUT_ROUNDS=40 to change)
+ *   make bench-fanout            (FANOUT_N=1,10,50 FANOUT_ROUNDS=40 FANOUT_CPU_ROUNDS=20
+ *                                 FANOUT_IN_PROCESS_ROUNDS=200 to change)
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sharedReplicaAckWaiter } from '../src/dataplane/ack-waiter.js';
@@ -52,6 +54,8 @@ told.on('notification', () => {
 });
 
 interface Fleet {
+  /** The fleet's processes. */
+  pids: number[];
   /** Resolves with each process's report time once all N reported for the round. */
   nextRound(): Promise<number[]>;
   stop(): Promise<void>;
@@ -81,6 +85,7 @@ async function startFleet(mode: 'raw' | 'listener', n: number): Promise<Fleet> {
   });
   await Promise.all(ready);
   return {
+    pids: children.map((c) => c.pid!),
     nextRound() {
       times = [];
       return new Promise((resolve, reject) => {
@@ -197,10 +202,52 @@ async function inProcess(rounds: number): Promise<Record<'ack' | 'tell' | 'repli
   return out;
 }
 
+/**
+ * CPU time per publish, by process group, from /proc/<pid>/schedstat (nanoseconds on a CPU; exact,
+ * unlike utime's clock ticks). PostgreSQL backends are told apart by application_name: the floors'
+ * clients name themselves after their replica id, the listener `realm-listener:<id>`; everything
+ * else of the server (the publisher's pool, the operator's LISTEN, background workers) is "other".
+ */
+const CPU_KINDS: Kind[] = ['ack', 'tell', 'listener'];
+const CPU_GROUPS = ['bench process', 'fleet processes', 'fleet backends', 'other PostgreSQL'] as const;
+type CpuGroup = (typeof CPU_GROUPS)[number];
+interface CpuPerPublish {
+  kind: Kind;
+  /** Milliseconds of CPU per publish in each group. */
+  ms: Record<CpuGroup, number>;
+}
+const cpuRounds = Number(process.env.FANOUT_CPU_ROUNDS ?? 20);
+
+async function cpuMs(pid: number | 'self'): Promise<number> {
+  try {
+    return Number((await readFile(`/proc/${pid}/schedstat`, 'utf8')).split(' ')[0]) / 1e6;
+  } catch {
+    return 0; // gone (a background worker that exited): its share is lost, not invented
+  }
+}
+
+/**
+ * CPU ms so far of each group: the processes of the fleet the rounds use (the other fleet's only
+ * renew leases meanwhile), and every backend (a NOTIFY wakes both fleets' backends alike).
+ */
+async function cpuByGroup(fleet: Fleet): Promise<Record<CpuGroup, number>> {
+  const { rows } = await db.pool.query<{ pid: number; application_name: string }>('SELECT pid, application_name FROM pg_stat_activity');
+  const isFleetBackend = (name: string) => name.startsWith('bench-raw-') || name.startsWith('realm-listener:bench-listener-');
+  const sum = async (pids: number[]) => (await Promise.all(pids.map(cpuMs))).reduce((a, b) => a + b, 0);
+  const fleetBackends = rows.filter((r) => isFleetBackend(r.application_name)).map((r) => r.pid);
+  const otherBackends = rows.filter((r) => !isFleetBackend(r.application_name)).map((r) => r.pid);
+  return {
+    'bench process': await cpuMs('self'),
+    'fleet processes': await sum(fleet.pids),
+    'fleet backends': await sum(fleetBackends),
+    'other PostgreSQL': await sum(otherBackends),
+  };
+}
+
 const single = await inProcess(Number(process.env.FANOUT_IN_PROCESS_ROUNDS ?? 200));
 process.stderr.write(`in one process: receive+ack p50 ${fmt(percentile(single.ack, 50))} ms, acknowledged p50 ${fmt(percentile(single.acknowledged, 50))} ms\n`);
 
-const perN: { n: number; measured: Measured; readsPerRound: number; notificationsPerRound: number }[] = [];
+const perN: { n: number; measured: Measured; readsPerRound: number; notificationsPerRound: number; cpu: CpuPerPublish[] }[] = [];
 const waiter = sharedReplicaAckWaiter(db.pool);
 for (const n of counts) {
   const fleetStart = performance.now();
@@ -208,20 +255,18 @@ for (const n of counts) {
   process.stderr.write(`N=${n}: ${2 * n} processes ready in ${Math.round(performance.now() - fleetStart)} ms\n`);
   const measured: Measured = { receive: [], ack: [], tell: [], replicas: [], listener: [] };
   const statsBefore = { ...waiter.stats };
-  for (let round = 0; round < rounds + warmup; round++) {
-    for (const kind of shuffled(KINDS)) {
-      const fleet = kind === 'listener' ? listeners : raw;
-      const all = fleet.nextRound();
-      if (kind === 'tell') {
-        toldCount = 0;
-        const heard = new Promise<number>((resolve) => (onToldAll = () => toldCount === n && resolve(wallMs())));
-        const { committedAt } = await commitNotification(kind, round);
-        const heardAt = await heard;
-        await all;
-        if (round >= warmup) measured.tell.push(heardAt - committedAt);
-        await new Promise((r) => setTimeout(r, 5));
-        continue;
-      }
+  /** One round of `kind`: commit, wait for all N, record the time when `record`. */
+  const runRound = async (kind: Kind, round: number, record: boolean) => {
+    const fleet = kind === 'listener' ? listeners : raw;
+    const all = fleet.nextRound();
+    if (kind === 'tell') {
+      toldCount = 0;
+      const heard = new Promise<number>((resolve) => (onToldAll = () => toldCount === n && resolve(wallMs())));
+      const { committedAt } = await commitNotification(kind, round);
+      const heardAt = await heard;
+      await all;
+      if (record) measured.tell.push(heardAt - committedAt);
+    } else {
       const { committedAt, epoch } = await commitNotification(kind, round);
       if (kind === 'listener') {
         const waited = await waitForReplicaAcks(db.pool, { realmURL, epoch, timeoutMs: 30_000 });
@@ -229,24 +274,33 @@ for (const n of counts) {
         if (!waited.complete) throw new Error(`N=${n} round ${round}: replicas missing ${waited.missing.join(', ')}`);
         if (waited.acknowledged.length !== n) throw new Error(`N=${n} round ${round}: ${waited.acknowledged.length} live replicas, expected ${n}`);
         const times = await all;
-        if (round >= warmup) {
+        if (record) {
           measured.listener.push(returnedAt - committedAt);
           measured.replicas.push(Math.max(...times) - committedAt);
         }
       } else {
         const times = await all;
-        if (round >= warmup) measured[kind as 'receive' | 'ack'].push(Math.max(...times) - committedAt);
+        if (record) measured[kind as 'receive' | 'ack'].push(Math.max(...times) - committedAt);
       }
-      await new Promise((r) => setTimeout(r, 5)); // let the last round's stragglers settle
     }
+    await new Promise((r) => setTimeout(r, 5)); // let the last round's stragglers settle
+  };
+  for (let round = 0; round < rounds + warmup; round++) {
+    for (const kind of shuffled(KINDS)) await runRound(kind, round, round >= warmup);
   }
   const total = rounds + warmup;
-  perN.push({
-    n,
-    measured,
-    readsPerRound: (waiter.stats.reads - statsBefore.reads) / total,
-    notificationsPerRound: (waiter.stats.notifications - statsBefore.notifications) / total,
-  });
+  const readsPerRound = (waiter.stats.reads - statsBefore.reads) / total;
+  const notificationsPerRound = (waiter.stats.notifications - statsBefore.notifications) / total;
+  // CPU per publish: each kind alone for cpuRounds rounds, every process's CPU time before and after.
+  const cpu: CpuPerPublish[] = [];
+  for (const kind of cpuRounds > 0 ? CPU_KINDS : []) {
+    const fleet = kind === 'listener' ? listeners : raw;
+    const before = await cpuByGroup(fleet);
+    for (let round = 0; round < cpuRounds; round++) await runRound(kind, rounds + warmup + round, false);
+    const after = await cpuByGroup(fleet);
+    cpu.push({ kind, ms: Object.fromEntries(CPU_GROUPS.map((g) => [g, (after[g] - before[g]) / cpuRounds])) as Record<CpuGroup, number> });
+  }
+  perN.push({ n, measured, readsPerRound, notificationsPerRound, cpu });
   await Promise.all([raw.stop(), listeners.stop()]);
   await db.pool.query('DELETE FROM realm_operator.replicas');
   const last = perN.at(-1)!;
@@ -280,7 +334,7 @@ const latency: BenchTable = {
   note:
     `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order. receive: bare LISTEN clients; ` +
     'receive+ack: bare clients that write one ack row; receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
-    'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row; only the ack that completes the set NOTIFYs the operator), timed by each replica when its ack returned ' +
+    'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row; one NOTIFY to the operator per completion, and an announcement after the ack by each replica whose ack saw others missing), timed by each replica when its ack returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
     'complete (what a publish waits for). One process per replica in every fleet.',
 };
@@ -289,9 +343,42 @@ const ratios: BenchTable = {
   columns: ['N', 'acknowledged / receive+ack', 'receive+ack+tell / receive+ack', 'acknowledged / receive+ack+tell', 'replicas acked / receive+ack', 'acknowledged / receive'],
   rows: perN.map(({ n, measured: m }) => [n, ratio(m.listener, m.ack), ratio(m.tell, m.ack), ratio(m.listener, m.tell), ratio(m.replicas, m.ack), ratio(m.listener, m.receive)]),
 };
+const cpuTotal = (c: CpuPerPublish | undefined) => (c ? CPU_GROUPS.reduce((a, g) => a + c.ms[g], 0) : NaN);
+const cpuOf = (n: number, kind: Kind) => perN.find((x) => x.n === n)!.cpu.find((c) => c.kind === kind);
+const cpuTable: BenchTable = {
+  title: 'CPU per publish (ms on any core; each kind alone after the timed rounds)',
+  columns: ['N', 'kind', ...CPU_GROUPS, 'total', '× receive+ack'],
+  rows: perN.flatMap(({ n, cpu }) =>
+    cpu.map((c) => [n, c.kind === 'listener' ? 'acknowledged (ours)' : c.kind === 'ack' ? 'receive+ack' : 'receive+ack+tell', ...CPU_GROUPS.map((g) => Number(c.ms[g].toFixed(2))), Number(cpuTotal(c).toFixed(2)), Number((cpuTotal(c) / cpuTotal(cpuOf(n, 'ack'))).toFixed(2))]),
+  ),
+  note:
+    `${cpuRounds} rounds of each kind alone per N (FANOUT_CPU_ROUNDS), every process's CPU time from /proc/<pid>/schedstat before and after. ` +
+    'fleet processes: the Node processes of the fleet the kind uses; fleet backends: both fleets\' PostgreSQL backends (a NOTIFYing commit wakes every LISTENing backend, ' +
+    'whichever fleet it belongs to); other PostgreSQL: the publisher\'s pool, the operator\'s LISTEN connection and background processes; bench process: the publisher and the operator\'s waiter. ' +
+    'On 2 cores, with every process runnable at once, the fan-out takes at least total ÷ 2.',
+};
 const cpus = os.cpus().length;
 const readsOf = (n: number) => perN.find((x) => x.n === n)!.readsPerRound.toFixed(2);
 const notificationsOf = (n: number) => perN.find((x) => x.n === n)!.notificationsPerRound.toFixed(2);
+/** The CPU side of a missed goal, from the CPU table. */
+function cpuWhy(n: number): string {
+  const ours = cpuOf(n, 'listener');
+  const floor = cpuOf(n, 'ack');
+  if (!ours || !floor) return '';
+  const ms = (c: CpuPerPublish, g: CpuGroup) => c.ms[g].toFixed(1);
+  return (
+    `(3) CPU per publish (all processes, each kind alone): ours ${cpuTotal(ours).toFixed(1)} ms, receive+ack ${cpuTotal(floor).toFixed(1)} ms ` +
+    `(${(cpuTotal(ours) / cpuTotal(floor)).toFixed(2)}×) — replica processes ${ms(ours, 'fleet processes')} vs ${ms(floor, 'fleet processes')} ms, ` +
+    `their backends ${ms(ours, 'fleet backends')} vs ${ms(floor, 'fleet backends')} ms, the operator side ${(ours.ms['bench process'] + ours.ms['other PostgreSQL']).toFixed(1)} vs ` +
+    `${(floor.ms['bench process'] + floor.ms['other PostgreSQL']).toFixed(1)} ms. ` +
+    (n > 1
+      ? 'Per replica ours makes two statements where the floor makes one: the ack, and after its commit the announcement (is every live replica done now?) ' +
+        'that a replica whose ack saw others missing must run, because acks committing together cannot see each other and the last to commit must still tell the operator; ' +
+        'without a lock serializing every ack of a publish (a convoy on a saturated machine) no replica can know it is not the last.'
+      : 'With one replica the ack itself completes the set: its statement also checks the others and NOTIFYs, where the floor only writes a row.')
+  );
+}
+
 const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
   const r = ratio(m.listener, m.ack);
   const met = r <= GOAL_RATIO;
@@ -312,7 +399,8 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
             `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
             `lease heartbeats, a bigger process) more than a bare client. Per publish: the epoch comes with the NOTIFY (no read), the ack is one ` +
             `statement (plus an announcement after its commit when others were still missing), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
-            `(only the ack that completes the set is NOTIFYd: each NOTIFY wakes every LISTENing backend) and made ${readsOf(n)} status reads (the first, and one after that NOTIFY when others acked silently).`,
+            `(one NOTIFY per completion: each wakes every LISTENing backend) and made ${readsOf(n)} status reads (the first, and one after that NOTIFY when others acked silently). ` +
+            cpuWhy(n),
         }),
   };
 });
@@ -328,9 +416,9 @@ const inOneProcess: BenchTable = {
   ],
   note:
     `${single.ack.length} rounds each, interleaved, before any fleet started: no IPC and no other bench process, so the difference from the ` +
-    "bare client is the library's own work (two notifications, the ack statement with its NOTIFY — one replica's ack always completes the set — and the operator's first status read), not scheduling.",
+    "bare client is the library's own work (two notifications, the ack statement with its completion claim and NOTIFY — one replica's ack always completes the set — and the operator's first status read), not scheduling.",
 };
-for (const table of [latency, ratios, inOneProcess]) printTable(table);
+for (const table of [latency, ratios, cpuTable, inOneProcess]) printTable(table);
 console.log('\nGoals');
 for (const g of goals) console.log(`${g.met ? 'met   ' : 'MISSED'}  ${g.goal}: ${g.measured} (target ${g.target})${g.why ? `\n        why: ${g.why}` : ''}`);
 
@@ -339,7 +427,7 @@ const file = await writeResults({
   command: 'make bench-fanout',
   startedAt: started.toISOString(),
   durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
-  tables: [latency, ratios, inOneProcess],
+  tables: [latency, ratios, cpuTable, inOneProcess],
   series: [
     {
       title: 'Fan-out latency, median ms from COMMIT',
@@ -365,8 +453,9 @@ const file = await writeResults({
     },
   ],
   goals,
-  raw: perN.map(({ n, measured: m, readsPerRound, notificationsPerRound }) => ({
+  raw: perN.map(({ n, measured: m, readsPerRound, notificationsPerRound, cpu }) => ({
     n,
+    cpu,
     rounds: m.listener.length,
     readsPerRound,
     notificationsPerRound,
