@@ -1,6 +1,12 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import {
+  CACHED_MANIFEST_MIN_ENTRIES,
   isTrustedFingerprint,
   parseManifest,
+  readManifestFile,
+  writeManifestFile,
   serializeManifest,
   sourceKey,
   sourceKeyMode,
@@ -88,5 +94,35 @@ describe('manifest files', () => {
     ['a mode out of range', JSON.stringify({ format: 1, entries: { a: ['1', '2', '3', '4', '5', 4096, 'a'.repeat(64), '1', '2', '3'] } })],
   ])('rejects %s as a whole (the next publish copies everything)', (_what, text) => {
     expect(parseManifest(text)).toBeUndefined();
+  });
+});
+
+describe('manifest files written by this process', () => {
+  const large = (hash: string): StagingManifest => new Map(Array.from({ length: CACHED_MANIFEST_MIN_ENTRIES }, (_, i) => [`f-${i}.json`, { ...entry, contentHash: hash }]));
+  test('are read back unparsed while the file is the one written, and from disk once it was replaced or removed', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'manifests-'));
+    try {
+      const file = path.join(dir, 'disk-1', 'v1.json');
+      const written = large('a'.repeat(64));
+      await writeManifestFile(file, written);
+      // The very Map: nothing was read or parsed.
+      expect(await readManifestFile(file)).toBe(written);
+      // Replaced on disk (a new inode and ctime): what the file now says, not what was written.
+      const replacement = large('b'.repeat(64));
+      await fs.writeFile(`${file}.new`, serializeManifest(replacement));
+      await fs.rename(`${file}.new`, file);
+      const reread = await readManifestFile(file);
+      expect(reread).not.toBe(written);
+      expect(reread).toEqual(replacement);
+      // Rewritten in place (same inode, another size): read again too.
+      await writeManifestFile(file, written);
+      await fs.writeFile(file, '{');
+      expect(await readManifestFile(file)).toBeUndefined();
+      await writeManifestFile(file, written);
+      await fs.rm(file);
+      expect(await readManifestFile(file)).toBeUndefined();
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
