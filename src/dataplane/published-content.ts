@@ -123,7 +123,9 @@ export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, 
 export async function removeManifestsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>): Promise<string[]> {
   const dir = layout.manifestsDir(diskId);
   const names = await fs.readdir(dir).catch(() => [] as string[]);
-  const removed = names.filter((name) => !keep.has(name.replace(/\.json$/, '')));
+  // `<version>.json`, and the scratch file it is written through (`<version>.json.<hex>.tmp`): a
+  // kept version's manifest being written while this runs must not lose its scratch file.
+  const removed = names.filter((name) => !keep.has(name.replace(/\.json(?:\.[0-9a-f]+\.tmp)?$/, '')));
   await Promise.all(removed.map((name) => fs.rm(path.join(dir, name), { force: true })));
   if (keep.size === 0) await fs.rmdir(dir).catch(() => undefined);
   return removed;
