@@ -36,7 +36,8 @@ if (process.env.MODE === 'raw') {
           ? `WITH acked AS (${upsert} RETURNING client_id) SELECT pg_notify('${TOLD_CHANNEL}', client_id) FROM acked`
           : undefined;
     if (!statement) return;
-    void client.query(statement, [replicaId, Number(m.payload)]).then(() => send({ type: 'done', at: wallMs() }));
+    // Named (prepared once per connection), as the listener's ack is: the floor pays no parse and plan either.
+    void client.query({ name: m.channel, text: statement, values: [replicaId, Number(m.payload)] }).then(() => send({ type: 'done', at: wallMs() }));
   });
   await client.query(`LISTEN ${RECEIVE_FLOOR_CHANNEL}; LISTEN ${ACK_FLOOR_CHANNEL}; LISTEN ${TELL_FLOOR_CHANNEL}`);
   send({ type: 'ready' });
