@@ -333,7 +333,7 @@ const latency: BenchTable = {
   ]),
   note:
     `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order. receive: bare LISTEN clients; ` +
-    'receive+ack: bare clients that write one ack row (a named prepared statement, as the listener's ack is); receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
+    'receive+ack: bare clients that write one ack row (a named prepared statement, as the listener\'s ack is); receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
     'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row; one NOTIFY to the operator per completion, and an announcement after the ack by each replica whose ack saw others missing), timed by each replica when its ack returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
     'complete (what a publish waits for). One process per replica in every fleet.',
