@@ -62,6 +62,8 @@ export interface ReplicaAckWaiterOptions {
 export interface ReplicaAckWaiterStats {
   /** Status queries run (one per burst of notifications, not one per ack). */
   reads: number;
+  /** Status queries that have returned (or failed): `reads - readsDone` are in flight. */
+  readsDone: number;
   /** Waits completed by an ack notification, with no status query after it (the notifier was the last one missing). */
   completedByNotification: number;
   /** Notifications received on the ack channel. */
@@ -97,7 +99,7 @@ interface Wait {
 type ConnectionState = 'idle' | 'connecting' | 'listening' | 'backoff';
 
 export class ReplicaAckWaiter {
-  readonly stats: ReplicaAckWaiterStats = { reads: 0, completedByNotification: 0, notifications: 0, connections: 0, lost: 0 };
+  readonly stats: ReplicaAckWaiterStats = { reads: 0, readsDone: 0, completedByNotification: 0, notifications: 0, connections: 0, lost: 0 };
   private readonly waitsByRealm = new Map<string, Set<Wait>>();
   private readonly waits = new Set<Wait>();
   private state: ConnectionState = 'idle';
@@ -225,6 +227,7 @@ export class ReplicaAckWaiter {
       return;
     } finally {
       this.reading = false;
+      this.stats.readsDone += 1;
       if ([...this.waits].some((w) => w.dirty)) this.scheduleFlush();
     }
     const now = performance.now();

@@ -190,6 +190,8 @@ export class RealmListener extends EventEmitter {
    * transaction's and was already handled with it.
    */
   private handledHint: (RealmEpochHint & { processId: number }) | undefined;
+  /** The last ack found no other replica registered (writeAck's `written-alone`). */
+  private ackedAlone = false;
 
   constructor(options: RealmListenerOptions) {
     super();
@@ -526,7 +528,9 @@ export class RealmListener extends EventEmitter {
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && acknowledge && epoch > 0) {
-      const written = await writeAck(client, this.replicaId, realmURL, epoch);
+      // Alone at the last ack: the leaner statement (replica-registry.ts writeAckAlone) while it lasts.
+      const written = await writeAck(client, this.replicaId, realmURL, epoch, { expectAlone: this.ackedAlone });
+      this.ackedAlone = written === 'written-alone';
       if (written === 'unregistered') throw new Error('replica registration vanished; re-registering');
       const seconds = (performance.now() - received) / 1000;
       this.metrics.ackSeconds.observe(seconds);

@@ -202,7 +202,7 @@ describe('shared replica acknowledgement waiter', () => {
   test('one replica: its ack NOTIFY ends the wait with no status query after it', async () => {
     const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('alone', ['alone'], 20_000);
     const readsBefore = waiter.stats.reads;
-    expect(await writeAck(db.pool, 'alone', realmURL, epoch)).toBe('written-notified');
+    expect(await writeAck(db.pool, 'alone', realmURL, epoch)).toBe('written-alone');
     expect(await wait).toMatchObject({ complete: true, acknowledged: ['alone'] });
     expect(waiter.stats.reads).toBe(readsBefore);
     expect(waiter.stats.completedByNotification).toBe(1);
@@ -301,6 +301,23 @@ describe('shared replica acknowledgement waiter', () => {
     expect(waiter.stats.notifications).toBe(2);
   });
 
+  test('the lean ack of a replica that was alone: NOTIFYs while alone; once another registered, writes silently and the announcement completes', async () => {
+    const heard = await ackNotificationsHeard();
+    await registerSilentReplica('lean-a');
+    const realmURL = 'http://pub.localhost/lean/';
+    const first = await publishEpoch(realmURL);
+    expect(await writeAck(db.pool, 'lean-a', realmURL, first, { expectAlone: true })).toBe('written-alone');
+    await registerSilentReplica('lean-b');
+    const second = await publishEpoch(realmURL);
+    await writeAck(db.pool, 'lean-b', realmURL, second);
+    expect(await writeAck(db.pool, 'lean-a', realmURL, second, { expectAlone: true })).toBe('written'); // no NOTIFY, though b is done
+    expect(await announceIfAllAcked(db.pool, 'lean-a', realmURL, second)).toBe(true);
+    expect(await heard.untilSentinel()).toEqual([
+      { r: realmURL, e: first, id: 'lean-a' },
+      { r: realmURL, e: second, id: 'lean-a' },
+    ]);
+  });
+
   test('an announcement while a live replica is still missing sends nothing', async () => {
     for (const id of ['done', 'late']) await registerSilentReplica(id);
     const realmURL = 'http://pub.localhost/not-yet/';
@@ -347,8 +364,15 @@ describe('shared replica acknowledgement waiter', () => {
     for (const [i, realm] of realms.entries()) if (i % 2 === 0) for (const id of replicas) await recordAck(db.pool, id, realm, epochs[i]!);
     const pids = await ackListenerPids();
     expect(pids).toHaveLength(1);
+    await eventually(() => waiter.stats.readsDone === waiter.stats.reads, 5000, () => 'the re-reads the first half woke');
+    const readsBeforeDrop = waiter.stats.reads;
     await db.pool.query('SELECT pg_terminate_backend($1)', [pids[0]]);
-    await eventually(() => !waiter.listening, 5000, () => 'the waiter to notice the dropped connection');
+    // Dropped, and the re-read it triggers at once has returned (else it may see the acks below).
+    await eventually(
+      () => !waiter.listening && waiter.stats.reads > readsBeforeDrop && waiter.stats.readsDone === waiter.stats.reads,
+      5000,
+      () => 'the waiter to notice the dropped connection and re-read',
+    );
     for (const [i, realm] of realms.entries()) if (i % 2 === 1) for (const id of replicas) await recordAck(db.pool, id, realm, epochs[i]!);
     expect(waiter.listening).toBe(false); // the second half really was committed while nobody listened
     const results = await Promise.all(waits);
