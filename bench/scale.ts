@@ -15,6 +15,7 @@
  */
 import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
 import { OPERATOR_NODE_FLAGS } from '../src/cli/node-flags.js';
+import { operatorConfigSchema } from '../src/cli/operator-config.js';
 import { KeepAliveConnection, kubeRequest, resourcePath } from '../src/runtime/index.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
@@ -266,7 +267,8 @@ async function apiFloor(cluster: BenchCluster, measured: RunResult): Promise<Api
     statusPuts: Math.round((measured.requests.publishedrealms.PUT ?? 0) / COUNT),
     events: Math.round((measured.requests.events.POST ?? 0) / COUNT),
   };
-  const parallel = Number(CONCURRENCY ?? 4);
+  // As many at once as the operator's workers (its default when SCALE_CONCURRENCY is unset).
+  const parallel = Number(CONCURRENCY ?? operatorConfigSchema.shape.maxConcurrentReconciles.parse(undefined));
   const connection = new KeepAliveConnection(cluster.connection);
   const watcher = new ReadyWatcher(cluster.connection, namespace);
   const informerLike = new ReadyWatcher(cluster.connection, namespace);
