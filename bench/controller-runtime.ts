@@ -17,10 +17,9 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { build } from 'esbuild';
 import { OPERATOR_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { machineInfo, printTable, writeResults, type BenchGoal, type BenchTable } from './lib/results.js';
-import { cpuSeconds, createAll, createNamespace, median, peakRssMB, publishedRealmManifest, ReadyWatcher, startBenchCluster, type BenchCluster } from './lib/scale-env.js';
+import { bundleStatusOnlyOperator, cpuSeconds, createAll, createNamespace, median, peakRssMB, publishedRealmManifest, ReadyWatcher, startBenchCluster, type BenchCluster } from './lib/scale-env.js';
 
 const COUNT = Number(process.env.CR_OBJECTS ?? 1000);
 const RUNS = Number(process.env.CR_RUNS ?? 3);
@@ -59,19 +58,6 @@ function buildPeer(): void {
   process.stderr.write('building the controller-runtime peer (go build; modules from the Go module proxy)\n');
   const result = spawnSync('go', ['build', '-o', PEER_BIN, '.'], { cwd: PEER_DIR, stdio: 'inherit' });
   if (result.status !== 0) throw new Error(`go build in ${PEER_DIR} failed (${result.status ?? result.signal})`);
-}
-
-async function bundleOurs(): Promise<void> {
-  await build({
-    entryPoints: [path.join(REPO, 'bench/lib/scale-status-only-operator.ts')],
-    outfile: OURS_BUNDLE,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'warning',
-  });
 }
 
 function launch(impl: Impl, cluster: BenchCluster, namespace: string): ChildProcess {
@@ -155,7 +141,7 @@ async function idleRssMB(cluster: BenchCluster, impl: Impl): Promise<number> {
 if (!fs.existsSync(PEER_BIN) || fs.statSync(PEER_BIN).mtimeMs < Math.max(...['main.go', 'level.go', 'go.mod', 'go.sum'].map((f) => fs.statSync(path.join(PEER_DIR, f)).mtimeMs))) {
   buildPeer();
 }
-await bundleOurs();
+await bundleStatusOnlyOperator(OURS_BUNDLE);
 const cluster = await startBenchCluster();
 const samples: Sample[] = [];
 const idle: Partial<Record<Impl, number>> = {};
