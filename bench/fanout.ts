@@ -371,6 +371,7 @@ function cpuWhy(n: number): string {
     `(${(cpuTotal(ours) / cpuTotal(floor)).toFixed(2)}×) — replica processes ${ms(ours, 'fleet processes')} vs ${ms(floor, 'fleet processes')} ms, ` +
     `their backends ${ms(ours, 'fleet backends')} vs ${ms(floor, 'fleet backends')} ms, the operator side ${(ours.ms['bench process'] + ours.ms['other PostgreSQL']).toFixed(1)} vs ` +
     `${(floor.ms['bench process'] + floor.ms['other PostgreSQL']).toFixed(1)} ms. ` +
+    'Every NOTIFYing commit wakes every LISTENing backend (both fleets\' and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one. ' +
     (n > 1
       ? 'Per replica ours makes two statements where the floor makes one: the ack, and after its commit the announcement (is every live replica done now?) ' +
         'that a replica whose ack saw others missing must run, because acks committing together cannot see each other and the last to commit must still tell the operator; ' +
