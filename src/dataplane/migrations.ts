@@ -447,8 +447,14 @@ export const REPLICA_ROLE_GRANTS: ReadonlyArray<{ sql: string; holds: string }> 
   },
   {
     // writeAck / announceIfAllAcked: the completion claim (INSERT ... ON CONFLICT DO UPDATE ... RETURNING).
-    sql: `GRANT SELECT, INSERT, UPDATE ON realm_operator.ack_announcements TO ${REPLICA_ROLE}`,
-    holds: `has_table_privilege($1, 'realm_operator.ack_announcements', 'SELECT, INSERT, UPDATE')`,
+    // Migration 8 makes the table: a database migrated only part of the way (`through`) has none yet.
+    sql: `DO $grant$ BEGIN
+      IF to_regclass('realm_operator.ack_announcements') IS NOT NULL THEN
+        GRANT SELECT, INSERT, UPDATE ON realm_operator.ack_announcements TO ${REPLICA_ROLE};
+      END IF;
+    END $grant$`,
+    holds: `to_regclass('realm_operator.ack_announcements') IS NULL
+      OR has_table_privilege($1, 'realm_operator.ack_announcements', 'SELECT, INSERT, UPDATE')`,
   },
   {
     // readRealmEpoch and the realm server's registry join: read only.

@@ -12,6 +12,7 @@ import { Registry } from 'prom-client';
 import { waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
 import { ensureReplicaRole, migrate, REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
+import { announceIfAllAcked, registerReplica, writeAck } from '../../src/listener/replica-registry.js';
 import { RealmServer } from '../../src/realm-server/realm-server.js';
 import { adminURL, createReplicaLogin, createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createSourceRealm, dataPlane, makeRealmsRoot, writeFiles } from '../support/realms.js';
@@ -88,6 +89,24 @@ test('making a replica login again under the same name is idempotent: one role, 
   expect(rows).toEqual([{ rolcanlogin: true, rolsuper: false, member_of: [REPLICA_ROLE] }]);
   expect(await attempt(again.url, 'SELECT 1')).toBe('ok');
   expect(await attempt(first.url, 'SELECT 1').catch((error: { code?: string }) => error.code)).toBe('28P01'); // invalid_password
+});
+
+test('a login in the role may claim a completion: acks of two replicas, the second claims and NOTIFYs, an announcement after it sends nothing', async () => {
+  const login = await replicaLogin();
+  const client = new pg.Client({ connectionString: login.url });
+  await client.connect();
+  try {
+    for (const id of ['role-claim-a', 'role-claim-b']) await registerReplica(client, id, 60_000);
+    const realmURL = 'http://pub.localhost/role-claim/';
+    expect(await writeAck(client, 'role-claim-a', realmURL, 7)).toBe('written');
+    expect(await writeAck(client, 'role-claim-b', realmURL, 7)).toBe('written-notified');
+    expect(await announceIfAllAcked(client, 'role-claim-a', realmURL, 7)).toBe(false);
+    const { rows } = await db.pool.query('SELECT epoch, done FROM realm_operator.ack_announcements WHERE realm_url = $1', [realmURL]);
+    expect(rows).toEqual([{ epoch: '7', done: 2 }]);
+  } finally {
+    await client.query('DELETE FROM realm_operator.replicas WHERE replica_id LIKE $1', ['role-claim-%']);
+    await client.end();
+  }
 });
 
 test('a login in the role runs a real realm server: it registers, acknowledges a publish and serves the published realm', async () => {
