@@ -431,17 +431,26 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       throw error;
     });
     await step('committed');
-    // Only speeds up the next publish, so a failure is logged, never the publish's.
-    await writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
+    // The manifest only speeds up the next publish, so a failure is logged, never the publish's.
+    // It is written while the clean-up runs (its serialisation overlaps the clean-up's waits): the
+    // clean-up keeps the live version's manifest and the scratch file it is written through.
+    const manifestWritten = writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
       plane.logger.warn({ err: error, realm: publishedURL, version }, 'could not record the staging manifest; the next publish copies every file'),
     );
 
     // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
     // A first publish has nothing to clean up but the trash its recovery filled (a locked transaction saved).
     // The recorded epoch row stays the realm's unless the clean-up had to repair (a new epoch).
-    let unchanged = true;
-    if (result.nothingToClean) await emptyTrash(plane.layout, plane.logger).catch((error: Error) => plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed'));
-    else unchanged = await collectGarbage(plane, publishedURL, result.superseded);
+    const cleanedUp = result.nothingToClean
+      ? emptyTrash(plane.layout, plane.logger).then(
+          () => true,
+          (error: Error) => {
+            plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed');
+            return true;
+          },
+        )
+      : collectGarbage(plane, publishedURL, result.superseded);
+    const [unchanged] = await Promise.all([cleanedUp, manifestWritten]);
     await step('cleaned');
     const totalMs = performance.now() - started;
     plane.logger.info(
