@@ -506,7 +506,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     releaseSlot();
     try {
       // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
-      await removeTree(path.join(plane.layout.stagingRoot, `${STAGING_DIR_PREFIX}${token}`));
+      await removeTree(path.join(plane.layout.stagingRoot, stagingName));
     } finally {
       // A copy left behind by a failed removal is then abandoned, and the next recovery removes it.
       liveStagingNames.delete(stagingName);
