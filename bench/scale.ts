@@ -16,7 +16,6 @@
 import { GROUP, VERSION } from '../src/api/v1alpha1/published-realm-types.js';
 import { OPERATOR_NODE_FLAGS } from '../src/cli/node-flags.js';
 import { operatorConfigSchema } from '../src/cli/operator-config.js';
-import { KeepAliveConnection, kubeRequest, resourcePath } from '../src/runtime/index.js';
 import { startOperator, waitForHTTP, type OperatorProcess } from '../test/support/operator-process.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
 import path from 'node:path';
@@ -38,6 +37,18 @@ import {
   type BenchCluster,
 } from './lib/scale-env.js';
 import { benchDatabase } from './support.js';
+import {
+  apiserverCounters,
+  idleRate,
+  minimalShapes,
+  operatorSample,
+  operatorShapes,
+  pacedFloor,
+  phasedFloor,
+  type FloorRun,
+  type OperatorSample,
+  type PacedFloorRun,
+} from './lib/api-floor.js';
 
 const COUNT = Number(process.env.SCALE_REALMS ?? 1000);
 const RUNS = Number(process.env.SCALE_RUNS ?? 1);
@@ -46,6 +57,10 @@ const DURABLE = process.env.SCALE_DURABLE ?? 'false';
 const CPU_PROF = process.env.SCALE_CPU_PROF;
 /** Skip the API floor (the same requests from a bare client, no operator): SCALE_API_FLOOR=0. */
 const API_FLOOR = process.env.SCALE_API_FLOOR !== '0';
+/** Skip the paced API floor (the operator's requests spread over its convergence time): SCALE_API_PACED=0. */
+const API_PACED = process.env.SCALE_API_PACED !== '0';
+/** How long the API server's idle CPU rate is read, with the operator running and without it. */
+const IDLE_MS = Number(process.env.SCALE_IDLE_MS ?? 5000);
 /** Extra Node options for the operator (e.g. --max-semi-space-size=1 to trade GC work for memory). */
 /** Every operator counts its SQL statements (bench/lib/count-queries.cjs) into this directory. */
 const QUERY_COUNTS = await (await import('node:fs/promises')).mkdtemp(`${(await import('node:os')).tmpdir()}/scale-queries-`);
@@ -83,6 +98,12 @@ interface RunResult {
   topStatements: Array<[string, number]>;
   /** Reconciles until all Ready, by controller_runtime_reconcile_total's result label. */
   reconcileResults: Record<string, number>;
+  /** kube-apiserver's counters over the convergence: requests by resource and verb, watch events and bytes (every client's). */
+  apiCounters: Record<string, number>;
+  /** kube-apiserver and etcd CPU seconds per second with nothing sent: the operator idle after all Ready, and no operator at all. */
+  idle: { withOperator: { apiserver: number; etcd: number }; withoutOperator: { apiserver: number; etcd: number } };
+  /** JSON bytes of one Ready object as stored (with and without managedFields), its status, and one Event. */
+  objectBytes: { object: number; withoutManagedFields: number; status: number; event: number };
 }
 
 const { db, close } = await benchDatabase();
@@ -91,6 +112,8 @@ let operator: OperatorProcess | undefined;
 const realms = await makeRealmsRoot();
 const results: RunResult[] = [];
 let floor: ApiFloor | undefined;
+/** The last run's Ready object and Event, whose bodies the API floor sends again. */
+let lastSample: OperatorSample | undefined;
 try {
   cluster = await startBenchCluster();
   process.stderr.write(`scale: control plane up in ${cluster.plane.startedInMs} ms; creating ${COUNT} source realms\n`);
@@ -103,7 +126,7 @@ try {
     process.stderr.write(`scale run ${run + 1}/${RUNS}: ${COUNT} Ready in ${r.readyMs} ms, peak RSS ${r.peakRssMB} MB; restart idle in ${r.restartIdleMs} ms, ${r.republishes} republishes\n`);
   }
   if (API_FLOOR) {
-    floor = await apiFloor(cluster, results.at(-1)!);
+    floor = await apiFloor(cluster, results.at(-1)!, lastSample!);
     process.stderr.write(`scale API floor: the same requests from a bare client in ${floor.wallMs} ms, ${floor.cpu.apiserver + floor.cpu.etcd} s of API server + etcd CPU\n`);
   }
 } finally {
@@ -134,7 +157,11 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
       kubeconfig: cluster.plane.kubeconfigPath,
       leaderElectionNamespace: leaseNamespace,
       namespace,
-      extraArgs: ['--log-level', 'info', '--durable', DURABLE, ...(CONCURRENCY ? ['--max-concurrent-reconciles', CONCURRENCY] : [])],
+      extraArgs: [
+        '--log-level', 'info', '--durable', DURABLE, ...(CONCURRENCY ? ['--max-concurrent-reconciles', CONCURRENCY] : []),
+        // Leader election as shipped (client-go's defaults), not the test support's short timings: renewals are API requests too.
+        '--leader-election-lease-duration', '15s', '--leader-election-renew-deadline', '10s', '--leader-election-retry-period', '2s',
+      ],
       env: { NODE_OPTIONS: NODE_FLAGS, COUNT_QUERIES_DIR: QUERY_COUNTS },
       nodeFlags: OPERATOR_FLAGS,
     });
@@ -155,6 +182,7 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
     await meter.sample(Object.values(parts).flat());
   };
   const requestsBefore = { publishedrealms: await apiRequestsByVerb(cluster.connection, 'publishedrealms'), events: await apiRequestsByVerb(cluster.connection, 'events') };
+  const countersBefore = await apiserverCounters(cluster.connection);
   const xactBefore = await transactions();
   await sampleAll();
   const sampler = setInterval(() => void sampleAll(), 1000);
@@ -172,6 +200,7 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
     publishedrealms: diffCounts(await apiRequestsByVerb(cluster.connection, 'publishedrealms'), requestsBefore.publishedrealms),
     events: diffCounts(await apiRequestsByVerb(cluster.connection, 'events'), requestsBefore.events),
   };
+  const apiCounters = diffCounts(await apiserverCounters(cluster.connection), countersBefore);
   const dbTransactions = (await transactions()) - xactBefore;
   const cpu = {
     operator: round1(meter.used(parts.operator)),
@@ -187,6 +216,15 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
     if (result && value > 0) reconcileResults[result] = value;
   }
   watcher.stop();
+  const idleWithOperator = await idleRate(cluster, IDLE_MS);
+  lastSample = await operatorSample(cluster.connection, namespace, 'realm-0');
+  const { managedFields: _managed, ...metadataWithout } = lastSample.object.metadata;
+  const objectBytes = {
+    object: jsonBytes(lastSample.object),
+    withoutManagedFields: jsonBytes({ ...lastSample.object, metadata: metadataWithout }),
+    status: jsonBytes(lastSample.object.status),
+    event: jsonBytes(lastSample.event),
+  };
   const epochsBefore = await epochs(namespace);
   if (epochsBefore.size !== COUNT) throw new Error(`expected ${COUNT} published epochs, found ${epochsBefore.size}`);
 
@@ -223,6 +261,7 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
   const epochsChanged = [...epochsBefore].filter(([url, epoch]) => epochsAfter.get(url) !== epoch).length;
   await operator.stop('SIGTERM');
   operator = undefined;
+  const idleWithoutOperator = await idleRate(cluster, IDLE_MS);
   return {
     readyMs,
     reconcilesPerSecond: Math.round((reconciles / readyMs) * 1000 * 10) / 10,
@@ -240,102 +279,52 @@ async function oneRun(cluster: BenchCluster, run: number): Promise<RunResult> {
     dbStatements: statements.reduce((total, [, n]) => total + n, 0),
     topStatements: statements.slice(0, 6),
     reconcileResults,
+    apiCounters,
+    idle: { withOperator: idleWithOperator, withoutOperator: idleWithoutOperator },
+    objectBytes,
   };
+}
+
+function jsonBytes(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value));
 }
 
 interface ApiFloor {
+  /** The floor with the operator's bodies (the comparable one), burst: created → all Ready, and its whole wall time. */
   wallMs: number;
-  cpu: { apiserver: number; etcd: number; client: number };
-  /** Requests per object, as sent. */
+  cpu: { apiserver: number; etcd: number };
+  /** Requests per object, as sent (one of each kind the convergence had). */
   perObject: { create: number; patch: number; statusPuts: number; events: number };
   parallel: number;
+  minimal: FloorRun;
+  operatorBodies: FloorRun;
+  paced: PacedFloorRun | null;
 }
 
 /**
- * The Kubernetes side's floor: the requests the operator's convergence made per object (create,
- * finalizer PATCH, status PUTs, Event POSTs, rounded from the run's apiserver_request_total), sent
- * by a bare client with kept-alive connections and nothing else between them, while a watch client
- * (the bench's own) and a second watch (as the operator's informer) receive every change. Its API
- * server + etcd CPU is what no operator could save without sending fewer requests.
+ * The Kubernetes side's floor (bench/lib/api-floor.ts): the requests the operator's convergence
+ * made per object (create, finalizer PATCH, status PUT, Event POST), sent by a bare client with
+ * kept-alive connections and nothing else between them, while two watch clients (as the bench's
+ * and the operator's informer) receive every change — once with minimal bodies, once with the
+ * operator's own, kind by kind; then with the operator's bodies spread over its convergence time.
+ * Its API server + etcd CPU is what no operator could save without sending fewer requests.
  */
-async function apiFloor(cluster: BenchCluster, measured: RunResult): Promise<ApiFloor> {
-  const namespace = `scale-floor-${Math.random().toString(36).slice(2, 7)}`;
-  await createNamespace(cluster, namespace);
-  const per = {
-    create: 1,
-    patch: Math.round((measured.requests.publishedrealms.PATCH ?? 0) / COUNT),
-    statusPuts: Math.round((measured.requests.publishedrealms.PUT ?? 0) / COUNT),
-    events: Math.round((measured.requests.events.POST ?? 0) / COUNT),
-  };
+async function apiFloor(cluster: BenchCluster, measured: RunResult, sample: OperatorSample): Promise<ApiFloor> {
   // As many at once as the operator's workers (its default when SCALE_CONCURRENCY is unset).
   const parallel = Number(CONCURRENCY ?? operatorConfigSchema.shape.maxConcurrentReconciles.parse(undefined));
-  const connection = new KeepAliveConnection(cluster.connection);
-  const watcher = new ReadyWatcher(cluster.connection, namespace);
-  const informerLike = new ReadyWatcher(cluster.connection, namespace);
-  await watcher.start();
-  await informerLike.start();
-  const path = resourcePath(RESOURCE, namespace);
-  const meter = new CpuMeter();
-  const pids = [cluster.plane.pids.apiserver, cluster.plane.pids.etcd, process.pid];
-  await meter.sample(pids);
-  const started = performance.now();
-  let next = 0;
-  const one = async (i: number) => {
-    const name = `floor-${i}`;
-    let object = await kubeRequest<{ metadata: { resourceVersion: string; uid: string; generation: number } }>(connection, {
-      method: 'POST',
-      path,
-      body: publishedRealmManifest(namespace, name, { sourceRealmURL: `http://localhost:4201/floor/${i}/`, publishedRealmURL: `http://pub.localhost/${namespace}/${i}/` }),
-    });
-    for (let p = 0; p < per.patch; p++) {
-      object = await kubeRequest(connection, {
-        method: 'PATCH',
-        path: `${path}/${name}`,
-        contentType: 'application/json-patch+json',
-        body: [{ op: 'test', path: '/metadata/resourceVersion', value: object.metadata.resourceVersion }, { op: 'add', path: '/metadata/finalizers', value: [`floor.example/f${p}`] }],
-      });
-    }
-    for (let w = 0; w < per.statusPuts; w++) {
-      const last = w === per.statusPuts - 1;
-      const condition = { type: 'Ready', status: last ? 'True' : 'False', reason: last ? 'Published' : `Step${w}`, message: `API floor step ${w}`, observedGeneration: object.metadata.generation, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') };
-      object = await kubeRequest(connection, { method: 'PUT', path: `${path}/${name}/status`, body: { ...object, status: { conditions: [condition] } } });
-    }
-    for (let e = 0; e < per.events; e++) {
-      await kubeRequest(connection, {
-        method: 'POST',
-        path: `/apis/events.k8s.io/v1/namespaces/${namespace}/events`,
-        body: {
-          apiVersion: 'events.k8s.io/v1',
-          kind: 'Event',
-          metadata: { name: `${name}.${e}`, namespace },
-          eventTime: new Date().toISOString().replace('Z', '000Z'),
-          reportingController: 'realm-operator.dev/bench-floor',
-          reportingInstance: 'bench',
-          action: 'Floor',
-          reason: `Floor${e}`,
-          note: 'API floor',
-          type: 'Normal',
-          regarding: { apiVersion: `${GROUP}/${VERSION}`, kind: 'PublishedRealm', name, namespace, uid: object.metadata.uid },
-        },
-      });
-    }
-  };
-  await Promise.all(
-    Array.from({ length: parallel }, async () => {
-      while (next < COUNT) await one(next++);
-    }),
-  );
-  await watcher.waitForReady(COUNT, 600_000);
-  const wallMs = Math.round(watcher.lastReadyAt() - (performance.timeOrigin + started));
-  await meter.sample(pids);
-  watcher.stop();
-  informerLike.stop();
-  connection.destroy();
+  const manifest = (namespace: string, name: string, i: number) =>
+    publishedRealmManifest(namespace, name, { sourceRealmURL: `http://localhost:4201/scale/src-${i}/`, publishedRealmURL: `http://pub.localhost/${namespace}/${i}/`, reindex: { enabled: false } });
+  const minimal = await phasedFloor(cluster, minimalShapes(), { count: COUNT, parallel });
+  const operatorBodies = await phasedFloor(cluster, operatorShapes(sample, manifest), { count: COUNT, parallel, comparePutWithPatch: true });
+  const paced = API_PACED ? await pacedFloor(cluster, operatorShapes(sample, manifest), { count: COUNT, parallel, durationMs: measured.readyMs }) : null;
   return {
-    wallMs,
-    cpu: { apiserver: round1(meter.used([cluster.plane.pids.apiserver])), etcd: round1(meter.used([cluster.plane.pids.etcd])), client: round1(meter.used([process.pid])) },
-    perObject: per,
+    wallMs: operatorBodies.wallMs,
+    cpu: operatorBodies.totalCpu,
+    perObject: { create: 1, patch: 1, statusPuts: 1, events: 1 },
     parallel,
+    minimal,
+    operatorBodies,
+    paced,
   };
 }
 
@@ -411,7 +400,7 @@ const costTable: BenchTable = {
     ['restart: operator CPU until idle (s)', m((r) => r.restartOperatorCpu)],
     ...(floor
       ? [
-          [`API floor: the same requests from a bare client (${floor.perObject.create} create, ${floor.perObject.patch} PATCH, ${floor.perObject.statusPuts} status PUT, ${floor.perObject.events} Event POST per object, ${floor.parallel} at a time) → all Ready (s)`, round1(floor.wallMs / 1000)],
+          [`API floor: the same requests with the operator's bodies from a bare client (${floor.perObject.create} create, ${floor.perObject.patch} PATCH, ${floor.perObject.statusPuts} status PUT, ${floor.perObject.events} Event POST per object, ${floor.parallel} at a time, kind by kind), all sent (s)`, round1(floor.wallMs / 1000)],
           ['API floor: kube-apiserver CPU (s)', floor.cpu.apiserver],
           ['API floor: etcd CPU (s)', floor.cpu.etcd],
         ]
@@ -419,8 +408,109 @@ const costTable: BenchTable = {
   ],
   note:
     'CPU from /proc/<pid>/stat (user + system) of each process, sampled every second over the convergence; requests from kube-apiserver\'s apiserver_request_total (the bench\'s own creates, list and watch included); transactions from pg_stat_database. ' +
-    'API floor: after the runs, in a fresh namespace, the same number of requests per object sent by a bare kept-alive client with nothing between them (no database, no staging), two watch clients receiving every change as the bench and the operator\'s informer do.',
+    'API floor: after the runs, in a fresh namespace, the same requests per object sent by a bare kept-alive client with nothing between them (no database, no staging), two watch clients receiving every change as the bench and the operator\'s informer do; the tables below break it down.',
 };
+/**
+ * Where kube-apiserver's and etcd's CPU goes: the measured convergence beside the same requests
+ * without the operator (burst, minimal and the operator's bodies; paced over the run's time), the
+ * idle rates, the cost per request kind, and every request the API server counted.
+ */
+function apiCostTables(): BenchTable[] {
+  if (!floor) return [];
+  const last = results.at(-1)!;
+  const both = (c: { apiserver: number; etcd: number }) => round2(c.apiserver + c.etcd);
+  const idleWith = both(last.idle.withOperator);
+  const idleWithout = both(last.idle.withoutOperator);
+  const runCpu = last.cpu.apiserver + last.cpu.etcd;
+  const rows: (string | number)[][] = [
+    ['the measured convergence (operator, PostgreSQL and the bench on the same cores)', round1(last.readyMs / 1000), round1(last.cpu.apiserver), round1(last.cpu.etcd), round2(runCpu), round2((runCpu / COUNT) * 1000)],
+    [`floor, minimal bodies, ${floor.parallel} at a time, kind by kind`, round1(floor.minimal.wallMs / 1000), floor.minimal.totalCpu.apiserver, floor.minimal.totalCpu.etcd, both(floor.minimal.totalCpu), round2((both(floor.minimal.totalCpu) / COUNT) * 1000)],
+    [`floor, the operator's bodies, ${floor.parallel} at a time, kind by kind`, round1(floor.operatorBodies.wallMs / 1000), floor.operatorBodies.totalCpu.apiserver, floor.operatorBodies.totalCpu.etcd, both(floor.operatorBodies.totalCpu), round2((both(floor.operatorBodies.totalCpu) / COUNT) * 1000)],
+    ...(floor.paced ? [[`floor, ${floor.paced.label} (one chain per object, as a reconcile sends them)`, round1(floor.paced.wallMs / 1000), floor.paced.cpu.apiserver, floor.paced.cpu.etcd, both(floor.paced.cpu), round2((both(floor.paced.cpu) / COUNT) * 1000)]] : []),
+    [`idle, the operator running (its informer's watch, lease renewals), × the convergence's ${round1(last.readyMs / 1000)} s`, round1(last.readyMs / 1000), round2(last.idle.withOperator.apiserver * last.readyMs / 1000), round2(last.idle.withOperator.etcd * last.readyMs / 1000), round2((idleWith * last.readyMs) / 1000), '–'],
+    [`idle, no operator, × the same time`, round1(last.readyMs / 1000), round2(last.idle.withoutOperator.apiserver * last.readyMs / 1000), round2(last.idle.withoutOperator.etcd * last.readyMs / 1000), round2((idleWithout * last.readyMs) / 1000), '–'],
+  ];
+  const whereTable: BenchTable = {
+    title: `Where kube-apiserver + etcd CPU goes: the last run's convergence of ${COUNT} objects beside the same requests from a bare client`,
+    columns: ['what', 'wall s', 'kube-apiserver CPU s', 'etcd CPU s', 'together s', 'ms per object'],
+    rows,
+    note:
+      `Idle rates (CPU s per s, kube-apiserver + etcd): ${idleWith} with the operator running idle, ${idleWithout} with no operator (each read over ${IDLE_MS / 1000} s). ` +
+      'Floors run after the measured runs, in fresh namespaces, with two watch clients; "kind by kind": every object\'s create, then every finalizer PATCH, then every status PUT, then every Event POST, CPU read between kinds (next table). ' +
+      'Paced: the same requests with the operator\'s bodies, each object\'s four in a chain, objects started evenly over the measured convergence time: what the API server spends when the requests come as slowly as the operator sends them, without the operator and PostgreSQL competing for the cores.',
+  };
+  const minimalByPhase = new Map(floor.minimal.phases.map((p) => [p.phase, p]));
+  const perRequest = (p: { apiserverCpu: number; etcdCpu: number; requests: number } | undefined) => (p ? round2(((p.apiserverCpu + p.etcdCpu) / p.requests) * 1000) : '–');
+  const bytesOf: Record<string, (b: FloorRun['bodyBytes']) => number> = {
+    create: (b) => b.create,
+    'finalizer PATCH': (b) => b.finalizerPatch,
+    'status PUT': (b) => b.statusPut,
+    'Event POST': (b) => b.event,
+    'status merge PATCH, later write': (b) => b.statusMergePatch,
+  };
+  const kindTable: BenchTable = {
+    title: 'kube-apiserver + etcd CPU per request, by kind (API floor, kind by kind)',
+    columns: ['request', 'minimal: ms CPU per request', 'minimal: request bytes', "operator's bodies: ms CPU per request", "operator's bodies: request bytes", "operator's bodies: kube-apiserver ms", "operator's bodies: etcd ms"],
+    rows: floor.operatorBodies.phases.map((p) => {
+      const m = minimalByPhase.get(p.phase);
+      const bytes = bytesOf[p.phase];
+      return [
+        p.phase,
+        perRequest(m),
+        m && bytes ? bytes(floor!.minimal.bodyBytes) : '–',
+        perRequest(p),
+        bytes ? bytes(floor!.operatorBodies.bodyBytes) : '(as status PUT)',
+        round2((p.apiserverCpu / p.requests) * 1000),
+        round2((p.etcdCpu / p.requests) * 1000),
+      ];
+    }),
+    note:
+      `One Ready object of the operator's, as stored: ${last.objectBytes.object} bytes of JSON (${last.objectBytes.withoutManagedFields} without managedFields; its status ${last.objectBytes.status}); one of its Events ${last.objectBytes.event} bytes. ` +
+      'The two "later write" rows change one condition\'s message of an already Ready object: a PUT of the whole object, then a merge PATCH of the status alone (not part of the floors\' totals).',
+  };
+  const perObjectCount = (n: number) => Math.round((n / COUNT) * 1000) / 1000;
+  const counterTable: BenchTable = {
+    title: `Every request kube-apiserver counted during the last run's convergence, per object (all clients: the bench's creates and watch, the operator)`,
+    columns: ['counter', 'per object', 'total'],
+    rows: Object.entries(last.apiCounters)
+      .filter(([key]) => !key.startsWith('watch bytes'))
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, n]) => [key, perObjectCount(n), n])
+      .concat(
+        Object.entries(last.apiCounters)
+          .filter(([key]) => key.startsWith('watch bytes'))
+          .map(([key, n]) => [`${key} (per watch event ${Math.round(n / Math.max(1, last.apiCounters[key.replace('bytes', 'events')] ?? 1))})`, Math.round(n / COUNT), n]),
+      ),
+    note: 'From kube-apiserver\'s /metrics before and after the convergence (apiserver_request_total by resource/subresource and verb; apiserver_watch_events_total and apiserver_watch_events_sizes by resource: every event sent to every watcher).',
+  };
+  return [whereTable, kindTable, counterTable];
+}
+
+/** The API server + etcd gap between the measured run and the floor, in words, from the tables' numbers. */
+function apiGapWhy(): string {
+  if (!floor) return '';
+  const last = results.at(-1)!;
+  const both = (c: { apiserver: number; etcd: number }) => round1(c.apiserver + c.etcd);
+  const status = (run: FloorRun) => run.phases.find((p) => p.phase === 'status PUT');
+  const perRequest = (p: { apiserverCpu: number; etcdCpu: number; requests: number } | undefined) => (p ? round2(((p.apiserverCpu + p.etcdCpu) / p.requests) * 1000) : NaN);
+  return (
+    `Where the API server + etcd CPU of the last run (${both(last.cpu)} s over ${round1(last.readyMs / 1000)} s) goes: the floor's requests with minimal bodies cost ${both(floor.minimal.totalCpu)} s, ` +
+    `with the operator's bodies ${both(floor.operatorBodies.totalCpu)} s (its status PUT ${perRequest(status(floor.operatorBodies))} ms against ${perRequest(status(floor.minimal))} ms: a ${last.objectBytes.status}-byte status of conditions and publish facts, validated, diffed for managedFields and stored), ` +
+    (floor.paced
+      ? `and ${both(floor.paced.cpu)} s when a bare client sends them as slowly as the operator did (paced over ${round1(floor.paced.wallMs / 1000)} s): the API server's and etcd's CPU per request grows when requests come spread out (each wakes them alone; etcd commits them one by one), so their CPU follows the convergence time. `
+      : '') +
+    `Idle, they use ${round2(last.idle.withOperator.apiserver + last.idle.withOperator.etcd)} cores with the operator running (its watch, lease renewals every 2 s) and ${round2(last.idle.withoutOperator.apiserver + last.idle.withoutOperator.etcd)} without. ` +
+    `No request beyond the four per object: ${Object.entries(last.apiCounters)
+      .filter(([key]) => key.startsWith('requests ') && !['requests publishedrealms POST', 'requests publishedrealms PATCH', 'requests publishedrealms/status PUT', 'requests events POST'].includes(key))
+      .map(([key, n]) => `${key.slice('requests '.length)} ${n}`)
+      .join(', ') || 'none'} in all besides them. `
+  );
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
+}
+
 /**
  * The run recorded in bench/results/scale.json before this one (the committed results), at the same
  * object count: its figures beside this run's, so a change's effect is read from one table.
@@ -459,8 +549,10 @@ async function previousRunTable(): Promise<BenchTable | undefined> {
   };
 }
 const previousTable = await previousRunTable();
+const apiTables = apiCostTables();
 printTable(table);
 printTable(costTable);
+for (const t of apiTables) printTable(t);
 if (previousTable) printTable(previousTable);
 const readyMs = m((r) => r.readyMs);
 const rss = Math.max(...results.map((r) => r.peakRssMB));
@@ -475,7 +567,8 @@ const readyWhy =
   `Per object the API server serves a create, a finalizer PATCH, ${perObject(m((r) => r.requests.publishedrealms.PUT ?? 0))} status PUTs (Ready; Publishing before it only when the publish takes longer than 1 s, AwaitingAcknowledgement only when the acknowledgements take longer than 100 ms) and ${perObject(m((r) => r.requests.events.POST ?? 0))} Event POSTs (the publish's; Ready reached in the same reconcile has none of its own), each change also sent to every watcher; ` +
   `the operator's share is mostly PostgreSQL round trips (${perObject(m((r) => r.dbStatements))} statements in ${perObject(m((r) => r.dbTransactions))} transactions per object: the claim, the publish and its post-commit clean-up are a locked transaction each, the checks run once before the claim and again under the lock (the registry, claim and overlap rows in one statement, Boxel's authorization facts in another) — the most frequent statement, ${JSON.stringify(results[0]!.topStatements[0]?.[0].slice(0, 60) ?? '')}…, runs ${perObject(results[0]!.topStatements[0]?.[1] ?? 0)} times per object — then the acknowledgement reads and, on later reconciles, the re-authorization) and staging; each statement is a socket write and a wake-up of a PostgreSQL backend on the same 2 cores. ` +
   (floor
-    ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. `
+    ? `The Kubernetes side alone — the same ${floor.perObject.create + floor.perObject.patch + floor.perObject.statusPuts + floor.perObject.events} requests per object from a bare client, no operator, no database — took ${(floor.wallMs / 1000).toFixed(1)} s and ${round1(floor.cpu.apiserver + floor.cpu.etcd)} s of API server + etcd CPU in this run. ` +
+      apiGapWhy()
     : '') +
   profileHow;
 const goals: BenchGoal[] = [
@@ -515,9 +608,9 @@ const file = await writeResults({
   command: 'make bench-scale',
   startedAt: startedAt.toISOString(),
   durationSeconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
-  tables: [table, costTable, ...(previousTable ? [previousTable] : [])],
+  tables: [table, costTable, ...apiTables, ...(previousTable ? [previousTable] : [])],
   series: [],
   goals,
-  raw: { count: COUNT, operatorNodeFlags: OPERATOR_FLAGS, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
+  raw: { operatorStatusSample: lastSample?.object.status ?? null, count: COUNT, operatorNodeFlags: OPERATOR_FLAGS, durable: DURABLE, concurrency: CONCURRENCY ?? 'default', nodeOptions: process.env.SCALE_NODE_OPTIONS ?? '', runs: results, apiFloor: floor ?? null },
 });
 console.log(`\nwrote ${file}`);

@@ -18,6 +18,10 @@
  *   lease is released (holder cleared, duration 1 s) so a successor takes over on its next try.
  * - `leaseTransitions` increases by one on every change of holder.
  *
+ * - A leader renews with one request: a PUT of the Lease as its last write returned it (that
+ *   resourceVersion makes it a compare-and-swap), client-go's optimistic fast path. Any failure
+ *   (a 409 when someone else wrote the Lease meanwhile) falls back to reading it and deciding anew.
+ *
  * Errors: `run` rejects only for invalid options. API errors are retried (and logged); a rejected
  * `onStartedLeading` is logged and does not end leadership.
  */
@@ -104,6 +108,8 @@ export class LeaderElector {
   private readonly wallClock: () => number;
   private readonly random: () => number;
   private observed: ObservedLease | undefined;
+  /** The Lease as our last successful create or update returned it; cleared whenever we read it instead. */
+  private lastWritten: LeaseObject | undefined;
   private leading = false;
   private lastRenewAt = 0;
   private running = false;
@@ -212,14 +218,35 @@ export class LeaderElector {
     }
   }
 
-  /** One read-decide-write round. Resolves whether we hold the lease afterwards; never rejects. */
+  /**
+   * One acquire-or-renew round: the leader's optimistic renewal, else read-decide-write.
+   * Resolves whether we hold the lease afterwards; never rejects.
+   */
   private async tryAcquireOrRenew(signal: AbortSignal, callbacks: LeaderCallbacks): Promise<boolean> {
     const wallTime = formatMicroTime(this.wallClock());
+    if (this.isLeader() && this.lastWritten && this.observed) {
+      // client-go's fast path: the Lease is most likely as we last wrote it, so skip the read. Our
+      // last write's resourceVersion makes the PUT a compare-and-swap: if anyone else wrote since,
+      // it fails (409) and the read below decides with what they wrote, as a round without this would.
+      const decision = decideLease({ identity: this.identity, observed: this.observed, nowMs: this.now(), wallTime, leaseDurationSeconds: this.leaseDurationSeconds });
+      if (decision.kind === 'write' && !decision.takeover) {
+        try {
+          await this.writeLease({ ...this.lastWritten, spec: { ...this.lastWritten.spec, ...decision.record } }, signal);
+          this.remember(decision.record, callbacks);
+          return true;
+        } catch (error) {
+          this.lastWritten = undefined;
+          if (signal.aborted) return false;
+          this.logger.debug({ err: error }, 'optimistic lease renewal failed; reading the lease');
+        }
+      }
+    }
     try {
+      this.lastWritten = undefined;
       const lease = await this.readLease(signal);
       if (!lease) {
         const record = initialRecord(this.identity, this.leaseDurationSeconds, wallTime);
-        await kubeRequest<LeaseObject>(this.options.kubeConfig, {
+        this.lastWritten = await kubeRequest<LeaseObject>(this.options.kubeConfig, {
           method: 'POST',
           path: this.collectionPath(),
           body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.options.name, namespace: this.options.namespace }, spec: record },
@@ -233,13 +260,8 @@ export class LeaderElector {
       this.remember(current, callbacks, now);
       const decision = decideLease({ identity: this.identity, observed: this.observed!, nowMs: now, wallTime, leaseDurationSeconds: this.leaseDurationSeconds });
       if (decision.kind === 'held') return false;
-      await kubeRequest<LeaseObject>(this.options.kubeConfig, {
-        method: 'PUT',
-        path: this.leasePath(),
-        // The resourceVersion we read makes this a compare-and-swap: a 409 means someone else wrote first.
-        body: { ...lease, spec: { ...lease.spec, ...decision.record } },
-        signal,
-      });
+      // The resourceVersion we read makes this a compare-and-swap: a 409 means someone else wrote first.
+      await this.writeLease({ ...lease, spec: { ...lease.spec, ...decision.record } }, signal);
       if (decision.takeover) this.logger.info({ previous: current.holderIdentity || undefined, transitions: decision.record.leaseTransitions }, 'took over the lease');
       this.remember(decision.record, callbacks);
       return true;
@@ -269,6 +291,11 @@ export class LeaderElector {
       }
     }
     return false;
+  }
+
+  /** PUTs `lease` (its resourceVersion guards the write) and keeps what the server returned for the next renewal. */
+  private async writeLease(lease: LeaseObject, signal: AbortSignal): Promise<void> {
+    this.lastWritten = await kubeRequest<LeaseObject>(this.options.kubeConfig, { method: 'PUT', path: this.leasePath(), body: lease, signal });
   }
 
   private async readLease(signal: AbortSignal): Promise<LeaseObject | undefined> {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { kubeRequest } from '../../src/runtime/kube-client.js';
+import { kubeRequest, type KubeConnection } from '../../src/runtime/kube-client.js';
 import { LeaderElector, LeadershipLostError, type LeaderElectionOutcome, type LeaderElectorOptions } from '../../src/runtime/leader-election.js';
 import { testKubeConfig } from '../support/kube.js';
 
@@ -173,6 +173,33 @@ describe('LeaderElector (real API server)', () => {
     expect(leader.elector.isLeader()).toBe(false);
     expect(await masterStatus(leader.registry, 'stolen')).toBe(0);
     expect((await readLease('stolen')).spec.holderIdentity).toBe('thief'); // and it did not fight back
+  });
+
+  test("a leader renews with one PUT per retry period and no read (client-go's optimistic renewal)", async () => {
+    const requests: Record<string, number> = {};
+    const counting: KubeConnection = {
+      getCurrentCluster: () => kube.getCurrentCluster(),
+      async applyToHTTPSOptions(options) {
+        requests[options.method ?? 'GET'] = (requests[options.method ?? 'GET'] ?? 0) + 1;
+        await kube.applyToHTTPSOptions(options);
+      },
+    };
+    const leader = candidate('renew', 'leader', { kubeConfig: counting });
+    try {
+      await eventually(() => leader.leading(), 'leader to lead');
+      const atStart = { GET: requests.GET ?? 0, PUT: requests.PUT ?? 0 };
+      const renewTimes = new Set<string>();
+      await eventually(async () => {
+        renewTimes.add((await readLease('renew')).spec.renewTime!);
+        return renewTimes.size >= 4;
+      }, 'four renewals');
+      expect((requests.GET ?? 0) - atStart.GET).toBe(0);
+      expect((requests.PUT ?? 0) - atStart.PUT).toBeGreaterThanOrEqual(3);
+      expect(leader.elector.isLeader()).toBe(true);
+      expect((await readLease('renew')).spec).toMatchObject({ holderIdentity: 'leader', leaseTransitions: 0 });
+    } finally {
+      await leader.stop();
+    }
   });
 
   test('candidates racing for a lease that does not exist yet: exactly one wins', async () => {
