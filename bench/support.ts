@@ -1,6 +1,7 @@
 /** Shared set-up for benchmarks: a real PostgreSQL (DATABASE_URL or embedded) and a migrated database. */
 import { startEmbeddedPostgres, type PostgresServer } from '../test/support/embedded-postgres.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/database.js';
+import pg from 'pg';
 
 export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Promise<void> }> {
   let server: PostgresServer | undefined;
@@ -8,12 +9,16 @@ export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Prom
   if (!admin) {
     server = await startEmbeddedPostgres();
     admin = server.adminURL;
+    if (STATEMENT_STATS) await loadStatementStats(server);
   }
   const db = await createTestDatabase({ admin });
+  if (STATEMENT_STATS) await db.pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+  if (REGISTRY_C_INDEX) await db.pool.query(`CREATE INDEX IF NOT EXISTS realm_registry_url_c ON realm_registry (url COLLATE "C")`);
   return {
     db,
     async close() {
       try {
+        if (STATEMENT_STATS) await printStatementStats(db);
         await db.drop();
       } finally {
         // Also when the database is already gone (Ctrl-C reaches PostgreSQL first).
@@ -21,6 +26,49 @@ export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Prom
       }
     },
   };
+}
+
+/**
+ * BENCH_PG_STATEMENTS=1: the embedded server loads pg_stat_statements, and closing the bench
+ * database prints, to stderr, where PostgreSQL spent its execution time in that database (the top
+ * statements by total_exec_time, with calls and mean). For finding what to cut; the numbers the
+ * benches report are taken without it (it adds a little work per statement).
+ */
+const STATEMENT_STATS = process.env.BENCH_PG_STATEMENTS === '1';
+
+/**
+ * BENCH_REGISTRY_C_INDEX=1: the bench database gets the optional index on `realm_registry (url
+ * COLLATE "C")` that serves the overlap check's range (docs/publish-statements.md); without it,
+ * that part of the check reads the whole registry.
+ */
+const REGISTRY_C_INDEX = process.env.BENCH_REGISTRY_C_INDEX === '1';
+
+/** shared_preload_libraries needs a restart: set it in postgresql.auto.conf, then restart the server. */
+async function loadStatementStats(server: PostgresServer): Promise<void> {
+  const client = new pg.Client({ connectionString: server.adminURL });
+  await client.connect();
+  try {
+    await client.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+    await client.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
+  } finally {
+    await client.end();
+  }
+  await server.stop();
+  await server.start();
+}
+
+async function printStatementStats(db: TestDatabase): Promise<void> {
+  const { rows } = await db.pool.query<{ calls: string; total_ms: number; mean_ms: number; rows: string; query: string }>(
+    `SELECT calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, rows, query FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 25`,
+  );
+  const total = (await db.pool.query<{ ms: number; calls: string }>(
+    `SELECT sum(total_exec_time) AS ms, sum(calls) AS calls FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+  )).rows[0]!;
+  process.stderr.write(`pg_stat_statements: ${Number(total.ms).toFixed(0)} ms of execution in ${total.calls} calls in this database; top statements:\n`);
+  for (const row of rows) {
+    process.stderr.write(`  ${row.total_ms.toFixed(0).padStart(7)} ms ${String(row.calls).padStart(7)} calls ${row.mean_ms.toFixed(3).padStart(8)} ms/call  ${row.query.replace(/\s+/g, ' ').slice(0, 220)}\n`);
+  }
 }
 
 export function percentile(values: number[], p: number): number {

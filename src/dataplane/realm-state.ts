@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { REALM_REGISTRY_CHANNEL } from '../wire/channels.js';
 import { formatRealmRegistryPayload } from '../wire/payloads.js';
+import { prefixRangeEnd, realmURLProblem, RealmURLError } from '../wire/realm-url.js';
 import { queryPrepared, type Queryable } from './db.js';
 import type { HistoryPolicy } from './published-versions.js';
 import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
@@ -260,9 +261,37 @@ function pickEpochRow(row: Record<string, unknown>): RealmEpochRow | undefined {
 }
 
 /**
+ * The registered URLs other than `$2` that are a string prefix of it or have it as one (the
+ * candidates `findOverlappingRealmURLs` in wire/realm-url.ts then judges), without reading the
+ * whole registry: the same rows as `url <> $2 AND (starts_with($2, url) OR starts_with(url, $2))`.
+ * - Prefixes of `$2`, the empty string included, can be listed: one probe each of Boxel's unique
+ *   index on `url` (equality is byte equality in any deterministic collation, as a database's
+ *   default collation is).
+ * - URLs starting with `$2` are a range in byte order, `$2 < url < $4` with `$4` =
+ *   {@link prefixRangeEnd}(`$2`), compared under `COLLATE "C"`: in another collation (en_US
+ *   ignores "/" at first) strings sharing a prefix need not sort together, so Boxel's index, in the
+ *   database's collation, cannot serve it. An index on `(url COLLATE "C")` serves it; without one
+ *   the arm reads the table, giving the same rows. `starts_with` keeps the arm exact should the
+ *   bound be loose (a prefix ending in U+10FFFF).
+ */
+const OVERLAP_CANDIDATES_SQL = `SELECT url FROM realm_registry WHERE url = ANY (ARRAY(SELECT left($2, n) FROM generate_series(0, length($2) - 1) AS n))
+       UNION ALL
+       SELECT url FROM realm_registry WHERE url COLLATE "C" > $2 AND url COLLATE "C" < $4 AND starts_with(url, $2)
+       ORDER BY 1`;
+
+/** `$4` of {@link OVERLAP_CANDIDATES_SQL}; a string without one (empty, or only U+10FFFF) is no realm URL, and is refused. */
+function overlapRangeEnd(publishedURL: string): string {
+  const end = prefixRangeEnd(publishedURL);
+  if (end === undefined) throw realmURLProblem(publishedURL, 'publishedRealmURL') ?? new RealmURLError('publishedRealmURL', 'is not a realm URL', 'give an absolute http(s) URL ending in "/"');
+  return end;
+}
+
+/**
  * The rows a publish's checks read, in one statement (one round trip instead of five): both
  * registry rows, the published URL's claim, the overlap candidates (only when the published URL is
  * not registered) and the source owner's Matrix id. Each column keeps its own type.
+ * The source owner's sub-select is fenced (`OFFSET 0`): flattened, PostgreSQL copied it into every
+ * expression using the publisher it defaults, and ran it four times.
  * `epochRow`: also the published URL's whole epoch row — `'read'` (the reconciler's first read,
  * which decides whether the spec is already published), or `'lock'` (under the realm lock) FOR
  * UPDATE — saving a statement of its own.
@@ -285,7 +314,7 @@ export async function readPublishTargetRows(
   const { rows } = await queryPrepared<Record<string, unknown>>(
     db,
     `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
-       CASE WHEN p.url IS NULL THEN ARRAY(SELECT url FROM realm_registry WHERE url <> $2 AND (starts_with($2, url) OR starts_with(url, $2)) ORDER BY url) END AS overlap_candidates,
+       CASE WHEN p.url IS NULL THEN ARRAY(${OVERLAP_CANDIDATES_SQL}) END AS overlap_candidates,
        owner.user_id AS source_owner_user_id, who.publisher,
        (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = who.publisher) AS owns_source,
        (SELECT publishable FROM realm_metadata WHERE url = $1) AS publishable,
@@ -296,10 +325,10 @@ export async function readPublishTargetRows(
      LEFT JOIN realm_registry p ON p.url = $2
      ${epochs.join}
      CROSS JOIN LATERAL (SELECT (SELECT username FROM realm_user_permissions
-        WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id) AS owner
+        WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id OFFSET 0) AS owner
      CROSS JOIN LATERAL (SELECT COALESCE($3::text, owner.user_id, NULLIF(s.owner_username, '')) AS publisher) AS who
      CROSS JOIN LATERAL (SELECT CASE WHEN p.kind = 'published' THEN COALESCE(p.source_url, p.url) END AS source) AS existing`,
-    [sourceURL, publishedURL, publisher ?? null],
+    [sourceURL, publishedURL, publisher ?? null, overlapRangeEnd(publishedURL)],
   );
   const row = rows[0]!;
   const registry = (alias: string): RegistryRow | undefined =>

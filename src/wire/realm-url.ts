@@ -217,6 +217,24 @@ export function findOverlappingRealmURLs(url: string, registeredURLs: Iterable<s
   return [...overlapping].sort();
 }
 
+/**
+ * A string above every string that starts with `prefix` in code point order, which is the order of
+ * PostgreSQL's "C" collation on UTF-8 text (byte order): `prefix` with its last code point
+ * incremented (skipping the surrogates), carrying past U+10FFFF. So every `s` starting with
+ * `prefix` has `prefix <= s < prefixRangeEnd(prefix)`, a range a btree in that order scans; when
+ * the last code point is below U+10FFFF (a realm URL ends in "/") the range holds nothing else.
+ * Undefined when there is no such string: `prefix` is empty or only U+10FFFF.
+ */
+export function prefixRangeEnd(prefix: string): string | undefined {
+  const codePoints = [...prefix];
+  while (codePoints.length > 0) {
+    const last = codePoints.pop()!.codePointAt(0)!;
+    if (last === 0x10ffff) continue;
+    return codePoints.join('') + String.fromCodePoint(last === 0xd7ff ? 0xe000 : last + 1);
+  }
+  return undefined;
+}
+
 function canonicalOrUndefined(value: string): string | undefined {
   try {
     return canonicalRealmURL(value);

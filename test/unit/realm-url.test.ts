@@ -1,5 +1,5 @@
 import { parseRealmFileChangePayload } from '../../src/wire/payloads.js';
-import { assertRealmURL, canonicalRealmURL, findOverlappingRealmURLs, MAX_REALM_URL_BYTES, mixedScripts, realmURLProblem, RealmURLError } from '../../src/wire/realm-url.js';
+import { assertRealmURL, canonicalRealmURL, findOverlappingRealmURLs, MAX_REALM_URL_BYTES, mixedScripts, prefixRangeEnd, realmURLProblem, RealmURLError } from '../../src/wire/realm-url.js';
 
 describe('realm URL validation', () => {
   test.each(['http://localhost:4201/user/realm/', 'https://realms.example.com/a/b/', 'http://127.0.0.1:8080/'])('accepts %s', (url) => {
@@ -143,5 +143,39 @@ describe('overlapping realm URLs', () => {
     expect(findOverlappingRealmURLs('https://other/b/', registered)).toEqual([]);
     expect(findOverlappingRealmURLs('https://h/x/', [])).toEqual([]);
     expect(findOverlappingRealmURLs('http://h/a/', ['http://h/a/b/', 'http://h/a/b/'])).toEqual(['http://h/a/b/']);
+  });
+});
+
+describe('prefixRangeEnd: the byte-order range of the strings starting with a prefix', () => {
+  /** Code point order, which is PostgreSQL's "C" collation on UTF-8 (byte order). */
+  const codePointCompare = (a: string, b: string) => {
+    const [x, y] = [[...a].map((c) => c.codePointAt(0)!), [...b].map((c) => c.codePointAt(0)!)];
+    for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+    return x.length - y.length;
+  };
+  const inRange = (s: string, prefix: string) => codePointCompare(s, prefix) >= 0 && codePointCompare(s, prefixRangeEnd(prefix)!) < 0;
+
+  test('a realm URL: its last "/" becomes "0", so the range holds exactly the strings starting with it', () => {
+    const url = 'https://h/a/';
+    expect(prefixRangeEnd(url)).toBe('https://h/a0');
+    const neighbours = ['https://h/a/', 'https://h/a/b/', 'https://h/a/\u{10FFFF}\u{10FFFF}', 'https://h/a/\u00e9', 'https://h/a0', 'https://h/a.', 'https://h/a', 'https://h/a/'.slice(0, -1) + '\u{10FFFF}', 'https://h/b/', 'https://h/'];
+    expect(neighbours.filter((s) => inRange(s, url))).toEqual(neighbours.filter((s) => s.startsWith(url)));
+    expect(neighbours.filter((s) => s.startsWith(url))).toEqual(['https://h/a/', 'https://h/a/b/', 'https://h/a/\u{10FFFF}\u{10FFFF}', 'https://h/a/\u00e9']);
+  });
+
+  test('increments the last code point, not a UTF-16 unit, and skips the surrogates', () => {
+    expect(prefixRangeEnd('a\u{1F600}')).toBe('a\u{1F601}');
+    expect(prefixRangeEnd('a\uD7FF')).toBe('a\uE000');
+    expect(prefixRangeEnd('a\uFFFF')).toBe('a\u{10000}');
+  });
+
+  test('carries past U+10FFFF: a bound above every string with the prefix (the caller filters the rest)', () => {
+    expect(prefixRangeEnd('ab\u{10FFFF}')).toBe('ac');
+    expect(inRange('ab\u{10FFFF}\u{10FFFF}x', 'ab\u{10FFFF}')).toBe(true);
+  });
+
+  test('no bound for the empty string or one made only of U+10FFFF', () => {
+    expect(prefixRangeEnd('')).toBeUndefined();
+    expect(prefixRangeEnd('\u{10FFFF}\u{10FFFF}')).toBeUndefined();
   });
 });
