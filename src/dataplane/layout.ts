@@ -7,7 +7,7 @@
  * (relative, so it resolves wherever the volume is mounted). Publishing renames a new symlink over
  * it — the one atomic step readers can observe, as in Kubernetes' own atomic volume writer.
  */
-import fs from 'node:fs/promises';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PublishError } from './realm-state.js';
 import { isWithin, publishedDiskIdProblem, realpathOfExisting, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
@@ -60,18 +60,19 @@ export class RealmsLayout {
     const problem = sourceDiskIdProblem(diskId);
     if (problem) return { problem };
     const lexical = path.join(this.root, diskId);
+    // Synchronous for the reason given in assertNoSymlinkedOperatorDirs: four calls per publish,
+    // each a single realpath(3)/stat(2) (the `.native` realpath, as fs.promises.realpath uses).
     let real: string;
     try {
-      real = await fs.realpath(lexical);
+      real = realpathSync.native(lexical);
     } catch (error) {
       return { problem: `names ${lexical}, which does not exist (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
     }
-    const realRoot = await fs.realpath(this.root);
-    const realPublished = await realpathOfExisting(path.join(realRoot, '_published'));
+    const realRoot = realpathSync.native(this.root);
+    const realPublished = realpathOfExisting(path.join(realRoot, '_published'));
     if (!isWithin(real, realRoot, false)) return { problem: `resolves through a symlink to ${real}, outside the realms root ${realRoot}` };
     if (isWithin(real, realPublished)) return { problem: `resolves through a symlink to ${real}, inside ${realPublished}, where published realms live` };
-    const stat = await fs.stat(real);
-    if (!stat.isDirectory()) return { problem: `names ${lexical}, which is not a directory` };
+    if (!statSync(real).isDirectory()) return { problem: `names ${lexical}, which is not a directory` };
     return { dir: real };
   }
 
@@ -83,30 +84,29 @@ export class RealmsLayout {
    */
   async assertNoSymlinkedOperatorDirs(diskId?: string): Promise<void> {
     // One lstat per path component below the root (no component being a symlink is exactly what a
-    // realpath of each dir would confirm, without walking from `/` every time). The components are
-    // listed parents first and all lstat'ed at once: each awaited in turn cost a thread-pool round
-    // trip and a wake-up apiece (~80 µs of CPU each, 24 per publish; ~40 µs at once), and the
-    // answers are then read in order, so the first symlink or missing directory from the root
-    // down decides, as before.
+    // realpath of each dir would confirm, without walking from `/` every time), parents first, so
+    // the first symlink or missing directory from the root down decides.
+    // Synchronous on purpose: these are the operator's own few directories (6-9 per call, never
+    // per file), whose entries the kernel has cached, so each lstat takes a few microseconds of the
+    // event loop; through fs.promises each cost a thread-pool hand-off, a wake-up and a promise,
+    // ~75 µs of operator CPU apiece under bench-scale's load (1.1 s of samples per 1,000 publishes,
+    // the largest single file-system item; H3's profile in docs/staging.md).
     const components =
       diskId === undefined ? this.fixedComponents : [...this.fixedComponents, this.versionsRoot, this.versionsDir(diskId), this.manifestsDir(diskId)];
-    const kinds = await Promise.all(components.map(componentKind));
     const missing = new Set<string>();
-    for (const [index, component] of components.entries()) {
+    for (const component of components) {
       // Below a missing directory nothing exists yet to be a symlink: skipped, as a walk from the
-      // root would stop there (even if it was created after its parent's lstat).
+      // root would stop there.
       if (missing.has(path.dirname(component))) {
         missing.add(component);
         continue;
       }
-      const kind = kinds[index]!;
-      // An error is thrown only when reached: below a symlinked parent, the parent's refusal wins.
-      if (typeof kind === 'object') throw kind.error;
+      const kind = componentKind(component);
       if (kind === 'missing') missing.add(component);
       else if (kind === 'symlink') {
-        const expected = path.join(await fs.realpath(this.root), path.relative(this.root, component));
+        const expected = path.join(realpathSync.native(this.root), path.relative(this.root, component));
         throw new PublishError(
-          `${component} resolves to ${await realpathOfExisting(component)}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
+          `${component} resolves to ${realpathOfExisting(component)}, not ${expected}: a directory the operator manages under the realms root is a symlink; remove the symlink (the operator recreates the directory)`,
         );
       }
     }
@@ -140,13 +140,14 @@ export class RealmsLayout {
   }
 }
 
-/** What an lstat of one of the operator's directories found; an error other than a missing path is returned, for the caller to throw in order. */
-async function componentKind(component: string): Promise<'dir' | 'missing' | 'symlink' | { error: unknown }> {
+/** What an lstat of one of the operator's directories found; an error other than a missing path is thrown. */
+function componentKind(component: string): 'dir' | 'missing' | 'symlink' {
   try {
-    return (await fs.lstat(component)).isSymbolicLink() ? 'symlink' : 'dir';
+    return lstatSync(component).isSymbolicLink() ? 'symlink' : 'dir';
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code === 'ENOENT' || code === 'ENOTDIR' ? 'missing' : { error };
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'missing';
+    throw error;
   }
 }
 

@@ -30,11 +30,12 @@ import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from 
 import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
-import { applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
+import { adoptsDefaultRealmIndex, applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
 import type { RealmsLayout } from './layout.js';
 import {
   installStagedVersion,
-  listVersions,
+  type PublishedLinkState,
+  readVersionsDir,
   moveToTrash,
   newVersionName,
   readPublishedLink,
@@ -201,6 +202,13 @@ export interface PublishOptions {
    * read before copying, instead of a read of its own. Everything in it is checked again under the lock.
    */
   reserved?: DiskIdReservation;
+  /**
+   * Return right after COMMIT, leaving the post-commit work (the staging manifest, the superseded
+   * version's removal) to {@link PublishResult.cleanUp}, which the caller must await once (the
+   * reconciler does, after writing Ready): nothing it does changes what readers see. Default
+   * false: done before returning.
+   */
+  deferCleanUp?: boolean;
 }
 
 export interface PublishResult {
@@ -225,6 +233,13 @@ export interface PublishResult {
   state?: RealmEpochRow;
   /** The realm's kept versions, when the publish knows them exactly (a first publish: only its own). Undefined: read them. */
   keptVersions?: KeptVersion[];
+  /**
+   * With {@link PublishOptions.deferCleanUp}: the post-commit work, to be awaited once (later calls
+   * return the same promise). Its failures are logged, not thrown (only `onStep('cleaned')` can
+   * reject it); resolves false when the clean-up failed or had to repair (a new epoch): the epoch
+   * row in {@link state} may then be stale, so reconcile again.
+   */
+  cleanUp?: () => Promise<boolean>;
 }
 
 /** What {@link checkPublishable} found: the request's URLs, checked, and the source realm's real directory. */
@@ -242,7 +257,8 @@ export interface PublishableSource {
  * no copy: canonical URLs; the source realm registered as `source`, its directory inside the
  * realms root after resolving symlinks; the published URL not registered as another kind of realm,
  * not claimed by someone else, and (when not yet registered) not overlapping another realm's URL;
- * the size limit; and, with `plane.authorization`, Boxel's authorization rules. Throws
+ * the size limit (unless `rows` show the caller's claimant already published there: staging
+ * enforces it then); and, with `plane.authorization`, Boxel's authorization rules. Throws
  * {@link PublishError} (or a subclass: {@link ClaimConflictError}, {@link RealmURLOverlapError},
  * {@link RealmTooLargeError}, {@link UnsafeDatabaseValueError}, {@link PublishNotAuthorizedError}).
  * {@link publishRealm} runs it first and repeats the database checks (authorization included) under the realm lock.
@@ -268,7 +284,13 @@ export async function checkPublishable(
   const directory = await resolveSourceDirectory(plane, sourceURL, source);
   await plane.layout.assertNoSymlinkedOperatorDirs();
   const { maxFiles, maxBytes } = plane.limits ?? {};
-  if (maxFiles !== undefined || maxBytes !== undefined) {
+  // The size pre-walk decides only *when* an oversized realm is refused: before the URL is claimed
+  // (an object refused never holds a claim or a finalizer, so deleting it is instant), rather than
+  // by staging, which enforces the same limits on the same counts as it copies. A republish by the
+  // object that already holds the claim and published there has nothing of that to protect, so it
+  // skips the walk (a full lstat walk of the source: ~100 ms at 10,000 files) and lets staging refuse.
+  const republishByClaimant = !!target.epochRow?.content_version && request.claim?.claimant !== undefined && target.claimedBy === request.claim.claimant;
+  if ((maxFiles !== undefined || maxBytes !== undefined) && !republishByClaimant) {
     await measureSourceRealm(directory, { limits: plane.limits, copyHardLinkedFiles: plane.copyHardLinkedFiles, realmName: sourceURL });
   }
   const publisher = resolvePublisher(sourceURL, source, target.sourceOwnerUserId, request.publisher);
@@ -292,7 +314,7 @@ function resolvePublisher(sourceURL: string, source: RegistryRow, ownerUserId: s
 }
 
 /** Stages, swaps and commits a publish of `sourceRealmURL` at `publishedRealmURL`. */
-export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal, checked, reserved }: PublishOptions = {}): Promise<PublishResult> {
+export async function publishRealm(plane: DataPlane, request: PublishRequest, { signal, checked, reserved, deferCleanUp = false }: PublishOptions = {}): Promise<PublishResult> {
   const started = performance.now();
   signal?.throwIfAborted();
   const source = checked && isCheckedFor(checked, request) ? checked : await checkPublishable(plane, request);
@@ -319,6 +341,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
   }
   const stagingName = `${STAGING_DIR_PREFIX}${token}`;
   liveStagingNames.add(stagingName);
+  // Set once the staged copy was renamed into the versions directory: nothing is left to remove.
+  let stagedDirMoved = false;
   try {
     const staged = await stageRealmFiles(directory, plane.layout.stagingRoot, token, {
       logger: plane.logger,
@@ -331,7 +355,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       racyMarginMs: plane.racyMarginMs,
     });
     // Into the staged copy only, before it is swapped in: the source's realm.json is never touched.
-    const optIn = await applyRealmIndexOptIn(staged.dir, { durable: plane.durable });
+    const optIn = mayNeedIndexOptIn(staged.indexJson) ? await applyRealmIndexOptIn(staged.dir, { durable: plane.durable }) : undefined;
     // The rewritten realm.json is not the source's bytes: never link it into the next version.
     if (optIn) staged.manifest.delete('realm.json');
     const digest = digestWithOptIn(staged.digest, optIn);
@@ -353,6 +377,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     // Installed but never linked when the transaction ends without a swap: removed at once, as no
     // reader can have seen it (left behind, recovery would take it for one that was linked).
     let installedUnlinked = false;
+    // Repairs made before the locked transaction (afterLinkRepairs) trash what they remove too.
+    const repairs: Repairs = { recovered: [], cleanedUp: [] };
     const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockTimed(
       plane.pool,
       publishedURL,
@@ -391,13 +417,15 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
         signal?.throwIfAborted();
-        await installStagedVersion(plane.layout, staged.dir, diskId, version);
+        // Committed content lives in versions/<diskId>/, which recovery just listed.
+        await installStagedVersion(plane.layout, staged.dir, diskId, version, { versionsDirExists: committed.committedVersion !== null });
+        stagedDirMoved = true;
         installedUnlinked = true;
         await step('installed');
         // The last abort check: past the swap the publish commits (see PublishOptions.signal).
         signal?.throwIfAborted();
         installedUnlinked = false;
-        const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger);
+        const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger, committed.link);
         await step('swapped');
         // The epoch, the kept version, the history policy and the registry NOTIFY: one statement.
         const recorded = await recordPublishedEpoch(
@@ -423,35 +451,47 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         // forgetOthers) kept row, and the swap replaced no directory: the realm now holds exactly
         // this version, its kept row and (written next) its manifest, and the history policy always
         // keeps the live version.
-        return { epoch: Number(recorded.row.epoch), recorded, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0 };
+        // Recovery's renames into the trash are all reported (abandoned staging, versions).
+        const trashedAny = committed.recovered.length > 0 || committed.cleanedUp.length > 0;
+        return { epoch: Number(recorded.row.epoch), recorded, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0, trashedAny };
       },
       plane.lock,
-    )).catch(async (error: unknown) => {
+    ), repairs).catch(async (error: unknown) => {
       if (installedUnlinked) await moveToTrash(plane.layout, plane.layout.versionDir(diskId, version)).catch(() => undefined);
       throw error;
     });
     await step('committed');
-    // The manifest only speeds up the next publish, so a failure is logged, never the publish's.
-    // It is written while the clean-up runs (its serialisation overlaps the clean-up's waits): the
-    // clean-up keeps the live version's manifest and the scratch file it is written through.
-    const manifestWritten = writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
-      plane.logger.warn({ err: error, realm: publishedURL, version }, 'could not record the staging manifest; the next publish copies every file'),
-    );
-
-    // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
-    // A first publish has nothing to clean up but the trash its recovery filled (a locked transaction saved).
-    // The recorded epoch row stays the realm's unless the clean-up had to repair (a new epoch).
-    const cleanedUp = result.nothingToClean
-      ? emptyTrash(plane.layout, plane.logger).then(
-          () => true,
-          (error: Error) => {
-            plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed');
-            return true;
-          },
-        )
-      : collectGarbage(plane, publishedURL, result.superseded);
-    const [unchanged] = await Promise.all([cleanedUp, manifestWritten]);
-    await step('cleaned');
+    // After COMMIT nothing below changes what readers see: the manifest only speeds up the next
+    // publish, and the clean-up removes versions committed once that are neither live nor
+    // previous (readers that resolved the link before the swap are on `previous`, which is kept).
+    // So with `deferCleanUp` it runs after the caller has reported the publish (Ready).
+    const cleanUp = async (): Promise<boolean> => {
+      // A failure is logged, never the publish's. Written while the clean-up runs (its
+      // serialisation overlaps the clean-up's waits): the clean-up keeps the live version's
+      // manifest and the scratch file it is written through.
+      const manifestWritten = writeManifestFile(plane.layout.manifestPath(diskId, version), staged.manifest).catch((error: Error) =>
+        plane.logger.warn({ err: error, realm: publishedURL, version }, 'could not record the staging manifest; the next publish copies every file'),
+      );
+      // The version that was `previous` before this publish (and a directory Boxel published, adopted by the swap) was committed once: removing it needs no invalidation.
+      // A first publish has nothing to clean up but the trash its recovery filled (a locked transaction
+      // saved), usually nothing (a listing of the trash saved: entries another publish failed to
+      // remove wait for the next clean-up or recovery, which empty the whole trash).
+      // The recorded epoch row stays the realm's unless the clean-up had to repair (a new epoch).
+      const cleanedUp = result.nothingToClean
+        ? (result.trashedAny || repairs.recovered.length > 0 || repairs.cleanedUp.length > 0 ? emptyTrash(plane.layout, plane.logger) : Promise.resolve()).then(
+            () => true,
+            (error: Error) => {
+              plane.logger.warn({ err: error, realm: publishedURL }, 'post-publish clean-up failed');
+              return true;
+            },
+          )
+        : collectGarbage(plane, publishedURL, result.superseded);
+      const [unchanged] = await Promise.all([cleanedUp, manifestWritten]);
+      await step('cleaned');
+      return unchanged;
+    };
+    const deferred = deferCleanUp ? onceOnly(cleanUp) : undefined;
+    const unchanged = deferred ? true : await cleanUp();
     const totalMs = performance.now() - started;
     plane.logger.info(
       {
@@ -483,6 +523,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
       copiedFiles: staged.copiedFiles,
       timing: { stageMs, stageSyncMs: staged.timing.syncMs, lockWaitMs: timing.waitMs, lockHeldMs: timing.heldMs, totalMs },
       ...(unchanged ? { state: result.recorded.row } : {}),
+      ...(deferred ? { cleanUp: deferred } : {}),
       // A first publish with nothing to clean keeps exactly its own version (see nothingToClean above).
       ...(result.nothingToClean && result.recorded.keptPublishedAt
         ? {
@@ -505,8 +546,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
   } finally {
     releaseSlot();
     try {
-      // No-op once the copy was renamed into place; otherwise removes what a failed publish staged.
-      await removeTree(path.join(plane.layout.stagingRoot, stagingName));
+      // Removes what a failed publish staged; once the copy was renamed into place there is
+      // nothing at that path (a round trip to the staging worker saved per publish).
+      if (!stagedDirMoved) await removeTree(path.join(plane.layout.stagingRoot, stagingName));
     } finally {
       // A copy left behind by a failed removal is then abandoned, and the next recovery removes it.
       liveStagingNames.delete(stagingName);
@@ -639,6 +681,27 @@ async function readPreviousVersion(plane: DataPlane, url: string, row: RealmEpoc
   await plane.layout.assertNoSymlinkedOperatorDirs(diskId);
   const manifest = await readManifestFile(plane.layout.manifestPath(diskId, version));
   return manifest ? { dir: plane.layout.versionDir(diskId, version), manifest } : undefined;
+}
+
+/**
+ * Whether the staged `index.json` may adopt a default index card, so that the realm.json opt-in
+ * must look: false only when staging kept the bytes it copied and they do not (parsed exactly as
+ * applyRealmIndexOptIn reads the staged file: UTF-8, JSON.parse; unparsable is left alone there
+ * too), which saves reading the file again (an lstat and four thread-pool calls per publish).
+ */
+function mayNeedIndexOptIn(indexJson: Buffer | undefined): boolean {
+  if (!indexJson) return true;
+  try {
+    return adoptsDefaultRealmIndex(JSON.parse(indexJson.toString('utf8')));
+  } catch {
+    return false;
+  }
+}
+
+/** `run`, called at most once: later calls return the first call's promise. */
+function onceOnly<T>(run: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  return () => (running ??= run());
 }
 
 /** `checked` is {@link checkPublishable}'s answer for this request's URLs and publisher. */
@@ -929,6 +992,8 @@ async function reconcileFilesWithDatabase(
   registry: RegistryRow | undefined;
   /** Nothing of ours is committed and every version directory and manifest was removed (and, unless `publishing`, every kept row). */
   clearedUncommitted: boolean;
+  /** The published link as read under the lock; changed since only when `fix-only` mode fixed it (`touched.link`). Undefined without a disk id. */
+  link: PublishedLinkState | undefined;
 }> {
   const recovered: string[] = [];
   const cleanedUp: string[] = [];
@@ -950,16 +1015,20 @@ async function reconcileFilesWithDatabase(
     if (abandoned.length > 0) recovered.push(`removed staging abandoned by a publisher that died: ${abandoned.join(', ')}`);
   }
   // The row as read FOR UPDATE: its fence and claim columns are the locked ones (recovery changes only `disk_id` and `epoch`).
-  const result = (committedVersion: string | null, clearedUncommitted = false) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row, registry, clearedUncommitted });
+  let link: PublishedLinkState | undefined;
+  const result = (committedVersion: string | null, clearedUncommitted = false) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row, registry, clearedUncommitted, link });
   if (!diskId) return result(null);
   await removeScratchLinks(plane.layout, diskId);
-  const link = await readPublishedLink(plane.layout, diskId);
+  link = await readPublishedLink(plane.layout, diskId);
   // Nothing of ours committed and a registry row: published by Boxel itself, nothing of ours to undo.
   if (!committed && registry) return result(null);
   // Kept versions (for rollback) committed once, like the previous one: neither is a stray.
   const keptRows = committed ? await readKeptVersions(tx, url, diskId) : [];
   const keep = new Set(committed ? [committed, ...(previous ? [previous] : []), ...keptRows.map((v) => v.version)] : []);
-  strays.push(...(await listVersions(plane.layout, diskId)).filter((version) => !keep.has(version) && !known.has(version)));
+  // Read once: in `refuse-fixes` mode nothing below changes the directory before the clean-up
+  // uses this listing again (a needed fix throws first; `fix-only` returns after it).
+  const listed = { names: await readVersionsDir(plane.layout, diskId) };
+  strays.push(...(listed.names ?? []).filter((version) => !keep.has(version) && !known.has(version)));
   const linkWrong = committed ? !(link.kind === 'version' && link.version === committed) : link.kind === 'version';
   if (linkWrong || strays.length > 0) {
     if (committed && linkWrong && !(await versionExists(plane.layout, diskId, committed))) {
@@ -988,7 +1057,7 @@ async function reconcileFilesWithDatabase(
   if (committed) {
     // The history policy: drop the rows of versions it no longer keeps (and of kept versions whose
     // directory is gone), then trash every directory that is neither live, previous nor kept.
-    const onDisk = new Set(await listVersions(plane.layout, diskId));
+    const onDisk = new Set(listed.names);
     const present = keptRows.filter((v) => onDisk.has(v.version));
     const { kept, trimmed } = selectKeptVersions(present, committed, recordedHistoryPolicy(row));
     const gone = keptRows.filter((v) => !onDisk.has(v.version)).map((v) => v.version);
@@ -996,13 +1065,13 @@ async function reconcileFilesWithDatabase(
     for (const version of [...trimmed, ...gone]) keep.delete(version);
     for (const version of [committed, ...(previous ? [previous] : []), ...kept]) keep.add(version);
     if (trimmed.length > 0) cleanedUp.push(`trimmed kept versions ${trimmed.join(', ')} (history limit or byte budget)`);
-    const trashed = await trashVersionsExcept(plane.layout, diskId, keep);
+    const trashed = await trashVersionsExcept(plane.layout, diskId, keep, listed);
     if (trashed.length > 0) cleanedUp.push(`removed superseded or uncommitted versions ${trashed.join(', ')}`);
     await removeManifestsExcept(plane.layout, diskId, keep);
     return result(committed);
   }
   // Nothing of ours is committed: never published, a first publish that did not commit, or unpublished.
-  const trashed = await trashVersionsExcept(plane.layout, diskId, new Set());
+  const trashed = await trashVersionsExcept(plane.layout, diskId, new Set(), listed);
   if (trashed.length > 0) cleanedUp.push(`removed versions of an unpublished realm: ${trashed.join(', ')}`);
   await removeManifestsExcept(plane.layout, diskId, new Set());
   if (!publishing) {

@@ -38,10 +38,22 @@ export async function readPublishedLink(layout: RealmsLayout, diskId: string): P
   return version ? { kind: 'version', version } : { kind: 'foreign-link', target };
 }
 
-/** Moves a staged copy into the versions directory (one rename on the same volume). */
-export async function installStagedVersion(layout: RealmsLayout, stagedDir: string, diskId: string, version: string): Promise<void> {
+/**
+ * Moves a staged copy into the versions directory (one rename on the same volume).
+ * `versionsDirExists`: the caller just saw `versions/<diskId>/` (it holds the committed version),
+ * so the rename is tried first and the directory made only if it turns out missing after all.
+ */
+export async function installStagedVersion(layout: RealmsLayout, stagedDir: string, diskId: string, version: string, { versionsDirExists = false } = {}): Promise<void> {
+  const target = layout.versionDir(diskId, version);
+  if (versionsDirExists) {
+    try {
+      return await fs.rename(stagedDir, target);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
   await fs.mkdir(layout.versionsDir(diskId), { recursive: true });
-  await fs.rename(stagedDir, layout.versionDir(diskId, version));
+  await fs.rename(stagedDir, target);
 }
 
 export async function versionExists(layout: RealmsLayout, diskId: string, version: string): Promise<boolean> {
@@ -56,14 +68,27 @@ export async function versionExists(layout: RealmsLayout, diskId: string, versio
  * old or the new content, never neither. A real directory left by Boxel is first moved into the
  * versions directory; that one-time adoption has a sub-millisecond gap, logged as a warning.
  */
-export async function swapPublishedLink(layout: RealmsLayout, diskId: string, version: string, logger?: Logger): Promise<{ adopted?: string }> {
+export async function swapPublishedLink(
+  layout: RealmsLayout,
+  diskId: string,
+  version: string,
+  logger?: Logger,
+  /** What the caller read of the link under the same realm lock (recovery does): not read again. */
+  known?: PublishedLinkState,
+): Promise<{ adopted?: string }> {
   const link = layout.publishedDir(diskId);
-  await fs.mkdir(layout.linkScratchDir, { recursive: true });
   const scratch = path.join(layout.linkScratchDir, `${diskId}.${randomBytes(4).toString('hex')}`);
-  await fs.symlink(layout.linkTarget(diskId, version), scratch);
+  const target = layout.linkTarget(diskId, version);
+  // The scratch directory exists after the first publish: made only when the symlink says it is missing.
+  await fs.symlink(target, scratch).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    await fs.mkdir(layout.linkScratchDir, { recursive: true });
+    await fs.symlink(target, scratch);
+  });
   let adopted: string | undefined;
   try {
-    const current = await readPublishedLink(layout, diskId);
+    // A directory put there since by someone not holding the realm lock makes the rename below fail (EISDIR): never replaced unseen.
+    const current = known ?? (await readPublishedLink(layout, diskId));
     if (current.kind === 'directory') {
       adopted = `adopted-${Date.now()}`;
       logger?.warn({ link, adopted }, 'adopting a published realm directory the operator did not create; readers may see it missing for an instant');
@@ -89,10 +114,15 @@ export async function removePublishedLink(layout: RealmsLayout, diskId: string):
 
 /** The names in `diskId`'s versions directory (none when it does not exist). */
 export async function listVersions(layout: RealmsLayout, diskId: string): Promise<string[]> {
+  return (await readVersionsDir(layout, diskId)) ?? [];
+}
+
+/** The names in `diskId`'s versions directory, sorted; undefined when the directory does not exist. */
+export async function readVersionsDir(layout: RealmsLayout, diskId: string): Promise<string[] | undefined> {
   try {
     return (await fs.readdir(layout.versionsDir(diskId))).sort();
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
 }
@@ -100,16 +130,13 @@ export async function listVersions(layout: RealmsLayout, diskId: string): Promis
 /**
  * Moves every version of `diskId` except `keep` to the trash (renames only, so it is cheap under
  * the realm lock); returns the names moved. Nothing in the trash is ever needed again.
+ * `listed`: the directory's names as the caller read them under the same realm lock
+ * ({@link readVersionsDir}; undefined there: no directory), instead of a listing of its own.
  */
-export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>): Promise<string[]> {
+export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>, listed?: { names: string[] | undefined }): Promise<string[]> {
   const dir = layout.versionsDir(diskId);
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
+  const names = listed ? listed.names : await readVersionsDir(layout, diskId);
+  if (names === undefined) return [];
   const moved = names.filter((name) => !keep.has(name));
   for (const name of moved) await moveToTrash(layout, path.join(dir, name));
   if (keep.size === 0) await fs.rmdir(dir).catch(() => undefined);
@@ -122,7 +149,12 @@ export async function trashVersionsExcept(layout: RealmsLayout, diskId: string, 
  */
 export async function removeManifestsExcept(layout: RealmsLayout, diskId: string, keep: ReadonlySet<string>): Promise<string[]> {
   const dir = layout.manifestsDir(diskId);
-  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch {
+    return []; // no directory (a first publish): nothing to remove, nor to rmdir
+  }
   // `<version>.json`, and the scratch file it is written through (`<version>.json.<hex>.tmp`): a
   // kept version's manifest being written while this runs must not lose its scratch file.
   const removed = names.filter((name) => !keep.has(name.replace(/\.json(?:\.[0-9a-f]+\.tmp)?$/, '')));
@@ -132,8 +164,14 @@ export async function removeManifestsExcept(layout: RealmsLayout, diskId: string
 }
 
 export async function moveToTrash(layout: RealmsLayout, target: string): Promise<void> {
-  await fs.mkdir(layout.trashDir, { recursive: true });
-  await fs.rename(target, path.join(layout.trashDir, `${path.basename(target)}.${randomBytes(4).toString('hex')}`));
+  const trashed = path.join(layout.trashDir, `${path.basename(target)}.${randomBytes(4).toString('hex')}`);
+  // The trash exists after its first use: made only when the rename says it is missing (ENOENT
+  // also when `target` is: then the second rename throws it).
+  await fs.rename(target, trashed).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'ENOENT') throw error;
+    await fs.mkdir(layout.trashDir, { recursive: true });
+    await fs.rename(target, trashed);
+  });
 }
 
 /** Deletes everything in the trash. Safe to run anywhere, by several processes at once. */

@@ -4,7 +4,7 @@
  * every component is checked as a plain segment before use, and the directory it lands in is
  * checked after `realpath`, so neither `..` nor a planted symlink leads outside the realms root.
  */
-import fs from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
 import path from 'node:path';
 
 /** Why `segment` cannot be one path component, or `undefined` when it can. */
@@ -62,14 +62,15 @@ export function isWithin(child: string, parent: string, allowEqual = true): bool
 
 /**
  * `realpath` of `target`, or of its nearest existing ancestor joined with the missing rest (which
- * cannot hold a symlink, as it does not exist yet).
+ * cannot hold a symlink, as it does not exist yet). Synchronous (native realpath(3), as
+ * fs.promises.realpath): a publish makes a few such calls, see RealmsLayout.resolveSourceDir.
  */
-export async function realpathOfExisting(target: string): Promise<string> {
+export function realpathOfExisting(target: string): string {
   let missing = '';
   let current = target;
   for (;;) {
     try {
-      const real = await fs.realpath(current);
+      const real = realpathSync.native(current);
       return missing ? path.join(real, missing) : real;
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;

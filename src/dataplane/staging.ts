@@ -68,6 +68,8 @@ export interface StagedRealm {
   /** Regular files hard-linked from the previous version, and copied. */
   linkedFiles: number;
   copiedFiles: number;
+  /** The content of the staged `index.json` when staging copied it (not linked) and it is at most 1 MiB. */
+  indexJson?: Buffer;
   /** Milliseconds spent walking and copying, and making the copy durable. */
   timing: { copyMs: number; syncMs: number };
 }
@@ -137,6 +139,9 @@ export class StagingVolumeError extends Error {
 
 export const STAGING_DIR_PREFIX = 'stage-';
 
+/** The largest `index.json` whose copied bytes staging keeps for the realm.json opt-in (larger ones are read again). */
+const MAX_KEPT_INDEX_JSON_BYTES = 1024 * 1024;
+
 export function newStagingToken(): number {
   return randomInt(1, 2 ** 31 - 1);
 }
@@ -150,15 +155,23 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
   const durable = options.durable ?? true;
   const started = performance.now();
   const copyStartedNs = wallClockNs();
-  await writeSide(() => fs.mkdir(stagingRoot, { recursive: true }));
   const dir = path.join(stagingRoot, `${STAGING_DIR_PREFIX}${token}`);
-  await writeSide(() => fs.mkdir(dir, { mode: 0o700 }));
+  // The staging root exists after the first publish: made only when the copy's mkdir says it is missing.
+  await writeSide(() =>
+    fs.mkdir(dir, { mode: 0o700 }).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      await fs.mkdir(stagingRoot, { recursive: true });
+      await fs.mkdir(dir, { mode: 0o700 });
+    }),
+  );
   const digestLines: string[] = [];
   const manifest: StagingManifest = new Map();
   /** What the no-`sync` fallback fsyncs: copied files and every directory. */
   const toSync: string[] = [];
   let linkedFiles = 0;
   let copiedFiles = 0;
+  /** The bytes copied into the staged `index.json`, for the realm.json opt-in (realm-json.ts) to parse without reading the file again. */
+  let indexJson: Buffer | undefined;
   // Directories get their real modes after their children are written (a 0555 directory
   // could not be filled otherwise), deepest first.
   const directoryModes: Array<{ dest: string; mode: number }> = [];
@@ -228,7 +241,9 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
       },
       async file(entry, input, mode, count, opened) {
         const dest = path.join(dir, entry);
-        const { contentHash, staged } = await copyOpenFile(input, dest, mode, count);
+        const kept: Buffer[] | undefined = entry === 'index.json' && Number(opened.size) <= MAX_KEPT_INDEX_JSON_BYTES ? [] : undefined;
+        const { contentHash, staged } = await copyOpenFile(input, dest, mode, count, kept);
+        if (kept) indexJson = Buffer.concat(kept);
         const after = await input.stat({ bigint: true });
         const before = sourceFingerprint(opened);
         if (isTrustedFingerprint(before, sourceFingerprint(after), copyStartedNs, options.racyMarginMs ?? DEFAULT_RACY_MARGIN_MS)) {
@@ -266,6 +281,7 @@ export async function stageRealmFiles(sourceDir: string, stagingRoot: string, to
       manifest,
       linkedFiles,
       copiedFiles,
+      ...(indexJson && { indexJson }),
       timing: { copyMs: copied - started, syncMs: performance.now() - copied },
     };
   } catch (error) {
@@ -617,7 +633,14 @@ async function writeSide<T>(operation: () => Promise<T>): Promise<T> {
 }
 
 /** Copies an open source file to `dest` (not fsynced: the whole copy is synced at the end). */
-async function copyOpenFile(input: FileHandle, dest: string, mode: number, count: (bytes: number) => void): Promise<{ contentHash: string; staged: StagedFingerprint }> {
+async function copyOpenFile(
+  input: FileHandle,
+  dest: string,
+  mode: number,
+  count: (bytes: number) => void,
+  /** Receives a copy of every chunk written, when given. */
+  kept?: Buffer[],
+): Promise<{ contentHash: string; staged: StagedFingerprint }> {
   const hash = createHash('sha256');
   const output = await writeSide(() => fs.open(dest, 'wx', 0o600));
   let staged: StagedFingerprint;
@@ -629,6 +652,7 @@ async function copyOpenFile(input: FileHandle, dest: string, mode: number, count
       count(bytesRead);
       const chunk = buffer.subarray(0, bytesRead);
       hash.update(chunk);
+      kept?.push(Buffer.from(chunk));
       await writeSide(() => output.write(chunk));
     }
     await writeSide(() => output.chmod(mode));

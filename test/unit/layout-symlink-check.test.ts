@@ -67,8 +67,8 @@ test.each([
   const dir = dirOf(layout);
   await swapForSymlink(dir);
   const expected = path.join(await fs.realpath(layout.root), path.relative(layout.root, dir));
-  const check = layout.assertNoSymlinkedOperatorDirs(DISK_ID);
-  await expect(check).rejects.toThrow(`${refusal(dir)}${await fs.realpath(path.join(outside, path.basename(dir)))}, not ${expected}`);
+  const message = `${refusal(dir)}${await fs.realpath(path.join(outside, path.basename(dir)))}, not ${expected}`;
+  await expect(layout.assertNoSymlinkedOperatorDirs(DISK_ID)).rejects.toThrow(message);
   await expect(layout.assertNoSymlinkedOperatorDirs(DISK_ID)).rejects.toThrow('remove the symlink (the operator recreates the directory)');
   // The disk id's own directories are checked only for that disk id.
   if (needsDiskId) await expect(layout.assertNoSymlinkedOperatorDirs()).resolves.toBeUndefined();

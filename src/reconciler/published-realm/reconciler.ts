@@ -247,6 +247,29 @@ export class PublishedRealmReconciler {
     const published = spec.rollbackTo !== undefined ? await this.ensureRolledBack(realm, spec, spec.rollbackTo, signal) : await this.ensurePublished(realm, spec, signal);
     if (!published.ok) return published.result;
     this.stalls.reset(stallKey);
+    if (!published.cleanUp) return this.reportPublished(key, realm, spec, published, signal);
+    // The publish's post-commit clean-up (removing the superseded version, writing the staging
+    // manifest) changes nothing readers see, so it runs after Ready is written, not before: awaited
+    // here whatever the reporting did. A clean-up that failed or repaired (a new epoch) is
+    // reconciled again soon, which waits for that epoch or retries the clean-up (published-check.ts).
+    let reported: ReconcileResult;
+    let cleanedUp: boolean;
+    try {
+      reported = await this.reportPublished(key, realm, spec, published, signal);
+    } finally {
+      cleanedUp = await published.cleanUp();
+    }
+    return cleanedUp ? reported : { requeueAfterMs: Math.min(reported.requeueAfterMs ?? this.ackRequeueMs, this.ackRequeueMs) };
+  }
+
+  /** After a publish (or none needed): waits for the acknowledgements, enqueues the reindex and writes Ready. */
+  private async reportPublished(
+    key: ObjectKey,
+    realm: PublishedRealm,
+    spec: PublishedRealmSpec,
+    published: Extract<Awaited<ReturnType<PublishedRealmReconciler['ensurePublished']>>, { ok: true }>,
+    signal: AbortSignal | undefined,
+  ): Promise<ReconcileResult> {
     const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
 
     this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
@@ -331,6 +354,8 @@ export class PublishedRealmReconciler {
         awaiting?: (status: PublishedRealmStatus) => PublishedRealmStatus;
         /** The kept versions, when the publish knew them exactly (status.versions without a read). */
         keptVersions?: KeptVersion[];
+        /** The publish's post-commit clean-up, to be awaited after Ready (see PublishResult.cleanUp). */
+        cleanUp?: () => Promise<boolean>;
       }
     | StallOutcome
   > {
@@ -386,7 +411,7 @@ export class PublishedRealmReconciler {
       // `checked`: the checks just run are not repeated before copying (they are under the lock).
       result = await this.withProgressStatus(
         realm,
-        () => publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked, reserved: reservation }),
+        () => publishRealm(this.plane, { ...request, fence: { of: claimantOf(realm), generation: generation(realm) } }, { signal, checked: checked.checked, reserved: reservation, deferCleanUp: true }),
         (s) => markReconciling(s, generation(realm), Reasons.Publishing, `Publishing ${spec.sourceRealmURL} at ${url}.`),
         signal,
       );
@@ -407,7 +432,10 @@ export class PublishedRealmReconciler {
     }
     // The row as the publish committed it, unless its clean-up had to change it since.
     const state = result.state ?? (await readRealmEpochRow(this.options.pool, url));
-    if (!state?.content_version) throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after publishing`);
+    if (!state?.content_version) {
+      await result.cleanUp?.(); // never left undone
+      throw new Error(`realm_operator.realm_epochs has no committed content for ${url} right after publishing`);
+    }
     const what = `${plural(result.fileCount, 'file')} (${plural(result.totalBytes, 'byte')})`;
     // The Event first: it never throws, and a failed status write below is retried without republishing.
     const reason = existing?.content_version ? Reasons.ContentRepublished : Reasons.ContentPublished;
@@ -423,7 +451,15 @@ export class PublishedRealmReconciler {
         ...contentFields(state),
       };
     };
-    return { ok: true, state, publishedNow: true, realmUserRegistered: realmUser.registered, awaiting, ...(result.keptVersions ? { keptVersions: result.keptVersions } : {}) };
+    return {
+      ok: true,
+      state,
+      publishedNow: true,
+      realmUserRegistered: realmUser.registered,
+      awaiting,
+      ...(result.keptVersions ? { keptVersions: result.keptVersions } : {}),
+      ...(result.cleanUp ? { cleanUp: result.cleanUp } : {}),
+    };
   }
 
   /**
