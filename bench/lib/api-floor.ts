@@ -105,7 +105,7 @@ export interface FloorRun {
   /** apiserver + etcd CPU over the four phases the operator's convergence also has. */
   totalCpu: { apiserver: number; etcd: number };
   /** Bytes on the wire of one object's requests (JSON), by kind. */
-  bodyBytes: { create: number; finalizerPatch: number; statusPut: number; statusMergePatch: number; event: number };
+  bodyBytes: { create: number; finalizerPatch: number; statusPut: number; statusPutWithoutManagedFields: number; statusMergePatch: number; event: number };
 }
 
 export interface FloorOptions {
@@ -130,7 +130,7 @@ export async function phasedFloor(cluster: BenchCluster, shapes: RequestShapes, 
   const meter = new CpuMeter();
   const pids = { apiserver: cluster.plane.pids.apiserver, etcd: cluster.plane.pids.etcd };
   const phases: PhaseCost[] = [];
-  const bodyBytes = { create: 0, finalizerPatch: 0, statusPut: 0, statusMergePatch: 0, event: 0 };
+  const bodyBytes = { create: 0, finalizerPatch: 0, statusPut: 0, statusPutWithoutManagedFields: 0, statusMergePatch: 0, event: 0 };
   const runPhase = async (phase: string, send: (i: number) => Promise<void>) => {
     const before = new CpuMeter();
     await before.sample([pids.apiserver, pids.etcd]);
@@ -179,6 +179,13 @@ export async function phasedFloor(cluster: BenchCluster, shapes: RequestShapes, 
     });
     await runPhase('status PUT, later write', async (i) => {
       const body = { ...objects[i]!, status: changed(objects[i]!, 'put') };
+      objects[i] = await kubeRequest<KubeObject>(connection, { method: 'PUT', path: `${path}/${names[i]}/status`, body });
+    });
+    await runPhase('status PUT without managedFields, later write', async (i) => {
+      // A status PUT cannot change managedFields (the server keeps its own for subresources): the bytes are only decoded.
+      const { managedFields: _managed, ...metadata } = objects[i]!.metadata;
+      const body = { ...objects[i]!, metadata, status: changed(objects[i]!, 'put without managedFields') };
+      bodyBytes.statusPutWithoutManagedFields = bytes(body);
       objects[i] = await kubeRequest<KubeObject>(connection, { method: 'PUT', path: `${path}/${names[i]}/status`, body });
     });
     await runPhase('status merge PATCH, later write', async (i) => {
