@@ -409,6 +409,26 @@ describe('per-realm size limits', () => {
     await expect(measureSourceRealm(root, { limits: { maxBytes: 14 }, realmName: source })).rejects.toThrow(RealmTooLargeError);
   });
 
+  test('the check before copying counts alike on long listings (measured in the staging worker) and short ones (on the calling thread)', async () => {
+    const { source } = urls('measure-long');
+    const files = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`many/f${i}.txt`, 'x'.repeat(i + 1)]));
+    const dir = await createSourceRealm(db.pool, layout, source, { ...files, 'few/a.txt': 'aa', 'few/twice.txt': 'hard' });
+    // In each listing: a symlink, a hard-linked file and a FIFO, none of which the check counts.
+    await fs.link(path.join(dir, 'few/twice.txt'), path.join(dir, 'many/twice-again.txt'));
+    await fs.symlink('f0.txt', path.join(dir, 'many/link.txt'));
+    spawnSyncMkfifo(path.join(dir, 'many/pipe'));
+    await fs.symlink('a.txt', path.join(dir, 'few/link.txt'));
+    spawnSyncMkfifo(path.join(dir, 'few/pipe'));
+    const root = await fs.realpath(dir);
+    for (const copyHardLinkedFiles of [false, true]) {
+      const measured = await measureSourceRealm(root, { copyHardLinkedFiles, realmName: source });
+      const staged = await stageRealmFiles(root, layout.stagingRoot, randomInt(1, 2 ** 31 - 1), { durable: false, copyHardLinkedFiles, realmName: source });
+      await fs.rm(staged.dir, { recursive: true, force: true });
+      expect(measured).toEqual({ fileCount: staged.fileCount, totalBytes: staged.totalBytes });
+      expect(measured).toEqual({ fileCount: 21 + (copyHardLinkedFiles ? 2 : 0), totalBytes: 210 + 2 + (copyHardLinkedFiles ? 8 : 0) });
+    }
+  });
+
   test('staging itself stops at the limit (files added after the check) and leaves nothing behind', async () => {
     const { source } = urls('grows');
     const dir = await createSourceRealm(db.pool, layout, source, { 'a.txt': 'a', 'b.txt': 'b' });

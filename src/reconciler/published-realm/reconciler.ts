@@ -232,7 +232,7 @@ export class PublishedRealmReconciler {
     if (parsed.spec.suspend) {
       this.stalls.reset(stallKey);
       await this.writeStatus(realm, (s) => markSuspended(s, generation(realm), suspendedMessage(s)));
-      this.log(realm).debug('suspended; not reconciling');
+      this.debug(realm, 'suspended; not reconciling');
       return {};
     }
     // spec.sourceRealmRef: the named Realm's URL; a Realm gone or being deleted stalls, never republishes.
@@ -272,7 +272,7 @@ export class PublishedRealmReconciler {
   ): Promise<ReconcileResult> {
     const realmUser = published.realmUserRegistered ? ({ registered: true } as const) : await this.ensureRealmUser(realm, published.state);
 
-    this.log(realm).debug({ epoch: published.state.epoch }, 'waiting for replica acknowledgements');
+    this.debug(realm, { epoch: published.state.epoch }, 'waiting for replica acknowledgements');
     const epoch = Number(published.state.epoch);
     const parkAfterMs = this.options.wake ? Math.min(this.ackWaitMs, this.options.ackParkAfterMs ?? 1_000) : this.ackWaitMs;
     const waiting = waitForReplicaAcks(this.options.pool, { realmURL: spec.publishedRealmURL, epoch, timeoutMs: parkAfterMs, signal });
@@ -291,7 +291,7 @@ export class PublishedRealmReconciler {
       return { requeueAfterMs: this.ackRequeueMs };
     }
 
-    this.log(realm).debug({ acknowledged: acks.acknowledged.length, waitedMs: Math.round(acks.waitedMs) }, 'replicas acknowledged');
+    this.debug(realm, { acknowledged: acks.acknowledged.length, waitedMs: Math.round(acks.waitedMs) }, 'replicas acknowledged');
     const reindexJobId = await this.ensureReindexed(realm, spec, published.state);
     if (reindexJobId === 'failed') return { requeueAfterMs: this.ackRequeueMs };
 
@@ -403,7 +403,7 @@ export class PublishedRealmReconciler {
     const realmUser = await this.registerBeforeFirstPublish(realm, url, reservation.diskId, checked.publisher);
     if (!realmUser.ok) return realmUser;
 
-    this.log(realm).debug({ generation: generation(realm) }, 'publishing');
+    this.debug(realm, { generation: generation(realm) }, 'publishing');
     let result;
     try {
       // Fenced by generation: a newer generation of this object committed meanwhile (by a new
@@ -649,7 +649,7 @@ export class PublishedRealmReconciler {
       return realmUser ? markRealmUser(stalled, generation(realm), realmUser) : stalled;
     });
     const delay = this.stalls.next(`${realm.metadata.namespace}/${realm.metadata.name}`, `${realm.metadata.uid}/${generation(realm)}`);
-    this.log(realm).debug({ reason, retryInMs: delay }, 'stalled; re-checking later');
+    this.debug(realm, { reason, retryInMs: delay }, 'stalled; re-checking later');
     return { ok: false, result: { requeueAfterMs: delay } };
   }
 
@@ -878,6 +878,11 @@ export class PublishedRealmReconciler {
     } catch (error) {
       return isStatus(error, 404);
     }
+  }
+
+  /** A debug line: several per reconcile, so no child logger is made (its bindings are serialized when made) unless debug is on. */
+  private debug(realm: PublishedRealm, ...line: [string] | [object, string]): void {
+    if (this.options.logger.isLevelEnabled('debug')) (this.log(realm).debug as (...args: unknown[]) => void)(...line);
   }
 
   private log(realm: PublishedRealm): Logger {
