@@ -832,10 +832,10 @@ export async function recoverPublishedRealm(plane: DataPlane, realmURL: string):
 }
 
 /** {@link recoverPublishedRealm}; `superseded`: versions known to have been committed once (their removal needs no invalidation). */
-async function recover(plane: DataPlane, url: string, superseded: readonly string[]): Promise<RecoveryResult> {
+async function recover(plane: DataPlane, url: string, superseded: readonly string[], { sweep = true }: { sweep?: boolean } = {}): Promise<RecoveryResult> {
   const repaired: Repairs = { recovered: [], cleanedUp: [] };
   const known = new Set(superseded);
-  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes', undefined, known), plane.lock), repaired);
+  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes', undefined, known, { sweep }), plane.lock), repaired);
   const recovered = [...repaired.recovered, ...cleaned.recovered];
   const cleanedUp = [...repaired.cleanedUp, ...cleaned.cleanedUp];
   await emptyTrash(plane.layout, plane.logger);
@@ -851,7 +851,10 @@ async function recover(plane: DataPlane, url: string, superseded: readonly strin
  */
 async function collectGarbage(plane: DataPlane, url: string, superseded: readonly string[]): Promise<boolean> {
   try {
-    return (await recover(plane, url, superseded)).recovered.length === 0;
+    // No sweep of abandoned staging copies and scratch links: the locked transaction this clean-up
+    // follows (the publish's, rollback's or unpublish's own recovery) swept them moments ago, and
+    // the next publish or recovery sweeps again (two listings of shared directories saved).
+    return (await recover(plane, url, superseded, { sweep: false })).recovered.length === 0;
   } catch (error) {
     // The publish itself has committed; leftovers are removed by the next publish or recovery.
     plane.logger.warn({ err: error, realm: url }, 'post-publish clean-up failed');
@@ -973,8 +976,11 @@ async function reconcileFilesWithDatabase(
     publishing = false,
     locked,
     ownStaging,
+    sweep = true,
   }: {
     publishing?: boolean;
+    /** Remove staging copies whose publisher died and this realm's scratch links (default true). */
+    sweep?: boolean;
     /** The epoch row (read FOR UPDATE in this transaction) and registry row, when the caller read them already. */
     locked?: { epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined };
     /** The caller's own staging directory (its name under the staging root), held by its staging guard. */
@@ -1006,7 +1012,7 @@ async function reconcileFilesWithDatabase(
 
   // The sweep tries one lock per staging directory. The caller's own copy is held by its guard, so
   // it is never abandoned: when it is the only one there, the sweep could remove nothing.
-  const stagingNames = mode === 'refuse-fixes' ? await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[]) : [];
+  const stagingNames = mode === 'refuse-fixes' && sweep ? await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[]) : [];
   // Copies staged by live publishes of this process are never abandoned either (each removes its
   // own); only the rest, left by another or an earlier process, is worth a try of its lock.
   const others = stagingNames.filter((name) => name !== ownStaging && !liveStagingNames.has(name));
@@ -1018,7 +1024,7 @@ async function reconcileFilesWithDatabase(
   let link: PublishedLinkState | undefined;
   const result = (committedVersion: string | null, clearedUncommitted = false) => ({ committedVersion, previousVersion: committedVersion ? previous : null, recovered, cleanedUp, strays, diskId, epochRow: row, registry, clearedUncommitted, link });
   if (!diskId) return result(null);
-  await removeScratchLinks(plane.layout, diskId);
+  if (sweep) await removeScratchLinks(plane.layout, diskId);
   link = await readPublishedLink(plane.layout, diskId);
   // Nothing of ours committed and a registry row: published by Boxel itself, nothing of ours to undo.
   if (!committed && registry) return result(null);
