@@ -10,6 +10,9 @@
  *   same statement (the least a protocol can do whose publisher learns of the acks, as ours must).
  *   Separate channels, so a round wakes only the fleet it measures.
  */
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -21,6 +24,26 @@ const realmURL = process.env.REALM_URL!;
 const replicaId = process.env.REPLICA_ID!;
 const send = (message: unknown) => process.send?.(message);
 const wallMs = () => performance.timeOrigin + performance.now();
+
+/**
+ * FANOUT_CPU_PROFILE_DIR: profile this process from ready until it is told to stop (start-up and
+ * module loading left out), written as <dir>/<replica id>.cpuprofile for Chrome DevTools or
+ * bench/cpu-profile-summary.ts.
+ */
+async function profiledUntilStop(stop: () => Promise<void>): Promise<() => Promise<void>> {
+  const dir = process.env.FANOUT_CPU_PROFILE_DIR;
+  if (!dir) return stop;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(path.join(dir, `${replicaId}.cpuprofile`), JSON.stringify(profile));
+    await stop();
+  };
+}
 
 if (process.env.MODE === 'raw') {
   const client = new pg.Client({ connectionString: url, application_name: replicaId });
@@ -40,8 +63,9 @@ if (process.env.MODE === 'raw') {
     void client.query({ name: m.channel, text: statement, values: [replicaId, Number(m.payload)] }).then(() => send({ type: 'done', at: wallMs() }));
   });
   await client.query(`LISTEN ${RECEIVE_FLOOR_CHANNEL}; LISTEN ${ACK_FLOOR_CHANNEL}; LISTEN ${TELL_FLOOR_CHANNEL}`);
+  const stop = await profiledUntilStop(() => client.end());
   send({ type: 'ready' });
-  process.on('disconnect', () => void client.end().then(() => process.exit(0)));
+  process.on('disconnect', () => void stop().then(() => process.exit(0)));
 } else {
   let cached = new Map<string, string>([['a.gts', 'x']]);
   const cache: RealmCache = {
@@ -59,6 +83,7 @@ if (process.env.MODE === 'raw') {
   listener.on('acknowledged', () => send({ type: 'done', at: wallMs() }));
   listener.start();
   await listener.waitUntilReady(120_000);
+  const stop = await profiledUntilStop(() => listener.stop());
   send({ type: 'ready' });
-  process.on('disconnect', () => void listener.stop().then(() => process.exit(0)));
+  process.on('disconnect', () => void stop().then(() => process.exit(0)));
 }

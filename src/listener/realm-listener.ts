@@ -59,6 +59,7 @@ import {
   registerReplica,
   renewLease,
   writeAck,
+  writeAckThenAnnounce,
 } from './replica-registry.js';
 
 /** What a cache may report back from {@link RealmCache.dropPath}. */
@@ -393,7 +394,14 @@ export class RealmListener extends EventEmitter {
     this.handledHint = undefined;
     // One round trip for all the LISTENs (a simple-protocol multi-statement query).
     const channels = this.options.acknowledge ? [...LISTENED_CHANNELS, REALM_EPOCH_HINT_CHANNEL] : LISTENED_CHANNELS;
-    await client.query(channels.map((channel) => `LISTEN ${channel}`).join('; '));
+    const statements = channels.map((channel) => `LISTEN ${channel}`);
+    // Generic plans for this connection's prepared statements (PostgreSQL ≥ 12; skipped before):
+    // each looks rows up by key, so no plan depends on the values, and in the default `auto` mode
+    // the ack's completion announcement (replica-registry.ts writeAckThenAnnounce) kept flipping to
+    // a custom plan, re-planned at every ack: ~1.1 ms of backend CPU against ~0.14 ms generic
+    // (bench/ack-statement-cost.ts). Session-wide is safe: the connection is the listener's own.
+    if (this.options.acknowledge) statements.push(GENERIC_PLANS);
+    await client.query(statements.join('; '));
   }
 
   /**
@@ -528,16 +536,21 @@ export class RealmListener extends EventEmitter {
     if (!cache) this.metrics.ignored.inc({ channel: REALM_FILE_CHANGES_CHANNEL, reason: 'unknown-realm' });
     // A realm we do not serve has nothing stale: acknowledge it too, or first publishes would wait.
     if (this.options.acknowledge && acknowledge && epoch > 0) {
-      // Alone at the last ack: the leaner statement (replica-registry.ts writeAckAlone) while it lasts.
-      const written = await writeAck(client, this.replicaId, realmURL, epoch, { expectAlone: this.ackedAlone });
+      // Alone at the last ack: the leaner statement (replica-registry.ts writeAckAlone) while it
+      // lasts. Otherwise the ack and, after its commit, the completion announcement (the last ack
+      // to commit must tell the operator) in one round trip (writeAckThenAnnounce).
+      const lone = this.ackedAlone;
+      const written = lone
+        ? await writeAck(client, this.replicaId, realmURL, epoch, { expectAlone: true })
+        : await writeAckThenAnnounce(client, this.replicaId, realmURL, epoch);
       this.ackedAlone = written === 'written-alone';
       if (written === 'unregistered') throw new Error('replica registration vanished; re-registering');
       const seconds = (performance.now() - received) / 1000;
       this.metrics.ackSeconds.observe(seconds);
       this.emit('acknowledged', { realmURL, epoch, seconds });
-      // Others were missing when it was written: if they all committed meanwhile, this replica's
-      // is the ack that completes the set and the operator must hear it (replica-registry.ts).
-      if (written === 'written') await announceIfAllAcked(client, this.replicaId, realmURL, epoch);
+      // The lean ack found another replica registered now: it was written without the check, so
+      // announce after its commit as writeAckThenAnnounce would have (replica-registry.ts).
+      if (lone && written === 'written') await announceIfAllAcked(client, this.replicaId, realmURL, epoch);
     }
     return true;
   }
@@ -648,6 +661,9 @@ export class RealmListener extends EventEmitter {
     stream?.destroy();
   }
 }
+
+/** `plan_cache_mode = force_generic_plan` for the session, on servers that have the setting. */
+const GENERIC_PLANS = `SELECT set_config('plan_cache_mode', 'force_generic_plan', false) WHERE current_setting('server_version_num')::int >= 120000`;
 
 /** Awaits `work` unless the connection is lost first; a late rejection of `work` is swallowed. */
 async function untilLost<T>(connection: Connection, work: Promise<T>): Promise<T> {

@@ -2,10 +2,11 @@
  * The replica's side of acknowledged invalidation (DESIGN §4.3), as SQL. Every write that can end
  * a wait in the operator also NOTIFYs {@link REPLICA_ACKS_CHANNEL} in the same statement.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { REPLICA_ACKS_CHANNEL } from '../wire/channels.js';
 
 type Db = Pick<pg.Client, 'query'>;
+const { escapeLiteral } = pg;
 
 /**
  * Registers (or re-registers) the replica with a fresh lease. `cache_started_epoch` is reset: a
@@ -217,6 +218,66 @@ export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: st
     values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
   });
   return rows.length === 1;
+}
+
+/** SQL-level prepared statements of {@link writeAckThenAnnounce}, per connection (they live as long as its session). */
+const ACK_THEN_ANNOUNCE_ACK = 'realm_operator_ack_then_announce_ack';
+const ACK_THEN_ANNOUNCE_ANNOUNCE = 'realm_operator_ack_then_announce_announce';
+const preparedForAckThenAnnounce = new WeakSet<object>();
+
+/**
+ * The ack row and, once it has committed, the completion announcement, in ONE round trip: the
+ * simple-protocol query `BEGIN; EXECUTE <ack>; COMMIT; EXECUTE <announce>`. PostgreSQL runs the
+ * statements of one Query message in order; the explicit COMMIT ends the ack's transaction before
+ * the announcement starts, which then runs in a transaction (and snapshot) of its own — so it sees
+ * every ack committed before ours, exactly as {@link announceIfAllAcked} sent after the ack's reply
+ * does. Why: the two-step form costs each replica a second round trip (a second wake-up of its
+ * process and of its backend) for every ack that saw others missing, which on a fan-out is all but
+ * the last; the ack statement no longer checks completion itself (the announcement does, always),
+ * so it is the plain upsert the bare floor makes. Both are prepared once per connection (SQL
+ * `PREPARE`, a round trip of its own at the first ack), so each ack is parsed as three short
+ * utility statements, not planned.
+ *
+ * Values travel as SQL literals (a simple-protocol query has no parameters): the realm URL and the
+ * replica id through pg's `escapeLiteral` (quotes doubled; a backslash switches to an E'' literal),
+ * the epoch checked to be a safe integer; a NUL byte (which would cut a Query message short) is
+ * refused. Returns `written-alone` (no other replica registered: NOTIFYd without a claim),
+ * `written-notified` (this announcement claimed the completion and NOTIFYd), `written` (others
+ * still missing, or another announcement holds the claim) or `unregistered` (the foreign key
+ * refused the row: the replica must re-register; the failed transaction is rolled back).
+ */
+export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
+  if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new Error(`writeAckThenAnnounce: epoch must be a positive integer (got ${epoch})`);
+  if (replicaId.includes('\0') || realmURL.includes('\0')) throw new Error('writeAckThenAnnounce: the replica id and realm URL must not contain a NUL character');
+  if (!preparedForAckThenAnnounce.has(client)) {
+    await client.query(
+      `PREPARE ${ACK_THEN_ANNOUNCE_ACK} (text, text, bigint) AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};
+       PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} (text, text, bigint, text) AS
+       WITH alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes),
+       complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
+       announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
+       SELECT alone.yes AS alone,
+              CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
+                THEN pg_notify($4, json_build_object('r', $2, 'e', $3, 'id', $1)::text) END IS NOT NULL AS notified
+         FROM alone`,
+    );
+    preparedForAckThenAnnounce.add(client);
+  }
+  const args = `${escapeLiteral(replicaId)}, ${escapeLiteral(realmURL)}, ${epoch}`;
+  let results: pg.QueryResult[];
+  try {
+    results = (await client.query(
+      `BEGIN; EXECUTE ${ACK_THEN_ANNOUNCE_ACK}(${args}); COMMIT; EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}(${args}, ${escapeLiteral(REPLICA_ACKS_CHANNEL)})`,
+    )) as unknown as pg.QueryResult[];
+  } catch (error) {
+    // An error inside the explicit block leaves the session in a failed transaction: end it.
+    await client.query('ROLLBACK').catch(() => undefined);
+    if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) return 'unregistered';
+    throw error;
+  }
+  const row = results[3]?.rows[0] as { alone: boolean; notified: boolean } | undefined;
+  if (!row) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
+  return row.alone ? 'written-alone' : row.notified ? 'written-notified' : 'written';
 }
 
 /**

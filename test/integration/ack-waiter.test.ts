@@ -10,7 +10,7 @@ import { DEFAULT_REPLICA_LEASE_GRACE_MS, setReplicaLeaseGrace } from '../../src/
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { announceIfAllAcked, recordAck, writeAck } from '../../src/listener/replica-registry.js';
+import { announceIfAllAcked, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
@@ -316,6 +316,110 @@ describe('shared replica acknowledgement waiter', () => {
       { r: realmURL, e: first, id: 'lean-a' },
       { r: realmURL, e: second, id: 'lean-a' },
     ]);
+  });
+
+  describe('writeAckThenAnnounce: the ack, its COMMIT and the announcement in one round trip', () => {
+    test('the first ack (another replica missing) is silent; the last one, announced after its own commit, NOTIFYs and ends the wait', async () => {
+      const heard = await ackNotificationsHeard();
+      const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('one-trip', ['trip-a', 'trip-b'], 20_000);
+      const [a, b] = [await db.pool.connect(), await db.pool.connect()];
+      try {
+        expect(await writeAckThenAnnounce(a, 'trip-a', realmURL, epoch)).toBe('written'); // trip-b still missing
+        expect(await writeAckThenAnnounce(b, 'trip-b', realmURL, epoch)).toBe('written-notified');
+        // Not left inside a transaction: another client sees both rows at once.
+        expect((await a.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      } finally {
+        a.release();
+        b.release();
+      }
+      expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['trip-a', 'trip-b'] });
+      expect(waiter.stats.notifications).toBe(1);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-b' }]);
+      // The claim records both acks as done.
+      const { rows } = await db.pool.query('SELECT epoch, done FROM realm_operator.ack_announcements WHERE realm_url = $1', [realmURL]);
+      expect(rows).toEqual([{ epoch: String(epoch), done: 2 }]);
+    });
+
+    test('two acks in flight at once, each announcing only after its own COMMIT: the later announcement sees both and NOTIFYs', async () => {
+      const heard = await ackNotificationsHeard();
+      for (const id of ['flight-a', 'flight-b']) await registerSilentReplica(id);
+      const realmURL = 'http://pub.localhost/flight/';
+      const [a, b, locker] = [await db.pool.connect(), await db.pool.connect(), await db.pool.connect()];
+      try {
+        // Each connection prepares its statements at its first ack (a table lock would block that too).
+        const warmup = await publishEpoch(realmURL);
+        expect(await writeAckThenAnnounce(a, 'flight-a', realmURL, warmup)).toBe('written');
+        expect(await writeAckThenAnnounce(b, 'flight-b', realmURL, warmup)).toBe('written-notified');
+        const epoch = await publishEpoch(realmURL);
+        // Both announcements wait on the claim table's lock, after both acks were written: had the
+        // announcement run inside its ack's transaction, neither would see the other's ack (no NOTIFY).
+        await locker.query('BEGIN');
+        await locker.query('LOCK TABLE realm_operator.ack_announcements IN ACCESS EXCLUSIVE MODE');
+        const acks = [writeAckThenAnnounce(a, 'flight-a', realmURL, epoch), writeAckThenAnnounce(b, 'flight-b', realmURL, epoch)];
+        await eventually(
+          async () => (await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)).rowCount === 2,
+          5000,
+          () => 'both announcements waiting on the lock',
+        );
+        expect((await db.pool.query('SELECT count(*)::int AS n FROM realm_operator.replica_acks WHERE realm_url = $1 AND epoch = $2', [realmURL, epoch])).rows).toEqual([{ n: 2 }]);
+        await locker.query('COMMIT');
+        expect((await Promise.all(acks)).sort()).toEqual(['written', 'written-notified']);
+        const notified = (await heard.untilSentinel()) as Array<{ e: number }>;
+        expect(notified.filter((n) => n.e === epoch)).toHaveLength(1);
+      } finally {
+        for (const c of [a, b, locker]) c.release();
+      }
+    });
+
+    test('alone: NOTIFYs without a claim and says so (the listener then takes the lean statement)', async () => {
+      const heard = await ackNotificationsHeard();
+      await registerSilentReplica('trip-alone');
+      const realmURL = 'http://pub.localhost/trip-alone/';
+      const epoch = await publishEpoch(realmURL);
+      const client = await db.pool.connect();
+      try {
+        expect(await writeAckThenAnnounce(client, 'trip-alone', realmURL, epoch)).toBe('written-alone');
+      } finally {
+        client.release();
+      }
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-alone' }]);
+      expect((await db.pool.query('SELECT 1 FROM realm_operator.ack_announcements WHERE realm_url = $1', [realmURL])).rowCount).toBe(0);
+    });
+
+    test('values travel as escaped literals: quotes and backslashes arrive as written; a NUL or a bad epoch is refused', async () => {
+      const heard = await ackNotificationsHeard();
+      const replicaId = String.raw`it's a\replica'); DROP TABLE realm_operator.replicas; --`;
+      await registerSilentReplica(replicaId);
+      const realmURL = String.raw`http://pub.localhost/o'brien\x/`; // not a canonical realm URL: its epoch written directly
+      const { rows: epochs } = await db.pool.query(`INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, nextval('realm_operator.epoch_seq')) RETURNING epoch`, [realmURL]);
+      const epoch = Number(epochs[0].epoch);
+      const client = await db.pool.connect();
+      try {
+        expect(await writeAckThenAnnounce(client, replicaId, realmURL, epoch)).toBe('written-alone');
+        await expect(writeAckThenAnnounce(client, 'a\0b', realmURL, epoch)).rejects.toThrow(/must not contain a NUL character/);
+        await expect(writeAckThenAnnounce(client, replicaId, realmURL, 1.5)).rejects.toThrow(/epoch must be a positive integer \(got 1\.5\)/);
+      } finally {
+        client.release();
+      }
+      const { rows } = await db.pool.query('SELECT replica_id, realm_url, epoch FROM realm_operator.replica_acks WHERE replica_id = $1', [replicaId]);
+      expect(rows).toEqual([{ replica_id: replicaId, realm_url: realmURL, epoch: String(epoch) }]);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId }]);
+    });
+
+    test('an unregistered replica gets `unregistered`, nothing is notified, and the connection is usable (its failed transaction rolled back)', async () => {
+      const heard = await ackNotificationsHeard();
+      const realmURL = 'http://pub.localhost/trip-gone/';
+      const epoch = await publishEpoch(realmURL);
+      const client = await db.pool.connect();
+      try {
+        expect(await writeAckThenAnnounce(client, 'never-registered', realmURL, epoch)).toBe('unregistered');
+        // In a failed transaction this would be refused ("current transaction is aborted").
+        expect((await client.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+      } finally {
+        client.release();
+      }
+      expect(await heard.untilSentinel()).toEqual([]);
+    });
   });
 
   test('an announcement while a live replica is still missing sends nothing', async () => {
