@@ -1,7 +1,9 @@
 /**
  * Profiles incremental republishes of one realm (default 10,000 files, one file changed each
  * time) as the operator runs them: {@link checkPublishable} with the operator's default size limit
- * (`--max-realm-files` 100,000), then `publishRealm` given those checks, not durable by default
+ * (`--max-realm-files` 100,000) on the rows the reconciler reads (the claimant's own publish: no
+ * size pre-walk), then `publishRealm` given those checks with the clean-up deferred as the
+ * reconciler does ("returned" is where it writes Ready; the clean-up follows), not durable by default
  * (bench-publish's PUBLISH_DURABLE=false). Prints, per round, where the time went — the checks,
  * staging, the locked section and each step after it (from `onStep`) — and writes a CPU profile
  * of the timed rounds only (node:inspector, not the set-up) as a .cpuprofile for Chrome DevTools
@@ -16,6 +18,7 @@ import { Session } from 'node:inspector/promises';
 import path from 'node:path';
 import { pino } from 'pino';
 import { checkPublishable, publishRealm, type DataPlane, type PublishStep, type UnpublishStep } from '../src/dataplane/publish.js';
+import { readPublishTargetRows } from '../src/dataplane/realm-state.js';
 import { DEFAULT_RACY_MARGIN_MS } from '../src/dataplane/staging-manifest.js';
 import { createSourceRealm, makeRealmsRoot } from '../test/support/realms.js';
 import { benchDatabase, fmt, median } from './support.js';
@@ -46,7 +49,7 @@ try {
   const sourceDir = await createSourceRealm(db.pool, realms.layout, source, files);
   // Older than the racy margin, so the next publishes may trust (and link) every file.
   await new Promise((resolve) => setTimeout(resolve, DEFAULT_RACY_MARGIN_MS + 200));
-  const request = { sourceRealmURL: source, publishedRealmURL: published };
+  const request = { sourceRealmURL: source, publishedRealmURL: published, claim: { claimant: 'bench/profile/uid' } };
   // Two untimed publishes: the second one leaves a superseded version to clean up, as every later one does.
   await publishRealm(plane, request);
   await publishRealm(plane, request);
@@ -61,15 +64,19 @@ try {
     await fs.writeFile(path.join(sourceDir, `dir-${round % 20}/card-${round}.json`), JSON.stringify({ round }));
     marks = [];
     mark('start');
-    const checked = await checkPublishable(plane, request);
+    const rows = await readPublishTargetRows(db.pool, source, published, undefined, { epochRow: 'read' });
+    const checked = await checkPublishable(plane, request, rows);
     mark('checked');
-    const result = await publishRealm(plane, request, { checked });
+    const result = await publishRealm(plane, request, { checked, deferCleanUp: true });
     mark('returned');
+    await result.cleanUp?.();
+    mark('cleaned up');
     linkedCopied.push(`${result.linkedFiles}/${result.copiedFiles}`);
     const record = (name: string, ms: number) => phases.set(name, [...(phases.get(name) ?? []), ms]);
     for (let i = 1; i < marks.length; i++) record(`${marks[i - 1]![0]} → ${marks[i]![0]}`, marks[i]![1] - marks[i - 1]![1]);
     record('publishRealm: stageMs', result.timing.stageMs);
     record('publishRealm: lockHeldMs', result.timing.lockHeldMs);
+    record('start → returned (Ready)', marks.find(([name]) => name === 'returned')![1] - marks[0]![1]);
     record('total', marks.at(-1)![1] - marks[0]![1]);
   }
   const { profile } = await session.post('Profiler.stop');

@@ -34,6 +34,7 @@ import { adoptsDefaultRealmIndex, applyRealmIndexOptIn, digestWithOptIn } from '
 import type { RealmsLayout } from './layout.js';
 import {
   installStagedVersion,
+  listOperatorDir,
   type PublishedLinkState,
   readVersionsDir,
   moveToTrash,
@@ -1012,7 +1013,7 @@ async function reconcileFilesWithDatabase(
 
   // The sweep tries one lock per staging directory. The caller's own copy is held by its guard, so
   // it is never abandoned: when it is the only one there, the sweep could remove nothing.
-  const stagingNames = mode === 'refuse-fixes' && sweep ? await fs.readdir(plane.layout.stagingRoot).catch(() => [] as string[]) : [];
+  const stagingNames = mode === 'refuse-fixes' && sweep ? listOperatorDir(plane.layout.stagingRoot) : [];
   // Copies staged by live publishes of this process are never abandoned either (each removes its
   // own); only the rest, left by another or an earlier process, is worth a try of its lock.
   const others = stagingNames.filter((name) => name !== ownStaging && !liveStagingNames.has(name));
@@ -1110,7 +1111,7 @@ export async function sweepAbandonedStaging(tx: Queryable, layout: RealmsLayout,
 }
 
 async function removeScratchLinks(layout: RealmsLayout, diskId: string): Promise<void> {
-  const names = await fs.readdir(layout.linkScratchDir).catch(() => [] as string[]);
+  const names = listOperatorDir(layout.linkScratchDir);
   const ours = names.filter((name) => name.startsWith(`${diskId}.`));
   await Promise.all(ours.map((name) => fs.rm(path.join(layout.linkScratchDir, name), { force: true })));
 }
