@@ -74,12 +74,17 @@ export async function recordCacheStarted(db: Db, replicaId: string, position: nu
  * at 50 replicas than at 1, in each replica's backend). (1) An ack row of the realm older than the
  * epoch, found through replica_acks_realm_url_index: during a fan-out the first one found ends it,
  * and once everyone acked the range is empty. (2) Only then, a live replica with no ack row for the
- * realm at all (a realm's first publish, a replica that never acked it).
+ * realm at all (a realm's first publish, a replica that never acked it). (1) walks the range from
+ * the epoch down (a scalar subquery: EXISTS would drop its ORDER BY): every ack moves its row to a
+ * new index entry, so until vacuum the range holds each replica's dead entries of every earlier
+ * publish at its low end, and a scan from there crossed them all before reaching a row still
+ * missing, which sits just below the epoch.
  */
 const SOME_NOT_DONE = (realm: string, epoch: string, except?: string) => `(
-  EXISTS (SELECT 1 FROM realm_operator.replica_acks a JOIN realm_operator.replicas r ON r.replica_id = a.replica_id
-           WHERE a.realm_url = ${realm} AND a.epoch < ${epoch}${except ? ` AND a.replica_id <> ${except}` : ''}
-             AND r.lease_expires_at > now() AND COALESCE(r.cache_started_epoch, 0) < ${epoch})
+  (SELECT 1 FROM realm_operator.replica_acks a JOIN realm_operator.replicas r ON r.replica_id = a.replica_id
+    WHERE a.realm_url = ${realm} AND a.epoch < ${epoch}${except ? ` AND a.replica_id <> ${except}` : ''}
+      AND r.lease_expires_at > now() AND COALESCE(r.cache_started_epoch, 0) < ${epoch}
+    ORDER BY a.epoch DESC LIMIT 1) IS NOT NULL
   OR EXISTS (SELECT 1 FROM realm_operator.replicas r
               WHERE r.lease_expires_at > now() AND COALESCE(r.cache_started_epoch, 0) < ${epoch}${except ? ` AND r.replica_id <> ${except}` : ''}
                 AND NOT EXISTS (SELECT 1 FROM realm_operator.replica_acks a WHERE a.replica_id = r.replica_id AND a.realm_url = ${realm})))`;
