@@ -507,7 +507,7 @@ function apiGapWhy(): string {
     `Where the API server + etcd CPU of the last run (${both(last.cpu)} s over ${round1(last.readyMs / 1000)} s) goes: the floor's requests with minimal bodies cost ${both(floor.minimal.totalCpu)} s, ` +
     `with the operator's bodies ${both(floor.operatorBodies.totalCpu)} s (its status PUT ${perRequest(status(floor.operatorBodies))} ms against ${perRequest(status(floor.minimal))} ms: a ${last.objectBytes.status}-byte status of conditions and publish facts, validated, diffed for managedFields and stored), ` +
     (floor.paced
-      ? `and ${both(floor.paced.cpu)} s when a bare client sends them as slowly as the operator did (paced over ${round1(floor.paced.wallMs / 1000)} s): the API server's and etcd's CPU per request grows when requests come spread out (each wakes them alone; etcd commits them one by one), so their CPU follows the convergence time` +
+      ? `and ${both(floor.paced.cpu)} s when a bare client sends them as slowly as the operator did (paced over ${round1(floor.paced.wallMs / 1000)} s): the API server's and etcd's CPU per request grows when requests come spread out (each wakes them alone; etcd commits them one by one), so their CPU follows the convergence time; the operator's requests, finished in clumps by its workers, cost between the burst and that evenly paced worst case` +
         (floor.pacedAtGoal ? ` (paced over the goal's ${round1(floor.pacedAtGoal.wallMs / 1000)} s: ${both(floor.pacedAtGoal.cpu)} s). ` : '. ')
       : '') +
     `Idle, they use ${round2(last.idle.withOperator.apiserver + last.idle.withOperator.etcd)} cores with the operator running (its watch, lease renewals every 2 s) and ${round2(last.idle.withoutOperator.apiserver + last.idle.withoutOperator.etcd)} without. ` +
