@@ -334,7 +334,7 @@ const latency: BenchTable = {
   note:
     `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order. receive: bare LISTEN clients; ` +
     'receive+ack: bare clients that write one ack row (a named prepared statement, as the listener\'s ack is); receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
-    'replicas acked: listener-library replicas (epoch from the hint, drop cache, ack row; one NOTIFY to the operator per completion, and an announcement after the ack by each replica whose ack saw others missing), timed by each replica when its ack returned ' +
+    'replicas acked: listener-library replicas (epoch from the hint, drop cache, then one round trip: the ack row, its COMMIT and the completion announcement; one NOTIFY to the operator per completion), timed by each replica when that round trip returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
     'complete (what a publish waits for). One process per replica in every fleet.',
 };
@@ -371,12 +371,13 @@ function cpuWhy(n: number): string {
     `(${(cpuTotal(ours) / cpuTotal(floor)).toFixed(2)}×) — replica processes ${ms(ours, 'fleet processes')} vs ${ms(floor, 'fleet processes')} ms, ` +
     `their backends ${ms(ours, 'fleet backends')} vs ${ms(floor, 'fleet backends')} ms, the operator side ${(ours.ms['bench process'] + ours.ms['other PostgreSQL']).toFixed(1)} vs ` +
     `${(floor.ms['bench process'] + floor.ms['other PostgreSQL']).toFixed(1)} ms. ` +
-    'Every NOTIFYing commit wakes every LISTENing backend (both fleets\' and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one. ' +
+    'Every NOTIFYing commit wakes every LISTENing backend (both fleets\' and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one; ' +
+    'each listener receives two notifications (the hint and Boxel\'s wildcard), a bare client one; the publisher also bumps the epoch (one more statement) and the operator reads the ack table. ' +
     (n > 1
-      ? 'Per replica ours makes two statements where the floor makes one: the ack, and after its commit the announcement (is every live replica done now?) ' +
-        'that a replica whose ack saw others missing must run, because acks committing together cannot see each other and the last to commit must still tell the operator; ' +
+      ? 'Per replica ours sends one round trip, as the floor does, but runs four statements in it where the floor runs one: BEGIN, the ack, COMMIT and the announcement (is every live replica done now?), ' +
+        'which every ack must carry because acks committing together cannot see each other and the last to commit must still tell the operator; ' +
         'without a lock serializing every ack of a publish (a convoy on a saturated machine) no replica can know it is not the last.'
-      : 'With one replica the ack itself completes the set: its statement also checks the others and NOTIFYs, where the floor only writes a row.')
+      : 'With one replica the ack itself completes the set: its statement also checks that no other replica is registered and NOTIFYs, where the floor only writes a row.')
   );
 }
 
@@ -399,7 +400,7 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
             `${ratio(single.acknowledged, single.ack)}× (operator's wait returned): the rest is ${n} Node process${n === 1 ? '' : 'es'} per fleet ` +
             `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
             `lease heartbeats, a bigger process) more than a bare client. Per publish: the epoch comes with the NOTIFY (no read), the ack is one ` +
-            `statement (plus an announcement after its commit when others were still missing), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
+            `round trip (the ack row, its COMMIT and the completion announcement), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
             `(one NOTIFY per completion: each wakes every LISTENing backend) and made ${readsOf(n)} status reads (the first, and one after that NOTIFY when others acked silently). ` +
             cpuWhy(n),
         }),

@@ -184,9 +184,10 @@ inline ackNotify(i, e) {
   k = 0
 }
 
-/* recordAck: the row (a foreign key to the replica row) and, in the same statement, the NOTIFY
-   only when no other live replica was missing in its snapshot (replica-registry.ts writeAck; the
-   announcement after its commit NOTIFYs the same payload). Which acks NOTIFY depends on timing
+/* recordAck: the row (a foreign key to the replica row) and the NOTIFY only when, in a snapshot
+   after its commit, no live replica was missing and the completion claim succeeded
+   (replica-registry.ts writeAckThenAnnounce: ack, COMMIT, announcement in one round trip; a lone
+   replica's lean writeAck NOTIFYs in the ack's own statement). Which acks NOTIFY depends on timing
    the model does not track, so any ack may or may not: safety must not rest on hearing them. */
 inline recordAck(i, e) {
   atomic {

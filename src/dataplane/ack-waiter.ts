@@ -8,8 +8,9 @@
  * - one connection LISTENing on {@link REPLICA_ACKS_CHANNEL}, taken from the pool while at least
  *   one wait is active (kept a little longer so back-to-back publishes do not re-LISTEN);
  * - acks heard from their NOTIFY: a replica's ack notification says who acknowledged which
- *   epoch (replica-registry.ts writeAck), and it is sent by the statement that wrote the ack row
- *   (or, after it committed, by announceIfAllAcked), so it follows a committed ack. Replicas send
+ *   epoch (replica-registry.ts writeAckThenAnnounce), and it is sent by the announcement that runs
+ *   after the ack row's COMMIT (or by a lone replica's ack statement itself), so it follows a
+ *   committed ack. Replicas send
  *   it only for the ack that completes the set as far as they can see (one NOTIFY per publish, not
  *   N: each NOTIFY wakes every LISTENing backend in the database). A wait subtracts the notifier
  *   from the `missing` of its last read; when none is left (one replica) it completes with no
