@@ -14,6 +14,7 @@ export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Prom
   const db = await createTestDatabase({ admin });
   if (STATEMENT_STATS) await db.pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   if (REGISTRY_C_INDEX) await db.pool.query(`CREATE INDEX IF NOT EXISTS realm_registry_url_c ON realm_registry (url COLLATE "C")`);
+  if (GENERIC_PLANS) await db.pool.query(`ALTER DATABASE ${db.name} SET plan_cache_mode = force_generic_plan`);
   return {
     db,
     async close() {
@@ -43,6 +44,13 @@ const STATEMENT_STATS = process.env.BENCH_PG_STATEMENTS === '1';
  */
 const REGISTRY_C_INDEX = process.env.BENCH_REGISTRY_C_INDEX === '1';
 
+/**
+ * BENCH_GENERIC_PLANS=1: every session of the bench database (the operator's too) plans each
+ * prepared statement once, generically, instead of five custom plans first on every new pooled
+ * connection; to measure what that planning costs PostgreSQL.
+ */
+const GENERIC_PLANS = process.env.BENCH_GENERIC_PLANS === '1';
+
 /** shared_preload_libraries needs a restart: set it in postgresql.auto.conf, then restart the server. */
 async function loadStatementStats(server: PostgresServer): Promise<void> {
   const client = new pg.Client({ connectionString: server.adminURL });
@@ -50,6 +58,7 @@ async function loadStatementStats(server: PostgresServer): Promise<void> {
   try {
     await client.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
     await client.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
+    await client.query(`ALTER SYSTEM SET pg_stat_statements.track_planning = on`);
   } finally {
     await client.end();
   }
@@ -58,16 +67,18 @@ async function loadStatementStats(server: PostgresServer): Promise<void> {
 }
 
 async function printStatementStats(db: TestDatabase): Promise<void> {
-  const { rows } = await db.pool.query<{ calls: string; total_ms: number; mean_ms: number; rows: string; query: string }>(
-    `SELECT calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, rows, query FROM pg_stat_statements
-     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 25`,
+  const { rows } = await db.pool.query<{ calls: string; total_ms: number; mean_ms: number; plan_ms: number; plans: string; query: string }>(
+    `SELECT calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, total_plan_time AS plan_ms, plans, query FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`,
   );
-  const total = (await db.pool.query<{ ms: number; calls: string }>(
-    `SELECT sum(total_exec_time) AS ms, sum(calls) AS calls FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+  const total = (await db.pool.query<{ ms: number; plan_ms: number; calls: string }>(
+    `SELECT sum(total_exec_time) AS ms, sum(total_plan_time) AS plan_ms, sum(calls) AS calls FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
   )).rows[0]!;
-  process.stderr.write(`pg_stat_statements: ${Number(total.ms).toFixed(0)} ms of execution in ${total.calls} calls in this database; top statements:\n`);
+  process.stderr.write(`pg_stat_statements: ${Number(total.ms).toFixed(0)} ms of execution and ${Number(total.plan_ms).toFixed(0)} ms of planning in ${total.calls} calls in this database; top statements (execution, planning):\n`);
   for (const row of rows) {
-    process.stderr.write(`  ${row.total_ms.toFixed(0).padStart(7)} ms ${String(row.calls).padStart(7)} calls ${row.mean_ms.toFixed(3).padStart(8)} ms/call  ${row.query.replace(/\s+/g, ' ').slice(0, 220)}\n`);
+    process.stderr.write(
+      `  ${row.total_ms.toFixed(0).padStart(7)} ms ${row.plan_ms.toFixed(0).padStart(6)} ms ${String(row.calls).padStart(7)} calls ${String(row.plans).padStart(6)} plans ${row.mean_ms.toFixed(3).padStart(8)} ms/call  ${row.query.replace(/\s+/g, ' ').slice(0, 200)}\n`,
+    );
   }
 }
 
