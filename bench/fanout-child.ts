@@ -36,7 +36,7 @@ async function profiledUntilStop(stop: () => Promise<void>): Promise<() => Promi
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 100 });
+  await session.post('Profiler.setSamplingInterval', { interval: 1000 }); // µs: finer sampling stalled a 20-process fleet past its 5 s heartbeat timeout
   await session.post('Profiler.start');
   return async () => {
     const { profile } = await session.post('Profiler.stop');
@@ -77,7 +77,7 @@ if (process.env.MODE === 'raw') {
     connection: url,
     replicaId,
     caches: { find: (u) => (u === realmURL ? cache : undefined), all: () => [cache] },
-    logger: pino({ level: 'silent' }),
+    logger: pino({ level: process.env.FANOUT_LOG_LEVEL ?? 'silent' }, pino.destination(2)), // FANOUT_LOG_LEVEL=warn to see reconnects
     metricsRegistry: new Registry(),
   });
   listener.on('acknowledged', () => send({ type: 'done', at: wallMs() }));
