@@ -78,7 +78,7 @@ import {
   upsertPublishedRegistryRow,
 } from './realm-state.js';
 import { publishedDiskIdProblem } from './safe-paths.js';
-import { holdStagingGuard, removeAbandonedStaging } from './staging-guard.js';
+import { holdStagingGuard, removeAbandonedStaging, type StagingGuard } from './staging-guard.js';
 import type { StagingSlots } from './staging-slots.js';
 import {
   forgetKeptVersions,
@@ -92,7 +92,6 @@ import {
 import { readManifestFile, writeManifestFile } from './staging-manifest.js';
 import {
   measureSourceRealm,
-  newStagingToken,
   type RealmSizeLimits,
   removeTree,
   stageRealmFiles,
@@ -332,20 +331,19 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
 
   // A staging slot first (when the plane limits copies), and only then the guard's connection.
   const releaseSlot = plane.stagingSlots ? await plane.stagingSlots.acquire(signal) : () => undefined;
-  const token = newStagingToken();
-  let guard: Awaited<ReturnType<typeof holdStagingGuard>>;
+  let guard: StagingGuard;
   try {
-    guard = await holdStagingGuard(plane.pool, token);
+    guard = await holdStagingGuard(plane.pool);
   } catch (error) {
     releaseSlot();
     throw error;
   }
-  const stagingName = `${STAGING_DIR_PREFIX}${token}`;
+  const stagingName = guard.name;
   liveStagingNames.add(stagingName);
   // Set once the staged copy was renamed into the versions directory: nothing is left to remove.
   let stagedDirMoved = false;
   try {
-    const staged = await stageRealmFiles(directory, plane.layout.stagingRoot, token, {
+    const staged = await stageRealmFiles(directory, plane.layout.stagingRoot, stagingName.slice(STAGING_DIR_PREFIX.length), {
       logger: plane.logger,
       durable: plane.durable,
       limits: plane.limits,

@@ -56,8 +56,8 @@ export interface SkippedEntry {
 export interface StagedRealm {
   /** The staging directory, `<stagingRoot>/stage-<token>`. */
   dir: string;
-  /** The token in the directory name; its owner holds an advisory lock on it while staging. */
-  token: number;
+  /** The directory's name after `stage-`; its owner holds an advisory lock on the token it starts with while staging (staging-guard.ts). */
+  token: number | string;
   fileCount: number;
   totalBytes: number;
   /** `sha256:<hex>` over every entry's path, type, mode and content, in path order. */
@@ -151,10 +151,11 @@ export function newStagingToken(): number {
 
 /**
  * Copies the source realm at `sourceDir` (already `realpath`-resolved and checked by the caller)
- * into `<stagingRoot>/stage-<token>`. The caller owns the result and must either rename it into
- * place or remove it; on failure nothing is left behind.
+ * into `<stagingRoot>/stage-<token>` (a publish's token is `<lease token>-<n>`, see staging-guard.ts).
+ * The caller owns the result and must either rename it into place or remove it; on failure nothing
+ * is left behind.
  */
-export async function stageRealmFiles(sourceDir: string, stagingRoot: string, token: number, options: StageOptions = {}): Promise<StagedRealm> {
+export async function stageRealmFiles(sourceDir: string, stagingRoot: string, token: number | string, options: StageOptions = {}): Promise<StagedRealm> {
   const durable = options.durable ?? true;
   const started = performance.now();
   const copyStartedNs = wallClockNs();

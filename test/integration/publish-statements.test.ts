@@ -29,6 +29,24 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await fixture.close();
   });
 
+  /** A plane whose publish of `publishedURL` stops after staging (its copy there, its guard held) until released. */
+  function stopAfterStaging(publishedURL: string): { holding: DataPlane; staged: Promise<void>; release: () => void } {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const staged = new Promise<void>((resolve) => (reached = resolve));
+    const holding: DataPlane = {
+      ...plane,
+      onStep: async (step, url) => {
+        if (step === 'staged' && url === publishedURL) {
+          reached();
+          await held;
+        }
+      },
+    };
+    return { holding, staged, release };
+  }
+
   test('a first publish: one locked transaction for the reservation and one for the publish, no clean-up transaction', async () => {
     const source = 'http://localhost:4201/count/first-src/';
     const published = 'http://pub.localhost/count/first/';
@@ -95,27 +113,15 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     expect(again.keptVersions).toBeUndefined();
   });
 
-  test("a live publish's staging copy is neither swept nor tried by another publish of the same process", async () => {
+  test("a live publish's staging copy is neither swept nor tried by another publish of the same process, which joins its staging lease", async () => {
     const sourceA = 'http://localhost:4201/count/live-a-src/';
     const sourceB = 'http://localhost:4201/count/live-b-src/';
     const publishedA = 'http://pub.localhost/count/live-a/';
     const publishedB = 'http://pub.localhost/count/live-b/';
     await createSourceRealm(fixture.db.pool, fixture.layout, sourceA, { 'index.json': '{"a":1}' });
     await createSourceRealm(fixture.db.pool, fixture.layout, sourceB, { 'index.json': '{"b":1}' });
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let staged!: () => void;
-    const stagedA = new Promise<void>((resolve) => (staged = resolve));
     // A stops after staging, its copy in the staging root and its guard held.
-    const holding: DataPlane = {
-      ...plane,
-      onStep: async (step, url) => {
-        if (step === 'staged' && url === publishedA) {
-          staged();
-          await held;
-        }
-      },
-    };
+    const { holding, staged: stagedA, release } = stopAfterStaging(publishedA);
     const publishingA = publishRealm(holding, { sourceRealmURL: sourceA, publishedRealmURL: publishedA });
     try {
       await stagedA;
@@ -123,8 +129,9 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
       expect(copyOfA).toHaveLength(1);
       counting.reset();
       await publishRealm(plane, { sourceRealmURL: sourceB, publishedRealmURL: publishedB });
-      // As with no other copy there: no sweep statement for A's copy, which is left alone.
-      expect(counting.counts()).toEqual({ statements: 14, transactions: 2 });
+      // No sweep statement for A's copy, which is left alone, and no staging lock or unlock: B's
+      // copy is named by the token A's lease holds (14 statements, the guard's 2 among them, alone).
+      expect(counting.counts()).toEqual({ statements: 12, transactions: 2 });
       expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual(copyOfA);
     } finally {
       release();
@@ -207,6 +214,32 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     const abandoned = `${STAGING_DIR_PREFIX}987654322`;
     await fs.mkdir(path.join(fixture.layout.stagingRoot, abandoned), { recursive: true });
     await expect(withRealmLock(counting.pool, 'http://pub.localhost/count/sweep-race/', (tx) => sweepAbandonedStaging(tx, fixture.layout, [abandoned]))).resolves.toEqual([abandoned]);
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
+  });
+
+  test("a copy left under a live staging lease is not taken for abandoned until the lease's last publish ends", async () => {
+    const sources = ['held', 'next', 'after'].map((n) => `http://localhost:4201/count/lease-${n}-src/`);
+    const targets = ['held', 'next', 'after'].map((n) => `http://pub.localhost/count/lease-${n}/`);
+    for (const source of sources) await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+    const { holding, staged: stagedHeld, release } = stopAfterStaging(targets[0]!);
+    const publishingHeld = publishRealm(holding, { sourceRealmURL: sources[0]!, publishedRealmURL: targets[0]! });
+    let leftover: string;
+    try {
+      await stagedHeld;
+      const [copy] = await fs.readdir(fixture.layout.stagingRoot);
+      // What a publish under the same lease whose removal failed leaves: a copy named by the lease's token.
+      leftover = copy!.replace(/-\d+$/, '-999999');
+      await fs.mkdir(path.join(fixture.layout.stagingRoot, leftover));
+      await publishRealm(plane, { sourceRealmURL: sources[1]!, publishedRealmURL: targets[1]! });
+      // The lease is held (by this process, on another connection): the sweep cannot take its lock.
+      expect((await fs.readdir(fixture.layout.stagingRoot)).sort()).toEqual([copy, leftover].sort());
+    } finally {
+      release();
+    }
+    await publishingHeld;
+    // The lease ended with its last publish and was unlocked: the next publish's sweep takes the copy.
+    expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([leftover]);
+    await publishRealm(plane, { sourceRealmURL: sources[2]!, publishedRealmURL: targets[2]! });
     expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
   });
 
