@@ -33,7 +33,8 @@
  */
 import type pg from 'pg';
 import { REPLICA_ACKS_CHANNEL } from '../wire/channels.js';
-import { readReplicaAckStatuses, type ReplicaAckStatus } from './ack-status.js';
+import { readReplicaAckStatuses, replicaLeaseGraceOf, type ReplicaAckStatus } from './ack-status.js';
+import { lastInvalidationSentAt } from './invalidation.js';
 
 export interface WaitForAcksOptions {
   realmURL: string;
@@ -67,6 +68,10 @@ export interface ReplicaAckWaiterStats {
   readsDone: number;
   /** Waits completed by an ack notification, with no status query after it (the notifier was the last one missing). */
   completedByNotification: number;
+  /** Of those, completed by the announcement's completion proof (no status read needed at all). */
+  completedByAnnouncement: number;
+  /** Waits that started with no status read: LISTEN was active since before the epoch's commit. */
+  firstReadsSkipped: number;
   /** Notifications received on the ack channel. */
   notifications: number;
   /** LISTEN connections opened (the first one included). */
@@ -100,7 +105,26 @@ interface Wait {
 type ConnectionState = 'idle' | 'connecting' | 'listening' | 'backoff';
 
 export class ReplicaAckWaiter {
-  readonly stats: ReplicaAckWaiterStats = { reads: 0, readsDone: 0, completedByNotification: 0, notifications: 0, connections: 0, lost: 0 };
+  readonly stats: ReplicaAckWaiterStats = {
+    reads: 0,
+    readsDone: 0,
+    completedByNotification: 0,
+    completedByAnnouncement: 0,
+    firstReadsSkipped: 0,
+    notifications: 0,
+    connections: 0,
+    lost: 0,
+  };
+  /** Completion proofs heard, by realm: the newest complete one (a wait for an epoch at or below it completes on it). */
+  private readonly heardComplete = new Map<string, ReplicaAckStatus>();
+  /** When an ack notification that proved nothing (no proof, or one with a replica still missing) last arrived, by realm. */
+  private readonly heardInconclusiveAt = new Map<string, number>();
+  /** When a notification concerning every wait (a cache start, a deregistration) last arrived. */
+  private heardForAllAt = -Infinity;
+  /** When the current LISTEN became active (performance.now()); undefined while not listening. */
+  private listeningSince: number | undefined;
+  /** The last status read found a live replica (a wait can then expect an announcement). */
+  private replicasSeen = false;
   private readonly waitsByRealm = new Map<string, Set<Wait>>();
   private readonly waits = new Set<Wait>();
   private state: ConnectionState = 'idle';
@@ -133,6 +157,14 @@ export class ReplicaAckWaiter {
   /** Waits until every live replica is done with `epoch`, or the timeout passes (then reports who is missing). */
   wait(options: WaitForAcksOptions): Promise<WaitForAcksResult> {
     if (this.closed) return Promise.reject(new Error('the replica ack waiter is closed'));
+    const proven = this.heardComplete.get(options.realmURL);
+    if (proven && proven.epoch >= options.epoch && !options.signal?.aborted) {
+      // A completion proof for this epoch or a later one arrived before the wait began (a replica
+      // can announce between the publisher's COMMIT and this call): it is a read made after the
+      // epoch committed, which is all a completion needs.
+      this.stats.completedByAnnouncement += 1;
+      return Promise.resolve({ ...proven, realmURL: options.realmURL, epoch: options.epoch, complete: true, waitedMs: 0 });
+    }
     return new Promise<WaitForAcksResult>((resolve, reject) => {
       const started = performance.now();
       const wait: Wait = {
@@ -140,7 +172,7 @@ export class ReplicaAckWaiter {
         started,
         deadline: started + options.timeoutMs,
         pollIntervalMs: options.pollIntervalMs ?? 500,
-        dirty: true,
+        dirty: !this.heardEverythingSince(options.realmURL),
         final: options.signal?.aborted ?? false,
         polled: false,
         settled: false,
@@ -161,9 +193,25 @@ export class ReplicaAckWaiter {
       // The first read waits for LISTEN (so no ack can fall between the read and the LISTEN);
       // the poll timer still runs, so a connection that cannot be opened delays nothing for long.
       this.arm(wait);
+      if (!wait.dirty) this.stats.firstReadsSkipped += 1;
       if (this.state === 'idle') void this.connect();
       else this.scheduleFlush();
     });
+  }
+
+  /**
+   * Whether a new wait for `realmURL` can do without its first status read: LISTEN has been active
+   * since before this process sent the realm's invalidation (so before the epoch's COMMIT: every
+   * announcement of the epoch's completion reaches us), the last read found replicas (so one will
+   * announce), and nothing arrived since that only a read can interpret (an announcement without a
+   * complete proof, a cache start, a deregistration). The poll still reads (lease lapses send
+   * nothing). Only an optimisation: whatever this answers, a wait completes only on a read or a
+   * completion proof; a wrong "yes" costs a poll interval.
+   */
+  private heardEverythingSince(realmURL: string): boolean {
+    const sent = lastInvalidationSentAt(realmURL);
+    if (this.state !== 'listening' || this.listeningSince === undefined || sent === undefined || !this.replicasSeen) return false;
+    return this.listeningSince < sent && this.heardForAllAt < sent && (this.heardInconclusiveAt.get(realmURL) ?? -Infinity) < sent;
   }
 
   /** Settles every wait with a final read and releases the LISTEN connection. */
@@ -232,6 +280,7 @@ export class ReplicaAckWaiter {
       if ([...this.waits].some((w) => w.dirty)) this.scheduleFlush();
     }
     const now = performance.now();
+    this.replicasSeen = statuses.some((status) => status.mode === 'acknowledged');
     for (const [i, wait] of due.entries()) {
       if (wait.settled) continue;
       wait.status = statuses[i]!;
@@ -296,6 +345,7 @@ export class ReplicaAckWaiter {
     if (this.state !== 'connecting') return; // lost while LISTENing: onLost took over
     this.client = client;
     this.state = 'listening';
+    this.listeningSince = performance.now();
     this.reconnectAttempt = 0;
     if (this.waits.size === 0 || this.closed) return this.idleSoon();
     // Resync: whatever was acknowledged before LISTEN was active is only visible in the table.
@@ -312,6 +362,8 @@ export class ReplicaAckWaiter {
     // An older replica's ack names only its realm: re-read that realm's waits. A cache start
     // ('*'), a deregistration ('-') or anything else concerns every wait.
     const isRealmURL = /^https?:\/\//.test(payload);
+    if (isRealmURL) remember(this.heardInconclusiveAt, payload, performance.now());
+    else this.heardForAllAt = performance.now();
     const woken = isRealmURL ? this.waitsByRealm.get(payload) : this.waits;
     if (!woken || woken.size === 0) return;
     for (const wait of woken) wait.dirty = true;
@@ -320,11 +372,32 @@ export class ReplicaAckWaiter {
 
   private onAck(ack: AckNotification): void {
     const now = performance.now();
+    this.replicasSeen = true;
+    const proof = ack.proof && completionOf(ack.realmURL, ack.epoch, ack.proof, replicaLeaseGraceOf(this.pool));
+    if (proof?.missing.length === 0) {
+      const newest = this.heardComplete.get(ack.realmURL);
+      if (!newest || newest.epoch <= ack.epoch) remember(this.heardComplete, ack.realmURL, proof);
+    } else {
+      remember(this.heardInconclusiveAt, ack.realmURL, now);
+    }
     let reread = false;
     for (const wait of this.waitsByRealm.get(ack.realmURL) ?? []) {
       if (wait.settled || ack.epoch < wait.options.epoch) continue;
+      if (proof?.missing.length === 0) {
+        // The announcer's snapshot followed its ack's commit, so the epoch's: a read made after the
+        // epoch committed, which found every replica live by our grace done with an epoch >= ours.
+        this.stats.completedByNotification += 1;
+        this.stats.completedByAnnouncement += 1;
+        this.settle(wait, { ...proof, realmURL: wait.options.realmURL, epoch: wait.options.epoch, complete: true, waitedMs: now - wait.started });
+        continue;
+      }
       wait.ackedByNotification.add(ack.replicaId);
-      if (!wait.status) continue; // its first read will subtract it
+      if (!wait.status) {
+        // No read yet (skipped: see heardEverythingSince), and this proves nothing: read.
+        wait.dirty = true;
+        reread = true;
+        continue;
+      }
       const result = this.resultOf(wait, now);
       if (result.complete) {
         this.stats.completedByNotification += 1;
@@ -341,6 +414,7 @@ export class ReplicaAckWaiter {
 
   private onLost(client: pg.PoolClient, error: Error): void {
     if (this.client !== client && this.state !== 'connecting') return; // already released
+    this.listeningSince = undefined;
     this.discard(client, error);
     if (this.client === client) this.client = undefined;
     if (this.waits.size === 0 || this.closed) {
@@ -374,6 +448,7 @@ export class ReplicaAckWaiter {
   private releaseClient(): void {
     const client = this.client;
     this.client = undefined;
+    this.listeningSince = undefined;
     if (this.state === 'listening') this.state = 'idle';
     if (!client) return;
     this.detach(client);
@@ -408,22 +483,82 @@ export class ReplicaAckWaiter {
   }
 }
 
-interface AckNotification {
+/**
+ * What a completion announcement saw (replica-registry.ts COMPLETION), in its snapshot after the
+ * announcer's ack committed: the replicas live by lease and done, and every other replica whose
+ * lease runs or lapsed within `windowMs`, with how long ago it lapsed (negative: still running).
+ */
+export interface CompletionProof {
+  acknowledged: string[];
+  others: Array<{ replicaId: string; lapsedMs: number; done: boolean }>;
+  windowMs: number;
+}
+
+export interface AckNotification {
   realmURL: string;
   epoch: number;
   replicaId: string;
+  proof?: CompletionProof;
 }
 
-/** `{"r":realm,"e":epoch,"id":replica}` as recordAck sends it; undefined for anything else. */
+/**
+ * `{"r":realm,"e":epoch,"id":replica}` as the replicas send it, with `"c":{a,o,w}` when it is a
+ * completion announcement carrying its proof; undefined for anything else. A malformed proof is
+ * dropped (the notification then only names its notifier, and the waiter reads).
+ */
 export function parseAckNotification(payload: string): AckNotification | undefined {
   if (!payload.startsWith('{')) return undefined;
+  let parsed: { r?: unknown; e?: unknown; id?: unknown; c?: unknown };
   try {
-    const { r, e, id } = JSON.parse(payload) as { r?: unknown; e?: unknown; id?: unknown };
-    if (typeof r !== 'string' || typeof id !== 'string' || typeof e !== 'number' || !Number.isSafeInteger(e)) return undefined;
-    return { realmURL: r, epoch: e, replicaId: id };
+    parsed = JSON.parse(payload) as typeof parsed;
   } catch {
     return undefined;
   }
+  const { r, e, id, c } = parsed;
+  if (typeof r !== 'string' || typeof id !== 'string' || typeof e !== 'number' || !Number.isSafeInteger(e)) return undefined;
+  const proof = parseCompletionProof(c);
+  return proof ? { realmURL: r, epoch: e, replicaId: id, proof } : { realmURL: r, epoch: e, replicaId: id };
+}
+
+function parseCompletionProof(c: unknown): CompletionProof | undefined {
+  if (typeof c !== 'object' || c === null) return undefined;
+  const { a, o, w } = c as { a?: unknown; o?: unknown; w?: unknown };
+  if (!Array.isArray(a) || !a.every((x) => typeof x === 'string') || !Array.isArray(o) || typeof w !== 'number' || !(w >= 0)) return undefined;
+  const others: CompletionProof['others'] = [];
+  for (const entry of o) {
+    if (!Array.isArray(entry) || entry.length !== 3) return undefined;
+    const [replicaId, lapsedMs, done] = entry as unknown[];
+    if (typeof replicaId !== 'string' || typeof lapsedMs !== 'number' || !Number.isFinite(lapsedMs) || typeof done !== 'boolean') return undefined;
+    others.push({ replicaId, lapsedMs, done });
+  }
+  return { acknowledged: a as string[], others, windowMs: w };
+}
+
+/**
+ * The status a read at the announcement's instant would have returned for a waiter with lease
+ * grace `graceMs` (ack-status.ts: live while `lease_expires_at + grace > now()`, i.e. lapsed less
+ * than the grace ago); undefined when the proof cannot tell (the grace is longer than the window of
+ * lapses it lists). A lapse exactly at the grace counts as live: at worst one spare read.
+ */
+export function completionOf(realmURL: string, epoch: number, proof: CompletionProof, graceMs: number): ReplicaAckStatus | undefined {
+  if (graceMs > proof.windowMs) return undefined;
+  const acknowledged = [...proof.acknowledged];
+  const missing: string[] = [];
+  for (const other of proof.others) {
+    if (other.lapsedMs > graceMs) continue; // not live for us either
+    (other.done ? acknowledged : missing).push(other.replicaId);
+  }
+  acknowledged.sort();
+  missing.sort();
+  return { realmURL, epoch, acknowledged, missing, mode: acknowledged.length + missing.length > 0 ? 'acknowledged' : 'notify-only' };
+}
+
+/** Bounded memory of the waiter's per-realm records: the oldest entry goes first. */
+const REALMS_REMEMBERED = 4096;
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > REALMS_REMEMBERED) map.delete(map.keys().next().value!);
 }
 
 const shared = new WeakMap<pg.Pool, ReplicaAckWaiter>();

@@ -21,6 +21,7 @@ import { notify, type Queryable } from './db.js';
  */
 export async function notifyAllFileChanges(db: Queryable, realmURL: string): Promise<void> {
   assertRealmURL(realmURL);
+  markInvalidationSent(realmURL);
   await db.query(
     `WITH hint AS (
        SELECT pg_notify($1, epoch::text || ' ' || realm_url) FROM realm_operator.realm_epochs WHERE realm_url = $2 AND epoch > 0)
@@ -55,4 +56,26 @@ export async function clearModuleDefinitions(db: Queryable, realmURL: string, mo
 
 export async function notifyRealmRegistry(db: Queryable, op: 'upsert' | 'delete', realmURL: string): Promise<void> {
   await notify(db, REALM_REGISTRY_CHANNEL, formatRealmRegistryPayload(op, realmURL));
+}
+
+/**
+ * When this process last sent a realm's invalidation (performance.now(), taken before the
+ * statement, so before the COMMIT of the transaction it is in). The shared ack waiter compares it
+ * with when its LISTEN became active: listening since before it, it hears every completion
+ * announcement of that commit and can skip its first status read (ack-waiter.ts). Only a hint:
+ * a wrong answer costs a poll interval, never correctness (a wait completes only on a read or a
+ * completion proof, whatever this says).
+ */
+const invalidationSentAt = new Map<string, number>();
+const INVALIDATIONS_REMEMBERED = 4096;
+
+function markInvalidationSent(realmURL: string): void {
+  invalidationSentAt.delete(realmURL); // re-inserted last: the map's order is the eviction order
+  invalidationSentAt.set(realmURL, performance.now());
+  if (invalidationSentAt.size > INVALIDATIONS_REMEMBERED) invalidationSentAt.delete(invalidationSentAt.keys().next().value!);
+}
+
+/** When this process last sent `realmURL`'s invalidation (see {@link markInvalidationSent}); undefined if not remembered. */
+export function lastInvalidationSentAt(realmURL: string): number | undefined {
+  return invalidationSentAt.get(realmURL);
 }

@@ -110,6 +110,58 @@ const CLAIM = (realm: string, epoch: string, done: string, when: string) => `
     WHERE (c.epoch, c.done) < (EXCLUDED.epoch, EXCLUDED.done)
   RETURNING 1`;
 
+/**
+ * Replicas whose lease lapsed at most this long ago are listed in a completion announcement (with
+ * how long ago); older lapses are left out. A waiter whose lease grace is longer cannot tell from
+ * the announcement whether such a replica still counts for it, so it reads the table instead.
+ */
+export const ANNOUNCED_LAPSE_WINDOW_MS = 60_000;
+
+/** Replica `r` is done with epoch `epoch` of realm `realm`: acked it (or later), or emptied its cache at or after it. */
+const DONE = (realm: string, epoch: string) => `(COALESCE(r.cache_started_epoch, 0) >= ${epoch}
+  OR EXISTS (SELECT 1 FROM realm_operator.replica_acks a WHERE a.replica_id = r.replica_id AND a.realm_url = ${realm} AND a.epoch >= ${epoch}))`;
+
+/** Milliseconds since replica `r`'s lease lapsed (negative while it runs), by the database's clock. */
+const LAPSED_MS = `(extract(epoch from now() - r.lease_expires_at) * 1000)`;
+
+/**
+ * The completion proof a "complete" announcement carries (ack-waiter.ts parseAckNotification):
+ * `a` the replicas live by lease (no grace) and done; `o` every other replica whose lease runs or
+ * lapsed within the window, as `[id, ms since its lapse (negative: still running), done]`; `w` the
+ * window. From it a waiter applies its own lease grace exactly as its status read would
+ * (ack-status.ts: live while `lease_expires_at + grace > now()`), at this statement's `now()` and
+ * in its snapshot, taken after the announcer's ack committed and so after the epoch committed.
+ * O(replicas), so it runs only in the announcement that NOTIFYs (once per publish): the scalar
+ * sub-selects are evaluated only when the CASE that needs them is.
+ */
+const COMPLETION = (realm: string, epoch: string) => `json_build_object(
+  'a', (SELECT COALESCE(json_agg(r.replica_id ORDER BY r.replica_id), '[]'::json) FROM realm_operator.replicas r
+         WHERE r.lease_expires_at > now() AND ${DONE(realm, epoch)}),
+  'o', (SELECT COALESCE(json_agg(json_build_array(r.replica_id, ${LAPSED_MS}, ${DONE(realm, epoch)}) ORDER BY r.replica_id), '[]'::json)
+         FROM realm_operator.replicas r
+        WHERE r.lease_expires_at > now() - make_interval(secs => ${ANNOUNCED_LAPSE_WINDOW_MS / 1000})
+          AND NOT (r.lease_expires_at > now() AND ${DONE(realm, epoch)})),
+  'w', ${ANNOUNCED_LAPSE_WINDOW_MS})`;
+
+/**
+ * The completion proof of a replica's ack made in the ack's own statement while no other replica
+ * is registered (its own ack row is not visible to the statement itself, so {@link COMPLETION}
+ * would count it missing): it alone, done.
+ */
+const COMPLETION_ALONE = `(SELECT CASE WHEN r.lease_expires_at > now()
+    THEN json_build_object('a', json_build_array(r.replica_id), 'o', '[]'::json, 'w', ${ANNOUNCED_LAPSE_WINDOW_MS})
+    ELSE json_build_object('a', '[]'::json, 'o', json_build_array(json_build_array(r.replica_id, ${LAPSED_MS}, true)), 'w', ${ANNOUNCED_LAPSE_WINDOW_MS}) END
+  FROM realm_operator.replicas r WHERE r.replica_id = $1)`;
+
+/**
+ * A completion announcement's payload: `{"r":realm,"e":epoch,"id":notifier,"c":proof}`, or without
+ * the proof when it would not fit PostgreSQL's payload limit (8000 bytes; thousands of replicas):
+ * the waiter then reads the table, as before proofs.
+ */
+const ANNOUNCEMENT_PAYLOAD = (replica: string, realm: string, epoch: string, proof: string) => `(SELECT CASE WHEN octet_length(p.text) <= 7000 THEN p.text
+    ELSE json_build_object('r', ${realm}, 'e', ${epoch}, 'id', ${replica})::text END
+  FROM (SELECT json_build_object('r', ${realm}, 'e', ${epoch}, 'id', ${replica}, 'c', ${proof})::text AS text) p)`;
+
 /** The ack row (replica $1, realm $2, epoch $3; acks never go backwards), returning it. */
 const ACK_UPSERT = `INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)
   ON CONFLICT (replica_id, realm_url) DO UPDATE SET epoch = GREATEST(realm_operator.replica_acks.epoch, EXCLUDED.epoch), acked_at = now()
@@ -200,7 +252,7 @@ async function writeAckAlone(db: Db, replicaId: string, realmURL: string, epoch:
          ${ACK_UPSERT}),
        alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes)
        SELECT alone.yes AS alone,
-              CASE WHEN alone.yes THEN ${ACK_NOTIFY} END AS notified
+              CASE WHEN alone.yes THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('acked.replica_id', 'acked.realm_url', 'acked.epoch', COMPLETION_ALONE)}) END AS notified
          FROM acked, alone`,
     values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
   });
@@ -219,7 +271,7 @@ export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: st
     name: 'realm_operator_announce_acks',
     text: `WITH complete AS (SELECT NOT ${SOME_NOT_DONE('$2::text', '$3::bigint')} AS yes),
        announced AS (${CLAIM('$2::text', '$3::bigint', ACKED_COUNT('$2::text', '$3::bigint'), 'FROM complete WHERE complete.yes')})
-       SELECT pg_notify($4, json_build_object('r', $2::text, 'e', $3::bigint, 'id', $1::text)::text) FROM announced`,
+       SELECT pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1::text', '$2::text', '$3::bigint', COMPLETION('$2::text', '$3::bigint'))}) FROM announced`,
     values: [replicaId, realmURL, epoch, REPLICA_ACKS_CHANNEL],
   });
   return rows.length === 1;
@@ -263,7 +315,7 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
        announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
        SELECT alone.yes AS alone,
               CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
-                THEN pg_notify($4, json_build_object('r', $2, 'e', $3, 'id', $1)::text) END IS NOT NULL AS notified
+                THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified
          FROM alone`,
     );
     preparedForAckThenAnnounce.add(client);

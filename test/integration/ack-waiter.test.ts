@@ -10,7 +10,7 @@ import { DEFAULT_REPLICA_LEASE_GRACE_MS, setReplicaLeaseGrace } from '../../src/
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { announceIfAllAcked, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
+import { ANNOUNCED_LAPSE_WINDOW_MS, announceIfAllAcked, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
@@ -61,6 +61,15 @@ async function registerSilentReplica(replicaId: string): Promise<void> {
     `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch)
      VALUES ($1, now() + interval '60 seconds', 60000, 0)`,
     [replicaId],
+  );
+}
+
+/** A registered replica whose lease lapsed `secondsAgo` (not live to the replicas; to the operator only within its grace). */
+async function registerLapsedReplica(replicaId: string, secondsAgo: number): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch)
+     VALUES ($1, now() - make_interval(secs => $2), 60000, 0)`,
+    [replicaId, secondsAgo],
   );
 }
 
@@ -115,6 +124,11 @@ async function ackNotificationsHeard(): Promise<{ untilSentinel(): Promise<unkno
       return payloads.map((p) => JSON.parse(p) as unknown);
     },
   };
+}
+
+/** A completion announcement's proof when every replica is live and done (replica-registry.ts COMPLETION). */
+function proof(...acknowledged: string[]) {
+  return { a: acknowledged, o: [], w: ANNOUNCED_LAPSE_WINDOW_MS };
 }
 
 async function startListener(): Promise<RealmListener> {
@@ -259,8 +273,8 @@ describe('shared replica acknowledgement waiter', () => {
       b.release();
     }
     expect(await heard.untilSentinel()).toEqual([
-      { r: realmURL, e: first, id: 'claim-c' },
-      { r: realmURL, e: second, id: 'claim-a' },
+      { r: realmURL, e: first, id: 'claim-c' }, // the general statement's NOTIFY carries no proof
+      { r: realmURL, e: second, id: 'claim-a', c: proof('claim-a', 'claim-b', 'claim-c') },
     ]);
   });
 
@@ -281,7 +295,7 @@ describe('shared replica acknowledgement waiter', () => {
       a.release();
       b.release();
     }
-    expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'undo-b' }]);
+    expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'undo-b', c: proof('undo-a', 'undo-b') }]);
   });
 
   test("a replica within the operator's lease grace that acks after the completion was announced is announced again", async () => {
@@ -289,10 +303,7 @@ describe('shared replica acknowledgement waiter', () => {
     cleanups.push(async () => setReplicaLeaseGrace(db.pool, DEFAULT_REPLICA_LEASE_GRACE_MS));
     await registerSilentReplica('graced-live');
     // Lapsed for the replicas (no grace), still waited for by the operator (within its grace).
-    await db.pool.query(
-      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch)
-       VALUES ('graced-lapsed', now() - interval '5 seconds', 60000, 0)`,
-    );
+    await registerLapsedReplica('graced-lapsed', 5);
     const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('graced', [], 20_000);
     expect(await writeAck(db.pool, 'graced-live', realmURL, epoch)).toBe('written-notified');
     await eventually(() => waiter.stats.notifications === 1 && waiter.stats.reads >= 2, 5000, () => 'the first announcement and its re-read');
@@ -313,8 +324,8 @@ describe('shared replica acknowledgement waiter', () => {
     expect(await writeAck(db.pool, 'lean-a', realmURL, second, { expectAlone: true })).toBe('written'); // no NOTIFY, though b is done
     expect(await announceIfAllAcked(db.pool, 'lean-a', realmURL, second)).toBe(true);
     expect(await heard.untilSentinel()).toEqual([
-      { r: realmURL, e: first, id: 'lean-a' },
-      { r: realmURL, e: second, id: 'lean-a' },
+      { r: realmURL, e: first, id: 'lean-a', c: proof('lean-a') },
+      { r: realmURL, e: second, id: 'lean-a', c: proof('lean-a', 'lean-b') },
     ]);
   });
 
@@ -334,7 +345,7 @@ describe('shared replica acknowledgement waiter', () => {
       }
       expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['trip-a', 'trip-b'] });
       expect(waiter.stats.notifications).toBe(1);
-      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-b' }]);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-b', c: proof('trip-a', 'trip-b') }]);
       // The claim records both acks as done.
       const { rows } = await db.pool.query('SELECT epoch, done FROM realm_operator.ack_announcements WHERE realm_url = $1', [realmURL]);
       expect(rows).toEqual([{ epoch: String(epoch), done: 2 }]);
@@ -382,7 +393,7 @@ describe('shared replica acknowledgement waiter', () => {
       } finally {
         client.release();
       }
-      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-alone' }]);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'trip-alone', c: proof('trip-alone') }]);
       expect((await db.pool.query('SELECT 1 FROM realm_operator.ack_announcements WHERE realm_url = $1', [realmURL])).rowCount).toBe(0);
     });
 
@@ -403,7 +414,7 @@ describe('shared replica acknowledgement waiter', () => {
       }
       const { rows } = await db.pool.query('SELECT replica_id, realm_url, epoch FROM realm_operator.replica_acks WHERE replica_id = $1', [replicaId]);
       expect(rows).toEqual([{ replica_id: replicaId, realm_url: realmURL, epoch: String(epoch) }]);
-      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId }]);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId, c: proof(replicaId) }]);
     });
 
     test('an unregistered replica gets `unregistered`, nothing is notified, and the connection is usable (its failed transaction rolled back)', async () => {
@@ -544,6 +555,133 @@ describe('shared replica acknowledgement waiter', () => {
     expect(await recordAck(db.pool, 'present', realmURL, epoch)).toBe(true);
     expect(await wait).toMatchObject({ complete: true, acknowledged: ['present'] });
     expect(waiter.stats.notifications).toBe(1);
+  });
+
+  describe('completion proofs: an announcement that completes a wait with no status read', () => {
+    /** A waiter that keeps its LISTEN, has read once and found replicas (so it expects announcements). */
+    async function listeningWaiter(options: ConstructorParameters<typeof ReplicaAckWaiter>[1] = {}): Promise<ReplicaAckWaiter> {
+      const waiter = newWaiter({ lingerMs: 60_000, ...options });
+      // Epoch 0: every registered replica is done with it, so this wait completes on its first read.
+      expect(await waiter.wait({ realmURL: 'http://pub.localhost/warm-up/', epoch: 0, timeoutMs: 5000 })).toMatchObject({ complete: true, mode: 'acknowledged' });
+      expect(waiter.listening).toBe(true);
+      return waiter;
+    }
+
+    async function ackOneTrip(replicaId: string, realmURL: string, epoch: number) {
+      const client = await db.pool.connect();
+      try {
+        return await writeAckThenAnnounce(client, replicaId, realmURL, epoch);
+      } finally {
+        client.release();
+      }
+    }
+
+    test('the last ack\'s announcement carries the proof: the wait completes with no read after its first', async () => {
+      const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('proof', ['proof-a', 'proof-b'], 20_000);
+      const readsBefore = waiter.stats.reads;
+      expect(await ackOneTrip('proof-a', realmURL, epoch)).toBe('written');
+      expect(await ackOneTrip('proof-b', realmURL, epoch)).toBe('written-notified');
+      expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['proof-a', 'proof-b'], mode: 'acknowledged' });
+      expect(waiter.stats.reads).toBe(readsBefore);
+      expect(waiter.stats.completedByAnnouncement).toBe(1);
+    });
+
+    test('LISTEN active since before the commit: no first read; a proof heard before the wait began completes it at once', async () => {
+      await registerSilentReplica('early');
+      const waiter = await listeningWaiter();
+      const realmURL = 'http://pub.localhost/early/';
+      const readsBefore = waiter.stats.reads;
+      const epoch = await publishEpoch(realmURL);
+      const wait = waiter.wait({ realmURL, epoch, timeoutMs: 20_000, pollIntervalMs: 60_000 });
+      expect(waiter.stats.firstReadsSkipped).toBe(1);
+      expect(await ackOneTrip('early', realmURL, epoch)).toBe('written-alone');
+      expect(await wait).toMatchObject({ complete: true, acknowledged: ['early'], missing: [], mode: 'acknowledged' });
+      // Announced between the commit and the wait (the publisher had not called wait yet).
+      const epoch2 = await publishEpoch(realmURL);
+      expect(await ackOneTrip('early', realmURL, epoch2)).toBe('written-alone');
+      await eventually(() => waiter.stats.notifications === 2, 5000, () => 'the second announcement');
+      expect(await waiter.wait({ realmURL, epoch: epoch2, timeoutMs: 20_000, pollIntervalMs: 60_000 })).toMatchObject({ complete: true, acknowledged: ['early'] });
+      expect(waiter.stats.reads).toBe(readsBefore);
+      expect(waiter.stats.completedByAnnouncement).toBe(2);
+    });
+
+    test('a proof for an older epoch completes no newer wait, whether heard before the wait or during it', async () => {
+      await registerSilentReplica('older');
+      const waiter = await listeningWaiter();
+      const realmURL = 'http://pub.localhost/older/';
+      const first = await publishEpoch(realmURL);
+      expect(await ackOneTrip('older', realmURL, first)).toBe('written-alone');
+      await eventually(() => waiter.stats.notifications === 1, 5000, () => 'the first announcement');
+      const second = await publishEpoch(realmURL);
+      const wait = waiter.wait({ realmURL, epoch: second, timeoutMs: 1500, pollIntervalMs: 60_000 });
+      // A complete proof, but for the epoch before ours (as a replica acking late would send it).
+      const stale = { r: realmURL, e: second - 1, id: 'older', c: proof('older') };
+      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [JSON.stringify(stale)]);
+      expect(await wait).toMatchObject({ complete: false, missing: ['older'] });
+      expect(waiter.stats.completedByAnnouncement).toBe(0);
+    });
+
+    test('LISTEN re-opened between the commit and the announcement: the wait reads first (the announcement was lost)', async () => {
+      await registerSilentReplica('gap');
+      const waiter = await listeningWaiter({ reconnectDelayMs: 1000 });
+      // An open wait keeps the waiter reconnecting after the drop.
+      const keep = new AbortController();
+      const kept = waiter.wait({ realmURL: 'http://pub.localhost/gap-other/', epoch: 1e12, timeoutMs: 30_000, pollIntervalMs: 60_000, signal: keep.signal });
+      const realmURL = 'http://pub.localhost/gap/';
+      const epoch = await publishEpoch(realmURL);
+      const pids = await ackListenerPids();
+      expect(pids).toHaveLength(1);
+      await db.pool.query('SELECT pg_terminate_backend($1)', [pids[0]]);
+      await eventually(() => waiter.stats.lost === 1, 5000, () => 'the waiter to notice the drop');
+      expect(await ackOneTrip('gap', realmURL, epoch)).toBe('written-alone'); // announced while nobody listened
+      await eventually(() => waiter.listening && waiter.stats.connections === 2, 5000, () => 'the waiter to LISTEN again');
+      const readsBefore = waiter.stats.reads;
+      const result = await waiter.wait({ realmURL, epoch, timeoutMs: 5000, pollIntervalMs: 60_000 });
+      expect(result).toMatchObject({ complete: true, acknowledged: ['gap'] });
+      expect(waiter.stats.reads).toBeGreaterThan(readsBefore);
+      expect(waiter.stats.firstReadsSkipped).toBe(0);
+      keep.abort();
+      await kept;
+    });
+
+    test("a replica within the operator's lease grace that the proof lists as missing keeps the wait open; one lapsed past the grace does not", async () => {
+      setReplicaLeaseGrace(db.pool, 30_000);
+      cleanups.push(async () => setReplicaLeaseGrace(db.pool, DEFAULT_REPLICA_LEASE_GRACE_MS));
+      await registerSilentReplica('graced-proof-live');
+      await registerLapsedReplica('graced-proof-lapsed', 5);
+      const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('graced-proof', [], 1500);
+      // Lapsed for the replicas: the announcement claims and NOTIFYs, listing it as lapsed 5 s ago, not done.
+      expect(await ackOneTrip('graced-proof-live', realmURL, epoch)).toBe('written-notified');
+      expect(await wait).toMatchObject({ complete: false, missing: ['graced-proof-lapsed'], acknowledged: ['graced-proof-live'] });
+      expect(waiter.stats.completedByAnnouncement).toBe(0);
+
+      setReplicaLeaseGrace(db.pool, 1000); // now lapsed past the grace: the proof alone completes
+      const next = await waitOnNewRealm('graced-proof-2', [], 20_000);
+      const readsBefore = next.waiter.stats.reads;
+      expect(await ackOneTrip('graced-proof-live', next.realmURL, next.epoch)).toBe('written-notified');
+      expect(await next.wait).toMatchObject({ complete: true, missing: [], acknowledged: ['graced-proof-live'] });
+      expect(next.waiter.stats.reads).toBe(readsBefore);
+      expect(next.waiter.stats.completedByAnnouncement).toBe(1);
+    });
+
+    test('a replica whose lease lapses unacknowledged: only the poll\'s read completes the wait (a lapse sends nothing)', async () => {
+      await registerSilentReplica('poll-stays');
+      await db.pool.query(
+        `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('poll-lapses', now() + interval '1 second', 1000, 0)`,
+      );
+      setReplicaLeaseGrace(db.pool, 0);
+      cleanups.push(async () => setReplicaLeaseGrace(db.pool, DEFAULT_REPLICA_LEASE_GRACE_MS));
+      const waiter = await listeningWaiter();
+      const realmURL = 'http://pub.localhost/poll-lapse/';
+      const readsBefore = waiter.stats.reads;
+      const epoch = await publishEpoch(realmURL);
+      const wait = waiter.wait({ realmURL, epoch, timeoutMs: 10_000, pollIntervalMs: 200 });
+      expect(waiter.stats.firstReadsSkipped).toBe(1);
+      expect(await ackOneTrip('poll-stays', realmURL, epoch)).toBe('written'); // poll-lapses still live: nothing announced
+      expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['poll-stays'] });
+      expect(waiter.stats.reads).toBeGreaterThan(readsBefore);
+      expect(waiter.stats).toMatchObject({ notifications: 0, completedByAnnouncement: 0 });
+    });
   });
 
   test('no registered replica: notify-only', async () => {
