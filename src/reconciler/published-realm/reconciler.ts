@@ -301,12 +301,14 @@ export class PublishedRealmReconciler {
     const reason = rolledBack ? Reasons.RolledBack : notifyOnly ? Reasons.PublishedNotifyOnly : Reasons.Published;
     const what = rolledBack
       ? `Rolled back to kept version ${spec.rollbackTo} at epoch ${published.state.epoch} (${plural(published.state.file_count ?? 0, 'file')}); remove spec.rollbackTo to publish spec.revision again`
-      : `Published epoch ${published.state.epoch} of ${spec.sourceRealmURL} (${plural(published.state.file_count ?? 0, 'file')})`;
+      : `Published epoch ${published.state.epoch} (${plural(published.state.file_count ?? 0, 'file')})`;
+    // Short (Kubernetes conventions): the facts are in status (replicas, epoch, counts) and the
+    // publish's Event; every byte here is paid in the status write, etcd and each watcher's event.
     const message =
       unregistered.length > 0
-        ? `${what}; ${plural(acks.acknowledged.length, 'registered replica')} acknowledged, but ${plural(unregistered.length, 'ready realm-server pod')} ${unregistered.length === 1 ? 'does' : 'do'} not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), e.g. unmodified Boxel servers: they were told by NOTIFY only, so their caches cannot be confirmed clean.`
+        ? `${what}; ${plural(acks.acknowledged.length, 'registered replica')} acknowledged, but ${plural(unregistered.length, 'ready realm-server pod')} ${unregistered.length === 1 ? 'does' : 'do'} not run the acknowledging listener (${unregistered.slice(0, 5).join(', ')}${unregistered.length > 5 ? ', …' : ''}), so ${unregistered.length === 1 ? 'its cache was' : 'their caches were'} only told by NOTIFY, not confirmed clean.`
         : notifyOnly
-          ? `${what}. No realm-server replica is registered, so the invalidation was only announced (NOTIFY); replicas that do not run the realm-operator listener cannot be confirmed clean.`
+          ? `${what}; no replica is registered to acknowledge it, so caches were only told by NOTIFY, not confirmed clean.`
           : `${what}; ${acks.acknowledged.length === 1 ? 'the 1 live replica' : `all ${acks.acknowledged.length} live replicas`} dropped ${acks.acknowledged.length === 1 ? 'its cache' : 'their caches'}.`;
     const withoutUser = realmUser.registered ? '' : ` ${realmUser.note}`;
     // The kept versions change only with the live one (publish, rollback and their clean-up): read them then, not on every resync.
@@ -704,7 +706,8 @@ export class PublishedRealmReconciler {
       // Said in Ready's message only: no extra condition or status write for deployments without Matrix.
       return {
         registered: false,
-        note: `Its realm user ${username} was not registered on Matrix: the operator has no Matrix settings (--matrix-url, --matrix-registration-secret-file, --realm-secret-seed-file), so Boxel realm servers cannot log in as it.`,
+        // Its name is realm/_published_<status.diskId>; the start-up log says Matrix is not configured.
+        note: `Its realm user was not registered: the operator has no Matrix settings (--matrix-url and its secrets).`,
       };
     }
     // The status this reconcile started from: a registration recorded by any earlier reconcile.
