@@ -82,6 +82,55 @@ export async function withRealmLockTimed<T>(
   fn: (tx: pg.PoolClient) => Promise<T>,
   options: RealmLockOptions = {},
 ): Promise<{ result: T; timing: RealmLockTiming }> {
+  return runLocked(pool, realmURL, undefined, (tx) => fn(tx), options);
+}
+
+/**
+ * A locked transaction's first statement, sent in the round trip of BEGIN and the lock
+ * ({@link withRealmLockAndFirst}). Its values are text or NULL: they travel as SQL literals.
+ */
+export interface LockedFirstStatement {
+  text: string;
+  values: ReadonlyArray<string | null>;
+}
+
+/**
+ * {@link withRealmLockTimed} whose transaction starts with `first`, sent in the same round trip as
+ * BEGIN and the lock (one simple-protocol query: `BEGIN; SELECT pg_advisory_xact_lock(…); EXECUTE
+ * <first>(…)`; PostgreSQL runs them in order and the first error stops the rest, so `first` runs
+ * only once the lock is held). `fn` gets its result. A round trip less per locked transaction; the
+ * statement is SQL-prepared once per connection (a `PREPARE` in the first such query on it: prepared
+ * statements outlive a rollback), so it is planned as often as with {@link queryPrepared}. Its
+ * timing counts that round trip as both waiting and held (the lock's moment inside it is unknown).
+ */
+export async function withRealmLockAndFirst<T>(
+  pool: pg.Pool,
+  realmURL: string,
+  first: LockedFirstStatement,
+  fn: (tx: pg.PoolClient, first: pg.QueryResult<Record<string, unknown>>) => Promise<T>,
+  options: RealmLockOptions = {},
+): Promise<{ result: T; timing: RealmLockTiming }> {
+  return runLocked(pool, realmURL, first, (tx, result) => fn(tx, result!), options);
+}
+
+/** The SQL-level prepared statements (`PREPARE`) made on each connection, by name. */
+const sqlPrepared = new WeakMap<pg.ClientBase, Set<string>>();
+
+/** A value as a SQL literal in a simple-protocol query (which has no parameters). */
+function sqlLiteral(value: string | null): string {
+  if (value === null) return 'NULL';
+  // A NUL would end the Query message early; PostgreSQL refuses it in a parameter too.
+  if (value.includes('\0')) throw new Error('a value sent with the realm lock contains a NUL character, which PostgreSQL text cannot hold');
+  return pg.escapeLiteral(value);
+}
+
+async function runLocked<T>(
+  pool: pg.Pool,
+  realmURL: string,
+  first: LockedFirstStatement | undefined,
+  fn: (tx: pg.PoolClient, first: pg.QueryResult<Record<string, unknown>> | undefined) => Promise<T>,
+  options: RealmLockOptions,
+): Promise<{ result: T; timing: RealmLockTiming }> {
   const client = await pool.connect();
   let discard: Error | undefined;
   try {
@@ -91,12 +140,32 @@ export async function withRealmLockTimed<T>(
     const key = advisoryLockKey(realmURL);
     if (!/^-?\d+$/.test(key)) throw new Error(`advisory lock key ${JSON.stringify(key)} is not an integer`);
     const timeout = options.lockTimeoutMs === undefined ? '' : `SELECT set_config('lock_timeout', '${Math.max(1, Math.round(options.lockTimeoutMs))}ms', true); `;
+    let firstSQL = '';
+    let preparing: { names: Set<string>; name: string } | undefined;
+    if (first) {
+      const name = `realm_operator_sql_${createHash('sha256').update(first.text).digest('hex').slice(0, 24)}`;
+      const names = sqlPrepared.get(client) ?? new Set<string>();
+      sqlPrepared.set(client, names);
+      // Inside the transaction (so the query still starts with BEGIN); a PREPARE is not undone by a rollback.
+      if (!names.has(name)) preparing = { names, name };
+      const args = first.values.length === 0 ? '' : `(${first.values.map(sqlLiteral).join(', ')})`;
+      firstSQL = `${preparing ? `; PREPARE ${name} AS ${first.text}` : ''}; EXECUTE ${name}${args}`;
+    }
     const waitStart = performance.now();
-    await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)`);
-    const lockedAt = performance.now();
-    const result = await fn(client);
+    let results: pg.QueryResult<Record<string, unknown>> | pg.QueryResult<Record<string, unknown>>[];
+    try {
+      results = (await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)${firstSQL}`)) as unknown as typeof results;
+    } catch (error) {
+      // Whether the PREPARE ran before the error is unknown: a connection that may hold it unrecorded is not reused.
+      if (preparing) discard = error as Error;
+      throw error;
+    }
+    if (preparing) preparing.names.add(preparing.name);
+    const answeredAt = performance.now();
+    const lockedAt = first ? waitStart : answeredAt;
+    const result = await fn(client, first ? (results as pg.QueryResult<Record<string, unknown>>[]).at(-1) : undefined);
     await client.query('COMMIT');
-    return { result, timing: { waitMs: lockedAt - waitStart, heldMs: performance.now() - lockedAt } };
+    return { result, timing: { waitMs: answeredAt - waitStart, heldMs: performance.now() - lockedAt } };
   } catch (error) {
     // A client whose ROLLBACK fails is in an unknown state: destroy it instead of reusing it.
     await client.query('ROLLBACK').catch((rollbackError: Error) => (discard = rollbackError));

@@ -27,7 +27,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { assertRealmURL, findOverlappingRealmURLs } from '../wire/realm-url.js';
 import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from './authorization.js';
-import { withRealmLock, withRealmLockTimed, type RealmLockOptions } from './db.js';
+import { withRealmLock, withRealmLockAndFirst, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
 import { adoptsDefaultRealmIndex, applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
@@ -57,6 +57,8 @@ import {
   type PublishTargetRows,
   PublishError,
   PublishNotAuthorizedError,
+  parsePublishTargetRows,
+  publishTargetRowsStatement,
   readPublishTargetRows,
   readLockedEpochRowAndRegistryRow,
   readRealmEpochRowAndRegistryDiskId,
@@ -70,7 +72,7 @@ import {
   recordUnpublishedEpoch,
   type RealmEpochRow,
   type RegistryRow,
-  reservePublishedDiskId,
+  reservePublishedDiskIdLocked,
   safePublishedDiskId,
   safeSourceDiskId,
   safeVersionName,
@@ -368,7 +370,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     // committed for this claimant (the reconciler claims the URL just before) is used as it is,
     // and checked under the lock below.
     const reserved = reservedDiskId(before, request.claim);
-    const diskId = reserved ?? (await withRealmLock(plane.pool, publishedURL, (tx) => reservePublishedDiskId(tx, publishedURL, request.claim), plane.lock));
+    const diskId = reserved ?? (await reservePublishedDiskIdLocked(plane.pool, publishedURL, request.claim, plane.lock)).diskId;
     await step('reserved');
 
     const version = newVersionName();
@@ -378,13 +380,14 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     let installedUnlinked = false;
     // Repairs made before the locked transaction (afterLinkRepairs) trash what they remove too.
     const repairs: Repairs = { recovered: [], cleanedUp: [] };
-    const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockTimed(
+    const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockAndFirst(
       plane.pool,
       publishedURL,
-      async (tx) => {
+      // The checks' rows and the locked epoch row recovery starts from, in one statement sent with the lock.
+      publishTargetRowsStatement(sourceURL, publishedURL, publisher, { epochRow: 'lock' }),
+      async (tx, first) => {
         await step('locked');
-        // The checks' rows and the locked epoch row recovery starts from, in one statement.
-        const targetRows = await readPublishTargetRows(tx, sourceURL, publishedURL, publisher, { epochRow: 'lock' });
+        const targetRows = parsePublishTargetRows(first.rows[0]!, { epochRow: 'lock' });
         const committed = await reconcileFilesWithDatabase(plane, tx, publishedURL, 'refuse-fixes', undefined, undefined, {
           publishing: true,
           locked: { epochRow: targetRows.epochRow, registry: targetRows.published },

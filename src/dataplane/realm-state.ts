@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import { REALM_REGISTRY_CHANNEL } from '../wire/channels.js';
 import { formatRealmRegistryPayload } from '../wire/payloads.js';
 import { prefixRangeEnd, realmURLProblem, RealmURLError } from '../wire/realm-url.js';
-import { queryPrepared, type Queryable } from './db.js';
+import type pg from 'pg';
+import { queryPrepared, withRealmLockAndFirst, type LockedFirstStatement, type Queryable, type RealmLockOptions } from './db.js';
 import type { HistoryPolicy } from './published-versions.js';
 import { publishedDiskIdProblem, sourceDiskIdProblem, versionNameProblem } from './safe-paths.js';
 
@@ -303,6 +304,18 @@ export async function readPublishTargetRows(
   publisher?: string,
   { epochRow }: { epochRow?: 'read' | 'lock' } = {},
 ): Promise<PublishTargetRows> {
+  const statement = publishTargetRowsStatement(sourceURL, publishedURL, publisher, { epochRow });
+  const { rows } = await queryPrepared<Record<string, unknown>>(db, statement.text, [...statement.values]);
+  return parsePublishTargetRows(rows[0]!, { epochRow });
+}
+
+/** The statement {@link readPublishTargetRows} sends, for sending it with the realm lock (`withRealmLockAndFirst`). */
+export function publishTargetRowsStatement(
+  sourceURL: string,
+  publishedURL: string,
+  publisher?: string,
+  { epochRow }: { epochRow?: 'read' | 'lock' } = {},
+): LockedFirstStatement {
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
   // FOR UPDATE through a sub-select: it may not name the nullable side of an outer join.
   const epochs =
@@ -311,9 +324,8 @@ export async function readPublishTargetRows(
       : epochRow === 'read'
         ? { columns: epochColumnsOf('e'), join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' }
         : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
-  const { rows } = await queryPrepared<Record<string, unknown>>(
-    db,
-    `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
+  return {
+    text: `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
        CASE WHEN p.url IS NULL THEN ARRAY(${OVERLAP_CANDIDATES_SQL}) END AS overlap_candidates,
        owner.user_id AS source_owner_user_id, who.publisher,
        (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = who.publisher) AS owns_source,
@@ -328,9 +340,12 @@ export async function readPublishTargetRows(
         WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id OFFSET 0) AS owner
      CROSS JOIN LATERAL (SELECT COALESCE($3::text, owner.user_id, NULLIF(s.owner_username, '')) AS publisher) AS who
      CROSS JOIN LATERAL (SELECT CASE WHEN p.kind = 'published' THEN COALESCE(p.source_url, p.url) END AS source) AS existing`,
-    [sourceURL, publishedURL, publisher ?? null, overlapRangeEnd(publishedURL)],
-  );
-  const row = rows[0]!;
+    values: [sourceURL, publishedURL, publisher ?? null, overlapRangeEnd(publishedURL)],
+  };
+}
+
+/** {@link readPublishTargetRows}'s result from its statement's one row. */
+export function parsePublishTargetRows(row: Record<string, unknown>, { epochRow }: { epochRow?: 'read' | 'lock' } = {}): PublishTargetRows {
   const registry = (alias: string): RegistryRow | undefined =>
     row[`${alias}_url`] === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`${alias}_${column}`]])) as unknown as RegistryRow);
   const source = registry('s');
@@ -408,13 +423,28 @@ export interface DiskIdReservation {
  * statement relies on the rollback.
  */
 export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, claim: ClaimOptions = {}): Promise<DiskIdReservation> {
+  const statement = reservationStatement(url, claim);
+  const { rows } = await queryPrepared<Record<string, unknown>>(db, statement.text, [...statement.values]);
+  return parseReservation(rows[0]!, url, claim);
+}
+
+/**
+ * {@link reservePublishedDiskIdWithRow} in its own locked transaction, its statement sent in the
+ * same round trip as BEGIN and the lock (`withRealmLockAndFirst`): BEGIN + lock, then COMMIT — or
+ * ROLLBACK when a check refuses — two round trips instead of three.
+ */
+export async function reservePublishedDiskIdLocked(pool: pg.Pool, url: string, claim: ClaimOptions = {}, options: RealmLockOptions = {}): Promise<DiskIdReservation> {
+  const { result } = await withRealmLockAndFirst(pool, url, reservationStatement(url, claim), async (_tx, first) => parseReservation(first.rows[0]!, url, claim), options);
+  return result;
+}
+
+function reservationStatement(url: string, claim: ClaimOptions): LockedFirstStatement {
   // One statement (one round trip instead of two): the rows as they were, locked, and the write,
-  // made only when the checks below would pass — they run on the rows as they were, and one that
-  // fails throws, so the caller's transaction rolls back whatever the statement wrote.
+  // made only when the checks in parseReservation would pass — they run on the rows as they were,
+  // and one that fails throws, so the caller's transaction rolls back whatever the statement wrote.
   const registryOf = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS registry_${column}`).join(', ');
-  const { rows } = await queryPrepared<Record<string, unknown>>(
-    db,
-    `WITH before AS (
+  return {
+    text: `WITH before AS (
        SELECT ${epochColumnsOf('e')}, ${registryOf('r')}
        FROM (SELECT 1) AS one
        LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
@@ -428,9 +458,11 @@ export async function reservePublishedDiskIdWithRow(db: Queryable, url: string, 
          claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
        RETURNING ${EPOCH_SELECT})
      SELECT before.*, ${EPOCH_COLUMNS.map((column) => `w.${column} AS written_${column}`).join(', ')} FROM before LEFT JOIN written w ON true`,
-    [url, randomUUID(), claim.claimant ?? null, claim.takeOverFrom ?? null],
-  );
-  const row = rows[0]!;
+    values: [url, randomUUID(), claim.claimant ?? null, claim.takeOverFrom ?? null],
+  };
+}
+
+function parseReservation(row: Record<string, unknown>, url: string, claim: ClaimOptions): DiskIdReservation {
   const epochRow = pickEpochRow(row);
   const registry = row.registry_url === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`registry_${column}`]])) as unknown as RegistryRow);
   if (registry && registry.kind !== 'published') {

@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { withRealmLock } from '../../src/dataplane/db.js';
+import { withRealmLock, withRealmLockAndFirst } from '../../src/dataplane/db.js';
 import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
 import { JOBS_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_FILE_CHANGES_CHANNEL, REALM_REGISTRY_CHANNEL } from '../../src/wire/channels.js';
-import { capturingLogger, createSourceRealm, insertIndexEntries, readTree, recordNotifications, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
+import { capturingLogger, createSourceRealm, eventually, insertIndexEntries, readTree, recordNotifications, writeFiles, openDataPlaneFixture, type DataPlaneFixture } from '../support/realms.js';
 
 const ALL_CHANNELS = [REALM_FILE_CHANGES_CHANNEL, MODULE_CACHE_INVALIDATED_CHANNEL, REALM_REGISTRY_CHANNEL, JOBS_CHANNEL];
 
@@ -349,6 +349,42 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     release();
     await held;
     await expect(withRealmLock(db.pool, url, async () => 'ok', { lockTimeoutMs: 1000 })).resolves.toBe('ok');
+  });
+
+  test('withRealmLockAndFirst runs its first statement (sent with the lock) only once the lock is held, with its values exactly', async () => {
+    const url = 'http://pub.localhost/lock/first/';
+    // Quotes, a backslash (an E'' literal), non-ASCII and a NULL travel as literals and come back as they were.
+    const odd = `it's a \\ back'slash, "quoted", ünïcødé 𝄞, $1`;
+    const echo = { text: 'SELECT $1::text AS echoed, $2::text IS NULL AS was_null', values: [odd, null] };
+    // Several times: the pool's connections prepare it once and then only execute it.
+    for (let round = 0; round < 6; round++) {
+      const { result } = await withRealmLockAndFirst(db.pool, url, echo, async (_tx, first) => first.rows[0]);
+      expect(result).toEqual({ echoed: odd, was_null: true });
+    }
+    await expect(withRealmLockAndFirst(db.pool, url, { text: 'SELECT $1::text', values: ['a\0b'] }, async () => 'never')).rejects.toThrow(/NUL/);
+
+    const insert = { text: 'INSERT INTO realm_metadata (url, publishable) VALUES ($1, true) RETURNING url', values: [url] };
+    const rows = async () => (await db.pool.query('SELECT url FROM realm_metadata WHERE url = $1', [url])).rows;
+    // With the lock held elsewhere, the statement waits behind it: a lock timeout means it never ran
+    // (told by a sequence, which a rollback does not undo).
+    await db.pool.query('CREATE SEQUENCE IF NOT EXISTS lock_first_probe');
+    const probe = { text: "SELECT nextval('lock_first_probe') AS n, $1::text AS url", values: [url] };
+    let release: (() => void) | undefined;
+    const held = withRealmLock(db.pool, url, () => new Promise<void>((resolve) => (release = resolve)));
+    try {
+      await eventually(() => release !== undefined, 10_000, () => 'the lock held');
+      await expect(withRealmLockAndFirst(db.pool, url, probe, async () => 'never', { lockTimeoutMs: 50 })).rejects.toThrow(/lock timeout/);
+      expect((await db.pool.query('SELECT is_called FROM lock_first_probe')).rows).toEqual([{ is_called: false }]);
+    } finally {
+      release?.();
+      await held;
+    }
+    // Its write is part of the transaction: rolled back when fn throws, committed when it resolves.
+    await expect(withRealmLockAndFirst(db.pool, url, insert, async () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    expect(await rows()).toEqual([]);
+    const { result } = await withRealmLockAndFirst(db.pool, url, insert, async (_tx, first) => first.rows);
+    expect(result).toEqual([{ url }]);
+    expect(await rows()).toEqual([{ url }]);
   });
 
   test('every check that can refuse a publish runs before staging copies anything', async () => {
