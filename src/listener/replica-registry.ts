@@ -306,20 +306,7 @@ const preparedForAckThenAnnounce = new WeakSet<object>();
 export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new Error(`writeAckThenAnnounce: epoch must be a positive integer (got ${epoch})`);
   if (replicaId.includes('\0') || realmURL.includes('\0')) throw new Error('writeAckThenAnnounce: the replica id and realm URL must not contain a NUL character');
-  if (!preparedForAckThenAnnounce.has(client)) {
-    await client.query(
-      `PREPARE ${ACK_THEN_ANNOUNCE_ACK} (text, text, bigint) AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};
-       PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} (text, text, bigint, text) AS
-       WITH alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes),
-       complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
-       announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
-       SELECT alone.yes AS alone,
-              CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
-                THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified
-         FROM alone`,
-    );
-    preparedForAckThenAnnounce.add(client);
-  }
+  if (!preparedForAckThenAnnounce.has(client)) await prepareAckThenAnnounce(client);
   const args = `${escapeLiteral(replicaId)}, ${escapeLiteral(realmURL)}, ${epoch}`;
   let results: pg.QueryResult[];
   try {
@@ -335,6 +322,32 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
   const row = results[3]?.rows[0] as { alone: boolean; notified: boolean } | undefined;
   if (!row) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
   return row.alone ? 'written-alone' : row.notified ? 'written-notified' : 'written';
+}
+
+/**
+ * SQL-PREPAREs {@link writeAckThenAnnounce}'s two statements on `client`. PREPARE is not undone
+ * by a failed query: if the first succeeded and the second failed, the first would exist and every
+ * later attempt fail with "already exists", so on failure both names are DEALLOCATEd (each on its
+ * own: DEALLOCATE of a name that does not exist is an error) and the next ack prepares afresh.
+ */
+async function prepareAckThenAnnounce(client: pg.ClientBase): Promise<void> {
+  try {
+    await client.query(
+      `PREPARE ${ACK_THEN_ANNOUNCE_ACK} (text, text, bigint) AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};
+       PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} (text, text, bigint, text) AS
+       WITH alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes),
+       complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
+       announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
+       SELECT alone.yes AS alone,
+              CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
+                THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified
+         FROM alone`,
+    );
+  } catch (error) {
+    for (const name of [ACK_THEN_ANNOUNCE_ACK, ACK_THEN_ANNOUNCE_ANNOUNCE]) await client.query(`DEALLOCATE ${name}`).catch(() => undefined);
+    throw error;
+  }
+  preparedForAckThenAnnounce.add(client);
 }
 
 /**

@@ -417,6 +417,21 @@ describe('shared replica acknowledgement waiter', () => {
       expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId, c: proof(replicaId) }]);
     });
 
+    test('a PREPARE that failed half-way heals: the next ack prepares both statements again', async () => {
+      await registerSilentReplica('heal');
+      const realmURL = 'http://pub.localhost/heal/';
+      const epoch = await publishEpoch(realmURL);
+      const client = await db.pool.connect();
+      try {
+        // The announcement's name taken on this connection: the ack's PREPARE succeeds, the announcement's fails.
+        await client.query('PREPARE realm_operator_ack_then_announce_announce AS SELECT 1');
+        await expect(writeAckThenAnnounce(client, 'heal', realmURL, epoch)).rejects.toThrow(/already exists/);
+        expect(await writeAckThenAnnounce(client, 'heal', realmURL, epoch)).toBe('written-alone');
+      } finally {
+        client.release(true); // its prepared statements go with it
+      }
+    });
+
     test('an unregistered replica gets `unregistered`, nothing is notified, and the connection is usable (its failed transaction rolled back)', async () => {
       const heard = await ackNotificationsHeard();
       const realmURL = 'http://pub.localhost/trip-gone/';
