@@ -77,7 +77,6 @@ import {
   safeSourceDiskId,
   safeVersionName,
   tombstoneRealmIndex,
-  upsertPublishedRegistryRow,
 } from './realm-state.js';
 import { publishedDiskIdProblem } from './safe-paths.js';
 import { holdStagingGuard, removeAbandonedStaging, type StagingGuard } from './staging-guard.js';
@@ -413,8 +412,8 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
           if (!serverName) plane.logger.warn({ realm: publishedURL, realmUsername, publisher }, 'no Matrix server name known: realm user permission row written with the bare username');
           permissions = { realmUserId, publisherId: publisher };
         }
-        // The registry row, realm_metadata and (first publish) the permissions rows: one statement.
-        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt }, permissions);
+        // The registry row, realm_metadata and (first publish) the permissions rows are written with
+        // the epoch below, in its statement (a round trip less; all of it is seen only at COMMIT).
         await clearRealmDefinitions(tx, publishedURL);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
@@ -429,7 +428,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         installedUnlinked = false;
         const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger, committed.link);
         await step('swapped');
-        // The epoch, the kept version, the history policy and the registry NOTIFY: one statement.
+        // The epoch, the kept version, the history policy, Boxel's tables and the registry NOTIFY: one statement.
         const recorded = await recordPublishedEpoch(
           tx,
           publishedURL,
@@ -443,7 +442,12 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
             publishedFor: request.publishedFor ?? null,
             ...(request.fence ? { fence: request.fence } : {}),
           },
-          { keep: { revision: request.revision ?? null, forgetOthers: committed.clearedUncommitted }, history: { policy: request.history }, notifyRegistryUpsert: true },
+          {
+            keep: { revision: request.revision ?? null, forgetOthers: committed.clearedUncommitted },
+            history: { policy: request.history },
+            notifyRegistryUpsert: true,
+            registryUpsert: { sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt, ...(permissions ? { permissions } : {}) },
+          },
         );
         await notifyAllFileChanges(tx, publishedURL);
         await step('recorded');

@@ -387,6 +387,32 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     expect(await rows()).toEqual([{ url }]);
   });
 
+  test('a registry row changed under the lock fails the publish after its swap; the next publish repairs the link and publishes', async () => {
+    const source = 'http://localhost:4201/race/registry-src/';
+    const published = 'http://pub.localhost/race/registry/';
+    const sourceDir = await createSourceRealm(db.pool, layout, source, { 'index.json': '{"v":"old"}' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    await writeFiles(sourceDir, { 'index.json': '{"v":"new"}' });
+    // Someone not holding the realm lock points the registry row elsewhere after the locked read.
+    const racing: DataPlane = {
+      ...plane,
+      onStep: async (step) => {
+        if (step === 'locked') await db.pool.query(`UPDATE realm_registry SET disk_id = 'someone-else' WHERE url = $1`, [published]);
+      },
+    };
+    await expect(publishRealm(racing, { sourceRealmURL: source, publishedRealmURL: published })).rejects.toThrow(/realm_registry row for .* changed under the realm lock/);
+    // Rolled back whole: the epoch, the kept rows and Boxel's tables as the first publish left them.
+    const { rows } = await db.pool.query('SELECT epoch, content_version FROM realm_operator.realm_epochs WHERE realm_url = $1', [published]);
+    expect(rows).toEqual([{ epoch: String(first.epoch), content_version: first.version }]);
+    expect((await db.pool.query('SELECT version FROM realm_operator.published_versions WHERE realm_url = $1', [published])).rows).toEqual([{ version: first.version }]);
+    await db.pool.query(`UPDATE realm_registry SET disk_id = $2 WHERE url = $1`, [published, first.diskId]);
+    // The link was swapped before the failure: the next publish repairs it (an epoch of its own) and then publishes.
+    const next = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    expect(next.epoch).toBeGreaterThan(first.epoch + 1);
+    expect(await readTree(layout.publishedDir(first.diskId))).toEqual({ 'index.json': '{"v":"new"}' });
+    expect((await recoverPublishedRealm(plane, published)).actions).toEqual([]);
+  });
+
   test('every check that can refuse a publish runs before staging copies anything', async () => {
     const source = 'http://localhost:4201/jack/src/';
     const published = 'http://pub.localhost/jack/pub/';
