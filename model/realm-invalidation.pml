@@ -27,6 +27,14 @@
  *   BUMP_ONLY_ON_LINK     recovery bumps the epoch only when the link disagrees with the database,
  *                         so a crash between its re-point and its COMMIT loses the invalidation
  *
+ * Mutants of the completion proofs (docs/protocol.md §5), one -D flag each, checked by
+ * test/integration/protocol-model.test.ts in the slice named (each must fail):
+ *   PROOF_ANY_EPOCH  leaders  a completion proof completes a wait whatever epoch it proves (a stale
+ *                             proof, heard for an earlier publish, completes the next one's wait)
+ *   PROOF_NO_GRACE   clocks   the waiter takes a proof's "complete" on the announcer's word:
+ *                             liveness without the operator's grace (a replica lapsed for the
+ *                             replicas but still within the grace is not waited for)
+ *
  * Bounds (-D to change; hack/model.sh's full mode raises them):
  *   CRASHES   operator crashes (at any step)          REFUSALS  publish re-checks that refuse (stall)
  *   LOSSES    replica connection losses               STOPS     graceful replica stops (replica 0)
@@ -120,6 +128,11 @@ bool listening[NREP];
    carried since operator o LISTENed (acks only move forward, so the highest is all that counts). */
 byte notified[NOP * NREP];
 bool ackListen[NOP];
+/* Completion proofs heard (ack-waiter.ts heardComplete): the highest epoch for which a completion
+   announcement's proof, read in a snapshot after the announcer's ack committed, showed every replica
+   the operator counts live done, heard while operator o LISTENed. Kept across reconciles, as the
+   process keeps it; a crash forgets it. */
+byte proven[NOP];
 
 /* ---------------------------------------------------------------- replicas */
 #define DOWN 0
@@ -184,17 +197,46 @@ inline ackNotify(i, e) {
   k = 0
 }
 
+/* The announcement after an ack's COMMIT (writeAckThenAnnounce's last statement): if every replica
+   the operator would count live is done with e, its NOTIFY carries the proof. The proof lists
+   lapsed replicas with their lapse's age, so the waiter applies its own grace: live = dbLeft > 0
+   here. Evaluated right after the ack, in the same step: a proof evaluated later is a table read
+   made then, which the waiter's re-reads (allowed at any time) already cover; what the model adds
+   is that a proof is remembered and counts for its epoch or any older one. Always heard here,
+   though the code may not send it (the claim went to another announcement, the replica died
+   first): hearing more proofs only enables more completions, and the waiter may always ignore one
+   (its loop may re-read instead), so this covers every subset of them. */
+#ifdef PROOF_NO_GRACE
+#define provenLive(i) (registered[i] && dbLeft[i] > GRACE)
+#else
+#define provenLive(i) (registered[i] && dbLeft[i] > 0)
+#endif
+#define doneWith(i, e) (ackE[i] >= e || cacheStarted[i] >= e)
+#define provesComplete(e) ((!provenLive(0) || doneWith(0, e)) && (!provenLive(1) || doneWith(1, e)))
+inline announce(e) {
+  if
+  :: provesComplete(e) ->
+     for (k : 0 .. NOP - 1) {
+       if :: ackListen[k] && proven[k] < e -> proven[k] = e :: else -> skip fi
+     }
+     k = 0
+  :: else -> skip
+  fi
+}
+
 /* recordAck: the row (a foreign key to the replica row) and the NOTIFY only when, in a snapshot
    after its commit, no live replica was missing and the completion claim succeeded
    (replica-registry.ts writeAckThenAnnounce: ack, COMMIT, announcement in one round trip; a lone
    replica's lean writeAck NOTIFYs in the ack's own statement). Which acks NOTIFY depends on timing
-   the model does not track, so any ack may or may not: safety must not rest on hearing them. */
+   the model does not track, so any ack may or may not: safety must not rest on hearing them.
+   The NOTIFY may carry a completion proof (announce). */
 inline recordAck(i, e) {
   atomic {
     if
     :: registered[i] ->
        if :: ackE[i] < e -> ackE[i] = e :: else -> skip fi;
-       if :: ackNotify(i, e) :: skip fi
+       if :: ackNotify(i, e) :: skip fi;
+       announce(e)
     :: else -> teardown(i)     /* registration vanished: reconnect and re-register */
     fi
   }
@@ -350,7 +392,12 @@ end:
          rowContent = c
        };
 wait:
-       /* waitForReplicaAcks: LISTEN first, then read; acks by NOTIFY, re-reads (poll) otherwise */
+       /* waitForReplicaAcks: LISTEN first, then read; acks by NOTIFY, completion proofs (also
+          those heard in earlier reconciles), re-reads (poll) otherwise. The code may skip the
+          first read when its LISTEN was up since before the commit: not modelled, as it adds no way
+          to complete (with no read, `missing` starts as every replica, and whatever empties that
+          empties what a read leaves), and a proof heard between the commit and the wait is a read
+          made then, which the first read here (at any time after the commit) covers. */
        atomic { ackListen[o] = true; for (i : 0 .. NREP - 1) { notified[o * NREP + i] = 0 }; i = 0 };
 poll:
        atomic {
@@ -368,8 +415,14 @@ poll:
 #else
 #define countsFor(i) (notified[o * NREP + i] >= e)
 #endif
+#ifdef PROOF_ANY_EPOCH
+#define proofCounts (proven[o] > 0)
+#else
+#define proofCounts (proven[o] >= e)
+#endif
        do
        :: missing == 0 -> break
+       :: proofCounts -> break                                                 /* a completion proof */
        :: atomic { (missing & 1) && countsFor(0) -> missing = missing & ~1 }   /* an ack NOTIFY */
        :: atomic { (missing & 2) && countsFor(1) -> missing = missing & ~2 }
        :: missing != 0 -> goto poll
@@ -385,7 +438,7 @@ done:
        atomic { crashReq[o] ->                 /* crash: the transaction aborts, the lock is freed */
          crashReq[o] = false;
          if :: lockOwner == o + 1 -> lockOwner = 0 :: else -> skip fi;
-         ackListen[o] = false; busy[o] = false; resetLocals() }
+         ackListen[o] = false; busy[o] = false; proven[o] = 0; resetLocals() }
      }
   od
 }

@@ -9,7 +9,7 @@
  * register (unmodified Boxel servers) are invisible here: with no live replica at all the
  * result says `notify-only`, and the caller reports that instead of claiming acknowledgement.
  */
-import type { Queryable } from './db.js';
+import { queryPrepared, type Queryable } from './db.js';
 
 /**
  * How long past `lease_expires_at` the operator still waits for a replica, unless configured
@@ -63,7 +63,8 @@ export interface RealmEpoch {
  */
 export async function readReplicaAckStatuses(db: Queryable, waits: readonly RealmEpoch[]): Promise<ReplicaAckStatus[]> {
   if (waits.length === 0) return [];
-  const { rows } = await db.query<{ i: string; replica_id: string; done: boolean }>(
+  const { rows } = await queryPrepared<{ i: string; replica_id: string; done: boolean }>(
+    db,
     `SELECT w.i, r.replica_id,
             (COALESCE(a.epoch, 0) >= w.epoch OR COALESCE(r.cache_started_epoch, 0) >= w.epoch) AS done
        FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w(realm_url, epoch, i)

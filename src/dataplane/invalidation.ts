@@ -11,7 +11,7 @@ import {
 } from '../wire/payloads.js';
 import { assertRealmURL } from '../wire/realm-url.js';
 import { REALM_EPOCH_HINT_CHANNEL } from '../wire/epoch-hint.js';
-import { notify, type Queryable } from './db.js';
+import { notify, queryPrepared, type Queryable } from './db.js';
 
 /**
  * Tells every replica to drop every cached file of the realm: wildcard `realm_file_changes '<url>:*'`,
@@ -22,7 +22,9 @@ import { notify, type Queryable } from './db.js';
 export async function notifyAllFileChanges(db: Queryable, realmURL: string): Promise<void> {
   assertRealmURL(realmURL);
   markInvalidationSent(realmURL);
-  await db.query(
+  // Prepared (named) on the connection: on every publish's critical path, and parsing and planning it cost more than running it.
+  await queryPrepared(
+    db,
     `WITH hint AS (
        SELECT pg_notify($1, epoch::text || ' ' || realm_url) FROM realm_operator.realm_epochs WHERE realm_url = $2 AND epoch > 0)
      SELECT pg_notify($3, $4) FROM (SELECT count(*) FROM hint) AS hinted_first`,
@@ -38,7 +40,8 @@ export async function notifyAllFileChanges(db: Queryable, realmURL: string): Pro
 export async function clearRealmDefinitions(db: Queryable, realmURL: string): Promise<number> {
   assertRealmURL(realmURL);
   // One statement: the NOTIFY is sent at COMMIT either way, after the DELETE it announces.
-  const { rows } = await db.query<{ deleted: string }>(
+  const { rows } = await queryPrepared<{ deleted: string }>(
+    db,
     `WITH deleted AS (DELETE FROM modules WHERE resolved_realm_url = $1 RETURNING 1)
      SELECT (SELECT count(*) FROM deleted) AS deleted, pg_notify($2, $3)`,
     [realmURL, MODULE_CACHE_INVALIDATED_CHANNEL, formatRealmDefinitionsInvalidation(realmURL)],

@@ -421,14 +421,16 @@ describe('shared replica acknowledgement waiter', () => {
       await registerSilentReplica('heal');
       const realmURL = 'http://pub.localhost/heal/';
       const epoch = await publishEpoch(realmURL);
-      const client = await db.pool.connect();
+      // A connection of its own: a pooled one may already hold the statements from an earlier test.
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
       try {
         // The announcement's name taken on this connection: the ack's PREPARE succeeds, the announcement's fails.
         await client.query('PREPARE realm_operator_ack_then_announce_announce AS SELECT 1');
         await expect(writeAckThenAnnounce(client, 'heal', realmURL, epoch)).rejects.toThrow(/already exists/);
         expect(await writeAckThenAnnounce(client, 'heal', realmURL, epoch)).toBe('written-alone');
       } finally {
-        client.release(true); // its prepared statements go with it
+        await client.end();
       }
     });
 
