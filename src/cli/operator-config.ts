@@ -58,9 +58,11 @@ export const operatorConfigSchema = z.object({
   metricsCertFile: filePath.optional(),
   metricsKeyFile: filePath.optional(),
   healthProbeBindAddress: bindAddress.default(':8081'),
-  // 16 reconciles, of which at most --max-concurrent-stagings copy: on 2 cores, 1,000 new objects
-  // converged 4-12% sooner than with 4 (interleaved bench-scale runs, docs/publish-statements.md).
-  maxConcurrentReconciles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(16),
+  // 8 reconciles, of which at most --max-concurrent-stagings copy: on 2 cores, 1,000 new objects
+  // converged sooner than with 4 (docs/publish-statements.md) and than with 16, 32 or 64, whose extra
+  // workers only wait for staging slots, write more Publishing statuses and hold more PostgreSQL
+  // connections (alternating bench-scale runs, docs/kube-api-cost.md).
+  maxConcurrentReconciles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(8),
   maxConcurrentStagings: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
   resyncPeriod: duration.default(10 * 60_000),
   ackWait: duration.default(10_000),
@@ -174,7 +176,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, DocumentedSetting
   metricsCertFile: { flag: '--metrics-cert-file', env: 'METRICS_CERT_FILE', description: 'TLS certificate for --metrics-secure (with --metrics-key-file)', default: 'unset: a self-signed certificate generated at start-up' },
   metricsKeyFile: { flag: '--metrics-key-file', env: 'METRICS_KEY_FILE', description: 'TLS private key for --metrics-secure (with --metrics-cert-file)', default: 'unset: a self-signed certificate generated at start-up' },
   healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS', description: 'Address of /healthz and /readyz; 0 disables them', default: ':8081' },
-  maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES', description: 'PublishedRealms reconciled at once (1 to 64); of these, at most --max-concurrent-stagings copy files at once', default: '16' },
+  maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES', description: 'PublishedRealms reconciled at once (1 to 64); of these, at most --max-concurrent-stagings copy files at once', default: '8' },
   maxConcurrentStagings: { flag: '--max-concurrent-stagings', env: 'MAX_CONCURRENT_STAGINGS', description: 'Publishes copying files at once (1 to 64), whatever the reconciles at once: the others wait for a slot, reconciles that copy nothing never do', default: '4' },
   resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD', description: 'Every object is reconciled again at least this often (the authorization re-check, drift repair)', default: '10m' },
   ackWait: { flag: '--ack-wait', env: 'ACK_WAIT', description: 'How long one reconcile waits for every live replica\'s acknowledgement before requeueing', default: '10s' },

@@ -23,7 +23,7 @@ describe('operator configuration', () => {
       maxConcurrentStagings: 4,
     });
     expect(loadOperatorConfig({ 'max-concurrent-stagings': '2' }, required).maxConcurrentStagings).toBe(2);
-    expect(loadOperatorConfig({}, required).maxConcurrentReconciles).toBe(16);
+    expect(loadOperatorConfig({}, required).maxConcurrentReconciles).toBe(8);
     expect(() => loadOperatorConfig({}, { ...required, MAX_CONCURRENT_STAGINGS: '0' })).toThrow('--max-concurrent-stagings / MAX_CONCURRENT_STAGINGS: must be at least 1');
   });
 
