@@ -401,7 +401,8 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
             `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
             `lease heartbeats, a bigger process) more than a bare client. Per publish: the epoch comes with the NOTIFY (no read), the ack is one ` +
             `round trip (the ack row, its COMMIT and the completion announcement), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
-            `(one NOTIFY per completion: each wakes every LISTENing backend) and made ${readsOf(n)} status reads (the first, and one after that NOTIFY when others acked silently). ` +
+            `(one NOTIFY per completion: each wakes every LISTENing backend; it carries the completion proof, so the wait ends on it) and made ${readsOf(n)} status reads ` +
+            `(none when the waiter's LISTEN was up before the COMMIT: docs/protocol.md §5). ` +
             cpuWhy(n),
         }),
   };
@@ -418,7 +419,7 @@ const inOneProcess: BenchTable = {
   ],
   note:
     `${single.ack.length} rounds each, interleaved, before any fleet started: no IPC and no other bench process, so the difference from the ` +
-    "bare client is the library's own work (two notifications, the ack statement with its completion claim and NOTIFY — one replica's ack always completes the set — and the operator's first status read), not scheduling.",
+    "bare client is the library's own work (two notifications, the ack statement with its completion claim and NOTIFY — one replica's ack always completes the set — whose completion proof ends the operator's wait with no status read), not scheduling.",
 };
 for (const table of [latency, ratios, cpuTable, inOneProcess]) printTable(table);
 console.log('\nGoals');
