@@ -113,6 +113,8 @@ export async function withRealmLockAndFirst<T>(
   return runLocked(pool, realmURL, first, (tx, result) => fn(tx, result!), options);
 }
 
+/** The names of SQL-level prepared statements, by text (a name is never given to two texts). */
+const sqlPreparedNames = new Map<string, string>();
 /** The SQL-level prepared statements (`PREPARE`) made on each connection, by name. */
 const sqlPrepared = new WeakMap<pg.ClientBase, Set<string>>();
 
@@ -143,7 +145,11 @@ async function runLocked<T>(
     let firstSQL = '';
     let preparing: { names: Set<string>; name: string } | undefined;
     if (first) {
-      const name = `realm_operator_sql_${createHash('sha256').update(first.text).digest('hex').slice(0, 24)}`;
+      let name = sqlPreparedNames.get(first.text);
+      if (name === undefined) {
+        name = `realm_operator_sql_${createHash('sha256').update(first.text).digest('hex').slice(0, 24)}`;
+        sqlPreparedNames.set(first.text, name);
+      }
       const names = sqlPrepared.get(client) ?? new Set<string>();
       sqlPrepared.set(client, names);
       // Inside the transaction (so the query still starts with BEGIN); a PREPARE is not undone by a rollback.

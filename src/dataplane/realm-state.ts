@@ -316,6 +316,24 @@ export function publishTargetRowsStatement(
   publisher?: string,
   { epochRow }: { epochRow?: 'read' | 'lock' } = {},
 ): LockedFirstStatement {
+  return { text: memoizedSQL(`publish-target-${epochRow ?? 'none'}`, () => publishTargetRowsSQL(epochRow)), values: [sourceURL, publishedURL, publisher ?? null, overlapRangeEnd(publishedURL)] };
+}
+
+/**
+ * The statements' texts, built once: a text built at every call costs its building and, as the
+ * key of the prepared-statement names, hashing its few kilobytes again.
+ */
+const builtSQL = new Map<string, string>();
+function memoizedSQL(key: string, build: () => string): string {
+  let text = builtSQL.get(key);
+  if (text === undefined) {
+    text = build();
+    builtSQL.set(key, text);
+  }
+  return text;
+}
+
+function publishTargetRowsSQL(epochRow: 'read' | 'lock' | undefined): string {
   const registryColumns = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS ${alias}_${column}`).join(', ');
   // FOR UPDATE through a sub-select: it may not name the nullable side of an outer join.
   const epochs =
@@ -324,8 +342,7 @@ export function publishTargetRowsStatement(
       : epochRow === 'read'
         ? { columns: epochColumnsOf('e'), join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' }
         : { columns: 'e.claimed_by', join: 'LEFT JOIN realm_operator.realm_epochs e ON e.realm_url = $2' };
-  return {
-    text: `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
+  return `SELECT ${registryColumns('s')}, ${registryColumns('p')}, ${epochs.columns},
        CASE WHEN p.url IS NULL THEN ARRAY(${OVERLAP_CANDIDATES_SQL}) END AS overlap_candidates,
        owner.user_id AS source_owner_user_id, who.publisher,
        (SELECT realm_owner FROM realm_user_permissions WHERE realm_url = $1 AND username = who.publisher) AS owns_source,
@@ -339,9 +356,7 @@ export function publishTargetRowsStatement(
      CROSS JOIN LATERAL (SELECT (SELECT username FROM realm_user_permissions
         WHERE realm_url = $1 AND realm_owner AND starts_with(username, '@' || s.owner_username || ':') ORDER BY username LIMIT 1) AS user_id OFFSET 0) AS owner
      CROSS JOIN LATERAL (SELECT COALESCE($3::text, owner.user_id, NULLIF(s.owner_username, '')) AS publisher) AS who
-     CROSS JOIN LATERAL (SELECT CASE WHEN p.kind = 'published' THEN COALESCE(p.source_url, p.url) END AS source) AS existing`,
-    values: [sourceURL, publishedURL, publisher ?? null, overlapRangeEnd(publishedURL)],
-  };
+     CROSS JOIN LATERAL (SELECT CASE WHEN p.kind = 'published' THEN COALESCE(p.source_url, p.url) END AS source) AS existing`;
 }
 
 /** {@link readPublishTargetRows}'s result from its statement's one row. */
@@ -442,9 +457,12 @@ function reservationStatement(url: string, claim: ClaimOptions): LockedFirstStat
   // One statement (one round trip instead of two): the rows as they were, locked, and the write,
   // made only when the checks in parseReservation would pass — they run on the rows as they were,
   // and one that fails throws, so the caller's transaction rolls back whatever the statement wrote.
+  return { text: memoizedSQL('reservation', reservationSQL), values: [url, randomUUID(), claim.claimant ?? null, claim.takeOverFrom ?? null] };
+}
+
+function reservationSQL(): string {
   const registryOf = (alias: string) => REGISTRY_COLUMNS.map((column) => `${alias}.${column} AS registry_${column}`).join(', ');
-  return {
-    text: `WITH before AS (
+  return `WITH before AS (
        SELECT ${epochColumnsOf('e')}, ${registryOf('r')}
        FROM (SELECT 1) AS one
        LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
@@ -457,9 +475,7 @@ function reservationStatement(url: string, claim: ClaimOptions): LockedFirstStat
        ON CONFLICT (realm_url) DO UPDATE SET disk_id = EXCLUDED.disk_id,
          claimed_by = COALESCE(EXCLUDED.claimed_by, realm_operator.realm_epochs.claimed_by), updated_at = now()
        RETURNING ${EPOCH_SELECT})
-     SELECT before.*, ${EPOCH_COLUMNS.map((column) => `w.${column} AS written_${column}`).join(', ')} FROM before LEFT JOIN written w ON true`,
-    values: [url, randomUUID(), claim.claimant ?? null, claim.takeOverFrom ?? null],
-  };
+     SELECT before.*, ${EPOCH_COLUMNS.map((column) => `w.${column} AS written_${column}`).join(', ')} FROM before LEFT JOIN written w ON true`;
 }
 
 function parseReservation(row: Record<string, unknown>, url: string, claim: ClaimOptions): DiskIdReservation {
@@ -616,7 +632,7 @@ export async function recordPublishedEpoch(
   // The data-modifying sub-statements all run, to completion, whether or not the final SELECT reads them.
   const { rows } = await queryPrepared<RealmEpochRow & { notified: unknown; kept_published_at: Date | null; registry_upserted: boolean }>(
     db,
-    `WITH metadata AS (
+    memoizedSQL('record-epoch', () => `WITH metadata AS (
        INSERT INTO realm_metadata (url, publishable) SELECT $1, false WHERE $21::boolean
        ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()),
      permissions AS (
@@ -650,7 +666,7 @@ export async function recordPublishedEpoch(
        SELECT $1, $3, $2, epoch, $5, $6, $7, $8, $15 FROM recorded WHERE $16::boolean
        ON CONFLICT (realm_url, version) DO NOTHING RETURNING published_at)
      SELECT ${EPOCH_SELECT}, (SELECT published_at FROM kept) AS kept_published_at, EXISTS (SELECT 1 FROM upserted) AS registry_upserted,
-       CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`,
+       CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`),
     [
       url,
       content.diskId,
