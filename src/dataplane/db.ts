@@ -82,7 +82,7 @@ export async function withRealmLockTimed<T>(
   fn: (tx: pg.PoolClient) => Promise<T>,
   options: RealmLockOptions = {},
 ): Promise<{ result: T; timing: RealmLockTiming }> {
-  return runLocked(pool, realmURL, undefined, (tx) => fn(tx), options);
+  return runLocked(pool, realmURL, [], (tx) => fn(tx), options);
 }
 
 /**
@@ -98,19 +98,41 @@ export interface LockedFirstStatement {
  * {@link withRealmLockTimed} whose transaction starts with `first`, sent in the same round trip as
  * BEGIN and the lock (one simple-protocol query: `BEGIN; SELECT pg_advisory_xact_lock(…); EXECUTE
  * <first>(…)`; PostgreSQL runs them in order and the first error stops the rest, so `first` runs
- * only once the lock is held). `fn` gets its result. A round trip less per locked transaction; the
- * statement is SQL-prepared once per connection (a `PREPARE` in the first such query on it: prepared
- * statements outlive a rollback), so it is planned as often as with {@link queryPrepared}. Its
- * timing counts that round trip as both waiting and held (the lock's moment inside it is unknown).
+ * only once the lock is held). `fn` gets its result. `options.thenAlso`: statements sent after it in
+ * the same query (their results unused). A round trip less per locked transaction (and per
+ * statement in `thenAlso`); each statement is SQL-prepared once per connection (a `PREPARE` in the
+ * first such query on it: prepared statements outlive a rollback), so it is planned as often as
+ * with {@link queryPrepared}. The timing counts that round trip as both waiting and held (the
+ * lock's moment inside it is unknown).
  */
 export async function withRealmLockAndFirst<T>(
   pool: pg.Pool,
   realmURL: string,
   first: LockedFirstStatement,
   fn: (tx: pg.PoolClient, first: pg.QueryResult<Record<string, unknown>>) => Promise<T>,
-  options: RealmLockOptions = {},
+  options: RealmLockOptions & { thenAlso?: readonly LockedFirstStatement[] } = {},
 ): Promise<{ result: T; timing: RealmLockTiming }> {
-  return runLocked(pool, realmURL, first, (tx, result) => fn(tx, result!), options);
+  return runLocked(pool, realmURL, [first, ...(options.thenAlso ?? [])], (tx, results) => fn(tx, results[0]!), options);
+}
+
+/**
+ * The one statement `send` makes, captured instead of sent: for sending it with the lock
+ * ({@link withRealmLockAndFirst}'s `thenAlso`) when only the function that makes it knows its
+ * text. `send` sees an empty result. Undefined when it made no statement or more than one, or one
+ * whose values are not all text or NULL: the caller then runs `send` on its transaction itself.
+ */
+export async function captureStatement(send: (db: Queryable) => Promise<unknown>): Promise<LockedFirstStatement | undefined> {
+  const sent: Array<{ text: string; values: unknown[] }> = [];
+  const recorder: Queryable = {
+    async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []) {
+      sent.push({ text, values });
+      return { rows: [] as R[], rowCount: 0, command: '', oid: 0, fields: [] };
+    },
+  };
+  await send(recorder);
+  const [only] = sent;
+  if (sent.length !== 1 || !only!.values.every((value): value is string | null => value === null || typeof value === 'string')) return undefined;
+  return { text: only!.text, values: only!.values };
 }
 
 /** The names of SQL-level prepared statements, by text (a name is never given to two texts). */
@@ -129,8 +151,8 @@ function sqlLiteral(value: string | null): string {
 async function runLocked<T>(
   pool: pg.Pool,
   realmURL: string,
-  first: LockedFirstStatement | undefined,
-  fn: (tx: pg.PoolClient, first: pg.QueryResult<Record<string, unknown>> | undefined) => Promise<T>,
+  statements: readonly LockedFirstStatement[],
+  fn: (tx: pg.PoolClient, results: pg.QueryResult<Record<string, unknown>>[]) => Promise<T>,
   options: RealmLockOptions,
 ): Promise<{ result: T; timing: RealmLockTiming }> {
   const client = await pool.connect();
@@ -142,34 +164,38 @@ async function runLocked<T>(
     const key = advisoryLockKey(realmURL);
     if (!/^-?\d+$/.test(key)) throw new Error(`advisory lock key ${JSON.stringify(key)} is not an integer`);
     const timeout = options.lockTimeoutMs === undefined ? '' : `SELECT set_config('lock_timeout', '${Math.max(1, Math.round(options.lockTimeoutMs))}ms', true); `;
-    let firstSQL = '';
-    let preparing: { names: Set<string>; name: string } | undefined;
-    if (first) {
-      let name = sqlPreparedNames.get(first.text);
+    const names = sqlPrepared.get(client) ?? new Set<string>();
+    sqlPrepared.set(client, names);
+    // Inside the transaction (so the query still starts with BEGIN); a PREPARE is not undone by a rollback.
+    const preparing: string[] = [];
+    let statementsSQL = '';
+    for (const statement of statements) {
+      let name = sqlPreparedNames.get(statement.text);
       if (name === undefined) {
-        name = `realm_operator_sql_${createHash('sha256').update(first.text).digest('hex').slice(0, 24)}`;
-        sqlPreparedNames.set(first.text, name);
+        name = `realm_operator_sql_${createHash('sha256').update(statement.text).digest('hex').slice(0, 24)}`;
+        sqlPreparedNames.set(statement.text, name);
       }
-      const names = sqlPrepared.get(client) ?? new Set<string>();
-      sqlPrepared.set(client, names);
-      // Inside the transaction (so the query still starts with BEGIN); a PREPARE is not undone by a rollback.
-      if (!names.has(name)) preparing = { names, name };
-      const args = first.values.length === 0 ? '' : `(${first.values.map(sqlLiteral).join(', ')})`;
-      firstSQL = `${preparing ? `; PREPARE ${name} AS ${first.text}` : ''}; EXECUTE ${name}${args}`;
+      if (!names.has(name) && !preparing.includes(name)) {
+        preparing.push(name);
+        statementsSQL += `; PREPARE ${name} AS ${statement.text}`;
+      }
+      statementsSQL += `; EXECUTE ${name}${statement.values.length === 0 ? '' : `(${statement.values.map(sqlLiteral).join(', ')})`}`;
     }
     const waitStart = performance.now();
     let results: pg.QueryResult<Record<string, unknown>> | pg.QueryResult<Record<string, unknown>>[];
     try {
-      results = (await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)${firstSQL}`)) as unknown as typeof results;
+      results = (await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)${statementsSQL}`)) as unknown as typeof results;
     } catch (error) {
-      // Whether the PREPARE ran before the error is unknown: a connection that may hold it unrecorded is not reused.
-      if (preparing) discard = error as Error;
+      // Whether a PREPARE ran before the error is unknown: a connection that may hold one unrecorded is not reused.
+      if (preparing.length > 0) discard = error as Error;
       throw error;
     }
-    if (preparing) preparing.names.add(preparing.name);
+    for (const name of preparing) names.add(name);
     const answeredAt = performance.now();
-    const lockedAt = first ? waitStart : answeredAt;
-    const result = await fn(client, first ? (results as pg.QueryResult<Record<string, unknown>>[]).at(-1) : undefined);
+    const lockedAt = statements.length > 0 ? waitStart : answeredAt;
+    // The EXECUTEs' results, last in the query's (a PREPARE's result comes before its EXECUTE's).
+    const executed = statements.length === 0 ? [] : (results as pg.QueryResult<Record<string, unknown>>[]).filter((r) => r.command !== 'PREPARE').slice(-statements.length);
+    const result = await fn(client, executed);
     await client.query('COMMIT');
     return { result, timing: { waitMs: answeredAt - waitStart, heldMs: performance.now() - lockedAt } };
   } catch (error) {

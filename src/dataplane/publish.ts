@@ -27,7 +27,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { assertRealmURL, findOverlappingRealmURLs } from '../wire/realm-url.js';
 import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from './authorization.js';
-import { withRealmLock, withRealmLockAndFirst, withRealmLockTimed, type RealmLockOptions } from './db.js';
+import { captureStatement, withRealmLock, withRealmLockAndFirst, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
 import { adoptsDefaultRealmIndex, applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
@@ -379,6 +379,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     let installedUnlinked = false;
     // Repairs made before the locked transaction (afterLinkRepairs) trash what they remove too.
     const repairs: Repairs = { recovered: [], cleanedUp: [] };
+    // The realm's definitions are cleared (with their NOTIFY) in the same round trip as the lock and
+    // the read below: before the checks, which roll it back with the rest when they refuse.
+    const clearDefinitions = await captureStatement((db) => clearRealmDefinitions(db, publishedURL));
     const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockAndFirst(
       plane.pool,
       publishedURL,
@@ -414,7 +417,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         }
         // The registry row, realm_metadata and (first publish) the permissions rows are written with
         // the epoch below, in its statement (a round trip less; all of it is seen only at COMMIT).
-        await clearRealmDefinitions(tx, publishedURL);
+        if (!clearDefinitions) await clearRealmDefinitions(tx, publishedURL);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
         signal?.throwIfAborted();
@@ -461,7 +464,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         const trashedAny = committed.recovered.length > 0 || committed.cleanedUp.length > 0;
         return { epoch: Number(recorded.row.epoch), recorded, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0, trashedAny };
       },
-      plane.lock,
+      { ...plane.lock, thenAlso: clearDefinitions ? [clearDefinitions] : [] },
     ), repairs).catch(async (error: unknown) => {
       if (installedUnlinked) await moveToTrash(plane.layout, plane.layout.versionDir(diskId, version)).catch(() => undefined);
       throw error;

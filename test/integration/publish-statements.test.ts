@@ -55,10 +55,11 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row as a hint 1, the reservation 1 (lock and the locked rows read and
     // written in one statement, one round trip) + COMMIT, the staging guard 2, the publish
-    // transaction 4 + COMMIT (lock with the checks' rows and the locked epoch row; definitions;
-    // epoch with kept version, history policy, Boxel's three tables and registry NOTIFY; wildcard
-    // NOTIFY; no staging sweep with only our own copy there). Was 31 in 3 transactions, then 14.
-    expect(counting.counts()).toEqual({ statements: 11, transactions: 2 });
+    // transaction 3 + COMMIT (lock with the checks' rows and the locked epoch row and the
+    // definitions cleared, one round trip; epoch with kept version, history policy, Boxel's three
+    // tables and registry NOTIFY; wildcard NOTIFY; no staging sweep with only our own copy there).
+    // Was 31 in 3 transactions, then 14.
+    expect(counting.counts()).toEqual({ statements: 10, transactions: 2 });
     // Nothing left for a clean-up to find.
     for (const dir of [fixture.layout.stagingRoot, fixture.layout.linkScratchDir, fixture.layout.trashDir]) expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -72,10 +73,10 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     counting.reset();
     const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row 1, the staging guard 2 (the reservation exists), the publish
-    // transaction 5 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
+    // transaction 4 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
     // the clean-up transaction 4 + COMMIT (lock, locked rows, kept versions, the rows the history
     // policy drops). Was 25 in 2 transactions, then 17.
-    expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
+    expect(counting.counts()).toEqual({ statements: 14, transactions: 2 });
     expect(await fs.readdir(fixture.layout.versionsDir(third.diskId))).toHaveLength(2);
   });
 
@@ -89,14 +90,14 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     expect(reserved.row).toMatchObject({ realm_url: published, disk_id: reserved.diskId, claimed_by: claim.claimant, content_version: null, registry_disk_id: null });
     counting.reset();
     const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved });
-    // The checks 1, the staging guard 2, the publish transaction 4 + COMMIT.
-    expect(counting.counts()).toEqual({ statements: 8, transactions: 1 });
+    // The checks 1, the staging guard 2, the publish transaction 3 + COMMIT.
+    expect(counting.counts()).toEqual({ statements: 7, transactions: 1 });
     expect(first.diskId).toBe(reserved.diskId);
     // Another URL's reservation is ignored: the publish reads its own hint and reserves as without one.
     counting.reset();
     const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved: other });
     expect(again.diskId).toBe(reserved.diskId);
-    expect(counting.counts().statements).toBeGreaterThan(8);
+    expect(counting.counts().statements).toBeGreaterThan(7);
   });
 
   test('a publish returns the epoch row it committed and (first publish) its kept version, as a read after it finds them', async () => {
@@ -130,8 +131,8 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
       counting.reset();
       await publishRealm(plane, { sourceRealmURL: sourceB, publishedRealmURL: publishedB });
       // No sweep statement for A's copy, which is left alone, and no staging lock or unlock: B's
-      // copy is named by the token A's lease holds (11 statements, the guard's 2 among them, alone).
-      expect(counting.counts()).toEqual({ statements: 9, transactions: 2 });
+      // copy is named by the token A's lease holds (10 statements, the guard's 2 among them, alone).
+      expect(counting.counts()).toEqual({ statements: 8, transactions: 2 });
       expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual(copyOfA);
     } finally {
       release();
