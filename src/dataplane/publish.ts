@@ -1107,7 +1107,7 @@ async function reconcileFilesWithDatabase(
  * rename to the trash then fails with ENOENT. That copy was not abandoned; the sweep ends there
  * (the next one finds any other), and the publish or recovery running it goes on. Before, such a
  * race failed the whole publish transaction, which was retried (5 of 1,000 publishes at
- * `--max-concurrent-reconciles` 16 in bench-scale). Exported for its test.
+ * `--max-concurrent-reconciles` 16, then the default, in bench-scale). Exported for its test.
  */
 export async function sweepAbandonedStaging(tx: Queryable, layout: RealmsLayout, names: string[]): Promise<string[]> {
   try {
