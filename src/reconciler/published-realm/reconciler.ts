@@ -41,7 +41,6 @@ import type { Logger } from 'pino';
 import { parsePublishedRealmSpec, UNPUBLISH_FINALIZER, type PublishedRealm, type PublishedRealmSpec, type PublishedRealmStatus } from '../../api/v1alpha1/published-realm-types.js';
 import { readLiveReplicaPods, waitForReplicaAcks, type WaitForAcksResult } from '../../dataplane/acknowledgements.js';
 import { reauthorizePublished } from '../../dataplane/authorization.js';
-import { withRealmLock } from '../../dataplane/db.js';
 import type { RealmsLayout } from '../../dataplane/layout.js';
 import { checkPublishable, publishRealm, unpublishRealm, type DataPlane, type PublishableSource, type PublishRequest } from '../../dataplane/publish.js';
 import {
@@ -52,7 +51,7 @@ import {
   readRealmEpochRow,
   readRegistryRow,
   RealmTooLargeError,
-  reservePublishedDiskIdWithRow,
+  reservePublishedDiskIdLocked,
   type DiskIdReservation,
   RealmURLOverlapError,
   SupersededPublishError,
@@ -395,7 +394,8 @@ export class PublishedRealmReconciler {
     // The reservation's row goes to publishRealm (`reserved`), which then skips its own read of it.
     let reservation: DiskIdReservation;
     try {
-      reservation = await withRealmLock(this.options.pool, url, (tx) => reservePublishedDiskIdWithRow(tx, url, checked.claim));
+      // BEGIN, the realm lock and the reservation in one round trip (realm-state.ts).
+      reservation = await reservePublishedDiskIdLocked(this.options.pool, url, checked.claim);
     } catch (error) {
       const stalled = await this.stallFor(realm, error);
       if (stalled) return stalled;
