@@ -60,6 +60,8 @@ import {
   parsePublishTargetRows,
   publishTargetRowsStatement,
   readPublishTargetRows,
+  lockedEpochRowAndRegistryStatement,
+  parseLockedEpochRowAndRegistryRow,
   readLockedEpochRowAndRegistryRow,
   readRealmEpochRowAndRegistryDiskId,
   readRealmEpochRow,
@@ -844,7 +846,22 @@ export async function recoverPublishedRealm(plane: DataPlane, realmURL: string):
 async function recover(plane: DataPlane, url: string, superseded: readonly string[], { sweep = true }: { sweep?: boolean } = {}): Promise<RecoveryResult> {
   const repaired: Repairs = { recovered: [], cleanedUp: [] };
   const known = new Set(superseded);
-  const cleaned = await afterLinkRepairs(plane, url, () => withRealmLock(plane.pool, url, (tx) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes', undefined, known, { sweep }), plane.lock), repaired);
+  // The locked rows recovery starts from, read in the round trip of the lock.
+  const cleaned = await afterLinkRepairs(
+    plane,
+    url,
+    async () =>
+      (
+        await withRealmLockAndFirst(
+          plane.pool,
+          url,
+          lockedEpochRowAndRegistryStatement(url),
+          (tx, first) => reconcileFilesWithDatabase(plane, tx, url, 'refuse-fixes', undefined, known, { sweep, locked: parseLockedEpochRowAndRegistryRow(first.rows[0]!) }),
+          plane.lock,
+        )
+      ).result,
+    repaired,
+  );
   const recovered = [...repaired.recovered, ...cleaned.recovered];
   const cleanedUp = [...repaired.cleanedUp, ...cleaned.cleanedUp];
   await emptyTrash(plane.layout, plane.logger);

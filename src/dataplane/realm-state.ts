@@ -400,17 +400,32 @@ export async function readRealmEpochRowAndRegistryDiskId(db: Queryable, url: str
  * The realm's epoch row, locked FOR UPDATE, and its `realm_registry` row, in one statement (one
  * round trip instead of two); each undefined when absent.
  */
-export async function readLockedEpochRowAndRegistryRow(db: Queryable, url: string): Promise<{ epochRow: RealmEpochRow | undefined; registry: RegistryRow | undefined }> {
+export async function readLockedEpochRowAndRegistryRow(db: Queryable, url: string): Promise<LockedEpochAndRegistryRows> {
+  const statement = lockedEpochRowAndRegistryStatement(url);
+  const { rows } = await queryPrepared<Record<string, unknown>>(db, statement.text, [...statement.values]);
+  return parseLockedEpochRowAndRegistryRow(rows[0]!);
+}
+
+export interface LockedEpochAndRegistryRows {
+  epochRow: RealmEpochRow | undefined;
+  registry: RegistryRow | undefined;
+}
+
+/** The statement {@link readLockedEpochRowAndRegistryRow} sends, for sending it with the realm lock (`withRealmLockAndFirst`). */
+export function lockedEpochRowAndRegistryStatement(url: string): LockedFirstStatement {
   // The epoch row through a locking sub-select: FOR UPDATE may not name the nullable side of an outer join.
-  const { rows } = await queryPrepared<Record<string, unknown>>(
-    db,
-    `SELECT ${epochColumnsOf('e')}, ${REGISTRY_COLUMNS.map((column) => `r.${column} AS registry_${column}`).join(', ')}
+  const text = memoizedSQL(
+    'locked-epoch-and-registry',
+    () => `SELECT ${epochColumnsOf('e')}, ${REGISTRY_COLUMNS.map((column) => `r.${column} AS registry_${column}`).join(', ')}
      FROM (SELECT 1) AS one
      LEFT JOIN LATERAL (SELECT ${EPOCH_SELECT} FROM realm_operator.realm_epochs WHERE realm_url = $1 FOR UPDATE) AS e ON true
      LEFT JOIN realm_registry r ON r.url = $1`,
-    [url],
   );
-  const row = rows[0]!;
+  return { text, values: [url] };
+}
+
+/** {@link readLockedEpochRowAndRegistryRow}'s result from its statement's one row. */
+export function parseLockedEpochRowAndRegistryRow(row: Record<string, unknown>): LockedEpochAndRegistryRows {
   const registry = row.registry_url === null ? undefined : (Object.fromEntries(REGISTRY_COLUMNS.map((column) => [column, row[`registry_${column}`]])) as unknown as RegistryRow);
   return { epochRow: pickEpochRow(row), registry };
 }
