@@ -13,6 +13,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { GROUP, PLURAL, VERSION, type PublishedRealm } from '../api/v1alpha1/published-realm-types.js';
 import type { PublishAuthorization } from '../dataplane/authorization.js';
 import { setReplicaLeaseGrace } from '../dataplane/ack-status.js';
+import { setStagingLeaseLinger } from '../dataplane/staging-guard.js';
 import { createPool } from '../dataplane/db.js';
 import { RealmsLayout } from '../dataplane/layout.js';
 import { assertSchema } from '../dataplane/schema-check.js';
@@ -43,6 +44,8 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
   );
   // Every liveness read goes through this pool (ack waits, live pods): a replica's lease counts this much longer.
   setReplicaLeaseGrace(pool, config.replicaLeaseGrace);
+  // Publishes that follow each other within 250 ms share one staging lock (its lock and unlock once per burst).
+  setStagingLeaseLinger(pool, 250);
   try {
     await assertSchema(pool);
     // One pool of kept-alive connections for every request the runtime and the reconciler make.

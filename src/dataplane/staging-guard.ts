@@ -37,10 +37,24 @@ interface StagingLease {
   users: number;
   /** Its connection failed: the lock may be gone, so no new copy is staged under it. */
   lost?: Error;
+  /** Set while the lease, with no publish under it, waits to be joined before it is unlocked. */
+  lingering?: NodeJS.Timeout;
 }
 
 /** The lease new publishes join, per pool (one per process in the operator). */
 const openLeases = new WeakMap<pg.Pool, StagingLease>();
+/** How long a pool's lease is kept, with no publish under it, for the next publish to join. */
+const lingerByPool = new WeakMap<pg.Pool, number>();
+
+/**
+ * Keeps a lease whose last publish has ended locked for `ms` more, for the next publish to join
+ * (the operator's workers start one publish as another ends, with API requests between): its lock
+ * and unlock are then sent once per burst of publishes, not once per gap between them. Default 0
+ * (unlocked at once). A pool's end waits for the lease's connection, so for up to `ms`.
+ */
+export function setStagingLeaseLinger(pool: pg.Pool, ms: number): void {
+  lingerByPool.set(pool, ms);
+}
 let copySequence = 0;
 
 /** Takes the staging lock (joining the process's lease on it when there is one) and names a staging directory under it. */
@@ -51,6 +65,10 @@ export async function holdStagingGuard(pool: pg.Pool): Promise<StagingGuard> {
     openLeases.set(pool, lease);
   }
   lease.users += 1;
+  if (lease.lingering) {
+    clearTimeout(lease.lingering);
+    lease.lingering = undefined;
+  }
   const joined = lease;
   try {
     await joined.locked;
@@ -107,7 +125,21 @@ type LeaseClient = pg.PoolClient & { leaseErrorListener?: (error: Error) => void
 async function leave(pool: pg.Pool, lease: StagingLease): Promise<void> {
   lease.users -= 1;
   if (lease.users > 0) return;
-  // The last publish under it: new ones open a lease of their own (with a new token, so this one's
+  const linger = lingerByPool.get(pool) ?? 0;
+  if (linger > 0 && !lease.lost && openLeases.get(pool) === lease) {
+    // Closed when the time is up unless a publish joined meanwhile (which clears the timer).
+    lease.lingering = setTimeout(() => {
+      lease.lingering = undefined;
+      if (lease.users === 0) void closeLease(pool, lease);
+    }, linger);
+    lease.lingering.unref();
+    return;
+  }
+  await closeLease(pool, lease);
+}
+
+async function closeLease(pool: pg.Pool, lease: StagingLease): Promise<void> {
+  // No publish under it: new ones open a lease of their own (with a new token, so this one's
   // unlock never races their lock).
   if (openLeases.get(pool) === lease) openLeases.delete(pool);
   const client = (await lease.locked.catch(() => undefined)) as LeaseClient | undefined;

@@ -9,6 +9,7 @@ import { withRealmLock } from '../../src/dataplane/db.js';
 import { publishRealm, sweepAbandonedStaging, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { readKeptVersions } from '../../src/dataplane/published-versions.js';
 import { ClaimConflictError, readRealmEpochRow, reservePublishedDiskId, reservePublishedDiskIdWithRow, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
+import { setStagingLeaseLinger, STAGING_LOCK_CLASS } from '../../src/dataplane/staging-guard.js';
 import { StagingSlots } from '../../src/dataplane/staging-slots.js';
 import { STAGING_DIR_PREFIX } from '../../src/dataplane/staging.js';
 import { countingPool, type CountingPool } from '../support/counting-pool.js';
@@ -242,6 +243,33 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([leftover]);
     await publishRealm(plane, { sourceRealmURL: sources[2]!, publishedRealmURL: targets[2]! });
     expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual([]);
+  });
+
+  test('with a linger, a publish right after another joins its staging lease; the lease is unlocked once the linger is over', async () => {
+    const lingering = countingPool(fixture.db.url);
+    setStagingLeaseLinger(lingering.pool, 5_000);
+    const lingeringPlane = dataPlane(lingering.pool, fixture.layout);
+    const stagingLocks = async () =>
+      Number((await fixture.db.pool.query(`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND classid = $1::int::oid AND objsubid = 2`, [STAGING_LOCK_CLASS])).rows[0].n);
+    try {
+      const sources = ['one', 'two'].map((n) => `http://localhost:4201/count/linger-${n}-src/`);
+      const targets = ['one', 'two'].map((n) => `http://pub.localhost/count/linger-${n}/`);
+      for (const source of sources) await createSourceRealm(fixture.db.pool, fixture.layout, source, { 'index.json': '{}' });
+      lingering.reset();
+      await publishRealm(lingeringPlane, { sourceRealmURL: sources[0]!, publishedRealmURL: targets[0]! });
+      // The staging lock, and no unlock yet: the lease lingers, still held.
+      expect(lingering.counts()).toEqual({ statements: 9, transactions: 2 });
+      expect(await stagingLocks()).toBe(1);
+      lingering.reset();
+      await publishRealm(lingeringPlane, { sourceRealmURL: sources[1]!, publishedRealmURL: targets[1]! });
+      // Joined the lingering lease: neither lock nor unlock.
+      expect(lingering.counts()).toEqual({ statements: 8, transactions: 2 });
+      // The linger over with no publish under the lease: unlocked.
+      await eventually(async () => (await stagingLocks()) === 0, 30_000, () => 'the lingering staging lease to be unlocked');
+      expect(lingering.texts().filter((text) => text.startsWith('SELECT pg_advisory_unlock'))).toHaveLength(1);
+    } finally {
+      await lingering.pool.end();
+    }
   });
 
   test('a publish still removes staging abandoned by a publisher that died', async () => {
