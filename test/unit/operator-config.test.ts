@@ -8,12 +8,12 @@ const required = { DATABASE_URL: 'postgres://u@127.0.0.1/db', REALMS_ROOT: '/rea
 
 describe('operator configuration', () => {
   test('defaults, environment, and flags over environment', () => {
-    const config = loadOperatorConfig({ 'ack-wait': '3s', 'max-concurrent-reconciles': '8' }, { ...required, ACK_WAIT: '20s', LEADER_ELECT: 'false', POD_NAME: 'op-1' });
+    const config = loadOperatorConfig({ 'ack-wait': '3s', 'max-concurrent-reconciles': '12' }, { ...required, ACK_WAIT: '20s', LEADER_ELECT: 'false', POD_NAME: 'op-1' });
     expect(config).toMatchObject({
       databaseURL: required.DATABASE_URL,
       realmsRoot: '/realms',
       ackWait: 3000,
-      maxConcurrentReconciles: 8,
+      maxConcurrentReconciles: 12,
       leaderElection: false,
       identity: 'op-1',
       metricsBindAddress: ':8080',
