@@ -115,8 +115,12 @@ export class ReplicaAckWaiter {
     connections: 0,
     lost: 0,
   };
-  /** Completion proofs heard, by realm: the newest complete one (a wait for an epoch at or below it completes on it). */
-  private readonly heardComplete = new Map<string, ReplicaAckStatus>();
+  /**
+   * Completion proofs heard on the current LISTEN session, by realm: the newest complete one and
+   * when it arrived. A wait starting later uses it only for exactly its own epoch and only if it
+   * arrived after this process sent that realm's invalidation (see {@link wait}).
+   */
+  private readonly heardComplete = new Map<string, { status: ReplicaAckStatus; heardAt: number }>();
   /** When an ack notification that proved nothing (no proof, or one with a replica still missing) last arrived, by realm. */
   private readonly heardInconclusiveAt = new Map<string, number>();
   /** When a notification concerning every wait (a cache start, a deregistration) last arrived. */
@@ -158,12 +162,15 @@ export class ReplicaAckWaiter {
   wait(options: WaitForAcksOptions): Promise<WaitForAcksResult> {
     if (this.closed) return Promise.reject(new Error('the replica ack waiter is closed'));
     const proven = this.heardComplete.get(options.realmURL);
-    if (proven && proven.epoch >= options.epoch && !options.signal?.aborted) {
-      // A completion proof for this epoch or a later one arrived before the wait began (a replica
-      // can announce between the publisher's COMMIT and this call): it is a read made after the
-      // epoch committed, which is all a completion needs.
+    const sent = lastInvalidationSentAt(options.realmURL);
+    if (proven && proven.status.epoch === options.epoch && sent !== undefined && proven.heardAt > sent && !options.signal?.aborted) {
+      // A completion proof for this very epoch arrived before the wait began (a replica can
+      // announce between the publisher's COMMIT and this call): it is a read made after the epoch
+      // committed, which is all a completion needs. Only this epoch, and only one heard after we
+      // sent the invalidation: a remembered proof for a later epoch (forged, or from before the
+      // database was restored to an earlier epoch) must not complete waits nobody announced.
       this.stats.completedByAnnouncement += 1;
-      return Promise.resolve({ ...proven, realmURL: options.realmURL, epoch: options.epoch, complete: true, waitedMs: 0 });
+      return Promise.resolve({ ...proven.status, realmURL: options.realmURL, epoch: options.epoch, complete: true, waitedMs: 0 });
     }
     return new Promise<WaitForAcksResult>((resolve, reject) => {
       const started = performance.now();
@@ -376,13 +383,20 @@ export class ReplicaAckWaiter {
     const proof = ack.proof && completionOf(ack.realmURL, ack.epoch, ack.proof, replicaLeaseGraceOf(this.pool));
     if (proof?.missing.length === 0) {
       const newest = this.heardComplete.get(ack.realmURL);
-      if (!newest || newest.epoch <= ack.epoch) remember(this.heardComplete, ack.realmURL, proof);
+      if (!newest || newest.status.epoch <= ack.epoch) remember(this.heardComplete, ack.realmURL, { status: proof, heardAt: now });
     } else {
       remember(this.heardInconclusiveAt, ack.realmURL, now);
     }
     let reread = false;
     for (const wait of this.waitsByRealm.get(ack.realmURL) ?? []) {
       if (wait.settled || ack.epoch < wait.options.epoch) continue;
+      if (proof?.missing.length === 0 && ack.epoch !== wait.options.epoch) {
+        // A proof for a later epoch than ours would do, if genuine; nothing ties it to our publish
+        // (a forged far-future epoch would end every wait of the realm), so read instead.
+        wait.dirty = true;
+        reread = true;
+        continue;
+      }
       if (proof?.missing.length === 0) {
         // The announcer's snapshot followed its ack's commit, so the epoch's: a read made after the
         // epoch committed, which found every replica live by our grace done with an epoch >= ours.
@@ -415,6 +429,7 @@ export class ReplicaAckWaiter {
   private onLost(client: pg.PoolClient, error: Error): void {
     if (this.client !== client && this.state !== 'connecting') return; // already released
     this.listeningSince = undefined;
+    this.heardComplete.clear(); // proofs are trusted only from the session they arrived on
     this.discard(client, error);
     if (this.client === client) this.client = undefined;
     if (this.waits.size === 0 || this.closed) {
@@ -449,6 +464,7 @@ export class ReplicaAckWaiter {
     const client = this.client;
     this.client = undefined;
     this.listeningSince = undefined;
+    this.heardComplete.clear();
     if (this.state === 'listening') this.state = 'idle';
     if (!client) return;
     this.detach(client);

@@ -638,6 +638,36 @@ describe('shared replica acknowledgement waiter', () => {
       expect(waiter.stats.completedByAnnouncement).toBe(0);
     });
 
+    test('a forged proof for a far-future epoch, or one heard before the invalidation was sent, completes no wait', async () => {
+      await registerSilentReplica('forged');
+      const waiter = await listeningWaiter();
+      const realmURL = 'http://pub.localhost/forged/';
+      // Any session may NOTIFY: a "complete" proof for the largest epoch, before any publish.
+      const farFuture = { r: realmURL, e: Number.MAX_SAFE_INTEGER, id: 'forged', c: proof('forged') };
+      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [JSON.stringify(farFuture)]);
+      // And, for another realm, one for exactly the epoch its next publish will take, sent before that publish.
+      const otherURL = 'http://pub.localhost/forged-early/';
+      const { rows } = await db.pool.query<{ next: string }>(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM realm_operator.epoch_seq`);
+      const early = { r: otherURL, e: Number(rows[0]!.next), id: 'forged', c: proof('forged') };
+      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [JSON.stringify(early)]);
+      await eventually(() => waiter.stats.notifications === 2, 5000, () => 'both forged proofs heard');
+      const otherEpoch = await publishEpoch(otherURL);
+      expect(otherEpoch).toBe(early.e);
+      const epoch = await publishEpoch(realmURL);
+      const [before, beforeOther] = await Promise.all([
+        waiter.wait({ realmURL, epoch, timeoutMs: 1500, pollIntervalMs: 60_000 }),
+        waiter.wait({ realmURL: otherURL, epoch: otherEpoch, timeoutMs: 1500, pollIntervalMs: 60_000 }),
+      ]);
+      expect(before).toMatchObject({ complete: false, missing: ['forged'] });
+      expect(beforeOther).toMatchObject({ complete: false, missing: ['forged'] });
+      // Heard during a wait, the far-future proof only makes it read the table.
+      const epoch2 = await publishEpoch(realmURL);
+      const during = waiter.wait({ realmURL, epoch: epoch2, timeoutMs: 1500, pollIntervalMs: 60_000 });
+      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', $1)`, [JSON.stringify(farFuture)]);
+      expect(await during).toMatchObject({ complete: false, missing: ['forged'] });
+      expect(waiter.stats.completedByAnnouncement).toBe(0);
+    });
+
     test('LISTEN re-opened between the commit and the announcement: the wait reads first (the announcement was lost)', async () => {
       await registerSilentReplica('gap');
       const waiter = await listeningWaiter({ reconnectDelayMs: 1000 });
