@@ -98,9 +98,8 @@ export interface LockedFirstStatement {
  * {@link withRealmLockTimed} whose transaction starts with `first`, sent in the same round trip as
  * BEGIN and the lock (one simple-protocol query: `BEGIN; SELECT pg_advisory_xact_lock(…); EXECUTE
  * <first>(…)`; PostgreSQL runs them in order and the first error stops the rest, so `first` runs
- * only once the lock is held). `fn` gets its result. `options.thenAlso`: statements sent after it in
- * the same query (their results unused). A round trip less per locked transaction (and per
- * statement in `thenAlso`); each statement is SQL-prepared once per connection (a `PREPARE` in the
+ * only once the lock is held). `fn` gets its result. A round trip less per locked transaction; the
+ * statement is SQL-prepared once per connection (a `PREPARE` in the
  * first such query on it: prepared statements outlive a rollback), so it is planned as often as
  * with {@link queryPrepared}. The timing counts that round trip as both waiting and held (the
  * lock's moment inside it is unknown).
@@ -110,29 +109,9 @@ export async function withRealmLockAndFirst<T>(
   realmURL: string,
   first: LockedFirstStatement,
   fn: (tx: pg.PoolClient, first: pg.QueryResult<Record<string, unknown>>) => Promise<T>,
-  options: RealmLockOptions & { thenAlso?: readonly LockedFirstStatement[] } = {},
+  options: RealmLockOptions = {},
 ): Promise<{ result: T; timing: RealmLockTiming }> {
-  return runLocked(pool, realmURL, [first, ...(options.thenAlso ?? [])], (tx, results) => fn(tx, results[0]!), options);
-}
-
-/**
- * The one statement `send` makes, captured instead of sent: for sending it with the lock
- * ({@link withRealmLockAndFirst}'s `thenAlso`) when only the function that makes it knows its
- * text. `send` sees an empty result. Undefined when it made no statement or more than one, or one
- * whose values are not all text or NULL: the caller then runs `send` on its transaction itself.
- */
-export async function captureStatement(send: (db: Queryable) => Promise<unknown>): Promise<LockedFirstStatement | undefined> {
-  const sent: Array<{ text: string; values: unknown[] }> = [];
-  const recorder: Queryable = {
-    async query<R extends pg.QueryResultRow>(text: string, values: unknown[] = []) {
-      sent.push({ text, values });
-      return { rows: [] as R[], rowCount: 0, command: '', oid: 0, fields: [] };
-    },
-  };
-  await send(recorder);
-  const [only] = sent;
-  if (sent.length !== 1 || !only!.values.every((value): value is string | null => value === null || typeof value === 'string')) return undefined;
-  return { text: only!.text, values: only!.values };
+  return runLocked(pool, realmURL, [first], (tx, results) => fn(tx, results[0]!), options);
 }
 
 /** The names of SQL-level prepared statements, by text (a name is never given to two texts). */

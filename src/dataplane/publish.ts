@@ -4,8 +4,8 @@
  * Guarantees:
  * - Files are staged outside the realm lock; the lock is held only for a rename, a symlink swap
  *   and the database writes, so its hold time does not grow with realm size.
- * - Under the lock, in ONE transaction: registry upsert, `realm_metadata`, `clearRealmDefinitions`,
- *   the epoch bump and the NOTIFYs. Peers are told at COMMIT, after the new files are in place.
+ * - Under the lock, in ONE transaction: registry upsert and `realm_metadata`, the swap, then (Boxel's
+ *   order) `clearRealmDefinitions`, the epoch bump and the NOTIFYs. Peers are told at COMMIT, after the new files are in place.
  * - Readers of `_published/<disk_id>/` see the old or the new content, never a gap (symlink swap).
  * - A crash at any step leaves old or new content whole. The next publish, unpublish or
  *   {@link recoverPublishedRealm} makes the files agree with what the database committed and
@@ -27,7 +27,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { assertRealmURL, findOverlappingRealmURLs } from '../wire/realm-url.js';
 import { authorizePublish, authorizeUnpublish, type PublishAuthorization } from './authorization.js';
-import { captureStatement, withRealmLock, withRealmLockAndFirst, withRealmLockTimed, type RealmLockOptions } from './db.js';
+import { withRealmLock, withRealmLockAndFirst, withRealmLockTimed, type RealmLockOptions } from './db.js';
 import { clearRealmDefinitions, notifyAllFileChanges, notifyRealmRegistry } from './invalidation.js';
 import { matrixServerNameOf, matrixUserId, publishedRealmUsername } from './realm-identity.js';
 import { adoptsDefaultRealmIndex, applyRealmIndexOptIn, digestWithOptIn } from './realm-json.js';
@@ -79,6 +79,7 @@ import {
   safeSourceDiskId,
   safeVersionName,
   tombstoneRealmIndex,
+  upsertPublishedRegistryRow,
 } from './realm-state.js';
 import { publishedDiskIdProblem } from './safe-paths.js';
 import { holdStagingGuard, removeAbandonedStaging, type StagingGuard } from './staging-guard.js';
@@ -381,9 +382,6 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
     let installedUnlinked = false;
     // Repairs made before the locked transaction (afterLinkRepairs) trash what they remove too.
     const repairs: Repairs = { recovered: [], cleanedUp: [] };
-    // The realm's definitions are cleared (with their NOTIFY) in the same round trip as the lock and
-    // the read below: before the checks, which roll it back with the rest when they refuse.
-    const clearDefinitions = await captureStatement((db) => clearRealmDefinitions(db, publishedURL));
     const { result, timing } = await afterLinkRepairs(plane, publishedURL, () => withRealmLockAndFirst(
       plane.pool,
       publishedURL,
@@ -417,9 +415,9 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
           if (!serverName) plane.logger.warn({ realm: publishedURL, realmUsername, publisher }, 'no Matrix server name known: realm user permission row written with the bare username');
           permissions = { realmUserId, publisherId: publisher };
         }
-        // The registry row, realm_metadata and (first publish) the permissions rows are written with
-        // the epoch below, in its statement (a round trip less; all of it is seen only at COMMIT).
-        if (!clearDefinitions) await clearRealmDefinitions(tx, publishedURL);
+        // The registry row, realm_metadata and (first publish) the permissions rows: one statement,
+        // before the swap, so nothing that can refuse runs between the swap and COMMIT.
+        await upsertPublishedRegistryRow(tx, { url: publishedURL, diskId, sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt }, permissions);
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
         signal?.throwIfAborted();
@@ -433,7 +431,12 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         installedUnlinked = false;
         const { adopted } = await swapPublishedLink(plane.layout, diskId, version, plane.logger, committed.link);
         await step('swapped');
-        // The epoch, the kept version, the history policy, Boxel's tables and the registry NOTIFY: one statement.
+        // Boxel's order: the definitions are cleared after the swap. In READ COMMITTED the DELETE
+        // removes the rows committed before it starts, so a row a replica computed from the old
+        // files and committed before the swap is gone; sent any earlier, one committed between the
+        // DELETE and the swap would survive the publish.
+        await clearRealmDefinitions(tx, publishedURL);
+        // The epoch, the kept version, the history policy and the registry NOTIFY: one statement.
         const recorded = await recordPublishedEpoch(
           tx,
           publishedURL,
@@ -447,12 +450,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
             publishedFor: request.publishedFor ?? null,
             ...(request.fence ? { fence: request.fence } : {}),
           },
-          {
-            keep: { revision: request.revision ?? null, forgetOthers: committed.clearedUncommitted },
-            history: { policy: request.history },
-            notifyRegistryUpsert: true,
-            registryUpsert: { sourceURL, ownerUsername: realmUsername, publishedAtMs: publishedAt, ...(permissions ? { permissions } : {}) },
-          },
+          { keep: { revision: request.revision ?? null, forgetOthers: committed.clearedUncommitted }, history: { policy: request.history }, notifyRegistryUpsert: true },
         );
         await notifyAllFileChanges(tx, publishedURL);
         await step('recorded');
@@ -466,7 +464,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         const trashedAny = committed.recovered.length > 0 || committed.cleanedUp.length > 0;
         return { epoch: Number(recorded.row.epoch), recorded, previousVersion: committed.committedVersion, superseded, nothingToClean: committed.clearedUncommitted && superseded.length === 0, trashedAny };
       },
-      { ...plane.lock, thenAlso: clearDefinitions ? [clearDefinitions] : [] },
+      plane.lock,
     ), repairs).catch(async (error: unknown) => {
       if (installedUnlinked) await moveToTrash(plane.layout, plane.layout.versionDir(diskId, version)).catch(() => undefined);
       throw error;
@@ -630,11 +628,12 @@ export async function rollbackRealm(plane: DataPlane, request: RollbackRequest, 
       const kept = await readKeptVersions(tx, url, diskId);
       const target = kept.find((v) => v.version === request.version);
       if (!target || !(await versionExists(plane.layout, diskId, target.version))) throw new VersionNotKeptError(url, request.version, kept.map((v) => v.version));
-      await clearRealmDefinitions(tx, url);
       // The last abort check: past the swap the rollback commits (see PublishOptions.signal).
       signal?.throwIfAborted();
       await swapPublishedLink(plane.layout, diskId, target.version, plane.logger);
       await step('swapped');
+      // After the swap, as in a publish: no definitions row computed from the replaced files survives.
+      await clearRealmDefinitions(tx, url);
       const live = committed.committedVersion;
       const recorded = await recordPublishedEpoch(
         tx,
@@ -782,7 +781,6 @@ export async function unpublishRealm(
       await tx.query('DELETE FROM realm_user_permissions WHERE realm_url = $1', [url]);
       signal?.throwIfAborted();
       await tombstoneRealmIndex(tx, url);
-      await clearRealmDefinitions(tx, url);
       const diskId = registry
         ? safePublishedDiskId('realm_registry.disk_id', url, registry.disk_id)
         : epochRow?.disk_id
@@ -790,6 +788,8 @@ export async function unpublishRealm(
           : undefined;
       if (diskId) await removePublishedLink(plane.layout, diskId);
       await step('unlinked');
+      // After the link is gone, as in a publish: no definitions row computed from its files survives.
+      await clearRealmDefinitions(tx, url);
       const epoch = await recordUnpublishedEpoch(tx, url);
       await notifyRealmRegistry(tx, 'delete', url);
       await notifyAllFileChanges(tx, url);

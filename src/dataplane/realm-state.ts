@@ -560,16 +560,14 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
 }
 
 /**
- * A publish's writes to Boxel's tables (written by {@link recordPublishedEpoch} with
- * `extras.registryUpsert`, in the statement that records the epoch): inserts the published realm's
- * registry row or advances `last_published_at` on an existing one, marks its `realm_metadata` not
+ * A publish's writes to Boxel's tables, in one statement: inserts the published realm's registry
+ * row or advances `last_published_at` on an existing one, marks its `realm_metadata` not
  * publishable (as Boxel does for a published realm), and with `permissions` (a first publish)
  * writes the three `realm_user_permissions` rows. `owner_username` is written only by the insert:
  * like Boxel's `upsertPublishedRealmInRegistry` (cardstack/boxel
  * packages/realm-server/lib/realm-registry-writes.ts), a republish — ours or over a realm Boxel
  * published — keeps the owner the first publish recorded. The three tables have no foreign keys
- * between them or to `realm_operator`'s (Boxel's migrations), so writing them in one statement
- * with the epoch is the same as one by one.
+ * between them (Boxel's migrations), so writing them in one statement is the same as one by one.
  *
  * The permissions are the rows Boxel writes on a first publish (cardstack/boxel
  * packages/realm-server/handlers/handle-publish-realm.ts, through `insertPermissions` in
@@ -577,26 +575,44 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
  * the realm's own Matrix user and the publishing user get read + realm-owner, everyone (`*`) gets
  * read; `write` is false for all three. Boxel writes them only when the registry row is new.
  */
-export interface PublishedRegistryUpsert {
-  sourceURL: string;
-  ownerUsername: string;
-  publishedAtMs: number;
-  permissions?: { realmUserId: string; publisherId: string };
-}
-
-/** The upsert's values after the epoch statement's own: $21 the switch, $22-$24 the row, $25-$28 the permissions. */
-function registryUpsertValues(upsert: PublishedRegistryUpsert | undefined): unknown[] {
-  const permissionRows: Array<[string, boolean, boolean, boolean]> = upsert?.permissions
+export async function upsertPublishedRegistryRow(
+  db: Queryable,
+  row: { url: string; diskId: string; sourceURL: string; ownerUsername: string; publishedAtMs: number },
+  permissions?: { realmUserId: string; publisherId: string },
+): Promise<RegistryRow> {
+  const permissionRows: Array<[string, boolean, boolean, boolean]> = permissions
     ? [
-        [upsert.permissions.realmUserId, true, false, true],
-        [upsert.permissions.publisherId, true, false, true],
+        [permissions.realmUserId, true, false, true],
+        [permissions.publisherId, true, false, true],
         ['*', true, false, false],
       ]
     : [];
   // One upsert may not write a row twice, so a user named twice (the publisher set to the realm
   // user's id) is written once, with its last values, as the upserts one by one would leave it.
   const byUser = [...new Map(permissionRows.map((permission) => [permission[0], permission])).values()];
-  return [upsert !== undefined, upsert?.ownerUsername ?? null, upsert?.sourceURL ?? null, upsert?.publishedAtMs ?? null, ...[0, 1, 2, 3].map((i) => byUser.map((p) => p[i]))];
+  const { rows } = await queryPrepared<RegistryRow>(
+    db,
+    `WITH metadata AS (
+       INSERT INTO realm_metadata (url, publishable) VALUES ($1, false)
+       ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()),
+     permissions AS (
+       INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner)
+       SELECT $1, * FROM unnest($6::text[], $7::boolean[], $8::boolean[], $9::boolean[])
+       ON CONFLICT (realm_url, username) DO UPDATE SET read = EXCLUDED.read, write = EXCLUDED.write, realm_owner = EXCLUDED.realm_owner)
+     INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
+     VALUES ($1, 'published', $2, $3, $4, $5)
+     ON CONFLICT (url) DO UPDATE SET
+       source_url = EXCLUDED.source_url,
+       last_published_at = EXCLUDED.last_published_at,
+       updated_at = now()
+     WHERE realm_registry.kind = 'published' AND realm_registry.disk_id = EXCLUDED.disk_id
+     RETURNING id, url, kind, disk_id, owner_username, source_url, last_published_at`,
+    [row.url, row.diskId, row.ownerUsername, row.sourceURL, row.publishedAtMs, byUser.map((p) => p[0]), byUser.map((p) => p[1]), byUser.map((p) => p[2]), byUser.map((p) => p[3])],
+  );
+  // A race (the row changed between reading and writing it), not a refusal: retried with backoff.
+  // The metadata and permissions written with it are rolled back with the publish's transaction.
+  if (!rows[0]) throw new Error(`realm_registry row for ${row.url} changed under the realm lock; the publish is retried`);
+  return rows[0];
 }
 
 /** What a publish or rollback records with its epoch, in the same statement (one round trip for all of them). */
@@ -617,8 +633,6 @@ export interface PublishedEpochExtras {
    * with the registry upsert). Boxel's realm server derives the published HTML's ETag from it.
    */
   lastPublishedAtMs?: number;
-  /** A publish's writes to Boxel's tables ({@link PublishedRegistryUpsert}); not with `lastPublishedAtMs` (one statement may not write a row twice). */
-  registryUpsert?: PublishedRegistryUpsert;
 }
 
 /**
@@ -642,28 +656,11 @@ export async function recordPublishedEpoch(
   },
   extras: PublishedEpochExtras = {},
 ): Promise<RecordedEpoch> {
-  if (extras.registryUpsert && extras.lastPublishedAtMs !== undefined) throw new Error('recordPublishedEpoch: registryUpsert and lastPublishedAtMs both write the registry row; pass one');
   // One statement text whatever the extras (booleans switch its parts), so PostgreSQL plans it once per connection.
   // The data-modifying sub-statements all run, to completion, whether or not the final SELECT reads them.
-  const { rows } = await queryPrepared<RealmEpochRow & { notified: unknown; kept_published_at: Date | null; registry_upserted: boolean }>(
+  const { rows } = await queryPrepared<RealmEpochRow & { notified: unknown; kept_published_at: Date | null }>(
     db,
-    memoizedSQL('record-epoch', () => `WITH metadata AS (
-       INSERT INTO realm_metadata (url, publishable) SELECT $1, false WHERE $21::boolean
-       ON CONFLICT (url) DO UPDATE SET publishable = false, updated_at = now()),
-     permissions AS (
-       INSERT INTO realm_user_permissions (realm_url, username, read, write, realm_owner)
-       SELECT $1, * FROM unnest($25::text[], $26::boolean[], $27::boolean[], $28::boolean[]) WHERE $21::boolean
-       ON CONFLICT (realm_url, username) DO UPDATE SET read = EXCLUDED.read, write = EXCLUDED.write, realm_owner = EXCLUDED.realm_owner),
-     upserted AS (
-       INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
-       SELECT $1, 'published', $2, $22::text, $23::text, $24::bigint WHERE $21::boolean
-       ON CONFLICT (url) DO UPDATE SET
-         source_url = EXCLUDED.source_url,
-         last_published_at = EXCLUDED.last_published_at,
-         updated_at = now()
-       WHERE realm_registry.kind = 'published' AND realm_registry.disk_id = EXCLUDED.disk_id
-       RETURNING id),
-     recorded AS (
+    memoizedSQL('record-epoch', () => `WITH recorded AS (
        UPDATE realm_operator.realm_epochs SET
          epoch = nextval('realm_operator.epoch_seq'), disk_id = $2, content_version = $3, previous_version = $4,
          content_digest = $5, file_count = $6, total_bytes = $7, published_for = $8, published_generation = $9, published_generation_of = $10,
@@ -680,7 +677,7 @@ export async function recordPublishedEpoch(
        INSERT INTO realm_operator.published_versions (realm_url, version, disk_id, epoch, content_digest, file_count, total_bytes, published_for, revision)
        SELECT $1, $3, $2, epoch, $5, $6, $7, $8, $15 FROM recorded WHERE $16::boolean
        ON CONFLICT (realm_url, version) DO NOTHING RETURNING published_at)
-     SELECT ${EPOCH_SELECT}, (SELECT published_at FROM kept) AS kept_published_at, EXISTS (SELECT 1 FROM upserted) AS registry_upserted,
+     SELECT ${EPOCH_SELECT}, (SELECT published_at FROM kept) AS kept_published_at,
        CASE WHEN $17::boolean THEN pg_notify($18, $19) END AS notified FROM recorded`),
     [
       url,
@@ -703,14 +700,10 @@ export async function recordPublishedEpoch(
       REALM_REGISTRY_CHANNEL,
       formatRealmRegistryPayload('upsert', url),
       extras.lastPublishedAtMs ?? null,
-      ...registryUpsertValues(extras.registryUpsert),
     ],
   );
   if (!rows[0]) throw new PublishError(`realm_operator.realm_epochs row for ${url} is missing; it is reserved before the swap`);
-  const { notified: _notified, kept_published_at: keptPublishedAt, registry_upserted: registryUpserted, ...row } = rows[0];
-  // A race (the row changed between reading and writing it), not a refusal: retried with backoff.
-  // The metadata, permissions and epoch written with it are rolled back with the publish's transaction.
-  if (extras.registryUpsert && !registryUpserted) throw new Error(`realm_registry row for ${url} changed under the realm lock; the publish is retried`);
+  const { notified: _notified, kept_published_at: keptPublishedAt, ...row } = rows[0];
   return { row, ...(keptPublishedAt ? { keptPublishedAt } : {}) };
 }
 

@@ -56,11 +56,10 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row as a hint 1, the reservation 1 (lock and the locked rows read and
     // written in one statement, one round trip) + COMMIT, the staging guard 2, the publish
-    // transaction 3 + COMMIT (lock with the checks' rows and the locked epoch row and the
-    // definitions cleared, one round trip; epoch with kept version, history policy, Boxel's three
-    // tables and registry NOTIFY; wildcard NOTIFY; no staging sweep with only our own copy there).
-    // Was 31 in 3 transactions, then 14.
-    expect(counting.counts()).toEqual({ statements: 10, transactions: 2 });
+    // transaction 5 + COMMIT (lock with the checks' rows and the locked epoch row; Boxel's three
+    // tables; the swap; definitions (after the swap, Boxel's order); epoch with kept version, history policy and registry NOTIFY; wildcard
+    // NOTIFY; no staging sweep with only our own copy there). Was 31 in 3 transactions, then 14.
+    expect(counting.counts()).toEqual({ statements: 12, transactions: 2 });
     // Nothing left for a clean-up to find.
     for (const dir of [fixture.layout.stagingRoot, fixture.layout.linkScratchDir, fixture.layout.trashDir]) expect(await fs.readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -74,10 +73,10 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     counting.reset();
     const third = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
     // The checks 1, the epoch row 1, the staging guard 2 (the reservation exists), the publish
-    // transaction 4 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
+    // transaction 6 + COMMIT (as a first publish's, with the kept versions its recovery trims by),
     // the clean-up transaction 3 + COMMIT (lock with the locked rows in one round trip, kept
     // versions, the rows the history policy drops). Was 25 in 2 transactions, then 17.
-    expect(counting.counts()).toEqual({ statements: 13, transactions: 2 });
+    expect(counting.counts()).toEqual({ statements: 15, transactions: 2 });
     expect(await fs.readdir(fixture.layout.versionsDir(third.diskId))).toHaveLength(2);
   });
 
@@ -91,14 +90,14 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
     expect(reserved.row).toMatchObject({ realm_url: published, disk_id: reserved.diskId, claimed_by: claim.claimant, content_version: null, registry_disk_id: null });
     counting.reset();
     const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved });
-    // The checks 1, the staging guard 2, the publish transaction 3 + COMMIT.
-    expect(counting.counts()).toEqual({ statements: 7, transactions: 1 });
+    // The checks 1, the staging guard 2, the publish transaction 5 + COMMIT.
+    expect(counting.counts()).toEqual({ statements: 9, transactions: 1 });
     expect(first.diskId).toBe(reserved.diskId);
     // Another URL's reservation is ignored: the publish reads its own hint and reserves as without one.
     counting.reset();
     const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published, claim }, { reserved: other });
     expect(again.diskId).toBe(reserved.diskId);
-    expect(counting.counts().statements).toBeGreaterThan(7);
+    expect(counting.counts().statements).toBeGreaterThan(9);
   });
 
   test('a publish returns the epoch row it committed and (first publish) its kept version, as a read after it finds them', async () => {
@@ -132,8 +131,8 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
       counting.reset();
       await publishRealm(plane, { sourceRealmURL: sourceB, publishedRealmURL: publishedB });
       // No sweep statement for A's copy, which is left alone, and no staging lock or unlock: B's
-      // copy is named by the token A's lease holds (10 statements, the guard's 2 among them, alone).
-      expect(counting.counts()).toEqual({ statements: 8, transactions: 2 });
+      // copy is named by the token A's lease holds (12 statements, the guard's 2 among them, alone).
+      expect(counting.counts()).toEqual({ statements: 10, transactions: 2 });
       expect(await fs.readdir(fixture.layout.stagingRoot)).toEqual(copyOfA);
     } finally {
       release();
@@ -258,12 +257,12 @@ describe('statements per publish (real PostgreSQL, real files)', () => {
       lingering.reset();
       await publishRealm(lingeringPlane, { sourceRealmURL: sources[0]!, publishedRealmURL: targets[0]! });
       // The staging lock, and no unlock yet: the lease lingers, still held.
-      expect(lingering.counts()).toEqual({ statements: 9, transactions: 2 });
+      expect(lingering.counts()).toEqual({ statements: 11, transactions: 2 });
       expect(await stagingLocks()).toBe(1);
       lingering.reset();
       await publishRealm(lingeringPlane, { sourceRealmURL: sources[1]!, publishedRealmURL: targets[1]! });
       // Joined the lingering lease: neither lock nor unlock.
-      expect(lingering.counts()).toEqual({ statements: 8, transactions: 2 });
+      expect(lingering.counts()).toEqual({ statements: 10, transactions: 2 });
       // The linger over with no publish under the lease: unlocked.
       await eventually(async () => (await stagingLocks()) === 0, 30_000, () => 'the lingering staging lease to be unlocked');
       expect(lingering.texts().filter((text) => text.startsWith('SELECT pg_advisory_unlock'))).toHaveLength(1);

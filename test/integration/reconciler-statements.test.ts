@@ -61,11 +61,12 @@ describe('statements per reconcile (real API server, real PostgreSQL)', () => {
       counting.reset();
       expect(await reconciler.reconcile({ namespace, name })).toEqual({});
       // The first read 1; the claim 2 (BEGIN, the lock and the locked rows read and written in one
-      // round trip; COMMIT); the staging guard 2; the publish transaction 4 (lock with the checks' rows, the
-      // locked epoch row and the definitions cleared in one round trip; epoch with kept version and
-      // Boxel's tables; wildcard NOTIFY; COMMIT). Was 17: the epoch row and the checks read apart,
-      // the claim's read and write apart, and the epoch row and kept versions read again after the publish.
-      expect(publishStatements()).toHaveLength(9);
+      // round trip; COMMIT); the staging guard 2; the publish transaction 6 (lock with the checks' rows
+      // and the locked epoch row in one round trip; Boxel's tables; the swap, then the definitions
+      // cleared; epoch with kept version; wildcard NOTIFY; COMMIT). Was 17: the epoch row and the
+      // checks read apart, the claim's read and write apart, and the epoch row and kept versions read
+      // again after the publish.
+      expect(publishStatements()).toHaveLength(11);
 
       // Status says what a read of the rows says now.
       const realm = await kubeRequest<PublishedRealm>(kube, { path: `${collection}/${name}` });
