@@ -165,8 +165,10 @@ async function runLocked<T>(
     try {
       results = (await client.query(`BEGIN; ${timeout}SELECT pg_advisory_xact_lock(${key}::bigint)${statementsSQL}`)) as unknown as typeof results;
     } catch (error) {
-      // Whether a PREPARE ran before the error is unknown: a connection that may hold one unrecorded is not reused.
-      if (preparing.length > 0) discard = error as Error;
+      // Whether a PREPARE ran before the error is unknown: a connection that may hold one unrecorded is
+      // not reused; nor one that lost a statement recorded as prepared (26000: a DISCARD ALL or
+      // DEALLOCATE on it, e.g. by a pooler), which would otherwise fail every locked transaction on it.
+      if (preparing.length > 0 || (error as { code?: unknown }).code === '26000') discard = error as Error;
       throw error;
     }
     for (const name of preparing) names.add(name);

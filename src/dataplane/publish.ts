@@ -421,6 +421,7 @@ export async function publishRealm(plane: DataPlane, request: PublishRequest, { 
         // The fence, under the lock and on the locked row: nobody can commit between this and our COMMIT.
         assertNotSuperseded(publishedURL, committed.epochRow, request.fence);
         signal?.throwIfAborted();
+        guard.assertHeld();
         // Committed content lives in versions/<diskId>/, which recovery just listed.
         await installStagedVersion(plane.layout, staged.dir, diskId, version, { versionsDirExists: committed.committedVersion !== null });
         stagedDirMoved = true;

@@ -26,6 +26,12 @@ export const STAGING_LOCK_CLASS = 0x52454c4d;
 export interface StagingGuard {
   /** The staging directory's name under the staging root (`stage-<token>-<n>`), owned while the guard is held. */
   readonly name: string;
+  /**
+   * Throws when the lease's connection failed (its session lock may be gone, so another process's
+   * sweep may take the copy): called under the realm lock before the copy is installed, so such a
+   * publish is retried instead of installing a copy nobody guarded.
+   */
+  assertHeld(): void;
   release(): Promise<void>;
 }
 
@@ -72,6 +78,8 @@ export async function holdStagingGuard(pool: pg.Pool): Promise<StagingGuard> {
   const joined = lease;
   try {
     await joined.locked;
+    // Lost between opening and now: its lock may be gone already.
+    if (joined.lost) throw lostLeaseError(joined.lost);
   } catch (error) {
     await leave(pool, joined);
     throw error;
@@ -80,12 +88,19 @@ export async function holdStagingGuard(pool: pg.Pool): Promise<StagingGuard> {
   let released = false;
   return {
     name: `${STAGING_DIR_PREFIX}${joined.token}-${copySequence}`,
+    assertHeld() {
+      if (joined.lost) throw lostLeaseError(joined.lost);
+    },
     async release() {
       if (released) return;
       released = true;
       await leave(pool, joined);
     },
   };
+}
+
+function lostLeaseError(cause: Error): Error {
+  return new Error(`the staging lock's database connection failed (${cause.message}); the publish is retried`, { cause });
 }
 
 function openLease(pool: pg.Pool): StagingLease {

@@ -1,6 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import pg from 'pg';
 import { withRealmLock, withRealmLockAndFirst } from '../../src/dataplane/db.js';
+import { holdStagingGuard, STAGING_LOCK_CLASS } from '../../src/dataplane/staging-guard.js';
 import { checkPublishable, publishRealm, recoverPublishedRealm, unpublishRealm, type DataPlane } from '../../src/dataplane/publish.js';
 import { ClaimConflictError, RealmURLOverlapError, UnsafeDatabaseValueError, URLTakenByRealmError } from '../../src/dataplane/realm-state.js';
 import { enqueueReindex } from '../../src/dataplane/reindex.js';
@@ -412,6 +414,55 @@ describe('publish and unpublish (real PostgreSQL, real files)', () => {
     const { result } = await withRealmLockAndFirst(db.pool, url, insert, async (_tx, first) => first.rows);
     expect(result).toEqual([{ url }]);
     expect(await rows()).toEqual([{ url }]);
+  });
+
+  test('withRealmLockAndFirst on a connection that lost its prepared statement (DEALLOCATE ALL, as a pooler may): that call fails, the connection is replaced, the next succeeds', async () => {
+    const url = 'http://pub.localhost/lock/deallocated/';
+    const single = new pg.Pool({ connectionString: db.url, max: 1 });
+    try {
+      const echo = { text: 'SELECT $1::text AS echoed', values: ['x'] };
+      expect((await withRealmLockAndFirst(single, url, echo, async (_tx, first) => first.rows[0])).result).toEqual({ echoed: 'x' });
+      const pidOf = async () => (await single.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+      const before = await pidOf();
+      await single.query('DEALLOCATE ALL');
+      await expect(withRealmLockAndFirst(single, url, echo, async () => 'never')).rejects.toThrow(/does not exist/);
+      expect((await withRealmLockAndFirst(single, url, echo, async (_tx, first) => first.rows[0])).result).toEqual({ echoed: 'x' });
+      expect(await pidOf()).not.toBe(before);
+    } finally {
+      await single.end();
+    }
+  });
+
+  test("a publish whose staging lock's connection dies while it copies is refused before the install (retried), and the content stays whole", async () => {
+    const source = 'http://localhost:4201/alice/lease-lost/';
+    const published = 'http://pub.localhost/alice/lease-lost/';
+    const sourceDir = await createSourceRealm(db.pool, layout, source, { 'index.json': '{"v":1}' });
+    const first = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    await writeFiles(sourceDir, { 'index.json': '{"v":2}' });
+    const killLease: DataPlane = {
+      ...plane,
+      onStep: async (step, url) => {
+        if (step !== 'staged' || url !== published) return;
+        const { rows } = await db.pool.query<{ pid: number }>(
+          `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND classid = $1::bigint::oid AND granted`,
+          [STAGING_LOCK_CLASS],
+        );
+        expect(rows).toHaveLength(1);
+        await db.pool.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+        // Until this process has seen the connection fail: a new guard then opens a new lease.
+        const leaseOf = (name: string) => name.split('-')[1];
+        const held = (await fs.readdir(layout.stagingRoot)).find((name) => name.startsWith('stage-'))!;
+        await eventually(async () => {
+          const probe = await holdStagingGuard(plane.pool);
+          await probe.release();
+          return leaseOf(probe.name) !== leaseOf(held);
+        }, 10_000, () => "the staging lease's connection failure to be seen");
+      },
+    };
+    await expect(publishRealm(killLease, { sourceRealmURL: source, publishedRealmURL: published })).rejects.toThrow(/staging lock's database connection failed/);
+    expect(await readTree(layout.publishedDir(first.diskId))).toEqual({ 'index.json': '{"v":1}' });
+    const again = await publishRealm(plane, { sourceRealmURL: source, publishedRealmURL: published });
+    expect(await readTree(layout.publishedDir(again.diskId))).toEqual({ 'index.json': '{"v":2}' });
   });
 
   test('every check that can refuse a publish runs before staging copies anything', async () => {
