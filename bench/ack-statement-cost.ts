@@ -48,7 +48,8 @@ await measure('writeAck, then announceIfAllAcked (two round trips)', async () =>
 });
 await measure('writeAckThenAnnounce (one round trip)', () => writeAckThenAnnounce(client, 'r0', realm, epoch++));
 await measure('  of which BEGIN; COMMIT', () => client.query('BEGIN; COMMIT'));
-await measure('  of which the announcement (EXECUTE)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
+await measure('  of which the completion check (EXECUTE)', () => client.query(`EXECUTE realm_operator_ack_then_announce_check('r0', '${realm}', ${epoch++})`));
+await measure('the announcement (EXECUTE; only when the check allows)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
 await client.query('SET plan_cache_mode = force_custom_plan');
 await measure('the announcement with custom plans (what `auto` fell into)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
 await client.end();

@@ -53,6 +53,7 @@ import { listenerMetrics, type ListenerMetrics } from './metrics.js';
 import {
   announceIfAllAcked,
   deregisterReplica,
+  prepareAckThenAnnounceStatements,
   readEpochPosition,
   readRealmEpoch,
   recordCacheStarted,
@@ -413,6 +414,7 @@ export class RealmListener extends EventEmitter {
     if (this.options.acknowledge) {
       await registerReplica(client, this.replicaId, this.options.leaseDurationMs, this.options.metadata);
       this.extendLease(started);
+      await prepareAckThenAnnounceStatements(client);
     }
     const position = this.options.acknowledge ? await readEpochPosition(client) : 0;
     for (const cache of this.options.caches.all()) await cache.dropAll();

@@ -279,29 +279,40 @@ export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: st
 
 /** SQL-level prepared statements of {@link writeAckThenAnnounce}, per connection (they live as long as its session). */
 const ACK_THEN_ANNOUNCE_ACK = 'realm_operator_ack_then_announce_ack';
+const ACK_THEN_ANNOUNCE_CHECK = 'realm_operator_ack_then_announce_check';
 const ACK_THEN_ANNOUNCE_ANNOUNCE = 'realm_operator_ack_then_announce_announce';
+const ACK_THEN_ANNOUNCE_STATEMENTS = [ACK_THEN_ANNOUNCE_ACK, ACK_THEN_ANNOUNCE_CHECK, ACK_THEN_ANNOUNCE_ANNOUNCE];
 const preparedForAckThenAnnounce = new WeakSet<object>();
 
 /**
- * The ack row and, once it has committed, the completion announcement, in ONE round trip: the
- * simple-protocol query `BEGIN; EXECUTE <ack>; COMMIT; EXECUTE <announce>`. PostgreSQL runs the
- * statements of one Query message in order; the explicit COMMIT ends the ack's transaction before
- * the announcement starts, which then runs in a transaction (and snapshot) of its own — so it sees
+ * The ack row and, once it has committed, the check whether it may complete the set, in ONE round
+ * trip: the simple-protocol query `BEGIN; EXECUTE <ack>; COMMIT; EXECUTE <check>`. PostgreSQL runs
+ * the statements of one Query message in order; the explicit COMMIT ends the ack's transaction
+ * before the check starts, which then runs in a transaction (and snapshot) of its own — so it sees
  * every ack committed before ours, exactly as {@link announceIfAllAcked} sent after the ack's reply
- * does. Why: the two-step form costs each replica a second round trip (a second wake-up of its
- * process and of its backend) for every ack that saw others missing, which on a fan-out is all but
- * the last; the ack statement no longer checks completion itself (the announcement does, always),
- * so it is the plain upsert the bare floor makes. Both are prepared once per connection (SQL
- * `PREPARE`, a round trip of its own at the first ack), so each ack is parsed as three short
- * utility statements, not planned.
+ * does. Only when the check finds no live replica still missing the epoch (once per publish, not
+ * per ack; always when the replica is alone), a second round trip sends the announcement: the
+ * completion claim and the NOTIFY with its proof (or, alone, the NOTIFY without a claim).
+ *
+ * Why one round trip for the common case: the two-step form cost each replica a second round trip
+ * (a second wake-up of its process and of its backend) for every ack that saw others missing, which
+ * on a fan-out is all but the last. Why a separate check, not the announcement itself, in it:
+ * PostgreSQL initializes every node of a plan before running any, and the announcement's (the
+ * claim's upsert, the proof's aggregates over every replica, in both arms of the payload's size
+ * check) cost ~0.1 ms of backend CPU per ack even when nothing was announced
+ * (bench/ack-statement-cost.ts) — in every replica, on every publish. The check is two index probes.
+ * All three are prepared once per connection (SQL `PREPARE`, a round trip of its own at the first
+ * ack), so each ack parses three short utility statements and plans nothing.
  *
  * Values travel as SQL literals (a simple-protocol query has no parameters): the realm URL and the
  * replica id through pg's `escapeLiteral` (quotes doubled; a backslash switches to an E'' literal),
  * the epoch checked to be a safe integer; a NUL byte (which would cut a Query message short) is
- * refused. Returns `written-alone` (no other replica registered: NOTIFYd without a claim),
- * `written-notified` (this announcement claimed the completion and NOTIFYd), `written` (others
- * still missing, or another announcement holds the claim) or `unregistered` (the foreign key
- * refused the row: the replica must re-register; the failed transaction is rolled back).
+ * refused. The check does not ask whether the replica is alone: then nobody is missing either, so
+ * it lets the announcement run, which tells. Returns `written-alone` (no other replica registered:
+ * NOTIFYd without a claim), `written-notified` (this announcement claimed the completion and
+ * NOTIFYd), `written` (others still missing, or another announcement holds the claim) or
+ * `unregistered` (the foreign key refused the row: the replica must re-register; the failed
+ * transaction is rolled back).
  */
 export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new Error(`writeAckThenAnnounce: epoch must be a positive integer (got ${epoch})`);
@@ -310,41 +321,63 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
   const args = `${escapeLiteral(replicaId)}, ${escapeLiteral(realmURL)}, ${epoch}`;
   let results: pg.QueryResult[];
   try {
-    results = (await client.query(
-      `BEGIN; EXECUTE ${ACK_THEN_ANNOUNCE_ACK}(${args}); COMMIT; EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}(${args}, ${escapeLiteral(REPLICA_ACKS_CHANNEL)})`,
-    )) as unknown as pg.QueryResult[];
+    results = (await client.query(`BEGIN; EXECUTE ${ACK_THEN_ANNOUNCE_ACK}(${args}); COMMIT; EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}(${args})`)) as unknown as pg.QueryResult[];
   } catch (error) {
     // An error inside the explicit block leaves the session in a failed transaction: end it.
     await client.query('ROLLBACK').catch(() => undefined);
     if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) return 'unregistered';
     throw error;
   }
-  const row = results[3]?.rows[0] as { alone: boolean; notified: boolean } | undefined;
-  if (!row) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
+  const check = results[3]?.rows[0] as { may_announce: boolean } | undefined;
+  if (!check) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
+  if (!check.may_announce) return 'written';
+  // Outside any transaction: a snapshot of its own, later than the check's.
+  const { rows } = await client.query<{ alone: boolean; notified: boolean }>(`EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}(${args}, ${escapeLiteral(REPLICA_ACKS_CHANNEL)})`);
+  const row = rows[0];
+  if (!row) throw new Error('writeAckThenAnnounce: the announcement returned no row');
   return row.alone ? 'written-alone' : row.notified ? 'written-notified' : 'written';
 }
 
 /**
- * SQL-PREPAREs {@link writeAckThenAnnounce}'s two statements on `client`. PREPARE is not undone
- * by a failed query: if the first succeeded and the second failed, the first would exist and every
- * later attempt fail with "already exists", so on failure both names are DEALLOCATEd (each on its
- * own: DEALLOCATE of a name that does not exist is an error) and the next ack prepares afresh.
+ * Prepares {@link writeAckThenAnnounce}'s statements on `client` now (a no-op once done), so that
+ * neither the PREPARE nor the planning falls on a publish's critical path: the listener calls it
+ * while it resyncs.
+ */
+export async function prepareAckThenAnnounceStatements(client: pg.ClientBase): Promise<void> {
+  if (!preparedForAckThenAnnounce.has(client)) await prepareAckThenAnnounce(client);
+}
+
+/**
+ * SQL-PREPAREs {@link writeAckThenAnnounce}'s statements on `client`, and plans the check and the
+ * announcement (`EXPLAIN EXECUTE` builds and keeps a prepared statement's generic plan, on a
+ * session with `plan_cache_mode = force_generic_plan` as the listener's, without running it):
+ * otherwise a statement is planned at its first EXECUTE, and the announcement's plan (1–2.6 ms at
+ * 50 replicas, bench/fanout.ts with BENCH_PG_STATEMENTS=1) would be made on the critical path of
+ * the first completion each replica announces. PREPARE is not undone by a failed query: if the
+ * first succeeded and a later one failed, the first would exist and every later attempt fail with
+ * "already exists", so on failure every name is DEALLOCATEd (each on its own: DEALLOCATE of a name
+ * that does not exist is an error) and the next ack prepares afresh.
  */
 async function prepareAckThenAnnounce(client: pg.ClientBase): Promise<void> {
+  const alone = `NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1)`;
   try {
     await client.query(
       `PREPARE ${ACK_THEN_ANNOUNCE_ACK} (text, text, bigint) AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};
+       PREPARE ${ACK_THEN_ANNOUNCE_CHECK} (text, text, bigint) AS
+       SELECT NOT ${SOME_NOT_DONE('$2', '$3')} AS may_announce;
        PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} (text, text, bigint, text) AS
-       WITH alone AS (SELECT NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1) AS yes),
+       WITH alone AS (SELECT ${alone} AS yes),
        complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
        announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
        SELECT alone.yes AS alone,
               CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
                 THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified
-         FROM alone`,
+         FROM alone;
+       EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}('', '', 1);
+       EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}('', '', 1, '')`,
     );
   } catch (error) {
-    for (const name of [ACK_THEN_ANNOUNCE_ACK, ACK_THEN_ANNOUNCE_ANNOUNCE]) await client.query(`DEALLOCATE ${name}`).catch(() => undefined);
+    for (const name of ACK_THEN_ANNOUNCE_STATEMENTS) await client.query(`DEALLOCATE ${name}`).catch(() => undefined);
     throw error;
   }
   preparedForAckThenAnnounce.add(client);

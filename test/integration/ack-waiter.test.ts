@@ -10,7 +10,7 @@ import { DEFAULT_REPLICA_LEASE_GRACE_MS, setReplicaLeaseGrace } from '../../src/
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { ANNOUNCED_LAPSE_WINDOW_MS, announceIfAllAcked, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
+import { ANNOUNCED_LAPSE_WINDOW_MS, announceIfAllAcked, prepareAckThenAnnounceStatements, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
@@ -362,15 +362,16 @@ describe('shared replica acknowledgement waiter', () => {
         expect(await writeAckThenAnnounce(a, 'flight-a', realmURL, warmup)).toBe('written');
         expect(await writeAckThenAnnounce(b, 'flight-b', realmURL, warmup)).toBe('written-notified');
         const epoch = await publishEpoch(realmURL);
-        // Both announcements wait on the claim table's lock, after both acks were written: had the
-        // announcement run inside its ack's transaction, neither would see the other's ack (no NOTIFY).
+        // Both completion checks wait on the replica table's lock (the acks, updates of existing
+        // rows, do not read it), after both acks were written: had the check run inside its ack's
+        // transaction, neither would see the other's ack (no NOTIFY).
         await locker.query('BEGIN');
-        await locker.query('LOCK TABLE realm_operator.ack_announcements IN ACCESS EXCLUSIVE MODE');
+        await locker.query('LOCK TABLE realm_operator.replicas IN ACCESS EXCLUSIVE MODE');
         const acks = [writeAckThenAnnounce(a, 'flight-a', realmURL, epoch), writeAckThenAnnounce(b, 'flight-b', realmURL, epoch)];
         await eventually(
           async () => (await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`)).rowCount === 2,
           5000,
-          () => 'both announcements waiting on the lock',
+          () => 'both completion checks waiting on the lock',
         );
         expect((await db.pool.query('SELECT count(*)::int AS n FROM realm_operator.replica_acks WHERE realm_url = $1 AND epoch = $2', [realmURL, epoch])).rows).toEqual([{ n: 2 }]);
         await locker.query('COMMIT');
@@ -415,6 +416,24 @@ describe('shared replica acknowledgement waiter', () => {
       const { rows } = await db.pool.query('SELECT replica_id, realm_url, epoch FROM realm_operator.replica_acks WHERE replica_id = $1', [replicaId]);
       expect(rows).toEqual([{ replica_id: replicaId, realm_url: realmURL, epoch: String(epoch) }]);
       expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId, c: proof(replicaId) }]);
+    });
+
+    test('prepared and planned ahead: the check and the announcement have their generic plans before the first ack', async () => {
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        await client.query(`SET plan_cache_mode = force_generic_plan`); // as the listener's connection (realm-listener.ts listen())
+        await prepareAckThenAnnounceStatements(client);
+        await prepareAckThenAnnounceStatements(client); // a no-op the second time (PREPARE of an existing name would throw)
+        const { rows } = await client.query(`SELECT name, generic_plans FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`);
+        expect(rows).toEqual([
+          { name: 'realm_operator_ack_then_announce_ack', generic_plans: '0' },
+          { name: 'realm_operator_ack_then_announce_announce', generic_plans: '1' },
+          { name: 'realm_operator_ack_then_announce_check', generic_plans: '1' },
+        ]);
+      } finally {
+        await client.end();
+      }
     });
 
     test('a PREPARE that failed half-way heals: the next ack prepares both statements again', async () => {
