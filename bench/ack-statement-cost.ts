@@ -50,6 +50,13 @@ await measure('writeAckThenAnnounce (one round trip)', () => writeAckThenAnnounc
 await measure('  of which BEGIN; COMMIT', () => client.query('BEGIN; COMMIT'));
 await measure('  of which the completion check (EXECUTE)', () => client.query(`EXECUTE realm_operator_ack_then_announce_check('r0', '${realm}', ${epoch++})`));
 await measure('the announcement (EXECUTE; only when the check allows)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
+// The last ack of a publish: every replica done (acked far ahead), so each announcement, at a new
+// epoch, builds its proof, claims and NOTIFYs.
+await client.query(`UPDATE realm_operator.replica_acks SET epoch = 1000000000000 WHERE realm_url = '${realm}'`);
+await measure('the completing announcement (proof, claim, NOTIFY)', async () => {
+  const { rows } = await client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`);
+  if (rows[0]?.notified !== true) throw new Error('the announcement did not complete the set');
+});
 await client.query('SET plan_cache_mode = force_custom_plan');
 await measure('the announcement with custom plans (what `auto` fell into)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
 await client.end();

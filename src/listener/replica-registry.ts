@@ -117,10 +117,6 @@ const CLAIM = (realm: string, epoch: string, done: string, when: string) => `
  */
 export const ANNOUNCED_LAPSE_WINDOW_MS = 60_000;
 
-/** Replica `r` is done with epoch `epoch` of realm `realm`: acked it (or later), or emptied its cache at or after it. */
-const DONE = (realm: string, epoch: string) => `(COALESCE(r.cache_started_epoch, 0) >= ${epoch}
-  OR EXISTS (SELECT 1 FROM realm_operator.replica_acks a WHERE a.replica_id = r.replica_id AND a.realm_url = ${realm} AND a.epoch >= ${epoch}))`;
-
 /** Milliseconds since replica `r`'s lease lapsed (negative while it runs), by the database's clock. */
 const LAPSED_MS = `(extract(epoch from now() - r.lease_expires_at) * 1000)`;
 
@@ -131,17 +127,20 @@ const LAPSED_MS = `(extract(epoch from now() - r.lease_expires_at) * 1000)`;
  * window. From it a waiter applies its own lease grace exactly as its status read would
  * (ack-status.ts: live while `lease_expires_at + grace > now()`), at this statement's `now()` and
  * in its snapshot, taken after the announcer's ack committed and so after the epoch committed.
- * O(replicas), so it runs only in the announcement that NOTIFYs (once per publish): the scalar
- * sub-selects are evaluated only when the CASE that needs them is.
+ * Done: acked the realm at the epoch or later (its one ack row, by primary key), or emptied its
+ * cache at or after it. O(replicas), so it runs only in the announcement that NOTIFYs (once per
+ * publish, on the critical path of its completion): one pass over the replicas in the window, both
+ * lists aggregated from it (two passes, each probing every replica's ack, cost twice as much).
  */
-const COMPLETION = (realm: string, epoch: string) => `json_build_object(
-  'a', (SELECT COALESCE(json_agg(r.replica_id ORDER BY r.replica_id), '[]'::json) FROM realm_operator.replicas r
-         WHERE r.lease_expires_at > now() AND ${DONE(realm, epoch)}),
-  'o', (SELECT COALESCE(json_agg(json_build_array(r.replica_id, ${LAPSED_MS}, ${DONE(realm, epoch)}) ORDER BY r.replica_id), '[]'::json)
-         FROM realm_operator.replicas r
-        WHERE r.lease_expires_at > now() - make_interval(secs => ${ANNOUNCED_LAPSE_WINDOW_MS / 1000})
-          AND NOT (r.lease_expires_at > now() AND ${DONE(realm, epoch)})),
-  'w', ${ANNOUNCED_LAPSE_WINDOW_MS})`;
+const COMPLETION = (realm: string, epoch: string) => `(SELECT json_build_object(
+    'a', COALESCE(json_agg(x.replica_id ORDER BY x.replica_id) FILTER (WHERE x.live AND x.done), '[]'::json),
+    'o', COALESCE(json_agg(json_build_array(x.replica_id, x.lapsed_ms, x.done) ORDER BY x.replica_id) FILTER (WHERE NOT (x.live AND x.done)), '[]'::json),
+    'w', ${ANNOUNCED_LAPSE_WINDOW_MS})
+  FROM (SELECT r.replica_id, r.lease_expires_at > now() AS live, ${LAPSED_MS} AS lapsed_ms,
+               COALESCE(r.cache_started_epoch, 0) >= ${epoch} OR COALESCE(a.epoch >= ${epoch}, false) AS done
+          FROM realm_operator.replicas r
+          LEFT JOIN realm_operator.replica_acks a ON a.replica_id = r.replica_id AND a.realm_url = ${realm}
+         WHERE r.lease_expires_at > now() - make_interval(secs => ${ANNOUNCED_LAPSE_WINDOW_MS / 1000})) x)`;
 
 /**
  * The completion proof of a replica's ack made in the ack's own statement while no other replica
@@ -160,7 +159,7 @@ const COMPLETION_ALONE = `(SELECT CASE WHEN r.lease_expires_at > now()
  */
 const ANNOUNCEMENT_PAYLOAD = (replica: string, realm: string, epoch: string, proof: string) => `(SELECT CASE WHEN octet_length(p.text) <= 7000 THEN p.text
     ELSE json_build_object('r', ${realm}, 'e', ${epoch}, 'id', ${replica})::text END
-  FROM (SELECT json_build_object('r', ${realm}, 'e', ${epoch}, 'id', ${replica}, 'c', ${proof})::text AS text) p)`;
+  FROM (SELECT json_build_object('r', ${realm}, 'e', ${epoch}, 'id', ${replica}, 'c', ${proof})::text AS text OFFSET 0) p)`;
 
 /** The ack row (replica $1, realm $2, epoch $3; acks never go backwards), returning it. */
 const ACK_UPSERT = `INSERT INTO realm_operator.replica_acks (replica_id, realm_url, epoch) VALUES ($1, $2, $3)
