@@ -12,7 +12,9 @@
  *   of the acks, as ours must): shows how much of the gap is that one extra hop.
  *
  * The three kinds of round are interleaved in a shuffled order, so load from the rest of the
- * machine falls on all of them alike: ratios within the run are what counts.
+ * machine falls on all of them alike: ratios within the run are what counts. The bare clients
+ * use a database of their own on the same server (see `floorDb`), so neither fleet's NOTIFYs
+ * wake the other's backends.
  *
  *   make bench-fanout            (FANOUT_N=1,10,50 FANOUT_ROUNDS=40 FANOUT_CPU_ROUNDS=20
  *                                 FANOUT_IN_PROCESS_ROUNDS=200 to change)
@@ -39,11 +41,20 @@ const realmURL = 'http://bench.localhost/fanout/';
 const child = path.join(import.meta.dirname, 'fanout-child.ts');
 const started = new Date();
 
-const { db, close } = await benchDatabase();
+const { db, another, close } = await benchDatabase();
 await db.pool.query(`INSERT INTO realm_operator.realm_epochs (realm_url, epoch) VALUES ($1, 0)`, [realmURL]);
-await db.pool.query(`CREATE TABLE bench_floor_acks (client_id text PRIMARY KEY, round integer NOT NULL, acked_at timestamptz NOT NULL DEFAULT now())`);
+/**
+ * The floors' clients use a database of their own on the same server: PostgreSQL (≤ 18) signals
+ * every backend LISTENing in the NOTIFYing transaction's database, whatever the channel, and only
+ * those. In one shared database each fleet's NOTIFYs also woke the other fleet's N idle backends,
+ * which no deployment has (a realm server's database holds its replicas and operator, not a second
+ * fleet): a tax of N wake-ups per NOTIFYing commit, charged more to whichever kind commits more of
+ * them. Apart, a commit wakes its own fleet (and, in ours, the operator's LISTEN) as in production.
+ */
+const floorDb = await another();
+await floorDb.pool.query(`CREATE TABLE bench_floor_acks (client_id text PRIMARY KEY, round integer NOT NULL, acked_at timestamptz NOT NULL DEFAULT now())`);
 // The publisher's side of the receive+ack+tell floor: hears each client's NOTIFY back.
-const told = new pg.Client({ connectionString: db.url });
+const told = new pg.Client({ connectionString: floorDb.url });
 await told.connect();
 await told.query(`LISTEN ${TOLD_CHANNEL}`);
 let toldCount = 0;
@@ -68,7 +79,7 @@ async function startFleet(mode: 'raw' | 'listener', n: number): Promise<Fleet> {
   const ready = Array.from({ length: n }, (_, i) => {
     const proc = fork(child, [], {
       execArgv: ['--import', 'tsx'],
-      env: { ...process.env, DATABASE_URL: db.url, REALM_URL: realmURL, MODE: mode, REPLICA_ID: `bench-${mode}-${i}` },
+      env: { ...process.env, DATABASE_URL: mode === 'raw' ? floorDb.url : db.url, REALM_URL: realmURL, MODE: mode, REPLICA_ID: `bench-${mode}-${i}` },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     children.push(proc);
@@ -101,7 +112,7 @@ async function startFleet(mode: 'raw' | 'listener', n: number): Promise<Fleet> {
 
 /** BEGIN; (epoch bump for the listener round); NOTIFY; COMMIT — returns the wall time COMMIT was sent. */
 async function commitNotification(kind: Kind, round: number): Promise<{ committedAt: number; epoch: number }> {
-  const client = await db.pool.connect();
+  const client = await (kind === 'listener' ? db : floorDb).pool.connect();
   try {
     await client.query('BEGIN');
     let epoch = 0;
@@ -153,7 +164,7 @@ function shuffled<T>(items: T[]): T[] {
  */
 async function inProcess(rounds: number): Promise<Record<'ack' | 'tell' | 'replica' | 'acknowledged', number[]>> {
   const out = { ack: [] as number[], tell: [] as number[], replica: [] as number[], acknowledged: [] as number[] };
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: floorDb.url });
   await client.connect();
   let clientDone: (() => void) | undefined;
   client.on('notification', (m) => {
@@ -228,7 +239,7 @@ async function cpuMs(pid: number | 'self'): Promise<number> {
 
 /**
  * CPU ms so far of each group: the processes of the fleet the rounds use (the other fleet's only
- * renew leases meanwhile), and every backend (a NOTIFY wakes both fleets' backends alike).
+ * renew leases meanwhile), and every backend of the server (both databases).
  */
 async function cpuByGroup(fleet: Fleet): Promise<Record<CpuGroup, number>> {
   const { rows } = await db.pool.query<{ pid: number; application_name: string }>('SELECT pid, application_name FROM pg_stat_activity');
@@ -332,7 +343,8 @@ const latency: BenchTable = {
     Number(notificationsPerRound.toFixed(2)),
   ]),
   note:
-    `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order. receive: bare LISTEN clients; ` +
+    `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order; the bare clients in a database of their own on the same server ` +
+    '(PostgreSQL wakes every LISTENing backend of a NOTIFYing commit\'s database, so in one database each fleet\'s NOTIFYs woke the other fleet too). receive: bare LISTEN clients; ' +
     'receive+ack: bare clients that write one ack row (a named prepared statement, as the listener\'s ack is); receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
     'replicas acked: listener-library replicas (epoch from the hint, drop cache, then one round trip: the ack row, its COMMIT and the completion announcement; one NOTIFY to the operator per completion), timed by each replica when that round trip returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
@@ -353,8 +365,8 @@ const cpuTable: BenchTable = {
   ),
   note:
     `${cpuRounds} rounds of each kind alone per N (FANOUT_CPU_ROUNDS), every process's CPU time from /proc/<pid>/schedstat before and after. ` +
-    'fleet processes: the Node processes of the fleet the kind uses; fleet backends: both fleets\' PostgreSQL backends (a NOTIFYing commit wakes every LISTENing backend, ' +
-    'whichever fleet it belongs to); other PostgreSQL: the publisher\'s pool, the operator\'s LISTEN connection and background processes; bench process: the publisher and the operator\'s waiter. ' +
+    'fleet processes: the Node processes of the fleet the kind uses; fleet backends: both fleets\' PostgreSQL backends (a NOTIFYing commit wakes every LISTENing backend ' +
+    'of its database: each fleet has a database of its own, as a deployment would); other PostgreSQL: the publisher\'s pool, the operator\'s LISTEN connection and background processes; bench process: the publisher and the operator\'s waiter. ' +
     'On 2 cores, with every process runnable at once, the fan-out takes at least total ÷ 2.',
 };
 const cpus = os.cpus().length;
@@ -371,7 +383,7 @@ function cpuWhy(n: number): string {
     `(${(cpuTotal(ours) / cpuTotal(floor)).toFixed(2)}×) — replica processes ${ms(ours, 'fleet processes')} vs ${ms(floor, 'fleet processes')} ms, ` +
     `their backends ${ms(ours, 'fleet backends')} vs ${ms(floor, 'fleet backends')} ms, the operator side ${(ours.ms['bench process'] + ours.ms['other PostgreSQL']).toFixed(1)} vs ` +
     `${(floor.ms['bench process'] + floor.ms['other PostgreSQL']).toFixed(1)} ms. ` +
-    'Every NOTIFYing commit wakes every LISTENing backend (both fleets\' and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one; ' +
+    'Every NOTIFYing commit wakes every LISTENing backend of its database (the fleet\'s and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one; ' +
     'each listener receives two notifications (the hint and Boxel\'s wildcard), a bare client one; the publisher also bumps the epoch (one more statement) and the operator reads the ack table. ' +
     (n > 1
       ? 'Per replica ours sends one round trip, as the floor does, but runs four statements in it where the floor runs one: BEGIN, the ack, COMMIT and the announcement (is every live replica done now?), ' +

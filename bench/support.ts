@@ -3,7 +3,12 @@ import { startEmbeddedPostgres, type PostgresServer } from '../test/support/embe
 import { createTestDatabase, type TestDatabase } from '../test/support/database.js';
 import pg from 'pg';
 
-export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Promise<void> }> {
+export async function benchDatabase(): Promise<{
+  db: TestDatabase;
+  /** Another, empty (not migrated) database on the same server, dropped by `close`. */
+  another(): Promise<TestDatabase>;
+  close(): Promise<void>;
+}> {
   let server: PostgresServer | undefined;
   let admin = process.env.DATABASE_URL;
   if (!admin) {
@@ -15,11 +20,18 @@ export async function benchDatabase(): Promise<{ db: TestDatabase; close(): Prom
   if (STATEMENT_STATS) await db.pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   if (REGISTRY_C_INDEX) await db.pool.query(`CREATE INDEX IF NOT EXISTS realm_registry_url_c ON realm_registry (url COLLATE "C")`);
   if (GENERIC_PLANS) await db.pool.query(`ALTER DATABASE ${db.name} SET plan_cache_mode = force_generic_plan`);
+  const others: TestDatabase[] = [];
   return {
     db,
+    async another() {
+      const other = await createTestDatabase({ admin: admin!, migrate: false });
+      others.push(other);
+      return other;
+    },
     async close() {
       try {
         if (STATEMENT_STATS) await printStatementStats(db);
+        for (const other of others) await other.drop();
         await db.drop();
       } finally {
         // Also when the database is already gone (Ctrl-C reaches PostgreSQL first).
