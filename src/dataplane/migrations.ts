@@ -4,6 +4,7 @@
  * project's tables in the `realm_operator` schema.
  */
 import type pg from 'pg';
+import { COMPLETION_FUNCTION, COMPLETION_FUNCTION_BODY, COMPLETION_FUNCTION_SQL } from '../listener/replica-registry.js';
 import { advisoryLockKey } from '../wire/lock-key.js';
 
 export interface Migration {
@@ -457,6 +458,15 @@ export const REPLICA_ROLE_GRANTS: ReadonlyArray<{ sql: string; holds: string }> 
       OR has_table_privilege($1, 'realm_operator.ack_announcements', 'SELECT, INSERT, UPDATE')`,
   },
   {
+    // writeAckThenAnnounce: the completion check calls the announcement function (ensureCompletionFunction).
+    sql: `DO $grant$ BEGIN
+      IF to_regprocedure('${COMPLETION_FUNCTION}') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION ${COMPLETION_FUNCTION} TO ${REPLICA_ROLE};
+      END IF;
+    END $grant$`,
+    holds: `to_regprocedure('${COMPLETION_FUNCTION}') IS NULL OR has_function_privilege($1, '${COMPLETION_FUNCTION}', 'EXECUTE')`,
+  },
+  {
     // readRealmEpoch and the realm server's registry join: read only.
     sql: `GRANT SELECT ON realm_operator.realm_epochs TO ${REPLICA_ROLE}`,
     holds: `has_table_privilege($1, 'realm_operator.realm_epochs', 'SELECT')`,
@@ -513,6 +523,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
         throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
       }
     }
+    await ensureCompletionFunction(client);
     for (const notice of await ensureReplicaRole(client)) options.onNotice?.(notice);
     await client.query('SELECT pg_advisory_unlock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
     return applied;
@@ -522,6 +533,22 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
   } finally {
     client.release(failure); // after a failure the connection is dropped, which releases the lock
   }
+}
+
+/**
+ * (Re)creates the listener's completion announcement function (replica-registry.ts
+ * COMPLETION_FUNCTION) when it is missing or its body is not this release's — kept in step at
+ * every start, not as a numbered migration, so it can never lag the statements it mirrors. Once
+ * migration 8's table exists (it claims there). Listeners that find it missing send the
+ * announcement themselves.
+ */
+export async function ensureCompletionFunction(db: pg.ClientBase): Promise<void> {
+  const { rows } = await db.query<{ claims: boolean; body: string | null }>(
+    `SELECT to_regclass('realm_operator.ack_announcements') IS NOT NULL AS claims,
+            (SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)) AS body`,
+    [COMPLETION_FUNCTION],
+  );
+  if (rows[0]?.claims && rows[0].body !== COMPLETION_FUNCTION_BODY) await db.query(COMPLETION_FUNCTION_SQL);
 }
 
 const DUPLICATE_OBJECT = '42710';

@@ -276,32 +276,78 @@ export async function announceIfAllAcked(db: Db, replicaId: string, realmURL: st
   return rows.length === 1;
 }
 
+/** Whether no replica other than $1 is registered. */
+const ALONE = `NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1)`;
+
+/**
+ * The completion announcement ($1 replica, $2 realm, $3 epoch, $4 channel), after the replica's
+ * ack committed: alone (no other replica registered), it NOTIFYs without a claim; otherwise it
+ * NOTIFYs only if no live replica is still missing the epoch and its claim succeeds. Selects
+ * `alone` and `notified`; `into` is PL/pgSQL's INTO clause when it runs inside
+ * {@link COMPLETION_FUNCTION}.
+ */
+const ANNOUNCEMENT = (into = '') => `WITH alone AS (SELECT ${ALONE} AS yes),
+       complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
+       announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
+       SELECT alone.yes AS alone,
+              CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
+                THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified${into}
+         FROM alone`;
+
+/**
+ * {@link ANNOUNCEMENT} as a PL/pgSQL function (replica, realm, epoch, channel) returning the
+ * {@link AckWrite} it amounts to, so the ack's completion check can call it only when the set is
+ * complete: a function's plan is initialized when it is called, and its statements' plans are
+ * cached for the session. The operator keeps it in step with this code at every start
+ * (migrations.ts ensureCompletionFunction); a listener that finds it missing or not executable
+ * (an operator older than the listener) sends the announcement itself, in a second round trip.
+ */
+export const COMPLETION_FUNCTION = 'realm_operator.announce_completion(text, text, bigint, text)';
+export const COMPLETION_FUNCTION_BODY = `
+DECLARE
+  was_alone boolean;
+  was_notified boolean;
+BEGIN
+  ${ANNOUNCEMENT(' INTO was_alone, was_notified')};
+  RETURN CASE WHEN was_alone THEN 'written-alone' WHEN was_notified THEN 'written-notified' ELSE 'written' END;
+END
+`;
+export const COMPLETION_FUNCTION_SQL = `CREATE OR REPLACE FUNCTION ${COMPLETION_FUNCTION} RETURNS text LANGUAGE plpgsql AS $announce$${COMPLETION_FUNCTION_BODY}$announce$`;
+
 /** SQL-level prepared statements of {@link writeAckThenAnnounce}, per connection (they live as long as its session). */
 const ACK_THEN_ANNOUNCE_ACK = 'realm_operator_ack_then_announce_ack';
 const ACK_THEN_ANNOUNCE_CHECK = 'realm_operator_ack_then_announce_check';
 const ACK_THEN_ANNOUNCE_ANNOUNCE = 'realm_operator_ack_then_announce_announce';
 const ACK_THEN_ANNOUNCE_STATEMENTS = [ACK_THEN_ANNOUNCE_ACK, ACK_THEN_ANNOUNCE_CHECK, ACK_THEN_ANNOUNCE_ANNOUNCE];
-const preparedForAckThenAnnounce = new WeakSet<object>();
+/**
+ * Per connection, once prepared: `folded` — the check calls {@link COMPLETION_FUNCTION} when the set
+ * is complete, in the ack's own round trip; `separate` — the function is missing or not
+ * executable, and the check only says whether to send {@link ANNOUNCEMENT} next.
+ */
+const ackStatementsOf = new WeakMap<object, 'folded' | 'separate'>();
+const ACK_WRITES: ReadonlySet<string> = new Set<AckWrite>(['written-alone', 'written-notified', 'written', 'unregistered']);
 
 /**
- * The ack row and, once it has committed, the check whether it may complete the set, in ONE round
- * trip: the simple-protocol query `BEGIN; EXECUTE <ack>; COMMIT; EXECUTE <check>`. PostgreSQL runs
- * the statements of one Query message in order; the explicit COMMIT ends the ack's transaction
- * before the check starts, which then runs in a transaction (and snapshot) of its own — so it sees
- * every ack committed before ours, exactly as {@link announceIfAllAcked} sent after the ack's reply
+ * The ack row and, once it has committed, the completion check, in ONE round trip: the
+ * simple-protocol query `BEGIN; EXECUTE <ack>; COMMIT; EXECUTE <check>`. PostgreSQL runs the
+ * statements of one Query message in order; the explicit COMMIT ends the ack's transaction before
+ * the check starts, which then runs in a transaction (and snapshot) of its own — so it sees every
+ * ack committed before ours, exactly as {@link announceIfAllAcked} sent after the ack's reply
  * does. Only when the check finds no live replica still missing the epoch (once per publish, not
- * per ack; always when the replica is alone), a second round trip sends the announcement: the
- * completion claim and the NOTIFY with its proof (or, alone, the NOTIFY without a claim).
+ * per ack; always when the replica is alone) does the announcement run: the completion claim and
+ * the NOTIFY with its proof (or, alone, the NOTIFY without a claim) — called from the check
+ * ({@link COMPLETION_FUNCTION}), or where the database lacks the function, sent as a second round
+ * trip.
  *
  * Why one round trip for the common case: the two-step form cost each replica a second round trip
  * (a second wake-up of its process and of its backend) for every ack that saw others missing, which
- * on a fan-out is all but the last. Why a separate check, not the announcement itself, in it:
- * PostgreSQL initializes every node of a plan before running any, and the announcement's (the
- * claim's upsert, the proof's aggregates over every replica, in both arms of the payload's size
- * check) cost ~0.1 ms of backend CPU per ack even when nothing was announced
- * (bench/ack-statement-cost.ts) — in every replica, on every publish. The check is two index probes.
- * All three are prepared once per connection (SQL `PREPARE`, a round trip of its own at the first
- * ack), so each ack parses three short utility statements and plans nothing.
+ * on a fan-out is all but the last. Why a check that calls the announcement, not the announcement
+ * itself, in it: PostgreSQL initializes every node of a plan before running any, and the
+ * announcement's (the claim's upsert, the proof's aggregate over every replica) cost ~0.15 ms of
+ * backend CPU per ack even when nothing was announced (bench/ack-statement-cost.ts) — in every
+ * replica, on every publish. The check is two index probes. The statements are prepared once per
+ * connection (SQL `PREPARE`, at the listener's resync), so each ack parses three short utility
+ * statements and plans nothing.
  *
  * Values travel as SQL literals (a simple-protocol query has no parameters): the realm URL and the
  * replica id through pg's `escapeLiteral` (quotes doubled; a backslash switches to an E'' literal),
@@ -316,8 +362,8 @@ const preparedForAckThenAnnounce = new WeakSet<object>();
 export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: string, realmURL: string, epoch: number): Promise<AckWrite> {
   if (!Number.isSafeInteger(epoch) || epoch <= 0) throw new Error(`writeAckThenAnnounce: epoch must be a positive integer (got ${epoch})`);
   if (replicaId.includes('\0') || realmURL.includes('\0')) throw new Error('writeAckThenAnnounce: the replica id and realm URL must not contain a NUL character');
-  if (!preparedForAckThenAnnounce.has(client)) await prepareAckThenAnnounce(client);
-  const args = `${escapeLiteral(replicaId)}, ${escapeLiteral(realmURL)}, ${epoch}`;
+  const mode = ackStatementsOf.get(client) ?? (await prepareAckThenAnnounce(client));
+  const args = `${escapeLiteral(replicaId)}, ${escapeLiteral(realmURL)}, ${epoch}, ${escapeLiteral(REPLICA_ACKS_CHANNEL)}`;
   let results: pg.QueryResult[];
   try {
     results = (await client.query(`BEGIN; EXECUTE ${ACK_THEN_ANNOUNCE_ACK}(${args}); COMMIT; EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}(${args})`)) as unknown as pg.QueryResult[];
@@ -327,11 +373,15 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
     if ((error as { code?: string }).code === FOREIGN_KEY_VIOLATION) return 'unregistered';
     throw error;
   }
-  const check = results[3]?.rows[0] as { may_announce: boolean } | undefined;
+  const check = results[3]?.rows[0] as { written?: string; may_announce?: boolean } | undefined;
   if (!check) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
+  if (mode === 'folded') {
+    if (!check.written || !ACK_WRITES.has(check.written)) throw new Error(`writeAckThenAnnounce: the check returned ${JSON.stringify(check.written)}`);
+    return check.written as AckWrite;
+  }
   if (!check.may_announce) return 'written';
   // Outside any transaction: a snapshot of its own, later than the check's.
-  const { rows } = await client.query<{ alone: boolean; notified: boolean }>(`EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}(${args}, ${escapeLiteral(REPLICA_ACKS_CHANNEL)})`);
+  const { rows } = await client.query<{ alone: boolean; notified: boolean }>(`EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}(${args})`);
   const row = rows[0];
   if (!row) throw new Error('writeAckThenAnnounce: the announcement returned no row');
   return row.alone ? 'written-alone' : row.notified ? 'written-notified' : 'written';
@@ -343,43 +393,52 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
  * while it resyncs.
  */
 export async function prepareAckThenAnnounceStatements(client: pg.ClientBase): Promise<void> {
-  if (!preparedForAckThenAnnounce.has(client)) await prepareAckThenAnnounce(client);
+  if (!ackStatementsOf.has(client)) await prepareAckThenAnnounce(client);
 }
 
 /**
- * SQL-PREPAREs {@link writeAckThenAnnounce}'s statements on `client`, and plans the check and the
- * announcement (`EXPLAIN EXECUTE` builds and keeps a prepared statement's generic plan, on a
- * session with `plan_cache_mode = force_generic_plan` as the listener's, without running it):
- * otherwise a statement is planned at its first EXECUTE, and the announcement's plan (1–2.6 ms at
- * 50 replicas, bench/fanout.ts with BENCH_PG_STATEMENTS=1) would be made on the critical path of
- * the first completion each replica announces. PREPARE is not undone by a failed query: if the
- * first succeeded and a later one failed, the first would exist and every later attempt fail with
+ * SQL-PREPAREs {@link writeAckThenAnnounce}'s statements on `client` — the check calling
+ * {@link COMPLETION_FUNCTION} where the database has it and this login may execute it, else the
+ * check and {@link ANNOUNCEMENT} apart — and plans the check and the announcement (`EXPLAIN
+ * EXECUTE` builds and keeps a prepared statement's generic plan, on a session with
+ * `plan_cache_mode = force_generic_plan` as the listener's, without running it): otherwise a
+ * statement is planned at its first EXECUTE, and the announcement's plan (1–2.6 ms at 50
+ * replicas, bench/fanout.ts with BENCH_PG_STATEMENTS=1) would be made on the critical path of the
+ * first completion each replica announces. PREPARE is not undone by a failed query: if the first
+ * succeeded and a later one failed, the first would exist and every later attempt fail with
  * "already exists", so on failure every name is DEALLOCATEd (each on its own: DEALLOCATE of a name
  * that does not exist is an error) and the next ack prepares afresh.
  */
-async function prepareAckThenAnnounce(client: pg.ClientBase): Promise<void> {
-  const alone = `NOT EXISTS (SELECT 1 FROM realm_operator.replicas r WHERE r.replica_id <> $1)`;
+async function prepareAckThenAnnounce(client: pg.ClientBase): Promise<'folded' | 'separate'> {
+  const args = '(text, text, bigint, text)';
   try {
-    await client.query(
-      `PREPARE ${ACK_THEN_ANNOUNCE_ACK} (text, text, bigint) AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};
-       PREPARE ${ACK_THEN_ANNOUNCE_CHECK} (text, text, bigint) AS
-       SELECT NOT ${SOME_NOT_DONE('$2', '$3')} AS may_announce;
-       PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} (text, text, bigint, text) AS
-       WITH alone AS (SELECT ${alone} AS yes),
-       complete AS (SELECT NOT alone.yes AND NOT ${SOME_NOT_DONE('$2', '$3')} AS yes FROM alone),
-       announced AS (${CLAIM('$2', '$3', ACKED_COUNT('$2', '$3'), 'FROM complete WHERE complete.yes')})
-       SELECT alone.yes AS alone,
-              CASE WHEN alone.yes OR EXISTS (SELECT 1 FROM announced)
-                THEN pg_notify($4, ${ANNOUNCEMENT_PAYLOAD('$1', '$2', '$3', COMPLETION('$2', '$3'))}) END IS NOT NULL AS notified
-         FROM alone;
-       EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}('', '', 1);
-       EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}('', '', 1, '')`,
+    const { rows } = await client.query<{ folded: boolean }>(
+      `SELECT CASE WHEN to_regprocedure($1) IS NULL THEN false ELSE has_function_privilege($1, 'EXECUTE') END AS folded`,
+      [COMPLETION_FUNCTION],
     );
+    const mode = rows[0]?.folded ? 'folded' : 'separate';
+    const notDone = `NOT ${SOME_NOT_DONE('$2', '$3')}`;
+    await client.query(
+      `PREPARE ${ACK_THEN_ANNOUNCE_ACK} ${args} AS ${ACK_UPSERT.replace(/\s+RETURNING[^]*$/, '')};` +
+        (mode === 'folded'
+          ? `PREPARE ${ACK_THEN_ANNOUNCE_CHECK} ${args} AS
+             SELECT CASE WHEN ${notDone} THEN realm_operator.announce_completion($1, $2, $3, $4) ELSE 'written' END AS written;
+             EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}('', '', 1, '')`
+          : `PREPARE ${ACK_THEN_ANNOUNCE_CHECK} ${args} AS SELECT ${notDone} AS may_announce;
+             PREPARE ${ACK_THEN_ANNOUNCE_ANNOUNCE} ${args} AS ${ANNOUNCEMENT()};
+             EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_CHECK}('', '', 1, '');
+             EXPLAIN EXECUTE ${ACK_THEN_ANNOUNCE_ANNOUNCE}('', '', 1, '')`),
+    );
+    // The function's own statements are planned at its first call: call it now, in a transaction
+    // rolled back (what it may claim or NOTIFY is undone; the plans stay with the session).
+    if (mode === 'folded') await client.query(`BEGIN; SELECT realm_operator.announce_completion('', '', 1, 'realm_operator_warm_up'); ROLLBACK`);
+    ackStatementsOf.set(client, mode);
+    return mode;
   } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
     for (const name of ACK_THEN_ANNOUNCE_STATEMENTS) await client.query(`DEALLOCATE ${name}`).catch(() => undefined);
     throw error;
   }
-  preparedForAckThenAnnounce.add(client);
 }
 
 /**

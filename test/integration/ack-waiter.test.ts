@@ -10,7 +10,17 @@ import { DEFAULT_REPLICA_LEASE_GRACE_MS, setReplicaLeaseGrace } from '../../src/
 import { ReplicaAckWaiter } from '../../src/dataplane/ack-waiter.js';
 import { notifyAllFileChanges } from '../../src/dataplane/invalidation.js';
 import { RealmListener } from '../../src/listener/realm-listener.js';
-import { ANNOUNCED_LAPSE_WINDOW_MS, announceIfAllAcked, prepareAckThenAnnounceStatements, recordAck, writeAck, writeAckThenAnnounce } from '../../src/listener/replica-registry.js';
+import { migrate } from '../../src/dataplane/migrations.js';
+import {
+  ANNOUNCED_LAPSE_WINDOW_MS,
+  announceIfAllAcked,
+  COMPLETION_FUNCTION,
+  COMPLETION_FUNCTION_BODY,
+  prepareAckThenAnnounceStatements,
+  recordAck,
+  writeAck,
+  writeAckThenAnnounce,
+} from '../../src/listener/replica-registry.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { eventually } from '../support/realms.js';
 import { RecordingCaches } from '../support/recording-caches.js';
@@ -418,7 +428,7 @@ describe('shared replica acknowledgement waiter', () => {
       expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: replicaId, c: proof(replicaId) }]);
     });
 
-    test('prepared and planned ahead: the check and the announcement have their generic plans before the first ack', async () => {
+    test('prepared and planned ahead: the check (calling the announcement function) has its generic plan before the first ack', async () => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
@@ -428,12 +438,61 @@ describe('shared replica acknowledgement waiter', () => {
         const { rows } = await client.query(`SELECT name, generic_plans FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`);
         expect(rows).toEqual([
           { name: 'realm_operator_ack_then_announce_ack', generic_plans: '0' },
-          { name: 'realm_operator_ack_then_announce_announce', generic_plans: '1' },
           { name: 'realm_operator_ack_then_announce_check', generic_plans: '1' },
         ]);
+        // The warm-up call of the function was rolled back: no claim row, and the session is not in a transaction.
+        expect((await client.query(`SELECT count(*)::int AS n FROM realm_operator.ack_announcements WHERE realm_url = ''`)).rows).toEqual([{ n: 0 }]);
+        expect((await client.query(`SELECT now() = statement_timestamp() AS outside`)).rows).toEqual([{ outside: true }]);
       } finally {
         await client.end();
       }
+    });
+
+    test('the last ack completes the set in its one round trip: the check calls the announcement function', async () => {
+      const heard = await ackNotificationsHeard();
+      const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('folded', ['folded-a', 'folded-b'], 20_000);
+      // Connections of their own: a pooled one may hold statements prepared by an earlier test.
+      const [a, b] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
+      try {
+        for (const client of [a, b]) await client.connect();
+        expect(await writeAckThenAnnounce(a, 'folded-a', realmURL, epoch)).toBe('written');
+        expect(await writeAckThenAnnounce(b, 'folded-b', realmURL, epoch)).toBe('written-notified');
+        // The announcement was not sent as a statement of its own: its statement does not exist on b.
+        const { rows } = await b.query(`SELECT name FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`);
+        expect(rows.map((r) => r.name)).toEqual(['realm_operator_ack_then_announce_ack', 'realm_operator_ack_then_announce_check']);
+      } finally {
+        await Promise.all([a.end(), b.end()]);
+      }
+      expect(await wait).toMatchObject({ complete: true, missing: [], acknowledged: ['folded-a', 'folded-b'] });
+      expect(waiter.stats.notifications).toBe(1);
+      expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'folded-b', c: proof('folded-a', 'folded-b') }]);
+    });
+
+    test('without the announcement function (an operator older than the listener) the last ack sends the announcement itself, and the operator puts the function back', async () => {
+      const heard = await ackNotificationsHeard();
+      await db.pool.query(`DROP FUNCTION ${COMPLETION_FUNCTION}`);
+      const client = new pg.Client({ connectionString: db.url });
+      await client.connect();
+      try {
+        const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('separate', ['separate-a', 'separate-b'], 20_000);
+        await prepareAckThenAnnounceStatements(client);
+        const { rows } = await client.query(`SELECT name FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`);
+        expect(rows.map((r) => r.name)).toEqual(['realm_operator_ack_then_announce_ack', 'realm_operator_ack_then_announce_announce', 'realm_operator_ack_then_announce_check']);
+        expect(await writeAckThenAnnounce(client, 'separate-a', realmURL, epoch)).toBe('written');
+        expect(await writeAckThenAnnounce(client, 'separate-b', realmURL, epoch)).toBe('written-notified');
+        expect(await wait).toMatchObject({ complete: true, missing: [] });
+        expect(waiter.stats.notifications).toBe(1);
+        expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'separate-b', c: proof('separate-a', 'separate-b') }]);
+      } finally {
+        await client.end();
+        await migrate(db.pool);
+      }
+      // migrate (every operator start) made it again, and replaces a body that is not this release's.
+      const body = async () => (await db.pool.query(`SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)`, [COMPLETION_FUNCTION])).rows[0]?.prosrc;
+      expect(await body()).toBe(COMPLETION_FUNCTION_BODY);
+      await db.pool.query(`CREATE OR REPLACE FUNCTION ${COMPLETION_FUNCTION} RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'written'; END $$`);
+      await migrate(db.pool);
+      expect(await body()).toBe(COMPLETION_FUNCTION_BODY);
     });
 
     test('a PREPARE that failed half-way heals: the next ack prepares both statements again', async () => {
@@ -444,8 +503,8 @@ describe('shared replica acknowledgement waiter', () => {
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
-        // The announcement's name taken on this connection: the ack's PREPARE succeeds, the announcement's fails.
-        await client.query('PREPARE realm_operator_ack_then_announce_announce AS SELECT 1');
+        // The check's name taken on this connection: the ack's PREPARE succeeds, the check's fails.
+        await client.query('PREPARE realm_operator_ack_then_announce_check AS SELECT 1');
         await expect(writeAckThenAnnounce(client, 'heal', realmURL, epoch)).rejects.toThrow(/already exists/);
         expect(await writeAckThenAnnounce(client, 'heal', realmURL, epoch)).toBe('written-alone');
       } finally {
