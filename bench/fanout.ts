@@ -346,7 +346,7 @@ const latency: BenchTable = {
     `${rounds} rounds per kind and N after ${warmup} warm-up rounds, kinds interleaved in shuffled order; the bare clients in a database of their own on the same server ` +
     '(PostgreSQL wakes every LISTENing backend of a NOTIFYing commit\'s database, so in one database each fleet\'s NOTIFYs woke the other fleet too). receive: bare LISTEN clients; ' +
     'receive+ack: bare clients that write one ack row (a named prepared statement, as the listener\'s ack is); receive+ack+tell: the same with a NOTIFY back, timed when the publisher heard all N; ' +
-    'replicas acked: listener-library replicas (epoch from the hint, drop cache, then one round trip: the ack row, its COMMIT and the completion announcement; one NOTIFY to the operator per completion), timed by each replica when that round trip returned ' +
+    'replicas acked: listener-library replicas (epoch from the hint, drop cache, then one round trip: the ack row, its COMMIT and the completion check, which calls the announcement when nobody is missing; one NOTIFY to the operator per completion), timed by each replica when that round trip returned ' +
     "(under CPU contention a replica may be scheduled after the operator already heard it); acknowledged: the operator's shared waiter returned " +
     'complete (what a publish waits for). One process per replica in every fleet.',
 };
@@ -384,9 +384,9 @@ function cpuWhy(n: number): string {
     `their backends ${ms(ours, 'fleet backends')} vs ${ms(floor, 'fleet backends')} ms, the operator side ${(ours.ms['bench process'] + ours.ms['other PostgreSQL']).toFixed(1)} vs ` +
     `${(floor.ms['bench process'] + floor.ms['other PostgreSQL']).toFixed(1)} ms. ` +
     'Every NOTIFYing commit wakes every LISTENing backend of its database (the fleet\'s and the operator\'s): a publish of ours has two (the publisher\'s hint and wildcard, and the one completion NOTIFY), the floor one; ' +
-    'each listener receives two notifications (the hint and Boxel\'s wildcard), a bare client one; the publisher also bumps the epoch (one more statement) and the operator reads the ack table. ' +
+    'each listener receives two notifications (the hint and Boxel\'s wildcard), a bare client one; the publisher also bumps the epoch (one more statement), and the operator parses the completion\'s proof. ' +
     (n > 1
-      ? 'Per replica ours sends one round trip, as the floor does, but runs four statements in it where the floor runs one: BEGIN, the ack, COMMIT and the announcement (is every live replica done now?), ' +
+      ? 'Per replica ours sends one round trip, as the floor does, but runs four statements in it where the floor runs one: BEGIN, the ack (on a table with two indexes, so not a HOT update), COMMIT and the completion check (is any live replica still missing? two index probes; the last ack\'s check also calls the announcement, which claims and builds the proof), ' +
         'which every ack must carry because acks committing together cannot see each other and the last to commit must still tell the operator; ' +
         'without a lock serializing every ack of a publish (a convoy on a saturated machine) no replica can know it is not the last.'
       : 'With one replica the ack itself completes the set: its statement also checks that no other replica is registered and NOTIFYs, where the floor only writes a row.')
@@ -412,7 +412,7 @@ const goals: BenchGoal[] = perN.map(({ n, measured: m }) => {
             `${ratio(single.acknowledged, single.ack)}× (operator's wait returned): the rest is ${n} Node process${n === 1 ? '' : 'es'} per fleet ` +
             `contending for ${cpus} cores (load average ${os.loadavg()[0]!.toFixed(1)} at the end), which costs a listener replica (two notifications, ` +
             `lease heartbeats, a bigger process) more than a bare client. Per publish: the epoch comes with the NOTIFY (no read), the ack is one ` +
-            `round trip (the ack row, its COMMIT and the completion announcement), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
+            `round trip (the ack row, its COMMIT and the completion check, which calls the announcement when nobody is missing), the operator heard ${notificationsOf(n)} ack NOTIFYs ` +
             `(one NOTIFY per completion: each wakes every LISTENing backend; it carries the completion proof, so the wait ends on it) and made ${readsOf(n)} status reads ` +
             `(none when the waiter's LISTEN was up before the COMMIT: docs/protocol.md §5). ` +
             cpuWhy(n),
