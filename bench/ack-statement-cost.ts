@@ -34,7 +34,7 @@ async function measure(name: string, run: (i: number) => Promise<unknown>): Prom
   for (let i = 0; i < loops; i++) await run(i);
   const cpu = ((await cpuMs()) - cpuBefore) / loops;
   const wall = (performance.now() - wallBefore) / loops;
-  console.log(`${name.padEnd(58)} backend ${(cpu * 1000).toFixed(0).padStart(5)} µs   round trip ${(wall * 1000).toFixed(0).padStart(5)} µs`);
+  console.log(`${name.padEnd(78)} backend ${(cpu * 1000).toFixed(0).padStart(5)} µs   round trip ${(wall * 1000).toFixed(0).padStart(5)} µs`);
 }
 
 await measure('floor: the bare upsert (named)', (i) =>
@@ -48,16 +48,20 @@ await measure('writeAck, then announceIfAllAcked (two round trips)', async () =>
 });
 await measure('writeAckThenAnnounce (one round trip)', () => writeAckThenAnnounce(client, 'r0', realm, epoch++));
 await measure('  of which BEGIN; COMMIT', () => client.query('BEGIN; COMMIT'));
-await measure('  of which the completion check (EXECUTE)', () => client.query(`EXECUTE realm_operator_ack_then_announce_check('r0', '${realm}', ${epoch++})`));
-await measure('the announcement (EXECUTE; only when the check allows)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
+await measure('  of which the completion check (EXECUTE)', () => client.query(`EXECUTE realm_operator_ack_then_announce_check('r0', '${realm}', ${epoch++}, 'bench')`));
+await measure('the announcement, not completing (the function)', () => client.query(`SELECT realm_operator.announce_completion('r0', '${realm}', ${epoch++}, 'bench')`));
+await measure('the announcement, not completing (announceIfAllAcked: a statement of its own)', () => announceIfAllAcked(client, 'r0', realm, epoch++));
 // The last ack of a publish: every replica done (acked far ahead), so each announcement, at a new
 // epoch, builds its proof, claims and NOTIFYs.
 await client.query(`UPDATE realm_operator.replica_acks SET epoch = 1000000000000 WHERE realm_url = '${realm}'`);
-await measure('the completing announcement (proof, claim, NOTIFY)', async () => {
-  const { rows } = await client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`);
-  if (rows[0]?.notified !== true) throw new Error('the announcement did not complete the set');
+await measure('the completing announcement (the function: proof, claim, NOTIFY)', async () => {
+  const { rows } = await client.query(`SELECT realm_operator.announce_completion('r0', '${realm}', ${epoch++}, 'bench') AS written`);
+  if (rows[0]?.written !== 'written-notified') throw new Error('the announcement did not complete the set');
+});
+await measure('the completing announcement (announceIfAllAcked: a statement of its own)', async () => {
+  if (!(await announceIfAllAcked(client, 'r0', realm, epoch++))) throw new Error('the announcement did not complete the set');
 });
 await client.query('SET plan_cache_mode = force_custom_plan');
-await measure('the announcement with custom plans (what `auto` fell into)', () => client.query(`EXECUTE realm_operator_ack_then_announce_announce('r0', '${realm}', ${epoch++}, 'bench')`));
+await measure('the completing announcement, custom plans (what `auto` fell into)', () => client.query(`SELECT realm_operator.announce_completion('r0', '${realm}', ${epoch++}, 'bench')`));
 await client.end();
 await close();

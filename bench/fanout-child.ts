@@ -8,7 +8,8 @@
  *   writes one ack row and reports when the INSERT returned (the least any acknowledged protocol
  *   can do); on `bench_fanout_tell` it writes the ack row and NOTIFYs the publisher back in the
  *   same statement (the least a protocol can do whose publisher learns of the acks, as ours must).
- *   Separate channels, so a round wakes only the fleet it measures.
+ *   The bare clients use a database of their own (bench/fanout.ts floorDb), so a round's NOTIFYs
+ *   wake only the fleet it measures.
  */
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';

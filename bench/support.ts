@@ -26,12 +26,13 @@ export async function benchDatabase(): Promise<{
     async another() {
       const other = await createTestDatabase({ admin: admin!, migrate: false });
       others.push(other);
+      if (GENERIC_PLANS) await other.pool.query(`ALTER DATABASE ${other.name} SET plan_cache_mode = force_generic_plan`);
       return other;
     },
     async close() {
       try {
         if (STATEMENT_STATS) await printStatementStats(db);
-        for (const other of others) await other.drop();
+        await Promise.allSettled(others.map((other) => other.drop()));
         await db.drop();
       } finally {
         // Also when the database is already gone (Ctrl-C reaches PostgreSQL first).

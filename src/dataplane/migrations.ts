@@ -523,7 +523,7 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
         throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`, { cause: error });
       }
     }
-    await ensureCompletionFunction(client);
+    for (const notice of await ensureCompletionFunction(client)) options.onNotice?.(notice);
     for (const notice of await ensureReplicaRole(client)) options.onNotice?.(notice);
     await client.query('SELECT pg_advisory_unlock($1::bigint)', [advisoryLockKey(MIGRATION_LOCK_URL)]);
     return applied;
@@ -537,18 +537,30 @@ export async function migrate(pool: pg.Pool, options: MigrateOptions = {}): Prom
 
 /**
  * (Re)creates the listener's completion announcement function (replica-registry.ts
- * COMPLETION_FUNCTION) when it is missing or its body is not this release's — kept in step at
- * every start, not as a numbered migration, so it can never lag the statements it mirrors. Once
- * migration 8's table exists (it claims there). Listeners that find it missing send the
- * announcement themselves.
+ * COMPLETION_FUNCTION) when it is missing or its body is not this release's: at every `migrate`,
+ * not as a numbered migration, so a release that changes the announcement puts its own in place
+ * without a new version. Only once migration 8's table exists (it claims there). Listeners use the
+ * function only when its body is their own, so a database migrated by another release costs them a
+ * round trip, never a different announcement. Returns what could not be done, phrased as the fix
+ * (the function or the schema may belong to another role).
  */
-export async function ensureCompletionFunction(db: pg.ClientBase): Promise<void> {
+async function ensureCompletionFunction(db: pg.ClientBase): Promise<string[]> {
   const { rows } = await db.query<{ claims: boolean; body: string | null }>(
     `SELECT to_regclass('realm_operator.ack_announcements') IS NOT NULL AS claims,
             (SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)) AS body`,
     [COMPLETION_FUNCTION],
   );
-  if (rows[0]?.claims && rows[0].body !== COMPLETION_FUNCTION_BODY) await db.query(COMPLETION_FUNCTION_SQL);
+  if (!rows[0]?.claims || rows[0].body === COMPLETION_FUNCTION_BODY) return [];
+  try {
+    await db.query(COMPLETION_FUNCTION_SQL); // outside any transaction here (migrate's are committed)
+    return [];
+  } catch (error) {
+    if ((error as { code?: string }).code !== INSUFFICIENT_PRIVILEGE) throw error;
+    return [
+      `${await currentUser(db)} may not (re)create ${COMPLETION_FUNCTION} (${(error as Error).message}); realm servers announce completions ` +
+        `in a second round trip until the owner of the realm_operator schema runs \`realm-operator migrate\``,
+    ];
+  }
 }
 
 const DUPLICATE_OBJECT = '42710';

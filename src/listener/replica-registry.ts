@@ -298,9 +298,10 @@ const ANNOUNCEMENT = (into = '') => `WITH alone AS (SELECT ${ALONE} AS yes),
  * {@link ANNOUNCEMENT} as a PL/pgSQL function (replica, realm, epoch, channel) returning the
  * {@link AckWrite} it amounts to, so the ack's completion check can call it only when the set is
  * complete: a function's plan is initialized when it is called, and its statements' plans are
- * cached for the session. The operator keeps it in step with this code at every start
- * (migrations.ts ensureCompletionFunction); a listener that finds it missing or not executable
- * (an operator older than the listener) sends the announcement itself, in a second round trip.
+ * cached for the session. `realm-operator migrate` (re)creates it when missing or not this
+ * release's body (migrations.ts ensureCompletionFunction); a listener uses it only when its body is
+ * the listener's own and it may execute it, and otherwise (a database migrated by another release,
+ * or not at all) sends the announcement itself, in a second round trip.
  */
 export const COMPLETION_FUNCTION = 'realm_operator.announce_completion(text, text, bigint, text)';
 export const COMPLETION_FUNCTION_BODY = `
@@ -321,11 +322,12 @@ const ACK_THEN_ANNOUNCE_ANNOUNCE = 'realm_operator_ack_then_announce_announce';
 const ACK_THEN_ANNOUNCE_STATEMENTS = [ACK_THEN_ANNOUNCE_ACK, ACK_THEN_ANNOUNCE_CHECK, ACK_THEN_ANNOUNCE_ANNOUNCE];
 /**
  * Per connection, once prepared: `folded` — the check calls {@link COMPLETION_FUNCTION} when the set
- * is complete, in the ack's own round trip; `separate` — the function is missing or not
- * executable, and the check only says whether to send {@link ANNOUNCEMENT} next.
+ * is complete, in the ack's own round trip; `separate` — the function is missing, not this
+ * release's or not executable, and the check only says whether to send {@link ANNOUNCEMENT} next.
  */
 const ackStatementsOf = new WeakMap<object, 'folded' | 'separate'>();
-const ACK_WRITES: ReadonlySet<string> = new Set<AckWrite>(['written-alone', 'written-notified', 'written', 'unregistered']);
+/** What {@link COMPLETION_FUNCTION} may return. */
+const ANNOUNCED_WRITES: ReadonlySet<string> = new Set<AckWrite>(['written-alone', 'written-notified', 'written']);
 
 /**
  * The ack row and, once it has committed, the completion check, in ONE round trip: the
@@ -346,7 +348,7 @@ const ACK_WRITES: ReadonlySet<string> = new Set<AckWrite>(['written-alone', 'wri
  * announcement's (the claim's upsert, the proof's aggregate over every replica) cost ~0.15 ms of
  * backend CPU per ack even when nothing was announced (bench/ack-statement-cost.ts) — in every
  * replica, on every publish. The check is two index probes. The statements are prepared once per
- * connection (SQL `PREPARE`, at the listener's resync), so each ack parses three short utility
+ * connection (SQL `PREPARE`, at the listener's resync), so each ack parses four short utility
  * statements and plans nothing.
  *
  * Values travel as SQL literals (a simple-protocol query has no parameters): the realm URL and the
@@ -376,7 +378,7 @@ export async function writeAckThenAnnounce(client: pg.ClientBase, replicaId: str
   const check = results[3]?.rows[0] as { written?: string; may_announce?: boolean } | undefined;
   if (!check) throw new Error(`writeAckThenAnnounce: expected 4 results, got ${results.length}`);
   if (mode === 'folded') {
-    if (!check.written || !ACK_WRITES.has(check.written)) throw new Error(`writeAckThenAnnounce: the check returned ${JSON.stringify(check.written)}`);
+    if (!check.written || !ANNOUNCED_WRITES.has(check.written)) throw new Error(`writeAckThenAnnounce: the check returned ${JSON.stringify(check.written)}`);
     return check.written as AckWrite;
   }
   if (!check.may_announce) return 'written';
@@ -398,7 +400,7 @@ export async function prepareAckThenAnnounceStatements(client: pg.ClientBase): P
 
 /**
  * SQL-PREPAREs {@link writeAckThenAnnounce}'s statements on `client` — the check calling
- * {@link COMPLETION_FUNCTION} where the database has it and this login may execute it, else the
+ * {@link COMPLETION_FUNCTION} where the database has this release's and this login may execute it, else the
  * check and {@link ANNOUNCEMENT} apart — and plans the check and the announcement (`EXPLAIN
  * EXECUTE` builds and keeps a prepared statement's generic plan, on a session with
  * `plan_cache_mode = force_generic_plan` as the listener's, without running it): otherwise a
@@ -412,9 +414,11 @@ export async function prepareAckThenAnnounceStatements(client: pg.ClientBase): P
 async function prepareAckThenAnnounce(client: pg.ClientBase): Promise<'folded' | 'separate'> {
   const args = '(text, text, bigint, text)';
   try {
+    // Only this release's body: a function another release's `migrate` left may announce differently.
     const { rows } = await client.query<{ folded: boolean }>(
-      `SELECT CASE WHEN to_regprocedure($1) IS NULL THEN false ELSE has_function_privilege($1, 'EXECUTE') END AS folded`,
-      [COMPLETION_FUNCTION],
+      `SELECT CASE WHEN to_regprocedure($1) IS NULL THEN false
+              ELSE (SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)) = $2 AND has_function_privilege($1, 'EXECUTE') END AS folded`,
+      [COMPLETION_FUNCTION, COMPLETION_FUNCTION_BODY],
     );
     const mode = rows[0]?.folded ? 'folded' : 'separate';
     const notDone = `NOT ${SOME_NOT_DONE('$2', '$3')}`;

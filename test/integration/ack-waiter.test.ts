@@ -118,18 +118,18 @@ async function blindAcks(clients: pg.PoolClient[], replicaIds: string[], realmUR
  * Every ack NOTIFY payload from now on; `untilSentinel` sends one more NOTIFY and returns what
  * arrived before it (NOTIFYs are delivered in commit order, so nothing earlier is still on its way).
  */
-async function ackNotificationsHeard(): Promise<{ untilSentinel(): Promise<unknown[]> }> {
+async function ackNotificationsHeard(channel = 'realm_operator_replica_acks'): Promise<{ untilSentinel(): Promise<unknown[]> }> {
   const client = new pg.Client({ connectionString: db.url });
   await client.connect();
   cleanups.push(() => client.end());
   const payloads: string[] = [];
   let onSentinel: (() => void) | undefined;
   client.on('notification', (m) => (m.payload === 'sentinel' ? onSentinel?.() : payloads.push(m.payload ?? '')));
-  await client.query(ACK_CHANNEL_LISTEN);
+  await client.query(`LISTEN ${channel}`);
   return {
     async untilSentinel() {
       const sentinel = new Promise<void>((resolve) => (onSentinel = resolve));
-      await db.pool.query(`SELECT pg_notify('realm_operator_replica_acks', 'sentinel')`);
+      await db.pool.query(`SELECT pg_notify($1, 'sentinel')`, [channel]);
       await sentinel;
       return payloads.map((p) => JSON.parse(p) as unknown);
     },
@@ -429,6 +429,9 @@ describe('shared replica acknowledgement waiter', () => {
     });
 
     test('prepared and planned ahead: the check (calling the announcement function) has its generic plan before the first ack', async () => {
+      await registerSilentReplica('warm-up-done');
+      await db.pool.query(`UPDATE realm_operator.replicas SET cache_started_epoch = 10 WHERE replica_id = 'warm-up-done'`);
+      const warmUpHeard = await ackNotificationsHeard('realm_operator_warm_up');
       const client = new pg.Client({ connectionString: db.url });
       await client.connect();
       try {
@@ -440,8 +443,11 @@ describe('shared replica acknowledgement waiter', () => {
           { name: 'realm_operator_ack_then_announce_ack', generic_plans: '0' },
           { name: 'realm_operator_ack_then_announce_check', generic_plans: '1' },
         ]);
-        // The warm-up call of the function was rolled back: no claim row, and the session is not in a transaction.
+        // The warm-up call of the function (realm '', epoch 1) claimed and NOTIFYd here — the one
+        // live replica started its cache past epoch 1, so nobody is missing — but was rolled back:
+        // no claim row, nothing heard, and the session is not left in a transaction.
         expect((await client.query(`SELECT count(*)::int AS n FROM realm_operator.ack_announcements WHERE realm_url = ''`)).rows).toEqual([{ n: 0 }]);
+        expect(await warmUpHeard.untilSentinel()).toEqual([]);
         expect((await client.query(`SELECT now() = statement_timestamp() AS outside`)).rows).toEqual([{ outside: true }]);
       } finally {
         await client.end();
@@ -468,26 +474,34 @@ describe('shared replica acknowledgement waiter', () => {
       expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'folded-b', c: proof('folded-a', 'folded-b') }]);
     });
 
-    test('without the announcement function (an operator older than the listener) the last ack sends the announcement itself, and the operator puts the function back', async () => {
+    test('with another release\'s announcement function, or none, the last ack sends its own announcement itself; migrate puts this release\'s back', async () => {
       const heard = await ackNotificationsHeard();
-      await db.pool.query(`DROP FUNCTION ${COMPLETION_FUNCTION}`);
-      const client = new pg.Client({ connectionString: db.url });
-      await client.connect();
+      const preparedOn = async (client: pg.Client) =>
+        (await client.query(`SELECT name FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`)).rows.map((r) => r.name);
+      const separate = ['realm_operator_ack_then_announce_ack', 'realm_operator_ack_then_announce_announce', 'realm_operator_ack_then_announce_check'];
+      // Another release's body (here one that would never announce): not used.
+      await db.pool.query(`CREATE OR REPLACE FUNCTION ${COMPLETION_FUNCTION} RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'written'; END $$`);
+      const [client, other] = [new pg.Client({ connectionString: db.url }), new pg.Client({ connectionString: db.url })];
       try {
+        await client.connect();
         const { waiter, realmURL, epoch, wait } = await waitOnNewRealm('separate', ['separate-a', 'separate-b'], 20_000);
         await prepareAckThenAnnounceStatements(client);
-        const { rows } = await client.query(`SELECT name FROM pg_prepared_statements WHERE name LIKE 'realm_operator_ack_then_announce_%' ORDER BY name`);
-        expect(rows.map((r) => r.name)).toEqual(['realm_operator_ack_then_announce_ack', 'realm_operator_ack_then_announce_announce', 'realm_operator_ack_then_announce_check']);
+        expect(await preparedOn(client)).toEqual(separate);
         expect(await writeAckThenAnnounce(client, 'separate-a', realmURL, epoch)).toBe('written');
         expect(await writeAckThenAnnounce(client, 'separate-b', realmURL, epoch)).toBe('written-notified');
         expect(await wait).toMatchObject({ complete: true, missing: [] });
         expect(waiter.stats.notifications).toBe(1);
         expect(await heard.untilSentinel()).toEqual([{ r: realmURL, e: epoch, id: 'separate-b', c: proof('separate-a', 'separate-b') }]);
+        // No function at all (a database no migrate of this release has run on): the same.
+        await db.pool.query(`DROP FUNCTION ${COMPLETION_FUNCTION}`);
+        await other.connect();
+        await prepareAckThenAnnounceStatements(other);
+        expect(await preparedOn(other)).toEqual(separate);
       } finally {
-        await client.end();
+        await Promise.all([client.end(), other.end()]);
         await migrate(db.pool);
       }
-      // migrate (every operator start) made it again, and replaces a body that is not this release's.
+      // migrate made it again, and replaces a body that is not this release's.
       const body = async () => (await db.pool.query(`SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)`, [COMPLETION_FUNCTION])).rows[0]?.prosrc;
       expect(await body()).toBe(COMPLETION_FUNCTION_BODY);
       await db.pool.query(`CREATE OR REPLACE FUNCTION ${COMPLETION_FUNCTION} RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'written'; END $$`);
