@@ -63,7 +63,7 @@ const replicas: RealmServerProcess[] = [];
 let stopWatch: (() => void) | undefined;
 const samples = new Map<string, Sample[]>();
 try {
-  cluster = await startBenchCluster();
+  cluster = await startBenchCluster({ finalizerPolicy: true });
   const namespace = `publish-${Math.random().toString(36).slice(2, 7)}`;
   await createNamespace(cluster, namespace);
   await createNamespace(cluster, `${namespace}-system`);

@@ -10,6 +10,7 @@ import { GROUP, PLURAL, VERSION } from '../../src/api/v1alpha1/published-realm-t
 import { kubeRequest, kubeWatch, loadKubeconfig, resourcePath, type StaticKubeConnection } from '../../src/runtime/index.js';
 import { startControlPlane, type ControlPlane } from '../../test/support/control-plane.js';
 import { CRD_FILE } from '../../test/support/e2e.js';
+import { applyFinalizerPolicy } from '../../test/support/finalizer-policy.js';
 
 export const RESOURCE = { group: GROUP, version: VERSION, plural: PLURAL } as const;
 
@@ -21,8 +22,13 @@ export interface BenchCluster {
   stop(): Promise<void>;
 }
 
-/** A fresh control plane with the PublishedRealm CRD established. */
-export async function startBenchCluster(): Promise<BenchCluster> {
+const POLICY_PROBE_NAMESPACE = 'finalizer-policy-probe';
+
+/**
+ * A fresh control plane with the PublishedRealm CRD established; with `finalizerPolicy`, also
+ * deploy/base's admission policy that adds the unpublish finalizer on create (as installed).
+ */
+export async function startBenchCluster(options: { finalizerPolicy?: boolean } = {}): Promise<BenchCluster> {
   const plane = await startControlPlane();
   const kubectl = async (args: string[], input?: string) => {
     const result = await plane.kubectl(args, { input });
@@ -32,6 +38,11 @@ export async function startBenchCluster(): Promise<BenchCluster> {
   try {
     await kubectl(['apply', '--server-side', '-f', CRD_FILE]);
     await kubectl(['wait', '--for=condition=Established', `crd/${PLURAL}.${GROUP}`, '--timeout=60s']);
+    if (options.finalizerPolicy) {
+      // As deploy/base installs the operator: the API server adds the finalizer on create.
+      await kubectl(['create', 'namespace', POLICY_PROBE_NAMESPACE]);
+      await applyFinalizerPolicy(kubectl, POLICY_PROBE_NAMESPACE);
+    }
   } catch (error) {
     await plane.stop();
     throw error;

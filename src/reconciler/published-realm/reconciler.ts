@@ -19,8 +19,10 @@
  *   restart — with 1,000 objects or one — republishes nothing, and neither does a change that does
  *   not touch those fields (suspend and resume, reindex settings, publisher, the ignored owner).
  *   Keys earlier versions wrote for the same spec count too, and are rewritten to the current one.
- * - An object gets the finalizer only once it holds its URL's claim: one refused before that
- *   deletes at once, and deleting any object unpublishes only what it claimed.
+ * - An object keeps the finalizer only once it holds its URL's claim: one refused before that
+ *   loses it (deploy/base's admission policy puts it on every object at creation, saving the
+ *   publish a PATCH; without the policy this reconciler adds it after the claim) and deletes at
+ *   once, and deleting any object unpublishes only what it claimed.
  * - Quiet when nothing changed: status is written only when it differs (messages and transition
  *   times are stable), an Event only on a transition or an action, and a Stalled object is
  *   re-checked after 30 s, then doubling to 10 minutes (see {@link StallBackoff}); it never copies.
@@ -389,8 +391,9 @@ export class PublishedRealmReconciler {
     const checked = await this.checkBeforeCopy(realm, request, rows);
     if (!checked.ok) return checked;
     request.claim = checked.claim;
-    // The URL's claim first, and only then the finalizer: an object refused before it holds the
-    // claim never gets one, so deleting it is instant and unpublishes nothing.
+    // The URL's claim first, and only then the finalizer (a no-op when the admission policy put it
+    // on at creation): an object refused before it holds the claim keeps none, so deleting it is
+    // instant and unpublishes nothing.
     // The reservation's row goes to publishRealm (`reserved`), which then skips its own read of it.
     let reservation: DiskIdReservation;
     try {
@@ -657,7 +660,8 @@ export class PublishedRealmReconciler {
 
   /**
    * Drops the finalizer of an object that does not hold its URL's claim (one refused before
-   * claiming, with the finalizer earlier versions added up front), so deleting it is instant.
+   * claiming, with the finalizer deploy/base's admission policy or an earlier version added up
+   * front), so deleting it is instant.
    * Must run before this reconcile writes status: the patch is conditional on the object's version.
    */
   private async releaseUnclaimedFinalizer(realm: PublishedRealm): Promise<void> {
