@@ -19,8 +19,26 @@
  */
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
 import type { RequestOptions } from 'node:https';
+import { readFileSync } from 'node:fs';
 // Through require, not an ESM import: see node-http.ts (an import loads undici, +4-5 MB RSS).
 import { http, https } from './node-http.js';
+
+/**
+ * Sent with every request. The API server names a writer's field manager after the part of its
+ * User-Agent before the first '/' (as client-go's default `<binary>/<version> (<os>/<arch>) …`
+ * does), so the operator's writes show in managedFields as `realm-operator`, not `unknown`.
+ */
+export const KUBE_USER_AGENT = `realm-operator/${packageVersion()} (${process.platform}/${process.arch}) node/${process.version}`;
+
+function packageVersion(): string {
+  try {
+    // dist/runtime/ and src/runtime/ both sit two levels under the package's package.json.
+    const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown }).version;
+    return typeof version === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(version) ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 /**
  * What the runtime needs to reach and authenticate to the API server. A client-node `KubeConfig`
@@ -200,7 +218,7 @@ async function prepare(
   for (const [name, value] of Object.entries(query)) {
     if (value !== undefined) url.searchParams.set(name, String(value));
   }
-  const options: RequestOptions & { headers: OutgoingHttpHeaders } = { method, headers: { accept: 'application/json' } };
+  const options: RequestOptions & { headers: OutgoingHttpHeaders } = { method, headers: { accept: 'application/json', 'user-agent': KUBE_USER_AGENT } };
   await connection.applyToHTTPSOptions(options);
   return { url, options };
 }

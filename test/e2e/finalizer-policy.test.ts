@@ -19,7 +19,7 @@ let NS: string;
 let operator: OperatorProcess;
 
 interface Live {
-  metadata: { finalizers?: string[]; resourceVersion: string; managedFields?: Array<{ manager: string; operation: string; fieldsV1?: { 'f:metadata'?: Record<string, unknown> } }> };
+  metadata: { finalizers?: string[]; resourceVersion: string; managedFields?: Array<{ manager: string; operation: string; subresource?: string; fieldsV1?: { 'f:metadata'?: Record<string, unknown> } }> };
   status?: { conditions?: Array<{ type: string; status: string; reason: string }> };
 }
 
@@ -75,6 +75,8 @@ test('publish → Ready with no finalizer PATCH; a re-apply without it keeps it;
   expect(ready.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
   // Had the operator patched the finalizer on, its field manager would own metadata.finalizers.
   expect(finalizerOwners(ready)).toEqual([]);
+  // The operator's writes carry its name (its User-Agent), not "unknown".
+  expect((ready.metadata.managedFields ?? []).map((f) => `${f.manager} ${f.operation} ${f.subresource ?? ''}`.trim())).toEqual(expect.arrayContaining(['e2e-gitops Apply', 'realm-operator Update status']));
 
   // The applier never named the finalizer and owns none of it: its next apply leaves it.
   await apply('2');
