@@ -10,7 +10,7 @@
  *
  * Phases, from the operator's own log lines (pino `time`, the same machine clock) and the job row:
  * - watch delivery + checks: apply → the reconcile's `publishing` line (informer, queue, the checks
- *   before copying, on a first publish the finalizer);
+ *   before copying; the finalizer only where the create did not carry it, which it does here);
  * - staging, locked section: from the `published realm` line (`stageMs`, `lockHeldMs`);
  *   "publish other" is the rest of that publish (status write Publishing, lock wait, clean-up);
  * - NOTIFY → acks: `replicas acknowledged` (`waitedMs`);

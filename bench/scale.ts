@@ -307,7 +307,7 @@ interface ApiFloor {
 
 /**
  * The Kubernetes side's floor (bench/lib/api-floor.ts): the requests the operator's convergence
- * made per object (create, finalizer PATCH, status PUT, Event POST), sent by a bare client with
+ * made per object (create, a finalizer PATCH unless the create carried it, status PUT, Event POST), sent by a bare client with
  * kept-alive connections and nothing else between them, while two watch clients (as the bench's
  * and the operator's informer) receive every change — once with minimal bodies, once with the
  * operator's own, kind by kind; then with the operator's bodies spread over its convergence time.
@@ -445,7 +445,7 @@ function apiCostTables(): BenchTable[] {
     note:
       `Idle rates (CPU s per s, kube-apiserver + etcd): ${idleWith} with the operator running idle, ${idleWithout} with no operator (each read over ${IDLE_MS / 1000} s). ` +
       'Floors run after the measured runs, in fresh namespaces, with two watch clients; "kind by kind": every object\'s create, then every finalizer PATCH (none when the create already carries the finalizer, as with deploy/base\'s admission policy), then every status PUT, then every Event POST, CPU read between kinds (next table). ' +
-      'Paced: the same requests with the operator\'s bodies, each object\'s in a chain, objects started evenly over the measured convergence time: what the API server spends when the requests come as slowly as the operator sends them, without the operator and PostgreSQL competing for the cores.',
+      'Paced: the same requests with the operator\'s bodies, each object\'s requests in a chain, objects started evenly over the measured convergence time: what the API server spends when the requests come as slowly as the operator sends them, without the operator and PostgreSQL competing for the cores.',
   };
   const minimalByPhase = new Map(floor.minimal.phases.map((p) => [p.phase, p]));
   const perRequest = (p: { apiserverCpu: number; etcdCpu: number; requests: number } | undefined) => (p ? round2(((p.apiserverCpu + p.etcdCpu) / p.requests) * 1000) : '–');
@@ -511,7 +511,7 @@ function apiGapWhy(): string {
         (floor.pacedAtGoal ? ` (paced over the goal's ${round1(floor.pacedAtGoal.wallMs / 1000)} s: ${both(floor.pacedAtGoal.cpu)} s). ` : '. ')
       : '') +
     `Idle, they use ${round2(last.idle.withOperator.apiserver + last.idle.withOperator.etcd)} cores with the operator running (its watch, lease renewals every 2 s) and ${round2(last.idle.withoutOperator.apiserver + last.idle.withoutOperator.etcd)} without. ` +
-    `No request beyond the four per object: ${Object.entries(last.apiCounters)
+    `No request beyond those per object: ${Object.entries(last.apiCounters)
       .filter(([key]) => key.startsWith('requests ') && !['requests publishedrealms POST', 'requests publishedrealms PATCH', 'requests publishedrealms/status PUT', 'requests events POST'].includes(key))
       .map(([key, n]) => `${key.slice('requests '.length)} ${n}`)
       .join(', ') || 'none'} in all besides them. `

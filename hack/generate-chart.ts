@@ -34,7 +34,11 @@ export interface ChartValues {
   publishedRealmDomains: string;
   databaseSecret: { name: string; key: string };
   resources: unknown;
+  finalizerPolicy: { enabled: boolean };
 }
+
+/** deploy/base's admission policy (finalizer-policy.yaml): rendered only with finalizerPolicy.enabled, for clusters older than 1.36. */
+const FINALIZER_POLICY_KINDS = new Set(['MutatingAdmissionPolicy', 'MutatingAdmissionPolicyBinding']);
 
 /** Template expressions stand in the YAML as unique plain scalars until they are written out. */
 class Placeholders {
@@ -138,9 +142,15 @@ export function renderChart(objects: KubeObject[], version: string): Map<string,
     }
     const holes = new Placeholders();
     templatize(object, holes, values);
-    files.set(`templates/${fileName(object)}`, HEADER + holes.substitute(stringify(object, { lineWidth: 0 })));
+    const yaml = holes.substitute(stringify(object, { lineWidth: 0 }));
+    if (FINALIZER_POLICY_KINDS.has(object.kind)) {
+      values.finalizerPolicy = { enabled: true };
+      files.set(`templates/${fileName(object)}`, `${HEADER}{{- if .Values.finalizerPolicy.enabled }}\n${yaml}{{- end }}\n`);
+      continue;
+    }
+    files.set(`templates/${fileName(object)}`, HEADER + yaml);
   }
-  for (const key of ['replicaCount', 'image', 'publishedRealmDomains', 'databaseSecret', 'resources'] as const) {
+  for (const key of ['replicaCount', 'image', 'publishedRealmDomains', 'databaseSecret', 'resources', 'finalizerPolicy'] as const) {
     if (values[key] === undefined) throw new Error(`deploy/base no longer has what values.${key} replaces; update hack/generate-chart.ts`);
   }
   const comments: Record<keyof ChartValues, string> = {
@@ -150,6 +160,7 @@ export function renderChart(objects: KubeObject[], version: string): Map<string,
     publishedRealmDomains: 'PUBLISHED_REALM_DOMAINS: hosts published realms may use (a host or its subdomains), comma-separated.',
     databaseSecret: 'The Secret (in the release namespace) holding the PostgreSQL connection string.',
     resources: 'The operator container\'s resources.',
+    finalizerPolicy: 'The MutatingAdmissionPolicy that puts the unpublish finalizer on every new PublishedRealm (one API write fewer per publish; Kubernetes >= 1.36). With false (older clusters) the operator adds it itself. With the operator limited to one namespace (WATCH_NAMESPACE), limit the binding to it too (docs/helm.md).',
   };
   const valuesYAML = (Object.keys(comments) as (keyof ChartValues)[])
     .map((key) => `# ${comments[key]}\n${stringify({ [key]: values[key] }, { lineWidth: 0 })}`)

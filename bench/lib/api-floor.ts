@@ -2,8 +2,8 @@
  * Where kube-apiserver's and etcd's CPU goes while the operator converges N PublishedRealms, told
  * apart by measuring the same requests without the operator (bench-scale's "API floor"):
  *
- * - per request kind (create, finalizer PATCH, status PUT, Event POST), each kind sent for every
- *   object before the next kind starts, so each has its own CPU reading;
+ * - per request kind (create, finalizer PATCH unless the create carried the finalizer, status PUT,
+ *   Event POST), each kind sent for every object before the next kind starts, so each has its own CPU reading;
  * - with the floor's minimal bodies and with the operator's own (its status and Event as read
  *   back from the measured run): the difference is what the operator's request shapes cost;
  * - a status write as a PUT of the whole object beside a merge PATCH of the status alone;
@@ -102,7 +102,7 @@ export interface FloorRun {
   readyMs: number;
   wallMs: number;
   phases: PhaseCost[];
-  /** apiserver + etcd CPU over the four phases the operator's convergence also has. */
+  /** apiserver + etcd CPU over the phases the operator's convergence also has. */
   totalCpu: { apiserver: number; etcd: number };
   /** Bytes on the wire of one object's requests (JSON), by kind. */
   bodyBytes: { create: number; finalizerPatch: number; statusPut: number; statusPutWithoutManagedFields: number; statusMergePatch: number; event: number };
@@ -210,7 +210,7 @@ export interface PacedFloorRun {
 }
 
 /**
- * The four requests per object as one chain per object (as a reconcile sends them), objects
+ * The requests per object as one chain per object (as a reconcile sends them), objects
  * started evenly over `durationMs` (the operator's convergence time) instead of all at once.
  */
 export async function pacedFloor(cluster: BenchCluster, shapes: RequestShapes, options: { count: number; parallel: number; durationMs: number }): Promise<PacedFloorRun> {

@@ -289,7 +289,7 @@ export async function checkPublishable(
   await plane.layout.assertNoSymlinkedOperatorDirs();
   const { maxFiles, maxBytes } = plane.limits ?? {};
   // The size pre-walk decides only *when* an oversized realm is refused: before the URL is claimed
-  // (an object refused never holds a claim or a finalizer, so deleting it is instant), rather than
+  // (an object refused never holds a claim, and loses the finalizer, so deleting it is instant), rather than
   // by staging, which enforces the same limits on the same counts as it copies. A republish by the
   // object that already holds the claim and published there has nothing of that to protect, so it
   // skips the walk (a full lstat walk of the source: ~100 ms at 10,000 files) and lets staging refuse.

@@ -78,10 +78,14 @@ test('publish → Ready with no finalizer PATCH; a re-apply without it keeps it;
   // The operator's writes carry its name (its User-Agent), not "unknown".
   expect((ready.metadata.managedFields ?? []).map((f) => `${f.manager} ${f.operation} ${f.subresource ?? ''}`.trim())).toEqual(expect.arrayContaining(['e2e-gitops Apply', 'realm-operator Update status']));
 
-  // The applier never named the finalizer and owns none of it: its next apply leaves it.
-  await apply('2');
-  await eventually(async () => (await getRealm('blog')).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false, 30_000);
-  expect((await getRealm('blog')).metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+  // The applier never named the finalizer and owns none of it: its next apply leaves it (the
+  // apply's own answer, before the operator could have put it back).
+  const reapplied = JSON.parse(await apply('2')) as Live & { metadata: { generation: number } };
+  expect(reapplied.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+  await eventually(async () => {
+    const live = (await getRealm('blog')) as Live & { metadata: { generation: number }; status?: { observedGeneration?: number } };
+    return live.status?.observedGeneration === reapplied.metadata.generation && (live.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false);
+  }, 30_000);
 
   await must(['delete', RESOURCE, 'blog', '-n', NS, '--timeout=30s']);
   expect((await env.db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
@@ -109,4 +113,14 @@ test('an object refused before claiming its URL loses the finalizer and deletes 
   }
   await must(['delete', RESOURCE, 'dup-one', '-n', NS, '--timeout=30s']);
   expect((await env.db.pool.query('SELECT 1 FROM realm_registry WHERE url = $1', [pub])).rows).toEqual([]);
+});
+
+test('an object created suspended, never published, loses the finalizer and deletes at once', async () => {
+  const created = JSON.parse(
+    await must(['create', '-o', 'json', '-f', '-'], manifest('sleeper', { sourceRealmURL: 'http://localhost:4201/policy/sleeper/', publishedRealmURL: 'http://pub.localhost/policy/sleeper/', suspend: true })),
+  ) as Live;
+  expect(created.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+  await eventually(async () => (await getRealm('sleeper')).status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'Suspended') ?? false, 20_000);
+  expect((await getRealm('sleeper')).metadata.finalizers).toBeUndefined();
+  await must(['delete', RESOURCE, 'sleeper', '-n', NS, '--timeout=10s']);
 });

@@ -12,7 +12,7 @@ import { Registry } from 'prom-client';
 import { waitForReplicaAcks } from '../../src/dataplane/acknowledgements.js';
 import { ensureReplicaRole, migrate, REPLICA_ROLE } from '../../src/dataplane/migrations.js';
 import { publishRealm } from '../../src/dataplane/publish.js';
-import { announceIfAllAcked, registerReplica, writeAck } from '../../src/listener/replica-registry.js';
+import { announceIfAllAcked, COMPLETION_FUNCTION, COMPLETION_FUNCTION_BODY, registerReplica, writeAck } from '../../src/listener/replica-registry.js';
 import { RealmServer } from '../../src/realm-server/realm-server.js';
 import { adminURL, createReplicaLogin, createTestDatabase, type TestDatabase } from '../support/database.js';
 import { createSourceRealm, dataPlane, makeRealmsRoot, writeFiles } from '../support/realms.js';
@@ -232,4 +232,38 @@ test('a migrating user that may not grant on tables it does not own is told exac
   } finally {
     await other.drop();
   }
+});
+
+test('a migrating user that may not replace the completion function is told who must migrate, and nothing changes', async () => {
+  // The function belongs to the superuser that migrated; another release's body is in place.
+  const foreign = `CREATE OR REPLACE FUNCTION ${COMPLETION_FUNCTION} RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'written'; END $$`;
+  const bodyNow = async () => (await db.pool.query<{ prosrc: string }>('SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure($1)', [COMPLETION_FUNCTION])).rows[0]?.prosrc;
+  await db.pool.query(foreign);
+  const foreignBody = await bodyNow();
+  const migrator = `realm_migrator_${randomBytes(4).toString('hex')}`;
+  logins.push(migrator);
+  const database = new URL(db.url).pathname.slice(1);
+  // Enough to run migrate over a migrated database, not to own what it made.
+  await db.pool.query(`CREATE ROLE ${migrator} LOGIN PASSWORD 'migrator'`);
+  await db.pool.query(`GRANT CREATE ON DATABASE ${database} TO ${migrator}; GRANT USAGE, CREATE ON SCHEMA realm_operator TO ${migrator}; GRANT SELECT ON realm_operator.schema_migrations TO ${migrator}`);
+  const url = new URL(db.url);
+  url.username = migrator;
+  url.password = 'migrator';
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  const notices: string[] = [];
+  try {
+    await expect(migrate(pool, { onNotice: (n) => notices.push(n) })).resolves.toEqual([]);
+  } finally {
+    await pool.end();
+  }
+  expect(notices.filter((n) => n.includes('announce_completion'))).toEqual([
+    expect.stringMatching(
+      new RegExp(`^${migrator} may not \\(re\\)create realm_operator\\.announce_completion\\(text, text, bigint, text\\) \\(must be owner of function announce_completion\\); realm servers announce completions in a second round trip until the owner of the realm_operator schema runs \`realm-operator migrate\`$`),
+    ),
+  ]);
+  expect(await bodyNow()).toBe(foreignBody);
+  // The owner's migrate then puts this release's body back.
+  await migrate(db.pool);
+  expect(await bodyNow()).toBe(COMPLETION_FUNCTION_BODY);
+  await db.pool.query(`REVOKE ALL ON DATABASE ${database} FROM ${migrator}; REVOKE ALL ON SCHEMA realm_operator FROM ${migrator}; REVOKE ALL ON realm_operator.schema_migrations FROM ${migrator}`);
 });

@@ -20,9 +20,11 @@
  *   not touch those fields (suspend and resume, reindex settings, publisher, the ignored owner).
  *   Keys earlier versions wrote for the same spec count too, and are rewritten to the current one.
  * - An object keeps the finalizer only once it holds its URL's claim: one refused before that
- *   loses it (deploy/base's admission policy puts it on every object at creation, saving the
- *   publish a PATCH; without the policy this reconciler adds it after the claim) and deletes at
- *   once, and deleting any object unpublishes only what it claimed.
+ *   (invalid, stalled, suspended, rolling back to nothing) loses it and deletes at once; deploy/base's
+ *   admission policy puts it on every object at creation, saving the publish a PATCH (without the
+ *   policy this reconciler adds it after the claim), so one never reconciled yet, or waiting for its
+ *   source Realm to become ready, waits for the operator to delete. Deleting any object unpublishes
+ *   only what it claimed.
  * - Quiet when nothing changed: status is written only when it differs (messages and transition
  *   times are stable), an Event only on a transition or an action, and a Stalled object is
  *   re-checked after 30 s, then doubling to 10 minutes (see {@link StallBackoff}); it never copies.
@@ -232,6 +234,8 @@ export class PublishedRealmReconciler {
     }
     if (parsed.spec.suspend) {
       this.stalls.reset(stallKey);
+      // Created suspended (with the admission policy's finalizer) and never published: deletes at once.
+      await this.releaseUnclaimedFinalizer(realm);
       await this.writeStatus(realm, (s) => markSuspended(s, generation(realm), suspendedMessage(s)));
       this.debug(realm, 'suspended; not reconciling');
       return {};
@@ -478,6 +482,7 @@ export class PublishedRealmReconciler {
     const rows = await readPublishTargetRows(this.options.pool, spec.sourceRealmURL, url, spec.publisher, { epochRow: 'read' });
     const existing = rows.epochRow;
     if (!existing?.content_version || existing.claimed_by !== claimantOf(realm)) {
+      await this.releaseUnclaimedFinalizer(realm);
       await this.stall(realm, Reasons.VersionNotKept, `spec.rollbackTo is ${version}, but this PublishedRealm has published nothing at ${url} yet, so no version is kept; remove spec.rollbackTo to publish.`);
       return { ok: false, result: {} };
     }
