@@ -56,6 +56,21 @@ async function attempt(url: string, sql: string, values: unknown[] = []): Promis
   }
 }
 
+/** Runs migrate as `role` (password 'migrator') on `databaseURL`'s database; resolves with its notices (throws if it fails). */
+async function migrateAs(databaseURL: string, role: string): Promise<string[]> {
+  const url = new URL(databaseURL);
+  url.username = role;
+  url.password = 'migrator';
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+  const notices: string[] = [];
+  try {
+    await migrate(pool, { onNotice: (n) => notices.push(n) });
+    return notices;
+  } finally {
+    await pool.end();
+  }
+}
+
 beforeAll(async () => {
   db = await createTestDatabase(); // migrated as a superuser: the role exists and is granted
   realms = await makeRealmsRoot();
@@ -209,16 +224,7 @@ test('a migrating user that may not grant on tables it does not own is told exac
       pinned boolean NOT NULL DEFAULT false, created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now())`);
     await other.pool.query(`GRANT ALL ON SCHEMA public TO ${owner}; GRANT ALL ON realm_registry TO ${owner}`);
     await other.pool.query(`GRANT CREATE ON DATABASE ${new URL(other.url).pathname.slice(1)} TO ${owner}`);
-    const url = new URL(other.url);
-    url.username = owner;
-    url.password = 'migrator';
-    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
-    const notices: string[] = [];
-    try {
-      await migrate(pool, { onNotice: (n) => notices.push(n) });
-    } finally {
-      await pool.end();
-    }
+    const notices = await migrateAs(other.url, owner);
     expect(notices).toEqual([
       `${owner} may not grant ${REPLICA_ROLE} everything realm servers need; have the tables' owner run: GRANT SELECT ON realm_registry TO ${REPLICA_ROLE};`,
     ]);
@@ -246,16 +252,7 @@ test('a migrating user that may not replace the completion function is told who 
   // Enough to run migrate over a migrated database, not to own what it made.
   await db.pool.query(`CREATE ROLE ${migrator} LOGIN PASSWORD 'migrator'`);
   await db.pool.query(`GRANT CREATE ON DATABASE ${database} TO ${migrator}; GRANT USAGE, CREATE ON SCHEMA realm_operator TO ${migrator}; GRANT SELECT ON realm_operator.schema_migrations TO ${migrator}`);
-  const url = new URL(db.url);
-  url.username = migrator;
-  url.password = 'migrator';
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
-  const notices: string[] = [];
-  try {
-    await expect(migrate(pool, { onNotice: (n) => notices.push(n) })).resolves.toEqual([]);
-  } finally {
-    await pool.end();
-  }
+  const notices = await migrateAs(db.url, migrator);
   expect(notices.filter((n) => n.includes('announce_completion'))).toEqual([
     expect.stringMatching(
       new RegExp(`^${migrator} may not \\(re\\)create realm_operator\\.announce_completion\\(text, text, bigint, text\\) \\(must be owner of function announce_completion\\); realm servers announce completions in a second round trip until the owner of the realm_operator schema runs \`realm-operator migrate\`$`),
