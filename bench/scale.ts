@@ -9,7 +9,7 @@
  * realm-server replica is registered, so Ready is `PublishedNotifyOnly` (the publish and its
  * NOTIFY happen, there is nobody to acknowledge); bench-fanout and bench-publish measure acks.
  *
- *   make bench-scale    (SCALE_REALMS=1000 SCALE_RUNS=1 SCALE_CONCURRENCY=<workers> SCALE_DURABLE=false;
+ *   make bench-scale    (SCALE_REALMS=1000 SCALE_RUNS=3 (make bench-scale; the script alone: 1) SCALE_CONCURRENCY=<workers> SCALE_DURABLE=false;
  *                        SCALE_CPU_PROF=<dir> writes the operator's .cpuprofile there; SCALE_NODE_OPTIONS=<node flags>;
  *                        SCALE_OPERATOR_FLAGS=shipped (default: OPERATOR_NODE_FLAGS, as the image runs it) | defaults (Node's) | '--flag …' (a variant))
  */
