@@ -84,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
     const patched = await kubeRequest<PublishedRealm>(connection, {
       method: 'PATCH',
       path,
+      // A person's change, named as kubectl names its own (not after the client's User-Agent, the operator's).
+      query: { fieldManager: 'kubectl-realm' },
       contentType: 'application/merge-patch+json',
       body: { metadata: { resourceVersion: realm.metadata.resourceVersion }, spec: { rollbackTo: parsed.toVersion } },
     });

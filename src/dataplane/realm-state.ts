@@ -563,11 +563,15 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
  * A publish's writes to Boxel's tables, in one statement: inserts the published realm's registry
  * row or advances `last_published_at` on an existing one, marks its `realm_metadata` not
  * publishable (as Boxel does for a published realm), and with `permissions` (a first publish)
- * writes the three `realm_user_permissions` rows. `owner_username` and `source_url` are written only
- * by the insert: like Boxel's `upsertPublishedRealmInRegistry` (cardstack/boxel
- * packages/realm-server/lib/realm-registry-writes.ts: on conflict only `last_published_at` and
- * `updated_at`), a republish — ours or over a realm Boxel published, from the same source or another
- * — keeps the owner and the source the first publish recorded. The three tables have no foreign keys
+ * writes the three `realm_user_permissions` rows. `owner_username` is written only by the insert:
+ * like Boxel's `upsertPublishedRealmInRegistry` (cardstack/boxel
+ * packages/realm-server/lib/realm-registry-writes.ts), a republish — ours or over a realm Boxel
+ * published — keeps the owner the first publish recorded. `source_url` is the one deliberate
+ * difference: Boxel's upsert keeps the first source, ours records the source actually published
+ * (a PublishedRealm whose spec moved to another source). Keeping the first one would file the URL
+ * under a source it no longer comes from: that source's deletion (Boxel's, or a Realm object's)
+ * would remove it while its PublishedRealm still claims it, and every re-check would ask for
+ * realm-owner on a source nothing is published from any more (docs/authorization.md). The three tables have no foreign keys
  * between them (Boxel's migrations), so writing them in one statement is the same as one by one.
  *
  * The permissions are the rows Boxel writes on a first publish (cardstack/boxel
@@ -603,6 +607,7 @@ export async function upsertPublishedRegistryRow(
      INSERT INTO realm_registry (url, kind, disk_id, owner_username, source_url, last_published_at)
      VALUES ($1, 'published', $2, $3, $4, $5)
      ON CONFLICT (url) DO UPDATE SET
+       source_url = EXCLUDED.source_url,
        last_published_at = EXCLUDED.last_published_at,
        updated_at = now()
      WHERE realm_registry.kind = 'published' AND realm_registry.disk_id = EXCLUDED.disk_id

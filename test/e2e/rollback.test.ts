@@ -76,6 +76,9 @@ test('rollback under readers on 3 replicas: 0 stale reads after Ready RolledBack
     expect(plugin.stdout).toMatch(/^Ready: Rolled back to kept version/m);
     const rolled = await waitReady(env, 'RolledBack');
     expect(rolled.realm.status).toMatchObject({ liveVersion: v1 });
+    // The plugin's change is the person's, under its own field manager, not the operator's name.
+    const managed = ((await kubeRequest<{ metadata: { managedFields?: Array<{ manager: string; fieldsV1?: unknown }> } }>(env.kube, { path: objectPath(env) })).metadata.managedFields ?? []);
+    expect(managed.filter((m) => JSON.stringify(m.fieldsV1 ?? {}).includes('"f:rollbackTo"')).map((m) => m.manager)).toEqual(['kubectl-realm']);
     // Reads starting after the plugin returned (it saw Ready) must return revision 1 (>= 1), never 0.
     rollbackChecker.markReady(1, seenAt, { seenAt });
     await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -104,7 +104,7 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     expect(job.joined).toBe(false);
   });
 
-  test("a republish from another source keeps the row's first source and owner, as Boxel's registry upsert does (only last_published_at advances)", async () => {
+  test("a republish from another source records that source (Boxel's upsert keeps the first; docs/authorization.md), keeps the owner and disk id, advances last_published_at", async () => {
     const first = 'http://localhost:4201/owner/moved-from/';
     const second = 'http://localhost:4201/owner/moved-to/';
     const published = 'https://moved.boxel.site/';
@@ -113,10 +113,10 @@ describe('publishing writes what Boxel writes (real PostgreSQL, real files)', ()
     const before = await publishRealm(plane, { sourceRealmURL: first, publishedRealmURL: published });
     const row = async () => (await db.pool.query('SELECT disk_id, owner_username, source_url, last_published_at FROM realm_registry WHERE url = $1', [published])).rows[0];
     const recorded = await row();
+    expect(recorded).toMatchObject({ disk_id: before.diskId, source_url: first, owner_username: `realm/_published_${before.diskId}` });
     const after = await publishRealm(plane, { sourceRealmURL: second, publishedRealmURL: published });
     expect(await readTree(layout.publishedDir(after.diskId))).toEqual({ 'a.txt': 'second' });
-    expect(await row()).toEqual({ ...recorded, last_published_at: String(after.publishedAt) });
-    expect(recorded).toMatchObject({ disk_id: before.diskId, source_url: first, owner_username: `realm/_published_${before.diskId}` });
+    expect(await row()).toEqual({ ...recorded, source_url: second, last_published_at: String(after.publishedAt) });
   });
 
   test('two quick publishes leave ONE pending from-scratch job: args merged, priority and timeout raised', async () => {
