@@ -117,7 +117,8 @@ let floor: ApiFloor | undefined;
 /** The last run's Ready object and Event, whose bodies the API floor sends again. */
 let lastSample: OperatorSample | undefined;
 try {
-  cluster = await startBenchCluster({ finalizerPolicy: true });
+  // SCALE_FINALIZER_POLICY=0: without deploy/base's admission policy (the operator PATCHes the finalizer on), to compare.
+  cluster = await startBenchCluster({ finalizerPolicy: process.env.SCALE_FINALIZER_POLICY !== '0' });
   process.stderr.write(`scale: control plane up in ${cluster.plane.startedInMs} ms; creating ${COUNT} source realms\n`);
   for (let i = 0; i < COUNT; i++) {
     await createSourceRealm(db.pool, realms.layout, `http://localhost:4201/scale/src-${i}/`, { 'index.json': `{"i":${i}}` }, `scale/src-${i}`);
@@ -377,7 +378,7 @@ const table: BenchTable = {
   ],
   note:
     `Timed by a watch client in the bench (Ready=True with observedGeneration = generation). Operator: dist/, default options except ` +
-    `Node flags ${OPERATOR_FLAGS_MODE === 'shipped' ? `as shipped (${OPERATOR_FLAGS.join(' ')}; src/cli/node-flags.ts)` : OPERATOR_FLAGS_MODE === 'custom' ? `${OPERATOR_FLAGS.join(' ')} (SCALE_OPERATOR_FLAGS; not as shipped)` : "Node's defaults (SCALE_OPERATOR_FLAGS=defaults)"}, --durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly). ` +
+    `Node flags ${OPERATOR_FLAGS_MODE === 'shipped' ? `as shipped (${OPERATOR_FLAGS.join(' ')}; src/cli/node-flags.ts)` : OPERATOR_FLAGS_MODE === 'custom' ? `${OPERATOR_FLAGS.join(' ')} (SCALE_OPERATOR_FLAGS; not as shipped)` : "Node's defaults (SCALE_OPERATOR_FLAGS=defaults)"}, --durable ${DURABLE}${CONCURRENCY ? `, --max-concurrent-reconciles ${CONCURRENCY}` : ''}${process.env.SCALE_NODE_OPTIONS ? `, NODE_OPTIONS=${process.env.SCALE_NODE_OPTIONS}` : ''}; no realm-server replica registered (Ready is PublishedNotifyOnly); ${process.env.SCALE_FINALIZER_POLICY === '0' ? "without deploy/base's finalizer admission policy (SCALE_FINALIZER_POLICY=0: the operator PATCHes the finalizer on)" : "deploy/base's finalizer admission policy installed (objects are created with the finalizer)"}. ` +
     'Queue idle = every key reconciled once, workqueue_depth 0 and no active worker, polled from /metrics every 100 ms.',
 };
 const perObject = (n: number) => Math.round((n / COUNT) * 100) / 100;

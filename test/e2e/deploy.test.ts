@@ -45,7 +45,7 @@ describe('RBAC of the operator service account', () => {
   // deploy/base's admission policy binding matches every namespace of this shared API server: other
   // suites create PublishedRealms with no operator watching them, which must still delete at once.
   afterAll(async () => {
-    await must(['delete', '-f', path.join(DEPLOY, 'base/finalizer-policy.yaml'), '--ignore-not-found']);
+    await must(['delete', 'mutatingadmissionpolicybinding', 'publishedrealm-unpublish-finalizer.realm-operator.dev', '--ignore-not-found']);
   });
 
   async function canI(verb: string, resource: string, namespace?: string): Promise<boolean> {
