@@ -40,7 +40,8 @@ export async function finalizerPolicyManifest(onlyNamespace?: string): Promise<s
  * exist, and which the binding must match) comes back with the finalizer.
  */
 export async function applyFinalizerPolicy(kubectl: Kubectl, probeNamespace: string, options: { onlyNamespace?: string; timeoutMs?: number } = {}): Promise<void> {
-  await kubectl(['apply', '--server-side', '-f', '-'], await finalizerPolicyManifest(options.onlyNamespace));
+  // --force-conflicts: the policy may already be there, applied client-side from deploy/base (test/e2e/deploy.test.ts).
+  await kubectl(['apply', '--server-side', '--force-conflicts', '-f', '-'], await finalizerPolicyManifest(options.onlyNamespace));
   const probe = JSON.stringify({
     apiVersion: `${GROUP}/${VERSION}`,
     kind: 'PublishedRealm',
