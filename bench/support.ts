@@ -80,8 +80,8 @@ async function loadStatementStats(server: PostgresServer): Promise<void> {
 }
 
 async function printStatementStats(db: TestDatabase): Promise<void> {
-  const { rows } = await db.pool.query<{ calls: string; total_ms: number; mean_ms: number; plan_ms: number; plans: string; query: string }>(
-    `SELECT calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, total_plan_time AS plan_ms, plans, query FROM pg_stat_statements
+  const { rows } = await db.pool.query<{ calls: string; total_ms: number; mean_ms: number; max_ms: number; plan_ms: number; plans: string; query: string }>(
+    `SELECT calls, total_exec_time AS total_ms, mean_exec_time AS mean_ms, max_exec_time AS max_ms, total_plan_time AS plan_ms, plans, query FROM pg_stat_statements
      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`,
   );
   const total = (await db.pool.query<{ ms: number; plan_ms: number; calls: string }>(
@@ -90,7 +90,7 @@ async function printStatementStats(db: TestDatabase): Promise<void> {
   process.stderr.write(`pg_stat_statements: ${Number(total.ms).toFixed(0)} ms of execution and ${Number(total.plan_ms).toFixed(0)} ms of planning in ${total.calls} calls in this database; top statements (execution, planning):\n`);
   for (const row of rows) {
     process.stderr.write(
-      `  ${row.total_ms.toFixed(0).padStart(7)} ms ${row.plan_ms.toFixed(0).padStart(6)} ms ${String(row.calls).padStart(7)} calls ${String(row.plans).padStart(6)} plans ${row.mean_ms.toFixed(3).padStart(8)} ms/call  ${row.query.replace(/\s+/g, ' ').slice(0, 200)}\n`,
+      `  ${row.total_ms.toFixed(0).padStart(7)} ms ${row.plan_ms.toFixed(0).padStart(6)} ms ${String(row.calls).padStart(7)} calls ${String(row.plans).padStart(6)} plans ${row.mean_ms.toFixed(3).padStart(8)} ms/call max ${row.max_ms.toFixed(2)}  ${row.query.replace(/\s+/g, ' ').slice(0, 200)}\n`,
     );
   }
 }
