@@ -571,8 +571,9 @@ export function assertClaim(url: string, row: Pick<RealmEpochRow, 'claimed_by'> 
  * (a PublishedRealm whose spec moved to another source). Keeping the first one would file the URL
  * under a source it no longer comes from: that source's deletion (Boxel's, or a Realm object's)
  * would remove it while its PublishedRealm still claims it, and every re-check would ask for
- * realm-owner on a source nothing is published from any more (docs/authorization.md). The three tables have no foreign keys
- * between them (Boxel's migrations), so writing them in one statement is the same as one by one.
+ * realm-owner on a source nothing is published from any more (docs/authorization.md). The three
+ * tables have no foreign keys between them (Boxel's migrations), so writing them in one statement
+ * is the same as one by one.
  *
  * The permissions are the rows Boxel writes on a first publish (cardstack/boxel
  * packages/realm-server/handlers/handle-publish-realm.ts, through `insertPermissions` in

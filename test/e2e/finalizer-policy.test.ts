@@ -124,3 +124,18 @@ test('an object created suspended, never published, loses the finalizer and dele
   expect((await getRealm('sleeper')).metadata.finalizers).toBeUndefined();
   await must(['delete', RESOURCE, 'sleeper', '-n', NS, '--timeout=10s']);
 });
+
+test('an object created rolling back to a version nothing kept loses the finalizer (Stalled VersionNotKept) and deletes at once', async () => {
+  const created = JSON.parse(
+    await must(
+      ['create', '-o', 'json', '-f', '-'],
+      manifest('ghost-rollback', { sourceRealmURL: 'http://localhost:4201/policy/ghost/', publishedRealmURL: 'http://pub.localhost/policy/ghost/', rollbackTo: 'v1764130000000-0a1b2c3d' }),
+    ),
+  ) as Live;
+  expect(created.metadata.finalizers).toEqual([UNPUBLISH_FINALIZER]);
+  await eventually(async () => (await getRealm('ghost-rollback')).status?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'VersionNotKept') ?? false, 20_000);
+  expect((await getRealm('ghost-rollback')).metadata.finalizers).toBeUndefined();
+  // Nothing of it on the database side either: no claim was ever taken.
+  expect((await env.db.pool.query('SELECT 1 FROM realm_operator.realm_epochs WHERE realm_url = $1', ['http://pub.localhost/policy/ghost/'])).rows).toEqual([]);
+  await must(['delete', RESOURCE, 'ghost-rollback', '-n', NS, '--timeout=10s']);
+});
