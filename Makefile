@@ -97,7 +97,7 @@ bench-scale: build kube-assets ## 1,000 PublishedRealms -> all Ready, RSS; resta
 bench-controller-runtime: build kube-assets ## Status-only convergence of 1,000 objects vs a controller-runtime peer
 	npx tsx bench/controller-runtime.ts
 
-bench-lock: build ## Lock hold during publish for 10 / 1,000 / 10,000 files, alone and with another writer's copy + delete between rounds
+bench-lock: build ## Lock hold during publish for 10 / 1,000 / 10,000 files: back to back, and after a quiet spell with and without warm connections
 	npx tsx bench/lock-hold.ts
 
 bench-report: install ## Render docs/benchmarks.md (tables + SVG plots) from bench/results/

@@ -1,6 +1,7 @@
 /** Shared set-up for benchmarks: a real PostgreSQL (DATABASE_URL or embedded) and a migrated database. */
 import { startEmbeddedPostgres, type PostgresServer } from '../test/support/embedded-postgres.js';
 import { createTestDatabase, type TestDatabase } from '../test/support/database.js';
+import { WARM_CONNECTIONS } from '../src/dataplane/db.js';
 import pg from 'pg';
 
 export async function benchDatabase(): Promise<{
@@ -16,7 +17,8 @@ export async function benchDatabase(): Promise<{
     admin = server.adminURL;
     if (STATEMENT_STATS) await loadStatementStats(server);
   }
-  const db = await createTestDatabase({ admin });
+  // The data plane's pool as the operator's (src/dataplane/db.ts createPool): warm connections kept through quiet spells.
+  const db = await createTestDatabase({ admin, poolMin: WARM_CONNECTIONS });
   if (STATEMENT_STATS) await db.pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
   if (REGISTRY_C_INDEX) await db.pool.query(`CREATE INDEX IF NOT EXISTS realm_registry_url_c ON realm_registry (url COLLATE "C")`);
   if (GENERIC_PLANS) await db.pool.query(`ALTER DATABASE ${db.name} SET plan_cache_mode = force_generic_plan`);

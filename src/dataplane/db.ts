@@ -11,14 +11,27 @@ export interface Queryable {
 }
 
 /**
+ * Connections a {@link createPool} pool keeps open however long they sit idle (pg-pool closes idle
+ * ones after 10 s by default). A connection's backend keeps the statements prepared on it and its
+ * catalog caches; a fresh one prepares, plans and loads them at first use — for the locked
+ * transaction's statements, inside the realm lock. So a publish after a quiet spell of more than
+ * 10 s held the lock for a new backend's warm-up: bench/boxel-comparison.ts's 10,000-file rounds
+ * (the Boxel side's copies take ~11 s between ours) measured 14–16 ms against ~5 ms, the whole
+ * difference in the lock round trip; with warm connections kept, 1.3–2.4 ms for that round trip
+ * after an 11 s pause against 13–16 ms without. Four: a publish uses one at a time, and an idle
+ * backend costs the server a few MB.
+ */
+export const WARM_CONNECTIONS = 4;
+
+/**
  * A pool that survives the database going away. node-postgres emits `error` on a client whose
  * connection dies; the pool handles that only for idle clients, so a checked-out client that is
  * between queries (holding LISTEN, a session lock, or doing file work inside a transaction) would
  * crash the process. Every client gets a listener; its next query fails and the caller's error
- * path discards it.
+ * path discards it. Unless `config.min` says otherwise, it keeps {@link WARM_CONNECTIONS} open.
  */
 export function createPool(config: pg.PoolConfig, onError: (error: Error) => void): pg.Pool {
-  const pool = new pg.Pool(config);
+  const pool = new pg.Pool({ min: Math.min(WARM_CONNECTIONS, config.max ?? WARM_CONNECTIONS), ...config });
   pool.on('error', onError);
   pool.on('connect', (client) => client.on('error', onError));
   return pool;

@@ -18,7 +18,8 @@ export function adminURL(): string {
   return url;
 }
 
-export async function createTestDatabase(options: { migrate?: boolean; admin?: string } = {}): Promise<TestDatabase> {
+/** `poolMin`: connections the pool keeps however long they sit idle (the operator's pool keeps WARM_CONNECTIONS; tests default to none). */
+export async function createTestDatabase(options: { migrate?: boolean; admin?: string; poolMin?: number } = {}): Promise<TestDatabase> {
   const admin = options.admin ?? adminURL();
   const name = `realm_test_${randomBytes(6).toString('hex')}`;
   const adminClient = new pg.Client({ connectionString: admin });
@@ -29,7 +30,7 @@ export async function createTestDatabase(options: { migrate?: boolean; admin?: s
     await adminClient.end();
   }
   const url = withDatabase(admin, name);
-  const pool = new pg.Pool({ connectionString: url, max: 20 });
+  const pool = new pg.Pool({ connectionString: url, max: 20, min: options.poolMin ?? 0 });
   pool.on('error', () => undefined); // idle clients killed by tests must not crash the run
   if (options.migrate ?? true) await migrate(pool);
   return {
