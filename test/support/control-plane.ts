@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import YAML from 'yaml';
-import { freePort } from './embedded-postgres.js';
+import { distinctFreePorts } from './embedded-postgres.js';
 
 export interface KubectlResult {
   code: number;
@@ -433,8 +433,3 @@ function get(url: string, token: string): Promise<{ status: number; body: string
   });
 }
 
-async function distinctFreePorts(n: number): Promise<number[]> {
-  const ports = new Set<number>();
-  while (ports.size < n) ports.add(await freePort());
-  return [...ports];
-}

@@ -38,6 +38,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * `n` different free ports. Two freePort() calls in a row can return the same port (it is closed
+ * before the second bind), which once gave an operator the same health and metrics port.
+ */
+export async function distinctFreePorts(n: number): Promise<number[]> {
+  const ports = new Set<number>();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
 const SERVER_FLAGS = [
   // Fast and disposable: this cluster never outlives the run that made it.
   ['fsync', 'off'],

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nodeFlagsFor } from '../../src/cli/node-flags.js';
-import { freePort } from './embedded-postgres.js';
+import { distinctFreePorts } from './embedded-postgres.js';
 import { testKubeconfigPath } from './kube.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -80,7 +80,7 @@ export interface OperatorOptions {
 
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
-  const [health, metrics] = [await freePort(), await freePort()];
+  const [health, metrics] = await distinctFreePorts(2);
   const { node, main } = options.uid !== undefined ? reachableInstall() : { node: process.execPath, main: MAIN };
   const child = spawn(
     node,
