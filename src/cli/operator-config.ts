@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import type pg from 'pg';
 import { z } from 'zod';
+import { WARM_CONNECTIONS } from '../dataplane/db.js';
 import { MATRIX_SETTINGS, type MatrixRegistrationSettings } from '../matrix/realm-user.js';
 import { parseDomainOverrides, type DomainOverrides } from '../wire/publish-policy.js';
 import { realmURLProblem } from '../wire/realm-url.js';
@@ -64,6 +66,9 @@ export const operatorConfigSchema = z.object({
   // connections (alternating bench-scale runs, docs/kube-api-cost.md).
   maxConcurrentReconciles: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(8),
   maxConcurrentStagings: z.coerce.number().int('must be a whole number').min(1, 'must be at least 1').max(64, 'must be at most 64').default(4),
+  // Kept open through quiet spells, so a publish never warms a new backend inside the realm lock
+  // (src/dataplane/db.ts); 0 for a server short of connections, at the price of that warm-up.
+  databaseWarmConnections: z.coerce.number().int('must be a whole number').min(0, 'must be at least 0').max(64, 'must be at most 64').default(WARM_CONNECTIONS),
   resyncPeriod: duration.default(10 * 60_000),
   ackWait: duration.default(10_000),
   ackRequeue: duration.default(2_000),
@@ -145,6 +150,15 @@ export type OperatorConfig = OperatorSettings & {
   matrix?: MatrixRegistrationSettings;
 };
 
+/**
+ * The data plane's pool: at most three connections per reconcile at once and two more; of these,
+ * --database-warm-connections stay open however long they sit idle.
+ */
+export function operatorPoolConfig(config: Pick<OperatorConfig, 'databaseURL' | 'maxConcurrentReconciles' | 'databaseWarmConnections'>): pg.PoolConfig {
+  const max = config.maxConcurrentReconciles * 3 + 2;
+  return { connectionString: config.databaseURL, max, min: Math.min(config.databaseWarmConnections, max), keepAlive: true };
+}
+
 /** Cross-field rules, as client-go enforces them for leader election. */
 function checkLeaderElectionTimings(config: OperatorConfig): string[] {
   const problems: string[] = [];
@@ -178,6 +192,7 @@ export const OPERATOR_SETTINGS: Record<keyof OperatorSettings, DocumentedSetting
   healthProbeBindAddress: { flag: '--health-probe-bind-address', env: 'HEALTH_PROBE_BIND_ADDRESS', description: 'Address of /healthz and /readyz; 0 disables them', default: ':8081' },
   maxConcurrentReconciles: { flag: '--max-concurrent-reconciles', env: 'MAX_CONCURRENT_RECONCILES', description: 'PublishedRealms reconciled at once (1 to 64); of these, at most --max-concurrent-stagings copy files at once', default: '8' },
   maxConcurrentStagings: { flag: '--max-concurrent-stagings', env: 'MAX_CONCURRENT_STAGINGS', description: 'Publishes copying files at once (1 to 64), whatever the reconciles at once: the others wait for a slot, reconciles that copy nothing never do', default: '4' },
+  databaseWarmConnections: { flag: '--database-warm-connections', env: 'DATABASE_WARM_CONNECTIONS', description: `Database connections kept open while idle (0 to 64, at most the pool's size), so a publish after a quiet spell does not prepare and plan its statements on a new connection inside the realm lock; 0 closes every idle one after 10 s`, default: String(WARM_CONNECTIONS) },
   resyncPeriod: { flag: '--resync-period', env: 'RESYNC_PERIOD', description: 'Every object is reconciled again at least this often (the authorization re-check, drift repair)', default: '10m' },
   ackWait: { flag: '--ack-wait', env: 'ACK_WAIT', description: 'How long one reconcile waits for every live replica\'s acknowledgement before requeueing', default: '10s' },
   ackRequeue: { flag: '--ack-requeue', env: 'ACK_REQUEUE', description: 'Requeue delay while some live replica has not acknowledged yet', default: '2s' },

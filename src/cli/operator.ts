@@ -25,7 +25,7 @@ import { createRealmController } from '../reconciler/realm/controller.js';
 import { registerStateMetrics } from '../reconciler/state-metrics.js';
 import { Controller, formatKey, Informer, installProcessGuard, KeepAliveConnection, loadDefaultConnection, LeaderElector, Manager, notOwnWrite, OwnWrites, specOrLifecycleChanged, type KubeConnection } from '../runtime/index.js';
 import { kubeAccessReviewer, MetricsAccess, serveMetrics } from './metrics-server.js';
-import { parseBindAddress, type OperatorConfig } from './operator-config.js';
+import { operatorPoolConfig, parseBindAddress, type OperatorConfig } from './operator-config.js';
 
 export const CONTROLLER_NAME = 'publishedrealm';
 
@@ -39,7 +39,7 @@ export async function runOperator(config: OperatorConfig, signal: AbortSignal, l
     throw new Error(`--realms-root / REALMS_ROOT: ${config.realmsRoot} is not a directory; mount the shared realms volume there`);
   }
 
-  const pool = createPool({ connectionString: config.databaseURL, max: config.maxConcurrentReconciles * 3 + 2, keepAlive: true }, (error) =>
+  const pool = createPool(operatorPoolConfig(config), (error) =>
     logger.warn({ err: error }, 'a database connection failed; work using it is retried'),
   );
   // Every liveness read goes through this pool (ack waits, live pods): a replica's lease counts this much longer.

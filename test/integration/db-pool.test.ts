@@ -5,6 +5,7 @@
  * prepares and warms up inside the realm lock.
  */
 import pg from 'pg';
+import { loadOperatorConfig, operatorPoolConfig } from '../../src/cli/operator-config.js';
 import { createPool, WARM_CONNECTIONS } from '../../src/dataplane/db.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
@@ -59,4 +60,15 @@ test('a pool that asks for none keeps none (min is the caller’s to override), 
   await Promise.all([quietSpell(none), quietSpell(small)]);
   expect(none.totalCount).toBe(0);
   expect(small.totalCount).toBe(2);
+});
+
+test('the operator’s pool keeps what --database-warm-connections says', async () => {
+  const pool = (warm: string) =>
+    createPool({ ...operatorPoolConfig(loadOperatorConfig({ 'database-warm-connections': warm }, { DATABASE_URL: db.url, REALMS_ROOT: '/realms' })), idleTimeoutMillis: 50 }, () => undefined);
+  const [two, none] = [pool('2'), pool('0')];
+  pools.push(two, none);
+  await Promise.all([useConnections(two, 6), useConnections(none, 6)]);
+  await Promise.all([quietSpell(two), quietSpell(none)]);
+  expect(two.totalCount).toBe(2);
+  expect(none.totalCount).toBe(0);
 });

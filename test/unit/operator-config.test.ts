@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, normalizeBooleanFlags } from '../../src/cli/config.js';
-import { loadOperatorConfig, OPERATOR_SETTINGS, parseBindAddress, parseByteSize, parseDuration } from '../../src/cli/operator-config.js';
+import { loadOperatorConfig, OPERATOR_SETTINGS, operatorPoolConfig, parseBindAddress, parseByteSize, parseDuration } from '../../src/cli/operator-config.js';
 
 const required = { DATABASE_URL: 'postgres://u@127.0.0.1/db', REALMS_ROOT: '/realms' };
 
@@ -25,6 +25,17 @@ describe('operator configuration', () => {
     expect(loadOperatorConfig({ 'max-concurrent-stagings': '2' }, required).maxConcurrentStagings).toBe(2);
     expect(loadOperatorConfig({}, required).maxConcurrentReconciles).toBe(8);
     expect(() => loadOperatorConfig({}, { ...required, MAX_CONCURRENT_STAGINGS: '0' })).toThrow('--max-concurrent-stagings / MAX_CONCURRENT_STAGINGS: must be at least 1');
+  });
+
+  test('warm database connections: 4 by default, 0 allowed, never more than the pool holds', () => {
+    const defaults = loadOperatorConfig({}, required);
+    expect(defaults.databaseWarmConnections).toBe(4);
+    expect(operatorPoolConfig(defaults)).toMatchObject({ connectionString: required.DATABASE_URL, max: 26, min: 4 });
+    expect(operatorPoolConfig(loadOperatorConfig({ 'database-warm-connections': '0' }, required)).min).toBe(0);
+    // One reconcile at once: a pool of 5, so 8 warm ones would be more than it may open.
+    expect(operatorPoolConfig(loadOperatorConfig({ 'max-concurrent-reconciles': '1' }, { ...required, DATABASE_WARM_CONNECTIONS: '8' }))).toMatchObject({ max: 5, min: 5 });
+    expect(() => loadOperatorConfig({}, { ...required, DATABASE_WARM_CONNECTIONS: '-1' })).toThrow('--database-warm-connections / DATABASE_WARM_CONNECTIONS: must be at least 0');
+    expect(() => loadOperatorConfig({ 'database-warm-connections': 'some' }, required)).toThrow('--database-warm-connections / DATABASE_WARM_CONNECTIONS');
   });
 
   test('every problem is reported, naming flag and variable', () => {
