@@ -137,7 +137,9 @@ test('ready pods that never register make the publish notify-only, and status na
     ],
     ports: [{ name: 'http', port: 4201, protocol: 'TCP' }],
   }));
-  await new Promise((r) => setTimeout(r, 500)); // the operator's EndpointSlice informer catches up
+  // The operator's EndpointSlice informer has it before the publish counts ready pods.
+  const cached = new RegExp(`^runtime_informer_cached_objects\\{informer="endpointslices/${NS}/realm-server"\\} 1$`, 'm');
+  await eventually(async () => cached.test(await fetch(`${operator.metricsURL}/metrics`).then((r) => r.text(), () => '')), 20_000, () => 'the EndpointSlice in the operator\'s informer cache');
   const status = await bumpAndWaitReady(3);
   expect(status.replicas).toEqual({ acknowledged: 1, expected: 2, unregistered: ['boxel-unmodified-0'], mode: 'NotifyOnly' });
   const ready = status.conditions.find((c: { type: string }) => c.type === 'Ready');

@@ -40,7 +40,7 @@ async function crashDuring(operation: 'publish' | 'unpublish', crashAt: string, 
   // PostgreSQL notices the dead client (and drops its locks) a moment later; recovery decides
   // ownership of staging copies by those locks, so wait until its backends are gone.
   await eventually(async () => {
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child'`);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child' AND datname = current_database()`);
     return rows[0].n === 0;
   }, 10_000, () => 'the crashed publisher\'s backends to exit');
 }

@@ -108,7 +108,7 @@ async function runOperator(name: string, crashAt?: RealmDeletionStep, crashAfter
   const ended = await new Promise<{ signal: NodeJS.Signals | null; code: number | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   // PostgreSQL notices the dead client (and drops its advisory locks) a moment later.
   await eventually(async () => {
-    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'realm-delete-crash-child'`);
+    const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'realm-delete-crash-child' AND datname = current_database()`);
     return rows[0].n === 0;
   }, 10_000, () => 'the crashed operator\'s database sessions to end');
   return { ...ended, output };

@@ -187,7 +187,7 @@ async function crashRollback(crashAt: string, publishedURL: string, version: str
   const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, s) => resolve(s)));
   if (signal !== 'SIGKILL') throw new Error(`child did not crash at ${crashAt}: ${output}`);
   await eventually(async () => {
-    const { rows } = await fixture.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child'`);
+    const { rows } = await fixture.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child' AND datname = current_database()`);
     return rows[0].n === 0;
   }, 10_000, () => "the crashed rollback's backends to exit");
 }

@@ -157,12 +157,13 @@ describe('LeaderElector (real API server)', () => {
   test('a leader that cannot renew within the renew deadline loses leadership: leaderSignal aborts, isLeader turns false', async () => {
     const leader = candidate('stolen', 'leader');
     await eventually(() => leader.leading(), 'leader to lead');
-    // Someone else takes the lease by force (as if we had been partitioned away and it expired).
-    const lease = await readLease('stolen');
+    // Someone else takes the lease by force (as if we had been partitioned away and it expired): a
+    // merge patch without a resourceVersion, which a renewal landing meanwhile cannot turn into a 409.
     await kubeRequest(kube, {
-      method: 'PUT',
+      method: 'PATCH',
       path: leasePath('stolen'),
-      body: { ...lease, spec: { ...lease.spec, holderIdentity: 'thief', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') } },
+      contentType: 'application/merge-patch+json',
+      body: { spec: { holderIdentity: 'thief', leaseDurationSeconds: 60, renewTime: new Date().toISOString().replace('Z', '000Z') } },
     });
     const stolenAt = performance.now();
     expect(await leader.outcome).toBe('lost');

@@ -205,11 +205,12 @@ describe('Manager (real API server)', () => {
     await createCM('blocker');
     const r = replica('victim', 'lost', { block: true });
     await eventually(() => r.reconciler.keys.length > 0, 'a reconcile to be in flight');
-    const lease = await kubeRequest<{ spec: Record<string, unknown> }>(kube, { path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/lost` });
+    // A merge patch without a resourceVersion: a renewal landing meanwhile cannot turn it into a 409.
     await kubeRequest(kube, {
-      method: 'PUT',
+      method: 'PATCH',
       path: `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/lost`,
-      body: { ...lease, spec: { ...lease.spec, holderIdentity: 'usurper', leaseDurationSeconds: 60 } },
+      contentType: 'application/merge-patch+json',
+      body: { spec: { holderIdentity: 'usurper', leaseDurationSeconds: 60 } },
     });
     const stolenAt = performance.now();
     await expect(r.running).rejects.toBeInstanceOf(LeadershipLostError);

@@ -266,7 +266,7 @@ test('a publisher killed mid-way through an incremental staging leaves the live 
   expect(await publishedInodes(first.diskId)).toEqual(inodesBefore);
 
   await eventually(async () => {
-    const { rows } = await fixture.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child'`);
+    const { rows } = await fixture.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'crash-child' AND datname = current_database()`);
     return rows[0].n === 0;
   }, 10_000, () => "the crashed publisher's backends to exit");
   await recoverPublishedRealm(plane, published);

@@ -152,6 +152,17 @@ test('scale up and down, pod deletion, kill -9, rollout restart and leader loss 
   await duringPublishes(`scale realm-server ${BASE_REPLICAS} -> ${SCALED_REPLICAS}`, async () => {
     await scaleRealmServers(SCALED_REPLICAS);
     await waitRealmServersSettled(SCALED_REPLICAS);
+    // The scale-down next removes the newest pods: each must have served a read first (a reader
+    // needs a sync and a port-forward after Ready, which once left a pod 4 reads before it went).
+    await waitFor(
+      async () => {
+        const counts = checker.replicaCounts();
+        return (await realmServerPods()).every((pod) => (counts[pod.name]?.ok ?? 0) > 0);
+      },
+      60_000,
+      () => `an OK read from each of the ${SCALED_REPLICAS} pods; per pod ${JSON.stringify(checker.replicaCounts())}; ${readers!.problems.join(' | ')}`,
+      250,
+    );
     return `${SCALED_REPLICAS} ready pods`;
   });
 

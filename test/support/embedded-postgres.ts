@@ -77,7 +77,6 @@ process.on('exit', () => {
 });
 
 export async function startEmbeddedPostgres(options: { port?: number } = {}): Promise<PostgresServer> {
-  const port = options.port ?? (await freePort());
   const owner = process.getuid?.() === 0 ? postgresUser() : undefined;
   const binDir = await binaries(owner !== undefined);
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'realm-operator-pg-'));
@@ -95,7 +94,10 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
     await fs.rm(base, { recursive: true, force: true });
     live.delete(base);
   };
-  const adminURL = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
+  // Chosen after initdb (below): a port probed free stays unbound until postgres binds it, and
+  // initdb takes seconds in which another server starting beside this one could take it.
+  let port = 0;
+  let adminURL = '';
   const ids = owner ?? {};
 
   async function start(): Promise<void> {
@@ -131,6 +133,8 @@ export async function startEmbeddedPostgres(options: { port?: number } = {}): Pr
     if (owner) await fs.chown(base, owner.uid, owner.gid);
     await initdb(binDir, base, dataDir, password, ids, (proc) => (setup = proc));
     setup = undefined;
+    port = options.port ?? (await freePort());
+    adminURL = `postgres://postgres:${password}@127.0.0.1:${port}/postgres`;
     await start();
   } catch (error) {
     await abandon();

@@ -43,6 +43,18 @@ export async function synapseVenv(): Promise<string> {
 }
 
 export async function startSynapse(): Promise<SynapseServer> {
+  // Its port is probed free, then bound by Synapse seconds later (Python's start-up): should another
+  // server take it meanwhile, start again on another.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSynapseOnce();
+    } catch (error) {
+      if (attempt >= 3 || !/Address already in use/i.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function startSynapseOnce(): Promise<SynapseServer> {
   const started = performance.now();
   const venv = await synapseVenv();
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'realm-operator-synapse-'));
