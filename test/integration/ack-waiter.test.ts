@@ -806,7 +806,7 @@ describe('shared replica acknowledgement waiter', () => {
     test('a replica whose lease lapses unacknowledged: only the poll\'s read completes the wait (a lapse sends nothing)', async () => {
       await registerSilentReplica('poll-stays');
       await db.pool.query(
-        `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('poll-lapses', now() + interval '1 second', 1000, 0)`,
+        `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('poll-lapses', now() + interval '3 seconds', 3000, 0)`,
       );
       setReplicaLeaseGrace(db.pool, 0);
       cleanups.push(async () => setReplicaLeaseGrace(db.pool, DEFAULT_REPLICA_LEASE_GRACE_MS));

@@ -445,10 +445,10 @@ describe('acknowledged invalidation', () => {
     await listener.waitUntilReady(10_000);
     // A replica that registered (with cache_started before this epoch) and then went silent.
     await db.pool.query(
-      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('silent', now() + interval '1.5 seconds', 1500, 0)`,
+      `INSERT INTO realm_operator.replicas (replica_id, lease_expires_at, lease_duration_ms, cache_started_epoch) VALUES ('silent', now() + interval '3 seconds', 3000, 0)`,
     );
     await notifyAllFileChanges(db.pool, realm);
-    const early = await waitForReplicaAcks(db.pool, { realmURL: realm, epoch, timeoutMs: 400 });
+    const early = await waitForReplicaAcks(db.pool, { realmURL: realm, epoch, timeoutMs: 1000 });
     expect(early).toMatchObject({ complete: false, missing: ['silent'], acknowledged: [listener.replicaId] });
     // The lease lapses; the silent replica is no longer live, so the wait completes without it.
     const later = await waitForReplicaAcks(db.pool, { realmURL: realm, epoch, timeoutMs: 5000, pollIntervalMs: 100 });
