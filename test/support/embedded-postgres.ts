@@ -40,7 +40,8 @@ export async function freePort(): Promise<number> {
 
 /**
  * `n` different free ports. Two freePort() calls in a row can return the same port (it is closed
- * before the second bind), which once gave an operator the same health and metrics port.
+ * before the second bind): an operator once got the same health and metrics port and exited
+ * EADDRINUSE (operators now bind port 0 and report theirs).
  */
 export async function distinctFreePorts(n: number): Promise<number[]> {
   const ports = new Set<number>();

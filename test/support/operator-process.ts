@@ -9,7 +9,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { nodeFlagsFor } from '../../src/cli/node-flags.js';
-import { distinctFreePorts } from './embedded-postgres.js';
 import { testKubeconfigPath } from './kube.js';
 
 const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
@@ -80,7 +79,6 @@ export interface OperatorOptions {
 
 export async function startOperator(options: OperatorOptions): Promise<OperatorProcess> {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run \`npm run build\` first (make test does)`);
-  const [health, metrics] = await distinctFreePorts(2);
   const { node, main } = options.uid !== undefined ? reachableInstall() : { node: process.execPath, main: MAIN };
   const child = spawn(
     node,
@@ -91,8 +89,10 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       '--realms-root', options.realmsRoot,
       '--identity', options.identity,
       '--leader-election-namespace', options.leaderElectionNamespace,
-      '--health-probe-bind-address', `127.0.0.1:${health}`,
-      '--metrics-bind-address', `127.0.0.1:${metrics}`,
+      // Port 0: the operator binds free ports and logs them (read below), so no port probed free
+      // here can be taken by another process before the operator binds it.
+      '--health-probe-bind-address', '127.0.0.1:0',
+      '--metrics-bind-address', '127.0.0.1:0',
       '--leader-election-lease-duration', '4s',
       '--leader-election-renew-deadline', '3s',
       '--leader-election-retry-period', '500ms',
@@ -130,8 +130,9 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
   const operator: OperatorProcess = {
     identity: options.identity,
     child,
-    healthURL: `http://127.0.0.1:${health}`,
-    metricsURL: `http://127.0.0.1:${metrics}`,
+    // Set from the operator's logs before startOperator returns (unless it exits first).
+    healthURL: 'http://127.0.0.1:0',
+    metricsURL: 'http://127.0.0.1:0',
     logs: () => lines,
     async waitForLog(predicate, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
@@ -152,6 +153,35 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       return exited;
     },
   };
+  // The ports it bound, from its logs. An operator that exits first keeps port 0 in its URLs; its
+  // caller learns of the exit from waitForHTTP or `exited`, as before.
+  const boundPort = (msg: string) => {
+    for (const line of lines) {
+      if (line.msg !== msg) continue;
+      const port = typeof line.port === 'number' ? line.port : (line.address as { port?: unknown } | undefined)?.port;
+      if (typeof port === 'number') return port;
+    }
+    return undefined;
+  };
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const [health, metrics] = [boundPort('serving /healthz, /readyz and /metrics'), boundPort('serving metrics')];
+    if (health !== undefined && metrics !== undefined) {
+      operator.healthURL = `http://127.0.0.1:${health}`;
+      operator.metricsURL = `http://127.0.0.1:${metrics}`;
+      break;
+    }
+    if (child.exitCode !== null || child.signalCode !== null) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`operator ${options.identity} did not log its health and metrics ports within 60 s; last lines:\n${describe()}`);
+    }
+    await new Promise<void>((resolve) => {
+      const wake = () => (waiters.delete(wake), resolve());
+      waiters.add(wake);
+      setTimeout(wake, 100);
+    });
+  }
   return operator;
 }
 
