@@ -109,6 +109,13 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
   const lines: Array<Record<string, unknown>> = [];
   let raw = '';
   const waiters = new Set<() => void>();
+  /** Resolves when the operator writes more output, or after 100 ms. */
+  const moreOutput = () =>
+    new Promise<void>((resolve) => {
+      const wake = () => (waiters.delete(wake), resolve());
+      waiters.add(wake);
+      setTimeout(wake, 100);
+    });
   const onData = (chunk: Buffer) => {
     raw += chunk.toString();
     let newline: number;
@@ -140,11 +147,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
         const found = lines.find(predicate);
         if (found) return found;
         if (Date.now() > deadline) throw new Error(`operator ${options.identity} never logged the expected line; last lines:\n${describe()}`);
-        await new Promise<void>((resolve) => {
-          const wake = () => (waiters.delete(wake), resolve());
-          waiters.add(wake);
-          setTimeout(wake, 100);
-        });
+        await moreOutput();
       }
     },
     exited,
@@ -176,11 +179,7 @@ export async function startOperator(options: OperatorOptions): Promise<OperatorP
       child.kill('SIGKILL');
       throw new Error(`operator ${options.identity} did not log its health and metrics ports within 60 s; last lines:\n${describe()}`);
     }
-    await new Promise<void>((resolve) => {
-      const wake = () => (waiters.delete(wake), resolve());
-      waiters.add(wake);
-      setTimeout(wake, 100);
-    });
+    await moreOutput();
   }
   return operator;
 }
